@@ -7,6 +7,32 @@
 // published to readers through a Holder (an atomic pointer), so a routing
 // lookup takes no lock and allocates nothing.
 //
-// The package does no network I/O. Its only file I/O is Save/Load of the
-// persisted table in the proxy's state directory.
+// # Topology specs
+//
+// A topology spec lists shards as comma-separated HOST:PORT[=RANGES]
+// entries. RANGES is one or more "A-B" or "A" slot ranges joined with "/":
+//
+//	127.0.0.1:7001=0-5000/8000-9000,127.0.0.1:7002=5001-7999/9001-16383
+//
+// IPv6 addresses are written in brackets ([::1]:7001). Either every entry
+// has ranges or none has; without ranges the slots are split the way
+// `redis-cli --cluster create` splits them among masters (3 shards:
+// 0-5460, 5461-10922, 10923-16383), so a topology built here matches a
+// cluster an operator built with redis-cli. Every slot must be owned
+// exactly once, and every shard must own at least one slot. ParseSpec and
+// ParseShardArgs read specs, FormatSpec writes the canonical form.
+//
+// # Persistence
+//
+// Save writes the current table to topology.json in the proxy's state
+// directory (temp file, fsync, rename, fsync of the directory); Load reads
+// it back and refuses a file that fails its checksum or validation. After a
+// cutover the persisted table is the truth: a restarted proxy must come
+// back on it, never on the topology it was started with.
+//
+// # Concurrency
+//
+// Tables are immutable and safe for concurrent use; Holder is safe for
+// concurrent Load and Store. The package starts no goroutines and does no
+// network I/O; its only file I/O is Save and Load.
 package router

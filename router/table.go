@@ -1,7 +1,6 @@
 package router
 
 import (
-	"fmt"
 	"sync/atomic"
 )
 
@@ -23,47 +22,81 @@ type Shard struct {
 }
 
 // NewTable builds a table from shards whose ranges cover every slot exactly
-// once. The error names the first slot that is missing or owned twice.
+// once; every shard must own at least one slot, since a shard without slots
+// could not be written back as a topology spec. A coverage error names the
+// lowest slot that is missing or owned twice. Errors wrap ErrBadTopology.
 func NewTable(epoch uint64, shards []Shard) (*Table, error) {
 	if len(shards) == 0 {
-		return nil, fmt.Errorf("router: no shards")
+		return nil, badTopology("no shards")
 	}
-	if len(shards) > 1<<16-1 {
-		return nil, fmt.Errorf("router: too many shards (%d)", len(shards))
+	if len(shards) > NumSlots {
+		return nil, badTopology("too many shards (%d for %d slots)", len(shards), NumSlots)
 	}
 	t := &Table{epoch: epoch, shards: make([]string, len(shards))}
-	const unowned = 1<<16 - 1
-	for i := range t.slots {
-		t.slots[i] = unowned
-	}
+	// cover is a difference array of how many ranges claim each slot: the
+	// check costs O(ranges + slots) however long or repetitive the ranges
+	// are, and finds the lowest bad slot whatever order shards come in.
+	var cover [NumSlots + 1]int32
 	seen := make(map[string]bool, len(shards))
 	for i, sh := range shards {
 		if sh.Addr == "" {
-			return nil, fmt.Errorf("router: shard %d has no address", i)
+			return nil, badTopology("shard %d has no address", i)
 		}
 		if seen[sh.Addr] {
-			return nil, fmt.Errorf("router: shard %s listed twice", sh.Addr)
+			return nil, badTopology("shard %s is listed twice", sh.Addr)
 		}
 		seen[sh.Addr] = true
 		t.shards[i] = sh.Addr
+		if len(sh.Ranges) == 0 {
+			return nil, badTopology("shard %s owns no slots", sh.Addr)
+		}
 		for _, r := range sh.Ranges {
 			if r.From > r.To || r.To >= NumSlots {
-				return nil, fmt.Errorf("router: shard %s: bad slot range %d-%d", sh.Addr, r.From, r.To)
+				return nil, badTopology("shard %s: bad slot range %d-%d", sh.Addr, r.From, r.To)
 			}
+			cover[r.From]++
+			cover[r.To+1]--
+		}
+	}
+	var claims int32
+	for s := 0; s < NumSlots; s++ {
+		claims += cover[s]
+		switch {
+		case claims == 0:
+			return nil, badTopology("slot %d is not owned by any shard", s)
+		case claims > 1:
+			return nil, doubledSlot(uint16(s), shards)
+		}
+	}
+	for i, sh := range shards {
+		for _, r := range sh.Ranges {
 			for s := int(r.From); s <= int(r.To); s++ {
-				if t.slots[s] != unowned {
-					return nil, fmt.Errorf("router: slot %d is owned twice (%s and %s)", s, t.shards[t.slots[s]], sh.Addr)
-				}
 				t.slots[s] = uint16(i)
 			}
 		}
 	}
-	for s, owner := range t.slots {
-		if owner == unowned {
-			return nil, fmt.Errorf("router: slot %d is not owned by any shard", s)
+	return t, nil
+}
+
+// doubledSlot names the first two claims on slot.
+func doubledSlot(slot uint16, shards []Shard) error {
+	first := -1
+	for i, sh := range shards {
+		for _, r := range sh.Ranges {
+			if r.From > slot || slot > r.To {
+				continue
+			}
+			switch {
+			case first < 0:
+				first = i
+			case first == i:
+				return badTopology("slot %d is listed twice for shard %s", slot, sh.Addr)
+			default:
+				return badTopology("slot %d is owned twice (by %s and %s)", slot, shards[first].Addr, sh.Addr)
+			}
 		}
 	}
-	return t, nil
+	return badTopology("slot %d is owned twice", slot) // unreachable: the caller counted two claims
 }
 
 // Epoch is the table's version; it grows by one on every change.
