@@ -65,3 +65,6 @@ func (s *Server) Client() *redis.Client {
 	s.tb.Cleanup(func() { c.Close() })
 	return c
 }
+
+// Sleep pauses for ms milliseconds; for polling loops in tests.
+func Sleep(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }

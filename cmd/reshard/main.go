@@ -1,0 +1,73 @@
+// Command reshard is a Redis-protocol proxy with live resharding.
+//
+//	reshard proxy [flags]     serve clients (the daemon)
+//	reshard bench [flags]     load generator and proxy-vs-direct comparison
+//
+// Flags live here, bound to each package's Config; business logic does not.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+const usage = `reshard: a Redis-protocol proxy with live resharding
+
+Usage:
+  reshard proxy [flags]   run the proxy (without --shards: on 3 local redis-server shards it starts)
+  reshard bench [flags]   generate load against an address and report ops/s and latency
+  reshard help            this text
+
+Run "reshard COMMAND --help" for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "reshard:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "proxy":
+		return runProxy(ctx, args[1:], stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// newLogger builds the process logger; level is debug, info, warn or error.
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Encoding = "console"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	cfg.DisableStacktrace = true
+	cfg.DisableCaller = true
+	return cfg.Build()
+}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/internal/redisproc"
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/router"
+)
+
+type proxyFlags struct {
+	cfg      proxy.Config
+	shards   string
+	stateDir string
+	logLevel string
+	embedded int
+}
+
+func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
+	f := proxyFlags{cfg: proxy.DefaultConfig()}
+	fs := pflag.NewFlagSet("reshard proxy", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.cfg.Listen, "listen", f.cfg.Listen, "client address (host:port); loopback only unless told otherwise")
+	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
+	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.IntVar(&f.cfg.MaxClients, "maxclients", f.cfg.MaxClients, "maximum concurrent client connections")
+	fs.DurationVar(&f.cfg.IdleTimeout, "timeout", f.cfg.IdleTimeout, "close clients idle this long (0: never)")
+	fs.IntVar(&f.cfg.BackendConns, "backend-conns", f.cfg.BackendConns, "multiplexed connections per shard")
+	fs.DurationVar(&f.cfg.DialTimeout, "dial-timeout", f.cfg.DialTimeout, "timeout of one connection attempt to a shard")
+	fs.Int64Var(&f.cfg.MaxBulkLen, "proto-max-bulk-len", f.cfg.MaxBulkLen, "largest bulk argument a client may send, in bytes")
+	fs.Int64Var(&f.cfg.MaxArgs, "max-args", f.cfg.MaxArgs, "largest argument count of one command")
+	fs.Int64Var(&f.cfg.MaxQueryBuffer, "client-query-buffer-limit", f.cfg.MaxQueryBuffer, "largest single client request, in bytes")
+	fs.Int64Var(&f.cfg.MaxOutputBuffer, "client-output-buffer-limit", f.cfg.MaxOutputBuffer, "largest reply held for one client pipeline, in bytes; beyond it the client is disconnected")
+	fs.IntVar(&f.embedded, "embedded-shards", 3, "number of local redis-server shards to start when --shards is empty")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: reshard proxy [flags]\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	return serveProxy(ctx, f, log)
+}
+
+func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
+	if err := os.MkdirAll(f.stateDir, 0o755); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	raiseFileLimit(f.cfg.MaxClients, log)
+	table, err := router.Load(f.stateDir)
+	switch {
+	case err == nil:
+		if f.shards != "" {
+			log.Warn("persisted routing table wins over --shards", zap.String("state_dir", f.stateDir),
+				zap.Uint64("epoch", table.Epoch()), zap.String("persisted", router.FormatSpec(table.Shards())))
+		} else {
+			log.Info("serving the persisted routing table", zap.Uint64("epoch", table.Epoch()))
+		}
+	case errors.Is(err, router.ErrNoTable):
+		table = nil
+	default:
+		return err
+	}
+
+	var shards []*redisproc.Process
+	defer func() {
+		for _, p := range shards {
+			p.Stop(10 * time.Second)
+		}
+	}()
+	if (f.shards == "" && table == nil) || (table != nil && embeddedState(f.stateDir)) {
+		shards, table, err = startEmbedded(ctx, f, table, log)
+		if err != nil {
+			return err
+		}
+	}
+	if table == nil {
+		spec, err := router.ParseSpec(f.shards)
+		if err != nil {
+			return err
+		}
+		if table, err = router.NewTable(1, spec); err != nil {
+			return err
+		}
+		if err := router.Save(f.stateDir, table); err != nil {
+			return err
+		}
+	}
+
+	srv, err := proxy.New(f.cfg, table, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.cfg.Listen)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	log.Info("proxy listening", zap.String("addr", ln.Addr().String()),
+		zap.Uint64("epoch", table.Epoch()), zap.String("shards", router.FormatSpec(table.Shards())))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	for _, p := range shards {
+		go func(p *redisproc.Process) {
+			select {
+			case <-p.Done():
+				log.Error("embedded shard exited", zap.String("shard", p.Addr()))
+			case <-ctx.Done():
+			}
+		}(p)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		srv.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		srv.Close()
+		return err
+	}
+}
+
+const embeddedMarker = "embedded"
+
+func embeddedState(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, embeddedMarker))
+	return err == nil
+}
+
+// startEmbedded starts local redis-server shards with their data in the state
+// directory. On a restart it brings them back on the ports of the persisted
+// table, so the table and the data stay together.
+func startEmbedded(ctx context.Context, f proxyFlags, table *router.Table, log *zap.Logger) ([]*redisproc.Process, *router.Table, error) {
+	if _, err := redisproc.LookPath(""); err != nil {
+		return nil, nil, fmt.Errorf("no --shards given and %w", err)
+	}
+	n := f.embedded
+	var ports []int
+	if table != nil {
+		n = table.NumShards()
+		for i := 0; i < n; i++ {
+			_, p, _ := net.SplitHostPort(table.Addr(i))
+			port, _ := strconv.Atoi(p)
+			ports = append(ports, port)
+		}
+	}
+	if n < 1 {
+		return nil, nil, fmt.Errorf("--embedded-shards must be at least 1, got %d", n)
+	}
+	var procs []*redisproc.Process
+	var spec []router.Shard
+	for i := 0; i < n; i++ {
+		cfg := redisproc.Config{
+			Dir:  filepath.Join(f.stateDir, embeddedMarker, fmt.Sprintf("shard-%d", i)),
+			Args: []string{"--appendonly", "yes"},
+		}
+		if ports != nil {
+			cfg.Port = ports[i]
+		}
+		p, err := redisproc.Start(ctx, cfg)
+		if err != nil {
+			for _, q := range procs {
+				q.Stop(5 * time.Second)
+			}
+			return nil, nil, fmt.Errorf("embedded shard %d: %w", i, err)
+		}
+		log.Info("embedded shard started", zap.String("shard", p.Addr()), zap.Int("pid", p.PID()), zap.String("dir", p.Dir()))
+		procs = append(procs, p)
+		spec = append(spec, router.Shard{Addr: p.Addr()})
+	}
+	if table != nil {
+		return procs, table, nil
+	}
+	spec, err := router.ParseShardArgs(addrs(spec))
+	if err == nil {
+		table, err = router.NewTable(1, spec)
+	}
+	if err == nil {
+		err = router.Save(f.stateDir, table)
+	}
+	if err != nil {
+		for _, q := range procs {
+			q.Stop(5 * time.Second)
+		}
+		return nil, nil, err
+	}
+	return procs, table, nil
+}
+
+func addrs(sh []router.Shard) []string {
+	out := make([]string, len(sh))
+	for i, s := range sh {
+		out[i] = s.Addr
+	}
+	return out
+}
+
+// raiseFileLimit lifts the soft open-file limit so maxclients can be reached.
+func raiseFileLimit(maxClients int, log *zap.Logger) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	want := uint64(maxClients) + 256
+	if lim.Cur >= want {
+		return
+	}
+	lim.Cur = min(want, lim.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < want {
+		log.Warn("open file limit is below maxclients", zap.Uint64("limit", lim.Cur), zap.Int("maxclients", maxClients))
+	}
+}

@@ -1,0 +1,109 @@
+// Package proxytest runs a proxy in front of real redis-server shards for
+// tests and benchmarks: shards from internal/redistest on free loopback
+// ports, the proxy on 127.0.0.1:0, everything stopped at cleanup.
+package proxytest
+
+import (
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/router"
+)
+
+// Cluster is a proxy and its shards.
+type Cluster struct {
+	Shards []*redistest.Server
+	Proxy  *proxy.Server
+	Table  *router.Table
+	Addr   string // the proxy's client address
+	tb     testing.TB
+}
+
+// Options tune a test cluster; the zero value is 3 shards, default config,
+// even slot split.
+type Options struct {
+	Shards    int
+	Config    *proxy.Config
+	Ranges    [][]router.Range // per shard; nil splits evenly
+	ShardArgs []string         // extra redis-server arguments
+	Log       *zap.Logger
+}
+
+// Start starts the shards and the proxy.
+func Start(tb testing.TB, opt Options) *Cluster {
+	tb.Helper()
+	if opt.Shards == 0 {
+		opt.Shards = 3
+	}
+	c := &Cluster{tb: tb, Shards: redistest.StartN(tb, opt.Shards, opt.ShardArgs...)}
+	addrs := make([]string, len(c.Shards))
+	for i, s := range c.Shards {
+		addrs[i] = s.Addr()
+	}
+	spec, err := router.ParseShardArgs(addrs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if opt.Ranges != nil {
+		for i := range spec {
+			spec[i].Ranges = opt.Ranges[i]
+		}
+	}
+	if c.Table, err = router.NewTable(1, spec); err != nil {
+		tb.Fatal(err)
+	}
+	cfg := proxy.DefaultConfig()
+	if opt.Config != nil {
+		cfg = *opt.Config
+	}
+	cfg.Listen = "127.0.0.1:0"
+	if c.Proxy, err = proxy.New(cfg, c.Table, opt.Log); err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.Addr = ln.Addr().String()
+	done := make(chan error, 1)
+	go func() { done <- c.Proxy.Serve(ln) }()
+	tb.Cleanup(func() {
+		c.Proxy.Close()
+		if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
+			tb.Errorf("proxy serve: %v", err)
+		}
+	})
+	c.waitUp()
+	return c
+}
+
+// waitUp waits until the proxy answers a command that reaches every shard.
+func (c *Cluster) waitUp() {
+	c.tb.Helper()
+	cl := c.Client()
+	for i := 0; i < 200; i++ {
+		if err := cl.DBSize(c.tb.Context()).Err(); err == nil {
+			return
+		}
+		redistest.Sleep(10)
+	}
+	c.tb.Fatalf("proxy at %s did not reach its shards", c.Addr)
+}
+
+// Client returns a go-redis client of the proxy, closed at cleanup.
+func (c *Cluster) Client() *redis.Client {
+	cl := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: 2, DisableIdentity: true})
+	c.tb.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// ShardOf returns the shard server that owns key in the cluster's table.
+func (c *Cluster) ShardOf(key string) *redistest.Server {
+	return c.Shards[c.Table.ShardOf([]byte(key))]
+}

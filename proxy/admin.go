@@ -1,0 +1,66 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/reshard/reshard/router"
+)
+
+// Admin commands live under PROXY. Their replies are made by the proxy.
+
+var proxyHelp = []string{
+	"PROXY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+	"TOPOLOGY",
+	"    Return the routing table: its epoch and, per shard, the address, slot ranges and status.",
+	"HELP",
+	"    Print this help.",
+}
+
+func (srv *Server) admin(s *session, args [][]byte) []byte {
+	if len(args) == 1 || equalFold(args[1], "help") {
+		b := appendArrayHeader(nil, len(proxyHelp))
+		for _, l := range proxyHelp {
+			b = appendStatus(b, l)
+		}
+		return b
+	}
+	switch {
+	case equalFold(args[1], "topology") && len(args) == 2:
+		return srv.topologyReply()
+	}
+	return appendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
+}
+
+// topologyReply lists epoch, the canonical spec, and per shard its address,
+// slot ranges and status.
+func (srv *Server) topologyReply() []byte {
+	r := srv.route.Load()
+	b := appendArrayHeader(nil, 6)
+	b = appendBulkString(b, "epoch")
+	b = appendInt(b, int64(r.table.Epoch()))
+	b = appendBulkString(b, "spec")
+	b = appendBulkString(b, router.FormatSpec(r.table.Shards()))
+	b = appendBulkString(b, "shards")
+	b = appendArrayHeader(b, len(r.pools))
+	shards := r.table.Shards()
+	for i, p := range r.pools {
+		status := "up"
+		if !p.up() {
+			status = "down"
+		}
+		b = appendArrayHeader(b, 6)
+		b = appendBulkString(b, "addr")
+		b = appendBulkString(b, p.addr)
+		b = appendBulkString(b, "slots")
+		b = appendBulkString(b, rangesText(shards[i]))
+		b = appendBulkString(b, "status")
+		b = appendBulkString(b, status)
+	}
+	return b
+}
+
+// rangesText is a shard's slot ranges as in a topology spec ("0-5460/8000").
+func rangesText(sh router.Shard) string {
+	_, ranges, _ := strings.Cut(router.FormatSpec([]router.Shard{sh}), "=")
+	return ranges
+}

@@ -1,0 +1,277 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A backend is one long-lived, multiplexed connection to a shard. Many client
+// sessions submit requests to it at once; a writer goroutine sends whatever
+// has gathered in one write, and a reader goroutine frames the replies and
+// hands each to the request at the head of the FIFO. Because every request
+// that was written gets its reply read, whatever happens to the client that
+// sent it, the connection can never fall out of step.
+//
+// While the shard cannot be reached, submit fails requests at once with an
+// error naming the shard; the backend reconnects in the background with
+// exponential backoff.
+type backend struct {
+	addr    string
+	log     *zap.Logger
+	timeout time.Duration // dial timeout
+
+	mu    sync.Mutex
+	up    bool
+	why   error  // the last connection error, while !up
+	wbuf  []byte // encoded requests not yet written
+	queue fifo   // requests written or waiting, in order
+	wake  chan struct{}
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	reconnects atomic.Int64
+	requests   atomic.Int64 // requests sent
+	writes     atomic.Int64 // write calls that sent them
+}
+
+// pending is one request waiting for its reply: the reply goes to slot i of
+// batch b.
+type pending struct {
+	b *batch
+	i int32
+}
+
+// batch collects the replies of one client pipeline. Slot buffers are owned
+// by the session and reused from pipeline to pipeline.
+type batch struct {
+	results   [][]byte
+	remaining atomic.Int32
+	done      chan struct{}
+}
+
+func (b *batch) deliver(i int32, reply []byte) {
+	b.results[i] = reply
+	if b.remaining.Add(-1) == 0 {
+		b.done <- struct{}{}
+	}
+}
+
+func (b *batch) fail(i int32, msg string) {
+	b.deliver(i, appendError(b.results[i][:0], msg))
+}
+
+func newBackend(addr string, dialTimeout time.Duration, log *zap.Logger) *backend {
+	c := &backend{
+		addr:    addr,
+		log:     log.With(zap.String("shard", addr)),
+		timeout: dialTimeout,
+		why:     errors.New("connecting"),
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// Up reports whether the connection is established.
+func (c *backend) Up() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up
+}
+
+// submit queues encoded requests (raw holds them back to back, reqs their
+// reply slots in the same order).
+func (c *backend) submit(raw []byte, reqs []pending) {
+	c.mu.Lock()
+	if !c.up {
+		why := c.why
+		c.mu.Unlock()
+		msg := c.downMessage(why)
+		for _, p := range reqs {
+			p.b.fail(p.i, msg)
+		}
+		return
+	}
+	c.wbuf = append(c.wbuf, raw...)
+	for _, p := range reqs {
+		c.queue.push(p)
+	}
+	c.mu.Unlock()
+	c.requests.Add(int64(len(reqs)))
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *backend) downMessage(why error) string {
+	return fmt.Sprintf("ERR shard %s is unavailable: %v", c.addr, why)
+}
+
+// Close stops the backend and fails every request still waiting.
+func (c *backend) Close() {
+	c.once.Do(func() { close(c.stop) })
+	<-c.done
+}
+
+func (c *backend) run() {
+	defer close(c.done)
+	backoff := 50 * time.Millisecond
+	for {
+		nc, err := net.DialTimeout("tcp", c.addr, c.timeout)
+		if err != nil {
+			c.setDown(err)
+			select {
+			case <-c.stop:
+				c.setDown(errors.New("proxy shutting down"))
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		c.mu.Lock()
+		c.up, c.why = true, nil
+		c.mu.Unlock()
+		c.log.Info("shard connected")
+		err = c.serve(nc)
+		c.reconnects.Add(1)
+		select {
+		case <-c.stop:
+			c.setDown(errors.New("proxy shutting down"))
+			return
+		default:
+		}
+		c.log.Warn("shard connection lost", zap.Error(err))
+		c.setDown(err)
+	}
+}
+
+// setDown marks the connection down and fails every queued request.
+func (c *backend) setDown(err error) {
+	c.mu.Lock()
+	wasUp := c.up
+	c.up, c.why = false, err
+	c.wbuf = c.wbuf[:0]
+	var failed []pending
+	for c.queue.len() > 0 {
+		failed = append(failed, c.queue.pop())
+	}
+	c.mu.Unlock()
+	if wasUp || len(failed) > 0 {
+		msg := c.downMessage(err)
+		for _, p := range failed {
+			p.b.fail(p.i, msg)
+		}
+	}
+}
+
+// serve runs the writer on this goroutine and the reader on another until
+// either fails or the backend is closed.
+func (c *backend) serve(nc net.Conn) error {
+	readErr := make(chan error, 1)
+	go func() { readErr <- c.readLoop(nc) }()
+	err := c.writeLoop(nc, readErr)
+	nc.Close()
+	<-readErr // writeLoop puts back an error it took, so this never blocks forever
+	return err
+}
+
+func (c *backend) writeLoop(nc net.Conn, readErr chan error) error {
+	var spare []byte
+	for {
+		select {
+		case <-c.wake:
+		case <-c.stop:
+			return errors.New("proxy shutting down")
+		case err := <-readErr:
+			readErr <- err
+			return err
+		}
+		// Let the other runnable sessions add their requests first: one
+		// write syscall for many requests is what makes multiplexing pay.
+		runtime.Gosched()
+		c.mu.Lock()
+		out := c.wbuf
+		c.wbuf = spare[:0]
+		c.mu.Unlock()
+		if len(out) > 0 {
+			if _, err := nc.Write(out); err != nil {
+				return err
+			}
+			c.writes.Add(1)
+		}
+		if cap(out) > 4<<20 {
+			out = nil // do not keep a huge buffer after a burst
+		}
+		spare = out
+	}
+}
+
+func (c *backend) readLoop(nc net.Conn) error {
+	r := bufio.NewReaderSize(nc, 64<<10)
+	for {
+		if _, err := r.Peek(1); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.queue.len() == 0 {
+			c.mu.Unlock()
+			return errors.New("reply without a request (out of step)")
+		}
+		p := c.queue.front()
+		c.mu.Unlock()
+		reply, err := readReply(r, p.b.results[p.i][:0])
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.queue.pop()
+		c.mu.Unlock()
+		p.b.deliver(p.i, reply)
+	}
+}
+
+// fifo is a growable ring of pending requests.
+type fifo struct {
+	buf  []pending
+	head int
+	n    int
+}
+
+func (q *fifo) len() int { return q.n }
+
+func (q *fifo) push(p pending) {
+	if q.n == len(q.buf) {
+		nb := make([]pending, max(16, 2*len(q.buf)))
+		for i := 0; i < q.n; i++ {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = p
+	q.n++
+}
+
+func (q *fifo) front() pending { return q.buf[q.head] }
+
+func (q *fifo) pop() pending {
+	p := q.buf[q.head]
+	q.buf[q.head] = pending{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return p
+}

@@ -1,0 +1,75 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config holds the proxy's settings. DefaultConfig is the one place defaults
+// live; the command line binds its flags to these fields.
+type Config struct {
+	// Listen is the client address. The default binds loopback only.
+	Listen string
+	// MaxClients caps concurrent client connections, like Redis's maxclients.
+	MaxClients int
+	// IdleTimeout closes a client idle this long; 0 never does (Redis's
+	// "timeout 0").
+	IdleTimeout time.Duration
+	// BackendConns is the number of multiplexed connections per shard.
+	BackendConns int
+	// DialTimeout bounds one connection attempt to a shard.
+	DialTimeout time.Duration
+	// MaxBulkLen is the largest bulk argument a client may send (Redis's
+	// proto-max-bulk-len).
+	MaxBulkLen int64
+	// MaxArgs is the largest argument count of one command.
+	MaxArgs int64
+	// MaxQueryBuffer caps the bytes of one pending client request (Redis's
+	// client-query-buffer-limit).
+	MaxQueryBuffer int64
+	// MaxOutputBuffer caps the reply bytes the proxy holds for one client
+	// pipeline; a client whose pipeline would exceed it is disconnected, as
+	// Redis does at its client-output-buffer-limit.
+	MaxOutputBuffer int64
+}
+
+// DefaultConfig returns the defaults, chosen to match Redis's own where
+// Redis has the same setting.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:6380",
+		MaxClients:      10000,
+		BackendConns:    2,
+		DialTimeout:     2 * time.Second,
+		MaxBulkLen:      512 << 20,
+		MaxArgs:         1 << 20,
+		MaxQueryBuffer:  1 << 30,
+		MaxOutputBuffer: 1 << 30,
+	}
+}
+
+func (c Config) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("proxy: listen address %q: %w", c.Listen, err)
+	}
+	switch {
+	case c.MaxClients < 1:
+		return fmt.Errorf("proxy: maxclients must be at least 1, got %d", c.MaxClients)
+	case c.BackendConns < 1 || c.BackendConns > 64:
+		return fmt.Errorf("proxy: backend connections per shard must be 1 to 64, got %d", c.BackendConns)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("proxy: idle timeout must not be negative, got %s", c.IdleTimeout)
+	case c.DialTimeout <= 0:
+		return fmt.Errorf("proxy: dial timeout must be positive, got %s", c.DialTimeout)
+	case c.MaxBulkLen < 1:
+		return fmt.Errorf("proxy: max bulk length must be positive, got %d", c.MaxBulkLen)
+	case c.MaxArgs < 1:
+		return fmt.Errorf("proxy: max arguments must be positive, got %d", c.MaxArgs)
+	case c.MaxQueryBuffer < c.MaxBulkLen:
+		return fmt.Errorf("proxy: query buffer limit %d is below the max bulk length %d", c.MaxQueryBuffer, c.MaxBulkLen)
+	case c.MaxOutputBuffer < 1:
+		return fmt.Errorf("proxy: output buffer limit must be positive, got %d", c.MaxOutputBuffer)
+	}
+	return nil
+}

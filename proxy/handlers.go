@@ -1,0 +1,291 @@
+package proxy
+
+import (
+	"github.com/tidwall/redcon"
+
+	"github.com/reshard/reshard/proxy/command"
+)
+
+// handler serves a command that is not simply routed by its keys.
+type handler func(s *session, r *route, info *command.Info, cmd redcon.Command)
+
+// handlers maps COMMAND INFO names ("config|get") to their handler. Every
+// other command is routed by its keys (routeByKeys) or, keyless, refused.
+var handlers map[string]handler
+
+func init() {
+	handlers = map[string]handler{
+		"ping":      ping,
+		"echo":      func(s *session, _ *route, _ *command.Info, c redcon.Command) { s.local(appendBulk(nil, c.Args[1])) },
+		"quit":      quit,
+		"select":    selectDB,
+		"hello":     hello,
+		"auth":      auth,
+		"readonly":  replyOK,
+		"readwrite": replyOK,
+
+		"client|setname": clientSetName,
+		"client|getname": clientGetName,
+		"client|setinfo": replyOK,
+		"client|id":      func(s *session, _ *route, _ *command.Info, _ redcon.Command) { s.local(appendInt(nil, int64(s.id))) },
+
+		"info":      info,
+		"dbsize":    fanout(sumInts),
+		"flushdb":   fanout(allOK),
+		"flushall":  fanout(allOK),
+		"keys":      fanout(concatArrays),
+		"randomkey": fanout(anyNonNull),
+
+		"time":                    anyShard,
+		"lolwut":                  anyShard,
+		"command":                 anyShard,
+		"command|count":           anyShard,
+		"command|info":            anyShard,
+		"command|docs":            anyShard,
+		"command|list":            anyShard,
+		"command|getkeys":         anyShard,
+		"command|getkeysandflags": anyShard,
+		"command|help":            anyShard,
+		"config|get":              anyShard,
+		"config|set":              fanout(allOK),
+		"config|resetstat":        fanout(allOK),
+		"config|rewrite":          fanout(allOK),
+
+		"script|load":      fanout(allOK),
+		"script|exists":    fanout(andArrays),
+		"script|flush":     fanout(allOK),
+		"function|load":    fanout(allOK),
+		"function|delete":  fanout(allOK),
+		"function|flush":   fanout(allOK),
+		"function|restore": fanout(allOK),
+		"function|list":    anyShard,
+		"function|dump":    anyShard,
+
+		"eval":       script,
+		"evalsha":    script,
+		"eval_ro":    script,
+		"evalsha_ro": script,
+		"fcall":      script,
+		"fcall_ro":   script,
+
+		"mget":   split(1, mgetMerge),
+		"mset":   split(2, allOK),
+		"del":    split(1, sumInts),
+		"unlink": split(1, sumInts),
+		"exists": split(1, sumInts),
+		"touch":  split(1, sumInts),
+
+		"xread":      streamRead,
+		"xreadgroup": streamRead,
+
+		// Keyed commands that must not run on a shared connection or have
+		// no meaning behind a proxy.
+		"watch":        refuse,
+		"ssubscribe":   refuse,
+		"sunsubscribe": refuse,
+		"migrate":      refuse,
+		"move":         refuse,
+	}
+}
+
+func replyOK(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	s.local(appendStatus(nil, "OK"))
+}
+
+func refuse(s *session, _ *route, info *command.Info, _ redcon.Command) {
+	s.errorReply(unsupported(info))
+}
+
+func ping(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	if len(c.Args) > 1 {
+		s.local(appendBulk(nil, c.Args[1]))
+		return
+	}
+	s.local(appendStatus(nil, "PONG"))
+}
+
+func quit(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	s.local(appendStatus(nil, "OK"))
+	s.quit = true
+}
+
+func selectDB(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	if string(c.Args[1]) == "0" {
+		s.local(appendStatus(nil, "OK"))
+		return
+	}
+	// Redis Cluster's wording: the shards serve database 0 only.
+	s.errorReply("ERR SELECT is not allowed in cluster mode")
+}
+
+func auth(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	s.errorReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+}
+
+func hello(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	args := c.Args[1:]
+	if len(args) > 0 {
+		if string(args[0]) != "2" {
+			if string(args[0]) == "3" {
+				s.errorReply("NOPROTO unsupported protocol version")
+			} else {
+				s.errorReply("ERR Protocol version is not an integer or out of range")
+			}
+			return
+		}
+		for i := 1; i < len(args); i++ {
+			switch {
+			case equalFold(args[i], "auth") && i+2 < len(args):
+				i += 2
+			case equalFold(args[i], "setname") && i+1 < len(args):
+				s.name = string(args[i+1])
+				i++
+			default:
+				s.errorReply("ERR Syntax error in HELLO option '" + clip(args[i]) + "'")
+				return
+			}
+		}
+	}
+	b := appendArrayHeader(nil, 14)
+	b = appendBulkString(b, "server")
+	b = appendBulkString(b, "redis")
+	b = appendBulkString(b, "version")
+	b = appendBulkString(b, s.srv.redisVersion())
+	b = appendBulkString(b, "proto")
+	b = appendInt(b, 2)
+	b = appendBulkString(b, "id")
+	b = appendInt(b, int64(s.id))
+	b = appendBulkString(b, "mode")
+	b = appendBulkString(b, "standalone")
+	b = appendBulkString(b, "role")
+	b = appendBulkString(b, "master")
+	b = appendBulkString(b, "modules")
+	b = appendArrayHeader(b, 0)
+	s.local(b)
+}
+
+func clientSetName(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	for _, ch := range c.Args[2] {
+		if ch < '!' || ch > '~' {
+			s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+	}
+	s.name = string(c.Args[2])
+	s.local(appendStatus(nil, "OK"))
+}
+
+func clientGetName(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	if s.name == "" {
+		s.local(appendNull(nil))
+		return
+	}
+	s.local(appendBulkString(nil, s.name))
+}
+
+// anyShard serves a keyless read whose answer is the same on every shard.
+// Sessions spread over the shards.
+func anyShard(s *session, r *route, _ *command.Info, c redcon.Command) {
+	s.forward(int(s.id%uint64(len(r.pools))), c.Raw)
+}
+
+func fanout(m merger) handler {
+	return func(s *session, r *route, _ *command.Info, c redcon.Command) {
+		s.fanout(r, c.Args, c.Raw, m)
+	}
+}
+
+// script routes EVAL/FCALL and friends by their keys. A script without keys
+// runs on the first shard of the table: a fixed rule, so that scripts which
+// keep state in keyless ways (none should) at least see one place.
+func script(s *session, r *route, info *command.Info, c redcon.Command) {
+	slot, ok, errMsg := s.slotOf(info, c.Args)
+	switch {
+	case errMsg != "":
+		s.errorReply(errMsg)
+	case !ok:
+		s.forward(0, c.Raw)
+	default:
+		s.forward(r.table.ShardOfSlot(slot), c.Raw)
+	}
+}
+
+// streamRead serves XREAD/XREADGROUP without BLOCK; blocking reads need a
+// dedicated connection.
+func streamRead(s *session, r *route, info *command.Info, c redcon.Command) {
+	for _, a := range c.Args[1:] {
+		if equalFold(a, "streams") {
+			break
+		}
+		if equalFold(a, "block") {
+			s.errorReply(unsupported(info))
+			return
+		}
+	}
+	slot, ok, errMsg := s.slotOf(info, c.Args)
+	switch {
+	case errMsg != "":
+		s.errorReply(errMsg)
+	case !ok:
+		s.errorReply("ERR syntax error")
+	default:
+		s.forward(r.table.ShardOfSlot(slot), c.Raw)
+	}
+}
+
+// split serves MGET, MSET, DEL and the like: keys (each followed by step-1
+// values) are grouped per shard, each shard gets one command with its keys,
+// and the replies are merged. When every key is on one shard the command is
+// forwarded unchanged.
+func split(step int, m merger) handler {
+	return func(s *session, r *route, info *command.Info, c redcon.Command) {
+		args := c.Args
+		if (len(args)-1)%step != 0 {
+			s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
+			return
+		}
+		t := r.table
+		nkeys := (len(args) - 1) / step
+		first := t.ShardOf(args[1])
+		same := true
+		for k := 1; k < nkeys && same; k++ {
+			same = t.ShardOf(args[1+k*step]) == first
+		}
+		if same {
+			s.forward(first, c.Raw)
+			return
+		}
+		// Count keys per shard, then give each shard one command.
+		counts := make([]int, len(r.pools))
+		auxOff := int32(len(s.aux))
+		for k := 0; k < nkeys; k++ {
+			sh := t.ShardOf(args[1+k*step])
+			counts[sh]++
+			s.aux = append(s.aux, int32(sh))
+		}
+		sub := make([]int32, len(r.pools))
+		firstSlot := s.nslots
+		n := int32(0)
+		for sh, cnt := range counts {
+			if cnt == 0 {
+				continue
+			}
+			sub[sh] = n
+			n++
+			i := s.slot()
+			st := &s.stages[sh]
+			st.reqs = append(st.reqs, pending{b: &s.b, i: i})
+			st.raw = appendArrayHeader(st.raw, 1+cnt*step)
+			st.raw = appendBulk(st.raw, args[0])
+		}
+		for k := 0; k < nkeys; k++ {
+			sh := s.aux[auxOff+int32(k)]
+			st := &s.stages[sh]
+			for j := 0; j < step; j++ {
+				st.raw = appendBulk(st.raw, args[1+k*step+j])
+			}
+			s.aux[auxOff+int32(k)] = sub[sh] // from shard index to reply index
+		}
+		s.calls = append(s.calls, call{first: firstSlot, n: n, merge: m, args: args, auxOff: auxOff})
+	}
+}

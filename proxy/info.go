@@ -1,0 +1,250 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/reshard/reshard/proxy/command"
+)
+
+// INFO is answered by the proxy: its own server, clients, stats and proxy
+// sections, and memory and keyspace figures summed over the shards, so tools
+// that read INFO see one server.
+
+// shardInfoCmd is what INFO asks every shard.
+var shardInfoCmd = appendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"))
+
+var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "proxy", "keyspace"}
+
+func info(s *session, r *route, _ *command.Info, c redcon.Command) {
+	s.fanout(r, c.Args, shardInfoCmd, infoMerge)
+}
+
+func infoMerge(s *session, c *call, out []byte) []byte {
+	want := map[string]bool{}
+	for _, a := range c.args[1:] {
+		sec := strings.ToLower(string(a))
+		switch sec {
+		case "all", "everything", "default":
+			for _, n := range infoSections {
+				want[n] = true
+			}
+		default:
+			want[sec] = true
+		}
+	}
+	if len(c.args) == 1 {
+		for _, n := range infoSections {
+			want[n] = true
+		}
+	}
+	shards := make([]map[string]string, c.n)
+	keyspace := map[string][3]int64{} // db -> keys, expires, avg_ttl*keys
+	for i, r := range s.results(c) {
+		shards[i] = map[string]string{}
+		text, ok := bulkText(r)
+		if !ok {
+			continue
+		}
+		for _, line := range strings.Split(string(text), "\r\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok || strings.HasPrefix(line, "#") {
+				continue
+			}
+			shards[i][k] = v
+			if strings.HasPrefix(k, "db") {
+				ks := keyspace[k]
+				for _, f := range strings.Split(v, ",") {
+					name, val, _ := strings.Cut(f, "=")
+					n, _ := strconv.ParseInt(val, 10, 64)
+					switch name {
+					case "keys":
+						ks[0] += n
+					case "expires":
+						ks[1] += n
+					case "avg_ttl":
+						ks[2] += n
+					}
+				}
+				keyspace[k] = ks
+			}
+		}
+	}
+	if v := shards[0]["redis_version"]; v != "" {
+		s.srv.version.Store(&v)
+	}
+	var b strings.Builder
+	section := func(name string) bool {
+		if !want[name] {
+			return false
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		b.WriteString("# " + strings.ToUpper(name[:1]) + name[1:] + "\r\n")
+		return true
+	}
+	field := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
+	srv := s.srv
+	up := time.Since(srv.started)
+	if section("server") {
+		field("redis_version", srv.redisVersion())
+		field("redis_mode", "standalone")
+		field("reshard_version", Version)
+		field("os", runtime.GOOS+" "+runtime.GOARCH)
+		field("arch_bits", strconv.IntSize)
+		field("process_id", os.Getpid())
+		field("tcp_port", srv.port())
+		field("uptime_in_seconds", int64(up.Seconds()))
+		field("uptime_in_days", int64(up.Hours()/24))
+	}
+	if section("clients") {
+		field("connected_clients", srv.clients.Load())
+		field("maxclients", srv.cfg.MaxClients)
+	}
+	if section("memory") {
+		var used, peak, maxmem int64
+		for _, sh := range shards {
+			used += atoi(sh["used_memory"])
+			peak += atoi(sh["used_memory_peak"])
+			maxmem += atoi(sh["maxmemory"])
+		}
+		field("used_memory", used)
+		field("used_memory_human", humanBytes(used))
+		field("used_memory_peak", peak)
+		field("maxmemory", maxmem)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		field("proxy_heap_inuse", ms.HeapInuse)
+		field("proxy_sys", ms.Sys)
+	}
+	if section("persistence") {
+		field("loading", 0)
+		field("async_loading", 0)
+	}
+	if section("stats") {
+		field("total_connections_received", srv.accepted.Load())
+		field("total_commands_processed", srv.commands.Load())
+		field("instantaneous_ops_per_sec", srv.opsSampler.value())
+		field("rejected_connections", srv.rejected.Load())
+	}
+	if section("replication") {
+		field("role", "master")
+		field("connected_slaves", 0)
+	}
+	if section("cpu") {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		field("used_cpu_sys", fmt.Sprintf("%.6f", time.Duration(ru.Stime.Nano()).Seconds()))
+		field("used_cpu_user", fmt.Sprintf("%.6f", time.Duration(ru.Utime.Nano()).Seconds()))
+	}
+	if section("proxy") {
+		rt := srv.route.Load()
+		field("proxy_version", Version)
+		field("uptime_in_seconds", int64(up.Seconds()))
+		field("connected_clients", srv.clients.Load())
+		field("total_commands_processed", srv.commands.Load())
+		field("instantaneous_ops_per_sec", srv.opsSampler.value())
+		field("epoch", rt.table.Epoch())
+		field("shards", len(rt.pools))
+		shards := rt.table.Shards()
+		for i, p := range rt.pools {
+			status := "up"
+			if !p.up() {
+				status = "down"
+			}
+			var reconnects, requests, writes int64
+			for _, bc := range p.conns {
+				reconnects += bc.reconnects.Load()
+				requests += bc.requests.Load()
+				writes += bc.writes.Load()
+			}
+			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s,status=%s,slots=%s,reconnects=%d,requests=%d,writes=%d",
+				p.addr, status, rangesText(shards[i]), reconnects, requests, writes))
+		}
+	}
+	if section("keyspace") {
+		for db := 0; db < 16; db++ {
+			name := "db" + strconv.Itoa(db)
+			if ks, ok := keyspace[name]; ok {
+				avg := int64(0)
+				if c.n > 0 {
+					avg = ks[2] / int64(c.n)
+				}
+				field(name, fmt.Sprintf("keys=%d,expires=%d,avg_ttl=%d", ks[0], ks[1], avg))
+			}
+		}
+	}
+	return appendBulkString(out, b.String())
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2fG", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2fM", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.2fK", float64(n)/(1<<10))
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
+
+// redisVersion is the Redis version the proxy reports: the first shard's,
+// learnt from INFO, or a Redis 7 default until a shard has answered.
+func (s *Server) redisVersion() string {
+	if v := s.version.Load(); v != nil {
+		return *v
+	}
+	return "7.0.0"
+}
+
+func (s *Server) port() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.Addr().(*net.TCPAddr).Port
+}
+
+// probeVersion asks one shard for its version once at start, so HELLO and
+// INFO report it before any INFO has gone through.
+func (s *Server) probeVersion(addr string) {
+	c, err := net.DialTimeout("tcp", addr, s.cfg.DialTimeout)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(appendCommand(nil, []byte("INFO"), []byte("server"))); err != nil {
+		return
+	}
+	reply, err := readReply(bufio.NewReader(c), nil)
+	if err != nil {
+		return
+	}
+	text, _ := bulkText(reply)
+	for _, line := range bytes.Split(text, []byte("\r\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("redis_version:")); ok {
+			ver := string(v)
+			s.version.Store(&ver)
+			return
+		}
+	}
+}

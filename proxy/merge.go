@@ -1,0 +1,132 @@
+package proxy
+
+import "math/rand/v2"
+
+// Merges of replies from several shards. Each takes the call's result slots
+// and appends one reply to out. A shard's error reply wins: the client sees
+// the first error, which names the shard when the shard was unreachable.
+
+func (s *session) results(c *call) [][]byte { return s.b.results[c.first : c.first+c.n] }
+
+func firstError(rs [][]byte) []byte {
+	for _, r := range rs {
+		if isError(r) {
+			return r
+		}
+	}
+	return nil
+}
+
+func sumInts(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	var sum int64
+	for _, r := range rs {
+		n, ok := intReply(r)
+		if !ok {
+			return appendError(out, "ERR unexpected reply from shard")
+		}
+		sum += n
+	}
+	return appendInt(out, sum)
+}
+
+func allOK(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	return append(out, rs[0]...)
+}
+
+func mgetMerge(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	elems := make([][][]byte, len(rs))
+	for i, r := range rs {
+		var ok bool
+		if elems[i], ok = arrayElems(r, nil); !ok {
+			return appendError(out, "ERR unexpected reply from shard")
+		}
+	}
+	nkeys := len(c.args) - 1
+	next := make([]int, len(rs))
+	out = appendArrayHeader(out, nkeys)
+	for k := 0; k < nkeys; k++ {
+		sub := s.aux[int(c.auxOff)+k]
+		if next[sub] >= len(elems[sub]) {
+			return appendError(out[:0], "ERR unexpected reply from shard")
+		}
+		out = append(out, elems[sub][next[sub]]...)
+		next[sub]++
+	}
+	return out
+}
+
+func concatArrays(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	var all [][]byte
+	for _, r := range rs {
+		var ok bool
+		if all, ok = arrayElems(r, all); !ok {
+			return appendError(out, "ERR unexpected reply from shard")
+		}
+	}
+	out = appendArrayHeader(out, len(all))
+	for _, e := range all {
+		out = append(out, e...)
+	}
+	return out
+}
+
+// anyNonNull picks a non-null reply from a random shard (RANDOMKEY).
+func anyNonNull(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	start := rand.IntN(len(rs))
+	for i := range rs {
+		r := rs[(start+i)%len(rs)]
+		if len(r) > 0 && r[0] == '$' && r[1] != '-' {
+			return append(out, r...)
+		}
+	}
+	return append(out, rs[0]...)
+}
+
+// andArrays combines arrays of 0/1 integers element by element (SCRIPT
+// EXISTS: a script exists only if every shard has it).
+func andArrays(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	var acc []int64
+	for i, r := range rs {
+		elems, ok := arrayElems(r, nil)
+		if !ok || (i > 0 && len(elems) != len(acc)) {
+			return appendError(out, "ERR unexpected reply from shard")
+		}
+		for j, e := range elems {
+			n, _ := intReply(e)
+			if i == 0 {
+				acc = append(acc, n)
+			} else if n == 0 {
+				acc[j] = 0
+			}
+		}
+	}
+	out = appendArrayHeader(out, len(acc))
+	for _, n := range acc {
+		out = appendInt(out, n)
+	}
+	return out
+}

@@ -1,0 +1,345 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"strconv"
+)
+
+// Framing of RESP2 and RESP3 replies. The proxy forwards replies as raw
+// bytes; it only needs to know where one reply ends, and, for the few
+// commands whose replies it merges, the elements of an array.
+
+var (
+	errIncomplete = errors.New("proxy: incomplete reply")
+	errBadReply   = errors.New("proxy: malformed reply from shard")
+)
+
+// maxReplyElements bounds an aggregate header so a corrupt stream cannot
+// make the framer loop for long.
+const maxReplyElements = 1 << 31
+
+// parseLen parses the decimal number of a RESP header line (without the
+// type byte and CRLF). It accepts -1 for null lengths.
+func parseLen(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	neg := false
+	if b[0] == '-' {
+		neg, b = true, b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+		if n > 1<<40 {
+			return 0, false
+		}
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
+
+// itemKind says how a header line is followed.
+func itemKind(t byte) (kind int, ok bool) {
+	switch t {
+	case '+', '-', ':', '_', ',', '#', '(':
+		return kindLine, true
+	case '$', '!', '=':
+		return kindBulk, true
+	case '*', '~', '>':
+		return kindArray, true
+	case '%', '|':
+		return kindMap, true
+	}
+	return 0, false
+}
+
+const (
+	kindLine = iota
+	kindBulk
+	kindArray
+	kindMap
+)
+
+// replyLen returns the length of the first complete reply in b, or
+// errIncomplete if b holds only a prefix of one.
+func replyLen(b []byte) (int, error) {
+	pos := 0
+	for want := int64(1); want > 0; want-- {
+		if pos >= len(b) {
+			return 0, errIncomplete
+		}
+		end := indexCRLF(b[pos:])
+		if end == -1 {
+			return 0, errIncomplete
+		}
+		if end < 0 {
+			return 0, errBadReply
+		}
+		line := b[pos : pos+end]
+		pos += end + 2
+		kind, ok := itemKind(line[0])
+		if !ok {
+			return 0, errBadReply
+		}
+		if kind == kindLine {
+			continue
+		}
+		n, ok := parseLen(line[1:])
+		if !ok || n < -1 {
+			return 0, errBadReply
+		}
+		switch kind {
+		case kindBulk:
+			if n < 0 {
+				continue
+			}
+			if int64(len(b)-pos) < n+2 {
+				return 0, errIncomplete
+			}
+			pos += int(n)
+			if b[pos] != '\r' || b[pos+1] != '\n' {
+				return 0, errBadReply
+			}
+			pos += 2
+		case kindArray:
+			want += max(n, 0)
+		case kindMap:
+			want += 2 * max(n, 0)
+			if line[0] == '|' {
+				want++ // an attribute precedes the reply it describes
+			}
+		}
+		if want > maxReplyElements {
+			return 0, errBadReply
+		}
+	}
+	return pos, nil
+}
+
+func indexCRLF(b []byte) int {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '\r' {
+			if b[i+1] == '\n' {
+				return i
+			}
+			return -2 // a bare CR inside a header line
+		}
+	}
+	return -1
+}
+
+// readReply appends one complete reply read from r to dst. Small replies
+// that are already buffered are copied in one piece; large ones stream.
+func readReply(r *bufio.Reader, dst []byte) ([]byte, error) {
+	if buf, _ := r.Peek(r.Buffered()); len(buf) > 0 {
+		n, err := replyLen(buf)
+		if err == nil {
+			dst = append(dst, buf[:n]...)
+			_, _ = r.Discard(n)
+			return dst, nil
+		}
+		if err != errIncomplete {
+			return dst, err
+		}
+	}
+	return readReplyStream(r, dst)
+}
+
+func readReplyStream(r *bufio.Reader, dst []byte) ([]byte, error) {
+	for want := int64(1); want > 0; want-- {
+		start := len(dst)
+		var err error
+		dst, err = readLine(r, dst)
+		if err != nil {
+			return dst, err
+		}
+		line := dst[start : len(dst)-2]
+		kind, ok := itemKind(line[0])
+		if !ok {
+			return dst, errBadReply
+		}
+		if kind == kindLine {
+			continue
+		}
+		n, ok := parseLen(line[1:])
+		if !ok || n < -1 {
+			return dst, errBadReply
+		}
+		switch kind {
+		case kindBulk:
+			if n < 0 {
+				continue
+			}
+			at := len(dst)
+			dst = grow(dst, int(n)+2)
+			if _, err := io.ReadFull(r, dst[at:]); err != nil {
+				return dst, err
+			}
+			if dst[len(dst)-2] != '\r' || dst[len(dst)-1] != '\n' {
+				return dst, errBadReply
+			}
+		case kindArray:
+			want += max(n, 0)
+		case kindMap:
+			want += 2 * max(n, 0)
+			if line[0] == '|' {
+				want++
+			}
+		}
+		if want > maxReplyElements {
+			return dst, errBadReply
+		}
+	}
+	return dst, nil
+}
+
+// readLine appends one CRLF-terminated line (CRLF included) to dst.
+func readLine(r *bufio.Reader, dst []byte) ([]byte, error) {
+	start := len(dst)
+	for {
+		chunk, err := r.ReadSlice('\n')
+		dst = append(dst, chunk...)
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			return dst, err
+		}
+	}
+	if len(dst)-start < 3 || dst[len(dst)-2] != '\r' {
+		return dst, errBadReply
+	}
+	return dst, nil
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b[:len(b)+n]
+	}
+	nb := make([]byte, len(b)+n, 2*len(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+// arrayElems splits a complete array reply into the raw bytes of its
+// elements. It returns ok=false if reply is not an array (an error reply,
+// say), and appends to dst.
+func arrayElems(reply []byte, dst [][]byte) ([][]byte, bool) {
+	if len(reply) == 0 || reply[0] != '*' {
+		return dst, false
+	}
+	end := indexCRLF(reply)
+	if end < 0 {
+		return dst, false
+	}
+	n, ok := parseLen(reply[1:end])
+	if !ok {
+		return dst, false
+	}
+	pos := end + 2
+	for i := int64(0); i < n; i++ {
+		l, err := replyLen(reply[pos:])
+		if err != nil {
+			return dst, false
+		}
+		dst = append(dst, reply[pos:pos+l])
+		pos += l
+	}
+	return dst, true
+}
+
+// intReply parses an integer reply.
+func intReply(reply []byte) (int64, bool) {
+	if len(reply) < 4 || reply[0] != ':' {
+		return 0, false
+	}
+	return parseLen(reply[1 : len(reply)-2])
+}
+
+// bulkText returns the payload of a bulk string reply.
+func bulkText(reply []byte) ([]byte, bool) {
+	if len(reply) < 4 || (reply[0] != '$' && reply[0] != '=') {
+		return nil, false
+	}
+	end := indexCRLF(reply)
+	if end < 0 {
+		return nil, false
+	}
+	n, ok := parseLen(reply[1:end])
+	if !ok || n < 0 || int64(len(reply)) < int64(end)+2+n {
+		return nil, false
+	}
+	return reply[end+2 : end+2+int(n)], true
+}
+
+func isError(reply []byte) bool { return len(reply) > 0 && (reply[0] == '-' || reply[0] == '!') }
+
+// Reply encoders: append RESP2 replies to a buffer.
+
+func appendError(b []byte, msg string) []byte {
+	b = append(b, '-')
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return append(b, '\r', '\n')
+}
+
+func appendStatus(b []byte, s string) []byte {
+	b = append(b, '+')
+	b = append(b, s...)
+	return append(b, '\r', '\n')
+}
+
+func appendInt(b []byte, n int64) []byte {
+	b = append(b, ':')
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, '\r', '\n')
+}
+
+func appendArrayHeader(b []byte, n int) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, '\r', '\n')
+}
+
+func appendBulk(b []byte, s []byte) []byte {
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, '\r', '\n')
+	b = append(b, s...)
+	return append(b, '\r', '\n')
+}
+
+func appendBulkString(b []byte, s string) []byte {
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, '\r', '\n')
+	b = append(b, s...)
+	return append(b, '\r', '\n')
+}
+
+func appendNull(b []byte) []byte { return append(b, "$-1\r\n"...) }
+
+// appendCommand encodes a command as a RESP array of bulk strings.
+func appendCommand(b []byte, args ...[]byte) []byte {
+	b = appendArrayHeader(b, len(args))
+	for _, a := range args {
+		b = appendBulk(b, a)
+	}
+	return b
+}

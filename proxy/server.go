@@ -1,0 +1,224 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/router"
+)
+
+// Version is the proxy's version, reported by INFO and HELLO.
+const Version = "0.1.0"
+
+// Server is the proxy: a RESP front end that routes every command through
+// the current routing table to the shards' backends.
+type Server struct {
+	cfg     Config
+	log     *zap.Logger
+	started time.Time
+
+	route atomic.Pointer[route]
+
+	version atomic.Pointer[string] // the shards' redis_version
+
+	mu     sync.Mutex
+	rc     *redcon.Server
+	ln     net.Listener
+	closed bool
+
+	clients    atomic.Int64
+	nextID     atomic.Uint64
+	accepted   atomic.Int64
+	rejected   atomic.Int64
+	commands   atomic.Int64
+	opsSampler sampler
+	stopSample chan struct{}
+}
+
+// route pairs a routing table with the backends of its shards, so that one
+// atomic load gives a consistent view of both.
+type route struct {
+	table *router.Table
+	pools []*pool
+}
+
+// pool is the set of multiplexed backends of one shard.
+type pool struct {
+	addr  string
+	conns []*backend
+}
+
+// pick spreads sessions over the pool's connections. A session always uses
+// the same connection, so its requests to a shard stay in order.
+func (p *pool) pick(session uint64) *backend { return p.conns[session%uint64(len(p.conns))] }
+
+func (p *pool) up() bool {
+	for _, c := range p.conns {
+		if !c.Up() {
+			return false
+		}
+	}
+	return true
+}
+
+// New returns a proxy that routes through table. It starts connecting to the
+// shards at once; Serve starts accepting clients.
+func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if table == nil {
+		return nil, errors.New("proxy: no routing table")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{})}
+	r := &route{table: table}
+	for _, addr := range table.Addrs() {
+		p := &pool{addr: addr}
+		for i := 0; i < cfg.BackendConns; i++ {
+			p.conns = append(p.conns, newBackend(addr, cfg.DialTimeout, log))
+		}
+		r.pools = append(r.pools, p)
+	}
+	s.route.Store(r)
+	go s.probeVersion(table.Addr(0))
+	go s.opsSampler.run(&s.commands, s.stopSample)
+	return s, nil
+}
+
+// Serve accepts clients on ln until Close. It always returns a non-nil error;
+// after Close that error is net.ErrClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.ln = ln
+	s.rc = redcon.NewServerNetwork("tcp", ln.Addr().String(), s.handle, s.accept, s.onClose)
+	s.rc.SetIdleClose(s.cfg.IdleTimeout)
+	rc := s.rc
+	s.mu.Unlock()
+	err := rc.Serve(guardListener{Listener: ln, cfg: &s.cfg})
+	if err == nil {
+		err = net.ErrClosed
+	}
+	return err
+}
+
+// ListenAndServe listens on cfg.Listen and serves.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Close stops accepting clients, closes every client connection and the
+// backends. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	rc := s.rc
+	s.mu.Unlock()
+	if rc != nil {
+		rc.Close()
+	}
+	close(s.stopSample)
+	for _, p := range s.route.Load().pools {
+		for _, c := range p.conns {
+			c.Close()
+		}
+	}
+	return nil
+}
+
+// Table returns the routing table in use.
+func (s *Server) Table() *router.Table { return s.route.Load().table }
+
+type guardListener struct {
+	net.Listener
+	cfg *Config
+}
+
+func (l guardListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &guardConn{Conn: c, maxBulk: l.cfg.MaxBulkLen, maxArgs: l.cfg.MaxArgs, maxQuery: l.cfg.MaxQueryBuffer}, nil
+}
+
+func (s *Server) accept(conn redcon.Conn) bool {
+	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
+		s.clients.Add(-1)
+		s.rejected.Add(1)
+		conn.NetConn().Write([]byte("-ERR max number of clients reached\r\n"))
+		return false
+	}
+	s.accepted.Add(1)
+	conn.SetContext(newSession(s, s.nextID.Add(1), conn))
+	return true
+}
+
+func (s *Server) onClose(conn redcon.Conn, err error) {
+	if _, ok := conn.Context().(*session); ok {
+		s.clients.Add(-1)
+	}
+}
+
+func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
+	sess := conn.Context().(*session)
+	sess.serve(cmd, conn.ReadPipeline())
+}
+
+// sampler computes instantaneous_ops_per_sec as Redis does: the mean of the
+// last 16 samples taken every 100 ms.
+type sampler struct {
+	mu      sync.Mutex
+	samples [16]float64
+	idx     int
+}
+
+func (sm *sampler) run(counter *atomic.Int64, stop chan struct{}) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	last, lastT := counter.Load(), time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			n := counter.Load()
+			rate := float64(n-last) / now.Sub(lastT).Seconds()
+			last, lastT = n, now
+			sm.mu.Lock()
+			sm.samples[sm.idx] = rate
+			sm.idx = (sm.idx + 1) % len(sm.samples)
+			sm.mu.Unlock()
+		}
+	}
+}
+
+func (sm *sampler) value() int64 {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	var sum float64
+	for _, v := range sm.samples {
+		sum += v
+	}
+	return int64(sum / float64(len(sm.samples)))
+}

@@ -1,0 +1,306 @@
+package proxy
+
+import (
+	"github.com/tidwall/redcon"
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/proxy/command"
+	"github.com/reshard/reshard/router"
+)
+
+// A session is one client connection. It handles a whole client pipeline at
+// a time: plan every command (a local reply, a forward to one shard, or a
+// split/fan-out over several), submit everything to the backends at once
+// with one lock per shard, wait for the last reply, then write the replies
+// back in the client's order, merging where one command went to several
+// shards. All buffers are kept from pipeline to pipeline.
+type session struct {
+	srv  *Server
+	id   uint64
+	conn redcon.Conn
+	name string
+
+	b      batch
+	nslots int32
+	calls  []call
+	stages []stage
+	aux    []int32 // per-key bookkeeping of split commands
+	keys   []int
+	out    []byte
+	quit   bool
+}
+
+// call is one client command of the pipeline: its reply is result slot
+// first, or, with a merge, built from slots first..first+n-1.
+type call struct {
+	first, n int32
+	merge    merger
+	args     [][]byte
+	auxOff   int32
+}
+
+type merger func(s *session, c *call, out []byte) []byte
+
+// stage gathers the requests of one pipeline for one shard.
+type stage struct {
+	raw  []byte
+	reqs []pending
+}
+
+func newSession(srv *Server, id uint64, conn redcon.Conn) *session {
+	return &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)}}
+}
+
+func (s *session) serve(first redcon.Command, rest []redcon.Command) {
+	r := s.srv.route.Load()
+	s.begin(r.table.NumShards())
+	s.plan(r, first)
+	for _, cmd := range rest {
+		if s.quit {
+			break
+		}
+		s.plan(r, cmd)
+	}
+	s.srv.commands.Add(int64(1 + len(rest)))
+	s.submit(r)
+	s.reply()
+}
+
+func (s *session) begin(shards int) {
+	s.nslots = 0
+	s.calls = s.calls[:0]
+	s.aux = s.aux[:0]
+	for len(s.stages) < shards {
+		s.stages = append(s.stages, stage{})
+	}
+	for i := range s.stages {
+		s.stages[i].raw = s.stages[i].raw[:0]
+		s.stages[i].reqs = s.stages[i].reqs[:0]
+	}
+}
+
+// slot reserves a result slot, keeping the buffer it had last time.
+func (s *session) slot() int32 {
+	i := s.nslots
+	s.nslots++
+	if int(i) == len(s.b.results) {
+		s.b.results = append(s.b.results, nil)
+	}
+	s.b.results[i] = s.b.results[i][:0]
+	return i
+}
+
+// local answers a command with a reply the proxy makes itself.
+func (s *session) local(reply []byte) {
+	i := s.slot()
+	s.b.results[i] = append(s.b.results[i], reply...)
+	s.calls = append(s.calls, call{first: i, n: 1})
+}
+
+func (s *session) errorReply(msg string) {
+	i := s.slot()
+	s.b.results[i] = appendError(s.b.results[i], msg)
+	s.calls = append(s.calls, call{first: i, n: 1})
+}
+
+// stageTo queues raw for shard and returns its result slot.
+func (s *session) stageTo(shard int, raw []byte) int32 {
+	i := s.slot()
+	st := &s.stages[shard]
+	st.raw = append(st.raw, raw...)
+	st.reqs = append(st.reqs, pending{b: &s.b, i: i})
+	return i
+}
+
+// forward sends the command unchanged to one shard.
+func (s *session) forward(shard int, raw []byte) {
+	i := s.stageTo(shard, raw)
+	s.calls = append(s.calls, call{first: i, n: 1})
+}
+
+// fanout sends the command unchanged to every shard and merges the replies.
+func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
+	first := s.nslots
+	for sh := range r.pools {
+		s.stageTo(sh, raw)
+	}
+	s.calls = append(s.calls, call{first: first, n: int32(len(r.pools)), merge: m, args: args})
+}
+
+func (s *session) submit(r *route) {
+	total := int32(0)
+	for i := range r.pools {
+		total += int32(len(s.stages[i].reqs))
+	}
+	if total == 0 {
+		return
+	}
+	s.b.remaining.Store(total)
+	for i, p := range r.pools {
+		if st := &s.stages[i]; len(st.reqs) > 0 {
+			p.pick(s.id).submit(st.raw, st.reqs)
+		}
+	}
+	<-s.b.done
+}
+
+func (s *session) reply() {
+	// Replies are written back before the next read, so what the proxy holds
+	// for a client is one pipeline's replies; this caps that.
+	var size int64
+	for _, r := range s.b.results[:s.nslots] {
+		size += int64(len(r))
+	}
+	if size > s.srv.cfg.MaxOutputBuffer {
+		s.srv.log.Warn("client output buffer limit reached, closing client",
+			zap.Uint64("client", s.id), zap.Int64("bytes", size))
+		s.b.results = nil
+		s.conn.Close()
+		return
+	}
+	for i := range s.calls {
+		c := &s.calls[i]
+		if c.merge == nil {
+			s.conn.WriteRaw(s.b.results[c.first])
+			continue
+		}
+		s.out = c.merge(s, c, s.out[:0])
+		s.conn.WriteRaw(s.out)
+	}
+	if cap(s.out) > 1<<20 {
+		s.out = nil
+	}
+	if size > 1<<20 || cap(s.b.results) > 4096 {
+		s.b.results = nil // after a huge pipeline, do not keep its buffers
+	}
+	if s.quit {
+		s.conn.Close()
+	}
+}
+
+// plan decides how one command is served.
+func (s *session) plan(r *route, cmd redcon.Command) {
+	args := cmd.Args
+	if isProxyCommand(args[0]) {
+		s.local(s.srv.admin(s, args))
+		return
+	}
+	info := command.Lookup(args)
+	if info == nil {
+		s.errorReply(unknownCommand(args))
+		return
+	}
+	if info.IsContainer() {
+		if len(args) < 2 {
+			s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
+		} else {
+			s.errorReply("ERR unknown subcommand '" + clip(args[1]) + "'. Try " + upper(info.Name()) + " HELP.")
+		}
+		return
+	}
+	if !info.ArityOK(len(args)) {
+		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
+		return
+	}
+	if h, ok := handlers[info.Name()]; ok {
+		h(s, r, info, cmd)
+		return
+	}
+	s.routeByKeys(r, info, cmd)
+}
+
+// routeByKeys sends a command to the shard owning its keys, which must all
+// be in one slot.
+func (s *session) routeByKeys(r *route, info *command.Info, cmd redcon.Command) {
+	if info.IsBlocking() {
+		s.errorReply(unsupported(info))
+		return
+	}
+	slot, ok, errMsg := s.slotOf(info, cmd.Args)
+	if errMsg != "" {
+		s.errorReply(errMsg)
+		return
+	}
+	if !ok {
+		// keyless commands without a handler change server-wide or
+		// connection state; the proxy cannot give them one meaning.
+		s.errorReply(unsupported(info))
+		return
+	}
+	s.forward(r.table.ShardOfSlot(slot), cmd.Raw)
+}
+
+// slotOf returns the one slot of the command's keys. ok is false for a
+// command without keys; errMsg is set for a CROSSSLOT or key-spec error.
+func (s *session) slotOf(info *command.Info, args [][]byte) (slot uint16, ok bool, errMsg string) {
+	keys, err := info.Keys(args, s.keys[:0])
+	s.keys = keys
+	if err != nil {
+		return 0, false, err.Error()
+	}
+	if len(keys) == 0 {
+		return 0, false, ""
+	}
+	slot = router.Slot(args[keys[0]])
+	for _, k := range keys[1:] {
+		if router.Slot(args[k]) != slot {
+			return 0, false, crossSlot
+		}
+	}
+	return slot, true, ""
+}
+
+const crossSlot = "CROSSSLOT Keys in request don't hash to the same slot"
+
+func unsupported(info *command.Info) string {
+	return "ERR command '" + info.Name() + "' is not supported by the proxy"
+}
+
+// unknownCommand words the error as Redis does.
+func unknownCommand(args [][]byte) string {
+	msg := "ERR unknown command '" + clip(args[0]) + "', with args beginning with: "
+	for _, a := range args[1:] {
+		if len(msg) > 256 {
+			break
+		}
+		msg += "'" + clip(a) + "' "
+	}
+	return msg
+}
+
+// clip shortens a client argument for an error message.
+func clip(b []byte) string {
+	if len(b) > 128 {
+		b = b[:128]
+	}
+	return string(b)
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 32
+		}
+	}
+	return string(b)
+}
+
+// equalFold compares a client argument with a lowercase ASCII word.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 32
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isProxyCommand(name []byte) bool { return equalFold(name, "proxy") }
