@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,11 +13,14 @@ import (
 )
 
 // A backend is one long-lived, multiplexed connection to a shard. Many client
-// sessions submit requests to it at once; a writer goroutine sends whatever
-// has gathered in one write, and a reader goroutine frames the replies and
-// hands each to the request at the head of the FIFO. Because every request
-// that was written gets its reply read, whatever happens to the client that
-// sent it, the connection can never fall out of step.
+// sessions submit requests to it at once. Writes are combined: a session that
+// finds no write in progress writes itself, everything that has gathered,
+// and keeps writing while other sessions add more meanwhile; the others just
+// append and go on. So there is no writer goroutine to wake, and under load
+// one write carries many sessions' requests. A reader goroutine frames the
+// replies and hands each to the request at the head of the FIFO. Because
+// every request that was written gets its reply read, whatever happens to
+// the client that sent it, the connection can never fall out of step.
 //
 // While the shard cannot be reached, submit fails requests at once with an
 // error naming the shard; the backend reconnects in the background with
@@ -28,16 +30,18 @@ type backend struct {
 	log     *zap.Logger
 	timeout time.Duration // dial timeout
 
-	mu    sync.Mutex
-	up    bool
-	why   error  // the last connection error, while !up
-	wbuf  []byte // encoded requests not yet written
-	queue fifo   // requests written or waiting, in order
-	wake  chan struct{}
+	mu      sync.Mutex
+	nc      net.Conn // nil while down
+	why     error    // the last connection error, while down
+	wbuf    []byte   // encoded requests not yet written
+	spare   []byte   // the other write buffer
+	writing bool     // a session is writing wbuf out
+	queue   fifo     // requests written or waiting, in order
 
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+	firstTry chan struct{} // closed after the first connection attempt
 
 	reconnects atomic.Int64
 	requests   atomic.Int64 // requests sent
@@ -72,13 +76,13 @@ func (b *batch) fail(i int32, msg string) {
 
 func newBackend(addr string, dialTimeout time.Duration, log *zap.Logger) *backend {
 	c := &backend{
-		addr:    addr,
-		log:     log.With(zap.String("shard", addr)),
-		timeout: dialTimeout,
-		why:     errors.New("connecting"),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		addr:     addr,
+		log:      log.With(zap.String("shard", addr)),
+		timeout:  dialTimeout,
+		why:      errors.New("connecting"),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		firstTry: make(chan struct{}),
 	}
 	go c.run()
 	return c
@@ -88,14 +92,15 @@ func newBackend(addr string, dialTimeout time.Duration, log *zap.Logger) *backen
 func (c *backend) Up() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.up
+	return c.nc != nil
 }
 
 // submit queues encoded requests (raw holds them back to back, reqs their
-// reply slots in the same order).
+// reply slots in the same order) and writes them out unless another session
+// is writing already, in which case that session will.
 func (c *backend) submit(raw []byte, reqs []pending) {
 	c.mu.Lock()
-	if !c.up {
+	if c.nc == nil {
 		why := c.why
 		c.mu.Unlock()
 		msg := c.downMessage(why)
@@ -108,12 +113,34 @@ func (c *backend) submit(raw []byte, reqs []pending) {
 	for _, p := range reqs {
 		c.queue.push(p)
 	}
-	c.mu.Unlock()
 	c.requests.Add(int64(len(reqs)))
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if c.writing {
+		c.mu.Unlock()
+		return
 	}
+	c.writing = true
+	for len(c.wbuf) > 0 && c.nc != nil {
+		nc, out := c.nc, c.wbuf
+		c.wbuf, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
+		_, err := nc.Write(out)
+		c.writes.Add(1)
+		if err != nil {
+			// The reader fails too; run marks the backend down and fails
+			// every queued request.
+			nc.Close()
+		}
+		if cap(out) > 4<<20 {
+			out = nil // do not keep a huge buffer after a burst
+		}
+		c.mu.Lock()
+		c.spare = out[:0]
+		if err != nil {
+			break
+		}
+	}
+	c.writing = false
+	c.mu.Unlock()
 }
 
 func (c *backend) downMessage(why error) string {
@@ -122,20 +149,32 @@ func (c *backend) downMessage(why error) string {
 
 // Close stops the backend and fails every request still waiting.
 func (c *backend) Close() {
-	c.once.Do(func() { close(c.stop) })
+	c.once.Do(func() {
+		close(c.stop)
+		c.mu.Lock()
+		if c.nc != nil {
+			c.nc.Close()
+		}
+		c.mu.Unlock()
+	})
 	<-c.done
 }
+
+var errShutdown = errors.New("proxy shutting down")
 
 func (c *backend) run() {
 	defer close(c.done)
 	backoff := 50 * time.Millisecond
+	var tried sync.Once
+	defer tried.Do(func() { close(c.firstTry) })
 	for {
 		nc, err := net.DialTimeout("tcp", c.addr, c.timeout)
 		if err != nil {
 			c.setDown(err)
+			tried.Do(func() { close(c.firstTry) })
 			select {
 			case <-c.stop:
-				c.setDown(errors.New("proxy shutting down"))
+				c.setDown(errShutdown)
 				return
 			case <-time.After(backoff):
 			}
@@ -144,17 +183,27 @@ func (c *backend) run() {
 		}
 		backoff = 50 * time.Millisecond
 		c.mu.Lock()
-		c.up, c.why = true, nil
-		c.mu.Unlock()
-		c.log.Info("shard connected")
-		err = c.serve(nc)
-		c.reconnects.Add(1)
 		select {
 		case <-c.stop:
-			c.setDown(errors.New("proxy shutting down"))
+			c.mu.Unlock()
+			nc.Close()
+			c.setDown(errShutdown)
 			return
 		default:
 		}
+		c.nc, c.why = nc, nil
+		c.mu.Unlock()
+		tried.Do(func() { close(c.firstTry) })
+		c.log.Info("shard connected")
+		err = c.readLoop(nc)
+		nc.Close()
+		select {
+		case <-c.stop:
+			c.setDown(errShutdown)
+			return
+		default:
+		}
+		c.reconnects.Add(1)
 		c.log.Warn("shard connection lost", zap.Error(err))
 		c.setDown(err)
 	}
@@ -163,61 +212,16 @@ func (c *backend) run() {
 // setDown marks the connection down and fails every queued request.
 func (c *backend) setDown(err error) {
 	c.mu.Lock()
-	wasUp := c.up
-	c.up, c.why = false, err
+	c.nc, c.why = nil, err
 	c.wbuf = c.wbuf[:0]
 	var failed []pending
 	for c.queue.len() > 0 {
 		failed = append(failed, c.queue.pop())
 	}
 	c.mu.Unlock()
-	if wasUp || len(failed) > 0 {
-		msg := c.downMessage(err)
-		for _, p := range failed {
-			p.b.fail(p.i, msg)
-		}
-	}
-}
-
-// serve runs the writer on this goroutine and the reader on another until
-// either fails or the backend is closed.
-func (c *backend) serve(nc net.Conn) error {
-	readErr := make(chan error, 1)
-	go func() { readErr <- c.readLoop(nc) }()
-	err := c.writeLoop(nc, readErr)
-	nc.Close()
-	<-readErr // writeLoop puts back an error it took, so this never blocks forever
-	return err
-}
-
-func (c *backend) writeLoop(nc net.Conn, readErr chan error) error {
-	var spare []byte
-	for {
-		select {
-		case <-c.wake:
-		case <-c.stop:
-			return errors.New("proxy shutting down")
-		case err := <-readErr:
-			readErr <- err
-			return err
-		}
-		// Let the other runnable sessions add their requests first: one
-		// write syscall for many requests is what makes multiplexing pay.
-		runtime.Gosched()
-		c.mu.Lock()
-		out := c.wbuf
-		c.wbuf = spare[:0]
-		c.mu.Unlock()
-		if len(out) > 0 {
-			if _, err := nc.Write(out); err != nil {
-				return err
-			}
-			c.writes.Add(1)
-		}
-		if cap(out) > 4<<20 {
-			out = nil // do not keep a huge buffer after a burst
-		}
-		spare = out
+	msg := c.downMessage(err)
+	for _, p := range failed {
+		p.b.fail(p.i, msg)
 	}
 }
 

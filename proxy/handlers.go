@@ -96,8 +96,12 @@ func refuse(s *session, _ *route, info *command.Info, _ redcon.Command) {
 	s.errorReply(unsupported(info))
 }
 
-func ping(s *session, _ *route, _ *command.Info, c redcon.Command) {
-	if len(c.Args) > 1 {
+func ping(s *session, _ *route, info *command.Info, c redcon.Command) {
+	if len(c.Args) > 2 {
+		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
+		return
+	}
+	if len(c.Args) == 2 {
 		s.local(appendBulk(nil, c.Args[1]))
 		return
 	}

@@ -89,6 +89,13 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 		r.pools = append(r.pools, p)
 	}
 	s.route.Store(r)
+	// Serve only once every shard has had its first connection attempt, so
+	// the first commands do not fail while connections are being made.
+	for _, p := range r.pools {
+		for _, c := range p.conns {
+			<-c.firstTry
+		}
+	}
 	go s.probeVersion(table.Addr(0))
 	go s.opsSampler.run(&s.commands, s.stopSample)
 	return s, nil

@@ -256,16 +256,20 @@ func unsupported(info *command.Info) string {
 	return "ERR command '" + info.Name() + "' is not supported by the proxy"
 }
 
-// unknownCommand words the error as Redis does.
+// unknownCommand words the error as Redis does: the name cut at 128 bytes,
+// then quoted arguments while the list is under 128 bytes, each cut to what
+// is left of those 128.
 func unknownCommand(args [][]byte) string {
-	msg := "ERR unknown command '" + clip(args[0]) + "', with args beginning with: "
+	var list []byte
 	for _, a := range args[1:] {
-		if len(msg) > 256 {
+		if len(list) >= 128 {
 			break
 		}
-		msg += "'" + clip(a) + "' "
+		list = append(list, '\'')
+		list = append(list, a[:min(len(a), 128-len(list)+1)]...)
+		list = append(list, '\'', ' ')
 	}
-	return msg
+	return "ERR unknown command '" + clip(args[0]) + "', with args beginning with: " + string(list)
 }
 
 // clip shortens a client argument for an error message.
