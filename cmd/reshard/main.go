@@ -49,6 +49,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch args[0] {
 	case "proxy":
 		return runProxy(ctx, args[1:], stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
