@@ -1,0 +1,343 @@
+package proxy_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/router"
+)
+
+// Helpers shared by the integration tests: a raw RESP client (the tests
+// check exact bytes and connection state, which a client library hides),
+// reply rendering for got/want comparisons, and key pickers that find keys
+// on a given shard or slot.
+
+// respError is an error reply, without the leading '-'.
+type respError string
+
+// status is a simple-string reply, without the leading '+'.
+type status string
+
+// readReply decodes one RESP2 reply: status, respError, int64, []byte (a
+// null bulk is a nil []byte), []any (a null array is a nil []any).
+func readReply(br *bufio.Reader) (any, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 3 || line[len(line)-2] != '\r' {
+		return nil, fmt.Errorf("malformed reply line %q", line)
+	}
+	body := line[1 : len(line)-2]
+	switch line[0] {
+	case '+':
+		return status(body), nil
+	case '-':
+		return respError(body), nil
+	case ':':
+		return strconv.ParseInt(body, 10, 64)
+	case '$':
+		n, err := strconv.Atoi(body)
+		if err != nil {
+			return nil, fmt.Errorf("bulk header %q: %v", line, err)
+		}
+		if n < 0 {
+			return []byte(nil), nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	case '*':
+		n, err := strconv.Atoi(body)
+		if err != nil {
+			return nil, fmt.Errorf("array header %q: %v", line, err)
+		}
+		if n < 0 {
+			return []any(nil), nil
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = readReply(br); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown reply type in %q", line)
+}
+
+// render prints a reply compactly for got/want comparisons: +OK, -ERR ...,
+// :3, "bulk", (nil), [a, b].
+func render(v any) string {
+	switch v := v.(type) {
+	case status:
+		return "+" + string(v)
+	case respError:
+		return "-" + string(v)
+	case int64:
+		return ":" + strconv.FormatInt(v, 10)
+	case []byte:
+		if v == nil {
+			return "(nil)"
+		}
+		return strconv.Quote(string(v))
+	case []any:
+		if v == nil {
+			return "(nil array)"
+		}
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = render(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return fmt.Sprintf("%#v", v)
+}
+
+// encode returns args as a RESP array of bulk strings.
+func encode(args ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	return b.String()
+}
+
+// rawConn is one client connection driven by hand.
+type rawConn struct {
+	t  testing.TB
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialRaw(t testing.TB, addr string) *rawConn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &rawConn{t: t, nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
+}
+
+// write sends bytes as they are.
+func (c *rawConn) write(s string) {
+	c.t.Helper()
+	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c.nc, s); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// send writes one command.
+func (c *rawConn) send(args ...string) {
+	c.t.Helper()
+	c.write(encode(args...))
+}
+
+// tryRead reads one reply, waiting at most 10 s.
+func (c *rawConn) tryRead() (any, error) {
+	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return readReply(c.br)
+}
+
+func (c *rawConn) read() any {
+	c.t.Helper()
+	v, err := c.tryRead()
+	if err != nil {
+		c.t.Fatalf("read reply: %v", err)
+	}
+	return v
+}
+
+// do sends one command and returns its reply rendered.
+func (c *rawConn) do(args ...string) string {
+	c.t.Helper()
+	c.send(args...)
+	return render(c.read())
+}
+
+// expectClosed checks that the server closes the connection within limit
+// without sending anything more.
+func (c *rawConn) expectClosed(limit time.Duration) {
+	c.t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(limit))
+	b, err := c.br.ReadByte()
+	switch {
+	case err == nil:
+		rest, _ := c.br.Peek(c.br.Buffered())
+		c.t.Fatalf("expected the connection to be closed, got more data %q", append([]byte{b}, rest...))
+	case isClosed(err):
+	default:
+		c.t.Fatalf("expected the connection to be closed within %s, got %v", limit, err)
+	}
+}
+
+// isClosed reports whether err says the peer closed the connection.
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// keyOn returns a key starting with prefix that the cluster's table places
+// on shard i.
+func keyOn(t testing.TB, c *proxytest.Cluster, prefix string, i int) string {
+	t.Helper()
+	for n := 0; n < 1_000_000; n++ {
+		k := prefix + strconv.Itoa(n)
+		if c.Table.ShardOf([]byte(k)) == i {
+			return k
+		}
+	}
+	t.Fatalf("no key with prefix %q on shard %d", prefix, i)
+	return ""
+}
+
+// keyBeside returns a key starting with prefix on the same shard as key but
+// in another slot: a pair that proves the proxy checks slots, not shards.
+func keyBeside(t testing.TB, c *proxytest.Cluster, prefix, key string) string {
+	t.Helper()
+	shard, slot := c.Table.ShardOf([]byte(key)), router.Slot([]byte(key))
+	for n := 0; n < 1_000_000; n++ {
+		k := prefix + strconv.Itoa(n)
+		if c.Table.ShardOf([]byte(k)) == shard && router.Slot([]byte(k)) != slot {
+			return k
+		}
+	}
+	t.Fatalf("no key with prefix %q beside %q", prefix, key)
+	return ""
+}
+
+// directClients returns go-redis clients of every shard, for reading what
+// the proxy wrote where.
+func directClients(c *proxytest.Cluster) []*redis.Client {
+	out := make([]*redis.Client, len(c.Shards))
+	for i, sh := range c.Shards {
+		out[i] = sh.Client()
+	}
+	return out
+}
+
+// shardsHolding returns the indexes of the shards where key exists, read
+// from the shards directly.
+func shardsHolding(t testing.TB, shards []*redis.Client, key string) []int {
+	t.Helper()
+	var out []int
+	for i, sh := range shards {
+		n, err := sh.Exists(t.Context(), key).Result()
+		if err != nil {
+			t.Fatalf("EXISTS %q on shard %d: %v", key, i, err)
+		}
+		if n == 1 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// checkOnlyOn fails unless key exists on its owning shard and no other.
+func checkOnlyOn(t testing.TB, c *proxytest.Cluster, shards []*redis.Client, key string) {
+	t.Helper()
+	got := fmt.Sprint(shardsHolding(t, shards, key))
+	want := fmt.Sprint([]int{c.Table.ShardOf([]byte(key))})
+	if got != want {
+		t.Errorf("key %q is on shards %s, want %s", key, got, want)
+	}
+}
+
+// pipeConn is a raw client for use from goroutines other than the test's:
+// its methods return errors instead of failing the test.
+type pipeConn struct {
+	nc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func dialPipe(addr string) (*pipeConn, error) {
+	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &pipeConn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 16<<10)}, nil
+}
+
+func (p *pipeConn) Close() error { return p.nc.Close() }
+
+// exchange sends every command in one write, then reads one reply per
+// command and renders each.
+func (p *pipeConn) exchange(cmds [][]string) ([]string, error) {
+	p.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	for _, c := range cmds {
+		p.bw.WriteString(encode(c...))
+	}
+	if err := p.bw.Flush(); err != nil {
+		return nil, err
+	}
+	out := make([]string, len(cmds))
+	for i := range cmds {
+		v, err := readReply(p.br)
+		if err != nil {
+			return nil, fmt.Errorf("reply %d of %d: %w", i+1, len(cmds), err)
+		}
+		out[i] = render(v)
+	}
+	return out, nil
+}
+
+// keeper drives one connection through rounds of a pipeline that, for each
+// of its keys, reads the key (which must hold the value it wrote in the
+// previous round, or nothing in the first) and writes a new value. A reply
+// that belongs to another key or another client shows up as a mismatch.
+type keeper struct {
+	conn  *pipeConn
+	keys  []string
+	last  []string // rendered value each key must hold
+	round int
+	cmds  [][]string
+}
+
+func newKeeper(conn *pipeConn, prefix string, nkeys int) *keeper {
+	k := &keeper{conn: conn}
+	for i := 0; i < nkeys; i++ {
+		k.keys = append(k.keys, fmt.Sprintf("%s:%d", prefix, i))
+		k.last = append(k.last, "(nil)")
+	}
+	return k
+}
+
+func (k *keeper) step() error {
+	k.round++
+	k.cmds = k.cmds[:0]
+	vals := make([]string, len(k.keys))
+	for i, key := range k.keys {
+		vals[i] = fmt.Sprintf("%s=%d", key, k.round)
+		k.cmds = append(k.cmds, []string{"GET", key}, []string{"SET", key, vals[i]})
+	}
+	got, err := k.conn.exchange(k.cmds)
+	if err != nil {
+		return fmt.Errorf("round %d: %w", k.round, err)
+	}
+	for i, key := range k.keys {
+		if g := got[2*i]; g != k.last[i] {
+			return fmt.Errorf("round %d: GET %s = %s, want %s", k.round, key, g, k.last[i])
+		}
+		if g := got[2*i+1]; g != "+OK" {
+			return fmt.Errorf("round %d: SET %s = %s, want +OK", k.round, key, g)
+		}
+		k.last[i] = strconv.Quote(vals[i])
+	}
+	return nil
+}
