@@ -11,6 +11,9 @@ import (
 type Config struct {
 	// Listen is the client address. The default binds loopback only.
 	Listen string
+	// Announce is the address the proxy gives clients as its own in
+	// CLUSTER SLOTS/SHARDS/NODES; empty means the listening address.
+	Announce string
 	// MaxClients caps concurrent client connections, like Redis's maxclients.
 	MaxClients int
 	// IdleTimeout closes a client idle this long; 0 never does (Redis's

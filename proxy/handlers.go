@@ -11,10 +11,11 @@ type handler func(s *session, r *route, info *command.Info, cmd redcon.Command)
 
 // handlers maps COMMAND INFO names ("config|get") to their handler. Every
 // other command is routed by its keys (routeByKeys) or, keyless, refused.
-var handlers map[string]handler
+// Files that serve a command family add theirs in an init function.
+var handlers = map[string]handler{}
 
 func init() {
-	handlers = map[string]handler{
+	for name, h := range map[string]handler{
 		"ping":      ping,
 		"echo":      func(s *session, _ *route, _ *command.Info, c redcon.Command) { s.local(appendBulk(nil, c.Args[1])) },
 		"quit":      quit,
@@ -85,6 +86,8 @@ func init() {
 		"sunsubscribe": refuse,
 		"migrate":      refuse,
 		"move":         refuse,
+	} {
+		handlers[name] = h
 	}
 }
 

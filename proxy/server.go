@@ -153,6 +153,19 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// AnnounceAddr is the address the proxy gives clients as its own.
+func (s *Server) AnnounceAddr() string {
+	if s.cfg.Announce != "" {
+		return s.cfg.Announce
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return s.cfg.Listen
+	}
+	return s.ln.Addr().String()
+}
+
 // Table returns the routing table in use.
 func (s *Server) Table() *router.Table { return s.route.Load().table }
 
