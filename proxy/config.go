@@ -11,6 +11,12 @@ import (
 type Config struct {
 	// Listen is the client address. The default binds loopback only.
 	Listen string
+	// RequirePass, when set, is the password of the "default" user that
+	// clients must give (AUTH) before any other command.
+	RequirePass string
+	// AdminPassword, when set, is the password of the "admin" user, the only
+	// one allowed to run PROXY and Redis's admin commands.
+	AdminPassword string
 	// Announce is the address the proxy gives clients as its own in
 	// CLUSTER SLOTS/SHARDS/NODES; empty means the listening address.
 	Announce string

@@ -413,8 +413,9 @@ func TestIntegrationErrorReplies(t *testing.T) {
 	}
 }
 
-// TestIntegrationUnsupported sends commands the proxy cannot serve on
-// shared connections: each must get an -ERR naming the command, and the
+// TestIntegrationUnsupported sends commands the proxy does not serve
+// (transactions, blocking commands and WAIT have their own tests in
+// stateful_integration_test.go): each must get an -ERR naming the command, and the
 // connection must stay usable (not subscribed, not in a transaction, not
 // blocked). Commands that would stop or reconfigure a shard must not reach
 // one.
@@ -422,17 +423,6 @@ func TestIntegrationUnsupported(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 3})
 	rc := dialRaw(t, c.Addr)
 	tests := [][]string{
-		{"BLPOP", "k", "0"},
-		{"BRPOP", "k", "0"},
-		{"BLMOVE", "a", "b", "LEFT", "LEFT", "0"},
-		{"BZPOPMIN", "k", "0"},
-		{"BLMPOP", "0", "1", "k", "LEFT"},
-		{"XREAD", "BLOCK", "0", "STREAMS", "k", "$"},
-		{"MULTI"},
-		{"EXEC"},
-		{"DISCARD"},
-		{"WATCH", "k"},
-		{"UNWATCH"},
 		{"SUBSCRIBE", "ch"},
 		{"PSUBSCRIBE", "ch*"},
 		{"SSUBSCRIBE", "ch"},
@@ -441,9 +431,6 @@ func TestIntegrationUnsupported(t *testing.T) {
 		{"CLIENT", "KILL", "ID", "1"},
 		{"CLIENT", "PAUSE", "100"},
 		{"CLIENT", "LIST"},
-		{"RESET"},
-		{"WAIT", "1", "0"},
-		{"SCAN", "0"},
 		{"SWAPDB", "0", "1"},
 		{"MOVE", "k", "1"},
 		{"MIGRATE", "127.0.0.1", "1", "k", "0", "100"},

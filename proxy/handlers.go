@@ -21,7 +21,6 @@ func init() {
 		"quit":      quit,
 		"select":    selectDB,
 		"hello":     hello,
-		"auth":      auth,
 		"readonly":  replyOK,
 		"readwrite": replyOK,
 
@@ -81,7 +80,6 @@ func init() {
 
 		// Keyed commands that must not run on a shared connection or have
 		// no meaning behind a proxy.
-		"watch":        refuse,
 		"ssubscribe":   refuse,
 		"sunsubscribe": refuse,
 		"migrate":      refuse,
@@ -125,10 +123,6 @@ func selectDB(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	s.errorReply("ERR SELECT is not allowed in cluster mode")
 }
 
-func auth(s *session, _ *route, _ *command.Info, _ redcon.Command) {
-	s.errorReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-}
-
 func hello(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	args := c.Args[1:]
 	if len(args) > 0 {
@@ -143,6 +137,10 @@ func hello(s *session, _ *route, _ *command.Info, c redcon.Command) {
 		for i := 1; i < len(args); i++ {
 			switch {
 			case equalFold(args[i], "auth") && i+2 < len(args):
+				if msg := s.authenticate(args[i+1], args[i+2]); msg != "" {
+					s.errorReply(msg)
+					return
+				}
 				i += 2
 			case equalFold(args[i], "setname") && i+1 < len(args):
 				s.name = string(args[i+1])
@@ -225,7 +223,7 @@ func streamRead(s *session, r *route, info *command.Info, c redcon.Command) {
 			break
 		}
 		if equalFold(a, "block") {
-			s.errorReply(unsupported(info))
+			blocking(s, r, info, c)
 			return
 		}
 	}

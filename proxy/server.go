@@ -52,6 +52,7 @@ type route struct {
 type pool struct {
 	addr  string
 	conns []*backend
+	ded   *dpool // dedicated connections for stateful and blocking commands
 }
 
 // pick spreads sessions over the pool's connections. A session always uses
@@ -82,7 +83,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{})}
 	r := &route{table: table}
 	for _, addr := range table.Addrs() {
-		p := &pool{addr: addr}
+		p := &pool{addr: addr, ded: &dpool{addr: addr, timeout: cfg.DialTimeout}}
 		for i := 0; i < cfg.BackendConns; i++ {
 			p.conns = append(p.conns, newBackend(addr, cfg.DialTimeout, log))
 		}
@@ -149,6 +150,7 @@ func (s *Server) Close() error {
 		for _, c := range p.conns {
 			c.Close()
 		}
+		p.ded.close()
 	}
 	return nil
 }
@@ -195,7 +197,8 @@ func (s *Server) accept(conn redcon.Conn) bool {
 }
 
 func (s *Server) onClose(conn redcon.Conn, err error) {
-	if _, ok := conn.Context().(*session); ok {
+	if sess, ok := conn.Context().(*session); ok {
+		sess.release()
 		s.clients.Add(-1)
 	}
 }

@@ -28,6 +28,14 @@ type session struct {
 	keys   []int
 	out    []byte
 	quit   bool
+
+	// connection state (stateful.go)
+	authed, admin bool
+	tx            txState
+	txSlot        int // the slot WATCH or the transaction fixed, or noSlot
+	watchConn     *dconn
+	watchShard    int
+	syncNext      func(r *route) []byte // a step to run after what is planned so far
 }
 
 // call is one client command of the pipeline: its reply is result slot
@@ -48,22 +56,45 @@ type stage struct {
 }
 
 func newSession(srv *Server, id uint64, conn redcon.Conn) *session {
-	return &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)}}
+	authed := srv.cfg.RequirePass == ""
+	return &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)},
+		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot}
 }
 
 func (s *session) serve(first redcon.Command, rest []redcon.Command) {
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
+	s.srv.commands.Add(int64(1 + len(rest)))
 	s.plan(r, first)
+	if s.syncNext != nil {
+		r = s.runSync(r)
+	}
 	for _, cmd := range rest {
 		if s.quit {
 			break
 		}
 		s.plan(r, cmd)
+		if s.syncNext != nil {
+			r = s.runSync(r)
+		}
 	}
-	s.srv.commands.Add(int64(1 + len(rest)))
 	s.submit(r)
 	s.reply()
+}
+
+// runSync answers everything planned so far, runs the pending sync step and
+// starts a new batch on the table now current.
+func (s *session) runSync(r *route) *route {
+	s.submit(r)
+	s.reply()
+	fn := s.syncNext
+	s.syncNext = nil
+	if reply := fn(r); reply != nil {
+		s.conn.WriteRaw(reply)
+	}
+	r = s.srv.route.Load()
+	s.begin(r.table.NumShards())
+	return r
 }
 
 func (s *session) begin(shards int) {
@@ -181,12 +212,19 @@ func (s *session) reply() {
 // plan decides how one command is served.
 func (s *session) plan(r *route, cmd redcon.Command) {
 	args := cmd.Args
-	if isProxyCommand(args[0]) {
+	info := command.Lookup(args)
+	if !s.authed || !s.admin {
+		if msg := s.permitted(info, args[0]); msg != "" {
+			s.errorReply(msg)
+			return
+		}
+	}
+	if info == nil && isProxyCommand(args[0]) {
 		s.local(s.srv.admin(s, args))
 		return
 	}
-	info := command.Lookup(args)
 	if info == nil {
+		s.tx.dirty = s.tx.active
 		s.errorReply(unknownCommand(args))
 		return
 	}
@@ -199,7 +237,11 @@ func (s *session) plan(r *route, cmd redcon.Command) {
 		return
 	}
 	if !info.ArityOK(len(args)) {
+		s.tx.dirty = s.tx.active
 		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
+		return
+	}
+	if s.tx.active && s.inTransaction(info, cmd) {
 		return
 	}
 	if h, ok := handlers[info.Name()]; ok {
@@ -213,7 +255,7 @@ func (s *session) plan(r *route, cmd redcon.Command) {
 // be in one slot.
 func (s *session) routeByKeys(r *route, info *command.Info, cmd redcon.Command) {
 	if info.IsBlocking() {
-		s.errorReply(unsupported(info))
+		blocking(s, r, info, cmd)
 		return
 	}
 	slot, ok, errMsg := s.slotOf(info, cmd.Args)

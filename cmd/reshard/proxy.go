@@ -34,6 +34,8 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.cfg.Listen, "listen", f.cfg.Listen, "client address (host:port); loopback only unless told otherwise")
 	fs.StringVar(&f.cfg.Announce, "announce", f.cfg.Announce, "address given to clients as the proxy's own in CLUSTER SLOTS/SHARDS/NODES (default: the listening address)")
+	fs.StringVar(&f.cfg.RequirePass, "requirepass", "", "password clients must give with AUTH (user \"default\"); never logged")
+	fs.StringVar(&f.cfg.AdminPassword, "admin-password", "", "password of the \"admin\" user, required for PROXY and admin commands when set; never logged")
 	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -23,6 +23,9 @@ type Cluster struct {
 	Table  *router.Table
 	Addr   string // the proxy's client address
 	tb     testing.TB
+
+	password string // the proxy's requirepass, for Client
+
 }
 
 // Options tune a test cluster; the zero value is 3 shards, default config,
@@ -63,6 +66,7 @@ func Start(tb testing.TB, opt Options) *Cluster {
 		cfg = *opt.Config
 	}
 	cfg.Listen = "127.0.0.1:0"
+	c.password = cfg.RequirePass
 	if c.Proxy, err = proxy.New(cfg, c.Table, opt.Log); err != nil {
 		tb.Fatal(err)
 	}
@@ -98,7 +102,7 @@ func (c *Cluster) waitUp() {
 
 // Client returns a go-redis client of the proxy, closed at cleanup.
 func (c *Cluster) Client() *redis.Client {
-	cl := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: 2, DisableIdentity: true})
+	cl := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: 2, DisableIdentity: true, Password: c.password})
 	c.tb.Cleanup(func() { cl.Close() })
 	return cl
 }

@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dedicated connections serve the commands that hold state on their
+// connection or block it: transactions (WATCH ... EXEC), blocking pops, WAIT.
+// A session borrows one from its shard's pool for the length of that command
+// (or from WATCH to EXEC) and returns it only in a clean state; a connection
+// whose state is unknown (a client vanished while it was blocked) is closed
+// instead, which also makes the shard forget the blocked client.
+
+// dconn is a plain request/response connection to one shard, used by one
+// session at a time.
+type dconn struct {
+	nc net.Conn
+	r  *bufio.Reader
+}
+
+// roundTrip writes raw (n commands) and reads n replies into dst.
+func (d *dconn) roundTrip(raw []byte, n int, dst [][]byte) ([][]byte, error) {
+	if _, err := d.nc.Write(raw); err != nil {
+		return dst, err
+	}
+	for i := 0; i < n; i++ {
+		reply, err := readReply(d.r, nil)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, reply)
+	}
+	return dst, nil
+}
+
+// dpool keeps the idle dedicated connections of one shard.
+type dpool struct {
+	addr    string
+	timeout time.Duration
+
+	mu     sync.Mutex
+	idle   []*dconn
+	closed bool
+}
+
+const maxIdleDedicated = 32
+
+func (p *dpool) get() (*dconn, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		d := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return d, nil
+	}
+	p.mu.Unlock()
+	nc, err := net.DialTimeout("tcp", p.addr, p.timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &dconn{nc: nc, r: bufio.NewReaderSize(nc, 16<<10)}, nil
+}
+
+// put returns a connection in a clean state (no WATCH, no MULTI, not
+// blocked); put(nil) is a no-op.
+func (p *dpool) put(d *dconn) {
+	if d == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= maxIdleDedicated || d.r.Buffered() > 0 {
+		p.mu.Unlock()
+		d.nc.Close()
+		return
+	}
+	p.idle = append(p.idle, d)
+	p.mu.Unlock()
+}
+
+func (p *dpool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, d := range p.idle {
+		d.nc.Close()
+	}
+	p.idle = nil
+}
+
+// errClientGone reports that the client hung up while its command blocked.
+var errClientGone = errors.New("client disconnected")
+
+// roundTripWatching is roundTrip for a command that may block for long: it
+// watches the client's socket meanwhile, and if the client hangs up it closes
+// d (so the shard drops the blocked command) and returns errClientGone.
+func roundTripWatching(d *dconn, raw []byte, n int, client net.Conn) ([][]byte, error) {
+	type result struct {
+		replies [][]byte
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		replies, err := d.roundTrip(raw, n, nil)
+		done <- result{replies, err}
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case res := <-done:
+			return res.replies, res.err
+		case <-tick.C:
+			if hungUp(client) {
+				d.nc.Close()
+				<-done
+				return nil, errClientGone
+			}
+		}
+	}
+}
+
+// hungUp reports whether the peer of c has closed its side, without reading
+// from it (the bytes belong to the RESP reader).
+func hungUp(c net.Conn) bool {
+	if g, ok := c.(*guardConn); ok {
+		c = g.Conn
+	}
+	sc, ok := c.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 &&
+			fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+			gone = true
+		}
+	})
+	return gone
+}

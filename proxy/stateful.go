@@ -1,0 +1,404 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"sync"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/reshard/reshard/proxy/command"
+)
+
+// Transactions, WATCH, blocking commands, WAIT, AUTH and RESET: the commands
+// whose meaning lives on one connection. None of them travels on a shared
+// backend connection.
+//
+// A transaction is queued in the proxy (Redis answers +QUEUED after the same
+// checks the proxy makes: command known, arity, and here the one-slot rule)
+// and sent at EXEC as one MULTI ... EXEC over a dedicated connection to the
+// shard of its slot, so a shard connection is held only for the moment of
+// EXEC, or from WATCH to EXEC. A keyless transaction runs on the first shard.
+//
+// Commands that must wait for the shard on a dedicated connection run as a
+// *sync* step of the pipeline: everything before them is sent and answered
+// first, then the step runs, then the rest of the pipeline.
+
+type txState struct {
+	active bool
+	dirty  bool
+	raw    []byte // queued commands
+	n      int
+}
+
+// noSlot marks that neither WATCH nor a queued command has fixed the slot.
+const noSlot = -1
+
+func init() {
+	for name, h := range map[string]handler{
+		"multi":   multi,
+		"exec":    exec,
+		"discard": discard,
+		"watch":   watch,
+		"unwatch": unwatch,
+		"reset":   reset,
+		"wait":    wait,
+		"auth":    auth,
+	} {
+		handlers[name] = h
+	}
+}
+
+// inTransaction queues a command between MULTI and EXEC; it reports false
+// for the commands that act on the transaction itself.
+func (s *session) inTransaction(info *command.Info, cmd redcon.Command) bool {
+	switch info.Name() {
+	case "exec", "discard", "multi", "quit", "reset":
+		return false
+	case "watch": // Redis 7 answers this without flagging the transaction
+		s.errorReply("ERR WATCH inside MULTI is not allowed")
+		return true
+	}
+	if info.IsNoMulti() {
+		s.tx.dirty = true
+		s.errorReply("ERR Command not allowed inside a transaction")
+		return true
+	}
+	if !info.HasKeys() && !keylessInTx[info.Name()] {
+		// Fan-out and proxy-answered commands have no one-shard meaning
+		// inside a transaction.
+		s.tx.dirty = true
+		s.errorReply(unsupportedInTx(info))
+		return true
+	}
+	slot, ok, errMsg := s.slotOf(info, cmd.Args)
+	if errMsg == "" && ok {
+		if s.txSlot != noSlot && int(slot) != s.txSlot {
+			errMsg = crossSlot
+		} else {
+			s.txSlot = int(slot)
+		}
+	}
+	if errMsg != "" {
+		s.tx.dirty = true
+		s.errorReply(errMsg)
+		return true
+	}
+	s.tx.raw = append(s.tx.raw, cmd.Raw...)
+	s.tx.n++
+	s.local(appendStatus(nil, "QUEUED"))
+	return true
+}
+
+// keylessInTx are the keyless commands that mean the same on whichever shard
+// runs the transaction.
+var keylessInTx = map[string]bool{
+	"ping": true, "echo": true, "time": true, "lolwut": true, "unwatch": true,
+	"eval": true, "evalsha": true, "eval_ro": true, "evalsha_ro": true, "fcall": true, "fcall_ro": true,
+}
+
+func unsupportedInTx(info *command.Info) string {
+	return "ERR command '" + info.Name() + "' is not supported inside a transaction by the proxy"
+}
+
+func multi(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	if s.tx.active {
+		s.errorReply("ERR MULTI calls can not be nested")
+		return
+	}
+	s.tx = txState{active: true, raw: s.tx.raw[:0]}
+	s.local(appendStatus(nil, "OK"))
+}
+
+var (
+	cmdMulti   = appendCommand(nil, []byte("MULTI"))
+	cmdExec    = appendCommand(nil, []byte("EXEC"))
+	cmdUnwatch = appendCommand(nil, []byte("UNWATCH"))
+)
+
+func exec(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	if !s.tx.active {
+		s.errorReply("ERR EXEC without MULTI")
+		return
+	}
+	if s.tx.dirty {
+		s.endTransaction()
+		s.errorReply("EXECABORT Transaction discarded because of previous errors.")
+		s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+		return
+	}
+	s.syncNext = func(r *route) []byte {
+		shard := s.txShard(r)
+		d, err := s.borrowWatch(r, shard)
+		if err != nil {
+			s.endTransaction()
+			return appendError(nil, r.pools[shard].ded.downMessage(err))
+		}
+		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
+		n := s.tx.n
+		s.endTransaction()
+		replies, err := d.roundTrip(raw, n+2, nil)
+		if err != nil {
+			d.nc.Close()
+			return appendError(nil, r.pools[shard].ded.downMessage(err))
+		}
+		r.pools[shard].ded.put(d) // EXEC leaves it unwatched and out of MULTI
+		return replies[len(replies)-1]
+	}
+}
+
+func discard(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	if !s.tx.active {
+		s.errorReply("ERR DISCARD without MULTI")
+		return
+	}
+	s.endTransaction()
+	s.local(appendStatus(nil, "OK"))
+	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+}
+
+func (s *session) endTransaction() {
+	s.tx = txState{raw: s.tx.raw[:0]}
+	if s.watchConn == nil {
+		s.txSlot = noSlot
+	}
+}
+
+func watch(s *session, r *route, info *command.Info, c redcon.Command) {
+	slot, _, errMsg := s.slotOf(info, c.Args)
+	if errMsg == "" && s.txSlot != noSlot && int(slot) != s.txSlot {
+		errMsg = crossSlot
+	}
+	if errMsg != "" {
+		s.errorReply(errMsg)
+		return
+	}
+	s.txSlot = int(slot)
+	s.syncNext = func(r *route) []byte {
+		shard := r.table.ShardOfSlot(slot)
+		d, err := s.borrowWatch(r, shard)
+		if err != nil {
+			return appendError(nil, r.pools[shard].ded.downMessage(err))
+		}
+		replies, err := d.roundTrip(c.Raw, 1, nil)
+		if err != nil {
+			d.nc.Close()
+			s.watchConn = nil
+			return appendError(nil, r.pools[shard].ded.downMessage(err))
+		}
+		s.watchConn, s.watchShard = d, shard
+		return replies[0]
+	}
+}
+
+func unwatch(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	s.local(appendStatus(nil, "OK"))
+	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+}
+
+// borrowWatch returns the connection holding this session's WATCH, or a
+// fresh one of shard.
+func (s *session) borrowWatch(r *route, shard int) (*dconn, error) {
+	if d := s.watchConn; d != nil {
+		s.watchConn = nil
+		if s.watchShard == shard {
+			return d, nil
+		}
+		d.nc.Close() // watched another shard: the transaction cannot see it
+	}
+	return r.pools[shard].ded.get()
+}
+
+// dropWatch ends a WATCH: UNWATCH on its connection, which goes back to the
+// pool.
+func (s *session) dropWatch(r *route) {
+	d := s.watchConn
+	s.watchConn = nil
+	s.txSlot = noSlot
+	if d == nil {
+		return
+	}
+	if _, err := d.roundTrip(cmdUnwatch, 1, nil); err != nil || s.watchShard >= len(r.pools) {
+		d.nc.Close()
+		return
+	}
+	r.pools[s.watchShard].ded.put(d)
+}
+
+func (s *session) txShard(r *route) int {
+	switch {
+	case s.txSlot != noSlot:
+		return r.table.ShardOfSlot(uint16(s.txSlot))
+	case s.watchConn != nil:
+		return s.watchShard
+	}
+	return 0
+}
+
+// release frees what a closing session holds.
+func (s *session) release() {
+	if s.watchConn != nil {
+		s.watchConn.nc.Close()
+		s.watchConn = nil
+	}
+}
+
+func reset(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	s.tx = txState{}
+	s.name = ""
+	s.authed = s.srv.cfg.RequirePass == ""
+	s.admin = s.authed && s.srv.cfg.AdminPassword == ""
+	s.local(appendStatus(nil, "RESET"))
+	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+}
+
+// blocking runs a blocking command (BLPOP, BLMOVE, XREAD BLOCK, ...) on a
+// dedicated connection of its shard, honouring its timeout there, and gives
+// the connection up if the client hangs up meanwhile.
+func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
+	slot, ok, errMsg := s.slotOf(info, c.Args)
+	switch {
+	case errMsg != "":
+		s.errorReply(errMsg)
+		return
+	case !ok:
+		s.errorReply(unsupported(info))
+		return
+	}
+	s.syncNext = func(r *route) []byte {
+		redcon.BaseWriter(s.conn).Flush() // replies so far reach the client before it blocks
+		shard := r.table.ShardOfSlot(slot)
+		p := r.pools[shard].ded
+		d, err := p.get()
+		if err != nil {
+			return appendError(nil, p.downMessage(err))
+		}
+		replies, err := roundTripWatching(d, c.Raw, 1, s.conn.NetConn())
+		if err == errClientGone {
+			s.quit = true
+			return nil
+		}
+		if err != nil {
+			d.nc.Close()
+			return appendError(nil, p.downMessage(err))
+		}
+		p.put(d)
+		return replies[0]
+	}
+}
+
+// wait runs WAIT on every shard at once over dedicated connections and
+// answers the smallest count: the writes of this client may be on any shard.
+func wait(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	s.syncNext = func(r *route) []byte {
+		redcon.BaseWriter(s.conn).Flush()
+		out := make([][]byte, len(r.pools))
+		var wg sync.WaitGroup
+		for i, pl := range r.pools {
+			wg.Add(1)
+			go func(i int, p *dpool) {
+				defer wg.Done()
+				d, err := p.get()
+				if err != nil {
+					out[i] = appendError(nil, p.downMessage(err))
+					return
+				}
+				replies, err := d.roundTrip(c.Raw, 1, nil)
+				if err != nil {
+					d.nc.Close()
+					out[i] = appendError(nil, p.downMessage(err))
+					return
+				}
+				p.put(d)
+				out[i] = replies[0]
+			}(i, pl.ded)
+		}
+		wg.Wait()
+		least := int64(-1)
+		for _, reply := range out {
+			if isError(reply) {
+				return reply
+			}
+			n, ok := intReply(reply)
+			if !ok {
+				return appendError(nil, "ERR unexpected reply from shard")
+			}
+			if least < 0 || n < least {
+				least = n
+			}
+		}
+		return appendInt(nil, least)
+	}
+}
+
+func (p *dpool) downMessage(err error) string {
+	return "ERR shard " + p.addr + " is unavailable: " + err.Error()
+}
+
+// AUTH against the proxy's own users: "default" (--requirepass) and "admin"
+// (--admin-password), which PROXY and admin commands require when set.
+func auth(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	args := c.Args[1:]
+	if len(args) > 2 {
+		s.errorReply("ERR syntax error")
+		return
+	}
+	if len(args) == 1 && s.srv.cfg.RequirePass == "" {
+		s.errorReply("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+		return
+	}
+	user, pass := []byte("default"), args[0]
+	if len(args) == 2 {
+		user, pass = args[0], args[1]
+	}
+	if msg := s.authenticate(user, pass); msg != "" {
+		s.errorReply(msg)
+		return
+	}
+	s.local(appendStatus(nil, "OK"))
+}
+
+// authenticate checks a user and password; it returns an error message or "".
+func (s *session) authenticate(user, pass []byte) string {
+	cfg := s.srv.cfg
+	switch {
+	case equalFold(user, "default"):
+		if cfg.RequirePass != "" && !secretEqual(pass, cfg.RequirePass) {
+			return wrongPass
+		}
+		s.authed, s.admin = true, cfg.AdminPassword == ""
+	case equalFold(user, "admin") && cfg.AdminPassword != "":
+		if !secretEqual(pass, cfg.AdminPassword) {
+			return wrongPass
+		}
+		s.authed, s.admin = true, true
+	default:
+		return wrongPass
+	}
+	return ""
+}
+
+const wrongPass = "WRONGPASS invalid username-password pair or user is disabled."
+
+func secretEqual(got []byte, want string) bool {
+	return subtle.ConstantTimeCompare(got, []byte(want)) == 1
+}
+
+// permitted applies the authentication rules before a command runs; it
+// returns the error for a refused command, or "".
+func (s *session) permitted(info *command.Info, name []byte) string {
+	if !s.authed {
+		if info != nil && (info.Name() == "auth" || info.Name() == "hello" || info.Name() == "quit" || info.Name() == "reset") {
+			return ""
+		}
+		return "NOAUTH Authentication required."
+	}
+	// CONFIG GET is flagged admin but clients probe it at connect time.
+	if !s.admin && (info == nil && isProxyCommand(name) || info != nil && info.IsAdmin() && info.Name() != "config|get") {
+		n := "proxy"
+		if info != nil {
+			n = info.Name()
+		}
+		return "NOPERM User default has no permissions to run the '" + n + "' command"
+	}
+	return ""
+}
