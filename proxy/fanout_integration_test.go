@@ -423,10 +423,6 @@ func TestIntegrationUnsupported(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 3})
 	rc := dialRaw(t, c.Addr)
 	tests := [][]string{
-		{"SUBSCRIBE", "ch"},
-		{"PSUBSCRIBE", "ch*"},
-		{"SSUBSCRIBE", "ch"},
-		{"UNSUBSCRIBE"},
 		{"MONITOR"},
 		{"CLIENT", "KILL", "ID", "1"},
 		{"CLIENT", "PAUSE", "100"},

@@ -32,6 +32,7 @@ type Server struct {
 	ln     net.Listener
 	closed bool
 
+	detached   sync.Map // *session -> redcon.DetachedConn, closed by Close
 	clients    atomic.Int64
 	nextID     atomic.Uint64
 	accepted   atomic.Int64
@@ -145,6 +146,10 @@ func (s *Server) Close() error {
 	if rc != nil {
 		rc.Close()
 	}
+	s.detached.Range(func(_, dc any) bool {
+		dc.(redcon.DetachedConn).Close()
+		return true
+	})
 	close(s.stopSample)
 	for _, p := range s.route.Load().pools {
 		for _, c := range p.conns {
@@ -197,7 +202,7 @@ func (s *Server) accept(conn redcon.Conn) bool {
 }
 
 func (s *Server) onClose(conn redcon.Conn, err error) {
-	if sess, ok := conn.Context().(*session); ok {
+	if sess, ok := conn.Context().(*session); ok && !sess.detached {
 		sess.release()
 		s.clients.Add(-1)
 	}
@@ -207,6 +212,9 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 	sess := conn.Context().(*session)
 	sess.serve(cmd, conn.ReadPipeline())
 }
+
+func (s *Server) trackDetached(sess *session, dc redcon.DetachedConn) { s.detached.Store(sess, dc) }
+func (s *Server) untrackDetached(sess *session)                       { s.detached.Delete(sess) }
 
 // sampler computes instantaneous_ops_per_sec as Redis does: the mean of the
 // last 16 samples taken every 100 ms.

@@ -36,6 +36,8 @@ type session struct {
 	watchConn     *dconn
 	watchShard    int
 	syncNext      func(r *route) []byte // a step to run after what is planned so far
+	detachWith    redcon.Command        // a SUBSCRIBE that takes the connection out of redcon
+	detached      bool                  // the connection belongs to a pub/sub loop
 }
 
 // call is one client command of the pipeline: its reply is result slot
@@ -65,18 +67,24 @@ func (s *session) serve(first redcon.Command, rest []redcon.Command) {
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
 	s.srv.commands.Add(int64(1 + len(rest)))
-	s.plan(r, first)
-	if s.syncNext != nil {
-		r = s.runSync(r)
-	}
-	for _, cmd := range rest {
-		if s.quit {
-			break
-		}
+	cmd := first
+	for i := 0; ; i++ {
 		s.plan(r, cmd)
 		if s.syncNext != nil {
 			r = s.runSync(r)
 		}
+		if s.detachWith.Raw != nil {
+			sub := s.detachWith
+			s.detachWith = redcon.Command{}
+			s.submit(r)
+			s.reply()
+			s.detach(sub, rest[i:])
+			return
+		}
+		if i == len(rest) || s.quit {
+			break
+		}
+		cmd = rest[i]
 	}
 	s.submit(r)
 	s.reply()
@@ -228,7 +236,7 @@ func (s *session) plan(r *route, cmd redcon.Command) {
 		s.errorReply(unknownCommand(args))
 		return
 	}
-	if info.IsContainer() {
+	if info.IsContainer() && !(len(args) == 1 && info.ArityOK(1)) { // bare COMMAND is a command
 		if len(args) < 2 {
 			s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		} else {

@@ -234,6 +234,17 @@ func (s *session) txShard(r *route) int {
 	return 0
 }
 
+// flushClient sends the replies written so far to the client.
+func (s *session) flushClient() {
+	if lc, ok := s.conn.(lockedConn); ok {
+		lc.flush()
+		return
+	}
+	if w := redcon.BaseWriter(s.conn); w != nil {
+		w.Flush()
+	}
+}
+
 // release frees what a closing session holds.
 func (s *session) release() {
 	if s.watchConn != nil {
@@ -265,7 +276,7 @@ func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 		return
 	}
 	s.syncNext = func(r *route) []byte {
-		redcon.BaseWriter(s.conn).Flush() // replies so far reach the client before it blocks
+		s.flushClient() // replies so far reach the client before it blocks
 		shard := r.table.ShardOfSlot(slot)
 		p := r.pools[shard].ded
 		d, err := p.get()
@@ -290,7 +301,7 @@ func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 // answers the smallest count: the writes of this client may be on any shard.
 func wait(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	s.syncNext = func(r *route) []byte {
-		redcon.BaseWriter(s.conn).Flush()
+		s.flushClient()
 		out := make([][]byte, len(r.pools))
 		var wg sync.WaitGroup
 		for i, pl := range r.pools {

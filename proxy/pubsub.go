@@ -1,0 +1,459 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/proxy/command"
+	"github.com/reshard/reshard/router"
+)
+
+// Pub/sub with the semantics of one Redis: every classic subscription
+// (SUBSCRIBE, PSUBSCRIBE) and every PUBLISH goes to one *home* shard, the
+// first of the table, so a message published through the proxy reaches every
+// subscriber of the proxy. Shard channels (SSUBSCRIBE, SPUBLISH) go to the
+// shard of the channel's slot, as in Redis Cluster.
+//
+// A client that subscribes leaves redcon's request/response loop: the
+// session detaches the connection and from then on runs its own loop. Each
+// subscription connection (home, and one per shard for shard channels) has a
+// pump goroutine that forwards its replies and messages to the client.
+// Whether the client is still in subscribed mode is what the shards say: when
+// a command other than the pub/sub ones arrives, the session sends a marked
+// PING down every subscription connection and waits for the pumps to see it
+// come back, so every (un)subscribe confirmation before it has been counted.
+// With no subscription left, the connections are closed and the session
+// serves commands as usual, still detached.
+
+var (
+	// syncToken marks the proxy's own PINGs on subscription connections.
+	syncToken = func() string {
+		b := make([]byte, 8)
+		rand.Read(b)
+		return "__reshard_sync_" + hex.EncodeToString(b)
+	}()
+	syncPing     = appendCommand(nil, []byte("PING"), []byte(syncToken))
+	syncPongSub  = appendBulkString(appendBulkString(appendArrayHeader(nil, 2), "pong"), syncToken)
+	syncPongBulk = appendBulkString(nil, syncToken)
+)
+
+func init() {
+	for name, h := range map[string]handler{
+		"subscribe":            subscribe,
+		"psubscribe":           subscribe,
+		"ssubscribe":           subscribe,
+		"unsubscribe":          notSubscribed,
+		"punsubscribe":         notSubscribed,
+		"sunsubscribe":         notSubscribed,
+		"publish":              home,
+		"pubsub|channels":      home,
+		"pubsub|numsub":        home,
+		"pubsub|numpat":        home,
+		"spublish":             shardChannel,
+		"pubsub|shardchannels": fanout(concatArrays),
+		"pubsub|shardnumsub":   fanout(sumPairs),
+	} {
+		handlers[name] = h
+	}
+}
+
+// home sends a command to the pub/sub home shard.
+func home(s *session, _ *route, _ *command.Info, c redcon.Command) { s.forward(0, c.Raw) }
+
+// shardChannel routes SPUBLISH by its channel's slot.
+func shardChannel(s *session, r *route, info *command.Info, c redcon.Command) {
+	chans, err := info.RoutingKeys(c.Args, s.keys[:0])
+	if err != nil || len(chans) == 0 {
+		s.errorReply("ERR syntax error")
+		return
+	}
+	s.keys = chans
+	slot := router.Slot(c.Args[chans[0]])
+	s.forward(r.table.ShardOfSlot(slot), c.Raw)
+}
+
+// notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode as Redis
+// does: one confirmation per channel (or one with a null channel), count 0.
+func notSubscribed(s *session, _ *route, info *command.Info, c redcon.Command) {
+	kind := info.Name()
+	var b []byte
+	if len(c.Args) == 1 {
+		b = appendArrayHeader(b, 3)
+		b = appendBulkString(b, kind)
+		b = appendNull(b)
+		b = appendInt(b, 0)
+	}
+	for _, ch := range c.Args[1:] {
+		b = appendArrayHeader(b, 3)
+		b = appendBulkString(b, kind)
+		b = appendBulk(b, ch)
+		b = appendInt(b, 0)
+	}
+	s.local(b)
+}
+
+// subscribe enters subscribed mode: the session detaches from redcon once
+// what is planned so far has been answered.
+func subscribe(s *session, r *route, info *command.Info, c redcon.Command) {
+	if info.Name() == "ssubscribe" {
+		if msg := shardChannelsSlot(s, info, c); msg != "" {
+			s.errorReply(msg)
+			return
+		}
+	}
+	s.detachWith = c
+}
+
+// shardChannelsSlot checks that shard channels share one slot.
+func shardChannelsSlot(s *session, info *command.Info, c redcon.Command) string {
+	chans, err := info.RoutingKeys(c.Args, s.keys[:0])
+	if err != nil {
+		return err.Error()
+	}
+	s.keys = chans
+	if len(chans) == 0 {
+		return ""
+	}
+	slot := router.Slot(c.Args[chans[0]])
+	for _, i := range chans[1:] {
+		if router.Slot(c.Args[i]) != slot {
+			return crossSlot
+		}
+	}
+	return ""
+}
+
+// sumPairs merges PUBSUB SHARDNUMSUB replies ([channel, count, ...] per
+// shard) by adding the counts of each channel.
+func sumPairs(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	var names [][]byte
+	var sums []int64
+	for _, r := range rs {
+		elems, ok := arrayElems(r, nil)
+		if !ok || len(elems)%2 != 0 {
+			return appendError(out, "ERR unexpected reply from shard")
+		}
+		for i := 0; i < len(elems); i += 2 {
+			n, _ := intReply(elems[i+1])
+			j := i / 2
+			if j == len(names) {
+				names = append(names, elems[i])
+				sums = append(sums, 0)
+			}
+			sums[j] += n
+		}
+	}
+	out = appendArrayHeader(out, 2*len(names))
+	for i := range names {
+		out = append(out, names[i]...)
+		out = appendInt(out, sums[i])
+	}
+	return out
+}
+
+// lockedConn serializes writes to a detached client connection, which the
+// session and the pumps share.
+type lockedConn struct {
+	redcon.DetachedConn
+	mu *sync.Mutex
+}
+
+func (c lockedConn) WriteRaw(b []byte) {
+	c.mu.Lock()
+	c.DetachedConn.WriteRaw(b)
+	c.mu.Unlock()
+}
+
+func (c lockedConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.DetachedConn.Flush()
+}
+
+// subConn is one subscription connection and its pump.
+type subConn struct {
+	d       *dconn
+	count   atomic.Int64  // subscriptions the shard last reported on it
+	closing atomic.Bool   // the session closes it: not a shard failure
+	synced  chan struct{} // a sync PING came back
+	done    chan struct{} // the pump stopped
+}
+
+// pubsubLoop owns a detached client connection until it closes.
+type pubsubLoop struct {
+	s     *session
+	out   lockedConn
+	wmu   sync.Mutex
+	conns map[int]*subConn // key: homeConn for classic channels, else shard index
+}
+
+const homeConn = -1
+
+// detach hands the client connection to a pub/sub loop that starts with cmd
+// and then the rest of the pipeline.
+func (s *session) detach(cmd redcon.Command, rest []redcon.Command) {
+	dc := s.conn.Detach()
+	s.detached = true
+	p := &pubsubLoop{s: s, conns: map[int]*subConn{}}
+	p.out = lockedConn{DetachedConn: dc, mu: &p.wmu}
+	s.conn = p.out
+	if err := p.out.flush(); err != nil {
+		dc.Close()
+		s.srv.clients.Add(-1)
+		return
+	}
+	s.srv.trackDetached(s, dc)
+	go p.run(append([]redcon.Command{cmd}, rest...))
+}
+
+func (p *pubsubLoop) run(queue []redcon.Command) {
+	s := p.s
+	defer func() {
+		p.closeAll()
+		p.out.Close()
+		s.srv.untrackDetached(s)
+		s.release()
+		s.srv.clients.Add(-1)
+	}()
+	for {
+		var cmd redcon.Command
+		if len(queue) > 0 {
+			cmd, queue = queue[0], queue[1:]
+		} else {
+			var err error
+			if cmd, err = p.out.ReadCommand(); err != nil {
+				return
+			}
+		}
+		s.srv.commands.Add(1)
+		if !p.handle(cmd) || s.quit {
+			return
+		}
+		if err := p.out.flush(); err != nil {
+			return
+		}
+	}
+}
+
+// local writes a reply the loop makes itself, after every reply the shards
+// owe for earlier commands, so order is kept.
+func (p *pubsubLoop) local(reply []byte) {
+	p.sync()
+	p.out.WriteRaw(reply)
+}
+
+// handle serves one command; it returns false when the client is done.
+func (p *pubsubLoop) handle(cmd redcon.Command) bool {
+	s := p.s
+	info := command.Lookup(cmd.Args)
+	name := ""
+	if info != nil {
+		name = info.Name()
+	}
+	if !s.authed && name != "quit" && name != "reset" && name != "auth" {
+		p.local(appendError(nil, "NOAUTH Authentication required."))
+		return true
+	}
+	if info != nil && !info.ArityOK(len(cmd.Args)) {
+		p.local(appendError(nil, "ERR wrong number of arguments for '"+name+"' command"))
+		return true
+	}
+	switch name {
+	case "subscribe", "psubscribe", "unsubscribe", "punsubscribe":
+		if name[0] == 'u' || name[0] == 'p' && name[1] == 'u' {
+			if len(p.conns) == 0 {
+				s.serve(cmd, nil) // not subscribed: answered locally
+				return true
+			}
+		}
+		return p.send(homeConn, cmd.Raw)
+	case "ssubscribe", "sunsubscribe":
+		return p.shardChannels(info, cmd)
+	case "ping":
+		if len(p.conns) > 0 && p.subscribed() {
+			for _, sc := range p.conns {
+				if sc.count.Load() > 0 {
+					_, err := sc.d.nc.Write(cmd.Raw)
+					return err == nil
+				}
+			}
+		}
+	case "quit":
+		p.local(appendStatus(nil, "OK"))
+		p.out.flush()
+		return false
+	case "reset":
+		p.closeAll()
+	default:
+		if len(p.conns) > 0 && p.subscribed() {
+			p.local(appendError(nil, "ERR Can't execute '"+nameOf(info, cmd)+
+				"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+			return true
+		}
+	}
+	s.serve(cmd, nil)
+	return true
+}
+
+func nameOf(info *command.Info, cmd redcon.Command) string {
+	if info != nil {
+		return info.Name()
+	}
+	return clip(cmd.Args[0])
+}
+
+// shardChannels sends SSUBSCRIBE/SUNSUBSCRIBE to the shard of their slot;
+// SUNSUBSCRIBE without channels goes to every shard subscribed to.
+func (p *pubsubLoop) shardChannels(info *command.Info, cmd redcon.Command) bool {
+	s := p.s
+	if msg := shardChannelsSlot(s, info, cmd); msg != "" {
+		p.local(appendError(nil, msg))
+		return true
+	}
+	if len(s.keys) == 0 { // SUNSUBSCRIBE from all
+		sent := false
+		for k, sc := range p.conns {
+			if k != homeConn {
+				if _, err := sc.d.nc.Write(cmd.Raw); err != nil {
+					return false
+				}
+				sent = true
+			}
+		}
+		if !sent {
+			s.serve(cmd, nil)
+		}
+		return true
+	}
+	r := s.srv.route.Load()
+	shard := r.table.ShardOf(cmd.Args[s.keys[0]])
+	if info.Name() == "sunsubscribe" && p.conns[shard] == nil {
+		s.serve(cmd, nil)
+		return true
+	}
+	return p.send(shard, cmd.Raw)
+}
+
+// send writes a subscription command on connection key, opening it first.
+func (p *pubsubLoop) send(key int, raw []byte) bool {
+	sc := p.conns[key]
+	if sc == nil {
+		r := p.s.srv.route.Load()
+		shard := key
+		if key == homeConn {
+			shard = 0
+		}
+		pl := r.pools[shard].ded
+		d, err := pl.get()
+		if err != nil {
+			p.local(appendError(nil, pl.downMessage(err)))
+			return true
+		}
+		sc = &subConn{d: d, synced: make(chan struct{}, 1), done: make(chan struct{})}
+		p.conns[key] = sc
+		go p.pump(sc)
+	}
+	if _, err := sc.d.nc.Write(raw); err != nil {
+		return false
+	}
+	return true
+}
+
+// pump forwards what a subscription connection receives to the client.
+func (p *pubsubLoop) pump(sc *subConn) {
+	defer close(sc.done)
+	r := sc.d.r
+	for {
+		reply, err := readReply(r, nil)
+		if err != nil {
+			if !sc.closing.Load() {
+				// A shard that dies takes the client's subscriptions with
+				// it: close the client, as a Redis that went away would.
+				p.s.srv.log.Warn("subscription connection lost, closing client", zap.Error(err))
+				p.out.DetachedConn.NetConn().Close()
+			}
+			return
+		}
+		if bytes.Equal(reply, syncPongSub) || bytes.Equal(reply, syncPongBulk) {
+			if r.Buffered() == 0 {
+				p.out.flush()
+			}
+			sc.synced <- struct{}{}
+			continue
+		}
+		if n, ok := subscriptionCount(reply); ok {
+			sc.count.Store(n)
+		}
+		p.out.WriteRaw(reply)
+		if r.Buffered() == 0 {
+			p.out.flush()
+		}
+	}
+}
+
+// subscriptionCount reads the count of a (un)subscribe confirmation.
+func subscriptionCount(reply []byte) (int64, bool) {
+	elems, ok := arrayElems(reply, nil)
+	if !ok || len(elems) != 3 {
+		return 0, false
+	}
+	kind, ok := bulkText(elems[0])
+	if !ok || !bytes.HasSuffix(kind, []byte("subscribe")) {
+		return 0, false
+	}
+	return intReply(elems[2])
+}
+
+var errSyncTimeout = errors.New("proxy: subscription connection did not answer")
+
+// subscribed waits until every subscription connection has answered all
+// that was sent before, then reports whether any subscription is left; with
+// none left it closes the connections.
+func (p *pubsubLoop) subscribed() bool {
+	p.sync()
+	for _, sc := range p.conns {
+		if sc.count.Load() > 0 {
+			return true
+		}
+	}
+	p.closeAll()
+	return false
+}
+
+// sync waits until every subscription connection has answered all that was
+// sent on it before.
+func (p *pubsubLoop) sync() {
+	for _, sc := range p.conns {
+		if _, err := sc.d.nc.Write(syncPing); err != nil {
+			continue
+		}
+		select {
+		case <-sc.synced:
+		case <-sc.done:
+		case <-time.After(5 * time.Second):
+			p.s.srv.log.Warn("pub/sub sync", zap.Error(errSyncTimeout))
+		}
+	}
+}
+
+// closeAll closes every subscription connection and waits for its pump.
+func (p *pubsubLoop) closeAll() {
+	for k, sc := range p.conns {
+		sc.closing.Store(true)
+		sc.d.nc.Close()
+		<-sc.done
+		delete(p.conns, k)
+	}
+}

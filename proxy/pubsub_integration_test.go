@@ -1,0 +1,169 @@
+package proxy_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+)
+
+func TestIntegrationPubSub(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+
+	t.Run("every subscriber gets every message", func(t *testing.T) {
+		var subs []*redis.PubSub
+		for i := 0; i < 3; i++ {
+			ps := c.Client().Subscribe(ctx, "news", "sport")
+			if _, err := ps.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, ps)
+		}
+		pat := c.Client().PSubscribe(ctx, "n*")
+		if _, err := pat.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // the second subscription confirmations
+		pub := c.Client()
+		for i := 0; i < 10; i++ {
+			n, err := pub.Publish(ctx, "news", fmt.Sprint("m", i)).Result()
+			if err != nil || n != 4 {
+				t.Fatalf("PUBLISH news = %d, %v; want 4 receivers", n, err)
+			}
+		}
+		for i, ps := range subs {
+			for j := 0; j < 10; j++ {
+				msg, err := ps.ReceiveMessage(ctx)
+				if err != nil || msg.Channel != "news" || msg.Payload != fmt.Sprint("m", j) {
+					t.Fatalf("subscriber %d message %d = %+v, %v", i, j, msg, err)
+				}
+			}
+			ps.Close()
+		}
+		msg, err := pat.ReceiveMessage(ctx)
+		if err != nil || msg.Pattern != "n*" || msg.Channel != "news" || msg.Payload != "m0" {
+			t.Fatalf("pattern subscriber got %+v, %v", msg, err)
+		}
+		pat.Close()
+	})
+
+	t.Run("pubsub introspection", func(t *testing.T) {
+		ps := c.Client().Subscribe(ctx, "intro")
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer ps.Close()
+		got, err := c.Client().PubSubNumSub(ctx, "intro", "none").Result()
+		if err != nil || got["intro"] != 1 || got["none"] != 0 {
+			t.Errorf("PUBSUB NUMSUB = %v, %v", got, err)
+		}
+		chans, err := c.Client().PubSubChannels(ctx, "in*").Result()
+		if err != nil || len(chans) != 1 || chans[0] != "intro" {
+			t.Errorf("PUBSUB CHANNELS = %v, %v", chans, err)
+		}
+	})
+
+	t.Run("shard channels by slot", func(t *testing.T) {
+		ps := c.Client().SSubscribe(ctx, "{orders}new", "{orders}paid")
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer ps.Close()
+		time.Sleep(50 * time.Millisecond)
+		if n, err := c.Client().SPublish(ctx, "{orders}paid", "42").Result(); err != nil || n != 1 {
+			t.Fatalf("SPUBLISH = %d, %v", n, err)
+		}
+		msg, err := ps.ReceiveMessage(ctx)
+		if err != nil || msg.Channel != "{orders}paid" || msg.Payload != "42" {
+			t.Fatalf("shard message = %+v, %v", msg, err)
+		}
+		// The subscription lives on the shard owning the channel's slot.
+		owner := c.ShardOf("{orders}paid").Client()
+		if got := owner.PubSubShardNumSub(ctx, "{orders}paid").Val(); got["{orders}paid"] != 1 {
+			t.Errorf("owner shard SHARDNUMSUB = %v", got)
+		}
+		if got := c.Client().PubSubShardNumSub(ctx, "{orders}paid").Val(); got["{orders}paid"] != 1 {
+			t.Errorf("proxy SHARDNUMSUB = %v", got)
+		}
+	})
+
+	t.Run("subscribed mode rules and back", func(t *testing.T) {
+		direct := redistest.Start(t)
+		script := [][]string{
+			{"SUBSCRIBE", "a"}, {"GET", "x"}, {"PING"}, {"PING", "hi"}, {"UNSUBSCRIBE", "a"},
+			{"GET", "x"}, {"SET", "x", "1"}, {"GET", "x"}, {"UNSUBSCRIBE"}, {"PUNSUBSCRIBE", "p"},
+		}
+		p, d := dialRaw(t, c.Addr), dialRaw(t, direct.Addr())
+		for _, args := range script {
+			if got, want := p.do(args...), d.do(args...); got != want {
+				t.Errorf("%q: proxy %s, redis %s", args, got, want)
+			}
+		}
+		if got := p.do("SSUBSCRIBE", "a", "b"); got != "-CROSSSLOT Keys in request don't hash to the same slot" {
+			t.Errorf("SSUBSCRIBE across slots = %s", got)
+		}
+		p.send("SUBSCRIBE", "z")
+		p.read()
+		if got := p.do("RESET"); got != "+RESET" {
+			t.Errorf("RESET = %s", got)
+		}
+		if got := p.do("SET", "y", "2"); got != "+OK" {
+			t.Errorf("SET after RESET = %s", got)
+		}
+	})
+
+	t.Run("subscriber disconnect frees the shard", func(t *testing.T) {
+		p := dialRaw(t, c.Addr)
+		p.send("SUBSCRIBE", "bye")
+		p.read()
+		home := c.Shards[0].Client() // classic pub/sub lives on the first shard
+		if got := home.PubSubNumSub(ctx, "bye").Val()["bye"]; got != 1 {
+			t.Fatalf("home shard NUMSUB bye = %d, want 1", got)
+		}
+		p.nc.Close()
+		if !waitFor(5*time.Second, func() bool { return home.PubSubNumSub(ctx, "bye").Val()["bye"] == 0 }) {
+			t.Fatal("the shard still has the subscription after the client left")
+		}
+	})
+
+	t.Run("many messages in order", func(t *testing.T) {
+		ps := c.Client().Subscribe(ctx, "flood")
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer ps.Close()
+		pipe := c.Client().Pipeline()
+		for i := 0; i < 5000; i++ {
+			pipe.Publish(ctx, "flood", fmt.Sprint(i))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5000; i++ {
+			msg, err := ps.ReceiveMessage(ctx)
+			if err != nil || msg.Payload != fmt.Sprint(i) {
+				t.Fatalf("message %d = %+v, %v", i, msg, err)
+			}
+		}
+	})
+
+	t.Run("info counts detached clients", func(t *testing.T) {
+		rc := dialRaw(t, c.Addr)
+		before := connectedClients(t, rc)
+		p := dialRaw(t, c.Addr)
+		p.send("SUBSCRIBE", "cnt")
+		p.read()
+		if got := connectedClients(t, rc); got != before+1 {
+			t.Errorf("connected_clients while subscribed = %d, want %d", got, before+1)
+		}
+		p.nc.Close()
+		if !waitFor(5*time.Second, func() bool { return connectedClients(t, rc) == before }) {
+			t.Errorf("connected_clients after the subscriber left = %d, want %d", connectedClients(t, rc), before)
+		}
+	})
+}
