@@ -24,6 +24,9 @@ type Server struct {
 	started time.Time
 
 	route atomic.Pointer[route]
+	gate  gate // the write barrier (barrier.go)
+
+	lastPause atomic.Int64 // µs the last barrier was held
 
 	version atomic.Pointer[string] // the shards' redis_version
 

@@ -36,6 +36,7 @@ type session struct {
 	watchConn     *dconn
 	watchShard    int
 	syncNext      func(r *route) []byte // a step to run after what is planned so far
+	syncMayBlock  bool                  // syncNext may block for long (BLPOP, WAIT)
 	detachWith    redcon.Command        // a SUBSCRIBE that takes the connection out of redcon
 	detached      bool                  // the connection belongs to a pub/sub loop
 }
@@ -64,6 +65,8 @@ func newSession(srv *Server, id uint64, conn redcon.Conn) *session {
 }
 
 func (s *session) serve(first redcon.Command, rest []redcon.Command) {
+	s.srv.gate.mu.RLock()
+	defer s.srv.gate.mu.RUnlock()
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
 	s.srv.commands.Add(int64(1 + len(rest)))
@@ -97,7 +100,20 @@ func (s *session) runSync(r *route) *route {
 	s.reply()
 	fn := s.syncNext
 	s.syncNext = nil
-	if reply := fn(r); reply != nil {
+	var reply []byte
+	if s.syncMayBlock {
+		// BLPOP, WAIT: outside the barrier's gate, so they cannot hold a
+		// barrier up; the table may change meanwhile, so the step gets a
+		// fresh one. (EXEC and WATCH are quick and stay inside: the cut
+		// must not split a write from its acknowledgement.)
+		s.syncMayBlock = false
+		s.srv.gate.mu.RUnlock()
+		reply = fn(s.srv.route.Load())
+		s.srv.gate.mu.RLock()
+	} else {
+		reply = fn(r)
+	}
+	if reply != nil {
 		s.conn.WriteRaw(reply)
 	}
 	r = s.srv.route.Load()

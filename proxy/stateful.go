@@ -275,6 +275,7 @@ func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 		s.errorReply(unsupported(info))
 		return
 	}
+	s.syncMayBlock = true
 	s.syncNext = func(r *route) []byte {
 		s.flushClient() // replies so far reach the client before it blocks
 		shard := r.table.ShardOfSlot(slot)
@@ -300,6 +301,7 @@ func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 // wait runs WAIT on every shard at once over dedicated connections and
 // answers the smallest count: the writes of this client may be on any shard.
 func wait(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	s.syncMayBlock = true
 	s.syncNext = func(r *route) []byte {
 		s.flushClient()
 		out := make([][]byte, len(r.pools))

@@ -1,0 +1,50 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// The write barrier gives a consistent cut across shards: while it is held,
+// no session dispatches a new batch, and every batch already dispatched has
+// been answered. Snapshots (and later the cutover) read each shard's
+// replication offset inside it.
+//
+// Sessions hold the gate shared for one batch: plan, submit, wait. Steps that
+// may block for long (blocking commands, WAIT) run outside it, so a BLPOP
+// cannot hold a barrier up. sync.RWMutex blocks new readers once a writer
+// waits, which is the rule wanted: new commands queue, in order per client,
+// behind the barrier, while in-flight ones drain.
+type gate struct {
+	mu sync.RWMutex
+}
+
+// Pause closes the barrier and returns once every in-flight batch has been
+// answered; resume reopens it. ctx bounds the wait for the drain.
+func (s *Server) Pause(ctx context.Context) (resume func(), err error) {
+	got := make(chan struct{})
+	go func() {
+		s.gate.mu.Lock()
+		close(got)
+	}()
+	select {
+	case <-got:
+		start := time.Now()
+		var once sync.Once
+		return func() {
+			once.Do(func() {
+				s.lastPause.Store(int64(time.Since(start) / time.Microsecond))
+				s.gate.mu.Unlock()
+			})
+		}, nil
+	case <-ctx.Done():
+		// The lock will still be taken when the drain completes: give it
+		// back at once, so the proxy is never left paused.
+		go func() {
+			<-got
+			s.gate.mu.Unlock()
+		}()
+		return nil, ctx.Err()
+	}
+}
