@@ -424,9 +424,7 @@ func TestIntegrationUnsupported(t *testing.T) {
 	rc := dialRaw(t, c.Addr)
 	tests := [][]string{
 		{"MONITOR"},
-		{"CLIENT", "KILL", "ID", "1"},
 		{"CLIENT", "PAUSE", "100"},
-		{"CLIENT", "LIST"},
 		{"SWAPDB", "0", "1"},
 		{"MOVE", "k", "1"},
 		{"MIGRATE", "127.0.0.1", "1", "k", "0", "100"},

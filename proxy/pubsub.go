@@ -211,6 +211,7 @@ func (s *session) detach(cmd redcon.Command, rest []redcon.Command) {
 	s.conn = p.out
 	if err := p.out.flush(); err != nil {
 		dc.Close()
+		s.srv.unregister(s)
 		s.srv.clients.Add(-1)
 		return
 	}
@@ -224,6 +225,7 @@ func (p *pubsubLoop) run(queue []redcon.Command) {
 		p.closeAll()
 		p.out.Close()
 		s.srv.untrackDetached(s)
+		s.srv.unregister(s)
 		s.release()
 		s.srv.clients.Add(-1)
 	}()

@@ -36,6 +36,7 @@ type Server struct {
 	closed bool
 
 	detached   sync.Map // *session -> redcon.DetachedConn, closed by Close
+	sessions   sync.Map // id -> *session, for CLIENT LIST/KILL
 	clients    atomic.Int64
 	nextID     atomic.Uint64
 	accepted   atomic.Int64
@@ -200,13 +201,16 @@ func (s *Server) accept(conn redcon.Conn) bool {
 		return false
 	}
 	s.accepted.Add(1)
-	conn.SetContext(newSession(s, s.nextID.Add(1), conn))
+	sess := newSession(s, s.nextID.Add(1), conn)
+	s.register(sess)
+	conn.SetContext(sess)
 	return true
 }
 
 func (s *Server) onClose(conn redcon.Conn, err error) {
 	if sess, ok := conn.Context().(*session); ok && !sess.detached {
 		sess.release()
+		s.unregister(sess)
 		s.clients.Add(-1)
 	}
 }

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"sync/atomic"
+	"time"
+
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
@@ -37,14 +40,22 @@ type session struct {
 	watchShard    int
 	syncNext      func(r *route) []byte // a step to run after what is planned so far
 	syncMayBlock  bool                  // syncNext may block for long (BLPOP, WAIT)
-	detachWith    redcon.Command        // a SUBSCRIBE that takes the connection out of redcon
-	detached      bool                  // the connection belongs to a pub/sub loop
+	syncSilent    bool                  // syncNext's reply is not sent (CLIENT REPLY)
+
+	// for CLIENT LIST/INFO/REPLY (client.go)
+	created      time.Time
+	lastCmd      atomic.Int64 // unix nanoseconds of the last command
+	replyMode    int
+	replyTurnsOn bool           // this command was CLIENT REPLY ON
+	detachWith   redcon.Command // a SUBSCRIBE that takes the connection out of redcon
+	detached     bool           // the connection belongs to a pub/sub loop
 }
 
 // call is one client command of the pipeline: its reply is result slot
 // first, or, with a merge, built from slots first..first+n-1.
 type call struct {
 	first, n int32
+	silent   bool // CLIENT REPLY OFF/SKIP: the reply is not sent
 	merge    merger
 	args     [][]byte
 	auxOff   int32
@@ -60,8 +71,10 @@ type stage struct {
 
 func newSession(srv *Server, id uint64, conn redcon.Conn) *session {
 	authed := srv.cfg.RequirePass == ""
-	return &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)},
-		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot}
+	s := &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)},
+		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, created: time.Now()}
+	s.lastCmd.Store(s.created.UnixNano())
+	return s
 }
 
 func (s *session) serve(first redcon.Command, rest []redcon.Command) {
@@ -70,6 +83,7 @@ func (s *session) serve(first redcon.Command, rest []redcon.Command) {
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
 	s.srv.commands.Add(int64(1 + len(rest)))
+	s.lastCmd.Store(time.Now().UnixNano())
 	cmd := first
 	for i := 0; ; i++ {
 		s.plan(r, cmd)
@@ -113,7 +127,7 @@ func (s *session) runSync(r *route) *route {
 	} else {
 		reply = fn(r)
 	}
-	if reply != nil {
+	if reply != nil && !s.syncSilent {
 		s.conn.WriteRaw(reply)
 	}
 	r = s.srv.route.Load()
@@ -215,6 +229,9 @@ func (s *session) reply() {
 	}
 	for i := range s.calls {
 		c := &s.calls[i]
+		if c.silent {
+			continue
+		}
 		if c.merge == nil {
 			s.conn.WriteRaw(s.b.results[c.first])
 			continue
@@ -233,8 +250,28 @@ func (s *session) reply() {
 	}
 }
 
-// plan decides how one command is served.
+// plan decides how one command is served, and applies CLIENT REPLY.
 func (s *session) plan(r *route, cmd redcon.Command) {
+	mode, n := s.replyMode, len(s.calls)
+	s.planOne(r, cmd)
+	silent := (mode == replyOff || mode == replySkipThis) && !s.replyTurnsOn
+	s.replyTurnsOn = false
+	if silent {
+		for i := n; i < len(s.calls); i++ {
+			s.calls[i].silent = true
+		}
+	}
+	s.syncSilent = silent
+	switch {
+	case s.replyMode == replySkipNext:
+		s.replyMode = replySkipThis
+	case mode == replySkipThis && s.replyMode == replySkipThis:
+		s.replyMode = replyOn
+	}
+}
+
+// planOne decides how one command is served.
+func (s *session) planOne(r *route, cmd redcon.Command) {
 	args := cmd.Args
 	info := command.Lookup(args)
 	if !s.authed || !s.admin {

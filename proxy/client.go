@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/reshard/reshard/proxy/command"
+)
+
+// CLIENT subcommands about the proxy's own clients. The shards' clients are
+// the proxy's backend connections, so nothing here is forwarded.
+
+func init() {
+	for name, h := range map[string]handler{
+		"client|list":     clientList,
+		"client|info":     clientInfo,
+		"client|kill":     clientKill,
+		"client|reply":    clientReply,
+		"client|no-evict": clientNoEvict,
+		"client|getredir": func(s *session, _ *route, _ *command.Info, _ redcon.Command) { s.local(appendInt(nil, -1)) },
+		"client|help":     clientHelp,
+	} {
+		handlers[name] = h
+	}
+}
+
+// register and unregister keep the sessions CLIENT LIST and KILL see.
+func (srv *Server) register(s *session)   { srv.sessions.Store(s.id, s) }
+func (srv *Server) unregister(s *session) { srv.sessions.Delete(s.id) }
+
+// describe renders one CLIENT LIST line for s.
+func (s *session) describe(now time.Time) string {
+	flags := "N"
+	switch {
+	case s.detached:
+		flags = "P"
+	case s.tx.active:
+		flags = "x"
+	}
+	multi := -1
+	if s.tx.active {
+		multi = s.tx.n
+	}
+	user := "default"
+	if s.admin && s.srv.cfg.AdminPassword != "" {
+		user = "admin"
+	}
+	laddr := ""
+	if nc := s.conn.NetConn(); nc != nil {
+		laddr = nc.LocalAddr().String()
+	}
+	var b strings.Builder
+	b.WriteString("id=" + strconv.FormatUint(s.id, 10))
+	b.WriteString(" addr=" + s.conn.RemoteAddr())
+	b.WriteString(" laddr=" + laddr)
+	b.WriteString(" name=" + s.name)
+	b.WriteString(" age=" + strconv.FormatInt(int64(now.Sub(s.created).Seconds()), 10))
+	b.WriteString(" idle=" + strconv.FormatInt(int64(now.Sub(time.Unix(0, s.lastCmd.Load())).Seconds()), 10))
+	b.WriteString(" flags=" + flags)
+	b.WriteString(" db=0")
+	b.WriteString(" multi=" + strconv.Itoa(multi))
+	b.WriteString(" user=" + user)
+	b.WriteString(" resp=2")
+	return b.String()
+}
+
+func clientList(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	want := map[uint64]bool{}
+	if len(c.Args) > 2 {
+		if !equalFold(c.Args[2], "id") || len(c.Args) < 4 {
+			if equalFold(c.Args[2], "type") && len(c.Args) == 4 {
+				// every proxy client is a normal (or pubsub) client
+			} else {
+				s.errorReply("ERR syntax error")
+				return
+			}
+		}
+		if equalFold(c.Args[2], "id") {
+			for _, a := range c.Args[3:] {
+				id, err := strconv.ParseUint(string(a), 10, 64)
+				if err != nil {
+					s.errorReply("ERR Invalid client ID")
+					return
+				}
+				want[id] = true
+			}
+		}
+	}
+	now := time.Now()
+	var b strings.Builder
+	s.srv.sessions.Range(func(_, v any) bool {
+		o := v.(*session)
+		if len(want) == 0 || want[o.id] {
+			b.WriteString(o.describe(now))
+			b.WriteByte('\n')
+		}
+		return true
+	})
+	s.local(appendBulkString(nil, b.String()))
+}
+
+func clientInfo(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	s.local(appendBulkString(nil, s.describe(time.Now())+"\n"))
+}
+
+// clientKill closes proxy clients: CLIENT KILL addr, or the filter form
+// (ID, ADDR, LADDR, USER, SKIPME).
+func clientKill(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	args := c.Args[2:]
+	if len(args) == 1 { // old form: CLIENT KILL ip:port
+		n := s.killWhere(func(o *session) bool { return o.conn.RemoteAddr() == string(args[0]) })
+		if n == 0 {
+			s.errorReply("ERR No such client")
+			return
+		}
+		s.local(appendStatus(nil, "OK"))
+		return
+	}
+	if len(args)%2 != 0 {
+		s.errorReply("ERR syntax error")
+		return
+	}
+	skipMe := true
+	var tests []func(*session) bool
+	for i := 0; i < len(args); i += 2 {
+		val := string(args[i+1])
+		switch {
+		case equalFold(args[i], "id"):
+			id, err := strconv.ParseUint(val, 10, 64)
+			if err != nil {
+				s.errorReply("ERR client-id should be greater than 0")
+				return
+			}
+			tests = append(tests, func(o *session) bool { return o.id == id })
+		case equalFold(args[i], "addr"):
+			tests = append(tests, func(o *session) bool { return o.conn.RemoteAddr() == val })
+		case equalFold(args[i], "laddr"):
+			tests = append(tests, func(o *session) bool {
+				nc := o.conn.NetConn()
+				return nc != nil && nc.LocalAddr().String() == val
+			})
+		case equalFold(args[i], "user"):
+			tests = append(tests, func(o *session) bool {
+				return (val == "admin") == (o.admin && o.srv.cfg.AdminPassword != "")
+			})
+		case equalFold(args[i], "skipme"):
+			switch {
+			case equalFold(args[i+1], "yes"):
+				skipMe = true
+			case equalFold(args[i+1], "no"):
+				skipMe = false
+			default:
+				s.errorReply("ERR syntax error")
+				return
+			}
+		default:
+			s.errorReply("ERR syntax error")
+			return
+		}
+	}
+	n := s.killWhere(func(o *session) bool {
+		if skipMe && o == s {
+			return false
+		}
+		for _, t := range tests {
+			if !t(o) {
+				return false
+			}
+		}
+		return true
+	})
+	s.local(appendInt(nil, int64(n)))
+}
+
+// killWhere closes the connections of the sessions match selects. Closing
+// the socket ends the session's own goroutine at its next read.
+func (s *session) killWhere(match func(*session) bool) int {
+	n := 0
+	s.srv.sessions.Range(func(_, v any) bool {
+		o := v.(*session)
+		if match(o) {
+			if nc := o.conn.NetConn(); nc != nil {
+				nc.Close()
+			}
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// clientReply implements CLIENT REPLY ON|OFF|SKIP.
+func clientReply(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	switch {
+	case equalFold(c.Args[2], "on"):
+		s.replyMode = replyOn
+		s.replyTurnsOn = true
+		s.local(appendStatus(nil, "OK"))
+	case equalFold(c.Args[2], "off"):
+		s.replyMode = replyOff
+	case equalFold(c.Args[2], "skip"):
+		s.replyMode = replySkipNext
+	default:
+		s.errorReply("ERR syntax error")
+	}
+}
+
+// The proxy never evicts its clients, so NO-EVICT is accepted either way.
+func clientNoEvict(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	if !equalFold(c.Args[2], "on") && !equalFold(c.Args[2], "off") {
+		s.errorReply("ERR syntax error")
+		return
+	}
+	s.local(appendStatus(nil, "OK"))
+}
+
+var clientHelpLines = []string{
+	"CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are, through the proxy:",
+	"ID, INFO, LIST [ID id ...], KILL <ip:port> | KILL <option> <value> [...], GETNAME, SETNAME <name>,",
+	"SETINFO <LIB-NAME|LIB-VER> <value>, REPLY <ON|OFF|SKIP>, NO-EVICT <ON|OFF>, GETREDIR, HELP.",
+	"Not available through the proxy: TRACKING, CACHING, TRACKINGINFO, PAUSE, UNPAUSE, UNBLOCK, NO-TOUCH.",
+}
+
+func clientHelp(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	b := appendArrayHeader(nil, len(clientHelpLines))
+	for _, l := range clientHelpLines {
+		b = appendStatus(b, l)
+	}
+	s.local(b)
+}
+
+const (
+	replyOn = iota
+	replyOff
+	replySkipNext
+	replySkipThis
+)

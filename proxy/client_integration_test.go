@@ -1,0 +1,69 @@
+package proxy_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reshard/reshard/internal/proxytest"
+)
+
+func TestIntegrationClientCommands(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	a, b := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	a.do("CLIENT", "SETNAME", "alpha")
+	b.do("CLIENT", "SETNAME", "beta")
+	bID := b.do("CLIENT", "ID")
+
+	list := a.do("CLIENT", "LIST")
+	for _, want := range []string{"name=alpha", "name=beta", "id=" + strings.TrimPrefix(bID, ":")} {
+		if !strings.Contains(list, want) {
+			t.Errorf("CLIENT LIST lacks %q: %s", want, list)
+		}
+	}
+	if info := a.do("CLIENT", "INFO"); !strings.Contains(info, "name=alpha") || strings.Contains(info, "name=beta") {
+		t.Errorf("CLIENT INFO = %s", info)
+	}
+	if got := a.do("CLIENT", "LIST", "ID", strings.TrimPrefix(bID, ":")); !strings.Contains(got, "name=beta") || strings.Contains(got, "name=alpha") {
+		t.Errorf("CLIENT LIST ID = %s", got)
+	}
+
+	t.Run("reply modes", func(t *testing.T) {
+		rc := dialRaw(t, c.Addr)
+		rc.write(encode("CLIENT", "REPLY", "OFF") + encode("SET", "r", "1") + encode("GET", "r") +
+			encode("CLIENT", "REPLY", "ON") + encode("GET", "r") + encode("CLIENT", "REPLY", "SKIP") +
+			encode("GET", "r") + encode("PING"))
+		for _, want := range []string{"+OK", `"1"`, "+PONG"} {
+			if got := render(rc.read()); got != want {
+				t.Errorf("reply = %s, want %s", got, want)
+			}
+		}
+	})
+
+	t.Run("not honoured", func(t *testing.T) {
+		for _, args := range [][]string{{"CLIENT", "TRACKING", "ON"}, {"CLIENT", "PAUSE", "10"}, {"CLIENT", "UNBLOCK", "1"}} {
+			if got := a.do(args...); !strings.HasPrefix(got, "-ERR") {
+				t.Errorf("%q = %s, want an error", args, got)
+			}
+		}
+	})
+
+	t.Run("kill", func(t *testing.T) {
+		if got := a.do("CLIENT", "KILL", "ID", strings.TrimPrefix(bID, ":")); got != ":1" {
+			t.Fatalf("CLIENT KILL ID = %s", got)
+		}
+		b.expectClosed(2 * time.Second)
+		if got := a.do("CLIENT", "KILL", "ID", "999999"); got != ":0" {
+			t.Errorf("CLIENT KILL of no one = %s", got)
+		}
+		if got := a.do("CLIENT", "KILL", "127.0.0.1:1"); got != "-ERR No such client" {
+			t.Errorf("CLIENT KILL addr = %s", got)
+		}
+		if got := a.do("PING"); got != "+PONG" {
+			t.Errorf("killer's connection = %s", got)
+		}
+		if list := a.do("CLIENT", "LIST"); strings.Contains(list, "name=beta") {
+			t.Errorf("killed client still listed: %s", list)
+		}
+	})
+}
