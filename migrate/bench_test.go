@@ -202,3 +202,75 @@ func maxRSS() int64 {
 	}
 	return ru.Maxrss * 1024
 }
+
+// BenchmarkBigKeyLatency restores a 2M-field hash and a 5M-element list
+// with the default configuration (chunked above BigKeyBytes) and, for
+// contrast, as single RESTOREs, and reports the slowest command each way
+// took on the target (SLOWLOG, everything over 1 ms).
+func BenchmarkBigKeyLatency(b *testing.B) {
+	ctx := context.Background()
+	src := redistest.Start(b, sourceArgs...)
+	sc := src.Client()
+	fill := func(n, batch int, cmd func(from, to int) []any) {
+		p := sc.Pipeline()
+		for from := 0; from < n; from += batch {
+			p.Do(ctx, cmd(from, min(from+batch, n))...)
+			if p.Len() >= 20 {
+				_, err := p.Exec(ctx)
+				must(b, err)
+			}
+		}
+		_, err := p.Exec(ctx)
+		must(b, err)
+	}
+	fill(2_000_000, 10000, func(from, to int) []any {
+		args := []any{"HSET", "big:hash"}
+		for i := from; i < to; i++ {
+			args = append(args, "field:"+strconv.Itoa(i), "value:"+strconv.Itoa(i))
+		}
+		return args
+	})
+	fill(5_000_000, 10000, func(from, to int) []any {
+		args := []any{"RPUSH", "big:list"}
+		for i := from; i < to; i++ {
+			args = append(args, "element-"+strconv.Itoa(i))
+		}
+		return args
+	})
+	path := saveRDB(b, src, "big.rdb")
+	target := redistest.Start(b, "--slowlog-log-slower-than", "1000", "--slowlog-max-len", "100000")
+	tc := target.Client()
+	shards := evenShards(b, []*redistest.Server{target})
+	run := func(bigKey int64) (time.Duration, time.Duration) {
+		must(b, tc.FlushAll(ctx).Err())
+		must(b, tc.Do(ctx, "SLOWLOG", "RESET").Err())
+		cfg := testConfig([]string{path}, shards)
+		cfg.BigKeyBytes = bigKey
+		start := time.Now()
+		_, err := Restore(ctx, cfg)
+		el := time.Since(start)
+		must(b, err)
+		entries, err := tc.SlowLogGet(ctx, -1).Result()
+		must(b, err)
+		var worst time.Duration
+		for _, e := range entries {
+			if e.Args[0] != "FLUSHALL" && e.Args[0] != "SLOWLOG" {
+				worst = max(worst, e.Duration)
+			}
+		}
+		return el, worst
+	}
+	var chunkedT, wholeT, chunkedWorst, wholeWorst time.Duration
+	for b.Loop() {
+		el, worst := run(DefaultRestoreConfig().BigKeyBytes)
+		chunkedT += el
+		chunkedWorst = max(chunkedWorst, worst)
+		el, worst = run(1 << 40)
+		wholeT += el
+		wholeWorst = max(wholeWorst, worst)
+	}
+	b.ReportMetric(float64(chunkedWorst.Microseconds())/1000, "chunked-slowest-cmd-ms")
+	b.ReportMetric(float64(wholeWorst.Microseconds())/1000, "whole-slowest-cmd-ms")
+	b.ReportMetric(chunkedT.Seconds()/float64(b.N), "chunked-s")
+	b.ReportMetric(wholeT.Seconds()/float64(b.N), "whole-s")
+}

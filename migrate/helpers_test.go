@@ -384,3 +384,11 @@ func requireEmpty(t testing.TB, ss []*redistest.Server) {
 		}
 	}
 }
+
+func slotOwner(shards []router.Shard, key string) int {
+	table, err := router.NewTable(0, shards)
+	if err != nil {
+		panic(err)
+	}
+	return table.ShardOf([]byte(key))
+}

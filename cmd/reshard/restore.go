@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
@@ -65,6 +66,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer log.Sync()
 	cfg.Logger = log
+	// go-redis logs dial retries on its own; the restore reports what
+	// failed, once, through its error.
+	redis.SetLogger(quietRedisLog{})
 
 	bar := isTerminal(stderr)
 	var mu sync.Mutex
@@ -127,5 +131,9 @@ func progressBar(p migrate.Progress, width int) string {
 	return fmt.Sprintf("%-7s [%s] %3.0f%% %d/%d keys %s/%s %.0f keys/s ETA %s   ",
 		p.Phase, bar, frac*100, p.Keys, p.KeysTotal, mb(p.Bytes), mb(p.BytesTotal), p.KeysPerSec, eta)
 }
+
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}
 
 func mb(n int64) string { return fmt.Sprintf("%.1fMB", float64(n)/(1<<20)) }

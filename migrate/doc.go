@@ -1,0 +1,79 @@
+// Package migrate restores RDB data into a target topology: a snapshot
+// directory of the proxy (one RDB and one tail per shard) or any .rdb files
+// of a self-managed Redis, into any number of shards with any slot layout.
+// It is the "back up 3 shards, restore into 5" workflow; the live reshard
+// (catch-up and cutover) builds on it.
+//
+// # How a restore runs
+//
+// Restore(ctx, cfg) is the one entry point; StartRestore runs it in the
+// background for the proxy's PROXY RESTORE job, with a Status to poll.
+//
+//  1. Pre-flight, before anything is written (preflight.go, scan.go): every
+//     source is read in full, values skipped, so a corrupt, truncated or
+//     checksum-failing file is refused with its offset; every tail is
+//     parsed and each command routed. The scan yields the databases present
+//     (more than one is refused unless DB picks one), the RDB version each
+//     value type needs, module values (refused), function libraries, and
+//     per target the keys and bytes of its share. Then every target is
+//     asked (INFO, FUNCTION LIST): its Redis version (a value type it
+//     cannot load is refused, naming the target, both versions and a key),
+//     role and cluster mode, whether it holds keys (refused unless Replace
+//     or Flush), and whether its share fits under maxmemory (refused with
+//     the figures). All problems are reported together in a
+//     *PreflightError. DryRun stops here with the plan in the Report.
+//  2. Writing (restore.go, pipe.go): each key's slot picks its target in
+//     the TARGET table and one of the target's ConnsPerTarget connections;
+//     the key goes as RESTORE key ttl payload REPLACE [ABSTTL], the payload
+//     built from the value bytes as the RDB holds them (rdb.AppendDumpPayload)
+//     claiming the target's own RDB version, so a 7.2 file restores into
+//     7.0 when its value types exist there. Plain strings go as SET key
+//     value [PXAT ms], which is equivalent and cheaper for the target (see
+//     restoreKey). Keys already expired are skipped and counted. Values
+//     above BigKeyBytes are written in chunks under a temporary key in the
+//     same slot and renamed into place (bigkey.go). Function libraries are
+//     loaded on every target first.
+//  3. Tails (tail.go, route.go): after a source's RDB has been written and
+//     every reply read, its tail is replayed in order, each command routed
+//     by its keys; DEL/UNLINK/TOUCH/EXISTS/MSET/MSETNX split across
+//     targets, MULTI/EXEC as one transaction per target, PUBLISH dropped,
+//     commands of other databases skipped and counted. A FLUSHALL (or
+//     FLUSHDB of the restored database) in a tail means that source's keys
+//     were wiped: its RDB is not restored and its tail applies from after
+//     the flush, so other sources' keys on the same targets survive.
+//  4. Verify (verify.go), when asked: DBSIZE of each target against the
+//     keys written (when it started empty and no tail ran), the function
+//     libraries, and a random sample of about VerifySample keys compared
+//     by content (type, TTL to the second, every element) with the source.
+//
+// # Failure
+//
+// Any error reply (other than "no such key" to a tail command, see
+// benign), a broken connection or a target silent for Timeout stops the
+// whole job at once with an error naming the target and the key or
+// command, wrapped in ErrTarget. Nothing is skipped silently. Keys already
+// written stay; a rerun with Replace completes the restore (RESTORE
+// REPLACE and RENAME overwrite). The temporary keys of an interrupted big
+// key expire on their own within a day.
+//
+// # Memory
+//
+// Bounded by the largest value (the RDB reader holds one value at a time),
+// plus per connection a write buffer of about 256 KiB and Window commands
+// in flight; a restore of a million small keys keeps a few MB of Go heap
+// (BenchmarkRestoreVsRedisCliPipe reports it). Verify holds one batch of
+// elements at a time.
+//
+// # Concurrency and goroutines
+//
+// Restore blocks its caller, which is the producer: it reads the sources
+// and queues commands. It starts, owns and stops before returning: per
+// connection a writer and a reply reader, one goroutine watching for the
+// first failure, one calling Progress (so Progress is never called
+// concurrently with itself), and short-lived ones inspecting the targets
+// in parallel. Configs and Reports are plain values; RestoreJob is safe
+// for concurrent use.
+//
+// Targets are written in database 0. Passwords are never logged or
+// reported.
+package migrate

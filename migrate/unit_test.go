@@ -1,0 +1,252 @@
+package migrate
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/reshard/reshard/router"
+)
+
+func TestRDBVersionFor(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		want    uint16
+	}{
+		{"7.0.15", 10}, {"7.2.4", 11}, {"7.4.1", 12}, {"8.0.0", 12}, {"8.2.1", 12},
+		{"6.2.14", 9}, {"5.0.7", 9}, {"4.0.14", 8}, {"3.2.12", 7}, {"3.0.7", 6}, {"garbage", 10},
+	} {
+		if got := rdbVersionFor(tc.version); got != tc.want {
+			t.Errorf("rdbVersionFor(%q) = %d, want %d", tc.version, got, tc.want)
+		}
+	}
+}
+
+func TestTempKeyKeepsSlot(t *testing.T) {
+	j := &job{nonce: "abc"}
+	for _, key := range []string{"plain", "{tag}x", "a{}b", "{", "}{", "x{y}z{w}", "", "\x00\xff"} {
+		slot := router.Slot([]byte(key))
+		tmp := j.tempKey(slot)
+		if got := router.Slot([]byte(tmp)); got != slot {
+			t.Errorf("tempKey for %q (slot %d) is %q in slot %d", key, slot, tmp, got)
+		}
+	}
+	for s := 0; s < router.NumSlots; s++ {
+		if got := router.Slot([]byte("{" + j.tags[s] + "}")); got != uint16(s) {
+			t.Fatalf("tag %q of slot %d hashes to %d", j.tags[s], s, got)
+		}
+	}
+}
+
+func TestAppendScore(t *testing.T) {
+	for _, f := range []float64{0, -0.5, 1.5, 0.1, 1e300, 5e-324, math.MaxFloat64, -7, 123456789.123456789, math.Inf(1), math.Inf(-1)} {
+		s := string(appendScore(nil, f))
+		got, err := strconv.ParseFloat(s, 64)
+		if err != nil || got != f {
+			t.Errorf("appendScore(%v) = %q, parses back to %v (%v)", f, s, got, err)
+		}
+	}
+}
+
+func TestRoute(t *testing.T) {
+	shards, err := router.ParseSpec("127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, _ := router.NewTable(0, shards)
+	rt := &tailRouter{table: table}
+	// Keys on three different shards, and a second key on the first.
+	var on [3][]string
+	for i := 0; len(on[0]) < 2 || len(on[1]) < 1 || len(on[2]) < 1; i++ {
+		k := "k" + strconv.Itoa(i)
+		s := table.ShardOf([]byte(k))
+		on[s] = append(on[s], k)
+	}
+	a, a2, b, c := on[0][0], on[0][1], on[1][0], on[2][0]
+	args := func(s ...string) [][]byte {
+		out := make([][]byte, len(s))
+		for i, x := range s {
+			out[i] = []byte(x)
+		}
+		return out
+	}
+	render := func(ps []part) string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, strconv.Itoa(p.target)+":"+string(bytes.Join(p.args, []byte(" "))))
+		}
+		return strings.Join(out, " | ")
+	}
+	for _, tc := range []struct {
+		args    []string
+		want    string
+		wantErr string
+	}{
+		{[]string{"SET", a, "v"}, "0:SET " + a + " v", ""},
+		{[]string{"DEL", a, b, a2, c}, "0:DEL " + a + " " + a2 + " | 1:DEL " + b + " | 2:DEL " + c, ""},
+		{[]string{"MSET", b, "1", a, "2", c, "3"}, "1:MSET " + b + " 1 | 0:MSET " + a + " 2 | 2:MSET " + c + " 3", ""},
+		{[]string{"RENAME", a, a2}, "0:RENAME " + a + " " + a2, ""},
+		{[]string{"PUBLISH", "ch", "m"}, "", ""},
+		{[]string{"FUNCTION", "DELETE", "lib"}, "-1:FUNCTION DELETE lib", ""},
+		{[]string{"RENAME", a, b}, "", "RENAME has keys on targets"},
+		{[]string{"SWAPDB", "0", "1"}, "", "SWAPDB"},
+		{[]string{"COPY", a, a2, "DB", "3"}, "", "COPY"},
+		{[]string{"NOSUCHCMD", a}, "", "unknown command"},
+		{[]string{"DBSIZE"}, "", "no key"},
+	} {
+		got, err := rt.route(args(tc.args...), nil)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("route(%q) error %v, want one containing %q", tc.args, err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("route(%q): %v", tc.args, err)
+		case render(got) != tc.want:
+			t.Errorf("route(%q) = %s, want %s", tc.args, render(got), tc.want)
+		}
+	}
+}
+
+func TestCmdReader(t *testing.T) {
+	good := appendCommand(nil, "SET", "k", "v")
+	good = appendCommand(good, "DEL", []byte("a\r\nb"), "")
+	cr := newCmdReader(bytes.NewReader(good))
+	var got []string
+	for {
+		args, _, err := cr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(bytes.Join(args, []byte("|"))))
+	}
+	if want := []string{"SET|k|v", "DEL|a\r\nb|"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, bad := range []string{
+		"*2\r\n$3\r\nSET\r\n",            // truncated
+		"*1\r\n$3\r\nSE",                 // truncated in a bulk
+		"PING\r\n",                       // inline
+		"*1\r\n:3\r\n",                   // not a bulk
+		"*1\r\n$3\r\nSETX\r\n",           // bad terminator
+		"*-1\r\n",                        // bad count
+		"*1\r\n$99999999999999\r\nx\r\n", // absurd length
+	} {
+		cr := newCmdReader(strings.NewReader(bad))
+		if _, _, err := cr.next(); err == nil || err == io.EOF {
+			t.Errorf("next(%q) = %v, want an error", bad, err)
+		}
+	}
+}
+
+func TestReadReply(t *testing.T) {
+	for _, tc := range []struct {
+		in, wantErr string
+	}{
+		{"+OK\r\n", ""},
+		{":12\r\n", ""},
+		{"$3\r\nabc\r\n", ""},
+		{"$-1\r\n", ""},
+		{"-ERR boom\r\n", "ERR boom"},
+		{"*3\r\n+OK\r\n-WRONGTYPE x\r\n:1\r\n", "WRONGTYPE x"},
+		{"*2\r\n*1\r\n-ERR nested\r\n+OK\r\n", "ERR nested"},
+		{"*-1\r\n", ""},
+	} {
+		got, err := readReply(bufio.NewReader(strings.NewReader(tc.in)))
+		if err != nil || got != tc.wantErr {
+			t.Errorf("readReply(%q) = %q, %v; want %q", tc.in, got, err, tc.wantErr)
+		}
+	}
+	for _, bad := range []string{"?x\r\n", "$x\r\n", "+OK\n", "$5\r\nab"} {
+		if _, err := readReply(bufio.NewReader(strings.NewReader(bad))); err == nil {
+			t.Errorf("readReply(%q): no error", bad)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := DefaultRestoreConfig()
+	base.Sources = []string{"x.rdb"}
+	base.Targets = []router.Shard{{Addr: "127.0.0.1:1", Ranges: []router.Range{{From: 0, To: 16383}}}}
+	if err := base.validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		field string
+		mod   func(c *RestoreConfig)
+	}{
+		{"Sources", func(c *RestoreConfig) { c.Sources = nil }},
+		{"Targets", func(c *RestoreConfig) { c.Targets = nil }},
+		{"DB", func(c *RestoreConfig) { c.DB = -2 }},
+		{"Flush", func(c *RestoreConfig) { c.Replace, c.Flush = true, true }},
+		{"Window", func(c *RestoreConfig) { c.Window = 0 }},
+		{"ConnsPerTarget", func(c *RestoreConfig) { c.ConnsPerTarget = 0 }},
+		{"BigKeyBytes", func(c *RestoreConfig) { c.BigKeyBytes = 0 }},
+	} {
+		c := base
+		tc.mod(&c)
+		err := c.validate()
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: validate() = %v, want ErrInvalidConfig naming the field", tc.field, err)
+		}
+	}
+}
+
+func TestPreflightErrorUnwraps(t *testing.T) {
+	err := error(&PreflightError{Problems: []error{
+		problemf(ErrMultipleDBs, "dbs"),
+		problemf(ErrNoRoom, "room"),
+	}})
+	for _, target := range []error{ErrPreflight, ErrMultipleDBs, ErrNoRoom} {
+		if !errors.Is(err, target) {
+			t.Errorf("errors.Is(%v, %v) = false", err, target)
+		}
+	}
+	if errors.Is(err, ErrTarget) {
+		t.Error("unrelated sentinel matches")
+	}
+	if !strings.Contains(err.Error(), "2 problems") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Errorf("message %q", err)
+	}
+}
+
+// Fuzz targets for the two parsers of this package.
+
+func FuzzCmdReader(f *testing.F) {
+	f.Add(appendCommand(nil, "SET", "k", "v"))
+	f.Add([]byte("*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"))
+	f.Add([]byte("*3\r\n$3\r\nSET\r\n$1\r\nz"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cr := newCmdReader(bytes.NewReader(data))
+		for range 1000 {
+			args, off, err := cr.next()
+			if err != nil {
+				return
+			}
+			if len(args) == 0 || off < 0 || off > int64(len(data)) {
+				t.Fatalf("next: %d args at offset %d of %d bytes", len(args), off, len(data))
+			}
+		}
+	})
+}
+
+func FuzzReadReply(f *testing.F) {
+	f.Add([]byte("*3\r\n+OK\r\n-WRONGTYPE x\r\n:1\r\n"))
+	f.Add([]byte("$3\r\nabc\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		br := bufio.NewReader(bytes.NewReader(data))
+		for range 100 {
+			if _, err := readReply(br); err != nil {
+				return
+			}
+		}
+	})
+}
