@@ -12,6 +12,14 @@ var proxyHelp = []string{
 	"PROXY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
 	"TOPOLOGY",
 	"    Return the routing table: its epoch and, per shard, the address, slot ranges and status.",
+	"SNAPSHOT [<name>]",
+	"    Snapshot every shard at one point in time (as BGSAVE); returns the snapshot id.",
+	"SNAPSHOT STATUS [<id>]",
+	"    The running or last snapshot job, or a stored snapshot, as field:value lines.",
+	"SNAPSHOT LIST",
+	"    The stored snapshots.",
+	"SNAPSHOT DELETE <id>",
+	"    Delete a stored snapshot.",
 	"HELP",
 	"    Print this help.",
 }
@@ -27,6 +35,8 @@ func (srv *Server) admin(s *session, args [][]byte) []byte {
 	switch {
 	case equalFold(args[1], "topology") && len(args) == 2:
 		return srv.topologyReply()
+	case equalFold(args[1], "snapshot"):
+		return srv.snapshotAdmin(args[2:])
 	}
 	return appendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
 }

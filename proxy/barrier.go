@@ -34,7 +34,10 @@ func (s *Server) Pause(ctx context.Context) (resume func(), err error) {
 		var once sync.Once
 		return func() {
 			once.Do(func() {
-				s.lastPause.Store(int64(time.Since(start) / time.Microsecond))
+				end := time.Now()
+				s.lastPause.Store(int64(end.Sub(start) / time.Microsecond))
+				s.pauseStart.Store(start.UnixNano())
+				s.pauseEnd.Store(end.UnixNano())
 				s.gate.mu.Unlock()
 			})
 		}, nil
@@ -47,4 +50,14 @@ func (s *Server) Pause(ctx context.Context) (resume func(), err error) {
 		}()
 		return nil, ctx.Err()
 	}
+}
+
+// LastPause returns when the last barrier closed (every in-flight command
+// answered, none new dispatched) and when it opened again; zero times if
+// there was none.
+func (s *Server) LastPause() (closed, opened time.Time) {
+	if s.pauseEnd.Load() == 0 {
+		return time.Time{}, time.Time{}
+	}
+	return time.Unix(0, s.pauseStart.Load()), time.Unix(0, s.pauseEnd.Load())
 }

@@ -17,6 +17,9 @@ type Config struct {
 	// AdminPassword, when set, is the password of the "admin" user, the only
 	// one allowed to run PROXY and Redis's admin commands.
 	AdminPassword string
+	// SnapshotDir is where BGSAVE writes snapshots (STATE_DIR/snapshots);
+	// empty disables snapshots.
+	SnapshotDir string
 	// Announce is the address the proxy gives clients as its own in
 	// CLUSTER SLOTS/SHARDS/NODES; empty means the listening address.
 	Announce string

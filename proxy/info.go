@@ -129,8 +129,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("proxy_sys", ms.Sys)
 	}
 	if section("persistence") {
-		field("loading", 0)
-		field("async_loading", 0)
+		srv.persistenceInfo(field)
 	}
 	if section("stats") {
 		field("total_connections_received", srv.accepted.Load())

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
@@ -26,7 +27,12 @@ type Server struct {
 	route atomic.Pointer[route]
 	gate  gate // the write barrier (barrier.go)
 
-	lastPause atomic.Int64 // µs the last barrier was held
+	lastPause  atomic.Int64 // µs the last barrier was held
+	pauseStart atomic.Int64 // unix ns the last barrier closed
+	pauseEnd   atomic.Int64 // unix ns it opened again
+	snaps      snapshots    // BGSAVE jobs (snapshot.go)
+	ctx        context.Context
+	cancel     context.CancelFunc
 
 	version atomic.Pointer[string] // the shards' redis_version
 
@@ -86,6 +92,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background()) // jobs live until Close
 	r := &route{table: table}
 	for _, addr := range table.Addrs() {
 		p := &pool{addr: addr, ded: &dpool{addr: addr, timeout: cfg.DialTimeout}}
@@ -147,6 +154,7 @@ func (s *Server) Close() error {
 	s.closed = true
 	rc := s.rc
 	s.mu.Unlock()
+	s.cancel()
 	if rc != nil {
 		rc.Close()
 	}

@@ -25,6 +25,7 @@ const usage = `reshard: a Redis-protocol proxy with live resharding
 Usage:
   reshard proxy [flags]   run the proxy (without --shards: on 3 local redis-server shards it starts)
   reshard bench [flags]   generate load against an address and report ops/s and latency
+  reshard inspect PATH    what is inside a snapshot directory or an .rdb file
   reshard help            this text
 
 Run "reshard COMMAND --help" for the flags of a command.
@@ -51,6 +52,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runProxy(ctx, args[1:], stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout)
+	case "inspect":
+		return runInspect(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -18,6 +18,7 @@ import (
 	"github.com/reshard/reshard/internal/redisproc"
 	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/router"
+	"github.com/reshard/reshard/snapshot"
 )
 
 type proxyFlags struct {
@@ -110,6 +111,15 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		}
 	}
 
+	f.cfg.SnapshotDir = filepath.Join(f.stateDir, "snapshots")
+	if err := os.MkdirAll(f.cfg.SnapshotDir, 0o700); err != nil {
+		return fmt.Errorf("snapshot directory: %w", err)
+	}
+	if stale, err := snapshot.RemoveStale(f.cfg.SnapshotDir); err != nil {
+		return err
+	} else if len(stale) > 0 {
+		log.Info("removed unfinished snapshot directories", zap.Strings("dirs", stale))
+	}
 	srv, err := proxy.New(f.cfg, table, log)
 	if err != nil {
 		return err

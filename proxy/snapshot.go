@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/reshard/reshard/proxy/command"
+	"github.com/reshard/reshard/snapshot"
+)
+
+// BGSAVE on the proxy takes a consistent snapshot of every shard (package
+// snapshot does the capture; the proxy gives it the write barrier). One job
+// runs at a time; its status stays readable after it ends.
+
+func init() {
+	for name, h := range map[string]handler{
+		"bgsave":   bgsave,
+		"save":     func(s *session, _ *route, _ *command.Info, _ redcon.Command) { s.errorReply(saveRefused) },
+		"lastsave": lastsave,
+	} {
+		handlers[name] = h
+	}
+}
+
+const saveRefused = "ERR SAVE is not supported by the proxy: it would block every shard. Use BGSAVE, which snapshots all shards at one point in time"
+
+// snapshots tracks the proxy's snapshot jobs.
+type snapshots struct {
+	mu        sync.Mutex
+	job       *snapshot.Job // the running or last job
+	scheduled bool          // BGSAVE SCHEDULE while one ran
+	lastSave  time.Time     // last successful snapshot
+	lastOK    bool
+	lastTook  time.Duration
+}
+
+var errSnapshotRunning = errors.New("ERR Background save already in progress")
+
+// startSnapshot starts a job unless one runs.
+func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
+	if srv.cfg.SnapshotDir == "" {
+		return nil, errors.New("ERR snapshots need a state directory (reshard proxy --state-dir)")
+	}
+	sn := &srv.snaps
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.job != nil && sn.job.Status().State == snapshot.StateRunning {
+		return nil, errSnapshotRunning
+	}
+	cfg := snapshot.DefaultJobConfig()
+	cfg.Dir = srv.cfg.SnapshotDir
+	cfg.Name = name
+	cfg.Table = srv.route.Load().table
+	cfg.Barrier = srv
+	cfg.Logger = srv.log
+	job, err := snapshot.StartJob(srv.ctx, cfg)
+	if err != nil {
+		return nil, errors.New("ERR " + err.Error())
+	}
+	sn.job = job
+	go srv.watchSnapshot(job)
+	return job, nil
+}
+
+// watchSnapshot records the end of a job and starts a scheduled one.
+func (srv *Server) watchSnapshot(job *snapshot.Job) {
+	select {
+	case <-job.Done():
+	case <-srv.ctx.Done():
+		return
+	}
+	st := job.Status()
+	sn := &srv.snaps
+	sn.mu.Lock()
+	sn.lastOK = st.State == snapshot.StateDone
+	sn.lastTook = st.Finished.Sub(st.Started)
+	if sn.lastOK {
+		sn.lastSave = st.Finished
+	}
+	again := sn.scheduled
+	sn.scheduled = false
+	sn.mu.Unlock()
+	if again {
+		srv.startSnapshot("")
+	}
+}
+
+func bgsave(s *session, _ *route, _ *command.Info, c redcon.Command) {
+	schedule := len(c.Args) == 2 && equalFold(c.Args[1], "schedule")
+	if len(c.Args) == 2 && !schedule {
+		s.errorReply("ERR syntax error")
+		return
+	}
+	_, err := s.srv.startSnapshot("")
+	switch {
+	case err == nil:
+		s.local(appendStatus(nil, "Background saving started"))
+	case err == errSnapshotRunning && schedule:
+		s.srv.snaps.mu.Lock()
+		s.srv.snaps.scheduled = true
+		s.srv.snaps.mu.Unlock()
+		s.local(appendStatus(nil, "Background saving scheduled"))
+	default:
+		s.errorReply(err.Error())
+	}
+}
+
+func lastsave(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+	s.srv.snaps.mu.Lock()
+	t := s.srv.snaps.lastSave
+	s.srv.snaps.mu.Unlock()
+	if t.IsZero() {
+		t = s.srv.started // as Redis: the start time until a save completes
+	}
+	s.local(appendInt(nil, t.Unix()))
+}
+
+// persistenceInfo renders the INFO persistence fields Redis tools read.
+func (srv *Server) persistenceInfo(field func(string, any)) {
+	sn := &srv.snaps
+	sn.mu.Lock()
+	running := sn.job != nil && sn.job.Status().State == snapshot.StateRunning
+	last := sn.lastSave
+	ok, took := sn.lastOK || sn.job == nil, sn.lastTook
+	sn.mu.Unlock()
+	if last.IsZero() {
+		last = srv.started
+	}
+	field("loading", 0)
+	field("async_loading", 0)
+	field("rdb_changes_since_last_save", 0)
+	field("rdb_bgsave_in_progress", b2i(running))
+	field("rdb_last_save_time", last.Unix())
+	status := "ok"
+	if !ok {
+		status = "err"
+	}
+	field("rdb_last_bgsave_status", status)
+	secs := int64(-1)
+	if took > 0 {
+		secs = int64(took.Seconds())
+	}
+	field("rdb_last_bgsave_time_sec", secs)
+	field("aof_enabled", 0)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// snapshotAdmin serves PROXY SNAPSHOT [NAME] | STATUS [ID] | LIST | DELETE ID.
+func (srv *Server) snapshotAdmin(args [][]byte) []byte {
+	sub := ""
+	if len(args) > 0 {
+		sub = strings.ToLower(string(args[0]))
+	}
+	switch {
+	case sub == "status" && len(args) <= 2:
+		if len(args) == 2 {
+			m, err := snapshot.Load(srv.cfg.SnapshotDir, string(args[1]))
+			if err != nil {
+				return appendError(nil, "ERR "+err.Error())
+			}
+			return appendBulkString(nil, m.Status(srv.cfg.SnapshotDir).Info())
+		}
+		srv.snaps.mu.Lock()
+		job := srv.snaps.job
+		srv.snaps.mu.Unlock()
+		if job == nil {
+			return appendBulkString(nil, "state:none\r\n")
+		}
+		return appendBulkString(nil, job.Status().Info())
+	case sub == "list" && len(args) == 1:
+		list, err := snapshot.List(srv.cfg.SnapshotDir)
+		if err != nil {
+			return appendError(nil, "ERR "+err.Error())
+		}
+		b := appendArrayHeader(nil, len(list))
+		for _, m := range list {
+			b = appendBulkString(b, "id="+m.ID+" name="+m.Name+" created="+m.Created.UTC().Format(time.RFC3339)+
+				" epoch="+strconv.FormatUint(m.Epoch, 10)+" shards="+strconv.Itoa(len(m.Shards))+
+				" keys="+strconv.FormatInt(m.Keys, 10)+" bytes="+strconv.FormatInt(m.Bytes, 10))
+		}
+		return b
+	case sub == "delete" && len(args) == 2:
+		if err := snapshot.Delete(srv.cfg.SnapshotDir, string(args[1])); err != nil {
+			return appendError(nil, "ERR "+err.Error())
+		}
+		return appendStatus(nil, "OK")
+	case len(args) <= 1:
+		name := ""
+		if len(args) == 1 {
+			name = string(args[0])
+		}
+		job, err := srv.startSnapshot(name)
+		if err != nil {
+			return appendError(nil, err.Error())
+		}
+		return appendBulkString(nil, job.ID())
+	}
+	return appendError(nil, "ERR wrong arguments for PROXY SNAPSHOT. Try PROXY HELP.")
+}
