@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +35,7 @@ type backend struct {
 	addr    string
 	log     *zap.Logger
 	timeout time.Duration // dial timeout
+	hello   []byte        // sent first on every connection, or nil
 
 	mu    sync.Mutex
 	nc    net.Conn // nil while down
@@ -78,8 +80,11 @@ func (b *batch) fail(i int32, msg string) {
 	b.deliver(i, appendError(b.results[i][:0], msg))
 }
 
-func newBackend(addr string, dialTimeout time.Duration, log *zap.Logger) *backend {
+// newBackend starts a backend; hello, if not nil, is sent first on every
+// connection (HELLO 3 for the RESP3 backends) and its reply checked.
+func newBackend(addr string, dialTimeout time.Duration, hello []byte, log *zap.Logger) *backend {
 	c := &backend{
+		hello:    hello,
 		addr:     addr,
 		log:      log.With(zap.String("shard", addr)),
 		timeout:  dialTimeout,
@@ -150,7 +155,7 @@ func (c *backend) run() {
 	var tried sync.Once
 	defer tried.Do(func() { close(c.firstTry) })
 	for {
-		nc, err := net.DialTimeout("tcp", c.addr, c.timeout)
+		nc, r, err := dialShard(c.addr, c.timeout, c.hello)
 		if err != nil {
 			c.setDown(err)
 			tried.Do(func() { close(c.firstTry) })
@@ -177,7 +182,7 @@ func (c *backend) run() {
 		c.mu.Unlock()
 		tried.Do(func() { close(c.firstTry) })
 		c.log.Info("shard connected")
-		err = c.serve(nc)
+		err = c.serve(nc, r)
 		select {
 		case <-c.stop:
 			c.setDown(errShutdown)
@@ -208,9 +213,9 @@ func (c *backend) setDown(err error) {
 
 // serve runs the writer on this goroutine and the reader on another until
 // either fails or the backend is closed.
-func (c *backend) serve(nc net.Conn) error {
+func (c *backend) serve(nc net.Conn, r *bufio.Reader) error {
 	readErr := make(chan error, 1)
-	go func() { readErr <- c.readLoop(nc) }()
+	go func() { readErr <- c.readLoop(r) }()
 	err := c.writeLoop(nc, readErr)
 	nc.Close()
 	<-readErr // writeLoop puts back an error it took, so this cannot block for ever
@@ -246,8 +251,7 @@ func (c *backend) writeLoop(nc net.Conn, readErr chan error) error {
 	}
 }
 
-func (c *backend) readLoop(nc net.Conn) error {
-	r := bufio.NewReaderSize(nc, 64<<10)
+func (c *backend) readLoop(r *bufio.Reader) error {
 	for {
 		if _, err := r.Peek(1); err != nil {
 			return err
@@ -268,6 +272,34 @@ func (c *backend) readLoop(nc net.Conn) error {
 		c.mu.Unlock()
 		p.b.deliver(p.i, reply)
 	}
+}
+
+// dialShard connects to a shard and, with hello set, sends it and checks the
+// reply before the connection is used.
+func dialShard(addr string, timeout time.Duration, hello []byte) (net.Conn, *bufio.Reader, error) {
+	nc, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := bufio.NewReaderSize(nc, 64<<10)
+	if hello == nil {
+		return nc, r, nil
+	}
+	nc.SetDeadline(time.Now().Add(timeout))
+	if _, err := nc.Write(hello); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	reply, err := readReply(r, nil)
+	if err == nil && isError(reply) {
+		err = fmt.Errorf("%s refused %q", addr, bytes.TrimSpace(reply))
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	nc.SetDeadline(time.Time{})
+	return nc, r, nil
 }
 
 // fifo is a growable ring of pending requests.

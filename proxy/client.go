@@ -63,7 +63,7 @@ func (s *session) describe(now time.Time) string {
 	b.WriteString(" db=0")
 	b.WriteString(" multi=" + strconv.Itoa(multi))
 	b.WriteString(" user=" + user)
-	b.WriteString(" resp=2")
+	b.WriteString(" resp=" + strconv.Itoa(s.proto))
 	return b.String()
 }
 

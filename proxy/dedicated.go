@@ -44,6 +44,7 @@ func (d *dconn) roundTrip(raw []byte, n int, dst [][]byte) ([][]byte, error) {
 type dpool struct {
 	addr    string
 	timeout time.Duration
+	hello   []byte // HELLO 3 for RESP3 sessions' connections, or nil
 
 	mu     sync.Mutex
 	idle   []*dconn
@@ -61,11 +62,11 @@ func (p *dpool) get() (*dconn, error) {
 		return d, nil
 	}
 	p.mu.Unlock()
-	nc, err := net.DialTimeout("tcp", p.addr, p.timeout)
+	nc, r, err := dialShard(p.addr, p.timeout, p.hello)
 	if err != nil {
 		return nil, err
 	}
-	return &dconn{nc: nc, r: bufio.NewReaderSize(nc, 16<<10)}, nil
+	return &dconn{nc: nc, r: r}, nil
 }
 
 // put returns a connection in a clean state (no WATCH, no MULTI, not

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"strconv"
+
 	"github.com/tidwall/redcon"
 
 	"github.com/reshard/reshard/proxy/command"
@@ -123,11 +125,20 @@ func selectDB(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	s.errorReply("ERR SELECT is not allowed in cluster mode")
 }
 
+// hello answers HELLO [2|3] [AUTH user pass] [SETNAME name]. A RESP3
+// session gets RESP3 replies from backend connections opened with HELLO 3;
+// the proxy never mixes protocols on one connection.
 func hello(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	args := c.Args[1:]
+	proto := s.proto
 	if len(args) > 0 {
-		if string(args[0]) != "2" {
-			if string(args[0]) == "3" {
+		switch string(args[0]) {
+		case "2":
+			proto = 2
+		case "3":
+			proto = 3
+		default:
+			if _, err := strconv.Atoi(string(args[0])); err == nil {
 				s.errorReply("NOPROTO unsupported protocol version")
 			} else {
 				s.errorReply("ERR Protocol version is not an integer or out of range")
@@ -151,13 +162,23 @@ func hello(s *session, _ *route, _ *command.Info, c redcon.Command) {
 			}
 		}
 	}
-	b := appendArrayHeader(nil, 14)
+	if !s.authed {
+		s.errorReply("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
+	s.proto = proto
+	var b []byte
+	if proto == 3 {
+		b = append(b, "%7\r\n"...)
+	} else {
+		b = appendArrayHeader(b, 14)
+	}
 	b = appendBulkString(b, "server")
 	b = appendBulkString(b, "redis")
 	b = appendBulkString(b, "version")
 	b = appendBulkString(b, s.srv.redisVersion())
 	b = appendBulkString(b, "proto")
-	b = appendInt(b, 2)
+	b = appendInt(b, int64(proto))
 	b = appendBulkString(b, "id")
 	b = appendInt(b, int64(s.id))
 	b = appendBulkString(b, "mode")

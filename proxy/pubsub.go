@@ -299,7 +299,9 @@ func (p *pubsubLoop) handle(cmd redcon.Command) bool {
 	case "reset":
 		p.closeAll()
 	default:
-		if len(p.conns) > 0 && p.subscribed() {
+		// RESP2 restricts a subscribed client; RESP3 does not (messages
+		// arrive as push replies between ordinary ones).
+		if s.proto == 2 && len(p.conns) > 0 && p.subscribed() {
 			p.local(appendError(nil, "ERR Can't execute '"+nameOf(info, cmd)+
 				"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
 			return true
@@ -357,7 +359,7 @@ func (p *pubsubLoop) send(key int, raw []byte) bool {
 		if key == homeConn {
 			shard = 0
 		}
-		pl := r.pools[shard].ded
+		pl := r.pools[shard].dedicated(p.s.proto)
 		d, err := pl.get()
 		if err != nil {
 			p.local(appendError(nil, pl.downMessage(err)))

@@ -236,7 +236,7 @@ func grow(b []byte, n int) []byte {
 // elements. It returns ok=false if reply is not an array (an error reply,
 // say), and appends to dst.
 func arrayElems(reply []byte, dst [][]byte) ([][]byte, bool) {
-	if len(reply) == 0 || reply[0] != '*' {
+	if len(reply) == 0 || reply[0] != '*' && reply[0] != '>' && reply[0] != '~' {
 		return dst, false
 	}
 	end := indexCRLF(reply)

@@ -59,16 +59,51 @@ type route struct {
 	pools []*pool
 }
 
-// pool is the set of multiplexed backends of one shard.
+// pool is the set of backends of one shard: multiplexed connections and
+// dedicated ones, for RESP2 sessions and (opened on first use, with HELLO 3)
+// for RESP3 sessions. A connection never carries both protocols.
 type pool struct {
 	addr  string
 	conns []*backend
 	ded   *dpool // dedicated connections for stateful and blocking commands
+
+	resp3Once sync.Once
+	conns3    []*backend
+	ded3      *dpool
+	newConns  func(hello []byte) []*backend
 }
 
 // pick spreads sessions over the pool's connections. A session always uses
 // the same connection, so its requests to a shard stay in order.
-func (p *pool) pick(session uint64) *backend { return p.conns[session%uint64(len(p.conns))] }
+func (p *pool) pick(session uint64, proto int) *backend {
+	conns := p.conns
+	if proto == 3 {
+		conns = p.resp3()
+	}
+	return conns[session%uint64(len(conns))]
+}
+
+// dedicated returns the dedicated-connection pool for a protocol.
+func (p *pool) dedicated(proto int) *dpool {
+	if proto == 3 {
+		p.resp3()
+		return p.ded3
+	}
+	return p.ded
+}
+
+var hello3 = appendCommand(nil, []byte("HELLO"), []byte("3"))
+
+func (p *pool) resp3() []*backend {
+	p.resp3Once.Do(func() {
+		p.conns3 = p.newConns(hello3)
+		p.ded3 = &dpool{addr: p.addr, timeout: p.ded.timeout, hello: hello3}
+		for _, c := range p.conns3 {
+			<-c.firstTry // as at start: no "connecting" errors for the first commands
+		}
+	})
+	return p.conns3
+}
 
 func (p *pool) up() bool {
 	for _, c := range p.conns {
@@ -96,9 +131,14 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	r := &route{table: table}
 	for _, addr := range table.Addrs() {
 		p := &pool{addr: addr, ded: &dpool{addr: addr, timeout: cfg.DialTimeout}}
-		for i := 0; i < cfg.BackendConns; i++ {
-			p.conns = append(p.conns, newBackend(addr, cfg.DialTimeout, log))
+		p.newConns = func(hello []byte) []*backend {
+			conns := make([]*backend, cfg.BackendConns)
+			for i := range conns {
+				conns[i] = newBackend(addr, cfg.DialTimeout, hello, log)
+			}
+			return conns
 		}
+		p.conns = p.newConns(nil)
 		r.pools = append(r.pools, p)
 	}
 	s.route.Store(r)
@@ -164,10 +204,14 @@ func (s *Server) Close() error {
 	})
 	close(s.stopSample)
 	for _, p := range s.route.Load().pools {
-		for _, c := range p.conns {
+		p.resp3Once.Do(func() {}) // no RESP3 connections from now on
+		for _, c := range append(p.conns, p.conns3...) {
 			c.Close()
 		}
 		p.ded.close()
+		if p.ded3 != nil {
+			p.ded3.close()
+		}
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ type session struct {
 	quit   bool
 
 	// connection state (stateful.go)
+	proto         int // 2 or 3 (HELLO)
 	authed, admin bool
 	tx            txState
 	txSlot        int // the slot WATCH or the transaction fixed, or noSlot
@@ -72,7 +73,7 @@ type stage struct {
 func newSession(srv *Server, id uint64, conn redcon.Conn) *session {
 	authed := srv.cfg.RequirePass == ""
 	s := &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)},
-		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, created: time.Now()}
+		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, created: time.Now(), proto: 2}
 	s.lastCmd.Store(s.created.UnixNano())
 	return s
 }
@@ -207,7 +208,7 @@ func (s *session) submit(r *route) {
 	s.b.remaining.Store(total)
 	for i, p := range r.pools {
 		if st := &s.stages[i]; len(st.reqs) > 0 {
-			p.pick(s.id).submit(st.raw, st.reqs)
+			p.pick(s.id, s.proto).submit(st.raw, st.reqs)
 		}
 	}
 	<-s.b.done

@@ -131,7 +131,7 @@ func exec(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 		d, err := s.borrowWatch(r, shard)
 		if err != nil {
 			s.endTransaction()
-			return appendError(nil, r.pools[shard].ded.downMessage(err))
+			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
 		n := s.tx.n
@@ -139,9 +139,9 @@ func exec(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 		replies, err := d.roundTrip(raw, n+2, nil)
 		if err != nil {
 			d.nc.Close()
-			return appendError(nil, r.pools[shard].ded.downMessage(err))
+			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
-		r.pools[shard].ded.put(d) // EXEC leaves it unwatched and out of MULTI
+		r.pools[shard].dedicated(s.proto).put(d) // EXEC leaves it unwatched and out of MULTI
 		return replies[len(replies)-1]
 	}
 }
@@ -177,13 +177,13 @@ func watch(s *session, r *route, info *command.Info, c redcon.Command) {
 		shard := r.table.ShardOfSlot(slot)
 		d, err := s.borrowWatch(r, shard)
 		if err != nil {
-			return appendError(nil, r.pools[shard].ded.downMessage(err))
+			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		replies, err := d.roundTrip(c.Raw, 1, nil)
 		if err != nil {
 			d.nc.Close()
 			s.watchConn = nil
-			return appendError(nil, r.pools[shard].ded.downMessage(err))
+			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		s.watchConn, s.watchShard = d, shard
 		return replies[0]
@@ -205,7 +205,7 @@ func (s *session) borrowWatch(r *route, shard int) (*dconn, error) {
 		}
 		d.nc.Close() // watched another shard: the transaction cannot see it
 	}
-	return r.pools[shard].ded.get()
+	return r.pools[shard].dedicated(s.proto).get()
 }
 
 // dropWatch ends a WATCH: UNWATCH on its connection, which goes back to the
@@ -221,7 +221,7 @@ func (s *session) dropWatch(r *route) {
 		d.nc.Close()
 		return
 	}
-	r.pools[s.watchShard].ded.put(d)
+	r.pools[s.watchShard].dedicated(s.proto).put(d)
 }
 
 func (s *session) txShard(r *route) int {
@@ -279,7 +279,7 @@ func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 	s.syncNext = func(r *route) []byte {
 		s.flushClient() // replies so far reach the client before it blocks
 		shard := r.table.ShardOfSlot(slot)
-		p := r.pools[shard].ded
+		p := r.pools[shard].dedicated(s.proto)
 		d, err := p.get()
 		if err != nil {
 			return appendError(nil, p.downMessage(err))
@@ -323,7 +323,7 @@ func wait(s *session, _ *route, _ *command.Info, c redcon.Command) {
 				}
 				p.put(d)
 				out[i] = replies[0]
-			}(i, pl.ded)
+			}(i, pl.dedicated(s.proto))
 		}
 		wg.Wait()
 		least := int64(-1)

@@ -1,0 +1,158 @@
+package proxy_test
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+)
+
+func TestIntegrationRESP3(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	direct := redistest.Start(t)
+	ctx := t.Context()
+	open := func(addr string) *redis.Client {
+		cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 3})
+		t.Cleanup(func() { cl.Close() })
+		return cl
+	}
+	p, d := open(c.Addr), open(direct.Addr())
+
+	script := [][]any{
+		{"HSET", "{h}h", "a", "1", "b", "2"},
+		{"HGETALL", "{h}h"},
+		{"SADD", "s", "x"},
+		{"SMEMBERS", "s"},
+		{"ZADD", "z", "1.5", "m"},
+		{"ZSCORE", "z", "m"},
+		{"ZRANGE", "z", "0", "-1", "WITHSCORES"},
+		{"MSET", "a", "1", "b", "2", "c", "3"},
+		{"MGET", "a", "b", "c", "nope"},
+		{"GET", "nope"},
+		{"DEL", "a", "b", "c"},
+		{"XADD", "st", "1-1", "f", "v"},
+		{"XRANGE", "st", "-", "+"},
+		{"CONFIG", "GET", "maxmemory"},
+		{"TYPE", "z"},
+	}
+	for _, args := range script {
+		got, gerr := p.Do(ctx, args...).Result()
+		want, werr := d.Do(ctx, args...).Result()
+		if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%v: proxy %#v (%v), redis %#v (%v)", args, got, gerr, want, werr)
+		}
+	}
+
+	t.Run("hello", func(t *testing.T) {
+		rc := dialRaw(t, c.Addr)
+		rc.send("HELLO", "3")
+		line, err := rc.br.ReadString('\n')
+		if err != nil || line != "%7\r\n" {
+			t.Fatalf("HELLO 3 starts with %q (%v), want a 7-entry map", line, err)
+		}
+		for i := 0; i < 14; i++ {
+			if _, err := readRESP3Item(rc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A RESP3 null now comes as RESP3 from the shard's RESP3 connection.
+		if got, _ := rc.br.Peek(0); len(got) != 0 {
+			t.Fatalf("unexpected bytes after HELLO: %q", got)
+		}
+		rc.send("GET", "missing")
+		line, _ = rc.br.ReadString('\n')
+		if line != "_\r\n" {
+			t.Errorf("GET missing in RESP3 = %q, want _", line)
+		}
+		rc.send("HELLO", "2")
+		readRESP3Item(rc)
+		rc.send("GET", "missing")
+		if line, _ = rc.br.ReadString('\n'); line != "$-1\r\n" {
+			t.Errorf("GET missing after HELLO 2 = %q, want $-1", line)
+		}
+		if got := rc.do("HELLO", "4"); got != "-NOPROTO unsupported protocol version" {
+			t.Errorf("HELLO 4 = %s", got)
+		}
+	})
+
+	t.Run("transactions and blocking", func(t *testing.T) {
+		pipe := p.TxPipeline()
+		incr := pipe.Incr(ctx, "{t}n")
+		pipe.HSet(ctx, "{t}h", "f", "v")
+		hgetall := pipe.HGetAll(ctx, "{t}h")
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if incr.Val() != 1 || hgetall.Val()["f"] != "v" {
+			t.Errorf("MULTI in RESP3: incr %d, hgetall %v", incr.Val(), hgetall.Val())
+		}
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			d := open(c.Addr)
+			d.RPush(ctx, "{q}", "x")
+		}()
+		if got, err := p.BLPop(ctx, 2*time.Second, "{q}").Result(); err != nil || got[1] != "x" {
+			t.Errorf("BLPOP in RESP3 = %v, %v", got, err)
+		}
+	})
+
+	t.Run("pubsub with commands in between", func(t *testing.T) {
+		sub := open(c.Addr)
+		ps := sub.Subscribe(ctx, "r3")
+		defer ps.Close()
+		if _, err := ps.Receive(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Publish(ctx, "r3", "hello").Err(); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := ps.ReceiveMessage(ctx)
+		if err != nil || msg.Payload != "hello" {
+			t.Fatalf("message = %+v, %v", msg, err)
+		}
+	})
+
+	t.Run("client list shows resp", func(t *testing.T) {
+		if list := p.ClientList(ctx).Val(); !strings.Contains(list, "resp=3") {
+			t.Errorf("CLIENT LIST = %s", list)
+		}
+	})
+}
+
+// readRESP3Item reads one RESP3 item, roughly (enough to skip HELLO's map).
+func readRESP3Item(rc *rawConn) (string, error) {
+	line, err := rc.br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	switch line[0] {
+	case '$':
+		var n int
+		fmt.Sscanf(line[1:], "%d", &n)
+		if n >= 0 {
+			buf := make([]byte, n+2)
+			if _, err := rc.br.Read(buf); err != nil {
+				return "", err
+			}
+			return string(buf[:n]), nil
+		}
+	case '*', '%':
+		var n int
+		fmt.Sscanf(line[1:], "%d", &n)
+		if line[0] == '%' {
+			n *= 2
+		}
+		for i := 0; i < n; i++ {
+			if _, err := readRESP3Item(rc); err != nil {
+				return "", err
+			}
+		}
+	}
+	return line, nil
+}
