@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/reshard/reshard/internal/redisproc"
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/router"
+)
+
+// startProxy runs serveProxy as `reshard proxy` would and returns its
+// address and a stop function that waits for it to exit.
+func startProxy(t *testing.T, f proxyFlags) (addr string, logs *observer.ObservedLogs, stop func()) {
+	t.Helper()
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Listen = "127.0.0.1:" + strconv.Itoa(port)
+	core, logs := observer.New(zap.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveProxy(ctx, f, zap.New(core)) }()
+	cl := redis.NewClient(&redis.Options{Addr: f.cfg.Listen, Protocol: 2})
+	defer cl.Close()
+	for i := 0; ; i++ {
+		if cl.Ping(context.Background()).Err() == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("proxy exited: %v", err)
+		default:
+		}
+		if i > 300 {
+			t.Fatal("proxy did not answer PING")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return f.cfg.Listen, logs, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("proxy: %v", err)
+		}
+	}
+}
+
+func TestEmbeddedDefault(t *testing.T) {
+	redistest.Require(t)
+	dir := t.TempDir()
+	f := proxyFlags{cfg: proxy.DefaultConfig(), stateDir: dir, embedded: 3}
+	addr, _, stop := startProxy(t, f)
+	ctx := context.Background()
+	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer cl.Close()
+	for i := 0; i < 100; i++ {
+		if err := cl.Set(ctx, "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	table, err := router.Load(dir)
+	if err != nil {
+		t.Fatalf("no persisted table after the first start: %v", err)
+	}
+	if table.NumShards() != 3 {
+		t.Fatalf("persisted table has %d shards, want 3", table.NumShards())
+	}
+	stop()
+	for _, a := range table.Addrs() { // the children are gone
+		if c, err := net.DialTimeout("tcp", a, 200*time.Millisecond); err == nil {
+			c.Close()
+			t.Errorf("embedded shard %s still answers after the proxy stopped", a)
+		}
+	}
+
+	// A restart comes back on the same shards, ports and data.
+	addr, _, stop = startProxy(t, f)
+	defer stop()
+	cl2 := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer cl2.Close()
+	if n := cl2.DBSize(ctx).Val(); n != 100 {
+		t.Errorf("DBSIZE after restart = %d, want 100", n)
+	}
+	again, _ := router.Load(dir)
+	if strings.Join(again.Addrs(), ",") != strings.Join(table.Addrs(), ",") {
+		t.Errorf("shards after restart %v, want %v", again.Addrs(), table.Addrs())
+	}
+}
+
+func TestPersistedTableWins(t *testing.T) {
+	shards := redistest.StartN(t, 2)
+	other := redistest.Start(t)
+	dir := t.TempDir()
+	f := proxyFlags{cfg: proxy.DefaultConfig(), stateDir: dir, shards: shards[0].Addr() + "," + shards[1].Addr()}
+	_, _, stop := startProxy(t, f)
+	stop()
+
+	f.shards = other.Addr() // a different --shards on restart
+	addr, logs, stop := startProxy(t, f)
+	defer stop()
+	if logs.FilterMessage("persisted routing table wins over --shards").Len() != 1 {
+		t.Error("no log line saying the persisted table wins")
+	}
+	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer cl.Close()
+	topo := cl.Do(context.Background(), "PROXY", "TOPOLOGY").String()
+	if !strings.Contains(topo, shards[0].Addr()) || strings.Contains(topo, other.Addr()) {
+		t.Errorf("topology after restart = %s, want the persisted shards", topo)
+	}
+}
