@@ -274,3 +274,31 @@ func BenchmarkBigKeyLatency(b *testing.B) {
 	b.ReportMetric(chunkedT.Seconds()/float64(b.N), "chunked-s")
 	b.ReportMetric(wholeT.Seconds()/float64(b.N), "whole-s")
 }
+
+// BenchmarkRestoreMemory restores 1M and 5M small keys into one target and
+// reports the restore's peak Go heap in use, the peak memory the Go
+// runtime held from the OS, and the process's peak RSS (which only grows:
+// run one size per process to read it for that size alone).
+func BenchmarkRestoreMemory(b *testing.B) {
+	for _, n := range []int{1_000_000, 5_000_000} {
+		b.Run(strconv.Itoa(n/1_000_000)+"M", func(b *testing.B) {
+			path := populatedRDB(b, n)
+			targets := redistest.StartN(b, 1)
+			shards := evenShards(b, targets)
+			var peakInuse, peakSys uint64
+			for b.Loop() {
+				flushAll(b, targets)
+				runtime.GC()
+				m := startMemSampler()
+				cfg := testConfig([]string{path}, shards)
+				_, err := Restore(context.Background(), cfg)
+				m.done()
+				must(b, err)
+				peakInuse, peakSys = max(peakInuse, m.peakInuse), max(peakSys, m.peakSys)
+			}
+			b.ReportMetric(float64(peakInuse)/(1<<20), "peak-heap-inuse-MB")
+			b.ReportMetric(float64(peakSys)/(1<<20), "peak-go-sys-MB")
+			b.ReportMetric(float64(maxRSS())/(1<<20), "process-maxrss-MB")
+		})
+	}
+}

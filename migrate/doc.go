@@ -60,9 +60,9 @@
 //
 // Bounded by the largest value (the RDB reader holds one value at a time),
 // plus per connection a write buffer of about 256 KiB and Window commands
-// in flight; a restore of a million small keys keeps a few MB of Go heap
-// (BenchmarkRestoreVsRedisCliPipe reports it). Verify holds one batch of
-// elements at a time.
+// in flight. BenchmarkRestoreMemory measured a peak Go heap in use of
+// 4.7 MB and a process peak RSS of 31 MB for 1M and 5M small keys alike.
+// Verify holds one batch of elements at a time.
 //
 // # Concurrency and goroutines
 //

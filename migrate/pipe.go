@@ -239,7 +239,6 @@ func (p *pipe) reader(br *bufio.Reader) {
 		}
 		if e != "" {
 			if !benign(pd.op, e) {
-				p.stats.errors.Add(1)
 				p.fail(fmt.Errorf("%w: target %s: %s: %s", ErrTarget, p.addr, describe(pd), e))
 				return
 			}
@@ -293,6 +292,7 @@ var errClosing = errors.New("migrate: pipe closed")
 
 func (p *pipe) fail(err error) {
 	if !errors.Is(err, errClosing) {
+		p.stats.errors.Add(1)
 		p.job.fail(err)
 	}
 	p.nc.Close()
@@ -325,7 +325,7 @@ type targetStats struct {
 	written atomic.Int64 // keys acknowledged
 	tail    atomic.Int64 // tail commands acknowledged
 	benign  atomic.Int64 // error replies taken as benign
-	errors  atomic.Int64 // error replies that failed the job
+	errors  atomic.Int64 // error replies or connection failures that failed the job
 }
 
 // jobState is the failure shared by every pipe of a restore: the first

@@ -176,9 +176,9 @@ func (j *job) run(ctx context.Context) (err error) {
 	if j.cfg.Verify {
 		j.tailKeys = map[string]bool{}
 	}
+	j.started = time.Now()
 	stopProgress := j.startProgress()
 	defer stopProgress()
-	j.started = time.Now()
 	for _, t := range j.targets {
 		t.first = j.started
 	}

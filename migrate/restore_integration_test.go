@@ -386,3 +386,37 @@ func craftRDB(version int, typ byte, key string, value []byte) []byte {
 	b = append(b, 0xFF)
 	return binary.LittleEndian.AppendUint64(b, rdb.CRC64(b))
 }
+
+// TestRestoreJob: the background form the proxy's PROXY RESTORE uses.
+func TestRestoreJob(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t, sourceArgs...)
+	do(t, src.Client(), "DEBUG", "POPULATE", 1000)
+	path := saveRDB(t, src, "dump.rdb")
+	targets := redistest.StartN(t, 2)
+	shards := evenShards(t, targets)
+
+	job := StartRestore(ctx, testConfig([]string{path}, shards))
+	if _, err := job.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	st := job.Status()
+	must(t, st.WriteInfo(&b))
+	for _, want := range []string{"state:done\r\n", "keys_written:1000\r\n", "keys_total:1000\r\n", "error:\r\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+
+	// Again without Replace: the targets are no longer empty.
+	job = StartRestore(ctx, testConfig([]string{path}, shards))
+	<-job.Done()
+	st = job.Status()
+	b.Reset()
+	must(t, st.WriteInfo(&b))
+	if st.State != JobFailed || !errors.Is(st.Err, ErrTargetNotEmpty) || !strings.Contains(b.String(), "state:failed\r\n") ||
+		strings.Count(b.String(), "\r\n") != strings.Count(b.String(), "\n") {
+		t.Errorf("status %v, %v:\n%s", st.State, st.Err, b.String())
+	}
+}
