@@ -178,6 +178,7 @@ func (j *job) writeBigKey(ctx context.Context, t *target, p *pipe, e *rdb.Entry,
 	if err != nil {
 		return decodeError(e, err)
 	}
+	t.bigKeys++
 	// Commit: the TTL and the rename in one transaction.
 	if err := c.command("MULTI"); err != nil {
 		return err

@@ -329,7 +329,6 @@ func (j *job) restoreRDB(ctx context.Context, ss *sourceScan, base int64) error 
 		}
 		p := t.pipes[int(slot)%nslots]
 		if int64(len(e.Value)) > j.cfg.BigKeyBytes && chunkable(e) {
-			t.bigKeys++
 			err = j.writeBigKey(ctx, t, p, e, slot)
 		} else {
 			err = j.restoreKey(ctx, t, p, e)
