@@ -83,7 +83,7 @@ func replyLen(b []byte) (int, error) {
 		if end == -1 {
 			return 0, errIncomplete
 		}
-		if end < 0 {
+		if end < 1 { // a bare CR, or an empty line
 			return 0, errBadReply
 		}
 		line := b[pos : pos+end]
@@ -127,13 +127,21 @@ func replyLen(b []byte) (int, error) {
 	return pos, nil
 }
 
+// indexCRLF returns where the CRLF ending b's first line is, -1 when b has no
+// complete line yet, and -2 for a line with a bare CR or LF in it.
 func indexCRLF(b []byte) int {
-	for i := 0; i+1 < len(b); i++ {
-		if b[i] == '\r' {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '\n':
+			return -2
+		case '\r':
+			if i+1 == len(b) {
+				return -1
+			}
 			if b[i+1] == '\n' {
 				return i
 			}
-			return -2 // a bare CR inside a header line
+			return -2
 		}
 	}
 	return -1
@@ -240,7 +248,7 @@ func arrayElems(reply []byte, dst [][]byte) ([][]byte, bool) {
 		return dst, false
 	}
 	end := indexCRLF(reply)
-	if end < 0 {
+	if end < 1 {
 		return dst, false
 	}
 	n, ok := parseLen(reply[1:end])
@@ -273,7 +281,7 @@ func bulkText(reply []byte) ([]byte, bool) {
 		return nil, false
 	}
 	end := indexCRLF(reply)
-	if end < 0 {
+	if end < 1 {
 		return nil, false
 	}
 	n, ok := parseLen(reply[1:end])

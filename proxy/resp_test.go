@@ -48,7 +48,7 @@ func TestReplyLen(t *testing.T) {
 }
 
 func TestReplyLenMalformed(t *testing.T) {
-	for _, c := range []string{"?x\r\n", "$abc\r\n", "$3\r\nabcde\r\n", "*x\r\n", "$-2\r\n", ":1\rX\n"} {
+	for _, c := range []string{"\r\n", "?x\r\n", "$abc\r\n", "$3\r\nabcde\r\n", "*x\r\n", "$-2\r\n", ":1\rX\n"} {
 		if _, err := replyLen([]byte(c)); err == nil || err == errIncomplete {
 			t.Errorf("replyLen(%q) err = %v, want errBadReply", c, err)
 		}
