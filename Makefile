@@ -27,18 +27,27 @@ test:
 test-short:
 	$(GO) test -count=1 -short ./...
 
-# Each fuzz target for a short while.
+# Each fuzz target for a short while (go test fuzzes one target at a time).
 FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	./router:FuzzSlot ./router:FuzzParseSpec \
+	./proxy:FuzzReplyLen ./proxy:FuzzGuard ./proxy:FuzzParseScanCursor \
+	./proxy/command:FuzzKeys \
+	./snapshot:FuzzCmdParser ./snapshot:FuzzMarkScanner ./snapshot:FuzzCheckTail \
+	./snapshot/rdb:FuzzReader ./snapshot/rdb:FuzzDumpPayload ./snapshot/rdb:FuzzDecode \
+	./migrate:FuzzCmdReader ./migrate:FuzzReadReply \
+	./bench:FuzzReplyReader
 fuzz:
-	$(GO) test ./router -run '^$$' -fuzz '^FuzzSlot$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./router -run '^$$' -fuzz '^FuzzParseSpec$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzReplyLen$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy/command -run '^$$' -fuzz '^FuzzKeys$$' -fuzztime $(FUZZTIME)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$pkg $$name"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
 
-# Proxy against direct redis-server in one run; prints ratios.
+# Whole-system measurements (not part of make test): proxy against direct
+# redis-server in one run, the snapshot barrier, capture and restore.
 bench:
-	REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 30m ./bench/ ./router/ ./proxy/...
+	REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -timeout 60m ./bench/ ./router/ ./proxy/... ./snapshot/... ./migrate/...
 
 clean:
 	rm -rf bin
