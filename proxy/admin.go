@@ -20,6 +20,11 @@ var proxyHelp = []string{
 	"    The stored snapshots.",
 	"SNAPSHOT DELETE <id>",
 	"    Delete a stored snapshot.",
+	"RESTORE <id|path[,path...]> <target> [<target> ...] [REPLACE|FLUSH]",
+	"    Restore a snapshot or .rdb files into the targets (HOST:PORT[=RANGES] each) in the background.",
+	"    The proxy keeps serving its own shards.",
+	"RESTORE STATUS",
+	"    The running or last restore, as field:value lines.",
 	"HELP",
 	"    Print this help.",
 }
@@ -37,6 +42,8 @@ func (srv *Server) admin(s *session, args [][]byte) []byte {
 		return srv.topologyReply()
 	case equalFold(args[1], "snapshot"):
 		return srv.snapshotAdmin(args[2:])
+	case equalFold(args[1], "restore"):
+		return srv.restoreAdmin(args[2:])
 	}
 	return appendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
 }

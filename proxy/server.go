@@ -31,6 +31,7 @@ type Server struct {
 	pauseStart atomic.Int64 // unix ns the last barrier closed
 	pauseEnd   atomic.Int64 // unix ns it opened again
 	snaps      snapshots    // BGSAVE jobs (snapshot.go)
+	rest       restores     // PROXY RESTORE jobs (restore.go)
 	ctx        context.Context
 	cancel     context.CancelFunc
 

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/reshard/reshard/migrate"
+	"github.com/reshard/reshard/router"
+)
+
+// PROXY RESTORE runs the restore of package migrate as a background job of
+// the proxy: a snapshot (by id) or .rdb files into a new set of shards. It
+// never changes the proxy's own routing table; moving traffic is the live
+// reshard's job.
+
+type restores struct {
+	mu  sync.Mutex
+	job *migrate.RestoreJob
+}
+
+// restoreAdmin serves PROXY RESTORE ID|PATH[,PATH...] TARGET... [REPLACE|FLUSH]
+// and PROXY RESTORE STATUS.
+func (srv *Server) restoreAdmin(args [][]byte) []byte {
+	if len(args) == 1 && equalFold(args[0], "status") {
+		srv.rest.mu.Lock()
+		job := srv.rest.job
+		srv.rest.mu.Unlock()
+		if job == nil {
+			return appendBulkString(nil, "state:none\r\n")
+		}
+		var b strings.Builder
+		job.Status().WriteInfo(&b)
+		return appendBulkString(nil, b.String())
+	}
+	if len(args) < 2 {
+		return appendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
+	}
+	cfg := migrate.DefaultRestoreConfig()
+	cfg.Logger = srv.log
+	for _, src := range strings.Split(string(args[0]), ",") {
+		cfg.Sources = append(cfg.Sources, srv.restoreSource(src))
+	}
+	var targets []string
+	for _, a := range args[1:] {
+		switch {
+		case equalFold(a, "replace"):
+			cfg.Replace = true
+		case equalFold(a, "flush"):
+			cfg.Flush = true
+		default:
+			targets = append(targets, string(a))
+		}
+	}
+	shards, err := router.ParseShardArgs(targets)
+	if err != nil {
+		return appendError(nil, "ERR "+err.Error())
+	}
+	cfg.Targets = shards
+	srv.rest.mu.Lock()
+	defer srv.rest.mu.Unlock()
+	if srv.rest.job != nil && srv.rest.job.Status().State == migrate.JobRunning {
+		return appendError(nil, "ERR a restore is already running; see PROXY RESTORE STATUS")
+	}
+	srv.rest.job = migrate.StartRestore(srv.ctx, cfg)
+	return appendStatus(nil, "Restore started")
+}
+
+// restoreSource maps a snapshot id to its directory; anything else is a
+// path as given.
+func (srv *Server) restoreSource(src string) string {
+	if srv.cfg.SnapshotDir != "" && !strings.ContainsAny(src, `/\`) {
+		dir := filepath.Join(srv.cfg.SnapshotDir, src)
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return dir
+		}
+	}
+	return src
+}
