@@ -1,0 +1,128 @@
+package proxy_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/internal/proxytest"
+)
+
+const libCode = "#!lua name=rslib\nredis.register_function('getset2', function(keys, args) " +
+	"local old = redis.call('GET', keys[1]); redis.call('SET', keys[1], args[1]); return old end)"
+
+// TestIntegrationScripting checks that scripts and functions loaded through
+// the proxy exist on every shard, so EVALSHA and FCALL work wherever their
+// keys live.
+func TestIntegrationScripting(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+
+	sha, err := cl.ScriptLoad(ctx, "return redis.call('INCR', KEYS[1])").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Shards {
+		k := keyOn(t, c, "sk", i)
+		if n, err := cl.EvalSha(ctx, sha, []string{k}).Int(); err != nil || n != 1 {
+			t.Errorf("EVALSHA on shard %d = %d, %v", i, n, err)
+		}
+		if ok := c.Shards[i].Client().ScriptExists(ctx, sha).Val(); !ok[0] {
+			t.Errorf("script not loaded on shard %d", i)
+		}
+	}
+	if ok, err := cl.ScriptExists(ctx, sha, "0000000000000000000000000000000000000000").Result(); err != nil || !ok[0] || ok[1] {
+		t.Errorf("SCRIPT EXISTS = %v, %v", ok, err)
+	}
+	if err := cl.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok := cl.ScriptExists(ctx, sha).Val(); ok[0] {
+		t.Error("SCRIPT EXISTS true after SCRIPT FLUSH")
+	}
+	if err := cl.EvalSha(ctx, sha, []string{"x"}).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		t.Errorf("EVALSHA after flush = %v, want NOSCRIPT", err)
+	}
+
+	if err := cl.FunctionLoad(ctx, libCode).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Shards {
+		k := keyOn(t, c, "fk", i)
+		cl.Set(ctx, k, "old", 0)
+		if v, err := cl.FCall(ctx, "getset2", []string{k}, "new").Text(); err != nil || v != "old" {
+			t.Errorf("FCALL on shard %d = %q, %v", i, v, err)
+		}
+		if v := c.Shards[i].Client().Get(ctx, k).Val(); v != "new" {
+			t.Errorf("FCALL on shard %d wrote %q", i, v)
+		}
+	}
+	if libs, err := cl.FunctionList(ctx, redis.FunctionListQuery{}).Result(); err != nil || len(libs) != 1 || libs[0].Name != "rslib" {
+		t.Errorf("FUNCTION LIST = %+v, %v", libs, err)
+	}
+	dump, err := cl.FunctionDump(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.FunctionFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range c.Shards {
+		if libs := s.Client().FunctionList(ctx, redis.FunctionListQuery{}).Val(); len(libs) != 0 {
+			t.Errorf("shard %d still has libraries after FUNCTION FLUSH", i)
+		}
+	}
+	if err := cl.FunctionRestore(ctx, dump).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range c.Shards {
+		if libs := s.Client().FunctionList(ctx, redis.FunctionListQuery{}).Val(); len(libs) != 1 {
+			t.Errorf("shard %d has %d libraries after FUNCTION RESTORE", i, len(libs))
+		}
+	}
+	if err := cl.FunctionDelete(ctx, "rslib").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range c.Shards {
+		if libs := s.Client().FunctionList(ctx, redis.FunctionListQuery{}).Val(); len(libs) != 0 {
+			t.Errorf("shard %d still has the library after FUNCTION DELETE", i)
+		}
+	}
+}
+
+// TestIntegrationBlockingVariants wakes each blocking command with a write
+// from another client.
+func TestIntegrationBlockingVariants(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+	cl.XGroupCreateMkStream(ctx, "{v}stream", "g", "$")
+	tests := []struct {
+		name  string
+		block []string
+		wake  func()
+		want  string
+	}{
+		{"BRPOPLPUSH", []string{"BRPOPLPUSH", "{v}a", "{v}b", "5"}, func() { cl.RPush(ctx, "{v}a", "x") }, `"x"`},
+		{"BLMPOP", []string{"BLMPOP", "5", "2", "{v}l1", "{v}l2", "LEFT"}, func() { cl.RPush(ctx, "{v}l2", "y") }, `["{v}l2", ["y"]]`},
+		{"BZPOPMAX", []string{"BZPOPMAX", "{v}z", "5"}, func() { cl.ZAdd(ctx, "{v}z", redis.Z{Score: 2, Member: "m"}) }, `["{v}z", "m", "2"]`},
+		{"BZMPOP", []string{"BZMPOP", "5", "1", "{v}z2", "MIN"}, func() { cl.ZAdd(ctx, "{v}z2", redis.Z{Score: 1, Member: "n"}) }, `["{v}z2", [["n", "1"]]]`},
+		{"XREADGROUP BLOCK", []string{"XREADGROUP", "GROUP", "g", "c", "BLOCK", "5000", "STREAMS", "{v}stream", ">"},
+			func() { cl.XAdd(ctx, &redis.XAddArgs{Stream: "{v}stream", ID: "5-1", Values: []string{"f", "v"}}) },
+			`[["{v}stream", [["5-1", ["f", "v"]]]]]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := dialRaw(t, c.Addr)
+			rc.send(tt.block...)
+			time.Sleep(150 * time.Millisecond)
+			tt.wake()
+			if got := render(rc.read()); got != tt.want {
+				t.Errorf("%q = %s, want %s", tt.block, got, tt.want)
+			}
+		})
+	}
+}
