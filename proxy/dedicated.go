@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 type dconn struct {
 	nc net.Conn
 	r  *bufio.Reader
+	id []byte // the shard's CLIENT ID of this connection, for CLIENT UNBLOCK
 }
 
 // roundTrip writes raw (n commands) and reads n replies into dst.
@@ -66,7 +68,16 @@ func (p *dpool) get() (*dconn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &dconn{nc: nc, r: r}, nil
+	d := &dconn{nc: nc, r: r}
+	replies, err := d.roundTrip(cmdClientID, 1, nil)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if n, ok := intReply(replies[0]); ok {
+		d.id = []byte(strconv.FormatInt(n, 10))
+	}
+	return d, nil
 }
 
 // put returns a connection in a clean state (no WATCH, no MULTI, not
@@ -98,17 +109,44 @@ func (p *dpool) close() {
 // errClientGone reports that the client hung up while its command blocked.
 var errClientGone = errors.New("client disconnected")
 
+var (
+	cmdClientID = appendCommand(nil, []byte("CLIENT"), []byte("ID"))
+	clientBytes = []byte("CLIENT")
+	unblockWord = []byte("UNBLOCK")
+)
+
+// unblock asks the shard, over another connection of the pool, to end d's
+// blocked command as if it had timed out. An element the shard already
+// popped for d still arrives as d's reply: nothing is lost.
+func (p *dpool) unblock(d *dconn) error {
+	if d.id == nil {
+		return errors.New("no client id")
+	}
+	u, err := p.get()
+	if err != nil {
+		return err
+	}
+	if _, err := u.roundTrip(appendCommand(nil, clientBytes, unblockWord, d.id), 1, nil); err != nil {
+		u.nc.Close()
+		return err
+	}
+	p.put(u)
+	return nil
+}
+
 // roundTripWatching is roundTrip for a command that may block for long: it
 // watches the client's socket meanwhile, and if the client hangs up it closes
-// d (so the shard drops the blocked command) and returns errClientGone.
-func roundTripWatching(d *dconn, raw []byte, n int, client net.Conn) ([][]byte, error) {
+// d (so the shard drops the blocked command) and returns errClientGone. When
+// swapped closes (the routing table changed), it unblocks the command on the
+// shard and reports interrupted, so the caller can run it on the new table.
+func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped <-chan struct{}) (reply []byte, interrupted bool, err error) {
 	type result struct {
 		replies [][]byte
 		err     error
 	}
 	done := make(chan result, 1)
 	go func() {
-		replies, err := d.roundTrip(raw, n, nil)
+		replies, err := d.roundTrip(raw, 1, nil)
 		done <- result{replies, err}
 	}()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -116,12 +154,20 @@ func roundTripWatching(d *dconn, raw []byte, n int, client net.Conn) ([][]byte, 
 	for {
 		select {
 		case res := <-done:
-			return res.replies, res.err
+			if res.err != nil {
+				return nil, interrupted, res.err
+			}
+			return res.replies[0], interrupted, nil
+		case <-swapped:
+			swapped = nil
+			if err := p.unblock(d); err == nil {
+				interrupted = true
+			}
 		case <-tick.C:
 			if hungUp(client) {
 				d.nc.Close()
 				<-done
-				return nil, errClientGone
+				return nil, interrupted, errClientGone
 			}
 		}
 	}

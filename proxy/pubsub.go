@@ -185,10 +185,19 @@ func (c lockedConn) flush() error {
 // subConn is one subscription connection and its pump.
 type subConn struct {
 	d       *dconn
+	addr    string
 	count   atomic.Int64  // subscriptions the shard last reported on it
 	closing atomic.Bool   // the session closes it: not a shard failure
 	synced  chan struct{} // a sync PING came back
 	done    chan struct{} // the pump stopped
+
+	// What the shard confirmed, kept so a table swap can subscribe again
+	// on the new shards; and confirmations of such a resubscription, which
+	// the client must not see.
+	mu      sync.Mutex
+	names   map[string]map[string]bool // "subscribe"|"psubscribe"|"ssubscribe" -> names
+	swallow int
+	moved   chan struct{} // closed when the last swallowed confirmation came
 }
 
 // pubsubLoop owns a detached client connection until it closes.
@@ -196,6 +205,7 @@ type pubsubLoop struct {
 	s     *session
 	out   lockedConn
 	wmu   sync.Mutex
+	mu    sync.Mutex       // held while a command is handled or the loop moves to a new table
 	conns map[int]*subConn // key: homeConn for classic channels, else shard index
 }
 
@@ -216,13 +226,17 @@ func (s *session) detach(cmd redcon.Command, rest []redcon.Command) {
 		return
 	}
 	s.srv.trackDetached(s, dc)
+	s.srv.subscribers.Store(p, true)
 	go p.run(append([]redcon.Command{cmd}, rest...))
 }
 
 func (p *pubsubLoop) run(queue []redcon.Command) {
 	s := p.s
 	defer func() {
+		s.srv.subscribers.Delete(p)
+		p.mu.Lock()
 		p.closeAll()
+		p.mu.Unlock()
 		p.out.Close()
 		s.srv.untrackDetached(s)
 		s.srv.unregister(s)
@@ -240,7 +254,10 @@ func (p *pubsubLoop) run(queue []redcon.Command) {
 			}
 		}
 		s.srv.commands.Add(1)
-		if !p.handle(cmd) || s.quit {
+		p.mu.Lock()
+		ok := p.handle(cmd)
+		p.mu.Unlock()
+		if !ok || s.quit {
 			return
 		}
 		if err := p.out.flush(); err != nil {
@@ -354,25 +371,34 @@ func (p *pubsubLoop) shardChannels(info *command.Info, cmd redcon.Command) bool 
 func (p *pubsubLoop) send(key int, raw []byte) bool {
 	sc := p.conns[key]
 	if sc == nil {
-		r := p.s.srv.route.Load()
-		shard := key
-		if key == homeConn {
-			shard = 0
-		}
-		pl := r.pools[shard].dedicated(p.s.proto)
-		d, err := pl.get()
-		if err != nil {
-			p.local(appendError(nil, pl.downMessage(err)))
+		var err error
+		if sc, err = p.open(p.s.srv.route.Load(), key); err != nil {
+			p.local(appendError(nil, err.Error()))
 			return true
 		}
-		sc = &subConn{d: d, synced: make(chan struct{}, 1), done: make(chan struct{})}
 		p.conns[key] = sc
-		go p.pump(sc)
 	}
 	if _, err := sc.d.nc.Write(raw); err != nil {
 		return false
 	}
 	return true
+}
+
+// open starts a subscription connection for key on route r, and its pump.
+func (p *pubsubLoop) open(r *route, key int) (*subConn, error) {
+	shard := key
+	if key == homeConn {
+		shard = 0
+	}
+	pl := r.pools[shard].dedicated(p.s.proto)
+	d, err := pl.get()
+	if err != nil {
+		return nil, errors.New(pl.downMessage(err))
+	}
+	sc := &subConn{d: d, addr: pl.addr, synced: make(chan struct{}, 1), done: make(chan struct{}),
+		names: map[string]map[string]bool{"subscribe": {}, "psubscribe": {}, "ssubscribe": {}}}
+	go p.pump(sc)
+	return sc, nil
 }
 
 // pump forwards what a subscription connection receives to the client.
@@ -397,8 +423,11 @@ func (p *pubsubLoop) pump(sc *subConn) {
 			sc.synced <- struct{}{}
 			continue
 		}
-		if n, ok := subscriptionCount(reply); ok {
+		if kind, name, n, ok := confirmation(reply); ok {
 			sc.count.Store(n)
+			if sc.noted(kind, name) {
+				continue // a resubscription after a table swap
+			}
 		}
 		p.out.WriteRaw(reply)
 		if r.Buffered() == 0 {
@@ -407,17 +436,123 @@ func (p *pubsubLoop) pump(sc *subConn) {
 	}
 }
 
-// subscriptionCount reads the count of a (un)subscribe confirmation.
-func subscriptionCount(reply []byte) (int64, bool) {
+// noted records a confirmation and reports whether it is one to swallow.
+func (sc *subConn) noted(kind, name string) (swallow bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	switch kind {
+	case "subscribe", "psubscribe", "ssubscribe":
+		sc.names[kind][name] = true
+		if sc.swallow > 0 {
+			sc.swallow--
+			if sc.swallow == 0 {
+				close(sc.moved)
+			}
+			return true
+		}
+	case "unsubscribe":
+		delete(sc.names["subscribe"], name)
+	case "punsubscribe":
+		delete(sc.names["psubscribe"], name)
+	case "sunsubscribe":
+		delete(sc.names["ssubscribe"], name)
+	}
+	return false
+}
+
+// confirmation parses a (un)subscribe confirmation: kind, name, count.
+func confirmation(reply []byte) (kind, name string, count int64, ok bool) {
 	elems, ok := arrayElems(reply, nil)
 	if !ok || len(elems) != 3 {
-		return 0, false
+		return "", "", 0, false
 	}
-	kind, ok := bulkText(elems[0])
-	if !ok || !bytes.HasSuffix(kind, []byte("subscribe")) {
-		return 0, false
+	k, ok := bulkText(elems[0])
+	if !ok || !bytes.HasSuffix(k, []byte("subscribe")) {
+		return "", "", 0, false
 	}
-	return intReply(elems[2])
+	nm, _ := bulkText(elems[1])
+	count, ok = intReply(elems[2])
+	return string(k), string(nm), count, ok
+}
+
+// moveTo re-subscribes everything on the shards of a new route, then drops
+// the connections the new route no longer needs. SwapTable calls it with the
+// barrier held, so no message can be published between the two.
+func (p *pubsubLoop) moveTo(r *route) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := map[int]*subConn{}
+	oldKey := map[*subConn]int{}
+	want := map[int]map[string][]string{} // new key -> kind -> names
+	for key, sc := range p.conns {
+		oldKey[sc] = key
+		sc.mu.Lock()
+		for kind, names := range sc.names {
+			for name := range names {
+				nk := homeConn
+				if kind == "ssubscribe" {
+					nk = r.table.ShardOf([]byte(name))
+				}
+				if want[nk] == nil {
+					want[nk] = map[string][]string{}
+				}
+				want[nk][kind] = append(want[nk][kind], name)
+			}
+		}
+		sc.mu.Unlock()
+	}
+	for nk, kinds := range want {
+		// Keep a connection of the same kind already on the right shard.
+		var keep *subConn
+		for sc, key := range oldKey {
+			if sc.addr == r.pools[max(nk, 0)].addr && (key == homeConn) == (nk == homeConn) {
+				keep = sc
+			}
+		}
+		if keep != nil {
+			next[nk] = keep
+			continue
+		}
+		sc, err := p.open(r, nk)
+		if err != nil {
+			p.s.srv.log.Warn("pub/sub: resubscribe after table swap", zap.Error(err))
+			continue
+		}
+		var raw []byte
+		n := 0
+		for kind, names := range kinds {
+			args := [][]byte{[]byte(kind)}
+			for _, nm := range names {
+				args = append(args, []byte(nm))
+			}
+			raw = appendCommand(raw, args...)
+			n += len(names)
+		}
+		sc.mu.Lock()
+		sc.swallow, sc.moved = n, make(chan struct{})
+		sc.mu.Unlock()
+		if _, err := sc.d.nc.Write(raw); err == nil {
+			select {
+			case <-sc.moved:
+			case <-sc.done:
+			case <-time.After(2 * time.Second):
+				p.s.srv.log.Warn("pub/sub: resubscribe after table swap timed out")
+			}
+		}
+		next[nk] = sc
+	}
+	for sc := range oldKey {
+		kept := false
+		for _, n := range next {
+			kept = kept || n == sc
+		}
+		if !kept {
+			sc.closing.Store(true)
+			sc.d.nc.Close()
+			<-sc.done
+		}
+	}
+	p.conns = next
 }
 
 var errSyncTimeout = errors.New("proxy: subscription connection did not answer")

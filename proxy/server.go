@@ -24,8 +24,10 @@ type Server struct {
 	log     *zap.Logger
 	started time.Time
 
-	route atomic.Pointer[route]
-	gate  gate // the write barrier (barrier.go)
+	route   atomic.Pointer[route]
+	swapMu  sync.Mutex
+	swapped chan struct{} // closed and replaced at every SwapTable
+	gate    gate          // the write barrier (barrier.go)
 
 	lastPause  atomic.Int64 // µs the last barrier was held
 	pauseStart atomic.Int64 // unix ns the last barrier closed
@@ -42,15 +44,16 @@ type Server struct {
 	ln     net.Listener
 	closed bool
 
-	detached   sync.Map // *session -> redcon.DetachedConn, closed by Close
-	sessions   sync.Map // id -> *session, for CLIENT LIST/KILL
-	clients    atomic.Int64
-	nextID     atomic.Uint64
-	accepted   atomic.Int64
-	rejected   atomic.Int64
-	commands   atomic.Int64
-	opsSampler sampler
-	stopSample chan struct{}
+	detached    sync.Map // *session -> redcon.DetachedConn, closed by Close
+	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
+	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
+	clients     atomic.Int64
+	nextID      atomic.Uint64
+	accepted    atomic.Int64
+	rejected    atomic.Int64
+	commands    atomic.Int64
+	opsSampler  sampler
+	stopSample  chan struct{}
 }
 
 // route pairs a routing table with the backends of its shards, so that one
@@ -129,27 +132,12 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // jobs live until Close
-	r := &route{table: table}
-	for _, addr := range table.Addrs() {
-		p := &pool{addr: addr, ded: &dpool{addr: addr, timeout: cfg.DialTimeout}}
-		p.newConns = func(hello []byte) []*backend {
-			conns := make([]*backend, cfg.BackendConns)
-			for i := range conns {
-				conns[i] = newBackend(addr, cfg.DialTimeout, hello, log)
-			}
-			return conns
-		}
-		p.conns = p.newConns(nil)
-		r.pools = append(r.pools, p)
-	}
+	r := s.newRoute(table, nil)
 	s.route.Store(r)
+	s.swapped = make(chan struct{})
 	// Serve only once every shard has had its first connection attempt, so
 	// the first commands do not fail while connections are being made.
-	for _, p := range r.pools {
-		for _, c := range p.conns {
-			<-c.firstTry
-		}
-	}
+	r.waitFirstTry()
 	go s.probeVersion(table.Addr(0))
 	go s.opsSampler.run(&s.commands, s.stopSample)
 	return s, nil
@@ -228,6 +216,131 @@ func (s *Server) AnnounceAddr() string {
 		return s.cfg.Listen
 	}
 	return s.ln.Addr().String()
+}
+
+// newRoute builds the route of table, reusing the pools of old (if any)
+// whose addresses it still has.
+func (s *Server) newRoute(table *router.Table, old *route) *route {
+	reuse := map[string]*pool{}
+	if old != nil {
+		for _, p := range old.pools {
+			reuse[p.addr] = p
+		}
+	}
+	r := &route{table: table}
+	for _, addr := range table.Addrs() {
+		if p, ok := reuse[addr]; ok {
+			r.pools = append(r.pools, p)
+			continue
+		}
+		r.pools = append(r.pools, s.newPool(addr))
+	}
+	return r
+}
+
+func (s *Server) newPool(addr string) *pool {
+	p := &pool{addr: addr, ded: &dpool{addr: addr, timeout: s.cfg.DialTimeout}}
+	p.newConns = func(hello []byte) []*backend {
+		conns := make([]*backend, s.cfg.BackendConns)
+		for i := range conns {
+			conns[i] = newBackend(addr, s.cfg.DialTimeout, hello, s.log)
+		}
+		return conns
+	}
+	p.conns = p.newConns(nil)
+	return p
+}
+
+func (r *route) waitFirstTry() {
+	for _, p := range r.pools {
+		for _, c := range p.conns {
+			<-c.firstTry
+		}
+	}
+}
+
+// PrepareTable connects to the shards of t that the proxy does not use yet,
+// ahead of a SwapTable, so the swap itself does not wait for connections.
+// It returns the route to pass to SwapTable.
+func (s *Server) PrepareTable(t *router.Table) *Prepared {
+	r := s.newRoute(t, s.route.Load())
+	r.waitFirstTry()
+	return &Prepared{r: r}
+}
+
+// Prepared is a route built by PrepareTable.
+type Prepared struct{ r *route }
+
+// SwapTable makes the prepared table the one every new batch routes by. Call
+// it with the barrier held (Pause), after the new shards hold every write:
+// no batch is in flight then, so none straddles the swap. Sessions waiting
+// on a shard outside any batch (blocked commands, subscriptions) are told
+// through Swapped and move to the new table themselves. Pools the new table
+// no longer uses are closed after sessions have had time to move.
+func (s *Server) SwapTable(p *Prepared) {
+	old := s.route.Swap(p.r)
+	s.swapMu.Lock()
+	close(s.swapped)
+	s.swapped = make(chan struct{})
+	s.swapMu.Unlock()
+	// Subscribers move before the barrier lifts: no message can be
+	// published to the new shards before they listen there.
+	var wg sync.WaitGroup
+	s.subscribers.Range(func(k, _ any) bool {
+		wg.Add(1)
+		go func(l *pubsubLoop) {
+			defer wg.Done()
+			l.moveTo(p.r)
+		}(k.(*pubsubLoop))
+		return true
+	})
+	moved := make(chan struct{})
+	go func() { wg.Wait(); close(moved) }()
+	select {
+	case <-moved:
+	case <-time.After(time.Second):
+		s.log.Warn("subscribers still moving to the new table after 1 s")
+	}
+	s.log.Info("routing table swapped", zap.Uint64("epoch", p.r.table.Epoch()),
+		zap.String("shards", router.FormatSpec(p.r.table.Shards())))
+	keep := map[*pool]bool{}
+	for _, pl := range p.r.pools {
+		keep[pl] = true
+	}
+	var retired []*pool
+	for _, pl := range old.pools {
+		if !keep[pl] {
+			retired = append(retired, pl)
+		}
+	}
+	if len(retired) > 0 {
+		go s.retire(retired)
+	}
+}
+
+// retire closes pools of a previous table once sessions have moved off them.
+func (s *Server) retire(pools []*pool) {
+	select {
+	case <-time.After(30 * time.Second):
+	case <-s.ctx.Done():
+	}
+	for _, p := range pools {
+		p.resp3Once.Do(func() {})
+		for _, c := range append(p.conns, p.conns3...) {
+			c.Close()
+		}
+		p.ded.close()
+		if p.ded3 != nil {
+			p.ded3.close()
+		}
+	}
+}
+
+// Swapped returns a channel closed at the next SwapTable.
+func (s *Server) Swapped() <-chan struct{} {
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	return s.swapped
 }
 
 // Table returns the routing table in use.

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"crypto/subtle"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/tidwall/redcon"
 
@@ -264,7 +266,10 @@ func reset(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 
 // blocking runs a blocking command (BLPOP, BLMOVE, XREAD BLOCK, ...) on a
 // dedicated connection of its shard, honouring its timeout there, and gives
-// the connection up if the client hangs up meanwhile.
+// the connection up if the client hangs up meanwhile. If the routing table
+// changes while it blocks, the command is unblocked on the old shard and,
+// unless the shard had already served it, run again on the new table with
+// what is left of its timeout.
 func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
@@ -278,24 +283,74 @@ func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 	s.syncMayBlock = true
 	s.syncNext = func(r *route) []byte {
 		s.flushClient() // replies so far reach the client before it blocks
-		shard := r.table.ShardOfSlot(slot)
-		p := r.pools[shard].dedicated(s.proto)
-		d, err := p.get()
-		if err != nil {
-			return appendError(nil, p.downMessage(err))
+		start := time.Now()
+		raw := c.Raw
+		for {
+			swapped := s.srv.Swapped()
+			r = s.srv.route.Load()
+			p := r.pools[r.table.ShardOfSlot(slot)].dedicated(s.proto)
+			d, err := p.get()
+			if err != nil {
+				return appendError(nil, p.downMessage(err))
+			}
+			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped)
+			if err == errClientGone {
+				s.quit = true
+				return nil
+			}
+			if err != nil {
+				d.nc.Close()
+				return appendError(nil, p.downMessage(err))
+			}
+			p.put(d)
+			if !interrupted || !isNullReply(reply) {
+				return reply
+			}
+			if raw = withRemainingTimeout(info.Name(), c.Args, time.Since(start)); raw == nil {
+				return reply // its time ran out as it moved
+			}
 		}
-		replies, err := roundTripWatching(d, c.Raw, 1, s.conn.NetConn())
-		if err == errClientGone {
-			s.quit = true
+	}
+}
+
+func isNullReply(r []byte) bool {
+	return string(r) == "*-1\r\n" || string(r) == "$-1\r\n" || string(r) == "_\r\n"
+}
+
+// withRemainingTimeout re-encodes a blocking command with its timeout less
+// elapsed; nil if none is left. A timeout of 0 (for ever) stays 0.
+func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []byte {
+	i, unit := len(args)-1, time.Second
+	switch name {
+	case "blmpop", "bzmpop":
+		i = 1
+	case "xread", "xreadgroup":
+		unit = time.Millisecond
+		for j := 1; j < len(args)-1; j++ {
+			if equalFold(args[j], "block") {
+				i = j + 1
+				break
+			}
+		}
+	}
+	t, err := strconv.ParseFloat(string(args[i]), 64)
+	if err != nil {
+		return nil
+	}
+	if t != 0 {
+		left := time.Duration(t*float64(unit)) - elapsed
+		if left <= 0 {
 			return nil
 		}
-		if err != nil {
-			d.nc.Close()
-			return appendError(nil, p.downMessage(err))
+		t = float64(left) / float64(unit)
+		if unit == time.Millisecond {
+			t = float64(max(1, int64(t)))
 		}
-		p.put(d)
-		return replies[0]
 	}
+	out := make([][]byte, len(args))
+	copy(out, args)
+	out[i] = strconv.AppendFloat(nil, t, 'f', -1, 64)
+	return appendCommand(nil, out...)
 }
 
 // wait runs WAIT on every shard at once over dedicated connections and

@@ -1,0 +1,133 @@
+package proxy_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/router"
+)
+
+// swapTo moves the proxy onto fresh shards with the barrier held, as a
+// cutover does (without copying data: these tests use keys that are empty).
+func swapTo(t *testing.T, c *proxytest.Cluster, shards []*redistest.Server) *router.Table {
+	t.Helper()
+	var addrs []string
+	for _, s := range shards {
+		addrs = append(addrs, s.Addr())
+	}
+	spec, err := router.ParseShardArgs(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := router.NewTable(c.Proxy.Table().Epoch()+1, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep := c.Proxy.PrepareTable(table)
+	resume, err := c.Proxy.Pause(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Proxy.SwapTable(prep)
+	resume()
+	return table
+}
+
+func TestIntegrationSwapTable(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+
+	blocked := dialRaw(t, c.Addr)
+	blocked.send("BLPOP", "{s}queue", "0")
+	timed := dialRaw(t, c.Addr)
+	start := time.Now()
+	timed.send("BRPOP", "{s}other", "1.5")
+	raced := dialRaw(t, c.Addr)
+	raced.send("BLPOP", "{s}race", "0")
+	time.Sleep(300 * time.Millisecond)
+
+	oldShard := c.ShardOf("{s}race").Client()
+	newShards := redistest.StartN(t, 2)
+	// An element the old shard hands to the blocked client just as the table
+	// changes must reach it, not vanish.
+	if err := oldShard.RPush(ctx, "{s}race", "in-flight").Err(); err != nil {
+		t.Fatal(err)
+	}
+	table := swapTo(t, c, newShards)
+	if got := render(raced.read()); got != `["{s}race", "in-flight"]` {
+		t.Errorf("client blocked during the swap got %s, want the element pushed before it", got)
+	}
+
+	// New commands route by the new table.
+	if err := cl.Set(ctx, "after", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v := newShards[table.ShardOf([]byte("after"))].Client().Get(ctx, "after").Val(); v != "1" {
+		t.Errorf("SET after the swap is not on its new shard (got %q)", v)
+	}
+
+	// A client blocked before the swap now waits on the new shard.
+	if err := cl.RPush(ctx, "{s}queue", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := render(blocked.read()); got != `["{s}queue", "x"]` {
+		t.Errorf("blocked client after the swap got %s", got)
+	}
+	if n := newShards[table.ShardOf([]byte("{s}queue"))].Client().LLen(ctx, "{s}queue").Val(); n != 0 {
+		t.Errorf("the element stayed on the new shard: LLEN %d", n)
+	}
+
+	// Its timeout still counts from when it was sent.
+	if got := render(timed.read()); got != "(nil array)" {
+		t.Errorf("BRPOP with a timeout = %s", got)
+	}
+	if d := time.Since(start); d < 1400*time.Millisecond || d > 2500*time.Millisecond {
+		t.Errorf("BRPOP 1.5 s returned after %s", d)
+	}
+}
+
+func TestIntegrationSwapTableSubscribers(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	ctx := t.Context()
+	sub := dialRaw(t, c.Addr)
+	sub.send("SUBSCRIBE", "news")
+	sub.send("PSUBSCRIBE", "n*")
+	sub.send("SSUBSCRIBE", "{orders}new")
+	for i := 0; i < 3; i++ {
+		sub.read() // the three confirmations
+	}
+	newShards := redistest.StartN(t, 3)
+	swapTo(t, c, newShards)
+
+	pub := c.Client()
+	if n := pub.Publish(ctx, "news", "after-swap").Val(); n != 2 {
+		t.Errorf("PUBLISH after the swap reached %d subscriptions, want 2 (channel and pattern)", n)
+	}
+	if n := pub.SPublish(ctx, "{orders}new", "shard-msg").Val(); n != 1 {
+		t.Errorf("SPUBLISH after the swap reached %d, want 1", n)
+	}
+	want := map[string]bool{
+		`["message", "news", "after-swap"]`:        true,
+		`["pmessage", "n*", "news", "after-swap"]`: true,
+		`["smessage", "{orders}new", "shard-msg"]`: true,
+	}
+	for range want {
+		got := render(sub.read())
+		if !want[got] {
+			t.Errorf("subscriber got %s, not one of the expected messages (no resubscribe confirmations may show)", got)
+		}
+		delete(want, got)
+	}
+	// The old shards no longer hold the subscriptions.
+	for i, s := range c.Shards {
+		if n := s.Client().PubSubNumSub(ctx, "news").Val()["news"]; n != 0 {
+			t.Errorf("old shard %d still has %d subscriptions to news", i, n)
+		}
+	}
+	if got := sub.do("UNSUBSCRIBE", "news"); got != `["unsubscribe", "news", :1]` {
+		t.Errorf("UNSUBSCRIBE after the swap = %s", got)
+	}
+}
