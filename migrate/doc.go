@@ -1,8 +1,8 @@
 // Package migrate restores RDB data into a target topology: a snapshot
 // directory of the proxy (one RDB and one tail per shard) or any .rdb files
 // of a self-managed Redis, into any number of shards with any slot layout.
-// It is the "back up 3 shards, restore into 5" workflow; the live reshard
-// (catch-up and cutover) builds on it.
+// It is the "back up 3 shards, restore into 5" workflow, and the engine of
+// the live reshard, which builds on it (see "Live reshard" below).
 //
 // # How a restore runs
 //
@@ -76,4 +76,54 @@
 //
 // Targets are written in database 0. Passwords are never logged or
 // reported.
+//
+// # Live reshard
+//
+// StartReshard (reshard*.go) moves the data of a live table's shards (the
+// sources) to a new table's shards (the targets) while clients keep
+// writing, and cuts the proxy over between two of its batches. The states
+// are copying, catching_up, ready (which can fall back to catching_up),
+// cutover and done; aborted and failed end a job at any point before the
+// commit.
+//
+//   - copying: every source is captured in parallel through the
+//     replication protocol (snapshot.Capture; its stream is spooled to a
+//     file in WorkDir while the RDB is copied). Each RDB is written into
+//     the targets routed by the NEW table, with the restore's machinery
+//     (RESTORE or SET ... PXAT, big keys in chunks), over connections of
+//     the source's own.
+//   - catching_up: each source's stream is applied from the fork offset
+//     on, in order, read back from the spool (snapshot.Follower) and
+//     routed by the new table: multi-key commands split as in a restore,
+//     MULTI/EXEC as one transaction per target it touches. The offset
+//     every target has answered is acknowledged to the source (the
+//     capture's REPLCONF ACK), so WAIT on a source counts the targets.
+//     SELECT of a database other than 0, FLUSHALL and FLUSHDB fail the
+//     job: replaying a FLUSHALL would wipe the other sources' keys on the
+//     targets, and the proxy refuses both while a reshard runs, so one can
+//     only come from a client of the shard itself.
+//   - ready: every source's lag (bytes received but not answered, age of
+//     the oldest such command) within MaxLagBytes and MaxLagTime. A
+//     Manual job waits there for Cutover.
+//   - cutover (reshard_cutover.go): Barrier.Pause, every source's
+//     master_repl_offset, every stream applied up to it and stopped, every
+//     expiry guard set right, Commit, resume; all within CutoverTimeout,
+//     or the barrier is lifted on the old table and the job aborted.
+//
+// Expiry: targets are masters and would expire keys by their own clock
+// while the stream that renews them lags; near expiries are therefore
+// written with a guard and set right in stream order (reshard_expiry.go
+// explains the scheme and its limits). Every expiry is absolute.
+//
+// Failure: a source or target that breaks, a stream that cannot be
+// applied, a source that drops the capture (client-output-buffer-limit
+// replica, reported as the capture diagnoses it) fail the job at once; it
+// is never retried. Nothing reaches the proxy before the commit, and the
+// sources are never written to; the targets keep what was written, so a
+// new run needs empty targets again (or Flush).
+//
+// The job's goroutine owns everything it starts: per source a goroutine
+// (copy, then the stream) and a watcher of its capture, the captures and
+// the connections. ReshardJob's methods never block on the job, so the
+// proxy may call them from a session that holds its barrier's gate.
 package migrate

@@ -38,6 +38,11 @@ type pipe struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	closing  atomic.Bool
+
+	// The live reshard tracks how far a source's stream has been applied:
+	// sentEnd is the stream offset after the last command queued with one,
+	// ackedEnd the same for the last such command answered.
+	sentEnd, ackedEnd atomic.Int64
 }
 
 // op says what a command is, for counting and for errors.
@@ -58,6 +63,7 @@ type pending struct {
 	op   op
 	key  string        // the key, or the command, for error messages
 	done chan struct{} // opFence
+	end  int64         // stream offset after the command (live reshard); 0: none
 }
 
 // flushAt is how much the producer buffers before it wakes the writer.
@@ -244,6 +250,9 @@ func (p *pipe) reader(br *bufio.Reader) {
 			}
 			p.stats.benign.Add(1)
 		}
+		if pd.end != 0 {
+			p.ackedEnd.Store(pd.end)
+		}
 		switch pd.op {
 		case opRestore, opCommit:
 			p.stats.written.Add(1)
@@ -263,6 +272,10 @@ func describe(pd pending) string {
 		return fmt.Sprintf("writing big key %q", pd.key)
 	case opTail, opTx:
 		return "tail command " + pd.key
+	case opStreamFunction:
+		return "stream command " + pd.key
+	case opExpiryFixup:
+		return "expiry fix-up of " + pd.key
 	case opFunction:
 		return "FUNCTION LOAD of library " + pd.key
 	}
@@ -273,8 +286,18 @@ func describe(pd pending) string {
 // replays commands that succeeded on the source, but the source and the
 // target do not expire keys at the same instant: a command on a key that
 // the target has already expired can find no such key.
+//
+// The live reshard applies every source's FUNCTION commands to every
+// target (the proxy sends them to every shard), so a FUNCTION DELETE
+// reaches a target once per source: only the first finds the library.
 func benign(o op, reply string) bool {
-	return o == opTail && strings.HasPrefix(reply, "ERR no such key")
+	switch o {
+	case opTail:
+		return strings.HasPrefix(reply, "ERR no such key")
+	case opStreamFunction:
+		return strings.HasPrefix(reply, "ERR Library not found")
+	}
+	return false
 }
 
 func (p *pipe) lost(err error) error {

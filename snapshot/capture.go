@@ -55,6 +55,19 @@ type CaptureConfig struct {
 	Verify func(path string) error
 	// Logger receives a few Info lines per capture; nil logs nothing.
 	Logger *zap.Logger
+	// Follow prepares the capture for Stream.Follow: the tail is flushed
+	// to a command boundary whenever the link has nothing more buffered,
+	// and the time each stretch of the stream arrived is kept until the
+	// follower has read it (a record per millisecond at most). Without
+	// it the capture writes its tail as a snapshot needs, and Follow fails.
+	Follow bool
+	// Acked, when set, gives the offset REPLCONF ACK reports (capped at
+	// the offset received) instead of the offset received. A consumer
+	// that applies the stream elsewhere (the live reshard) reports what it
+	// has applied, so WAIT on the shard counts a write only once it has
+	// reached the targets. It is called from the capture's goroutines and
+	// must be cheap and safe for concurrent use.
+	Acked func() int64
 
 	// testBeforeCommand, when set, runs before each command of the stream
 	// is read; tests use it to make the capture fall behind.
@@ -154,7 +167,9 @@ func Capture(ctx context.Context, cfg CaptureConfig) (*Stream, error) {
 		tailW:   bufio.NewWriterSize(tail, tailBufferSize),
 		done:    make(chan struct{}),
 		ackStop: make(chan struct{}),
+		rdbDone: make(chan struct{}),
 	}
+	s.pub.changed = make(chan struct{})
 	s.target.Store(-1)
 	s.phase.Store(int32(PhaseHandshake))
 	s.stopAfter = context.AfterFunc(ctx, func() {

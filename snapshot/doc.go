@@ -92,6 +92,20 @@
 // includes the probe that explains it (at most twice DialTimeout).
 // context.AfterFunc watches ctx without a goroutine of its own.
 //
+// # Following the stream
+//
+// The live reshard applies the stream elsewhere while it is captured:
+// with CaptureConfig.Follow, Stream.Follow returns a reader of the tail
+// file from the fork offset on, each event with the exact replication
+// offset after it (PING and REPLCONF, left out of the file, become
+// offset-only events) and the time it was received. The reader goroutine flushes the tail to a command boundary
+// before every read that may block and every 64 KiB, so a follower lags
+// the link by at most that, and the file, not the link, absorbs a slow
+// consumer. The capture keeps when each stretch arrived (a record per
+// millisecond at most) until the follower has read it. CaptureConfig.Acked
+// makes REPLCONF ACK report what the consumer has applied instead of what
+// was received.
+//
 // Redis 7 defaults to diskless sync with repl-diskless-sync-delay 5: the
 // shard forks, and so answers +FULLRESYNC, seconds after PSYNC, sending bare
 // newlines meanwhile. Capture blocks through that wait (bounded by ctx and

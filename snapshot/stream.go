@@ -100,7 +100,12 @@ type Stream struct {
 	transfer    string
 	rdbTime     time.Duration
 	checkpoints []boundary
-	skips       []skipped
+	skips       []skipped // appended under pub.mu: a Follower reads them
+
+	// pub is what a Follower may read: the tail up to a command boundary
+	// flushed to the file, and the offset it stands at (see publish).
+	pub     published
+	rdbDone chan struct{} // closed when the RDB file is complete
 
 	phase     atomic.Int32
 	offset    atomic.Int64
@@ -232,6 +237,7 @@ func (s *Stream) run() {
 	ackDone := make(chan struct{})
 	ackStarted := false
 	if err == nil {
+		close(s.rdbDone)
 		// A replica ACKs right after loading the RDB; after a diskless
 		// transfer the shard sends no stream until it has that ACK.
 		err = s.ack(s.fork)
@@ -266,6 +272,7 @@ func (s *Stream) run() {
 			zap.Int64("tail_commands", s.result.TailCommands))
 	}
 	close(s.done)
+	s.wakeFollower()
 }
 
 // ackLoop sends REPLCONF ACK every AckInterval until the reader stops. A
@@ -280,7 +287,7 @@ func (s *Stream) ackLoop(done chan<- struct{}) {
 		case <-s.ackStop:
 			return
 		case <-t.C:
-			if err := s.ack(s.offset.Load()); err != nil {
+			if err := s.ack(s.ackOffset(s.offset.Load())); err != nil {
 				return
 			}
 		}
@@ -348,6 +355,11 @@ func (s *Stream) follow() error {
 	p := cmdParser{r: s.br}
 	cur := boundary{off: s.fork}
 	s.checkpoints = append(s.checkpoints, cur)
+	if s.cfg.Follow {
+		if err := s.publish(cur); err != nil {
+			return err
+		}
+	}
 	s.phase.Store(int32(PhaseStream))
 	s.streaming.Store(true)
 	for {
@@ -376,7 +388,9 @@ func (s *Stream) follow() error {
 				cur.inTx = false
 			}
 		} else {
+			s.pub.mu.Lock()
 			s.skips = append(s.skips, skipped{off: cur.off, n: n})
+			s.pub.mu.Unlock()
 		}
 		cur.off += n
 		if cur.tail-s.checkpoints[len(s.checkpoints)-1].tail >= checkpointEvery {
@@ -384,7 +398,15 @@ func (s *Stream) follow() error {
 		}
 		s.offset.Store(cur.off)
 		if kind == kindGetack {
-			if err := s.ack(cur.off); err != nil {
+			if err := s.ack(s.ackOffset(cur.off)); err != nil {
+				return err
+			}
+		}
+		// Publish before a read that may block, so a follower never waits
+		// for a command that has arrived, and at least every publishEvery
+		// bytes of tail under a steady stream.
+		if s.cfg.Follow && (s.br.Buffered() == 0 || s.tailW.Buffered() >= publishEvery) {
+			if err := s.publish(cur); err != nil {
 				return err
 			}
 		}

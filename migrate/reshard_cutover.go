@@ -1,0 +1,163 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// cutover moves the proxy to the new table, or leaves it on the old one:
+//
+//  1. Before the barrier: a connection to every source, so reading the
+//     offsets costs one round trip in the barrier.
+//  2. Barrier.Pause: no client command is dispatched any more, every
+//     dispatched one has been answered. No write reaches a source through
+//     the proxy from here on.
+//  3. Every source's master_repl_offset (and replication id, to be sure
+//     the capture still follows the same instance): the cut.
+//  4. Each source's applier applies its stream up to the cut, sets every
+//     expiry guard left right, waits for every reply and stops: from here
+//     on nothing writes to the targets but the proxy. Commands a source
+//     received after the cut (from its own clients, or its expiry) are
+//     not applied: after the commit they would race the proxy's writes.
+//  5. Commit: the proxy persists the new table and swaps its route.
+//  6. Resume: queued client commands go to the new table.
+//
+// Steps 2 to 5 are bounded by CutoverTimeout. A timeout, an Abort, a
+// failure or a Commit error before the commit lifts the barrier on the old
+// table; the job then ends (aborted or failed): its appliers may have
+// stopped, so it cannot go back to catching up.
+func (j *ReshardJob) cutover() (ReshardState, error) {
+	j.setState(ReshardCutover)
+	j.log.Info("cutover started")
+	rc := j.cfg.restoreConfig()
+	clients := make([]*redis.Client, len(j.sources))
+	for i, s := range j.sources {
+		clients[i] = adminClient(&rc, s.addr)
+		defer clients[i].Close()
+		if err := clients[i].Ping(j.ctx).Err(); err != nil {
+			if st, e := j.ended(); j.fail.err() != nil || j.ctx.Err() != nil {
+				return st, e
+			}
+			return ReshardFailed, fmt.Errorf("migrate: cutover: source %s: %w", s.addr, err)
+		}
+	}
+
+	start := time.Now()
+	deadline := start.Add(j.cfg.CutoverTimeout)
+	cctx, cancel := context.WithDeadline(j.ctx, deadline)
+	defer cancel()
+	resume, err := j.cfg.Barrier.Pause(cctx)
+	if err != nil {
+		if j.ctx.Err() != nil || j.fail.err() != nil {
+			return j.ended()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return ReshardAborted, fmt.Errorf("%w: the proxy's commands in flight did not drain within %s; still on the old table", ErrCutoverTimeout, j.cfg.CutoverTimeout)
+		}
+		return ReshardAborted, fmt.Errorf("%w: write barrier: %w", ErrReshardAborted, err)
+	}
+	release := func() {
+		resume()
+		j.mu.Lock()
+		j.pause = time.Since(start)
+		j.mu.Unlock()
+	}
+
+	state, err := j.cutInside(cctx, clients)
+	release()
+	if err != nil {
+		return state, err
+	}
+	j.log.Info("cutover committed", zap.Int64("pause_us", j.pause.Microseconds()))
+	return ReshardDone, nil
+}
+
+// cutInside is steps 3 to 5, with the barrier held.
+func (j *ReshardJob) cutInside(ctx context.Context, clients []*redis.Client) (ReshardState, error) {
+	// A timeout says what it was waiting for.
+	timeout := func(what string) (ReshardState, error) {
+		if j.ctx.Err() != nil || j.fail.err() != nil {
+			return j.ended()
+		}
+		return ReshardAborted, fmt.Errorf("%w after %s: %s; still on the old table", ErrCutoverTimeout, j.cfg.CutoverTimeout, what)
+	}
+	cuts := make([]int64, len(j.sources))
+	errs := make([]error, len(j.sources))
+	var wg sync.WaitGroup
+	for i, s := range j.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cuts[i], errs[i] = readCut(ctx, clients[i], s)
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return timeout("reading the sources' replication offsets")
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ReshardFailed, err
+	}
+	if h := j.cfg.testInBarrier; h != nil {
+		h()
+	}
+	for i, s := range j.sources {
+		s.stop(cuts[i])
+	}
+	for i, s := range j.sources {
+		select {
+		case <-s.atCut:
+		case <-j.fail.failed:
+			return j.ended()
+		case <-ctx.Done():
+			l := s.lag(time.Now())
+			return timeout(fmt.Sprintf("source %s's stream applied up to offset %d, the cut is at %d", s.addr, l.applied, cuts[i]))
+		}
+	}
+
+	if ctx.Err() != nil {
+		return timeout("before the commit")
+	}
+	j.mu.Lock()
+	if j.ctx.Err() != nil {
+		j.mu.Unlock()
+		return j.ended()
+	}
+	j.committing = true
+	j.mu.Unlock()
+	if err := j.cfg.Commit(ctx); err != nil {
+		j.mu.Lock()
+		j.committing = false
+		j.mu.Unlock()
+		return ReshardAborted, fmt.Errorf("%w: %w; still on the old table", ErrCommit, err)
+	}
+	return ReshardDone, nil
+}
+
+// readCut reads a source's master_repl_offset, and checks that the
+// capture still follows the same instance.
+func readCut(ctx context.Context, c *redis.Client, s *reshardSource) (int64, error) {
+	text, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return 0, fmt.Errorf("migrate: cutover: source %s: INFO replication: %w", s.addr, err)
+	}
+	f := parseInfo(text)
+	off, err := strconv.ParseInt(f["master_repl_offset"], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: cutover: source %s: no master_repl_offset in INFO replication", s.addr)
+	}
+	if id := f["master_replid"]; id != s.st.ReplID() {
+		return 0, fmt.Errorf("migrate: cutover: source %s: replication id %s, the capture follows %s: the source restarted, failed over or was replaced", s.addr, id, s.st.ReplID())
+	}
+	if off < s.st.ForkOffset() {
+		return 0, fmt.Errorf("migrate: cutover: source %s: offset %d is before the fork offset %d", s.addr, off, s.st.ForkOffset())
+	}
+	return off, nil
+}

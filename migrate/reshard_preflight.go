@@ -1,0 +1,143 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// shardProbe is what the reshard's checks learn about one shard.
+type shardProbe struct {
+	addr    string
+	version string
+	rdb     uint16
+	role    string
+	cluster bool
+	runID   string
+	dbs     map[int]int64 // keys per database
+	target  targetInfo    // targets only
+	err     error
+}
+
+// preflight checks every shard before anything is done, and returns what
+// it learned about the targets. Every problem found is reported.
+func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
+	rc := j.cfg.restoreConfig()
+	from, to := j.cfg.From, j.cfg.To
+	srcs := make([]shardProbe, from.NumShards())
+	tgts := make([]shardProbe, to.NumShards())
+	var wg sync.WaitGroup
+	probeAll := func(ps []shardProbe, addr func(int) string, target bool) {
+		for i := range ps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := adminClient(&rc, addr(i))
+				defer c.Close()
+				ps[i] = probeShard(ctx, c, addr(i), target)
+			}()
+		}
+	}
+	probeAll(srcs, from.Addr, false)
+	probeAll(tgts, to.Addr, true)
+	wg.Wait()
+
+	var problems []error
+	common := func(kind string, p shardProbe) bool {
+		if p.err != nil {
+			problems = append(problems, problemf(ErrTarget, "%s %s: %v", kind, p.addr, p.err))
+			return false
+		}
+		if p.role != "master" {
+			problems = append(problems, problemf(ErrTarget, "%s %s is a %s; give primaries", kind, p.addr, p.role))
+		}
+		if p.cluster {
+			problems = append(problems, problemf(ErrTarget, "%s %s has cluster mode enabled; reshard shards are standalone servers behind the proxy", kind, p.addr))
+		}
+		if !atLeast7(p.version) {
+			problems = append(problems, problemf(ErrTargetTooOld, "%s %s runs Redis %s; a live reshard needs 7.0 or later (absolute expiry in the replication stream, PEXPIRETIME)", kind, p.addr, p.version))
+		}
+		return true
+	}
+	runIDs := map[string]string{}
+	var needRDB uint16
+	var needFrom string
+	for _, p := range srcs {
+		if !common("source", p) {
+			continue
+		}
+		runIDs[p.runID] = p.addr
+		if p.rdb > needRDB {
+			needRDB, needFrom = p.rdb, fmt.Sprintf("source %s runs Redis %s (RDB %d)", p.addr, p.version, p.rdb)
+		}
+		var other []string
+		for db, n := range p.dbs {
+			if db != 0 && n > 0 {
+				other = append(other, fmt.Sprintf("db%d=%d", db, n))
+			}
+		}
+		if len(other) > 0 {
+			sort.Strings(other)
+			problems = append(problems, problemf(ErrMultipleDBs, "source %s holds keys in other databases than 0 (%s); only database 0 can be resharded", p.addr, strings.Join(other, ",")))
+		}
+	}
+	infos := make([]targetInfo, len(tgts))
+	for i, p := range tgts {
+		if !common("target", p) {
+			continue
+		}
+		infos[i] = p.target
+		if other, ok := runIDs[p.runID]; ok {
+			problems = append(problems, problemf(ErrTarget, "target %s is the same server as %s (run_id %s)", p.addr, other, p.runID))
+			continue
+		}
+		runIDs[p.runID] = p.addr
+		if needRDB > p.rdb {
+			problems = append(problems, problemf(ErrTargetTooOld, "target %s runs Redis %s, which loads RDB versions up to %d, but %s",
+				p.addr, p.version, p.rdb, needFrom))
+		}
+		if !j.cfg.Flush && (p.target.Keys > 0 || len(p.target.Libraries) > 0) {
+			problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %d keys (%s) and %d function libraries; empty it or give Flush",
+				p.addr, p.target.Keys, p.target.KeysByDB, len(p.target.Libraries)))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &PreflightError{Problems: problems}
+	}
+	return infos, nil
+}
+
+func probeShard(ctx context.Context, c *redis.Client, addr string, target bool) shardProbe {
+	p := shardProbe{addr: addr}
+	text, err := c.Info(ctx).Result()
+	if err != nil {
+		p.err = fmt.Errorf("INFO: %w", err)
+		return p
+	}
+	f := parseInfo(text)
+	p.version = f["redis_version"]
+	p.rdb = rdbVersionFor(p.version)
+	p.role = f["role"]
+	p.cluster = f["cluster_enabled"] == "1"
+	p.runID = f["run_id"]
+	p.dbs = map[int]int64{}
+	for _, db := range keyspaceDBs(f) {
+		kv, _, _ := strings.Cut(f["db"+strconv.Itoa(db)], ",")
+		p.dbs[db], _ = strconv.ParseInt(strings.TrimPrefix(kv, "keys="), 10, 64)
+	}
+	if target {
+		p.target, p.err = inspectTarget(ctx, c, addr)
+	}
+	return p
+}
+
+// atLeast7 reports whether a redis_version is 7.0 or later.
+func atLeast7(v string) bool {
+	major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
+	return err == nil && major >= 7
+}
