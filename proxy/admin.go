@@ -25,6 +25,11 @@ var proxyHelp = []string{
 	"    The proxy keeps serving its own shards.",
 	"RESTORE STATUS",
 	"    The running or last restore, as field:value lines.",
+	"RESHARD <target> [<target> ...] [MANUAL] [FLUSH]",
+	"    Move live traffic onto new shards (HOST:PORT[=RANGES] each): copy, catch up, then cut over",
+	"    atomically. MANUAL stops at state ready for RESHARD CUTOVER; FLUSH empties the targets first.",
+	"RESHARD STATUS | ABORT | CUTOVER",
+	"    The running or last reshard; abort it before its commit; cut over a MANUAL one.",
 	"HELP",
 	"    Print this help.",
 }
@@ -44,6 +49,8 @@ func (srv *Server) admin(s *session, args [][]byte) []byte {
 		return srv.snapshotAdmin(args[2:])
 	case equalFold(args[1], "restore"):
 		return srv.restoreAdmin(args[2:])
+	case equalFold(args[1], "reshard"):
+		return srv.reshardAdmin(args[2:])
 	}
 	return appendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
 }

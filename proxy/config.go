@@ -17,6 +17,9 @@ type Config struct {
 	// AdminPassword, when set, is the password of the "admin" user, the only
 	// one allowed to run PROXY and Redis's admin commands.
 	AdminPassword string
+	// StateDir is where a reshard persists the new table (the point of no
+	// return) and spools its data; empty disables PROXY RESHARD.
+	StateDir string
 	// SnapshotDir is where BGSAVE writes snapshots (STATE_DIR/snapshots);
 	// empty disables snapshots.
 	SnapshotDir string

@@ -33,8 +33,8 @@ func init() {
 
 		"info":      info,
 		"dbsize":    fanout(sumInts),
-		"flushdb":   fanout(allOK),
-		"flushall":  fanout(allOK),
+		"flushdb":   flush,
+		"flushall":  flush,
 		"keys":      fanout(concatArrays),
 		"randomkey": fanout(anyNonNull),
 
@@ -213,6 +213,16 @@ func clientGetName(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 // Sessions spread over the shards.
 func anyShard(s *session, r *route, _ *command.Info, c redcon.Command) {
 	s.forward(int(s.id%uint64(len(r.pools))), c.Raw)
+}
+
+// flush empties every shard; during a reshard it is refused, because the
+// targets would have to replay it over other sources' keys.
+func flush(s *session, r *route, info *command.Info, c redcon.Command) {
+	if s.srv.resharding() {
+		s.errorReply("ERR " + upper(info.Name()) + " is refused while a reshard runs (see PROXY RESHARD STATUS)")
+		return
+	}
+	s.fanout(r, c.Args, c.Raw, allOK)
 }
 
 func fanout(m merger) handler {

@@ -155,6 +155,16 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("total_commands_processed", srv.commands.Load())
 		field("instantaneous_ops_per_sec", srv.opsSampler.value())
 		field("epoch", rt.table.Epoch())
+		srv.reshard.mu.Lock()
+		job := srv.reshard.job
+		srv.reshard.mu.Unlock()
+		if job != nil {
+			st := job.Status()
+			field("reshard_state", st.State)
+			field("reshard_lag_bytes", st.LagBytes)
+			field("reshard_lag_ms", st.LagTime.Milliseconds())
+			field("reshard_pause_us", st.PauseUS)
+		}
 		field("shards", len(rt.pools))
 		shards := rt.table.Shards()
 		for i, p := range rt.pools {

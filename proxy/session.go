@@ -38,7 +38,8 @@ type session struct {
 	tx            txState
 	txSlot        int // the slot WATCH or the transaction fixed, or noSlot
 	watchConn     *dconn
-	watchShard    int
+	watchPool     *dpool                // where watchConn goes back
+	watchEpoch    uint64                // the table's epoch at WATCH
 	syncNext      func(r *route) []byte // a step to run after what is planned so far
 	syncMayBlock  bool                  // syncNext may block for long (BLPOP, WAIT)
 	syncSilent    bool                  // syncNext's reply is not sent (CLIENT REPLY)

@@ -46,6 +46,9 @@ func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
 	if srv.cfg.SnapshotDir == "" {
 		return nil, errors.New("ERR snapshots need a state directory (reshard proxy --state-dir)")
 	}
+	if srv.resharding() {
+		return nil, errors.New("ERR a reshard is running; snapshot when it is done")
+	}
 	sn := &srv.snaps
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
@@ -118,6 +121,12 @@ func lastsave(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 		t = s.srv.started // as Redis: the start time until a save completes
 	}
 	s.local(appendInt(nil, t.Unix()))
+}
+
+func (srv *Server) snapshotRunning() bool {
+	srv.snaps.mu.Lock()
+	defer srv.snaps.mu.Unlock()
+	return srv.snaps.job != nil && srv.snaps.job.Status().State == snapshot.StateRunning
 }
 
 // persistenceInfo renders the INFO persistence fields Redis tools read.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/subtle"
+	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -131,6 +132,12 @@ func exec(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 	s.syncNext = func(r *route) []byte {
 		shard := s.txShard(r)
 		d, err := s.borrowWatch(r, shard)
+		if err == errWatchMoved {
+			// The watched keys moved to other shards: as if they had been
+			// changed, EXEC aborts (a null reply; clients retry).
+			s.endTransaction()
+			return []byte("*-1\r\n")
+		}
 		if err != nil {
 			s.endTransaction()
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
@@ -187,7 +194,7 @@ func watch(s *session, r *route, info *command.Info, c redcon.Command) {
 			s.watchConn = nil
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
-		s.watchConn, s.watchShard = d, shard
+		s.watchConn, s.watchPool, s.watchEpoch = d, r.pools[shard].dedicated(s.proto), r.table.Epoch()
 		return replies[0]
 	}
 }
@@ -197,41 +204,43 @@ func unwatch(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
 }
 
+// errWatchMoved: the routing table changed since WATCH, so the watched keys
+// now live on other shards and the WATCH cannot be honoured.
+var errWatchMoved = errors.New("watched keys moved")
+
 // borrowWatch returns the connection holding this session's WATCH, or a
 // fresh one of shard.
 func (s *session) borrowWatch(r *route, shard int) (*dconn, error) {
 	if d := s.watchConn; d != nil {
 		s.watchConn = nil
-		if s.watchShard == shard {
-			return d, nil
+		if s.watchEpoch == r.table.Epoch() {
+			return d, nil // WATCH fixed the slot, so this is the slot's shard
 		}
-		d.nc.Close() // watched another shard: the transaction cannot see it
+		d.nc.Close()
+		return nil, errWatchMoved
 	}
 	return r.pools[shard].dedicated(s.proto).get()
 }
 
-// dropWatch ends a WATCH: UNWATCH on its connection, which goes back to the
+// dropWatch ends a WATCH: UNWATCH on its connection, which goes back to its
 // pool.
-func (s *session) dropWatch(r *route) {
+func (s *session) dropWatch(_ *route) {
 	d := s.watchConn
 	s.watchConn = nil
 	s.txSlot = noSlot
 	if d == nil {
 		return
 	}
-	if _, err := d.roundTrip(cmdUnwatch, 1, nil); err != nil || s.watchShard >= len(r.pools) {
+	if _, err := d.roundTrip(cmdUnwatch, 1, nil); err != nil {
 		d.nc.Close()
 		return
 	}
-	r.pools[s.watchShard].dedicated(s.proto).put(d)
+	s.watchPool.put(d)
 }
 
 func (s *session) txShard(r *route) int {
-	switch {
-	case s.txSlot != noSlot:
+	if s.txSlot != noSlot {
 		return r.table.ShardOfSlot(uint16(s.txSlot))
-	case s.watchConn != nil:
-		return s.watchShard
 	}
 	return 0
 }

@@ -131,3 +131,35 @@ func TestIntegrationSwapTableSubscribers(t *testing.T) {
 		t.Errorf("UNSUBSCRIBE after the swap = %s", got)
 	}
 }
+
+// A WATCH taken before a table swap cannot be honoured after it (the keys
+// live elsewhere now): EXEC aborts with a null reply, as for a changed key,
+// and writes nothing to the old shard.
+func TestIntegrationSwapTableWatch(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	rc := dialRaw(t, c.Addr)
+	if got := rc.do("WATCH", "{x}k"); got != "+OK" {
+		t.Fatal(got)
+	}
+	old := c.ShardOf("{x}k").Client()
+	swapTo(t, c, redistest.StartN(t, 2))
+	for _, st := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"MULTI"}, "+OK"},
+		{[]string{"SET", "{x}k", "1"}, "+QUEUED"},
+		{[]string{"EXEC"}, "(nil array)"},
+		{[]string{"WATCH", "{x}k"}, "+OK"}, // a new WATCH works on the new table
+		{[]string{"MULTI"}, "+OK"},
+		{[]string{"SET", "{x}k", "2"}, "+QUEUED"},
+		{[]string{"EXEC"}, "[+OK]"},
+	} {
+		if got := rc.do(st.args...); got != st.want {
+			t.Errorf("%q = %s, want %s", st.args, got, st.want)
+		}
+	}
+	if n := old.Exists(t.Context(), "{x}k").Val(); n != 0 {
+		t.Error("the transaction wrote to the old shard")
+	}
+}

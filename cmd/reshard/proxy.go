@@ -111,6 +111,7 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		}
 	}
 
+	f.cfg.StateDir = f.stateDir
 	f.cfg.SnapshotDir = filepath.Join(f.stateDir, "snapshots")
 	if err := os.MkdirAll(f.cfg.SnapshotDir, 0o700); err != nil {
 		return fmt.Errorf("snapshot directory: %w", err)

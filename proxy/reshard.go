@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/reshard/reshard/migrate"
+	"github.com/reshard/reshard/router"
+)
+
+// PROXY RESHARD moves live traffic onto a new set of shards: package migrate
+// copies the data and keeps it in step; at the cutover, inside the write
+// barrier, the proxy persists the new table (the point of no return) and
+// swaps its route. Clients keep their connections throughout.
+
+type reshards struct {
+	mu  sync.Mutex
+	job *migrate.ReshardJob
+}
+
+// resharding reports whether a reshard job is running.
+func (srv *Server) resharding() bool {
+	srv.reshard.mu.Lock()
+	defer srv.reshard.mu.Unlock()
+	return srv.reshard.job != nil && !reshardEnded(srv.reshard.job.Status().State)
+}
+
+func reshardEnded(s migrate.ReshardState) bool {
+	return s == migrate.ReshardDone || s == migrate.ReshardAborted || s == migrate.ReshardFailed
+}
+
+// reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH], STATUS,
+// ABORT and CUTOVER.
+func (srv *Server) reshardAdmin(args [][]byte) []byte {
+	if len(args) == 1 {
+		srv.reshard.mu.Lock()
+		job := srv.reshard.job
+		srv.reshard.mu.Unlock()
+		switch {
+		case equalFold(args[0], "status"):
+			if job == nil {
+				return appendBulkString(nil, "state:none\r\n")
+			}
+			var b strings.Builder
+			job.Status().WriteInfo(&b)
+			return appendBulkString(nil, b.String())
+		case equalFold(args[0], "abort"), equalFold(args[0], "cutover"):
+			if job == nil {
+				return appendError(nil, "ERR no reshard has run")
+			}
+			var err error
+			if equalFold(args[0], "abort") {
+				err = job.Abort()
+			} else {
+				err = job.Cutover()
+			}
+			if err != nil {
+				return appendError(nil, "ERR "+err.Error())
+			}
+			return appendStatus(nil, "OK")
+		}
+	}
+	if len(args) == 0 {
+		return appendError(nil, "ERR wrong arguments for PROXY RESHARD. Try PROXY HELP.")
+	}
+	job, err := srv.startReshard(args)
+	if err != nil {
+		return appendError(nil, "ERR "+err.Error())
+	}
+	return appendBulkString(nil, job.ID())
+}
+
+func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
+	cfg := migrate.DefaultReshardConfig()
+	var targets []string
+	for _, a := range args {
+		switch {
+		case equalFold(a, "manual"):
+			cfg.Manual = true
+		case equalFold(a, "flush"):
+			cfg.Flush = true
+		default:
+			targets = append(targets, string(a))
+		}
+	}
+	if srv.cfg.StateDir == "" {
+		return nil, errors.New("a reshard needs a state directory to persist the new table (reshard proxy --state-dir)")
+	}
+	srv.reshard.mu.Lock()
+	defer srv.reshard.mu.Unlock()
+	if srv.reshard.job != nil && !reshardEnded(srv.reshard.job.Status().State) {
+		return nil, errors.New("a reshard is already running; see PROXY RESHARD STATUS")
+	}
+	if srv.snapshotRunning() {
+		return nil, errors.New("a snapshot is running; try again when it is done")
+	}
+	shards, err := router.ParseShardArgs(targets)
+	if err != nil {
+		return nil, err
+	}
+	from := srv.route.Load().table
+	to, err := router.NewTable(from.Epoch()+1, shards)
+	if err != nil {
+		return nil, err
+	}
+	prep := srv.PrepareTable(to)
+	cfg.From, cfg.To = from, to
+	cfg.WorkDir = filepath.Join(srv.cfg.StateDir, "reshard")
+	cfg.Barrier = srv
+	cfg.Logger = srv.log
+	cfg.Commit = func(ctx context.Context) error {
+		if srv.route.Load().table != from {
+			return errors.New("the routing table changed since the reshard started")
+		}
+		if err := router.Save(srv.cfg.StateDir, to); err != nil {
+			return err // the persisted table is still the old one
+		}
+		srv.SwapTable(prep)
+		return nil
+	}
+	job, err := migrate.StartReshard(srv.ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	srv.reshard.job = job
+	return job, nil
+}

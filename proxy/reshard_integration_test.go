@@ -1,0 +1,211 @@
+package proxy_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/router"
+)
+
+// writerLoad runs writers through the proxy: each writes increasing
+// sequence numbers to its own keys (a plain key, and a hash-tagged pair in
+// one MSET), pipelined, and remembers the last acknowledged number.
+type writerLoad struct {
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	errors atomic.Int64
+	first  atomic.Value
+	last   []atomic.Int64
+}
+
+func startWriters(t *testing.T, c *proxytest.Cluster, n int) *writerLoad {
+	t.Helper()
+	w := &writerLoad{stop: make(chan struct{}), last: make([]atomic.Int64, n)}
+	for i := 0; i < n; i++ {
+		w.wg.Add(1)
+		go func(i int) {
+			defer w.wg.Done()
+			cl := c.Client()
+			for seq := int64(1); ; seq++ {
+				select {
+				case <-w.stop:
+					return
+				default:
+				}
+				pipe := cl.Pipeline()
+				pipe.Set(t.Context(), fmt.Sprintf("w:%d", i), seq, 0)
+				pipe.MSet(t.Context(), fmt.Sprintf("{w%d}a", i), seq, fmt.Sprintf("{w%d}b", i), seq)
+				pipe.Incr(t.Context(), fmt.Sprintf("w:%d:n", i))
+				if _, err := pipe.Exec(t.Context()); err != nil {
+					w.errors.Add(1)
+					w.first.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				w.last[i].Store(seq)
+			}
+		}(i)
+	}
+	return w
+}
+
+func (w *writerLoad) halt() { close(w.stop); w.wg.Wait() }
+
+func reshardCluster(t *testing.T) (*proxytest.Cluster, proxy.Config) {
+	cfg := proxy.DefaultConfig()
+	cfg.StateDir = t.TempDir()
+	cfg.SnapshotDir = t.TempDir()
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg})
+	return c, cfg
+}
+
+func waitReshard(t *testing.T, cl *redis.Client, until ...string) string {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		st, err := cl.Do(t.Context(), "PROXY", "RESHARD", "STATUS").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range until {
+			if strings.Contains(st, "state:"+u+"\r\n") {
+				return st
+			}
+		}
+	}
+	t.Fatalf("reshard never reached %v", until)
+	return ""
+}
+
+func TestIntegrationReshard(t *testing.T) {
+	c, cfg := reshardCluster(t)
+	ctx := t.Context()
+	admin := c.Client()
+	for i := 0; i < 20000; i++ { // data to copy, over every shard
+		if err := admin.Set(ctx, fmt.Sprint("pre:", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin.HSet(ctx, "{h}obj", "f", "v")
+	admin.Expire(ctx, "{h}obj", time.Hour)
+	load := startWriters(t, c, 16)
+	time.Sleep(300 * time.Millisecond)
+
+	targets := redistest.StartN(t, 5)
+	ranges := []string{"0-2999", "3000-3100", "3101-9000", "9001-15000", "15001-16383"}
+	args := []any{"PROXY", "RESHARD"}
+	var spec []string
+	for i, s := range targets {
+		spec = append(spec, s.Addr()+"="+ranges[i])
+		args = append(args, spec[i])
+	}
+	if err := admin.Do(ctx, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, "FLUSHALL").Err(); err == nil || !strings.Contains(err.Error(), "reshard") {
+		t.Errorf("FLUSHALL during a reshard = %v, want refused", err)
+	}
+	if err := admin.Do(ctx, args...).Err(); err == nil {
+		t.Error("a second PROXY RESHARD was accepted while one runs")
+	}
+	st := waitReshard(t, admin, "done", "failed", "aborted")
+	time.Sleep(300 * time.Millisecond) // writes after the cutover
+	load.halt()
+	if !strings.Contains(st, "state:done") {
+		t.Fatalf("reshard did not finish:\n%s", st)
+	}
+	if n := load.errors.Load(); n != 0 {
+		t.Errorf("%d client errors during the reshard, first: %v", n, load.first.Load())
+	}
+	t.Logf("reshard status:\n%s", st)
+
+	shards, _ := router.ParseSpec(strings.Join(spec, ","))
+	table, _ := router.NewTable(2, shards)
+	on := func(key string) *redis.Client { return targets[table.ShardOf([]byte(key))].Client() }
+	for i := range load.last {
+		want := load.last[i].Load()
+		for _, k := range []string{fmt.Sprintf("w:%d", i), fmt.Sprintf("{w%d}a", i), fmt.Sprintf("{w%d}b", i)} {
+			got, err := on(k).Get(ctx, k).Int64()
+			if err != nil || got < want {
+				t.Errorf("%s on its new shard = %d (%v), last acknowledged %d", k, got, err, want)
+			}
+		}
+	}
+	for _, i := range []int{0, 777, 19999} {
+		k := fmt.Sprint("pre:", i)
+		if v, err := on(k).Get(ctx, k).Int(); err != nil || v != i {
+			t.Errorf("%s on its new shard = %d, %v", k, v, err)
+		}
+	}
+	if ttl := on("{h}obj").TTL(ctx, "{h}obj").Val(); ttl < 59*time.Minute {
+		t.Errorf("TTL after the reshard = %s", ttl)
+	}
+	var total int64
+	for i, s := range targets {
+		for _, k := range s.Client().Keys(ctx, "*").Val() {
+			if table.ShardOf([]byte(k)) != i {
+				t.Errorf("key %q on target %d, its slot says %d", k, i, table.ShardOf([]byte(k)))
+			}
+		}
+		total += s.Client().DBSize(ctx).Val()
+	}
+	if total < 20001 {
+		t.Errorf("targets hold %d keys, fewer than the %d copied", total, 20001)
+	}
+	if got := c.Proxy.Table().Epoch(); got != 2 {
+		t.Errorf("proxy epoch after the reshard = %d, want 2", got)
+	}
+	persisted, err := router.Load(cfg.StateDir)
+	if err != nil || persisted.Epoch() != 2 || strings.Join(persisted.Addrs(), ",") != strings.Join(table.Addrs(), ",") {
+		t.Errorf("persisted table = %v (%v), want the new one", persisted, err)
+	}
+	// Reads through the proxy now come from the new shards.
+	if v, err := admin.Get(ctx, "pre:777").Int(); err != nil || v != 777 {
+		t.Errorf("GET through the proxy after the reshard = %d, %v", v, err)
+	}
+}
+
+func TestIntegrationReshardManualAbort(t *testing.T) {
+	c, cfg := reshardCluster(t)
+	ctx := t.Context()
+	admin := c.Client()
+	load := startWriters(t, c, 4)
+	targets := redistest.StartN(t, 2)
+	if err := admin.Do(ctx, "PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr(), "MANUAL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReshard(t, admin, "ready", "failed")
+	time.Sleep(300 * time.Millisecond)
+	if err := admin.Do(ctx, "PROXY", "RESHARD", "ABORT").Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := waitReshard(t, admin, "aborted", "failed", "done")
+	load.halt()
+	if !strings.Contains(st, "state:aborted") {
+		t.Errorf("after ABORT:\n%s", st)
+	}
+	if n := load.errors.Load(); n != 0 {
+		t.Errorf("%d client errors, first: %v", n, load.first.Load())
+	}
+	if got := c.Proxy.Table().Epoch(); got != 1 {
+		t.Errorf("epoch after ABORT = %d, want 1 (the old table)", got)
+	}
+	if _, err := router.Load(cfg.StateDir); err == nil {
+		if tb, _ := router.Load(cfg.StateDir); tb.Epoch() != 1 {
+			t.Errorf("persisted epoch after ABORT = %d", tb.Epoch())
+		}
+	}
+	for i := range load.last {
+		k := fmt.Sprintf("w:%d", i)
+		if got, _ := c.ShardOf(k).Client().Get(ctx, k).Int64(); got != load.last[i].Load() {
+			t.Errorf("%s on the old shard = %d, want %d", k, got, load.last[i].Load())
+		}
+	}
+}
