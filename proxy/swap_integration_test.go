@@ -114,7 +114,7 @@ func TestIntegrationSwapTableSubscribers(t *testing.T) {
 		`["pmessage", "n*", "news", "after-swap"]`: true,
 		`["smessage", "{orders}new", "shard-msg"]`: true,
 	}
-	for range want {
+	for i := 0; i < 3; i++ { // not "range want": the loop deletes from it
 		got := render(sub.read())
 		if !want[got] {
 			t.Errorf("subscriber got %s, not one of the expected messages (no resubscribe confirmations may show)", got)
