@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/internal/redisproc"
+	"github.com/reshard/reshard/internal/redistest"
+)
+
+// proxyProcess is `reshard proxy` run as a real process, so a test can
+// SIGKILL it.
+type proxyProcess struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func buildReshard(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "reshard")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startProxyProcess(t *testing.T, bin, stateDir, shards string) *proxyProcess {
+	t.Helper()
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin, "proxy", "--listen", addr, "--shards", shards, "--state-dir", stateDir, "--log-level", "warn")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proxyProcess{cmd: cmd, addr: addr}
+	t.Cleanup(p.kill)
+	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer cl.Close()
+	for i := 0; cl.Ping(context.Background()).Err() != nil; i++ {
+		if i > 300 {
+			t.Fatal("proxy process did not answer")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+func (p *proxyProcess) kill() {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
+}
+
+// TestReshardProxyKilled kills the proxy (SIGKILL) in the middle of a live
+// reshard and restarts it on the same state directory: it must serve on
+// exactly one table (the old one before the commit, the new one after) and
+// every write acknowledged before the kill must be there.
+func TestReshardProxyKilled(t *testing.T) {
+	redistest.Require(t)
+	bin := buildReshard(t)
+	for _, phase := range []struct {
+		name      string
+		until     string // the state at which to kill
+		manual    bool
+		wantEpoch int64
+	}{
+		{"copying", "copying", false, 1},
+		{"caught up, before the commit", "ready", true, 1},
+		{"just after the commit", "done", false, 2},
+	} {
+		t.Run(phase.name, func(t *testing.T) {
+			ctx := context.Background()
+			sources := redistest.StartN(t, 3, "--repl-diskless-sync-delay", "0")
+			targets := redistest.StartN(t, 2, "--repl-diskless-sync-delay", "0")
+			var spec []string
+			for _, s := range sources {
+				spec = append(spec, s.Addr())
+			}
+			state := t.TempDir()
+			p := startProxyProcess(t, bin, state, strings.Join(spec, ","))
+			cl := redis.NewClient(&redis.Options{Addr: p.addr, Protocol: 2, MaxRetries: -1})
+			defer cl.Close()
+			for i := 0; i < 20000; i++ {
+				cl.Set(ctx, fmt.Sprint("pre:", i), i, 0)
+			}
+
+			// Writers record the last write the proxy acknowledged.
+			const writers = 8
+			var acked [writers]atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for w := 0; w < writers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					for seq := int64(1); ; seq++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if cl.Set(ctx, fmt.Sprint("w:", w), seq, 0).Err() == nil {
+							acked[w].Store(seq)
+						} else {
+							time.Sleep(5 * time.Millisecond)
+						}
+					}
+				}(w)
+			}
+			args := []any{"PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr()}
+			if phase.manual {
+				args = append(args, "MANUAL")
+			}
+			if err := cl.Do(ctx, args...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+				st, _ := cl.Do(ctx, "PROXY", "RESHARD", "STATUS").Text()
+				if strings.Contains(st, "state:"+phase.until+"\r\n") {
+					break
+				}
+				if strings.Contains(st, "state:failed") || strings.Contains(st, "state:aborted") || time.Now().After(deadline) {
+					t.Fatalf("reshard never reached %s:\n%s", phase.until, st)
+				}
+			}
+			p.kill()
+			close(stop)
+			wg.Wait()
+
+			p2 := startProxyProcess(t, bin, state, strings.Join(spec, ","))
+			cl2 := redis.NewClient(&redis.Options{Addr: p2.addr, Protocol: 2})
+			defer cl2.Close()
+			topo, err := cl2.Do(ctx, "PROXY", "TOPOLOGY").Slice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if epoch := topo[1].(int64); epoch != phase.wantEpoch {
+				t.Errorf("restarted on epoch %d, want %d", epoch, phase.wantEpoch)
+			}
+			for w := 0; w < writers; w++ {
+				got, err := cl2.Get(ctx, fmt.Sprint("w:", w)).Int64()
+				if want := acked[w].Load(); err != nil && want > 0 || got < want {
+					t.Errorf("writer %d: %d after the restart (%v), last acknowledged %d", w, got, err, want)
+				}
+			}
+			if v, err := cl2.Get(ctx, "pre:4242").Int(); err != nil || v != 4242 {
+				t.Errorf("pre:4242 after the restart = %d, %v", v, err)
+			}
+		})
+	}
+}
