@@ -209,3 +209,67 @@ func TestIntegrationReshardManualAbort(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationReshardFaults: ABORT while copying, and a target killed
+// while the job catches up, each leave the proxy on the old table with no
+// client error and nothing lost.
+func TestIntegrationReshardFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(t *testing.T, admin *redis.Client, targets []*redistest.Server)
+		want string
+	}{
+		{"abort while copying", func(t *testing.T, admin *redis.Client, _ []*redistest.Server) {
+			if err := admin.Do(t.Context(), "PROXY", "RESHARD", "ABORT").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}, "aborted"},
+		{"target killed while catching up", func(t *testing.T, admin *redis.Client, targets []*redistest.Server) {
+			waitReshard(t, admin, "ready", "failed")
+			targets[1].Kill()
+		}, "failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, cfg := reshardCluster(t)
+			ctx := t.Context()
+			admin := c.Client()
+			pipe := admin.Pipeline()
+			for i := 0; i < 50000; i++ {
+				pipe.Set(ctx, fmt.Sprint("pre:", i), i, 0)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			load := startWriters(t, c, 8)
+			targets := redistest.StartN(t, 3)
+			if err := admin.Do(ctx, "PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr(), targets[2].Addr(), "MANUAL").Err(); err != nil {
+				t.Fatal(err)
+			}
+			tc.do(t, admin, targets)
+			st := waitReshard(t, admin, "aborted", "failed", "done")
+			time.Sleep(200 * time.Millisecond)
+			load.halt()
+			if !strings.Contains(st, "state:"+tc.want) {
+				t.Errorf("state after %s:\n%s", tc.name, st)
+			}
+			if n := load.errors.Load(); n != 0 {
+				t.Errorf("%d client errors, first: %v", n, load.first.Load())
+			}
+			if got := c.Proxy.Table().Epoch(); got != 1 {
+				t.Errorf("epoch = %d, want 1 (the old table)", got)
+			}
+			if tb, err := router.Load(cfg.StateDir); err == nil && tb.Epoch() != 1 {
+				t.Errorf("persisted epoch = %d, want 1", tb.Epoch())
+			}
+			for i := range load.last {
+				k := fmt.Sprintf("w:%d", i)
+				if got, _ := admin.Get(ctx, k).Int64(); got < load.last[i].Load() {
+					t.Errorf("%s = %d through the proxy, last acknowledged %d", k, got, load.last[i].Load())
+				}
+			}
+			if v, err := admin.Get(ctx, "pre:31337").Int(); err != nil || v != 31337 {
+				t.Errorf("pre:31337 = %d, %v", v, err)
+			}
+		})
+	}
+}
