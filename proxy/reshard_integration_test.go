@@ -59,12 +59,55 @@ func startWriters(t *testing.T, c *proxytest.Cluster, n int) *writerLoad {
 
 func (w *writerLoad) halt() { close(w.stop); w.wg.Wait() }
 
+// debugArgs let tests compare values with DEBUG DIGEST-VALUE (Redis 7
+// refuses DEBUG unless enabled).
+var debugArgs = []string{"--enable-debug-command", "local", "--repl-diskless-sync-delay", "0"}
+
 func reshardCluster(t *testing.T) (*proxytest.Cluster, proxy.Config) {
 	cfg := proxy.DefaultConfig()
 	cfg.StateDir = t.TempDir()
 	cfg.SnapshotDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg})
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: debugArgs})
 	return c, cfg
+}
+
+// preloadTypes writes n keys of every type through the proxy, pipelined,
+// and returns their names.
+func preloadTypes(t *testing.T, cl *redis.Client, n int) []string {
+	t.Helper()
+	ctx := t.Context()
+	keys := make([]string, 0, n)
+	pipe := cl.Pipeline()
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("obj:%d", i)
+		switch i % 6 {
+		case 0:
+			pipe.Set(ctx, k, strings.Repeat("v", i%50), 0)
+		case 1:
+			pipe.HSet(ctx, k, "a", i, "b", "x")
+		case 2:
+			pipe.RPush(ctx, k, i, "y", "z")
+		case 3:
+			pipe.SAdd(ctx, k, i, "m", "n")
+		case 4:
+			pipe.ZAdd(ctx, k, redis.Z{Score: float64(i) / 3, Member: "p"}, redis.Z{Score: -1.5, Member: "q"})
+		case 5:
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: k, Values: []string{"f", fmt.Sprint(i)}})
+		}
+		if i%10 == 0 {
+			pipe.Expire(ctx, k, time.Hour)
+		}
+		keys = append(keys, k)
+		if pipe.Len() >= 5000 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
 
 func waitReshard(t *testing.T, cl *redis.Client, until ...string) string {
@@ -95,10 +138,11 @@ func TestIntegrationReshard(t *testing.T) {
 	}
 	admin.HSet(ctx, "{h}obj", "f", "v")
 	admin.Expire(ctx, "{h}obj", time.Hour)
-	load := startWriters(t, c, 16)
+	objects := preloadTypes(t, admin, 180000) // with pre:* and {h}obj, 200k keys of every type
+	load := startWriters(t, c, 50)
 	time.Sleep(300 * time.Millisecond)
 
-	targets := redistest.StartN(t, 5)
+	targets := redistest.StartN(t, 5, debugArgs...)
 	ranges := []string{"0-2999", "3000-3100", "3101-9000", "9001-15000", "15001-16383"}
 	args := []any{"PROXY", "RESHARD"}
 	var spec []string
@@ -128,7 +172,16 @@ func TestIntegrationReshard(t *testing.T) {
 
 	shards, _ := router.ParseSpec(strings.Join(spec, ","))
 	table, _ := router.NewTable(2, shards)
-	on := func(key string) *redis.Client { return targets[table.ShardOf([]byte(key))].Client() }
+	newClients := make([]*redis.Client, len(targets))
+	for i, s := range targets {
+		newClients[i] = s.Client()
+	}
+	oldClients := make([]*redis.Client, len(c.Shards))
+	for i, s := range c.Shards {
+		oldClients[i] = s.Client()
+	}
+	on := func(key string) *redis.Client { return newClients[table.ShardOf([]byte(key))] }
+	was := func(key string) *redis.Client { return oldClients[c.Table.ShardOf([]byte(key))] }
 	for i := range load.last {
 		want := load.last[i].Load()
 		for _, k := range []string{fmt.Sprintf("w:%d", i), fmt.Sprintf("{w%d}a", i), fmt.Sprintf("{w%d}b", i)} {
@@ -148,16 +201,57 @@ func TestIntegrationReshard(t *testing.T) {
 		t.Errorf("TTL after the reshard = %s", ttl)
 	}
 	var total int64
-	for i, s := range targets {
-		for _, k := range s.Client().Keys(ctx, "*").Val() {
+	for i, cl := range newClients {
+		for _, k := range cl.Keys(ctx, "*").Val() {
 			if table.ShardOf([]byte(k)) != i {
 				t.Errorf("key %q on target %d, its slot says %d", k, i, table.ShardOf([]byte(k)))
 			}
 		}
-		total += s.Client().DBSize(ctx).Val()
+		total += cl.DBSize(ctx).Val()
 	}
-	if total < 20001 {
-		t.Errorf("targets hold %d keys, fewer than the %d copied", total, 20001)
+	if total < 200001 {
+		t.Errorf("targets hold %d keys, fewer than the %d copied", total, 200001)
+	}
+	// The old shards are left intact: every preloaded value must be the
+	// same on its new shard, by Redis's own digest of the value and TTL.
+	diff := 0
+	for start := 0; start < len(objects); start += 2000 {
+		batch := objects[start:min(start+2000, len(objects))]
+		oldDigests := make([]*redis.Cmd, len(batch))
+		newDigests := make([]*redis.Cmd, len(batch))
+		oldTTL := make([]*redis.DurationCmd, len(batch))
+		newTTL := make([]*redis.DurationCmd, len(batch))
+		oldPipes, newPipes := map[*redis.Client]redis.Pipeliner{}, map[*redis.Client]redis.Pipeliner{}
+		for i, k := range batch {
+			o, n := was(k), on(k)
+			if oldPipes[o] == nil {
+				oldPipes[o] = o.Pipeline()
+			}
+			if newPipes[n] == nil {
+				newPipes[n] = n.Pipeline()
+			}
+			oldDigests[i] = oldPipes[o].Do(ctx, "DEBUG", "DIGEST-VALUE", k)
+			newDigests[i] = newPipes[n].Do(ctx, "DEBUG", "DIGEST-VALUE", k)
+			oldTTL[i] = oldPipes[o].TTL(ctx, k)
+			newTTL[i] = newPipes[n].TTL(ctx, k)
+		}
+		for _, p := range oldPipes {
+			p.Exec(ctx)
+		}
+		for _, p := range newPipes {
+			p.Exec(ctx)
+		}
+		for i, k := range batch {
+			if fmt.Sprint(oldDigests[i].Val()) != fmt.Sprint(newDigests[i].Val()) || (oldTTL[i].Val() > 0) != (newTTL[i].Val() > 0) {
+				if diff++; diff <= 5 {
+					t.Errorf("%s differs after the reshard: digest %v vs %v, ttl %s vs %s", k,
+						oldDigests[i].Val(), newDigests[i].Val(), oldTTL[i].Val(), newTTL[i].Val())
+				}
+			}
+		}
+	}
+	if diff > 0 {
+		t.Errorf("%d of %d preloaded keys differ", diff, len(objects))
 	}
 	if got := c.Proxy.Table().Epoch(); got != 2 {
 		t.Errorf("proxy epoch after the reshard = %d, want 2", got)
