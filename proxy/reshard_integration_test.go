@@ -144,6 +144,9 @@ func TestIntegrationReshard(t *testing.T) {
 
 	targets := redistest.StartN(t, 5, debugArgs...)
 	ranges := []string{"0-2999", "3000-3100", "3101-9000", "9001-15000", "15001-16383"}
+	// go-redis reconnects silently, so count reconnects at the proxy: no
+	// client connection may be opened (or lost and reopened) from here on.
+	acceptedBefore := acceptedConns(t, admin)
 	args := []any{"PROXY", "RESHARD"}
 	var spec []string
 	for i, s := range targets {
@@ -167,6 +170,9 @@ func TestIntegrationReshard(t *testing.T) {
 	}
 	if n := load.errors.Load(); n != 0 {
 		t.Errorf("%d client errors during the reshard, first: %v", n, load.first.Load())
+	}
+	if after := acceptedConns(t, admin); after != acceptedBefore {
+		t.Errorf("the proxy accepted %d client connections during the reshard: clients reconnected", after-acceptedBefore)
 	}
 	t.Logf("reshard status:\n%s", st)
 
@@ -366,4 +372,18 @@ func TestIntegrationReshardFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// acceptedConns reads INFO stats total_connections_received.
+func acceptedConns(t *testing.T, cl *redis.Client) int64 {
+	t.Helper()
+	for _, line := range strings.Split(cl.Info(t.Context(), "stats").Val(), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_connections_received:"); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	t.Fatal("no total_connections_received in INFO")
+	return 0
 }
