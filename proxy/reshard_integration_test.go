@@ -45,6 +45,7 @@ func startWriters(t *testing.T, c *proxytest.Cluster, n int) *writerLoad {
 				pipe.Set(t.Context(), fmt.Sprintf("w:%d", i), seq, 0)
 				pipe.MSet(t.Context(), fmt.Sprintf("{w%d}a", i), seq, fmt.Sprintf("{w%d}b", i), seq)
 				pipe.Incr(t.Context(), fmt.Sprintf("w:%d:n", i))
+				pipe.MGet(t.Context(), fmt.Sprintf("{w%d}a", i), fmt.Sprintf("{w%d}b", i), fmt.Sprintf("w:%d", i)) // reads too
 				if _, err := pipe.Exec(t.Context()); err != nil {
 					w.errors.Add(1)
 					w.first.CompareAndSwap(nil, err.Error())

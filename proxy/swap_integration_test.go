@@ -163,3 +163,25 @@ func TestIntegrationSwapTableWatch(t *testing.T) {
 		t.Error("the transaction wrote to the old shard")
 	}
 }
+
+// A transaction queued before a table swap and executed after it runs on
+// the new table: its commands were only queued in the proxy.
+func TestIntegrationSwapTableOpenTransaction(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	rc := dialRaw(t, c.Addr)
+	rc.do("MULTI")
+	rc.do("SET", "{tx}k", "v")
+	rc.do("INCR", "{tx}n")
+	newShards := redistest.StartN(t, 2)
+	table := swapTo(t, c, newShards)
+	if got := rc.do("EXEC"); got != "[+OK, :1]" {
+		t.Fatalf("EXEC after the swap = %s", got)
+	}
+	owner := newShards[table.ShardOf([]byte("{tx}k"))].Client()
+	if v := owner.Get(t.Context(), "{tx}k").Val(); v != "v" {
+		t.Errorf("the transaction's write is not on the new shard (got %q)", v)
+	}
+	if n := c.ShardOf("{tx}k").Client().Exists(t.Context(), "{tx}k").Val(); n != 0 {
+		t.Error("the transaction wrote to the old shard")
+	}
+}
