@@ -87,17 +87,16 @@ func (j *job) tempKey(slot uint16) string {
 // chunker gathers the elements of one command and sends it when it is
 // full.
 type chunker struct {
-	j     *job
-	ctx   context.Context
-	p     *pipe
-	key   string // the real key, for errors
-	tmp   string
-	cmd   string
-	args  []byte // the elements, RESP-encoded
-	n     int    // elements in args (a score and its member count once)
-	argc  int    // bulk strings in args
-	sent  int    // commands sent
-	limit int
+	j    *job
+	ctx  context.Context
+	p    *pipe
+	key  string // the real key, for errors
+	tmp  string
+	cmd  string
+	args []byte // the elements, RESP-encoded
+	n    int    // elements in args (a score and its member count once)
+	argc int    // bulk strings in args
+	sent int    // commands sent
 }
 
 func (c *chunker) add(parts ...[]byte) error {

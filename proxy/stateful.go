@@ -290,13 +290,13 @@ func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
 		return
 	}
 	s.syncMayBlock = true
-	s.syncNext = func(r *route) []byte {
+	s.syncNext = func(*route) []byte {
 		s.flushClient() // replies so far reach the client before it blocks
 		start := time.Now()
 		raw := c.Raw
 		for {
 			swapped := s.srv.Swapped()
-			r = s.srv.route.Load()
+			r := s.srv.route.Load() // each attempt on the table then current
 			p := r.pools[r.table.ShardOfSlot(slot)].dedicated(s.proto)
 			d, err := p.get()
 			if err != nil {

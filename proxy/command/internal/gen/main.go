@@ -73,17 +73,16 @@ func run(ctx context.Context, addr, bin, out string) error {
 }
 
 type command struct {
-	name          string
-	arity         int64
-	flags         []string
-	first, last   int64
-	step          int64
-	acl           []string
-	tips          []string
-	specs         []keySpec
-	subs          []*command
-	group, since  string
-	specsComplete bool
+	name         string
+	arity        int64
+	flags        []string
+	first, last  int64
+	step         int64
+	acl          []string
+	tips         []string
+	specs        []keySpec
+	subs         []*command
+	group, since string
 }
 
 type keySpec struct {
