@@ -36,7 +36,7 @@ FUZZ_TARGETS := \
 	./snapshot:FuzzCmdParser ./snapshot:FuzzMarkScanner ./snapshot:FuzzCheckTail \
 	./snapshot/rdb:FuzzReader ./snapshot/rdb:FuzzDumpPayload ./snapshot/rdb:FuzzDecode \
 	./migrate:FuzzCmdReader ./migrate:FuzzReadReply \
-	./bench:FuzzReplyReader
+	./bench:FuzzReplyReader ./internal/resp:FuzzParseInt
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

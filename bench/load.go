@@ -118,25 +118,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 
-	res := Result{Config: cfg, Duration: elapsed, Latency: new(Histogram)}
-	res.Config.Password = ""
-	for _, w := range workers {
-		res.Ops += w.ops
-		res.Errors += w.errors
-		res.Latency.Merge(&w.hist)
-		for _, s := range w.samples {
-			if len(res.ErrorSamples) < maxSamples && !slices.Contains(res.ErrorSamples, s) {
-				res.ErrorSamples = append(res.ErrorSamples, s)
-			}
-		}
-	}
-	if elapsed > 0 {
-		res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
-	}
-	res.P50 = res.Latency.Quantile(0.50)
-	res.P99 = res.Latency.Quantile(0.99)
-	res.P999 = res.Latency.Quantile(0.999)
-	res.Max = res.Latency.Max()
+	res := summarize(cfg, elapsed, workers)
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("bench: run against %s interrupted: %w", cfg.Addr, err)
 	}
@@ -167,6 +149,30 @@ func (b *budget) take(n int) int {
 
 // worker is one connection of a run and the goroutine that drives it. Its
 // counters are its own until Run reads them after the goroutine ended.
+// summarize merges the workers' counts and histograms into a Result.
+func summarize(cfg Config, elapsed time.Duration, workers []*worker) Result {
+	res := Result{Config: cfg, Duration: elapsed, Latency: new(Histogram)}
+	res.Config.Password = ""
+	for _, w := range workers {
+		res.Ops += w.ops
+		res.Errors += w.errors
+		res.Latency.Merge(&w.hist)
+		for _, s := range w.samples {
+			if len(res.ErrorSamples) < maxSamples && !slices.Contains(res.ErrorSamples, s) {
+				res.ErrorSamples = append(res.ErrorSamples, s)
+			}
+		}
+	}
+	if elapsed > 0 {
+		res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
+	}
+	res.P50 = res.Latency.Quantile(0.50)
+	res.P99 = res.Latency.Quantile(0.99)
+	res.P999 = res.Latency.Quantile(0.999)
+	res.Max = res.Latency.Max()
+	return res
+}
+
 type worker struct {
 	cfg   *Config
 	rng   *rand.Rand

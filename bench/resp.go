@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // errProtocol is returned by replyReader for bytes that are not a RESP2 reply.
@@ -96,12 +98,12 @@ func (rr *replyReader) rest(line []byte, depth int) error {
 	case '+', '-':
 		return nil
 	case ':':
-		if _, ok := parseInt(line[1:]); !ok {
+		if _, ok := resp.ParseInt(line[1:]); !ok {
 			return fmt.Errorf("%w: bad integer %q", errProtocol, line)
 		}
 		return nil
 	case '$':
-		n, ok := parseInt(line[1:])
+		n, ok := resp.ParseInt(line[1:])
 		if !ok || n < -1 {
 			return fmt.Errorf("%w: bad bulk length %q", errProtocol, line)
 		}
@@ -124,7 +126,7 @@ func (rr *replyReader) rest(line []byte, depth int) error {
 		}
 		return nil
 	case '*':
-		n, ok := parseInt(line[1:])
+		n, ok := resp.ParseInt(line[1:])
 		if !ok || n < -1 {
 			return fmt.Errorf("%w: bad array length %q", errProtocol, line)
 		}
@@ -143,32 +145,4 @@ func (rr *replyReader) rest(line []byte, depth int) error {
 		return nil
 	}
 	return fmt.Errorf("%w: unexpected reply type %q", errProtocol, line[0])
-}
-
-// parseInt parses a decimal integer as RESP writes it: an optional '-' and
-// at least one digit, no '+', no spaces, no overflow.
-func parseInt(b []byte) (int64, bool) {
-	neg := false
-	if len(b) > 0 && b[0] == '-' {
-		neg = true
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := int64(c - '0')
-		if n > (1<<63-1-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
 }

@@ -88,31 +88,6 @@ func TestReplyReader(t *testing.T) {
 	}
 }
 
-func TestParseInt(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-		ok   bool
-	}{
-		{"0", 0, true},
-		{"-1", -1, true},
-		{"9223372036854775807", 1<<63 - 1, true},
-		{"9223372036854775808", 0, false},
-		{"-9223372036854775807", -(1<<63 - 1), true},
-		{"", 0, false},
-		{"-", 0, false},
-		{"+1", 0, false},
-		{" 1", 0, false},
-		{"1x", 0, false},
-	}
-	for _, tt := range tests {
-		got, ok := parseInt([]byte(tt.in))
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("parseInt(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
 // FuzzReplyReader checks that no input makes the reader panic or loop, and
 // that what it accepts as whole replies is consumed exactly.
 func FuzzReplyReader(f *testing.F) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // TimelineOptions tune RunTimeline beyond the load's Config.
@@ -252,26 +254,12 @@ func RunTimeline(ctx context.Context, cfg Config, opt TimelineOptions, phases <-
 	<-collectDone
 
 	res := TimelineResult{Options: opt, Start: start}
-	res.Result = Result{Config: cfg, Duration: elapsed, Latency: new(Histogram)}
-	res.Config.Password = ""
-	for _, w := range workers {
-		res.Ops += w.ops
-		res.Errors += w.errors
+	base := make([]*worker, len(workers))
+	for i, w := range workers {
+		base[i] = w.worker
 		res.Reconnects += w.reconnects
-		res.Latency.Merge(&w.hist)
-		for _, s := range w.samples {
-			if len(res.ErrorSamples) < maxSamples && !slices.Contains(res.ErrorSamples, s) {
-				res.ErrorSamples = append(res.ErrorSamples, s)
-			}
-		}
 	}
-	if elapsed > 0 {
-		res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
-	}
-	res.P50 = res.Latency.Quantile(0.50)
-	res.P99 = res.Latency.Quantile(0.99)
-	res.P999 = res.Latency.Quantile(0.999)
-	res.Max = res.Latency.Max()
+	res.Result = summarize(cfg, elapsed, base)
 	res.Windows, res.hists = ser.windows()
 	mu.Lock()
 	res.Phases = slices.Clone(got)
@@ -331,7 +319,7 @@ func readSeqKeys(ctx context.Context, cfg Config, n int) ([]int64, error) {
 			return nil, fmt.Errorf("GET %s: %w", seqKey(cfg.KeyPrefix, i), err)
 		}
 		out[i] = -1
-		if x, ok := parseInt([]byte(v)); ok && v != "" {
+		if x, ok := resp.ParseInt([]byte(v)); ok && v != "" {
 			out[i] = x
 		}
 	}
@@ -645,7 +633,7 @@ func (a *adminConn) reply() (string, error) {
 	case '+', ':':
 		return string(line[1:]), nil
 	case '$':
-		n, ok := parseInt(line[1:])
+		n, ok := resp.ParseInt(line[1:])
 		if !ok || n < -1 {
 			return "", fmt.Errorf("%w: bad bulk length %q", errProtocol, line)
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // RESP framing for the restore's own connections: appending commands to a
@@ -102,7 +104,7 @@ func readReplyDepth(br *bufio.Reader, depth int) (string, error) {
 	case '-':
 		return string(body), nil
 	case '$':
-		n, ok := parseInt(body)
+		n, ok := resp.ParseInt(body)
 		if !ok || n < -1 {
 			return "", fmt.Errorf("%w: bad bulk length %q", errProtocol, body)
 		}
@@ -113,7 +115,7 @@ func readReplyDepth(br *bufio.Reader, depth int) (string, error) {
 		}
 		return "", nil
 	case '*':
-		n, ok := parseInt(body)
+		n, ok := resp.ParseInt(body)
 		if !ok || n < -1 {
 			return "", fmt.Errorf("%w: bad array length %q", errProtocol, body)
 		}
@@ -133,30 +135,6 @@ func readReplyDepth(br *bufio.Reader, depth int) (string, error) {
 		return first, nil
 	}
 	return "", fmt.Errorf("%w: unexpected reply type %q", errProtocol, line[0])
-}
-
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-		if len(b) == 0 {
-			return 0, false
-		}
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
 }
 
 // Limits of one tail command; a replication stream never comes near them,
@@ -195,7 +173,7 @@ func (r *cmdReader) next() (args [][]byte, off int64, err error) {
 	if line[0] != '*' {
 		return nil, off, r.fail(off, fmt.Errorf("expected a command array, got %q", clip(line, 40)))
 	}
-	n, ok := parseInt(line[1 : len(line)-2])
+	n, ok := resp.ParseInt(line[1 : len(line)-2])
 	if !ok || n < 1 || n > maxTailArgs {
 		return nil, off, r.fail(off, fmt.Errorf("bad array header %q", clip(line, 40)))
 	}
@@ -209,7 +187,7 @@ func (r *cmdReader) next() (args [][]byte, off int64, err error) {
 		if h[0] != '$' {
 			return nil, off, r.fail(at, fmt.Errorf("expected a bulk string, got %q", clip(h, 40)))
 		}
-		l, ok := parseInt(h[1 : len(h)-2])
+		l, ok := resp.ParseInt(h[1 : len(h)-2])
 		if !ok || l < 0 || l > maxTailBulkLen {
 			return nil, off, r.fail(at, fmt.Errorf("bad bulk header %q", clip(h, 40)))
 		}

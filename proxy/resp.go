@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"strconv"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Framing of RESP2 and RESP3 replies. The proxy forwards replies as raw
@@ -20,33 +22,11 @@ var (
 // make the framer loop for long.
 const maxReplyElements = 1 << 31
 
-// parseLen parses the decimal number of a RESP header line (without the
-// type byte and CRLF). It accepts -1 for null lengths.
+// parseLen parses a reply header's number; lengths beyond 1 TiB are refused
+// so a corrupt stream cannot make the framer allocate without bound.
 func parseLen(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	neg := false
-	if b[0] == '-' {
-		neg, b = true, b[1:]
-		if len(b) == 0 {
-			return 0, false
-		}
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-		if n > 1<<40 {
-			return 0, false
-		}
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
+	n, ok := resp.ParseInt(b)
+	return n, ok && n <= 1<<40
 }
 
 // itemKind says how a header line is followed.

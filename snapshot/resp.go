@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Framing of the replication command stream. A master sends its replicas
@@ -239,35 +241,6 @@ func write(w io.Writer, b []byte) error {
 	return nil
 }
 
-// parseLen parses the decimal number of a RESP header line (without the
-// type byte and CRLF).
-func parseLen(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	neg := false
-	if b[0] == '-' {
-		neg, b = true, b[1:]
-		if len(b) == 0 {
-			return 0, false
-		}
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-		if n > 1<<62 {
-			return 0, false
-		}
-	}
-	if neg {
-		n = -n
-	}
-	return n, true
-}
-
 // markScanner passes a diskless RDB transfer ("$EOF:<mark>\r\n<rdb><mark>")
 // through to a writer until the end mark. It holds back the last
 // len(mark)-1 bytes it has seen, which could be the start of the mark, so
@@ -343,4 +316,11 @@ func formatCommand(args ...string) []byte {
 		b = fmt.Appendf(b, "$%d\r\n%s\r\n", len(a), a)
 	}
 	return b
+}
+
+// parseLen parses a header line's number (without the type byte and CRLF),
+// capped so that length arithmetic cannot overflow.
+func parseLen(b []byte) (int64, bool) {
+	n, ok := resp.ParseInt(b)
+	return n, ok && n <= 1<<62
 }
