@@ -101,11 +101,7 @@ func timedRestore(b *testing.B, path string, shards []router.Shard) time.Duratio
 	if err != nil {
 		b.Fatal(err)
 	}
-	var n int64
-	for _, t := range rep.Targets {
-		n += t.Written
-	}
-	if n != benchKeys {
+	if n := keysWritten(rep); n != benchKeys {
 		b.Fatalf("%d keys written, want %d", n, benchKeys)
 	}
 	return el

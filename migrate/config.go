@@ -54,7 +54,7 @@ type RestoreConfig struct {
 	ChunkElements int
 	ChunkBytes    int
 	// Window is the number of commands in flight (sent, not yet answered)
-	// on one connection.
+	// on one connection; an MSET gathering plain strings counts as one.
 	Window int
 	// ConnsPerTarget is the number of pipelined connections per target;
 	// keys are spread over them by slot.

@@ -199,6 +199,15 @@ func evenShards(t testing.TB, ss []*redistest.Server) []router.Shard {
 	return shards
 }
 
+// keysWritten is the keys the targets acknowledged, all of them.
+func keysWritten(rep Report) int64 {
+	var n int64
+	for _, t := range rep.Targets {
+		n += t.Written
+	}
+	return n
+}
+
 func testConfig(sources []string, targets []router.Shard) RestoreConfig {
 	cfg := DefaultRestoreConfig()
 	cfg.Sources = sources

@@ -43,6 +43,18 @@ type pipe struct {
 	// sentEnd is the stream offset after the last command queued with one,
 	// ackedEnd the same for the last such command answered.
 	sentEnd, ackedEnd atomic.Int64
+
+	// strs is the MSET being gathered (queueString); only the producer
+	// touches it.
+	strs stringBatch
+}
+
+// stringBatch is an MSET being gathered: the key and value bulk strings
+// of n keys, and its first and last keys for error messages.
+type stringBatch struct {
+	body        []byte
+	n           int
+	first, last []byte
 }
 
 // op says what a command is, for counting and for errors.
@@ -50,6 +62,7 @@ type op uint8
 
 const (
 	opRestore  op = iota + 1 // RESTORE of one key: counts a key written
+	opMSet                   // MSET of plain strings: counts pending.keys keys written
 	opChunk                  // one command of a big key
 	opCommit                 // EXEC that renames a big key into place: counts a key
 	opTail                   // a tail command
@@ -62,6 +75,7 @@ const (
 type pending struct {
 	op   op
 	key  string        // the key, or the command, for error messages
+	keys int           // opMSet: the keys it writes
 	done chan struct{} // opFence
 	end  int64         // stream offset after the command (live reshard); 0: none
 }
@@ -79,6 +93,17 @@ const maxOutBuffer = 256 << 10
 
 // maxRetainedBuffer bounds the buffers a pipe keeps after a large command.
 const maxRetainedBuffer = 1 << 20
+
+// An MSET gathers at most msetKeys keys and about msetBytes of keys and
+// values (queueString). On Redis 7.0 with 1M small keys, a target spent
+// 1.0 to 1.2 µs of CPU a key on SETs and 0.8 to 0.95 µs on MSETs of 16 to
+// 512 keys alike, nearly all of it inside MSET, inserting the keys: the
+// per-command cost is gone by 16 keys, and a larger MSET only holds the
+// target longer in one command (about 0.1 ms for 128 small keys).
+const (
+	msetKeys  = 128
+	msetBytes = 64 << 10
+)
 
 func dialPipe(ctx context.Context, cfg *RestoreConfig, addr string, job *jobState, stats *targetStats) (*pipe, error) {
 	d := net.Dialer{Timeout: cfg.DialTimeout}
@@ -133,10 +158,61 @@ func dialPipe(ctx context.Context, cfg *RestoreConfig, addr string, job *jobStat
 	return p, nil
 }
 
-// send queues one command: build appends it to the buffer. It blocks while
-// the window is full or the buffer is over its bound, and fails when the
-// job has failed or ctx ends.
+// send queues one command: build appends it to the buffer, after the MSET
+// being gathered, if any, so commands reach the target in the order they
+// were queued. It blocks while the window is full or the buffer is over
+// its bound, and fails when the job has failed or ctx ends.
 func (p *pipe) send(ctx context.Context, pd pending, build func([]byte) []byte) error {
+	if err := p.flushStrings(ctx); err != nil {
+		return err
+	}
+	return p.queue(ctx, pd, build)
+}
+
+// queueString queues SET key value (no TTL) as part of an MSET gathered
+// from the plain strings queued one after the other on this pipe. The
+// MSET is queued when it holds msetKeys keys or msetBytes of data, before
+// any other command sent on the pipe, and so at every fence and drain.
+// MSET writes like SET: it replaces a key of any type and drops its TTL.
+// It counts as one command in the window; its reply counts all its keys
+// written, an error reply to it all its keys failed.
+func (p *pipe) queueString(ctx context.Context, key, value []byte) error {
+	b := &p.strs
+	if b.n == 0 {
+		b.first = append(b.first[:0], key...)
+	}
+	b.last = append(b.last[:0], key...)
+	b.body = appendBulk(appendBulk(b.body, key), value)
+	b.n++
+	if b.n >= msetKeys || len(b.body) >= msetBytes {
+		return p.flushStrings(ctx)
+	}
+	return nil
+}
+
+// flushStrings queues the MSET gathered so far, if any.
+func (p *pipe) flushStrings(ctx context.Context) error {
+	b := &p.strs
+	if b.n == 0 {
+		return nil
+	}
+	n, body := b.n, b.body
+	names := fmt.Sprintf("%q", clip(b.first, 60))
+	if n > 1 {
+		names += fmt.Sprintf(" ... %q", clip(b.last, 60))
+	}
+	b.n = 0
+	err := p.queue(ctx, pending{op: opMSet, key: names, keys: n}, func(out []byte) []byte {
+		out = appendArrayHeader(out, 1+2*n)
+		out = appendBulkString(out, "MSET")
+		return append(out, body...)
+	})
+	b.body = body[:0]
+	return err
+}
+
+// queue is send without the flush of the gathered MSET.
+func (p *pipe) queue(ctx context.Context, pd pending, build func([]byte) []byte) error {
 	select {
 	case p.inflight <- pd:
 	default:
@@ -201,7 +277,7 @@ func (p *pipe) writer() {
 		}
 		_ = p.nc.SetWriteDeadline(time.Now().Add(p.timeout))
 		if _, err := p.nc.Write(buf); err != nil {
-			p.fail(p.lost(err))
+			p.fail(p.lost(err), 1)
 			return
 		}
 		if cap(buf) > maxRetainedBuffer {
@@ -240,12 +316,12 @@ func (p *pipe) reader(br *bufio.Reader) {
 		}
 		e, err := readReply(br)
 		if err != nil {
-			p.fail(p.lost(err))
+			p.fail(p.lost(err), 1)
 			return
 		}
 		if e != "" {
 			if !benign(pd.op, e) {
-				p.fail(fmt.Errorf("%w: target %s: %s: %s", ErrTarget, p.addr, describe(pd), e))
+				p.fail(fmt.Errorf("%w: target %s: %s: %s", ErrTarget, p.addr, describe(pd), e), pd.weight())
 				return
 			}
 			p.stats.benign.Add(1)
@@ -254,8 +330,8 @@ func (p *pipe) reader(br *bufio.Reader) {
 			p.ackedEnd.Store(pd.end)
 		}
 		switch pd.op {
-		case opRestore, opCommit:
-			p.stats.written.Add(1)
+		case opRestore, opMSet, opCommit:
+			p.stats.written.Add(pd.weight())
 		case opTail:
 			p.stats.tail.Add(1)
 		case opFence:
@@ -264,10 +340,21 @@ func (p *pipe) reader(br *bufio.Reader) {
 	}
 }
 
+// weight is what a reply to pd counts for: the keys of an MSET, one key
+// or command for anything else.
+func (pd pending) weight() int64 {
+	if pd.op == opMSet {
+		return int64(pd.keys)
+	}
+	return 1
+}
+
 func describe(pd pending) string {
 	switch pd.op {
 	case opRestore:
 		return fmt.Sprintf("RESTORE %q", pd.key)
+	case opMSet:
+		return fmt.Sprintf("MSET of %d keys %s (none of them written)", pd.keys, pd.key)
 	case opChunk, opCommit:
 		return fmt.Sprintf("writing big key %q", pd.key)
 	case opTail, opTx:
@@ -313,9 +400,11 @@ func (p *pipe) lost(err error) error {
 
 var errClosing = errors.New("migrate: pipe closed")
 
-func (p *pipe) fail(err error) {
+// fail fails the job; n is what the failure counts for in the target's
+// errors: the keys of a failed MSET, else 1.
+func (p *pipe) fail(err error, n int64) {
 	if !errors.Is(err, errClosing) {
-		p.stats.errors.Add(1)
+		p.stats.errors.Add(n)
 		p.job.fail(err)
 	}
 	p.nc.Close()
@@ -348,7 +437,7 @@ type targetStats struct {
 	written atomic.Int64 // keys acknowledged
 	tail    atomic.Int64 // tail commands acknowledged
 	benign  atomic.Int64 // error replies taken as benign
-	errors  atomic.Int64 // error replies or connection failures that failed the job
+	errors  atomic.Int64 // keys (commands) whose error reply, or connection failure, failed the job
 }
 
 // jobState is the failure shared by every pipe of a restore: the first

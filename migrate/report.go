@@ -59,16 +59,19 @@ type TargetReport struct {
 	RDBVersion   uint16
 	// Planned is what the pre-flight found this target's share to be.
 	Planned Share
-	// Written is the keys acknowledged by the target (RESTOREs and big
-	// keys renamed into place); BigKeys of them were written in chunks.
+	// Written is the keys acknowledged by the target (by RESTORE, SET or
+	// MSET, or big keys renamed into place); BigKeys of them were written
+	// in chunks.
 	Written int64
 	BigKeys int64
 	// Expired keys were skipped: they had expired when their turn came.
 	Expired int64
 	// TailCommands is the number of tail commands acknowledged.
 	TailCommands int64
-	// Errors counts error replies that stopped the job (0 or 1); Benign
-	// those accepted as harmless (see the package documentation).
+	// Errors counts what stopped the job: the keys of the MSET whose
+	// error reply did (none of them was written), else 1 for the error
+	// reply or broken connection; 0 on success. Benign counts the error
+	// replies accepted as harmless (see the package documentation).
 	Errors, Benign int64
 	// KeysBefore is the target's key count before the restore.
 	KeysBefore int64

@@ -60,10 +60,7 @@ func testRestoreEveryType(t *testing.T, sc *redis.Client, path string, bigKey in
 		t.Fatal(err)
 	}
 	compareServers(t, sc, targets, shards)
-	var written int64
-	for _, tr := range rep.Targets {
-		written += tr.Written
-	}
+	written := keysWritten(rep)
 	n, _ := sc.DBSize(context.Background()).Result()
 	if written != n {
 		t.Errorf("report: %d keys written, source has %d", written, n)
@@ -248,6 +245,78 @@ func TestRestoreNonEmptyTarget(t *testing.T) {
 		t.Error("Flush kept a key that is not in the source")
 	}
 	compareServers(t, sc, targets, shards)
+}
+
+// TestRestoreStringsMSET: plain strings without a TTL, gathered into
+// MSETs, mixed on the same connections with strings with a TTL (SET ...
+// PXAT), other types (RESTORE) and a string too large to gather; keys the
+// targets held under the same names, of another type and with a TTL, are
+// replaced as RESTORE REPLACE would replace them. An MSET the target
+// refuses fails the job, naming its keys and counting them all as errors.
+func TestRestoreStringsMSET(t *testing.T) {
+	ctx := context.Background()
+	src := redistest.Start(t, sourceArgs...)
+	sc := src.Client()
+	far := time.Now().Add(48 * time.Hour).UnixMilli()
+	for i := range 1000 {
+		k := fmt.Sprintf("s:%d", i)
+		switch {
+		case i%10 == 3:
+			do(t, sc, "SET", k, "ttl", "PXAT", far)
+		case i%10 == 7:
+			do(t, sc, "RPUSH", k, "a", "b")
+		case i < 500:
+			do(t, sc, "SET", k, fmt.Sprintf("v%d", i))
+		default:
+			do(t, sc, "SET", k, i) // int-encoded
+		}
+	}
+	do(t, sc, "SET", "s:large", strings.Repeat("x", msetBytes))
+	path := saveRDB(t, src, "dump.rdb")
+
+	targets := redistest.StartN(t, 2)
+	shards := evenShards(t, targets)
+	table, err := router.NewTable(0, shards)
+	must(t, err)
+	for _, k := range []string{"s:1", "s:2", "s:600"} {
+		c := targets[table.ShardOf([]byte(k))].Client()
+		do(t, c, "HSET", k, "f", "old")
+		do(t, c, "PEXPIRE", k, 3600_000)
+	}
+	cfg := testConfig([]string{path}, shards)
+	cfg.Replace = true
+	rep, err := Restore(ctx, cfg)
+	t.Log("\n" + rep.String())
+	must(t, err)
+	if n := keysWritten(rep); n != 1001 {
+		t.Errorf("report: %d keys written, want 1001", n)
+	}
+	compareServers(t, sc, targets, shards)
+	for _, tg := range targets {
+		info, err := tg.Client().Info(ctx, "commandstats").Result()
+		must(t, err)
+		if !strings.HasPrefix(parseInfo(info)["cmdstat_mset"], "calls=") {
+			t.Errorf("target %s received no MSET", tg.Addr())
+		}
+	}
+
+	// A target whose user may not run MSET.
+	src2 := redistest.Start(t, sourceArgs...)
+	do(t, src2.Client(), "DEBUG", "POPULATE", 50)
+	path = saveRDB(t, src2, "fifty.rdb")
+	target := redistest.Start(t)
+	do(t, target.Client(), "ACL", "SETUSER", "nomset", "on", ">secret", "~*", "&*", "+@all", "-mset")
+	cfg = testConfig([]string{path}, evenShards(t, []*redistest.Server{target}))
+	cfg.Username, cfg.Password = "nomset", "secret"
+	cfg.ConnsPerTarget = 1
+	rep, err = Restore(ctx, cfg)
+	if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), `MSET of 50 keys "key:`) {
+		t.Fatalf("err = %v, want ErrTarget naming an MSET of 50 keys", err)
+	}
+	t.Logf("failed as expected: %v", err)
+	if tr := rep.Targets[0]; tr.Errors != 50 || tr.Written != 0 {
+		t.Errorf("report: %d errors, %d written; want 50 and 0", tr.Errors, tr.Written)
+	}
 }
 
 // TestRestoreDryRun reports each target's share and writes nothing.
