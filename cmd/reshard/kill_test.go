@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,56 +11,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/redisproc"
+	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
 )
-
-// proxyProcess is `reshard proxy` run as a real process, so a test can
-// SIGKILL it.
-type proxyProcess struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
-func buildReshard(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "reshard")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func startProxyProcess(t *testing.T, bin, stateDir, shards string) *proxyProcess {
-	t.Helper()
-	port, err := redisproc.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin, "proxy", "--listen", addr, "--shards", shards, "--state-dir", stateDir, "--log-level", "warn")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proxyProcess{cmd: cmd, addr: addr}
-	t.Cleanup(p.kill)
-	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
-	defer cl.Close()
-	for i := 0; cl.Ping(context.Background()).Err() != nil; i++ {
-		if i > 300 {
-			t.Fatal("proxy process did not answer")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return p
-}
-
-func (p *proxyProcess) kill() {
-	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-	}
-}
 
 // TestReshardProxyKilled kills the proxy (SIGKILL) in the middle of a live
 // reshard and restarts it on the same state directory: it must serve on
@@ -71,7 +21,7 @@ func (p *proxyProcess) kill() {
 // every write acknowledged before the kill must be there.
 func TestReshardProxyKilled(t *testing.T) {
 	redistest.Require(t)
-	bin := buildReshard(t)
+	bin := proxytest.Build(t)
 	for _, phase := range []struct {
 		name      string
 		until     string // the state at which to kill
@@ -91,8 +41,8 @@ func TestReshardProxyKilled(t *testing.T) {
 				spec = append(spec, s.Addr())
 			}
 			state := t.TempDir()
-			p := startProxyProcess(t, bin, state, strings.Join(spec, ","))
-			cl := redis.NewClient(&redis.Options{Addr: p.addr, Protocol: 2, MaxRetries: -1})
+			p := proxytest.StartProcess(t, bin, state, spec)
+			cl := redis.NewClient(&redis.Options{Addr: p.Addr, Protocol: 2, MaxRetries: -1})
 			defer cl.Close()
 			for i := 0; i < 20000; i++ {
 				cl.Set(ctx, fmt.Sprint("pre:", i), i, 0)
@@ -137,12 +87,12 @@ func TestReshardProxyKilled(t *testing.T) {
 					t.Fatalf("reshard never reached %s:\n%s", phase.until, st)
 				}
 			}
-			p.kill()
+			p.Kill()
 			close(stop)
 			wg.Wait()
 
-			p2 := startProxyProcess(t, bin, state, strings.Join(spec, ","))
-			cl2 := redis.NewClient(&redis.Options{Addr: p2.addr, Protocol: 2})
+			p2 := proxytest.StartProcess(t, bin, state, spec)
+			cl2 := redis.NewClient(&redis.Options{Addr: p2.Addr, Protocol: 2})
 			defer cl2.Close()
 			topo, err := cl2.Do(ctx, "PROXY", "TOPOLOGY").Slice()
 			if err != nil {

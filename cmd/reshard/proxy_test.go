@@ -118,3 +118,23 @@ func TestPersistedTableWins(t *testing.T) {
 		t.Errorf("topology after restart = %s, want the persisted shards", topo)
 	}
 }
+
+func TestProcs(t *testing.T) {
+	for _, c := range []struct {
+		flag      int
+		env       string
+		avail     int
+		want      int
+		situation string
+	}{
+		{0, "", 2, 1, "2 CPUs: one thread"},
+		{0, "", 1, 1, "1 CPU: at least one"},
+		{0, "", 16, 8, "16 CPUs: half"},
+		{0, "4", 4, 0, "GOMAXPROCS set: the runtime already applied it"},
+		{3, "4", 2, 3, "the flag wins"},
+	} {
+		if got := procs(c.flag, c.env, c.avail); got != c.want {
+			t.Errorf("%s: procs(%d, %q, %d) = %d, want %d", c.situation, c.flag, c.env, c.avail, got, c.want)
+		}
+	}
+}
