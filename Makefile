@@ -31,7 +31,7 @@ test-short:
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./router:FuzzSlot ./router:FuzzParseSpec \
-	./proxy:FuzzReplyLen ./proxy:FuzzGuard ./proxy:FuzzParseScanCursor \
+	./proxy:FuzzReplyLen ./proxy:FuzzReqReader ./proxy:FuzzParseScanCursor \
 	./proxy/command:FuzzKeys \
 	./snapshot:FuzzCmdParser ./snapshot:FuzzMarkScanner ./snapshot:FuzzCheckTail \
 	./snapshot/rdb:FuzzReader ./snapshot/rdb:FuzzDumpPayload ./snapshot/rdb:FuzzDecode \

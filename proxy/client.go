@@ -5,8 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/reshard/reshard/proxy/command"
 )
 
@@ -20,7 +18,7 @@ func init() {
 		"client|kill":     clientKill,
 		"client|reply":    clientReply,
 		"client|no-evict": clientNoEvict,
-		"client|getredir": func(s *session, _ *route, _ *command.Info, _ redcon.Command) { s.local(appendInt(nil, -1)) },
+		"client|getredir": func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, -1)) },
 		"client|help":     clientHelp,
 	} {
 		handlers[name] = h
@@ -67,7 +65,7 @@ func (s *session) describe(now time.Time) string {
 	return b.String()
 }
 
-func clientList(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clientList(s *session, _ *route, _ *command.Info, c request) {
 	want := map[uint64]bool{}
 	if len(c.Args) > 2 {
 		if !equalFold(c.Args[2], "id") || len(c.Args) < 4 {
@@ -102,13 +100,13 @@ func clientList(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	s.local(appendBulkString(nil, b.String()))
 }
 
-func clientInfo(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func clientInfo(s *session, _ *route, _ *command.Info, _ request) {
 	s.local(appendBulkString(nil, s.describe(time.Now())+"\n"))
 }
 
 // clientKill closes proxy clients: CLIENT KILL addr, or the filter form
 // (ID, ADDR, LADDR, USER, SKIPME).
-func clientKill(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clientKill(s *session, _ *route, _ *command.Info, c request) {
 	args := c.Args[2:]
 	if len(args) == 1 { // old form: CLIENT KILL ip:port
 		n := s.killWhere(func(o *session) bool { return o.conn.RemoteAddr() == string(args[0]) })
@@ -193,7 +191,7 @@ func (s *session) killWhere(match func(*session) bool) int {
 }
 
 // clientReply implements CLIENT REPLY ON|OFF|SKIP.
-func clientReply(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clientReply(s *session, _ *route, _ *command.Info, c request) {
 	switch {
 	case equalFold(c.Args[2], "on"):
 		s.replyMode = replyOn
@@ -209,7 +207,7 @@ func clientReply(s *session, _ *route, _ *command.Info, c redcon.Command) {
 }
 
 // The proxy never evicts its clients, so NO-EVICT is accepted either way.
-func clientNoEvict(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clientNoEvict(s *session, _ *route, _ *command.Info, c request) {
 	if !equalFold(c.Args[2], "on") && !equalFold(c.Args[2], "off") {
 		s.errorReply("ERR syntax error")
 		return
@@ -224,7 +222,7 @@ var clientHelpLines = []string{
 	"Not available through the proxy: TRACKING, CACHING, TRACKINGINFO, PAUSE, UNPAUSE, UNBLOCK, NO-TOUCH.",
 }
 
-func clientHelp(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func clientHelp(s *session, _ *route, _ *command.Info, _ request) {
 	b := appendArrayHeader(nil, len(clientHelpLines))
 	for _, l := range clientHelpLines {
 		b = appendStatus(b, l)

@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"strconv"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/router"
 )
@@ -125,7 +123,7 @@ func clusterNodeID(addr string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func clusterInfo(s *session, r *route, _ *command.Info, _ redcon.Command) {
+func clusterInfo(s *session, r *route, _ *command.Info, _ request) {
 	epoch := strconv.FormatUint(r.table.Epoch(), 10)
 	s.local(appendBulkString(nil, "cluster_state:ok\r\n"+
 		"cluster_slots_assigned:16384\r\n"+
@@ -142,7 +140,7 @@ func clusterInfo(s *session, r *route, _ *command.Info, _ redcon.Command) {
 }
 
 // clusterSlots: one range, 0-16383, served by [endpoint, port, id, metadata].
-func clusterSlots(s *session, r *route, _ *command.Info, _ redcon.Command) {
+func clusterSlots(s *session, r *route, _ *command.Info, _ request) {
 	n := s.clusterSelf(r)
 	b := appendArrayHeader(nil, 1)
 	b = appendArrayHeader(b, 3)
@@ -165,7 +163,7 @@ func clusterSlots(s *session, r *route, _ *command.Info, _ redcon.Command) {
 
 // clusterShards: one shard owning [0, 16383] with one node, in Redis 7's
 // field order; the hostname field only when one is announced, as in Redis.
-func clusterShards(s *session, r *route, _ *command.Info, _ redcon.Command) {
+func clusterShards(s *session, r *route, _ *command.Info, _ request) {
 	n := s.clusterSelf(r)
 	fields := 7
 	if n.hostname != "" {
@@ -202,7 +200,7 @@ func clusterShards(s *session, r *route, _ *command.Info, _ redcon.Command) {
 }
 
 // clusterNodes: Redis's one line per node, "\n"-terminated.
-func clusterNodes(s *session, r *route, _ *command.Info, _ redcon.Command) {
+func clusterNodes(s *session, r *route, _ *command.Info, _ request) {
 	n := s.clusterSelf(r)
 	line := make([]byte, 0, 128)
 	line = append(line, n.id...)
@@ -222,11 +220,11 @@ func clusterNodes(s *session, r *route, _ *command.Info, _ redcon.Command) {
 	s.local(appendBulk(nil, line))
 }
 
-func clusterMyID(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func clusterMyID(s *session, _ *route, _ *command.Info, _ request) {
 	s.local(appendBulkString(nil, clusterNodeID(s.srv.AnnounceAddr())))
 }
 
-func clusterKeySlot(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clusterKeySlot(s *session, _ *route, _ *command.Info, c request) {
 	s.local(appendInt(nil, int64(router.Slot(c.Args[2]))))
 }
 
@@ -239,7 +237,7 @@ func clusterKeySlot(s *session, _ *route, _ *command.Info, c redcon.Command) {
 // MIGRATE loops), which the proxy replaces with its own resharding; client
 // libraries do not call them.
 
-func clusterCountKeysInSlot(s *session, _ *route, info *command.Info, c redcon.Command) {
+func clusterCountKeysInSlot(s *session, _ *route, info *command.Info, c request) {
 	slot, ok := clusterParseInt(c.Args[2])
 	switch {
 	case !ok:
@@ -251,7 +249,7 @@ func clusterCountKeysInSlot(s *session, _ *route, info *command.Info, c redcon.C
 	}
 }
 
-func clusterGetKeysInSlot(s *session, _ *route, info *command.Info, c redcon.Command) {
+func clusterGetKeysInSlot(s *session, _ *route, info *command.Info, c request) {
 	slot, ok1 := clusterParseInt(c.Args[2])
 	count, ok2 := clusterParseInt(c.Args[3])
 	switch {
@@ -270,12 +268,12 @@ func keysInSlotRefusal(info *command.Info) string {
 }
 
 // clusterLinks: a cluster of one node has no links.
-func clusterLinks(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func clusterLinks(s *session, _ *route, _ *command.Info, _ request) {
 	s.local(appendArrayHeader(nil, 0))
 }
 
 // clusterReplicas: the one node has no replicas; any other id is unknown.
-func clusterReplicas(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clusterReplicas(s *session, _ *route, _ *command.Info, c request) {
 	if string(c.Args[2]) != clusterNodeID(s.srv.AnnounceAddr()) {
 		s.errorReply("ERR Unknown node " + clip(c.Args[2]))
 		return
@@ -283,7 +281,7 @@ func clusterReplicas(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	s.local(appendArrayHeader(nil, 0))
 }
 
-func clusterFailureReports(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clusterFailureReports(s *session, _ *route, _ *command.Info, c request) {
 	if string(c.Args[2]) != clusterNodeID(s.srv.AnnounceAddr()) {
 		s.errorReply("ERR Unknown node " + clip(c.Args[2]))
 		return
@@ -292,7 +290,7 @@ func clusterFailureReports(s *session, _ *route, _ *command.Info, c redcon.Comma
 }
 
 // clusterManaged refuses the subcommands that change a cluster's topology.
-func clusterManaged(s *session, _ *route, info *command.Info, _ redcon.Command) {
+func clusterManaged(s *session, _ *route, info *command.Info, _ request) {
 	s.errorReply("ERR " + clusterCommandName(info) +
 		" is not supported: the proxy manages its own topology (see PROXY HELP)")
 }
@@ -337,7 +335,7 @@ var clusterHelpLines = []string{
 	"    Prints this help.",
 }
 
-func clusterHelp(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func clusterHelp(s *session, _ *route, _ *command.Info, _ request) {
 	b := appendArrayHeader(nil, len(clusterHelpLines))
 	for _, l := range clusterHelpLines {
 		b = appendStatus(b, l)

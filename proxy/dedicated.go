@@ -176,9 +176,6 @@ func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped 
 // hungUp reports whether the peer of c has closed its side, without reading
 // from it (the bytes belong to the RESP reader).
 func hungUp(c net.Conn) bool {
-	if g, ok := c.(*guardConn); ok {
-		c = g.Conn
-	}
 	sc, ok := c.(interface {
 		SyscallConn() (syscall.RawConn, error)
 	})

@@ -3,13 +3,11 @@ package proxy
 import (
 	"strconv"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/reshard/reshard/proxy/command"
 )
 
 // handler serves a command that is not simply routed by its keys.
-type handler func(s *session, r *route, info *command.Info, cmd redcon.Command)
+type handler func(s *session, r *route, info *command.Info, cmd request)
 
 // handlers maps COMMAND INFO names ("config|get") to their handler. Every
 // other command is routed by its keys (routeByKeys) or, keyless, refused.
@@ -19,7 +17,7 @@ var handlers = map[string]handler{}
 func init() {
 	for name, h := range map[string]handler{
 		"ping":      ping,
-		"echo":      func(s *session, _ *route, _ *command.Info, c redcon.Command) { s.local(appendBulk(nil, c.Args[1])) },
+		"echo":      func(s *session, _ *route, _ *command.Info, c request) { s.local(appendBulk(nil, c.Args[1])) },
 		"quit":      quit,
 		"select":    selectDB,
 		"hello":     hello,
@@ -29,7 +27,7 @@ func init() {
 		"client|setname": clientSetName,
 		"client|getname": clientGetName,
 		"client|setinfo": replyOK,
-		"client|id":      func(s *session, _ *route, _ *command.Info, _ redcon.Command) { s.local(appendInt(nil, int64(s.id))) },
+		"client|id":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, int64(s.id))) },
 
 		"info":      info,
 		"dbsize":    fanout(sumInts),
@@ -91,15 +89,15 @@ func init() {
 	}
 }
 
-func replyOK(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func replyOK(s *session, _ *route, _ *command.Info, _ request) {
 	s.local(appendStatus(nil, "OK"))
 }
 
-func refuse(s *session, _ *route, info *command.Info, _ redcon.Command) {
+func refuse(s *session, _ *route, info *command.Info, _ request) {
 	s.errorReply(unsupported(info))
 }
 
-func ping(s *session, _ *route, info *command.Info, c redcon.Command) {
+func ping(s *session, _ *route, info *command.Info, c request) {
 	if len(c.Args) > 2 {
 		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		return
@@ -111,12 +109,12 @@ func ping(s *session, _ *route, info *command.Info, c redcon.Command) {
 	s.local(appendStatus(nil, "PONG"))
 }
 
-func quit(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func quit(s *session, _ *route, _ *command.Info, _ request) {
 	s.local(appendStatus(nil, "OK"))
 	s.quit = true
 }
 
-func selectDB(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func selectDB(s *session, _ *route, _ *command.Info, c request) {
 	if string(c.Args[1]) == "0" {
 		s.local(appendStatus(nil, "OK"))
 		return
@@ -128,7 +126,7 @@ func selectDB(s *session, _ *route, _ *command.Info, c redcon.Command) {
 // hello answers HELLO [2|3] [AUTH user pass] [SETNAME name]. A RESP3
 // session gets RESP3 replies from backend connections opened with HELLO 3;
 // the proxy never mixes protocols on one connection.
-func hello(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func hello(s *session, _ *route, _ *command.Info, c request) {
 	args := c.Args[1:]
 	proto := s.proto
 	if len(args) > 0 {
@@ -190,7 +188,7 @@ func hello(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	s.local(b)
 }
 
-func clientSetName(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func clientSetName(s *session, _ *route, _ *command.Info, c request) {
 	for _, ch := range c.Args[2] {
 		if ch < '!' || ch > '~' {
 			s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
@@ -201,7 +199,7 @@ func clientSetName(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	s.local(appendStatus(nil, "OK"))
 }
 
-func clientGetName(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func clientGetName(s *session, _ *route, _ *command.Info, _ request) {
 	if s.name == "" {
 		s.local(appendNull(nil))
 		return
@@ -211,13 +209,13 @@ func clientGetName(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 
 // anyShard serves a keyless read whose answer is the same on every shard.
 // Sessions spread over the shards.
-func anyShard(s *session, r *route, _ *command.Info, c redcon.Command) {
+func anyShard(s *session, r *route, _ *command.Info, c request) {
 	s.forward(int(s.id%uint64(len(r.pools))), c.Raw)
 }
 
 // flush empties every shard; during a reshard it is refused, because the
 // targets would have to replay it over other sources' keys.
-func flush(s *session, r *route, info *command.Info, c redcon.Command) {
+func flush(s *session, r *route, info *command.Info, c request) {
 	if s.srv.resharding() {
 		s.errorReply("ERR " + upper(info.Name()) + " is refused while a reshard runs (see PROXY RESHARD STATUS)")
 		return
@@ -226,7 +224,7 @@ func flush(s *session, r *route, info *command.Info, c redcon.Command) {
 }
 
 func fanout(m merger) handler {
-	return func(s *session, r *route, _ *command.Info, c redcon.Command) {
+	return func(s *session, r *route, _ *command.Info, c request) {
 		s.fanout(r, c.Args, c.Raw, m)
 	}
 }
@@ -234,7 +232,7 @@ func fanout(m merger) handler {
 // script routes EVAL/FCALL and friends by their keys. A script without keys
 // runs on the first shard of the table: a fixed rule, so that scripts which
 // keep state in keyless ways (none should) at least see one place.
-func script(s *session, r *route, info *command.Info, c redcon.Command) {
+func script(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
@@ -248,7 +246,7 @@ func script(s *session, r *route, info *command.Info, c redcon.Command) {
 
 // streamRead serves XREAD/XREADGROUP without BLOCK; blocking reads need a
 // dedicated connection.
-func streamRead(s *session, r *route, info *command.Info, c redcon.Command) {
+func streamRead(s *session, r *route, info *command.Info, c request) {
 	for _, a := range c.Args[1:] {
 		if equalFold(a, "streams") {
 			break
@@ -274,7 +272,7 @@ func streamRead(s *session, r *route, info *command.Info, c redcon.Command) {
 // and the replies are merged. When every key is on one shard the command is
 // forwarded unchanged.
 func split(step int, m merger) handler {
-	return func(s *session, r *route, info *command.Info, c redcon.Command) {
+	return func(s *session, r *route, info *command.Info, c request) {
 		args := c.Args
 		if (len(args)-1)%step != 0 {
 			s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/reshard/reshard/proxy/command"
 )
 
@@ -26,7 +24,7 @@ var shardInfoCmd = appendCommand(nil, []byte("INFO"), []byte("server"), []byte("
 
 var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "proxy", "keyspace"}
 
-func info(s *session, r *route, _ *command.Info, c redcon.Command) {
+func info(s *session, r *route, _ *command.Info, c request) {
 	s.fanout(r, c.Args, shardInfoCmd, infoMerge)
 }
 

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/proxy/command"
@@ -22,8 +21,8 @@ import (
 // subscriber of the proxy. Shard channels (SSUBSCRIBE, SPUBLISH) go to the
 // shard of the channel's slot, as in Redis Cluster.
 //
-// A client that subscribes leaves redcon's request/response loop: the
-// session detaches the connection and from then on runs its own loop. Each
+// A client that subscribes leaves the request/response loop: the session
+// hands the connection to a loop of its own (writes then take a lock). Each
 // subscription connection (home, and one per shard for shard channels) has a
 // pump goroutine that forwards its replies and messages to the client.
 // Whether the client is still in subscribed mode is what the shards say: when
@@ -66,10 +65,10 @@ func init() {
 }
 
 // home sends a command to the pub/sub home shard.
-func home(s *session, _ *route, _ *command.Info, c redcon.Command) { s.forward(0, c.Raw) }
+func home(s *session, _ *route, _ *command.Info, c request) { s.forward(0, c.Raw) }
 
 // shardChannel routes SPUBLISH by its channel's slot.
-func shardChannel(s *session, r *route, info *command.Info, c redcon.Command) {
+func shardChannel(s *session, r *route, info *command.Info, c request) {
 	chans, err := info.RoutingKeys(c.Args, s.keys[:0])
 	if err != nil || len(chans) == 0 {
 		s.errorReply("ERR syntax error")
@@ -82,7 +81,7 @@ func shardChannel(s *session, r *route, info *command.Info, c redcon.Command) {
 
 // notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode as Redis
 // does: one confirmation per channel (or one with a null channel), count 0.
-func notSubscribed(s *session, _ *route, info *command.Info, c redcon.Command) {
+func notSubscribed(s *session, _ *route, info *command.Info, c request) {
 	kind := info.Name()
 	var b []byte
 	if len(c.Args) == 1 {
@@ -100,9 +99,9 @@ func notSubscribed(s *session, _ *route, info *command.Info, c redcon.Command) {
 	s.local(b)
 }
 
-// subscribe enters subscribed mode: the session detaches from redcon once
-// what is planned so far has been answered.
-func subscribe(s *session, r *route, info *command.Info, c redcon.Command) {
+// subscribe enters subscribed mode: the connection goes to a pub/sub loop
+// once what is planned so far has been answered.
+func subscribe(s *session, r *route, info *command.Info, c request) {
 	if info.Name() == "ssubscribe" {
 		if msg := shardChannelsSlot(s, info, c); msg != "" {
 			s.errorReply(msg)
@@ -113,7 +112,7 @@ func subscribe(s *session, r *route, info *command.Info, c redcon.Command) {
 }
 
 // shardChannelsSlot checks that shard channels share one slot.
-func shardChannelsSlot(s *session, info *command.Info, c redcon.Command) string {
+func shardChannelsSlot(s *session, info *command.Info, c request) string {
 	chans, err := info.RoutingKeys(c.Args, s.keys[:0])
 	if err != nil {
 		return err.Error()
@@ -163,25 +162,6 @@ func sumPairs(s *session, c *call, out []byte) []byte {
 	return out
 }
 
-// lockedConn serializes writes to a detached client connection, which the
-// session and the pumps share.
-type lockedConn struct {
-	redcon.DetachedConn
-	mu *sync.Mutex
-}
-
-func (c lockedConn) WriteRaw(b []byte) {
-	c.mu.Lock()
-	c.DetachedConn.WriteRaw(b)
-	c.mu.Unlock()
-}
-
-func (c lockedConn) flush() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.DetachedConn.Flush()
-}
-
 // subConn is one subscription connection and its pump.
 type subConn struct {
 	d       *dconn
@@ -203,8 +183,7 @@ type subConn struct {
 // pubsubLoop owns a detached client connection until it closes.
 type pubsubLoop struct {
 	s     *session
-	out   lockedConn
-	wmu   sync.Mutex
+	out   *clientConn      // shared with the pumps
 	mu    sync.Mutex       // held while a command is handled or the loop moves to a new table
 	conns map[int]*subConn // key: homeConn for classic channels, else shard index
 }
@@ -213,24 +192,19 @@ const homeConn = -1
 
 // detach hands the client connection to a pub/sub loop that starts with cmd
 // and then the rest of the pipeline.
-func (s *session) detach(cmd redcon.Command, rest []redcon.Command) {
-	dc := s.conn.Detach()
+func (s *session) detach(cmd request, rest []request) {
 	s.detached = true
-	p := &pubsubLoop{s: s, conns: map[int]*subConn{}}
-	p.out = lockedConn{DetachedConn: dc, mu: &p.wmu}
-	s.conn = p.out
-	if err := p.out.flush(); err != nil {
-		dc.Close()
-		s.srv.unregister(s)
-		s.srv.clients.Add(-1)
+	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}}
+	p.out.share()
+	if err := p.out.Flush(); err != nil {
+		s.srv.endSession(s)
 		return
 	}
-	s.srv.trackDetached(s, dc)
 	s.srv.subscribers.Store(p, true)
-	go p.run(append([]redcon.Command{cmd}, rest...))
+	go p.run(append([]request{cmd}, rest...))
 }
 
-func (p *pubsubLoop) run(queue []redcon.Command) {
+func (p *pubsubLoop) run(queue []request) {
 	s := p.s
 	defer func() {
 		s.srv.subscribers.Delete(p)
@@ -238,13 +212,10 @@ func (p *pubsubLoop) run(queue []redcon.Command) {
 		p.closeAll()
 		p.mu.Unlock()
 		p.out.Close()
-		s.srv.untrackDetached(s)
-		s.srv.unregister(s)
-		s.release()
-		s.srv.clients.Add(-1)
+		s.srv.endSession(s)
 	}()
 	for {
-		var cmd redcon.Command
+		var cmd request
 		if len(queue) > 0 {
 			cmd, queue = queue[0], queue[1:]
 		} else {
@@ -260,7 +231,7 @@ func (p *pubsubLoop) run(queue []redcon.Command) {
 		if !ok || s.quit {
 			return
 		}
-		if err := p.out.flush(); err != nil {
+		if err := p.out.Flush(); err != nil {
 			return
 		}
 	}
@@ -274,7 +245,7 @@ func (p *pubsubLoop) local(reply []byte) {
 }
 
 // handle serves one command; it returns false when the client is done.
-func (p *pubsubLoop) handle(cmd redcon.Command) bool {
+func (p *pubsubLoop) handle(cmd request) bool {
 	s := p.s
 	info := command.Lookup(cmd.Args)
 	name := ""
@@ -311,7 +282,7 @@ func (p *pubsubLoop) handle(cmd redcon.Command) bool {
 		}
 	case "quit":
 		p.local(appendStatus(nil, "OK"))
-		p.out.flush()
+		p.out.Flush()
 		return false
 	case "reset":
 		p.closeAll()
@@ -328,7 +299,7 @@ func (p *pubsubLoop) handle(cmd redcon.Command) bool {
 	return true
 }
 
-func nameOf(info *command.Info, cmd redcon.Command) string {
+func nameOf(info *command.Info, cmd request) string {
 	if info != nil {
 		return info.Name()
 	}
@@ -337,7 +308,7 @@ func nameOf(info *command.Info, cmd redcon.Command) string {
 
 // shardChannels sends SSUBSCRIBE/SUNSUBSCRIBE to the shard of their slot;
 // SUNSUBSCRIBE without channels goes to every shard subscribed to.
-func (p *pubsubLoop) shardChannels(info *command.Info, cmd redcon.Command) bool {
+func (p *pubsubLoop) shardChannels(info *command.Info, cmd request) bool {
 	s := p.s
 	if msg := shardChannelsSlot(s, info, cmd); msg != "" {
 		p.local(appendError(nil, msg))
@@ -412,13 +383,13 @@ func (p *pubsubLoop) pump(sc *subConn) {
 				// A shard that dies takes the client's subscriptions with
 				// it: close the client, as a Redis that went away would.
 				p.s.srv.log.Warn("subscription connection lost, closing client", zap.Error(err))
-				p.out.DetachedConn.NetConn().Close()
+				p.out.nc.Close()
 			}
 			return
 		}
 		if bytes.Equal(reply, syncPongSub) || bytes.Equal(reply, syncPongBulk) {
 			if r.Buffered() == 0 {
-				p.out.flush()
+				p.out.Flush()
 			}
 			sc.synced <- struct{}{}
 			continue
@@ -431,7 +402,7 @@ func (p *pubsubLoop) pump(sc *subConn) {
 		}
 		p.out.WriteRaw(reply)
 		if r.Buffered() == 0 {
-			p.out.flush()
+			p.out.Flush()
 		}
 	}
 }

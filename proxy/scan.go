@@ -3,8 +3,6 @@ package proxy
 import (
 	"strconv"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/reshard/reshard/proxy/command"
 )
 
@@ -51,7 +49,7 @@ func init() {
 // scanKeyspace serves SCAN cursor [MATCH pattern] [COUNT count] [TYPE type].
 // The options go to the shard unchanged, so the shard checks them and its
 // error replies (a syntax error, say) reach the client as Redis words them.
-func scanKeyspace(s *session, r *route, _ *command.Info, c redcon.Command) {
+func scanKeyspace(s *session, r *route, _ *command.Info, c request) {
 	cursor, ok := parseScanCursor(c.Args[1])
 	if !ok {
 		s.errorReply("ERR invalid cursor")

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/router"
@@ -41,11 +40,10 @@ type Server struct {
 	version atomic.Pointer[string] // the shards' redis_version
 
 	mu     sync.Mutex
-	rc     *redcon.Server
 	ln     net.Listener
+	conns  map[*clientConn]struct{} // open client connections, closed by Close
 	closed bool
 
-	detached    sync.Map // *session -> redcon.DetachedConn, closed by Close
 	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
 	clients     atomic.Int64
@@ -131,7 +129,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // jobs live until Close
 	r := s.newRoute(table, nil)
 	s.route.Store(r)
@@ -153,15 +151,27 @@ func (s *Server) Serve(ln net.Listener) error {
 		return net.ErrClosed
 	}
 	s.ln = ln
-	s.rc = redcon.NewServerNetwork("tcp", ln.Addr().String(), s.handle, s.accept, s.onClose)
-	s.rc.SetIdleClose(s.cfg.IdleTimeout)
-	rc := s.rc
 	s.mu.Unlock()
-	err := rc.Serve(guardListener{Listener: ln, cfg: &s.cfg})
-	if err == nil {
-		err = net.ErrClosed
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return net.ErrClosed
+			}
+			// out of file descriptors and the like: wait and go on, as
+			// net/http does
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed, retrying", zap.Error(err), zap.Duration("delay", delay))
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go s.serveConn(nc)
 	}
-	return err
 }
 
 // ListenAndServe listens on cfg.Listen and serves.
@@ -182,16 +192,14 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	rc := s.rc
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
 	s.mu.Unlock()
 	s.cancel()
-	if rc != nil {
-		rc.Close()
-	}
-	s.detached.Range(func(_, dc any) bool {
-		dc.(redcon.DetachedConn).Close()
-		return true
-	})
 	close(s.stopSample)
 	for _, p := range s.route.Load().pools {
 		p.resp3Once.Do(func() {}) // no RESP3 connections from now on
@@ -347,48 +355,23 @@ func (s *Server) Swapped() <-chan struct{} {
 // Table returns the routing table in use.
 func (s *Server) Table() *router.Table { return s.route.Load().table }
 
-type guardListener struct {
-	net.Listener
-	cfg *Config
-}
-
-func (l guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &guardConn{Conn: c, maxBulk: l.cfg.MaxBulkLen, maxArgs: l.cfg.MaxArgs, maxQuery: l.cfg.MaxQueryBuffer}, nil
-}
-
-func (s *Server) accept(conn redcon.Conn) bool {
-	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
-		s.clients.Add(-1)
-		s.rejected.Add(1)
-		conn.NetConn().Write([]byte("-ERR max number of clients reached\r\n"))
+// trackConn records an open client connection, so Close can close it; it
+// reports false once the server is closed.
+func (s *Server) trackConn(c *clientConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
 		return false
 	}
-	s.accepted.Add(1)
-	sess := newSession(s, s.nextID.Add(1), conn)
-	s.register(sess)
-	conn.SetContext(sess)
+	s.conns[c] = struct{}{}
 	return true
 }
 
-func (s *Server) onClose(conn redcon.Conn, err error) {
-	if sess, ok := conn.Context().(*session); ok && !sess.detached {
-		sess.release()
-		s.unregister(sess)
-		s.clients.Add(-1)
-	}
+func (s *Server) untrackConn(c *clientConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
 }
-
-func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
-	sess := conn.Context().(*session)
-	sess.serve(cmd, conn.ReadPipeline())
-}
-
-func (s *Server) trackDetached(sess *session, dc redcon.DetachedConn) { s.detached.Store(sess, dc) }
-func (s *Server) untrackDetached(sess *session)                       { s.detached.Delete(sess) }
 
 // sampler computes instantaneous_ops_per_sec as Redis does: the mean of the
 // last 16 samples taken every 100 ms.

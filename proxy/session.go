@@ -4,7 +4,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/proxy/command"
@@ -20,7 +19,7 @@ import (
 type session struct {
 	srv  *Server
 	id   uint64
-	conn redcon.Conn
+	conn *clientConn
 	name string
 
 	b      batch
@@ -48,9 +47,9 @@ type session struct {
 	created      time.Time
 	lastCmd      atomic.Int64 // unix nanoseconds of the last command
 	replyMode    int
-	replyTurnsOn bool           // this command was CLIENT REPLY ON
-	detachWith   redcon.Command // a SUBSCRIBE that takes the connection out of redcon
-	detached     bool           // the connection belongs to a pub/sub loop
+	replyTurnsOn bool    // this command was CLIENT REPLY ON
+	detachWith   request // a SUBSCRIBE that hands the connection to a pub/sub loop
+	detached     bool    // the connection belongs to a pub/sub loop
 }
 
 // call is one client command of the pipeline: its reply is result slot
@@ -71,7 +70,7 @@ type stage struct {
 	reqs []pending
 }
 
-func newSession(srv *Server, id uint64, conn redcon.Conn) *session {
+func newSession(srv *Server, id uint64, conn *clientConn) *session {
 	authed := srv.cfg.RequirePass == ""
 	s := &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)},
 		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, created: time.Now(), proto: 2}
@@ -79,7 +78,7 @@ func newSession(srv *Server, id uint64, conn redcon.Conn) *session {
 	return s
 }
 
-func (s *session) serve(first redcon.Command, rest []redcon.Command) {
+func (s *session) serve(first request, rest []request) {
 	s.srv.gate.mu.RLock()
 	defer s.srv.gate.mu.RUnlock()
 	r := s.srv.route.Load()
@@ -94,7 +93,7 @@ func (s *session) serve(first redcon.Command, rest []redcon.Command) {
 		}
 		if s.detachWith.Raw != nil {
 			sub := s.detachWith
-			s.detachWith = redcon.Command{}
+			s.detachWith = request{}
 			s.submit(r)
 			s.reply()
 			s.detach(sub, rest[i:])
@@ -253,7 +252,7 @@ func (s *session) reply() {
 }
 
 // plan decides how one command is served, and applies CLIENT REPLY.
-func (s *session) plan(r *route, cmd redcon.Command) {
+func (s *session) plan(r *route, cmd request) {
 	mode, n := s.replyMode, len(s.calls)
 	s.planOne(r, cmd)
 	silent := (mode == replyOff || mode == replySkipThis) && !s.replyTurnsOn
@@ -273,7 +272,7 @@ func (s *session) plan(r *route, cmd redcon.Command) {
 }
 
 // planOne decides how one command is served.
-func (s *session) planOne(r *route, cmd redcon.Command) {
+func (s *session) planOne(r *route, cmd request) {
 	args := cmd.Args
 	info := command.Lookup(args)
 	if !s.authed || !s.admin {
@@ -316,7 +315,7 @@ func (s *session) planOne(r *route, cmd redcon.Command) {
 
 // routeByKeys sends a command to the shard owning its keys, which must all
 // be in one slot.
-func (s *session) routeByKeys(r *route, info *command.Info, cmd redcon.Command) {
+func (s *session) routeByKeys(r *route, info *command.Info, cmd request) {
 	if info.IsBlocking() {
 		blocking(s, r, info, cmd)
 		return

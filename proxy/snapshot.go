@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/snapshot"
 )
@@ -20,7 +18,7 @@ import (
 func init() {
 	for name, h := range map[string]handler{
 		"bgsave":   bgsave,
-		"save":     func(s *session, _ *route, _ *command.Info, _ redcon.Command) { s.errorReply(saveRefused) },
+		"save":     func(s *session, _ *route, _ *command.Info, _ request) { s.errorReply(saveRefused) },
 		"lastsave": lastsave,
 	} {
 		handlers[name] = h
@@ -93,7 +91,7 @@ func (srv *Server) watchSnapshot(job *snapshot.Job) {
 	}
 }
 
-func bgsave(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func bgsave(s *session, _ *route, _ *command.Info, c request) {
 	schedule := len(c.Args) == 2 && equalFold(c.Args[1], "schedule")
 	if len(c.Args) == 2 && !schedule {
 		s.errorReply("ERR syntax error")
@@ -113,7 +111,7 @@ func bgsave(s *session, _ *route, _ *command.Info, c redcon.Command) {
 	}
 }
 
-func lastsave(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func lastsave(s *session, _ *route, _ *command.Info, _ request) {
 	s.srv.snaps.mu.Lock()
 	t := s.srv.snaps.lastSave
 	s.srv.snaps.mu.Unlock()

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidwall/redcon"
-
 	"github.com/reshard/reshard/proxy/command"
 )
 
@@ -53,7 +51,7 @@ func init() {
 
 // inTransaction queues a command between MULTI and EXEC; it reports false
 // for the commands that act on the transaction itself.
-func (s *session) inTransaction(info *command.Info, cmd redcon.Command) bool {
+func (s *session) inTransaction(info *command.Info, cmd request) bool {
 	switch info.Name() {
 	case "exec", "discard", "multi", "quit", "reset":
 		return false
@@ -103,7 +101,7 @@ func unsupportedInTx(info *command.Info) string {
 	return "ERR command '" + info.Name() + "' is not supported inside a transaction by the proxy"
 }
 
-func multi(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func multi(s *session, _ *route, _ *command.Info, _ request) {
 	if s.tx.active {
 		s.errorReply("ERR MULTI calls can not be nested")
 		return
@@ -118,7 +116,7 @@ var (
 	cmdUnwatch = appendCommand(nil, []byte("UNWATCH"))
 )
 
-func exec(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func exec(s *session, _ *route, _ *command.Info, _ request) {
 	if !s.tx.active {
 		s.errorReply("ERR EXEC without MULTI")
 		return
@@ -155,7 +153,7 @@ func exec(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 	}
 }
 
-func discard(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func discard(s *session, _ *route, _ *command.Info, _ request) {
 	if !s.tx.active {
 		s.errorReply("ERR DISCARD without MULTI")
 		return
@@ -172,7 +170,7 @@ func (s *session) endTransaction() {
 	}
 }
 
-func watch(s *session, r *route, info *command.Info, c redcon.Command) {
+func watch(s *session, r *route, info *command.Info, c request) {
 	slot, _, errMsg := s.slotOf(info, c.Args)
 	if errMsg == "" && s.txSlot != noSlot && int(slot) != s.txSlot {
 		errMsg = crossSlot
@@ -199,7 +197,7 @@ func watch(s *session, r *route, info *command.Info, c redcon.Command) {
 	}
 }
 
-func unwatch(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func unwatch(s *session, _ *route, _ *command.Info, _ request) {
 	s.local(appendStatus(nil, "OK"))
 	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
 }
@@ -246,15 +244,7 @@ func (s *session) txShard(r *route) int {
 }
 
 // flushClient sends the replies written so far to the client.
-func (s *session) flushClient() {
-	if lc, ok := s.conn.(lockedConn); ok {
-		lc.flush()
-		return
-	}
-	if w := redcon.BaseWriter(s.conn); w != nil {
-		w.Flush()
-	}
-}
+func (s *session) flushClient() { s.conn.Flush() }
 
 // release frees what a closing session holds.
 func (s *session) release() {
@@ -264,7 +254,7 @@ func (s *session) release() {
 	}
 }
 
-func reset(s *session, _ *route, _ *command.Info, _ redcon.Command) {
+func reset(s *session, _ *route, _ *command.Info, _ request) {
 	s.tx = txState{}
 	s.name = ""
 	s.authed = s.srv.cfg.RequirePass == ""
@@ -279,7 +269,7 @@ func reset(s *session, _ *route, _ *command.Info, _ redcon.Command) {
 // changes while it blocks, the command is unblocked on the old shard and,
 // unless the shard had already served it, run again on the new table with
 // what is left of its timeout.
-func blocking(s *session, r *route, info *command.Info, c redcon.Command) {
+func blocking(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
@@ -364,7 +354,7 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 
 // wait runs WAIT on every shard at once over dedicated connections and
 // answers the smallest count: the writes of this client may be on any shard.
-func wait(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func wait(s *session, _ *route, _ *command.Info, c request) {
 	s.syncMayBlock = true
 	s.syncNext = func(r *route) []byte {
 		s.flushClient()
@@ -413,7 +403,7 @@ func (p *dpool) downMessage(err error) string {
 
 // AUTH against the proxy's own users: "default" (--requirepass) and "admin"
 // (--admin-password), which PROXY and admin commands require when set.
-func auth(s *session, _ *route, _ *command.Info, c redcon.Command) {
+func auth(s *session, _ *route, _ *command.Info, c request) {
 	args := c.Args[1:]
 	if len(args) > 2 {
 		s.errorReply("ERR syntax error")

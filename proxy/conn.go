@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// clientConn is one client connection: requests come from its reader,
+// replies gather in out and go to the client in one write per pipeline.
+//
+// Only the session's goroutine uses it, except after a SUBSCRIBE: then the
+// pub/sub loop's pumps write messages too, and shared makes every write take
+// mu. Other goroutines may only close nc (CLIENT KILL, Server.Close), which
+// makes the next read or write fail.
+type clientConn struct {
+	nc   net.Conn
+	addr string
+	rd   *reqReader
+	out  []byte
+
+	shared bool // set by share before any other goroutine writes
+	mu     sync.Mutex
+	closed bool // Close was called: the serving loop ends after this pipeline
+
+	pending []request // commands read but not yet handed out by ReadCommand
+}
+
+func newClientConn(nc net.Conn, cfg *Config) *clientConn {
+	return &clientConn{nc: nc, addr: nc.RemoteAddr().String(), rd: newReqReader(cfg)}
+}
+
+// WriteRaw queues reply bytes for the client.
+func (c *clientConn) WriteRaw(b []byte) {
+	if c.shared {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+	}
+	c.out = append(c.out, b...)
+}
+
+// Flush writes the queued replies.
+func (c *clientConn) Flush() error {
+	if c.shared {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+	}
+	return c.flush()
+}
+
+func (c *clientConn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.nc.Write(c.out)
+	if cap(c.out) > keptReadBuf {
+		c.out = nil // do not keep a huge buffer after a burst
+	} else {
+		c.out = c.out[:0]
+	}
+	return err
+}
+
+// Close writes what is queued and closes the connection.
+func (c *clientConn) Close() error {
+	c.Flush()
+	c.closed = true
+	return c.nc.Close()
+}
+
+// share marks the connection as written by more than one goroutine from now
+// on; it must be called before any other goroutine writes.
+func (c *clientConn) share() { c.shared = true }
+
+func (c *clientConn) RemoteAddr() string { return c.addr }
+func (c *clientConn) NetConn() net.Conn  { return c.nc }
+
+// ReadCommand returns the next command, for the pub/sub loop, which handles
+// one at a time. The command is valid until the next call. A protocol error
+// is answered to the client before it is returned.
+func (c *clientConn) ReadCommand() (request, error) {
+	for len(c.pending) == 0 {
+		reqs, err := c.rd.next(c.nc)
+		c.pending = reqs
+		if err != nil {
+			if len(reqs) > 0 {
+				// serve what came before the error; the error comes back
+				// at the next read
+				break
+			}
+			c.answerProtocolError(err)
+			return request{}, err
+		}
+	}
+	r := c.pending[0]
+	c.pending = c.pending[1:]
+	return r, nil
+}
+
+func (c *clientConn) answerProtocolError(err error) {
+	var perr *protocolError
+	if errors.As(err, &perr) {
+		c.WriteRaw(appendError(nil, "ERR "+perr.Error()))
+		c.Flush()
+	}
+}
+
+// serveConn runs one client connection until it closes or is detached.
+func (s *Server) serveConn(nc net.Conn) {
+	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
+		s.clients.Add(-1)
+		s.rejected.Add(1)
+		nc.Write([]byte("-ERR max number of clients reached\r\n"))
+		nc.Close()
+		return
+	}
+	s.accepted.Add(1)
+	c := newClientConn(nc, &s.cfg)
+	sess := newSession(s, s.nextID.Add(1), c)
+	s.register(sess)
+	if !s.trackConn(c) {
+		s.endSession(sess)
+		return
+	}
+	defer func() {
+		if !sess.detached {
+			s.endSession(sess)
+		}
+	}()
+	for {
+		if s.cfg.IdleTimeout > 0 {
+			nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		reqs, err := c.rd.next(nc)
+		if len(reqs) > 0 {
+			sess.serve(reqs[0], reqs[1:])
+		}
+		if sess.detached || c.closed {
+			return
+		}
+		if err != nil {
+			c.answerProtocolError(err)
+			if !errors.As(err, new(*protocolError)) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+				s.log.Debug("client connection ended", zap.Uint64("client", sess.id), zap.Error(err))
+			}
+			c.flush()
+			return
+		}
+		if err := c.flush(); err != nil {
+			return
+		}
+	}
+}
+
+// endSession frees what a closed client connection held.
+func (s *Server) endSession(sess *session) {
+	sess.conn.nc.Close()
+	s.untrackConn(sess.conn)
+	sess.release()
+	s.unregister(sess)
+	s.clients.Add(-1)
+}
