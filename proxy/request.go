@@ -261,10 +261,10 @@ func (rd *reqReader) inline() (bool, error) {
 		line = line[:len(line)-1]
 	}
 	words, err := splitArgs(line)
-	rd.start, rd.pos = nl+1, nl+1
 	if err != nil {
-		return false, err
+		return false, err // stays unparsed: a later call reports it again
 	}
+	rd.start, rd.pos = nl+1, nl+1
 	if len(words) == 0 {
 		return true, nil // an empty line is ignored
 	}

@@ -96,6 +96,25 @@ func TestReqReader(t *testing.T) {
 	}
 }
 
+// TestReqReaderErrorStays: after returning the commands before a protocol
+// error, the reader reports the error again rather than skipping the bad
+// bytes (the pub/sub loop serves those commands first, then reads again).
+func TestReqReaderErrorStays(t *testing.T) {
+	for _, bad := range []string{"SET k 'v\r\n", "*1\r\n:1\r\n", "*x\r\n"} {
+		cfg := DefaultConfig()
+		rd := newReqReader(&cfg)
+		r := bytes.NewReader([]byte("PING\r\n" + bad + "PING\r\n"))
+		reqs, err := rd.next(r)
+		if len(reqs) != 1 || err == nil {
+			t.Fatalf("%q: first read gave %d commands, err %v", bad, len(reqs), err)
+		}
+		reqs, err2 := rd.next(r)
+		if len(reqs) != 0 || err2 == nil || err2.Error() != err.Error() {
+			t.Errorf("%q: second read gave %d commands, err %v; want the same error again", bad, len(reqs), err2)
+		}
+	}
+}
+
 // parseRESPCommand is a plain reference decoder of one RESP array of bulk
 // strings.
 func parseRESPCommand(raw string) ([]string, bool) {
