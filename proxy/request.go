@@ -268,20 +268,15 @@ func (rd *reqReader) inline() (bool, error) {
 	if len(words) == 0 {
 		return true, nil // an empty line is ignored
 	}
-	raw := append([]byte{'*'}, strconv.Itoa(len(words))...)
-	raw = append(raw, '\r', '\n')
-	at := make([]int, len(words)) // where each payload starts in raw
+	raw := appendArrayHeader(nil, len(words))
+	ends := make([]int, len(words)) // where each payload ends in raw
 	for i, w := range words {
-		raw = append(raw, '$')
-		raw = strconv.AppendInt(raw, int64(len(w)), 10)
-		raw = append(raw, '\r', '\n')
-		at[i] = len(raw)
-		raw = append(raw, w...)
-		raw = append(raw, '\r', '\n')
+		raw = appendBulk(raw, w)
+		ends[i] = len(raw) - 2
 	}
 	args := make([][]byte, len(words))
 	for i, w := range words {
-		args[i] = raw[at[i] : at[i]+len(w) : at[i]+len(w)]
+		args[i] = raw[ends[i]-len(w) : ends[i] : ends[i]]
 	}
 	rd.reqs = append(rd.reqs, request{Raw: raw, Args: args})
 	return true, nil
@@ -304,65 +299,46 @@ func splitArgs(line []byte) ([][]byte, error) {
 			return words, nil
 		}
 		var w []byte
-		inDouble, inSingle := false, false
-		for done := false; !done; {
-			switch {
-			case inDouble:
+		var quote byte // '"' or '\'' while inside quotes
+		for done := false; !done; i++ {
+			if quote == 0 {
 				if i == len(line) {
-					return nil, errUnbalancedQuotes
-				}
-				c := line[i]
-				switch {
-				case c == '\\' && i+3 < len(line) && line[i+1] == 'x' && isHex(line[i+2]) && isHex(line[i+3]):
-					v, _ := strconv.ParseUint(string(line[i+2:i+4]), 16, 8)
-					w = append(w, byte(v))
-					i += 3
-				case c == '\\' && i+1 < len(line):
-					i++
-					w = append(w, unescape(line[i]))
-				case c == '"':
-					if i+1 < len(line) && !isSpace(line[i+1]) {
-						return nil, errUnbalancedQuotes
-					}
-					done = true
-				default:
-					w = append(w, c)
-				}
-				i++
-			case inSingle:
-				if i == len(line) {
-					return nil, errUnbalancedQuotes
-				}
-				c := line[i]
-				switch {
-				case c == '\\' && i+1 < len(line) && line[i+1] == '\'':
-					i++
-					w = append(w, '\'')
-				case c == '\'':
-					if i+1 < len(line) && !isSpace(line[i+1]) {
-						return nil, errUnbalancedQuotes
-					}
-					done = true
-				default:
-					w = append(w, c)
-				}
-				i++
-			default:
-				if i == len(line) {
-					done = true
 					break
 				}
 				switch c := line[i]; {
 				case isSpace(c):
 					done = true
-				case c == '"':
-					inDouble = true
-				case c == '\'':
-					inSingle = true
+				case c == '"' || c == '\'':
+					quote = c
 				default:
 					w = append(w, c)
 				}
+				continue
+			}
+			if i == len(line) {
+				return nil, errUnbalancedQuotes
+			}
+			c := line[i]
+			switch {
+			case c == quote:
+				if i+1 < len(line) && !isSpace(line[i+1]) {
+					return nil, errUnbalancedQuotes
+				}
+				done = true
+			case c != '\\' || i+1 == len(line):
+				w = append(w, c)
+			case quote == '\'':
+				if line[i+1] == '\'' {
+					i++
+				}
+				w = append(w, line[i])
+			case line[i+1] == 'x' && i+3 < len(line) && isHex(line[i+2]) && isHex(line[i+3]):
+				v, _ := strconv.ParseUint(string(line[i+2:i+4]), 16, 8)
+				w = append(w, byte(v))
+				i += 3
+			default:
 				i++
+				w = append(w, unescape(line[i]))
 			}
 		}
 		if w == nil {
