@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -216,13 +217,13 @@ func (c *backend) setDown(err error) {
 func (c *backend) serve(nc net.Conn, r *bufio.Reader) error {
 	readErr := make(chan error, 1)
 	go func() { readErr <- c.readLoop(r) }()
-	err := c.writeLoop(nc, readErr)
+	err := c.writeLoop(newRawIO(nc), readErr)
 	nc.Close()
 	<-readErr // writeLoop puts back an error it took, so this cannot block for ever
 	return err
 }
 
-func (c *backend) writeLoop(nc net.Conn, readErr chan error) error {
+func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
 	var spare []byte
 	for {
 		select {
@@ -239,7 +240,7 @@ func (c *backend) writeLoop(nc net.Conn, readErr chan error) error {
 		c.wbuf = spare[:0]
 		c.mu.Unlock()
 		if len(out) > 0 {
-			if _, err := nc.Write(out); err != nil {
+			if _, err := w.Write(out); err != nil {
 				return err
 			}
 			c.writes.Add(1)
@@ -281,7 +282,7 @@ func dialShard(addr string, timeout time.Duration, hello []byte) (net.Conn, *buf
 	if err != nil {
 		return nil, nil, err
 	}
-	r := bufio.NewReaderSize(nc, 64<<10)
+	r := bufio.NewReaderSize(newRawIO(nc), 64<<10)
 	if hello == nil {
 		return nc, r, nil
 	}

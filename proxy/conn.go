@@ -19,6 +19,7 @@ import (
 // makes the next read or write fail.
 type clientConn struct {
 	nc   net.Conn
+	rw   io.ReadWriter // nc's reads and writes (rawio_linux.go)
 	addr string
 	rd   *reqReader
 	out  []byte
@@ -31,7 +32,7 @@ type clientConn struct {
 }
 
 func newClientConn(nc net.Conn, cfg *Config) *clientConn {
-	return &clientConn{nc: nc, addr: nc.RemoteAddr().String(), rd: newReqReader(cfg)}
+	return &clientConn{nc: nc, rw: newRawIO(nc), addr: nc.RemoteAddr().String(), rd: newReqReader(cfg)}
 }
 
 // WriteRaw queues reply bytes for the client.
@@ -56,7 +57,7 @@ func (c *clientConn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	_, err := c.nc.Write(c.out)
+	_, err := c.rw.Write(c.out)
 	if cap(c.out) > keptReadBuf {
 		c.out = nil // do not keep a huge buffer after a burst
 	} else {
@@ -84,7 +85,7 @@ func (c *clientConn) NetConn() net.Conn  { return c.nc }
 // is answered to the client before it is returned.
 func (c *clientConn) ReadCommand() (request, error) {
 	for len(c.pending) == 0 {
-		reqs, err := c.rd.next(c.nc)
+		reqs, err := c.rd.next(c.rw)
 		c.pending = reqs
 		if err != nil {
 			if len(reqs) > 0 {
@@ -135,7 +136,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		if s.cfg.IdleTimeout > 0 {
 			nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		}
-		reqs, err := c.rd.next(nc)
+		reqs, err := c.rd.next(c.rw)
 		if len(reqs) > 0 {
 			sess.serve(reqs[0], reqs[1:])
 		}
