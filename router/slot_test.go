@@ -125,6 +125,7 @@ func FuzzSlot(f *testing.F) {
 func BenchmarkSlot(b *testing.B) {
 	for _, bc := range []struct{ name, key string }{
 		{"short", "foo"},
+		{"16B", "key:__rand_int__"}, // redis-benchmark's key
 		{"tag", "{user1000}.following"},
 		{"64B", "session:0123456789abcdef0123456789abcdef0123456789abcdef01234567"},
 	} {
