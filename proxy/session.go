@@ -31,6 +31,9 @@ type session struct {
 	out    []byte
 	quit   bool
 
+	lookups    [4]cachedLookup // the last commands looked up (lookup)
+	nextLookup int
+
 	// connection state (stateful.go)
 	proto         int // 2 or 3 (HELLO)
 	authed, admin bool
@@ -50,6 +53,12 @@ type session struct {
 	replyTurnsOn bool    // this command was CLIENT REPLY ON
 	detachWith   request // a SUBSCRIBE that hands the connection to a pub/sub loop
 	detached     bool    // the connection belongs to a pub/sub loop
+}
+
+type cachedLookup struct {
+	name []byte // as the client spelt it
+	info *command.Info
+	h    handler
 }
 
 // call is one client command of the pipeline: its reply is result slot
@@ -274,7 +283,7 @@ func (s *session) plan(r *route, cmd request) {
 // planOne decides how one command is served.
 func (s *session) planOne(r *route, cmd request) {
 	args := cmd.Args
-	info := command.Lookup(args)
+	info, h := s.lookup(args)
 	if !s.authed || !s.admin {
 		if msg := s.permitted(info, args[0]); msg != "" {
 			s.errorReply(msg)
@@ -306,11 +315,36 @@ func (s *session) planOne(r *route, cmd request) {
 	if s.tx.active && s.inTransaction(info, cmd) {
 		return
 	}
-	if h, ok := handlers[info.Name()]; ok {
+	if h != nil {
 		h(s, r, info, cmd)
 		return
 	}
 	s.routeByKeys(r, info, cmd)
+}
+
+// lookup returns the command args names and its handler (nil: route by
+// keys). Clients repeat a few commands, so the session remembers its last
+// few names as the client spelt them: comparing a few bytes costs less than
+// lowercasing and hashing the name into two maps, command and handler.
+// Containers (CONFIG GET, ...) are looked up each time.
+func (s *session) lookup(args [][]byte) (*command.Info, handler) {
+	for i := range s.lookups {
+		if l := &s.lookups[i]; l.info != nil && string(l.name) == string(args[0]) {
+			return l.info, l.h
+		}
+	}
+	info := command.Lookup(args)
+	if info == nil {
+		return nil, nil
+	}
+	h := handlers[info.Name()]
+	if info.Parent() == nil && !info.IsContainer() && len(args[0]) <= 32 {
+		l := &s.lookups[s.nextLookup]
+		s.nextLookup = (s.nextLookup + 1) % len(s.lookups)
+		l.name = append(l.name[:0], args[0]...)
+		l.info, l.h = info, h
+	}
+	return info, h
 }
 
 // routeByKeys sends a command to the shard owning its keys, which must all
