@@ -252,25 +252,42 @@ func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
 	}
 }
 
-func (c *backend) readLoop(r *bufio.Reader) error {
+// readLoop hands each reply to its request. It takes the requests from the
+// queue a whole batch at a time, one lock for all that were written so far;
+// those it holds when the connection fails it fails itself, the rest are
+// failed by setDown.
+func (c *backend) readLoop(r *bufio.Reader) (err error) {
+	var taken []pending
+	next := 0
+	defer func() {
+		if next < len(taken) {
+			msg := c.downMessage(err)
+			for _, p := range taken[next:] {
+				p.b.fail(p.i, msg)
+			}
+		}
+	}()
 	for {
 		if _, err := r.Peek(1); err != nil {
 			return err
 		}
-		c.mu.Lock()
-		if c.queue.len() == 0 {
+		if next == len(taken) {
+			taken, next = taken[:0], 0
+			c.mu.Lock()
+			for c.queue.len() > 0 {
+				taken = append(taken, c.queue.pop())
+			}
 			c.mu.Unlock()
-			return errors.New("reply without a request (out of step)")
+			if len(taken) == 0 {
+				return errors.New("reply without a request (out of step)")
+			}
 		}
-		p := c.queue.front()
-		c.mu.Unlock()
+		p := taken[next]
 		reply, err := readReply(r, p.b.results[p.i][:0])
 		if err != nil {
 			return err
 		}
-		c.mu.Lock()
-		c.queue.pop()
-		c.mu.Unlock()
+		next++
 		p.b.deliver(p.i, reply)
 	}
 }
