@@ -12,7 +12,9 @@
 // redis-server, one after the other, and reports the ratio of their
 // throughputs. RedisBenchmark and CompareRedisBenchmark do the same with the
 // system's redis-benchmark tool, so a second, independent load generator
-// checks the first.
+// checks the first; CompareRedisBenchmark runs in rounds that alternate
+// which side goes first and measures each server process's CPU time, and
+// its summaries take medians over the rounds.
 //
 // Every load is bounded: Run stops after Config.Duration at the latest, and
 // the redis-benchmark helpers stop when their context ends (redis-benchmark

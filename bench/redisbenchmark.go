@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -117,34 +118,108 @@ func RedisBenchmark(ctx context.Context, addr string, args ...string) ([]RedisBe
 	return res, nil
 }
 
-// RedisBenchmarkComparison is one redis-benchmark invocation run against
-// the proxy and against a direct redis-server.
-type RedisBenchmarkComparison struct {
-	Proxy, Direct []RedisBenchmarkResult
+// RedisBenchmarkTarget is a server redis-benchmark runs against.
+type RedisBenchmarkTarget struct {
+	Addr string
+	// PID is the server's process, whose CPU time is read from /proc before
+	// and after each run against it; 0 leaves CPU time unmeasured.
+	PID int
 }
 
-// CompareRedisBenchmark runs redis-benchmark with args against proxyAddr,
-// then against directAddr.
-func CompareRedisBenchmark(ctx context.Context, proxyAddr, directAddr string, args ...string) (RedisBenchmarkComparison, error) {
-	var c RedisBenchmarkComparison
-	var err error
-	if c.Proxy, err = RedisBenchmark(ctx, proxyAddr, args...); err != nil {
-		return c, fmt.Errorf("compare: proxy run: %w", err)
+// RedisBenchmarkComparison is one round: the same redis-benchmark
+// invocation run against the proxy and against a direct redis-server.
+type RedisBenchmarkComparison struct {
+	Proxy, Direct []RedisBenchmarkResult
+	// ProxyCPU and DirectCPU are the user and system CPU time each target's
+	// process used during its own run; 0 when its PID was not given.
+	ProxyCPU, DirectCPU time.Duration
+}
+
+// RedisBenchmarkRounds are the rounds of one CompareRedisBenchmark, in the
+// order they ran.
+type RedisBenchmarkRounds []RedisBenchmarkComparison
+
+// CompareRedisBenchmark runs redis-benchmark with args against proxy and
+// against direct, one run after the other, in rounds. The proxy runs first
+// in the first round, the direct server in the second, and so on: on a
+// shared machine throughput drifts over seconds, and the side that always
+// ran second would carry the drift (and the other's leftover heat or page
+// cache) as if it were its own.
+//
+// Compare the rounds' ratios, not the runs' throughputs: a ratio pairs two
+// runs a few seconds apart, and its median over rounds discards the rounds
+// a neighbour disturbed. If a run fails, CompareRedisBenchmark returns the
+// error with the rounds completed so far.
+func CompareRedisBenchmark(ctx context.Context, rounds int, proxy, direct RedisBenchmarkTarget, args ...string) (RedisBenchmarkRounds, error) {
+	if rounds < 1 {
+		return nil, fmt.Errorf("compare: %d rounds, want at least 1", rounds)
 	}
-	if c.Direct, err = RedisBenchmark(ctx, directAddr, args...); err != nil {
-		return c, fmt.Errorf("compare: direct run: %w", err)
+	var out RedisBenchmarkRounds
+	for i := range rounds {
+		var c RedisBenchmarkComparison
+		runProxy := func() (err error) {
+			c.Proxy, c.ProxyCPU, err = measuredRedisBenchmark(ctx, proxy, args)
+			if err != nil {
+				err = fmt.Errorf("proxy run: %w", err)
+			}
+			return err
+		}
+		runDirect := func() (err error) {
+			c.Direct, c.DirectCPU, err = measuredRedisBenchmark(ctx, direct, args)
+			if err != nil {
+				err = fmt.Errorf("direct run: %w", err)
+			}
+			return err
+		}
+		first, second := alternate(i, runProxy, runDirect)
+		if err := first(); err != nil {
+			return out, fmt.Errorf("compare: round %d: %w", i+1, err)
+		}
+		if err := second(); err != nil {
+			return out, fmt.Errorf("compare: round %d: %w", i+1, err)
+		}
+		out = append(out, c)
 	}
-	return c, nil
+	return out, nil
+}
+
+// measuredRedisBenchmark runs redis-benchmark against t and returns, with
+// its results, the CPU time t's process used meanwhile.
+func measuredRedisBenchmark(ctx context.Context, t RedisBenchmarkTarget, args []string) ([]RedisBenchmarkResult, time.Duration, error) {
+	if t.PID == 0 {
+		res, err := RedisBenchmark(ctx, t.Addr, args...)
+		return res, 0, err
+	}
+	before, err := processCPU(t.PID)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := RedisBenchmark(ctx, t.Addr, args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	after, err := processCPU(t.PID)
+	if err != nil {
+		return nil, 0, err
+	}
+	return res, after - before, nil
+}
+
+// alternate returns a and b in the order round (counted from 0) runs them:
+// a first in even rounds, b first in odd ones.
+func alternate[T any](round int, a, b T) (first, second T) {
+	if round%2 == 1 {
+		return b, a
+	}
+	return a, b
 }
 
 // Ratios returns, per test that both runs report, proxy RPS / direct RPS.
 func (c RedisBenchmarkComparison) Ratios() map[string]float64 {
 	out := make(map[string]float64)
 	for _, p := range c.Proxy {
-		for _, d := range c.Direct {
-			if d.Test == p.Test && d.RPS > 0 {
-				out[p.Test] = p.RPS / d.RPS
-			}
+		if d, ok := findRedisBenchmarkResult(c.Direct, p.Test); ok && d.RPS > 0 {
+			out[p.Test] = p.RPS / d.RPS
 		}
 	}
 	return out
@@ -161,12 +236,130 @@ func (c RedisBenchmarkComparison) String() string {
 			fmt.Fprintf(&b, "%-20s proxy %12.2f rps   direct: not run\n", p.Test, p.RPS)
 			continue
 		}
-		i := slices.IndexFunc(c.Direct, func(d RedisBenchmarkResult) bool { return d.Test == p.Test })
-		d := c.Direct[i]
+		d, _ := findRedisBenchmarkResult(c.Direct, p.Test)
 		fmt.Fprintf(&b, "%-20s proxy %12.2f rps  direct %12.2f rps  ratio %.3f  p50 %s / %s\n",
 			p.Test, p.RPS, d.RPS, r, msec(p.P50), msec(d.P50))
 	}
 	return b.String()
+}
+
+func findRedisBenchmarkResult(rs []RedisBenchmarkResult, test string) (RedisBenchmarkResult, bool) {
+	i := slices.IndexFunc(rs, func(r RedisBenchmarkResult) bool { return r.Test == test })
+	if i < 0 {
+		return RedisBenchmarkResult{}, false
+	}
+	return rs[i], true
+}
+
+// RedisBenchmarkSummary is one test over the rounds of a
+// CompareRedisBenchmark.
+type RedisBenchmarkSummary struct {
+	Test string
+	// Ratio spreads the rounds' proxy RPS / direct RPS.
+	Ratio Spread
+	// ProxyRPS and DirectRPS are the medians of each side's RPS over the
+	// rounds, each taken on its own.
+	ProxyRPS, DirectRPS float64
+}
+
+// Summaries returns one summary per test of the first round's proxy run,
+// in its order, over the rounds in which both runs report the test.
+func (r RedisBenchmarkRounds) Summaries() []RedisBenchmarkSummary {
+	if len(r) == 0 {
+		return nil
+	}
+	var out []RedisBenchmarkSummary
+	for _, t := range r[0].Proxy {
+		var ratios, proxyRPS, directRPS []float64
+		for _, c := range r {
+			p, okP := findRedisBenchmarkResult(c.Proxy, t.Test)
+			d, okD := findRedisBenchmarkResult(c.Direct, t.Test)
+			if okP && okD && d.RPS > 0 {
+				ratios = append(ratios, p.RPS/d.RPS)
+				proxyRPS = append(proxyRPS, p.RPS)
+				directRPS = append(directRPS, d.RPS)
+			}
+		}
+		if len(ratios) > 0 {
+			out = append(out, RedisBenchmarkSummary{Test: t.Test, Ratio: SpreadOf(ratios), ProxyRPS: median(proxyRPS), DirectRPS: median(directRPS)})
+		}
+	}
+	return out
+}
+
+// CPUPerCommand spreads, over the rounds, the CPU time in microseconds the
+// proxy's and the direct server's process used per command of their run,
+// given the commands one run sends (-n times the number of tests).
+func (r RedisBenchmarkRounds) CPUPerCommand(commands int64) (proxy, direct Spread) {
+	var p, d []float64
+	for _, c := range r {
+		p = append(p, float64(c.ProxyCPU.Microseconds())/float64(commands))
+		d = append(d, float64(c.DirectCPU.Microseconds())/float64(commands))
+	}
+	return SpreadOf(p), SpreadOf(d)
+}
+
+// String formats one line per test: the spread of the ratios, each round's
+// ratio in the order the rounds ran, and each side's median RPS.
+func (r RedisBenchmarkRounds) String() string {
+	var b strings.Builder
+	for _, s := range r.Summaries() {
+		fmt.Fprintf(&b, "%-20s proxy/direct min %.3f  median %.3f  max %.3f   median rps proxy %12.2f  direct %12.2f\n",
+			s.Test, s.Ratio.Min, s.Ratio.Median, s.Ratio.Max, s.ProxyRPS, s.DirectRPS)
+	}
+	return b.String()
+}
+
+// Spread is the smallest, median and largest of a set of figures.
+type Spread struct {
+	Min, Median, Max float64
+}
+
+// SpreadOf returns the spread of xs; the zero Spread when xs is empty.
+func SpreadOf(xs []float64) Spread {
+	if len(xs) == 0 {
+		return Spread{}
+	}
+	return Spread{Min: slices.Min(xs), Median: median(xs), Max: slices.Max(xs)}
+}
+
+// median returns the middle value of xs, or the mean of the two middle
+// values when their number is even; 0 when xs is empty. xs is not modified.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	m := len(s) / 2
+	if len(s)%2 == 0 {
+		return (s[m-1] + s[m]) / 2
+	}
+	return s[m]
+}
+
+// processCPU is the user and system CPU time process pid has used so far,
+// from /proc (so Linux only).
+func processCPU(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("bench: cpu time of process %d: %w", pid, err)
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: utime and stime are the 12th and 13th, in clock ticks
+	// (USER_HZ, 100/s on every Linux port that matters here).
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bench: cpu time of process %d: %d fields in /proc/%d/stat", pid, len(f), pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: cpu time of process %d: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // tail returns the last n bytes of b as a string, for error messages.

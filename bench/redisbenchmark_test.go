@@ -3,7 +3,10 @@ package bench
 import (
 	"context"
 	"errors"
+	"math"
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,13 +117,154 @@ func TestRedisBenchmarkRun(t *testing.T) {
 		t.Errorf("DBSIZE %d, %v: redis-benchmark did not reach the server", n, err)
 	}
 
-	c, err := CompareRedisBenchmark(ctx, servers[0].Addr(), servers[1].Addr(), "-c", "10", "-n", "5000", "-t", "set,get")
+	rounds, err := CompareRedisBenchmark(ctx, 2,
+		RedisBenchmarkTarget{Addr: servers[0].Addr(), PID: servers[0].PID()},
+		RedisBenchmarkTarget{Addr: servers[1].Addr()}, "-c", "10", "-n", "5000", "-t", "set,get")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("\n%s", c)
-	if r := c.Ratios(); len(r) != 2 || r["SET"] <= 0 || r["GET"] <= 0 {
-		t.Errorf("Ratios() = %v, want SET and GET", r)
+	t.Logf("\n%s", rounds)
+	if len(rounds) != 2 {
+		t.Fatalf("%d rounds, want 2", len(rounds))
+	}
+	for i, c := range rounds {
+		if r := c.Ratios(); len(r) != 2 || r["SET"] <= 0 || r["GET"] <= 0 {
+			t.Errorf("round %d: Ratios() = %v, want SET and GET", i, r)
+		}
+		// Without a PID the direct side is not measured.
+		if c.ProxyCPU < 0 || c.DirectCPU != 0 {
+			t.Errorf("round %d: cpu proxy %v, direct %v; want >= 0 and 0", i, c.ProxyCPU, c.DirectCPU)
+		}
+	}
+	if s := rounds.Summaries(); len(s) != 2 || s[0].Test != "SET" || s[1].Test != "GET" {
+		t.Errorf("Summaries() = %+v, want SET then GET", s)
+	}
+	if _, err := CompareRedisBenchmark(ctx, 0, RedisBenchmarkTarget{Addr: servers[0].Addr()}, RedisBenchmarkTarget{Addr: servers[1].Addr()}); err == nil {
+		t.Error("0 rounds were accepted")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		xs   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 4}, 4},
+		{[]float64{4, 1, 3, 2}, 2.5},
+		{[]float64{0.9, 0.7, 1.3, 0.8, 0.85}, 0.85},
+	}
+	for _, tt := range tests {
+		in := slices.Clone(tt.xs)
+		if got := median(tt.xs); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.xs, got, tt.want)
+		}
+		if !slices.Equal(in, tt.xs) {
+			t.Errorf("median reordered its argument: %v, was %v", tt.xs, in)
+		}
+	}
+	if got, want := SpreadOf([]float64{2, 9, 1, 5, 3}), (Spread{Min: 1, Median: 3, Max: 9}); got != want {
+		t.Errorf("SpreadOf = %+v, want %+v", got, want)
+	}
+	if got := SpreadOf(nil); got != (Spread{}) {
+		t.Errorf("SpreadOf(nil) = %+v, want the zero Spread", got)
+	}
+}
+
+func TestAlternate(t *testing.T) {
+	var got []string
+	for round := range 4 {
+		first, second := alternate(round, "proxy", "direct")
+		got = append(got, first+","+second)
+	}
+	want := []string{"proxy,direct", "direct,proxy", "proxy,direct", "direct,proxy"}
+	if !slices.Equal(got, want) {
+		t.Errorf("orders %q, want %q", got, want)
+	}
+}
+
+func TestRedisBenchmarkRoundsSummaries(t *testing.T) {
+	rounds := RedisBenchmarkRounds{
+		{
+			Proxy:    []RedisBenchmarkResult{{"SET", 80, 0}, {"GET", 90, 0}},
+			Direct:   []RedisBenchmarkResult{{"SET", 100, 0}, {"GET", 100, 0}},
+			ProxyCPU: 100 * time.Millisecond, DirectCPU: 40 * time.Millisecond,
+		},
+		{
+			// The direct run got no GET line: the round counts for SET only.
+			Proxy:    []RedisBenchmarkResult{{"SET", 60, 0}, {"GET", 70, 0}},
+			Direct:   []RedisBenchmarkResult{{"SET", 50, 0}},
+			ProxyCPU: 300 * time.Millisecond, DirectCPU: 50 * time.Millisecond,
+		},
+		{
+			Proxy:    []RedisBenchmarkResult{{"GET", 45, 0}, {"SET", 90, 0}},
+			Direct:   []RedisBenchmarkResult{{"GET", 50, 0}, {"SET", 200, 0}},
+			ProxyCPU: 200 * time.Millisecond, DirectCPU: 60 * time.Millisecond,
+		},
+	}
+	got := rounds.Summaries()
+	want := []RedisBenchmarkSummary{
+		{Test: "SET", Ratio: Spread{Min: 0.45, Median: 0.8, Max: 1.2}, ProxyRPS: 80, DirectRPS: 100},
+		{Test: "GET", Ratio: Spread{Min: 0.9, Median: 0.9, Max: 0.9}, ProxyRPS: 67.5, DirectRPS: 75},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Summaries() = %+v, want %+v", got, want)
+	}
+	for i := range got {
+		if !summaryNear(got[i], want[i]) {
+			t.Errorf("summary %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if s := rounds.String(); !strings.Contains(s, "median 0.800") || !strings.Contains(s, "GET") {
+		t.Errorf("String() =\n%s", s)
+	}
+
+	proxy, direct := rounds.CPUPerCommand(1000)
+	if want := (Spread{Min: 100, Median: 200, Max: 300}); proxy != want {
+		t.Errorf("proxy cpu per command %+v µs, want %+v", proxy, want)
+	}
+	if want := (Spread{Min: 40, Median: 50, Max: 60}); direct != want {
+		t.Errorf("direct cpu per command %+v µs, want %+v", direct, want)
+	}
+	if got := RedisBenchmarkRounds(nil).Summaries(); got != nil {
+		t.Errorf("no rounds: Summaries() = %+v, want none", got)
+	}
+}
+
+// summaryNear compares summaries allowing for the rounding of the ratios'
+// division.
+func summaryNear(a, b RedisBenchmarkSummary) bool {
+	near := func(x, y float64) bool { return math.Abs(x-y) < 1e-9 }
+	return a.Test == b.Test && near(a.Ratio.Min, b.Ratio.Min) && near(a.Ratio.Median, b.Ratio.Median) &&
+		near(a.Ratio.Max, b.Ratio.Max) && near(a.ProxyRPS, b.ProxyRPS) && near(a.DirectRPS, b.DirectRPS)
+}
+
+func TestProcessCPU(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc:", err)
+	}
+	before, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until a clock tick (10 ms) is charged to this process; on a busy
+	// machine that may take more wall time than CPU time.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, err := processCPU(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now > before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cpu time stayed at %v for 10 s of spinning", now)
+		}
+	}
+	if _, err := processCPU(-1); err == nil {
+		t.Error("processCPU(-1) succeeded")
 	}
 }
 
