@@ -104,6 +104,21 @@ func TestSlotMatchesReference(t *testing.T) {
 	}
 }
 
+// TestCRC16Lengths checks all 16 bits (Slot keeps only 14) against the
+// bit-by-bit reference for every length from 0 to 70, so every tail after
+// the 8-byte steps.
+func TestCRC16Lengths(t *testing.T) {
+	buf := make([]byte, 70)
+	for i := range buf {
+		buf[i] = byte(i*131 + 7)
+	}
+	for n := 0; n <= len(buf); n++ {
+		if got, want := crc16(buf[:n]), refCRC16(buf[:n]); got != want {
+			t.Errorf("crc16 of %d bytes = %#04x, reference %#04x", n, got, want)
+		}
+	}
+}
+
 func TestSlotAllocs(t *testing.T) {
 	key := []byte("{user1000}.following")
 	if n := testing.AllocsPerRun(100, func() { _ = Slot(key) }); n != 0 {
