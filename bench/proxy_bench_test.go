@@ -137,10 +137,3 @@ func benchProcessCPU(b *testing.B, pid int) time.Duration {
 	}
 	return cpu
 }
-
-func cpuPerCommand(cpu time.Duration, commands int64) float64 {
-	if commands == 0 {
-		return 0
-	}
-	return float64(cpu.Microseconds()) / float64(commands)
-}

@@ -293,10 +293,18 @@ func (r RedisBenchmarkRounds) Summaries() []RedisBenchmarkSummary {
 func (r RedisBenchmarkRounds) CPUPerCommand(commands int64) (proxy, direct Spread) {
 	var p, d []float64
 	for _, c := range r {
-		p = append(p, float64(c.ProxyCPU.Microseconds())/float64(commands))
-		d = append(d, float64(c.DirectCPU.Microseconds())/float64(commands))
+		p = append(p, cpuPerCommand(c.ProxyCPU, commands))
+		d = append(d, cpuPerCommand(c.DirectCPU, commands))
 	}
 	return SpreadOf(p), SpreadOf(d)
+}
+
+// cpuPerCommand is cpu in microseconds per command; 0 without commands.
+func cpuPerCommand(cpu time.Duration, commands int64) float64 {
+	if commands == 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(commands)
 }
 
 // String formats one line per test: the spread of the ratios, each round's
