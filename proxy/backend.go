@@ -33,10 +33,10 @@ import (
 // error naming the shard; the backend reconnects in the background with
 // exponential backoff.
 type backend struct {
-	addr    string
-	log     *zap.Logger
-	timeout time.Duration // dial timeout
-	hello   []byte        // sent first on every connection, or nil
+	addr   string
+	log    *zap.Logger
+	dialer shardDialer
+	hello  []byte // sent on every new connection (after AUTH), or nil
 
 	mu    sync.Mutex
 	nc    net.Conn // nil while down
@@ -81,14 +81,14 @@ func (b *batch) fail(i int32, msg string) {
 	b.deliver(i, appendError(b.results[i][:0], msg))
 }
 
-// newBackend starts a backend; hello, if not nil, is sent first on every
+// newBackend starts a backend; hello, if not nil, is sent on every new
 // connection (HELLO 3 for the RESP3 backends) and its reply checked.
-func newBackend(addr string, dialTimeout time.Duration, hello []byte, log *zap.Logger) *backend {
+func newBackend(addr string, dialer shardDialer, hello []byte, log *zap.Logger) *backend {
 	c := &backend{
 		hello:    hello,
 		addr:     addr,
 		log:      log.With(zap.String("shard", addr)),
-		timeout:  dialTimeout,
+		dialer:   dialer,
 		why:      errors.New("connecting"),
 		wake:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -156,7 +156,7 @@ func (c *backend) run() {
 	var tried sync.Once
 	defer tried.Do(func() { close(c.firstTry) })
 	for {
-		nc, r, err := dialShard(c.addr, c.timeout, c.hello)
+		nc, r, err := c.dialer.dial(c.addr, c.hello)
 		if err != nil {
 			c.setDown(err)
 			tried.Do(func() { close(c.firstTry) })
@@ -292,29 +292,59 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 	}
 }
 
-// dialShard connects to a shard and, with hello set, sends it and checks the
-// reply before the connection is used.
-func dialShard(addr string, timeout time.Duration, hello []byte) (net.Conn, *bufio.Reader, error) {
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+// shardDialer opens connections to shards. A new connection first sends AUTH
+// when the shards need a password (Config.ShardPassword), then HELLO 3 for
+// a RESP3 session's connection, in one write, and checks each reply before
+// the connection is used. Errors name the command refused, never its
+// arguments.
+type shardDialer struct {
+	timeout time.Duration
+	auth    []byte // AUTH [username] password, encoded; nil without a password
+}
+
+func newShardDialer(cfg *Config) shardDialer {
+	d := shardDialer{timeout: cfg.DialTimeout}
+	switch {
+	case cfg.ShardPassword == "":
+	case cfg.ShardUsername == "":
+		d.auth = appendCommand(nil, []byte("AUTH"), []byte(cfg.ShardPassword))
+	default:
+		d.auth = appendCommand(nil, []byte("AUTH"), []byte(cfg.ShardUsername), []byte(cfg.ShardPassword))
+	}
+	return d
+}
+
+// dial connects to addr; hello, if not nil, is sent after AUTH.
+func (d shardDialer) dial(addr string, hello []byte) (net.Conn, *bufio.Reader, error) {
+	nc, err := net.DialTimeout("tcp", addr, d.timeout)
 	if err != nil {
 		return nil, nil, err
 	}
 	r := bufio.NewReaderSize(newRawIO(nc), 64<<10)
-	if hello == nil {
+	if d.auth == nil && hello == nil {
 		return nc, r, nil
 	}
-	nc.SetDeadline(time.Now().Add(timeout))
-	if _, err := nc.Write(hello); err != nil {
+	nc.SetDeadline(time.Now().Add(d.timeout))
+	setup := append(append([]byte(nil), d.auth...), hello...)
+	if _, err := nc.Write(setup); err != nil {
 		nc.Close()
 		return nil, nil, err
 	}
-	reply, err := readReply(r, nil)
-	if err == nil && isError(reply) {
-		err = fmt.Errorf("%s refused %q", addr, bytes.TrimSpace(reply))
-	}
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
+	for _, step := range [...]struct {
+		name string
+		sent bool
+	}{{"AUTH", d.auth != nil}, {"HELLO", hello != nil}} {
+		if !step.sent {
+			continue
+		}
+		reply, err := readReply(r, nil)
+		if err == nil && isError(reply) {
+			err = fmt.Errorf("%s refused %s: %s", addr, step.name, bytes.TrimSpace(reply[1:]))
+		}
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
 	}
 	nc.SetDeadline(time.Time{})
 	return nc, r, nil

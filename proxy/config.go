@@ -17,6 +17,10 @@ type Config struct {
 	// AdminPassword, when set, is the password of the "admin" user, the only
 	// one allowed to run PROXY and Redis's admin commands.
 	AdminPassword string
+	// ShardUsername and ShardPassword authenticate every connection the proxy
+	// makes to a shard, old or new (AUTH [username] password): the data
+	// path, snapshots, restores and reshards. Empty: the shards need none.
+	ShardUsername, ShardPassword string
 	// StateDir is where a reshard persists the new table (the point of no
 	// return) and spools its data; empty disables PROXY RESHARD.
 	StateDir string

@@ -44,9 +44,9 @@ func (d *dconn) roundTrip(raw []byte, n int, dst [][]byte) ([][]byte, error) {
 
 // dpool keeps the idle dedicated connections of one shard.
 type dpool struct {
-	addr    string
-	timeout time.Duration
-	hello   []byte // HELLO 3 for RESP3 sessions' connections, or nil
+	addr   string
+	dialer shardDialer
+	hello  []byte // HELLO 3 for RESP3 sessions' connections, or nil
 
 	mu     sync.Mutex
 	idle   []*dconn
@@ -64,7 +64,7 @@ func (p *dpool) get() (*dconn, error) {
 		return d, nil
 	}
 	p.mu.Unlock()
-	nc, r, err := dialShard(p.addr, p.timeout, p.hello)
+	nc, r, err := p.dialer.dial(p.addr, p.hello)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/proxy"
-	"github.com/reshard/reshard/router"
 )
 
 // isShardDown reports whether a rendered reply is an -ERR naming addr.
@@ -428,18 +426,7 @@ func TestIntegrationShardKilledUnderLoad(t *testing.T) {
 // as soon as it listens; a proxy that accepts a client must too.
 func TestIntegrationFirstCommandAfterStart(t *testing.T) {
 	shards := redistest.StartN(t, 3)
-	var addrs []string
-	for _, s := range shards {
-		addrs = append(addrs, s.Addr())
-	}
-	spec, err := router.ParseShardArgs(addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := router.NewTable(1, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := evenTable(t, 1, shards)
 	// one key on each shard
 	var keys []string
 	for n := 0; len(keys) < len(shards); n++ {
@@ -449,19 +436,8 @@ func TestIntegrationFirstCommandAfterStart(t *testing.T) {
 	}
 	failed := 0
 	for i := 0; i < 50; i++ {
-		cfg := proxy.DefaultConfig()
-		cfg.Listen = "127.0.0.1:0"
-		p, err := proxy.New(cfg, table, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- p.Serve(ln) }()
-		rc := dialRaw(t, ln.Addr().String())
+		addr, stop := serveTable(t, proxy.DefaultConfig(), table, nil)
+		rc := dialRaw(t, addr)
 		for _, k := range keys {
 			if got := rc.do("SET", k, "v"); got != "+OK" {
 				failed++
@@ -472,8 +448,7 @@ func TestIntegrationFirstCommandAfterStart(t *testing.T) {
 			}
 		}
 		rc.nc.Close()
-		p.Close()
-		<-done
+		stop()
 	}
 	if failed > 0 {
 		t.Errorf("%d of 50 fresh proxies failed their first command", failed)

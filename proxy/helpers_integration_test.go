@@ -13,10 +13,54 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/router"
 )
+
+// evenTable is a table at epoch that splits the slots evenly over shards.
+func evenTable(t testing.TB, epoch uint64, shards []*redistest.Server) *router.Table {
+	t.Helper()
+	var addrs []string
+	for _, s := range shards {
+		addrs = append(addrs, s.Addr())
+	}
+	spec, err := router.ParseShardArgs(addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := router.NewTable(epoch, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return table
+}
+
+// serveTable runs a proxy over table on a free loopback port, for tests
+// that need it without proxytest's wait for every shard; stop closes it and
+// checks that Serve ended the way Close ends it.
+func serveTable(t testing.TB, cfg proxy.Config, table *router.Table, log *zap.Logger) (addr string, stop func()) {
+	t.Helper()
+	srv, err := proxy.New(cfg, table, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	return ln.Addr().String(), func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	}
+}
 
 // Helpers shared by the integration tests: a raw RESP client (the tests
 // check exact bytes and connection state, which a client library hides),

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -233,7 +232,7 @@ func (s *Server) port() int {
 // probeVersion asks one shard for its version once at start, so HELLO and
 // INFO report it before any INFO has gone through.
 func (s *Server) probeVersion(addr string) {
-	c, err := net.DialTimeout("tcp", addr, s.cfg.DialTimeout)
+	c, r, err := s.dialer.dial(addr, nil)
 	if err != nil {
 		return
 	}
@@ -242,7 +241,7 @@ func (s *Server) probeVersion(addr string) {
 	if _, err := c.Write(appendCommand(nil, []byte("INFO"), []byte("server"))); err != nil {
 		return
 	}
-	reply, err := readReply(bufio.NewReader(c), nil)
+	reply, err := readReply(r, nil)
 	if err != nil {
 		return
 	}

@@ -75,6 +75,7 @@ func (srv *Server) reshardAdmin(args [][]byte) []byte {
 
 func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	cfg := migrate.DefaultReshardConfig()
+	cfg.Username, cfg.Password = srv.cfg.ShardUsername, srv.cfg.ShardPassword
 	var targets []string
 	for _, a := range args {
 		switch {

@@ -39,6 +39,7 @@ func (srv *Server) restoreAdmin(args [][]byte) []byte {
 	}
 	cfg := migrate.DefaultRestoreConfig()
 	cfg.Logger = srv.log
+	cfg.Username, cfg.Password = srv.cfg.ShardUsername, srv.cfg.ShardPassword
 	for _, src := range strings.Split(string(args[0]), ",") {
 		cfg.Sources = append(cfg.Sources, srv.restoreSource(src))
 	}

@@ -22,6 +22,7 @@ type Server struct {
 	cfg     Config
 	log     *zap.Logger
 	started time.Time
+	dialer  shardDialer // every connection to a shard
 
 	route   atomic.Pointer[route]
 	swapMu  sync.Mutex
@@ -100,7 +101,7 @@ var hello3 = appendCommand(nil, []byte("HELLO"), []byte("3"))
 func (p *pool) resp3() []*backend {
 	p.resp3Once.Do(func() {
 		p.conns3 = p.newConns(hello3)
-		p.ded3 = &dpool{addr: p.addr, timeout: p.ded.timeout, hello: hello3}
+		p.ded3 = &dpool{addr: p.addr, dialer: p.ded.dialer, hello: hello3}
 		for _, c := range p.conns3 {
 			<-c.firstTry // as at start: no "connecting" errors for the first commands
 		}
@@ -131,6 +132,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // jobs live until Close
+	s.dialer = newShardDialer(&s.cfg)
 	r := s.newRoute(table, nil)
 	s.route.Store(r)
 	s.swapped = make(chan struct{})
@@ -248,11 +250,11 @@ func (s *Server) newRoute(table *router.Table, old *route) *route {
 }
 
 func (s *Server) newPool(addr string) *pool {
-	p := &pool{addr: addr, ded: &dpool{addr: addr, timeout: s.cfg.DialTimeout}}
+	p := &pool{addr: addr, ded: &dpool{addr: addr, dialer: s.dialer}}
 	p.newConns = func(hello []byte) []*backend {
 		conns := make([]*backend, s.cfg.BackendConns)
 		for i := range conns {
-			conns[i] = newBackend(addr, s.cfg.DialTimeout, hello, s.log)
+			conns[i] = newBackend(addr, s.dialer, hello, s.log)
 		}
 		return conns
 	}

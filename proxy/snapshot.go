@@ -59,6 +59,7 @@ func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
 	cfg.Table = srv.route.Load().table
 	cfg.Barrier = srv
 	cfg.Logger = srv.log
+	cfg.Username, cfg.Password = srv.cfg.ShardUsername, srv.cfg.ShardPassword
 	job, err := snapshot.StartJob(srv.ctx, cfg)
 	if err != nil {
 		return nil, errors.New("ERR " + err.Error())

@@ -13,18 +13,7 @@ import (
 // cutover does (without copying data: these tests use keys that are empty).
 func swapTo(t *testing.T, c *proxytest.Cluster, shards []*redistest.Server) *router.Table {
 	t.Helper()
-	var addrs []string
-	for _, s := range shards {
-		addrs = append(addrs, s.Addr())
-	}
-	spec, err := router.ParseShardArgs(addrs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := router.NewTable(c.Proxy.Table().Epoch()+1, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := evenTable(t, c.Proxy.Table().Epoch()+1, shards)
 	prep := c.Proxy.PrepareTable(table)
 	resume, err := c.Proxy.Pause(t.Context())
 	if err != nil {

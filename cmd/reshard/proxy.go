@@ -37,8 +37,10 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.cfg.Listen, "listen", f.cfg.Listen, "client address (host:port); loopback only unless told otherwise")
 	fs.StringVar(&f.cfg.Announce, "announce", f.cfg.Announce, "address given to clients as the proxy's own in CLUSTER SLOTS/SHARDS/NODES (default: the listening address)")
-	fs.StringVar(&f.cfg.RequirePass, "requirepass", "", "password clients must give with AUTH (user \"default\"); never logged")
-	fs.StringVar(&f.cfg.AdminPassword, "admin-password", "", "password of the \"admin\" user, required for PROXY and admin commands when set; never logged")
+	fs.StringVar(&f.cfg.RequirePass, "requirepass", "", "password clients must give with AUTH (user \"default\"); or set "+envRequirePass+"; never logged")
+	fs.StringVar(&f.cfg.AdminPassword, "admin-password", "", "password of the \"admin\" user, required for PROXY and admin commands when set; or set "+envAdminPassword+"; never logged")
+	fs.StringVar(&f.cfg.ShardUsername, "shard-user", "", "ACL user for AUTH on the shards (with --shard-password)")
+	fs.StringVar(&f.cfg.ShardPassword, "shard-password", "", "password for AUTH on every shard, old and new (--shards only); or set "+envShardPassword+"; never logged")
 	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -61,6 +63,9 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	secretFromEnv(fs, "requirepass", envRequirePass, &f.cfg.RequirePass)
+	secretFromEnv(fs, "admin-password", envAdminPassword, &f.cfg.AdminPassword)
+	secretFromEnv(fs, "shard-password", envShardPassword, &f.cfg.ShardPassword)
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
@@ -126,6 +131,9 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		}
 	}()
 	if (f.shards == "" && table == nil) || (table != nil && embeddedState(f.stateDir)) {
+		if f.cfg.ShardPassword != "" {
+			return errors.New("--shard-password is for shards given with --shards: the embedded shards have no password")
+		}
 		shards, table, err = startEmbedded(ctx, f, table, log)
 		if err != nil {
 			return err
@@ -185,6 +193,24 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	case err := <-errc:
 		srv.Close()
 		return err
+	}
+}
+
+// Passwords can come from the environment instead of flags: other users of
+// the machine can read a process's arguments, not its environment.
+const (
+	envRequirePass   = "RESHARD_REQUIREPASS"
+	envAdminPassword = "RESHARD_ADMIN_PASSWORD"
+	envShardPassword = "RESHARD_SHARD_PASSWORD"
+)
+
+// secretFromEnv sets a password flag the command line left out from an
+// environment variable.
+func secretFromEnv(fs *pflag.FlagSet, flag, env string, dst *string) {
+	if !fs.Changed(flag) {
+		if v, ok := os.LookupEnv(env); ok {
+			*dst = v
+		}
 	}
 }
 

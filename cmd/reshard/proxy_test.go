@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,4 +140,71 @@ func TestProcs(t *testing.T) {
 			t.Errorf("%s: procs(%d, %q, %d) = %d, want %d", c.situation, c.flag, c.env, c.avail, got, c.want)
 		}
 	}
+}
+
+// The shard password comes from --shard-password or, out of the process
+// list, from RESHARD_SHARD_PASSWORD; the flag wins. The embedded shards
+// have none, so a password there is refused before anything starts.
+func TestShardPasswordFlags(t *testing.T) {
+	const pw = "flag-test-secret"
+	shards := redistest.StartN(t, 2, "--requirepass", pw)
+	spec := shards[0].Addr() + "," + shards[1].Addr()
+	run := func(t *testing.T, args ...string) (addr string, stop func() error) {
+		port, err := redisproc.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr = "127.0.0.1:" + strconv.Itoa(port)
+		args = append(args, "--listen", addr, "--state-dir", t.TempDir(), "--log-level", "error",
+			"--procs", strconv.Itoa(runtime.GOMAXPROCS(0)))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- runProxy(ctx, args, io.Discard) }()
+		return addr, func() error { cancel(); return <-done }
+	}
+	get := func(t *testing.T, addr string) error {
+		cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
+		defer cl.Close()
+		var err error
+		for i := 0; i < 200; i++ {
+			if err = cl.Set(context.Background(), "k", "v", 0).Err(); err == nil || !isDialError(err) {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return err
+	}
+	t.Run("env", func(t *testing.T) {
+		t.Setenv(envShardPassword, pw)
+		addr, stop := run(t, "--shards", spec)
+		if err := get(t, addr); err != nil {
+			t.Errorf("SET with the password from %s: %v", envShardPassword, err)
+		}
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("flag wins", func(t *testing.T) {
+		t.Setenv(envShardPassword, "not-"+pw)
+		addr, stop := run(t, "--shards", spec, "--shard-password", pw)
+		if err := get(t, addr); err != nil {
+			t.Errorf("SET with --shard-password: %v", err)
+		}
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("embedded", func(t *testing.T) {
+		_, stop := run(t, "--shard-password", pw)
+		if err := stop(); err == nil || !strings.Contains(err.Error(), "embedded shards have no password") {
+			t.Errorf("embedded shards with --shard-password: %v", err)
+		}
+	})
+}
+
+// isDialError reports whether err is the client failing to connect, as it
+// does until the proxy listens.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

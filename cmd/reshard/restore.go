@@ -37,7 +37,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&cfg.Window, "window", cfg.Window, "commands in flight per connection")
 	fs.IntVar(&cfg.ConnsPerTarget, "conns", cfg.ConnsPerTarget, "pipelined connections per target")
 	fs.StringVar(&cfg.Username, "user", cfg.Username, "ACL user for AUTH on the targets")
-	fs.StringVar(&cfg.Password, "password", cfg.Password, "AUTH password for the targets (visible in the process list; never logged)")
+	fs.StringVar(&cfg.Password, "password", cfg.Password, "AUTH password for the targets (visible in the process list: prefer "+envShardPassword+"); never logged")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "a target silent this long with commands unanswered has failed")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.Usage = func() {
@@ -49,6 +49,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	secretFromEnv(fs, "password", envShardPassword, &cfg.Password)
 	if len(cfg.Sources) == 0 {
 		return fmt.Errorf("--from is required")
 	}

@@ -159,7 +159,8 @@ func (p *Process) waitReady(ctx context.Context, limit time.Duration) error {
 	}
 }
 
-// ping sends an inline PING and expects +PONG (or -LOADING while it loads).
+// ping sends an inline PING and expects +PONG, or -NOAUTH from a server
+// started with a password (it answers, so it is up).
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -175,7 +176,7 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(string(buf[:n]), "+PONG") {
+	if reply := string(buf[:n]); !strings.HasPrefix(reply, "+PONG") && !strings.HasPrefix(reply, "-NOAUTH") {
 		return fmt.Errorf("unexpected reply %q", buf[:n])
 	}
 	return nil
