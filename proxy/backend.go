@@ -36,7 +36,8 @@ type backend struct {
 	addr   string
 	log    *zap.Logger
 	dialer shardDialer
-	hello  []byte // sent on every new connection (after AUTH), or nil
+	hello  []byte        // sent on every new connection (after AUTH), or nil
+	stall  time.Duration // no reply this long with requests waiting: the connection is dropped; 0 never
 
 	mu    sync.Mutex
 	nc    net.Conn // nil while down
@@ -52,6 +53,8 @@ type backend struct {
 
 	reconnects atomic.Int64
 	requests   atomic.Int64 // requests sent
+	answered   atomic.Int64 // of those, answered or failed
+	stalled    atomic.Bool  // watch dropped the current connection
 	writes     atomic.Int64 // write calls that sent them
 }
 
@@ -83,9 +86,10 @@ func (b *batch) fail(i int32, msg string) {
 
 // newBackend starts a backend; hello, if not nil, is sent on every new
 // connection (HELLO 3 for the RESP3 backends) and its reply checked.
-func newBackend(addr string, dialer shardDialer, hello []byte, log *zap.Logger) *backend {
+func newBackend(addr string, dialer shardDialer, hello []byte, stall time.Duration, log *zap.Logger) *backend {
 	c := &backend{
 		hello:    hello,
+		stall:    stall,
 		addr:     addr,
 		log:      log.With(zap.String("shard", addr)),
 		dialer:   dialer,
@@ -210,6 +214,7 @@ func (c *backend) setDown(err error) {
 	for _, p := range failed {
 		p.b.fail(p.i, msg)
 	}
+	c.answered.Add(int64(len(failed)))
 }
 
 // serve runs the writer on this goroutine and the reader on another until
@@ -217,10 +222,54 @@ func (c *backend) setDown(err error) {
 func (c *backend) serve(nc net.Conn, r *bufio.Reader) error {
 	readErr := make(chan error, 1)
 	go func() { readErr <- c.readLoop(r) }()
+	c.stalled.Store(false)
+	if c.stall > 0 {
+		stop := make(chan struct{})
+		defer close(stop)
+		go c.watch(nc, stop)
+	}
 	err := c.writeLoop(newRawIO(nc), readErr)
 	nc.Close()
 	<-readErr // writeLoop puts back an error it took, so this cannot block for ever
+	return c.stallError(err)
+}
+
+// stallError is err, or why the connection was dropped if watch did it.
+func (c *backend) stallError(err error) error {
+	if c.stalled.Load() {
+		return fmt.Errorf("no reply for %s (--shard-timeout)", c.stall)
+	}
 	return err
+}
+
+// watch closes nc when requests wait and no reply has come for the stall
+// time. A stopped shard, or a host that vanished without closing the
+// connection, would otherwise hold every request on the connection, and
+// every later one queued behind them, until TCP gives up: minutes, not
+// seconds. It looks every half stall and acts on the third look in a row
+// without progress, so a connection is dropped after 1 to 1.5 stall times
+// of silence; the per-command cost is one atomic add in the reader.
+func (c *backend) watch(nc net.Conn, stop <-chan struct{}) {
+	tick := time.NewTicker(c.stall / 2)
+	defer tick.Stop()
+	last, silent := c.answered.Load(), 0
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		now := c.answered.Load()
+		if now != last || now >= c.requests.Load() {
+			last, silent = now, 0
+			continue
+		}
+		if silent++; silent == 3 {
+			c.stalled.Store(true)
+			nc.Close()
+			return
+		}
+	}
 }
 
 func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
@@ -261,10 +310,11 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 	next := 0
 	defer func() {
 		if next < len(taken) {
-			msg := c.downMessage(err)
+			msg := c.downMessage(c.stallError(err))
 			for _, p := range taken[next:] {
 				p.b.fail(p.i, msg)
 			}
+			c.answered.Add(int64(len(taken) - next))
 		}
 	}()
 	for {
@@ -289,6 +339,7 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 		}
 		next++
 		p.b.deliver(p.i, reply)
+		c.answered.Add(1)
 	}
 }
 

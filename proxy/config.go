@@ -39,6 +39,12 @@ type Config struct {
 	BackendConns int
 	// DialTimeout bounds one connection attempt to a shard.
 	DialTimeout time.Duration
+	// ShardTimeout drops a shared shard connection on which requests have
+	// waited this long without any reply (a stopped shard, a vanished host):
+	// they fail with an error naming the shard and the proxy reconnects.
+	// 0 waits for ever. Blocking commands run on connections of their own
+	// and are not affected.
+	ShardTimeout time.Duration
 	// MaxBulkLen is the largest bulk argument a client may send (Redis's
 	// proto-max-bulk-len).
 	MaxBulkLen int64
@@ -61,6 +67,7 @@ func DefaultConfig() Config {
 		MaxClients:      10000,
 		BackendConns:    2,
 		DialTimeout:     2 * time.Second,
+		ShardTimeout:    15 * time.Second, // Redis Cluster's cluster-node-timeout
 		MaxBulkLen:      512 << 20,
 		MaxArgs:         1 << 20,
 		MaxQueryBuffer:  1 << 30,
@@ -81,6 +88,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("proxy: idle timeout must not be negative, got %s", c.IdleTimeout)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("proxy: dial timeout must be positive, got %s", c.DialTimeout)
+	case c.ShardTimeout < 0:
+		return fmt.Errorf("proxy: shard timeout must not be negative, got %s", c.ShardTimeout)
 	case c.MaxBulkLen < 1:
 		return fmt.Errorf("proxy: max bulk length must be positive, got %d", c.MaxBulkLen)
 	case c.MaxArgs < 1:

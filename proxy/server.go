@@ -254,7 +254,7 @@ func (s *Server) newPool(addr string) *pool {
 	p.newConns = func(hello []byte) []*backend {
 		conns := make([]*backend, s.cfg.BackendConns)
 		for i := range conns {
-			conns[i] = newBackend(addr, s.dialer, hello, s.log)
+			conns[i] = newBackend(addr, s.dialer, hello, s.cfg.ShardTimeout, s.log)
 		}
 		return conns
 	}

@@ -48,6 +48,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&f.cfg.IdleTimeout, "timeout", f.cfg.IdleTimeout, "close clients idle this long (0: never)")
 	fs.IntVar(&f.cfg.BackendConns, "backend-conns", f.cfg.BackendConns, "multiplexed connections per shard")
 	fs.DurationVar(&f.cfg.DialTimeout, "dial-timeout", f.cfg.DialTimeout, "timeout of one connection attempt to a shard")
+	fs.DurationVar(&f.cfg.ShardTimeout, "shard-timeout", f.cfg.ShardTimeout, "requests waiting this long on a shard connection with no reply at all fail, and the connection is replaced (0: wait for ever)")
 	fs.Int64Var(&f.cfg.MaxBulkLen, "proto-max-bulk-len", f.cfg.MaxBulkLen, "largest bulk argument a client may send, in bytes")
 	fs.Int64Var(&f.cfg.MaxArgs, "max-args", f.cfg.MaxArgs, "largest argument count of one command")
 	fs.Int64Var(&f.cfg.MaxQueryBuffer, "client-query-buffer-limit", f.cfg.MaxQueryBuffer, "largest single client request, in bytes")

@@ -1,0 +1,84 @@
+package proxy_test
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/proxy"
+)
+
+// A shard that stops answering (SIGSTOP: the process is alive, its
+// connections open) fails the requests routed to it after --shard-timeout
+// with an error naming it, instead of holding them, and every later one on
+// the same connection, until TCP gives up. The other shard keeps serving;
+// when the shard comes back the proxy reconnects, in step. A connection
+// with nothing outstanding is never dropped, however long it is idle.
+func TestIntegrationShardStalled(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	cfg := proxy.DefaultConfig()
+	cfg.ShardTimeout = timeout
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	ctx := t.Context()
+	stuck, other := keyOn(t, c, "stall:", 0), keyOn(t, c, "stall:", 1)
+	cl := c.Client()
+	for _, k := range []string{stuck, other} {
+		if err := cl.Set(ctx, k, "before", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	time.Sleep(4 * timeout) // idle: nothing outstanding, nothing dropped
+	if info := cl.Info(ctx, "proxy").Val(); strings.Count(info, "reconnects=0") != 2 {
+		t.Fatalf("idle connections were dropped:\n%s", info)
+	}
+
+	if err := c.Shards[0].Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			c.Shards[0].Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+
+	got := make(chan error, 1)
+	go func() { got <- cl.Get(ctx, stuck).Err() }()
+	other2 := c.Client()
+	if v, err := other2.Get(ctx, other).Result(); err != nil || v != "before" {
+		t.Errorf("GET on the healthy shard while the other is stopped = %q, %v", v, err)
+	}
+	err := <-got
+	want := "shard " + c.Shards[0].Addr() + " is unavailable: no reply for " + timeout.String()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("GET on the stopped shard = %v, want an error with %q", err, want)
+	}
+
+	resume()
+	var v string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err = cl.Set(ctx, stuck, "after", 0).Err(); err != nil {
+			continue
+		}
+		if v, err = cl.Get(ctx, stuck).Result(); err == nil {
+			break
+		}
+	}
+	if err != nil || v != "after" {
+		t.Fatalf("after SIGCONT: GET = %q, %v, want \"after\"", v, err)
+	}
+	for i := 0; i < 200; i++ { // replies stay matched to their requests
+		want := strings.Repeat("x", i)
+		if err := cl.Set(ctx, stuck, want, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := cl.Get(ctx, stuck).Result(); err != nil || v != want {
+			t.Fatalf("GET after SET %d = %q, %v", i, v, err)
+		}
+	}
+}
