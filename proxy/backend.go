@@ -54,6 +54,7 @@ type backend struct {
 	reconnects atomic.Int64
 	requests   atomic.Int64 // requests sent
 	answered   atomic.Int64 // of those, answered or failed
+	received   atomic.Int64 // bytes read from the shard
 	stalled    atomic.Bool  // watch dropped the current connection
 	writes     atomic.Int64 // write calls that sent them
 }
@@ -160,7 +161,7 @@ func (c *backend) run() {
 	var tried sync.Once
 	defer tried.Do(func() { close(c.firstTry) })
 	for {
-		nc, r, err := c.dialer.dial(c.addr, c.hello)
+		nc, r, err := c.dialer.dial(c.addr, c.hello, &c.received)
 		if err != nil {
 			c.setDown(err)
 			tried.Do(func() { close(c.firstTry) })
@@ -242,25 +243,27 @@ func (c *backend) stallError(err error) error {
 	return err
 }
 
-// watch closes nc when requests wait and no reply has come for the stall
-// time. A stopped shard, or a host that vanished without closing the
-// connection, would otherwise hold every request on the connection, and
+// watch closes nc when requests wait and nothing has come from the shard
+// for the stall time: no reply and no byte (a large reply arriving slowly
+// is progress). A stopped shard, or a host that vanished without closing
+// the connection, would otherwise hold every request on the connection, and
 // every later one queued behind them, until TCP gives up: minutes, not
 // seconds. It looks every half stall and acts on the third look in a row
 // without progress, so a connection is dropped after 1 to 1.5 stall times
-// of silence; the per-command cost is one atomic add in the reader.
+// of silence. The data path pays an atomic add per reply and per read.
 func (c *backend) watch(nc net.Conn, stop <-chan struct{}) {
 	tick := time.NewTicker(c.stall / 2)
 	defer tick.Stop()
-	last, silent := c.answered.Load(), 0
+	progress := func() int64 { return c.answered.Load() + c.received.Load() }
+	last, silent := progress(), 0
 	for {
 		select {
 		case <-stop:
 			return
 		case <-tick.C:
 		}
-		now := c.answered.Load()
-		if now != last || now >= c.requests.Load() {
+		now := progress()
+		if now != last || c.answered.Load() >= c.requests.Load() {
 			last, silent = now, 0
 			continue
 		}
@@ -365,13 +368,18 @@ func newShardDialer(cfg *Config) shardDialer {
 	return d
 }
 
-// dial connects to addr; hello, if not nil, is sent after AUTH.
-func (d shardDialer) dial(addr string, hello []byte) (net.Conn, *bufio.Reader, error) {
+// dial connects to addr; hello, if not nil, is sent after AUTH. With
+// received set, every byte read from the connection is counted there.
+func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (net.Conn, *bufio.Reader, error) {
 	nc, err := net.DialTimeout("tcp", addr, d.timeout)
 	if err != nil {
 		return nil, nil, err
 	}
-	r := bufio.NewReaderSize(newRawIO(nc), 64<<10)
+	var rd io.Reader = newRawIO(nc)
+	if received != nil {
+		rd = countingReader{rd, received}
+	}
+	r := bufio.NewReaderSize(rd, 64<<10)
 	if d.auth == nil && hello == nil {
 		return nc, r, nil
 	}
@@ -399,6 +407,18 @@ func (d shardDialer) dial(addr string, hello []byte) (net.Conn, *bufio.Reader, e
 	}
 	nc.SetDeadline(time.Time{})
 	return nc, r, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // fifo is a growable ring of pending requests.

@@ -64,7 +64,7 @@ func (p *dpool) get() (*dconn, error) {
 		return d, nil
 	}
 	p.mu.Unlock()
-	nc, r, err := p.dialer.dial(p.addr, p.hello)
+	nc, r, err := p.dialer.dial(p.addr, p.hello, nil)
 	if err != nil {
 		return nil, err
 	}

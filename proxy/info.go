@@ -232,7 +232,7 @@ func (s *Server) port() int {
 // probeVersion asks one shard for its version once at start, so HELLO and
 // INFO report it before any INFO has gone through.
 func (s *Server) probeVersion(addr string) {
-	c, r, err := s.dialer.dial(addr, nil)
+	c, r, err := s.dialer.dial(addr, nil, nil)
 	if err != nil {
 		return
 	}
