@@ -1,13 +1,19 @@
 package proxy_test
 
 import (
+	"io"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/router"
 )
 
 // A shard that stops answering (SIGSTOP: the process is alive, its
@@ -81,4 +87,80 @@ func TestIntegrationShardStalled(t *testing.T) {
 			t.Fatalf("GET after SET %d = %q, %v", i, v, err)
 		}
 	}
+}
+
+// A large reply that arrives slowly is progress, not a stall: through a
+// relay that lets the shard's bytes out 32 KiB every 50 ms, a 1 MiB value
+// takes about four times --shard-timeout to arrive, and must.
+func TestIntegrationShardSlowReply(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	shard := redistest.Start(t)
+	value := strings.Repeat("v", 1<<20)
+	if err := shard.Client().Set(t.Context(), "big", value, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := router.ParseShardArgs([]string{slowRelay(t, shard.Addr(), 32<<10, 50*time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := router.NewTable(1, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := proxy.DefaultConfig()
+	cfg.ShardTimeout = timeout
+	addr, stop := serveTable(t, cfg, table, nil)
+	defer stop()
+	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, ReadTimeout: 30 * time.Second})
+	defer cl.Close()
+	start := time.Now()
+	got, err := cl.Get(t.Context(), "big").Result()
+	if err != nil || got != value {
+		t.Fatalf("GET of a slowly arriving 1 MiB value = %d bytes, %v", len(got), err)
+	}
+	if took := time.Since(start); took < 2*timeout {
+		t.Fatalf("the relay let the reply through in %s: the test shows nothing", took)
+	}
+}
+
+// slowRelay forwards connections to addr, letting at most chunk bytes of
+// the server's side through every pause; it returns its address.
+func slowRelay(t *testing.T, addr string, chunk int, pause time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			t.Cleanup(func() { in.Close(); out.Close() })
+			go io.Copy(out, in)
+			go func() {
+				buf := make([]byte, chunk)
+				for {
+					n, err := out.Read(buf)
+					if n > 0 {
+						if _, werr := in.Write(buf[:n]); werr != nil {
+							return
+						}
+						time.Sleep(pause)
+					}
+					if err != nil {
+						in.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
