@@ -23,13 +23,21 @@ var shardInfoCmd = appendCommand(nil, []byte("INFO"), []byte("server"), []byte("
 
 var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "proxy", "keyspace"}
 
+// info asks the shards only for the sections that sum their figures
+// (memory, keyspace): INFO proxy, stats or clients must answer at once even
+// while a shard is stopped, which is when an operator reads them.
 func info(s *session, r *route, _ *command.Info, c request) {
-	s.fanout(r, c.Args, shardInfoCmd, infoMerge)
+	if want := infoWants(c.Args); want["memory"] || want["keyspace"] {
+		s.fanout(r, c.Args, shardInfoCmd, infoMerge)
+		return
+	}
+	s.calls = append(s.calls, call{first: s.nslots, merge: infoMerge, args: c.Args})
 }
 
-func infoMerge(s *session, c *call, out []byte) []byte {
+// infoWants returns the sections INFO's arguments ask for.
+func infoWants(args [][]byte) map[string]bool {
 	want := map[string]bool{}
-	for _, a := range c.args[1:] {
+	for _, a := range args[1:] {
 		sec := strings.ToLower(string(a))
 		switch sec {
 		case "all", "everything", "default":
@@ -40,11 +48,16 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			want[sec] = true
 		}
 	}
-	if len(c.args) == 1 {
+	if len(args) == 1 {
 		for _, n := range infoSections {
 			want[n] = true
 		}
 	}
+	return want
+}
+
+func infoMerge(s *session, c *call, out []byte) []byte {
+	want := infoWants(c.args)
 	shards := make([]map[string]string, c.n)
 	keyspace := map[string][3]int64{} // db -> keys, expires, avg_ttl*keys
 	for i, r := range s.results(c) {
@@ -77,8 +90,10 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			}
 		}
 	}
-	if v := shards[0]["redis_version"]; v != "" {
-		s.srv.version.Store(&v)
+	if c.n > 0 {
+		if v := shards[0]["redis_version"]; v != "" {
+			s.srv.version.Store(&v)
+		}
 	}
 	var b strings.Builder
 	section := func(name string) bool {
@@ -169,14 +184,16 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			if !p.up() {
 				status = "down"
 			}
-			var reconnects, requests, writes int64
+			var reconnects, requests, pending, writes int64
 			for _, bc := range p.conns {
 				reconnects += bc.reconnects.Load()
-				requests += bc.requests.Load()
+				n := bc.requests.Load()
+				requests += n
+				pending += max(0, n-bc.answered.Load())
 				writes += bc.writes.Load()
 			}
-			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s,status=%s,slots=%s,reconnects=%d,requests=%d,writes=%d",
-				p.addr, status, rangesText(shards[i]), reconnects, requests, writes))
+			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s,status=%s,slots=%s,reconnects=%d,requests=%d,pending=%d,writes=%d",
+				p.addr, status, rangesText(shards[i]), reconnects, requests, pending, writes))
 		}
 	}
 	if section("keyspace") {

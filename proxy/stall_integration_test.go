@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"io"
 	"net"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,8 +39,16 @@ func TestIntegrationShardStalled(t *testing.T) {
 	}
 
 	time.Sleep(4 * timeout) // idle: nothing outstanding, nothing dropped
-	if info := cl.Info(ctx, "proxy").Val(); strings.Count(info, "reconnects=0") != 2 {
+	info := cl.Info(ctx, "proxy").Val()
+	if strings.Count(info, "reconnects=0") != 2 {
 		t.Fatalf("idle connections were dropped:\n%s", info)
+	}
+	// INFO proxy asks no shard, so it answers even while one is stopped,
+	// when an operator needs it: the shards' request counts do not move
+	shardLines := regexp.MustCompile(`(?m)^shard\d+:.*$`)
+	before := shardLines.FindAllString(info, -1)
+	if after := shardLines.FindAllString(cl.Info(ctx, "proxy").Val(), -1); len(before) != 2 || !slices.Equal(before, after) {
+		t.Errorf("INFO proxy sent requests to the shards:\n%q\nthen\n%q", before, after)
 	}
 
 	if err := c.Shards[0].Signal(syscall.SIGSTOP); err != nil {
@@ -59,7 +69,18 @@ func TestIntegrationShardStalled(t *testing.T) {
 	if v, err := other2.Get(ctx, other).Result(); err != nil || v != "before" {
 		t.Errorf("GET on the healthy shard while the other is stopped = %q, %v", v, err)
 	}
-	err := <-got
+	// INFO shows the request pending on the stopped shard
+	pendingOn0 := regexp.MustCompile(`shard0:addr=` + regexp.QuoteMeta(c.Shards[0].Addr()) + `,[^\r\n]*,pending=[1-9]`)
+	var err error
+	for seen := false; !seen; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err = <-got:
+			t.Fatalf("the GET ended (%v) before INFO proxy showed it pending:\n%s", err, other2.Info(ctx, "proxy").Val())
+		default:
+		}
+		seen = pendingOn0.MatchString(other2.Info(ctx, "proxy").Val())
+	}
+	err = <-got
 	want := "shard " + c.Shards[0].Addr() + " is unavailable: no reply for " + timeout.String()
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("GET on the stopped shard = %v, want an error with %q", err, want)
