@@ -19,9 +19,10 @@ import (
 // can see but the epoch.
 //
 // The reply shapes are Redis 7.0's, checked against a cluster-enabled
-// redis-server by the integration tests. Replies are RESP2 (sessions speak
-// RESP2); CLUSTER SHARDS and the node metadata of CLUSTER SLOTS become maps
-// when sessions learn RESP3.
+// redis-server by the integration tests. Replies keep RESP2's shapes for
+// RESP3 sessions too, where Redis would send CLUSTER SHARDS as maps;
+// go-redis ClusterClients in RESP3 work with them across a live reshard
+// (TestIntegrationReshardClusterClient).
 //
 // Subcommands that change a Redis Cluster's topology (MEET, ADDSLOTS,
 // FAILOVER, RESET, ...) are refused: the proxy's topology is its routing
