@@ -31,7 +31,7 @@ func info(s *session, r *route, _ *command.Info, c request) {
 		s.fanout(r, c.Args, shardInfoCmd, infoMerge)
 		return
 	}
-	s.calls = append(s.calls, call{first: s.nslots, merge: infoMerge, args: c.Args})
+	s.local(infoMerge(s, &call{args: c.Args}, nil))
 }
 
 // infoWants returns the sections INFO's arguments ask for.
