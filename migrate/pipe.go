@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // pipe is one pipelined connection to a target. The restore's producer
@@ -115,12 +117,12 @@ func dialPipe(ctx context.Context, cfg *RestoreConfig, addr string, job *jobStat
 	// that tells an operator looking at CLIENT LIST what the connection is.
 	var hs []byte
 	n := 1
-	if cfg.Password != "" {
-		if cfg.Username != "" {
-			hs = appendCommand(hs, "AUTH", cfg.Username, cfg.Password)
-		} else {
-			hs = appendCommand(hs, "AUTH", cfg.Password)
+	if args := resp.AuthArgs(cfg.Username, cfg.Password); args != nil {
+		auth := make([]any, len(args))
+		for i, a := range args {
+			auth[i] = a
 		}
+		hs = appendCommand(hs, auth...)
 		n++
 	}
 	hs = appendCommand(hs, "CLIENT", "SETNAME", "reshard-restore")

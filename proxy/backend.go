@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // A backend is one long-lived, multiplexed connection to a shard. Many client
@@ -358,12 +360,12 @@ type shardDialer struct {
 
 func newShardDialer(cfg *Config) shardDialer {
 	d := shardDialer{timeout: cfg.DialTimeout}
-	switch {
-	case cfg.ShardPassword == "":
-	case cfg.ShardUsername == "":
-		d.auth = appendCommand(nil, []byte("AUTH"), []byte(cfg.ShardPassword))
-	default:
-		d.auth = appendCommand(nil, []byte("AUTH"), []byte(cfg.ShardUsername), []byte(cfg.ShardPassword))
+	if args := resp.AuthArgs(cfg.ShardUsername, cfg.ShardPassword); args != nil {
+		raw := make([][]byte, len(args))
+		for i, a := range args {
+			raw[i] = []byte(a)
+		}
+		d.auth = appendCommand(nil, raw...)
 	}
 	return d
 }

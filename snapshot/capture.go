@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // CaptureConfig describes the capture of one shard. DefaultCaptureConfig is
@@ -200,12 +202,8 @@ func createExclusive(path string) (*os.File, error) {
 // does (old servers lack some subcommands), except those that say the
 // connection may not replicate at all.
 func (s *Stream) handshake() error {
-	if s.cfg.Password != "" {
-		args := []string{"AUTH"}
-		if s.cfg.Username != "" {
-			args = append(args, s.cfg.Username)
-		}
-		reply, err := s.roundTrip(append(args, s.cfg.Password)...)
+	if args := resp.AuthArgs(s.cfg.Username, s.cfg.Password); args != nil {
+		reply, err := s.roundTrip(args...)
 		if err != nil {
 			return err
 		}

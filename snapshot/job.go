@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/router"
 )
 
@@ -699,22 +700,28 @@ func (j *Job) dialShard(ctx context.Context, addr string) (*shardConn, error) {
 	return c, nil
 }
 
+// authenticate sends AUTH when there is a password and checks the reply.
+func authenticate(w io.Writer, r *bufio.Reader, username, password string) error {
+	args := resp.AuthArgs(username, password)
+	if args == nil {
+		return nil
+	}
+	if _, err := w.Write(formatCommand(args...)); err != nil {
+		return err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+") {
+		return fmt.Errorf("AUTH answered %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
 func (c *shardConn) setup(username, password string) error {
-	if password != "" {
-		args := []string{"AUTH"}
-		if username != "" {
-			args = append(args, username)
-		}
-		if _, err := c.conn.Write(formatCommand(append(args, password)...)); err != nil {
-			return err
-		}
-		line, err := c.r.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if !strings.HasPrefix(line, "+") {
-			return fmt.Errorf("AUTH answered %q", strings.TrimSpace(line))
-		}
+	if err := authenticate(c.conn, c.r, username, password); err != nil {
+		return err
 	}
 	body, err := infoSection(c.conn, c.r, "server")
 	if err != nil {

@@ -108,21 +108,8 @@ func probe(ctx context.Context, cfg CaptureConfig) (replInfo, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	r := bufio.NewReader(conn)
-	if cfg.Password != "" {
-		args := []string{"AUTH"}
-		if cfg.Username != "" {
-			args = append(args, cfg.Username)
-		}
-		if _, err := conn.Write(formatCommand(append(args, cfg.Password)...)); err != nil {
-			return replInfo{}, err
-		}
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return replInfo{}, err
-		}
-		if !strings.HasPrefix(line, "+") {
-			return replInfo{}, fmt.Errorf("AUTH answered %q", strings.TrimSpace(line))
-		}
+	if err := authenticate(conn, r, cfg.Username, cfg.Password); err != nil {
+		return replInfo{}, err
 	}
 	var text strings.Builder
 	for _, section := range []string{"replication", "persistence"} {
