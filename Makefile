@@ -17,11 +17,13 @@ build:
 run: build
 	./$(BIN) proxy --listen $(LISTEN) --state-dir $(STATE_DIR)
 
-# The whole suite. REQUIRE_REDIS=1 turns a missing redis-server into a failure
-# instead of a skip, so integration tests always run here and in CI.
+# The whole suite, under the race detector (the proxy is many goroutines
+# sharing sessions, backends and tables; -race costs about half a minute
+# here). REQUIRE_REDIS=1 turns a missing redis-server into a failure instead
+# of a skip, so integration tests always run here and in CI.
 test:
 	$(GO) vet ./...
-	REQUIRE_REDIS=1 $(GO) test -count=1 -timeout 20m ./...
+	REQUIRE_REDIS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 # Unit tests only (integration tests skip without redis-server).
 test-short:

@@ -31,6 +31,8 @@ func (srv *Server) unregister(s *session) { srv.sessions.Delete(s.id) }
 
 // describe renders one CLIENT LIST line for s.
 func (s *session) describe(now time.Time) string {
+	s.shown.Lock()
+	defer s.shown.Unlock()
 	flags := "N"
 	switch {
 	case s.detached:

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,4 +67,46 @@ func TestIntegrationClientCommands(t *testing.T) {
 			t.Errorf("killed client still listed: %s", list)
 		}
 	})
+}
+
+// TestIntegrationClientListWhileSessionsChange lists and kills clients while
+// other sessions change what CLIENT LIST shows of them (name, protocol,
+// transaction, pub/sub). (HELLO 2 keeps the replies RESP2, which is all
+// this test's reader reads; it still writes the protocol field.) Run under -race it shows whether CLIENT LIST reads
+// another session's state safely.
+func TestIntegrationClientListWhileSessionsChange(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	lister := dialRaw(t, c.Addr)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 3 {
+		rc := dialRaw(t, c.Addr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rc.write(encode("CLIENT", "SETNAME", strings.Repeat("n", 1+i%5)) + encode("MULTI") +
+					encode("SET", "k", "v") + encode("EXEC") + encode("HELLO", "2"))
+				for range 5 {
+					rc.read()
+				}
+			}
+		}()
+	}
+	sub := dialRaw(t, c.Addr)
+	sub.send("SUBSCRIBE", "ch")
+	sub.read()
+	for range 300 {
+		if list := lister.do("CLIENT", "LIST"); !strings.Contains(list, "flags=P") {
+			t.Errorf("CLIENT LIST shows no pub/sub client: %s", list)
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
 }

@@ -152,7 +152,9 @@ func hello(s *session, _ *route, _ *command.Info, c request) {
 				}
 				i += 2
 			case equalFold(args[i], "setname") && i+1 < len(args):
+				s.shown.Lock()
 				s.name = string(args[i+1])
+				s.shown.Unlock()
 				i++
 			default:
 				s.errorReply("ERR Syntax error in HELLO option '" + clip(args[i]) + "'")
@@ -164,7 +166,9 @@ func hello(s *session, _ *route, _ *command.Info, c request) {
 		s.errorReply("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 		return
 	}
-	s.proto = proto
+	// The commands planned before HELLO go to backends of the protocol they
+	// were sent in; those after it, of the new one.
+	s.syncNext = func(*route) []byte { s.setProto(proto); return nil }
 	var b []byte
 	if proto == 3 {
 		b = append(b, "%7\r\n"...)
@@ -188,6 +192,14 @@ func hello(s *session, _ *route, _ *command.Info, c request) {
 	s.local(b)
 }
 
+// setProto switches the protocol of the session's replies, and so the
+// backend connections its commands go to.
+func (s *session) setProto(proto int) {
+	s.shown.Lock()
+	s.proto = proto
+	s.shown.Unlock()
+}
+
 func clientSetName(s *session, _ *route, _ *command.Info, c request) {
 	for _, ch := range c.Args[2] {
 		if ch < '!' || ch > '~' {
@@ -195,7 +207,9 @@ func clientSetName(s *session, _ *route, _ *command.Info, c request) {
 			return
 		}
 	}
+	s.shown.Lock()
 	s.name = string(c.Args[2])
+	s.shown.Unlock()
 	s.local(appendStatus(nil, "OK"))
 }
 

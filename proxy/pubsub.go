@@ -193,7 +193,9 @@ const homeConn = -1
 // detach hands the client connection to a pub/sub loop that starts with cmd
 // and then the rest of the pipeline.
 func (s *session) detach(cmd request, rest []request) {
+	s.shown.Lock()
 	s.detached = true
+	s.shown.Unlock()
 	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}}
 	p.out.share()
 	if err := p.out.Flush(); err != nil {

@@ -118,6 +118,44 @@ func TestIntegrationRESP3(t *testing.T) {
 		}
 	})
 
+	// As in Redis: the commands before HELLO 3 in a pipeline are answered in
+	// RESP2, those after it in RESP3; RESET goes back to RESP2 and turns
+	// replies back on.
+	t.Run("hello and reset inside a pipeline", func(t *testing.T) {
+		rc := dialRaw(t, c.Addr)
+		rc.write(encode("GET", "nope") + encode("HELLO", "3") + encode("GET", "nope") +
+			encode("CLIENT", "REPLY", "OFF") + encode("GET", "nope") + encode("RESET") +
+			encode("GET", "nope") + encode("CLIENT", "INFO"))
+		rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line := func() string {
+			l, err := rc.br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		}
+		if got := line(); got != "$-1\r\n" {
+			t.Fatalf("GET before HELLO 3 = %q, want RESP2's null", got)
+		}
+		if got := line(); got != "%7\r\n" {
+			t.Fatalf("HELLO 3 starts with %q, want a 7-entry map", got)
+		}
+		for range 14 {
+			if _, err := readRESP3Item(rc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, want := range []string{"_\r\n", "+RESET\r\n", "$-1\r\n"} {
+			if got := line(); got != want {
+				t.Fatalf("reply = %q, want %q", got, want)
+			}
+		}
+		line() // CLIENT INFO's length
+		if info := line(); !strings.Contains(info, "resp=2") {
+			t.Errorf("CLIENT INFO after RESET = %q, want resp=2", info)
+		}
+	})
+
 	t.Run("client list shows resp", func(t *testing.T) {
 		if list := p.ClientList(ctx).Val(); !strings.Contains(list, "resp=3") {
 			t.Errorf("CLIENT LIST = %s", list)

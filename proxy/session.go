@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,12 @@ type session struct {
 
 	lookups    [4]cachedLookup // the last commands looked up (lookup)
 	nextLookup int
+
+	// shown guards what CLIENT LIST and CLIENT INFO show of this session
+	// (name, proto, admin, tx.active, tx.n, detached), which other sessions'
+	// goroutines read: the session writes those fields only while holding
+	// it, and reads them without it.
+	shown sync.Mutex
 
 	// connection state (stateful.go)
 	proto         int // 2 or 3 (HELLO)

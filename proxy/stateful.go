@@ -85,7 +85,9 @@ func (s *session) inTransaction(info *command.Info, cmd request) bool {
 		return true
 	}
 	s.tx.raw = append(s.tx.raw, cmd.Raw...)
+	s.shown.Lock()
 	s.tx.n++
+	s.shown.Unlock()
 	s.local(appendStatus(nil, "QUEUED"))
 	return true
 }
@@ -106,7 +108,9 @@ func multi(s *session, _ *route, _ *command.Info, _ request) {
 		s.errorReply("ERR MULTI calls can not be nested")
 		return
 	}
+	s.shown.Lock()
 	s.tx = txState{active: true, raw: s.tx.raw[:0]}
+	s.shown.Unlock()
 	s.local(appendStatus(nil, "OK"))
 }
 
@@ -164,7 +168,9 @@ func discard(s *session, _ *route, _ *command.Info, _ request) {
 }
 
 func (s *session) endTransaction() {
+	s.shown.Lock()
 	s.tx = txState{raw: s.tx.raw[:0]}
+	s.shown.Unlock()
 	if s.watchConn == nil {
 		s.txSlot = noSlot
 	}
@@ -254,13 +260,18 @@ func (s *session) release() {
 	}
 }
 
+// reset answers RESET as Redis does: out of any transaction and WATCH,
+// replies on, RESP2, no name, and not authenticated where a password is set.
 func reset(s *session, _ *route, _ *command.Info, _ request) {
+	s.shown.Lock()
 	s.tx = txState{}
 	s.name = ""
 	s.authed = s.srv.cfg.RequirePass == ""
 	s.admin = s.authed && s.srv.cfg.AdminPassword == ""
+	s.shown.Unlock()
+	s.replyMode, s.replyTurnsOn = replyOn, true
 	s.local(appendStatus(nil, "RESET"))
-	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+	s.syncNext = func(r *route) []byte { s.dropWatch(r); s.setProto(2); return nil }
 }
 
 // blocking runs a blocking command (BLPOP, BLMOVE, XREAD BLOCK, ...) on a
@@ -432,12 +443,16 @@ func (s *session) authenticate(user, pass []byte) string {
 		if cfg.RequirePass != "" && !secretEqual(pass, cfg.RequirePass) {
 			return wrongPass
 		}
+		s.shown.Lock()
 		s.authed, s.admin = true, cfg.AdminPassword == ""
+		s.shown.Unlock()
 	case equalFold(user, "admin") && cfg.AdminPassword != "":
 		if !secretEqual(pass, cfg.AdminPassword) {
 			return wrongPass
 		}
+		s.shown.Lock()
 		s.authed, s.admin = true, true
+		s.shown.Unlock()
 	default:
 		return wrongPass
 	}
