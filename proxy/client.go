@@ -32,22 +32,17 @@ func (srv *Server) unregister(s *session) { srv.sessions.Delete(s.id) }
 // describe renders one CLIENT LIST line for s.
 func (s *session) describe(now time.Time) string {
 	s.shown.Lock()
-	defer s.shown.Unlock()
-	flags := "N"
+	flags, multi, name, proto := "N", -1, s.name, s.proto
 	switch {
 	case s.detached:
 		flags = "P"
 	case s.tx.active:
 		flags = "x"
 	}
-	multi := -1
 	if s.tx.active {
 		multi = s.tx.n
 	}
-	user := "default"
-	if s.admin && s.srv.cfg.AdminPassword != "" {
-		user = "admin"
-	}
+	s.shown.Unlock()
 	laddr := ""
 	if nc := s.conn.NetConn(); nc != nil {
 		laddr = nc.LocalAddr().String()
@@ -56,44 +51,85 @@ func (s *session) describe(now time.Time) string {
 	b.WriteString("id=" + strconv.FormatUint(s.id, 10))
 	b.WriteString(" addr=" + s.conn.RemoteAddr())
 	b.WriteString(" laddr=" + laddr)
-	b.WriteString(" name=" + s.name)
+	b.WriteString(" name=" + name)
 	b.WriteString(" age=" + strconv.FormatInt(int64(now.Sub(s.created).Seconds()), 10))
 	b.WriteString(" idle=" + strconv.FormatInt(int64(now.Sub(time.Unix(0, s.lastCmd.Load())).Seconds()), 10))
 	b.WriteString(" flags=" + flags)
 	b.WriteString(" db=0")
 	b.WriteString(" multi=" + strconv.Itoa(multi))
-	b.WriteString(" user=" + user)
-	b.WriteString(" resp=" + strconv.Itoa(s.proto))
+	b.WriteString(" user=" + s.user())
+	b.WriteString(" resp=" + strconv.Itoa(proto))
 	return b.String()
 }
 
+// user is the user name CLIENT LIST shows: admin for a session that
+// authenticated with the admin password, else default.
+func (s *session) user() string {
+	s.shown.Lock()
+	defer s.shown.Unlock()
+	if s.admin && s.srv.cfg.AdminPassword != "" {
+		return "admin"
+	}
+	return "default"
+}
+
+// clientType is the type CLIENT LIST and KILL filter on: pubsub once the
+// connection belongs to a pub/sub loop, else normal. (No proxy client is a
+// replica or a master.)
+func (s *session) clientType() string {
+	s.shown.Lock()
+	defer s.shown.Unlock()
+	if s.detached {
+		return "pubsub"
+	}
+	return "normal"
+}
+
+// parseClientType reads the argument of a TYPE filter as Redis does
+// (replica and slave are one type); the message is the error for a type
+// Redis does not know.
+func parseClientType(arg []byte) (typ, msg string) {
+	switch t := strings.ToLower(string(arg)); t {
+	case "normal", "pubsub", "master":
+		return t, ""
+	case "replica", "slave":
+		return "replica", ""
+	}
+	return "", "ERR Unknown client type '" + clip(arg) + "'"
+}
+
+// clientList answers CLIENT LIST [TYPE type | ID id ...].
 func clientList(s *session, _ *route, _ *command.Info, c request) {
-	want := map[uint64]bool{}
-	if len(c.Args) > 2 {
-		if !equalFold(c.Args[2], "id") || len(c.Args) < 4 {
-			if equalFold(c.Args[2], "type") && len(c.Args) == 4 {
-				// every proxy client is a normal (or pubsub) client
-			} else {
-				s.errorReply("ERR syntax error")
+	match := func(*session) bool { return true }
+	switch {
+	case len(c.Args) == 2:
+	case len(c.Args) == 4 && equalFold(c.Args[2], "type"):
+		typ, msg := parseClientType(c.Args[3])
+		if msg != "" {
+			s.errorReply(msg)
+			return
+		}
+		match = func(o *session) bool { return o.clientType() == typ }
+	case len(c.Args) >= 4 && equalFold(c.Args[2], "id"):
+		want := map[uint64]bool{}
+		for _, a := range c.Args[3:] {
+			id, err := strconv.ParseUint(string(a), 10, 64)
+			if err != nil {
+				s.errorReply("ERR Invalid client ID")
 				return
 			}
+			want[id] = true
 		}
-		if equalFold(c.Args[2], "id") {
-			for _, a := range c.Args[3:] {
-				id, err := strconv.ParseUint(string(a), 10, 64)
-				if err != nil {
-					s.errorReply("ERR Invalid client ID")
-					return
-				}
-				want[id] = true
-			}
-		}
+		match = func(o *session) bool { return want[o.id] }
+	default:
+		s.errorReply("ERR syntax error")
+		return
 	}
 	now := time.Now()
 	var b strings.Builder
 	s.srv.sessions.Range(func(_, v any) bool {
 		o := v.(*session)
-		if len(want) == 0 || want[o.id] {
+		if match(o) {
 			b.WriteString(o.describe(now))
 			b.WriteByte('\n')
 		}
@@ -107,7 +143,7 @@ func clientInfo(s *session, _ *route, _ *command.Info, _ request) {
 }
 
 // clientKill closes proxy clients: CLIENT KILL addr, or the filter form
-// (ID, ADDR, LADDR, USER, SKIPME).
+// (ID, ADDR, LADDR, USER, TYPE, SKIPME).
 func clientKill(s *session, _ *route, _ *command.Info, c request) {
 	args := c.Args[2:]
 	if len(args) == 1 { // old form: CLIENT KILL ip:port
@@ -143,9 +179,18 @@ func clientKill(s *session, _ *route, _ *command.Info, c request) {
 				return nc != nil && nc.LocalAddr().String() == val
 			})
 		case equalFold(args[i], "user"):
-			tests = append(tests, func(o *session) bool {
-				return (val == "admin") == (o.admin && o.srv.cfg.AdminPassword != "")
-			})
+			if val != "default" && (val != "admin" || s.srv.cfg.AdminPassword == "") {
+				s.errorReply("ERR No such user '" + clip(args[i+1]) + "'")
+				return
+			}
+			tests = append(tests, func(o *session) bool { return o.user() == val })
+		case equalFold(args[i], "type"):
+			typ, msg := parseClientType(args[i+1])
+			if msg != "" {
+				s.errorReply(msg)
+				return
+			}
+			tests = append(tests, func(o *session) bool { return o.clientType() == typ })
 		case equalFold(args[i], "skipme"):
 			switch {
 			case equalFold(args[i+1], "yes"):

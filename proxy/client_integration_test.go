@@ -66,14 +66,51 @@ func TestIntegrationClientCommands(t *testing.T) {
 		if list := a.do("CLIENT", "LIST"); strings.Contains(list, "name=beta") {
 			t.Errorf("killed client still listed: %s", list)
 		}
+		if got := a.do("CLIENT", "KILL", "USER", "bob"); got != "-ERR No such user 'bob'" {
+			t.Errorf("CLIENT KILL USER bob = %s", got)
+		}
+	})
+
+	t.Run("type filter", func(t *testing.T) {
+		sub := dialRaw(t, c.Addr)
+		sub.do("CLIENT", "SETNAME", "listener")
+		sub.send("SUBSCRIBE", "news")
+		sub.read()
+		only := func(list string, want, notWant string) {
+			t.Helper()
+			if !strings.Contains(list, want) || strings.Contains(list, notWant) {
+				t.Errorf("list has %q: %v, has %q: %v:\n%s", want, strings.Contains(list, want), notWant, strings.Contains(list, notWant), list)
+			}
+		}
+		only(a.do("CLIENT", "LIST", "TYPE", "pubsub"), "name=listener", "name=alpha")
+		only(a.do("CLIENT", "LIST", "TYPE", "normal"), "name=alpha", "name=listener")
+		if got := a.do("CLIENT", "LIST", "TYPE", "replica"); got != `""` {
+			t.Errorf("CLIENT LIST TYPE replica = %s, want empty", got)
+		}
+		for _, cmd := range [][]string{{"CLIENT", "LIST", "TYPE", "bogus"}, {"CLIENT", "KILL", "TYPE", "bogus"}} {
+			if got := a.do(cmd...); got != "-ERR Unknown client type 'bogus'" {
+				t.Errorf("%q = %s", cmd, got)
+			}
+		}
+		if got := a.do("CLIENT", "KILL", "TYPE", "master"); got != ":0" {
+			t.Errorf("CLIENT KILL TYPE master = %s", got)
+		}
+		if got := a.do("CLIENT", "KILL", "TYPE", "pubsub"); got != ":1" {
+			t.Errorf("CLIENT KILL TYPE pubsub = %s", got)
+		}
+		sub.expectClosed(2 * time.Second)
+		if got := a.do("PING"); got != "+PONG" {
+			t.Errorf("normal client after CLIENT KILL TYPE pubsub = %s", got)
+		}
 	})
 }
 
-// TestIntegrationClientListWhileSessionsChange lists and kills clients while
-// other sessions change what CLIENT LIST shows of them (name, protocol,
-// transaction, pub/sub). (HELLO 2 keeps the replies RESP2, which is all
-// this test's reader reads; it still writes the protocol field.) Run under -race it shows whether CLIENT LIST reads
-// another session's state safely.
+// TestIntegrationClientListWhileSessionsChange lists clients, and filters
+// them as CLIENT KILL does, while other sessions change what CLIENT LIST
+// shows of them (name, protocol, transaction, pub/sub). Under -race (as
+// make test runs it) it shows whether one session reads another's state
+// safely. HELLO 2 keeps the replies RESP2, which is all this test's reader
+// reads; it still writes the protocol field.
 func TestIntegrationClientListWhileSessionsChange(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 2})
 	lister := dialRaw(t, c.Addr)
@@ -104,6 +141,10 @@ func TestIntegrationClientListWhileSessionsChange(t *testing.T) {
 	for range 300 {
 		if list := lister.do("CLIENT", "LIST"); !strings.Contains(list, "flags=P") {
 			t.Errorf("CLIENT LIST shows no pub/sub client: %s", list)
+			break
+		}
+		if got := lister.do("CLIENT", "KILL", "USER", "default", "TYPE", "normal", "ID", "999999"); got != ":0" {
+			t.Errorf("CLIENT KILL of no one = %s", got)
 			break
 		}
 	}
