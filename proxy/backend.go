@@ -162,9 +162,14 @@ func (c *backend) run() {
 	backoff := 50 * time.Millisecond
 	var tried sync.Once
 	defer tried.Do(func() { close(c.firstTry) })
+	logged := "" // the last dial error logged: each new one is logged once, not each retry
 	for {
 		nc, r, err := c.dialer.dial(c.addr, c.hello, &c.received)
 		if err != nil {
+			if err.Error() != logged {
+				logged = err.Error()
+				c.log.Warn("shard unreachable, retrying", zap.Error(err))
+			}
 			c.setDown(err)
 			tried.Do(func() { close(c.firstTry) })
 			select {
@@ -176,7 +181,7 @@ func (c *backend) run() {
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		backoff, logged = 50*time.Millisecond, ""
 		c.mu.Lock()
 		select {
 		case <-c.stop:
@@ -351,8 +356,10 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 // shardDialer opens connections to shards. A new connection first sends AUTH
 // when the shards need a password (Config.ShardPassword), then HELLO 3 for
 // a RESP3 session's connection, in one write, and checks each reply before
-// the connection is used. Errors name the command refused, never its
-// arguments.
+// the connection is used. Without either it sends PING, so that a shard
+// that wants a password the proxy was not given is reported as such, down,
+// instead of answering every client command with its own NOAUTH. Errors
+// name the command refused, never its arguments.
 type shardDialer struct {
 	timeout time.Duration
 	auth    []byte // AUTH [username] password, encoded; nil without a password
@@ -370,6 +377,8 @@ func newShardDialer(cfg *Config) shardDialer {
 	return d
 }
 
+var pingCommand = appendCommand(nil, []byte("PING"))
+
 // dial connects to addr; hello, if not nil, is sent after AUTH. With
 // received set, every byte read from the connection is counted there.
 func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (net.Conn, *bufio.Reader, error) {
@@ -382,11 +391,12 @@ func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (ne
 		rd = countingReader{rd, received}
 	}
 	r := bufio.NewReaderSize(rd, 64<<10)
-	if d.auth == nil && hello == nil {
-		return nc, r, nil
-	}
+	ping := d.auth == nil && hello == nil
 	nc.SetDeadline(time.Now().Add(d.timeout))
 	setup := append(append([]byte(nil), d.auth...), hello...)
+	if ping {
+		setup = append(setup, pingCommand...)
+	}
 	if _, err := nc.Write(setup); err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -394,12 +404,16 @@ func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (ne
 	for _, step := range [...]struct {
 		name string
 		sent bool
-	}{{"AUTH", d.auth != nil}, {"HELLO", hello != nil}} {
+	}{{"AUTH", d.auth != nil}, {"HELLO", hello != nil}, {"PING", ping}} {
 		if !step.sent {
 			continue
 		}
 		reply, err := readReply(r, nil)
-		if err == nil && isError(reply) {
+		switch {
+		case err != nil:
+		case bytes.HasPrefix(reply, []byte("-NOAUTH")):
+			err = fmt.Errorf("%s needs a password (--shard-password): %s", addr, bytes.TrimSpace(reply[1:]))
+		case isError(reply):
 			err = fmt.Errorf("%s refused %s: %s", addr, step.name, bytes.TrimSpace(reply[1:]))
 		}
 		if err != nil {

@@ -167,7 +167,7 @@ func TestIntegrationShardPasswordWrong(t *testing.T) {
 		name, password, want string
 	}{
 		{"wrong", shardPassword + "-not", "refused AUTH: WRONGPASS"},
-		{"missing", "", "NOAUTH"},
+		{"missing", "", "needs a password (--shard-password): NOAUTH"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			core, logs := observer.New(zap.DebugLevel)
@@ -181,10 +181,13 @@ func TestIntegrationShardPasswordWrong(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("GET = %v, want an error with %q", err, tc.want)
 			}
-			if tc.password != "" && !strings.Contains(err.Error(), "shard 127.0.0.1:") {
+			if !strings.Contains(err.Error(), "shard 127.0.0.1:") {
 				t.Errorf("error %q does not name the shard", err)
 			}
 			noSecret(t, logs, err.Error())
+			if logs.FilterMessage("shard unreachable, retrying").Len() == 0 {
+				t.Errorf("no log entry says the shard cannot be used")
+			}
 			if tc.password == "" {
 				return
 			}
