@@ -20,6 +20,7 @@ func init() {
 		"client|no-evict": clientNoEvict,
 		"client|getredir": func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, -1)) },
 		"client|help":     clientHelp,
+		"acl|whoami":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendBulkString(nil, s.user())) },
 	} {
 		handlers[name] = h
 	}
@@ -135,11 +136,11 @@ func clientList(s *session, _ *route, _ *command.Info, c request) {
 		}
 		return true
 	})
-	s.local(appendBulkString(nil, b.String()))
+	s.local(appendVerbatim(nil, b.String(), s.proto))
 }
 
 func clientInfo(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendBulkString(nil, s.describe(time.Now())+"\n"))
+	s.local(appendVerbatim(nil, s.describe(time.Now())+"\n", s.proto))
 }
 
 // clientKill closes proxy clients: CLIENT KILL addr, or the filter form

@@ -22,6 +22,9 @@ func TestIntegrationClientCommands(t *testing.T) {
 			t.Errorf("CLIENT LIST lacks %q: %s", want, list)
 		}
 	}
+	if got := a.do("ACL", "WHOAMI"); got != `"default"` {
+		t.Errorf("ACL WHOAMI = %s", got)
+	}
 	if info := a.do("CLIENT", "INFO"); !strings.Contains(info, "name=alpha") || strings.Contains(info, "name=beta") {
 		t.Errorf("CLIENT INFO = %s", info)
 	}

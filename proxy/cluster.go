@@ -18,11 +18,9 @@ import (
 // own table behind that one node, so a table swap changes nothing a client
 // can see but the epoch.
 //
-// The reply shapes are Redis 7.0's, checked against a cluster-enabled
-// redis-server by the integration tests. Replies keep RESP2's shapes for
-// RESP3 sessions too, where Redis would send CLUSTER SHARDS as maps;
-// go-redis ClusterClients in RESP3 work with them across a live reshard
-// (TestIntegrationReshardClusterClient).
+// The reply shapes are Redis 7.0's in RESP2 and RESP3 (maps, verbatim
+// strings), checked against a cluster-enabled redis-server by the
+// integration tests.
 //
 // Subcommands that change a Redis Cluster's topology (MEET, ADDSLOTS,
 // FAILOVER, RESET, ...) are refused: the proxy's topology is its routing
@@ -126,7 +124,7 @@ func clusterNodeID(addr string) string {
 
 func clusterInfo(s *session, r *route, _ *command.Info, _ request) {
 	epoch := strconv.FormatUint(r.table.Epoch(), 10)
-	s.local(appendBulkString(nil, "cluster_state:ok\r\n"+
+	s.local(appendVerbatim(nil, "cluster_state:ok\r\n"+
 		"cluster_slots_assigned:16384\r\n"+
 		"cluster_slots_ok:16384\r\n"+
 		"cluster_slots_pfail:0\r\n"+
@@ -137,7 +135,7 @@ func clusterInfo(s *session, r *route, _ *command.Info, _ request) {
 		"cluster_my_epoch:"+epoch+"\r\n"+
 		"cluster_stats_messages_sent:0\r\n"+
 		"cluster_stats_messages_received:0\r\n"+
-		"total_cluster_links_buffer_limit_exceeded:0\r\n"))
+		"total_cluster_links_buffer_limit_exceeded:0\r\n", s.proto))
 }
 
 // clusterSlots: one range, 0-16383, served by [endpoint, port, id, metadata].
@@ -153,17 +151,18 @@ func clusterSlots(s *session, r *route, _ *command.Info, _ request) {
 	b = appendBulkString(b, n.id)
 	if n.hostname != "" {
 		// The endpoint is the host name, so the metadata gives the IP.
-		b = appendArrayHeader(b, 2)
+		b = appendMapHeader(b, 1, s.proto)
 		b = appendBulkString(b, "ip")
 		b = appendBulkString(b, n.ip)
 	} else {
-		b = appendArrayHeader(b, 0)
+		b = appendMapHeader(b, 0, s.proto)
 	}
 	s.local(b)
 }
 
 // clusterShards: one shard owning [0, 16383] with one node, in Redis 7's
 // field order; the hostname field only when one is announced, as in Redis.
+// Shards and nodes are maps, which RESP2 sends as flat arrays.
 func clusterShards(s *session, r *route, _ *command.Info, _ request) {
 	n := s.clusterSelf(r)
 	fields := 7
@@ -171,14 +170,14 @@ func clusterShards(s *session, r *route, _ *command.Info, _ request) {
 		fields++
 	}
 	b := appendArrayHeader(nil, 1)
-	b = appendArrayHeader(b, 2*2)
+	b = appendMapHeader(b, 2, s.proto)
 	b = appendBulkString(b, "slots")
 	b = appendArrayHeader(b, 2)
 	b = appendInt(b, 0)
 	b = appendInt(b, router.NumSlots-1)
 	b = appendBulkString(b, "nodes")
 	b = appendArrayHeader(b, 1)
-	b = appendArrayHeader(b, 2*fields)
+	b = appendMapHeader(b, fields, s.proto)
 	b = appendBulkString(b, "id")
 	b = appendBulkString(b, n.id)
 	b = appendBulkString(b, "port")
@@ -218,7 +217,7 @@ func clusterNodes(s *session, r *route, _ *command.Info, _ request) {
 	line = append(line, " myself,master - 0 0 "...)
 	line = strconv.AppendUint(line, n.epoch, 10)
 	line = append(line, " connected 0-16383\n"...)
-	s.local(appendBulk(nil, line))
+	s.local(appendVerbatim(nil, string(line), s.proto))
 }
 
 func clusterMyID(s *session, _ *route, _ *command.Info, _ request) {

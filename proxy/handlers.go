@@ -169,12 +169,7 @@ func hello(s *session, _ *route, _ *command.Info, c request) {
 	// The commands planned before HELLO go to backends of the protocol they
 	// were sent in; those after it, of the new one.
 	s.syncNext = func(*route) []byte { s.setProto(proto); return nil }
-	var b []byte
-	if proto == 3 {
-		b = append(b, "%7\r\n"...)
-	} else {
-		b = appendArrayHeader(b, 14)
-	}
+	b := appendMapHeader(nil, 7, proto)
 	b = appendBulkString(b, "server")
 	b = appendBulkString(b, "redis")
 	b = appendBulkString(b, "version")
@@ -215,7 +210,7 @@ func clientSetName(s *session, _ *route, _ *command.Info, c request) {
 
 func clientGetName(s *session, _ *route, _ *command.Info, _ request) {
 	if s.name == "" {
-		s.local(appendNull(nil))
+		s.local(appendNullIn(nil, s.proto))
 		return
 	}
 	s.local(appendBulkString(nil, s.name))

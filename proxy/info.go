@@ -208,7 +208,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			}
 		}
 	}
-	return appendBulkString(out, b.String())
+	return appendVerbatim(out, b.String(), s.proto)
 }
 
 func atoi(s string) int64 {

@@ -80,18 +80,23 @@ func shardChannel(s *session, r *route, info *command.Info, c request) {
 }
 
 // notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode as Redis
-// does: one confirmation per channel (or one with a null channel), count 0.
+// does: one confirmation per channel (or one with a null channel), count 0,
+// pushed in RESP3.
 func notSubscribed(s *session, _ *route, info *command.Info, c request) {
 	kind := info.Name()
+	header := appendArrayHeader(nil, 3)
+	if s.proto == 3 {
+		header = []byte(">3\r\n")
+	}
 	var b []byte
 	if len(c.Args) == 1 {
-		b = appendArrayHeader(b, 3)
+		b = append(b, header...)
 		b = appendBulkString(b, kind)
-		b = appendNull(b)
+		b = appendNullIn(b, s.proto)
 		b = appendInt(b, 0)
 	}
 	for _, ch := range c.Args[1:] {
-		b = appendArrayHeader(b, 3)
+		b = append(b, header...)
 		b = appendBulkString(b, kind)
 		b = appendBulk(b, ch)
 		b = appendInt(b, 0)

@@ -305,6 +305,17 @@ func appendArrayHeader(b []byte, n int) []byte {
 	return append(b, '\r', '\n')
 }
 
+// appendMapHeader starts a map of n pairs: a RESP3 map, or in RESP2 the
+// flat array of 2n items Redis sends instead.
+func appendMapHeader(b []byte, n, proto int) []byte {
+	if proto != 3 {
+		return appendArrayHeader(b, 2*n)
+	}
+	b = append(b, '%')
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, '\r', '\n')
+}
+
 func appendBulk(b []byte, s []byte) []byte {
 	b = append(b, '$')
 	b = strconv.AppendInt(b, int64(len(s)), 10)
@@ -322,6 +333,28 @@ func appendBulkString(b []byte, s string) []byte {
 }
 
 func appendNull(b []byte) []byte { return append(b, "$-1\r\n"...) }
+
+// appendNullIn is a null in protocol proto: RESP3's own, or RESP2's null
+// bulk string.
+func appendNullIn(b []byte, proto int) []byte {
+	if proto == 3 {
+		return append(b, "_\r\n"...)
+	}
+	return appendNull(b)
+}
+
+// appendVerbatim is text as Redis sends INFO, CLIENT LIST and CLUSTER NODES:
+// in RESP3 a verbatim string of format txt, in RESP2 a bulk string.
+func appendVerbatim(b []byte, text string, proto int) []byte {
+	if proto != 3 {
+		return appendBulkString(b, text)
+	}
+	b = append(b, '=')
+	b = strconv.AppendInt(b, int64(len(text)+4), 10)
+	b = append(b, "\r\ntxt:"...)
+	b = append(b, text...)
+	return append(b, '\r', '\n')
+}
 
 // appendCommand encodes a command as a RESP array of bulk strings.
 func appendCommand(b []byte, args ...[]byte) []byte {
