@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redisproc"
 	"github.com/reshard/reshard/internal/redistest"
 )
 
@@ -70,45 +74,109 @@ func BenchmarkProxyVsDirect(b *testing.B) {
 		})
 	}
 
+	// The same redis-benchmark rounds against twemproxy (Debian's nutcracker
+	// package) in front of the same shards, when it is installed: the
+	// reference the proxy's targets were set against, measured in the same
+	// run on the same machine.
+	type proxyTarget struct {
+		name string
+		RedisBenchmarkTarget
+	}
+	targets := []proxyTarget{{"redis-benchmark", RedisBenchmarkTarget{Addr: c.Addr, PID: c.Pid()}}}
+	if tw, pid, ok := startTwemproxy(b, addrs); ok {
+		targets = append(targets, proxyTarget{"twemproxy/redis-benchmark", RedisBenchmarkTarget{Addr: tw, PID: pid}})
+	}
+
 	// -n per pipeline depth: on the 2-core VM these were sized on, each test
 	// of a run (SET, then GET) lasts 1-2 s against either target. That is
 	// long enough for 10 ms CPU ticks and redis-benchmark's start-up not to
 	// matter, and short enough for 5 rounds at both depths to take about a
 	// minute.
-	for _, depth := range []struct {
-		pipeline string
-		requests int64
-	}{{"1", 100000}, {"16", 1000000}} {
-		b.Run("redis-benchmark/P="+depth.pipeline, func(b *testing.B) {
-			args := []string{"-c", "50", "-n", strconv.FormatInt(depth.requests, 10), "-t", "set,get", "-P", depth.pipeline}
-			commands := 2 * depth.requests // one run sends -n SETs, then -n GETs
-			var res RedisBenchmarkRounds
-			for range b.N {
-				var err error
-				rctx, cancel := context.WithTimeout(ctx, time.Duration(rounds)*time.Minute)
-				res, err = CompareRedisBenchmark(rctx, rounds,
-					RedisBenchmarkTarget{Addr: c.Addr, PID: c.Pid()},
-					RedisBenchmarkTarget{Addr: direct.Addr(), PID: direct.PID()}, args...)
-				cancel()
-				if errors.Is(err, ErrNoRedisBenchmark) {
-					b.Skip(err)
+	for _, target := range targets {
+		for _, depth := range []struct {
+			pipeline string
+			requests int64
+		}{{"1", 100000}, {"16", 1000000}} {
+			b.Run(target.name+"/P="+depth.pipeline, func(b *testing.B) {
+				args := []string{"-c", "50", "-n", strconv.FormatInt(depth.requests, 10), "-t", "set,get", "-P", depth.pipeline}
+				commands := 2 * depth.requests // one run sends -n SETs, then -n GETs
+				var res RedisBenchmarkRounds
+				for range b.N {
+					var err error
+					rctx, cancel := context.WithTimeout(ctx, time.Duration(rounds)*time.Minute)
+					res, err = CompareRedisBenchmark(rctx, rounds, target.RedisBenchmarkTarget,
+						RedisBenchmarkTarget{Addr: direct.Addr(), PID: direct.PID()}, args...)
+					cancel()
+					if errors.Is(err, ErrNoRedisBenchmark) {
+						b.Skip(err)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
-				if err != nil {
-					b.Fatal(err)
+				for _, s := range res.Summaries() {
+					if s.Test == "SET" || s.Test == "GET" {
+						b.ReportMetric(s.Ratio.Median, s.Test+"-proxy/direct")
+					}
 				}
-			}
-			for _, s := range res.Summaries() {
-				if s.Test == "SET" || s.Test == "GET" {
-					b.ReportMetric(s.Ratio.Median, s.Test+"-proxy/direct")
-				}
-			}
-			proxyCPU, directCPU := res.CPUPerCommand(commands)
-			b.ReportMetric(proxyCPU.Median, "proxy-cpu-µs/cmd")
-			b.ReportMetric(directCPU.Median, "direct-redis-cpu-µs/cmd")
-			fmt.Fprintf(os.Stdout, "\nredis-benchmark %s; rounds %d, alternating which side runs first:\n%s", strings.Join(args, " "), len(res), res)
-			fmt.Fprintf(os.Stdout, "CPU per command, median (min-max): proxy %.2f µs (%.2f-%.2f), direct redis-server %.2f µs (%.2f-%.2f)\n",
-				proxyCPU.Median, proxyCPU.Min, proxyCPU.Max, directCPU.Median, directCPU.Min, directCPU.Max)
-		})
+				proxyCPU, directCPU := res.CPUPerCommand(commands)
+				b.ReportMetric(proxyCPU.Median, "proxy-cpu-µs/cmd")
+				b.ReportMetric(directCPU.Median, "direct-redis-cpu-µs/cmd")
+				fmt.Fprintf(os.Stdout, "\n%s: redis-benchmark %s; rounds %d, alternating which side runs first:\n%s", target.name, strings.Join(args, " "), len(res), res)
+				fmt.Fprintf(os.Stdout, "CPU per command, median (min-max): proxy %.2f µs (%.2f-%.2f), direct redis-server %.2f µs (%.2f-%.2f)\n",
+					proxyCPU.Median, proxyCPU.Min, proxyCPU.Max, directCPU.Median, directCPU.Min, directCPU.Max)
+			})
+		}
+	}
+}
+
+// startTwemproxy starts twemproxy (nutcracker) in front of shards, as a
+// Redis pool with its defaults (ketama over fnv1a_64 hashes), and returns
+// its address and process id; ok is false when nutcracker is not installed.
+func startTwemproxy(b *testing.B, shards []string) (addr string, pid int, ok bool) {
+	b.Helper()
+	bin, err := exec.LookPath("nutcracker")
+	if err != nil {
+		b.Logf("nutcracker not installed (apt-get install nutcracker): no twemproxy reference")
+		return "", 0, false
+	}
+	port, err := redisproc.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stats, err := redisproc.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	var conf strings.Builder
+	fmt.Fprintf(&conf, "pool:\n  listen: %s\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  preconnect: true\n  servers:\n", addr)
+	for _, s := range shards {
+		fmt.Fprintf(&conf, "   - %s:1\n", s)
+	}
+	dir := b.TempDir()
+	path := filepath.Join(dir, "nutcracker.yml")
+	if err := os.WriteFile(path, []byte(conf.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", path, "-o", filepath.Join(dir, "nutcracker.log"), "-s", strconv.Itoa(stats))
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for i := 0; ; i++ {
+		nc, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			nc.Close()
+			return addr, cmd.Process.Pid, true
+		}
+		if i > 300 {
+			b.Fatalf("twemproxy did not listen on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
