@@ -507,8 +507,9 @@ func (j *Job) rdbName(i int) string  { return "shard-" + strconv.Itoa(i) + ".rdb
 func (j *Job) tailName(i int) string { return "shard-" + strconv.Itoa(i) + ".tail.aof" }
 
 // startCaptures starts a capture of every shard in parallel and returns
-// once every one has its fork offset. The first failure closes the others;
-// so does ForkTimeout. The captures live as long as ctx.
+// once every one has its fork offset. The first failure closes the others,
+// including a capture that fails after its own fork while other shards are
+// still to fork; so does ForkTimeout. The captures live as long as ctx.
 func (j *Job) startCaptures(ctx context.Context) ([]*Stream, error) {
 	n := j.cfg.Table.NumShards()
 	// Each capture's lifetime is ctx; forkCtx ends it early on a failure
@@ -519,10 +520,20 @@ func (j *Job) startCaptures(ctx context.Context) ([]*Stream, error) {
 	})
 	streams := make([]*Stream, n)
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
+		wg       sync.WaitGroup
+		watchers sync.WaitGroup
+		mu       sync.Mutex
+		first    error
 	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+		forkCancel(err)
+	}
+	forked := make(chan struct{}) // closed once every capture has returned
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -539,18 +550,29 @@ func (j *Job) startCaptures(ctx context.Context) ([]*Stream, error) {
 			cc.Logger = j.log
 			st, err := Capture(forkCtx, cc)
 			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-				forkCancel(err)
+				fail(err)
 				return
 			}
 			streams[i] = st
+			// A capture that ends now (its shard died during the
+			// transfer) would otherwise be noticed only at the cut,
+			// after every other shard forked.
+			watchers.Add(1)
+			go func() {
+				defer watchers.Done()
+				select {
+				case <-st.Done():
+					if err := st.Err(); err != nil {
+						fail(err)
+					}
+				case <-forked:
+				}
+			}()
 		}()
 	}
 	wg.Wait()
+	close(forked)
+	watchers.Wait()
 	fired := !timer.Stop()
 	if first == nil && fired {
 		first = context.Cause(forkCtx)

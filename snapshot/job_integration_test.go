@@ -182,6 +182,24 @@ func TestJobFailures(t *testing.T) {
 			want: ErrSourceGone, wantIn: "rdb phase", paused: true,
 		},
 		{
+			// Shard 1 forks at once and is killed during its transfer
+			// while shard 0 waits 8 s for its fork: the job fails then,
+			// before any cut (so without pausing the barrier).
+			name: "shard killed after its fork while another waits for its own",
+			args: []string{"--rdb-key-save-delay", "200"},
+			setup: func(t *testing.T, c *cluster, cfg *JobConfig) {
+				populate(t, c.servers[1], 20000, 16)
+				if err := c.clients[0].ConfigSet(context.Background(), "repl-diskless-sync-delay", "8").Err(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			during: func(t *testing.T, c *cluster, j *Job) {
+				redistest.Sleep(1000)
+				c.servers[1].Kill()
+			},
+			want: ErrSourceGone, wantIn: "rdb phase",
+		},
+		{
 			name: "wrong password",
 			setup: func(t *testing.T, c *cluster, cfg *JobConfig) {
 				if err := requirePass("secret-pw")(context.Background(), c.clients[1]); err != nil {
