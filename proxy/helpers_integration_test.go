@@ -385,3 +385,74 @@ func (k *keeper) step() error {
 	}
 	return nil
 }
+
+// sameRESP3Shapes sends each command, in RESP3, to the proxy at addr and to
+// the Redis at ref, and fails the test where the replies' shapes differ.
+func sameRESP3Shapes(t *testing.T, addr, ref string, commands [][]string) {
+	t.Helper()
+	p3, r3 := dialRaw(t, addr), dialRaw(t, ref)
+	for _, args := range append([][]string{{"HELLO", "3"}}, commands...) {
+		p3.send(args...)
+		r3.send(args...)
+		got, err := shape3(p3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := shape3(r3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("RESP3 %q: shape %s, want %s (as Redis)", args, got, want)
+		}
+	}
+}
+
+// shape3 reads one RESP3 reply and renders its shape: the type byte of
+// every item, with the keys of maps spelt out (map keys are field names in
+// the replies compared).
+func shape3(c *rawConn) (string, error) {
+	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := c.br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	kind, body := line[0], strings.TrimSuffix(line[1:], "\r\n")
+	n, _ := strconv.Atoi(body)
+	switch kind {
+	case '$', '=', '!':
+		if n >= 0 {
+			if _, err := io.ReadFull(c.br, make([]byte, n+2)); err != nil {
+				return "", err
+			}
+		}
+		return string(kind), nil
+	case '*', '~', '>':
+		parts := make([]string, n)
+		for i := range parts {
+			if parts[i], err = shape3(c); err != nil {
+				return "", err
+			}
+		}
+		return string(kind) + "[" + strings.Join(parts, " ") + "]", nil
+	case '%':
+		parts := make([]string, n)
+		for i := range parts {
+			key, err := c.br.ReadString('\n') // a bulk string's length line
+			if err != nil {
+				return "", err
+			}
+			name, err := c.br.ReadString('\n')
+			if err != nil || !strings.HasPrefix(key, "$") {
+				return "", fmt.Errorf("map key %q %q: %v", key, name, err)
+			}
+			val, err := shape3(c)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = strings.TrimSuffix(name, "\r\n") + ":" + val
+		}
+		return "%{" + strings.Join(parts, " ") + "}", nil
+	}
+	return string(kind), nil
+}
