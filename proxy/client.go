@@ -222,7 +222,9 @@ func clientKill(s *session, _ *route, _ *command.Info, c request) {
 }
 
 // killWhere closes the connections of the sessions match selects. Closing
-// the socket ends the session's own goroutine at its next read.
+// the socket ends the session's own goroutine at its next read; the session
+// leaves the registry at once, as a killed client leaves Redis's CLIENT LIST,
+// rather than whenever that goroutine gets to run.
 func (s *session) killWhere(match func(*session) bool) int {
 	n := 0
 	s.srv.sessions.Range(func(_, v any) bool {
@@ -231,6 +233,7 @@ func (s *session) killWhere(match func(*session) bool) int {
 			if nc := o.conn.NetConn(); nc != nil {
 				nc.Close()
 			}
+			s.srv.unregister(o)
 			n++
 		}
 		return true
