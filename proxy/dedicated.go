@@ -106,6 +106,53 @@ func (p *dpool) close() {
 	p.idle = nil
 }
 
+// do runs one command on a connection of the pool and returns its reply, or
+// an error reply naming the shard.
+func (p *dpool) do(raw []byte) []byte {
+	d, err := p.get()
+	if err != nil {
+		return appendError(nil, p.downMessage(err))
+	}
+	replies, err := d.roundTrip(raw, 1, nil)
+	if err != nil {
+		d.nc.Close()
+		return appendError(nil, p.downMessage(err))
+	}
+	p.put(d)
+	return replies[0]
+}
+
+// onEveryShard makes c a sync step that runs it on every shard at once, each
+// over a dedicated connection, and merges the replies with m, as a fan-out
+// over the shared connections would. It serves WAIT, and the commands that
+// can keep a shard busy for long (KEYS over a large keyspace, a synchronous
+// FLUSHALL): on a shared connection the watchdog would take that silence
+// for a stopped shard after --shard-timeout and fail every request on the
+// connection, theirs included. mayBlock runs the step outside the barrier's
+// gate (see runSync): right for WAIT and KEYS, not for a FLUSHALL, which a
+// cutover must not split.
+func (s *session) onEveryShard(c request, mayBlock bool, m merger) {
+	s.syncMayBlock = mayBlock
+	s.syncNext = func(r *route) []byte {
+		s.flushClient()
+		all := call{first: s.nslots, n: int32(len(r.pools)), args: c.Args}
+		for range r.pools {
+			s.slot() // all reserved before any is filled: slot may grow the slice
+		}
+		var wg sync.WaitGroup
+		for i, pl := range r.pools {
+			wg.Add(1)
+			go func(slot int32, p *dpool) {
+				defer wg.Done()
+				s.b.results[slot] = p.do(c.Raw)
+			}(all.first+int32(i), pl.dedicated(s.proto))
+		}
+		wg.Wait()
+		s.out = m(s, &all, s.out[:0])
+		return s.out
+	}
+}
+
 // errClientGone reports that the client hung up while its command blocked.
 var errClientGone = errors.New("client disconnected")
 

@@ -33,7 +33,7 @@ func init() {
 		"dbsize":    fanout(sumInts),
 		"flushdb":   flush,
 		"flushall":  flush,
-		"keys":      fanout(concatArrays),
+		"keys":      keys,
 		"randomkey": fanout(anyNonNull),
 
 		"time":                    anyShard,
@@ -229,7 +229,14 @@ func flush(s *session, r *route, info *command.Info, c request) {
 		s.errorReply("ERR " + upper(info.Name()) + " is refused while a reshard runs (see PROXY RESHARD STATUS)")
 		return
 	}
-	s.fanout(r, c.Args, c.Raw, allOK)
+	s.onEveryShard(c, false, allOK)
+}
+
+// keys lists every shard's matching keys. Like a synchronous FLUSHALL, it
+// may keep a large shard busy for longer than --shard-timeout, so it runs
+// over dedicated connections (onEveryShard).
+func keys(s *session, _ *route, _ *command.Info, c request) {
+	s.onEveryShard(c, true, concatArrays)
 }
 
 func fanout(m merger) handler {

@@ -33,6 +33,26 @@ func sumInts(s *session, c *call, out []byte) []byte {
 	return appendInt(out, sum)
 }
 
+// leastInt answers the smallest count (WAIT: the replicas that acknowledged
+// every shard's writes).
+func leastInt(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	least := int64(-1)
+	for _, r := range rs {
+		n, ok := intReply(r)
+		if !ok {
+			return appendError(out, "ERR unexpected reply from shard")
+		}
+		if least < 0 || n < least {
+			least = n
+		}
+	}
+	return appendInt(out, least)
+}
+
 func allOK(s *session, c *call, out []byte) []byte {
 	rs := s.results(c)
 	if e := firstError(rs); e != nil {

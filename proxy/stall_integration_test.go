@@ -185,3 +185,55 @@ func slowRelay(t *testing.T, addr string, chunk int, pause time.Duration) string
 	}()
 	return ln.Addr().String()
 }
+
+// A command that keeps a shard busy for longer than --shard-timeout (KEYS
+// over a large keyspace, a synchronous FLUSHALL) is legitimate, not a stall:
+// it runs over dedicated connections, which the watchdog does not watch, so
+// it gets its reply and the shared connections, with every other client's
+// requests, are not dropped. A busy shard looks exactly like a stopped one
+// from outside, so SIGSTOP stands in for the long command.
+func TestIntegrationShardBusyWithLongCommand(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	cfg := proxy.DefaultConfig()
+	cfg.ShardTimeout = timeout
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	ctx := t.Context()
+	cl := c.Client()
+	want := []string{keyOn(t, c, "busy:", 0), keyOn(t, c, "busy:", 1)}
+	slices.Sort(want)
+	for _, k := range want {
+		if err := cl.Set(ctx, k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy := func(run func() error) error {
+		t.Helper()
+		if err := c.Shards[0].Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() { got <- run() }()
+		time.Sleep(4 * timeout)
+		c.Shards[0].Signal(syscall.SIGCONT)
+		return <-got
+	}
+
+	var keys []string
+	err := busy(func() (err error) {
+		keys, err = cl.Keys(ctx, "busy:*").Result()
+		return err
+	})
+	slices.Sort(keys)
+	if err != nil || !slices.Equal(keys, want) {
+		t.Errorf("KEYS while a shard is busy = %q, %v, want %q", keys, err, want)
+	}
+	if err := busy(func() error { return cl.FlushAll(ctx).Err() }); err != nil {
+		t.Errorf("FLUSHALL while a shard is busy: %v", err)
+	}
+	if n, err := cl.DBSize(ctx).Result(); err != nil || n != 0 {
+		t.Errorf("DBSIZE after FLUSHALL = %d, %v", n, err)
+	}
+	if info := cl.Info(ctx, "proxy").Val(); strings.Count(info, "reconnects=0") != 2 {
+		t.Errorf("a shared connection was dropped:\n%s", info)
+	}
+}

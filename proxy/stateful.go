@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/reshard/reshard/proxy/command"
@@ -363,49 +362,10 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 	return appendCommand(nil, out...)
 }
 
-// wait runs WAIT on every shard at once over dedicated connections and
-// answers the smallest count: the writes of this client may be on any shard.
+// wait runs WAIT on every shard and answers the smallest count: the writes
+// of this client may be on any shard.
 func wait(s *session, _ *route, _ *command.Info, c request) {
-	s.syncMayBlock = true
-	s.syncNext = func(r *route) []byte {
-		s.flushClient()
-		out := make([][]byte, len(r.pools))
-		var wg sync.WaitGroup
-		for i, pl := range r.pools {
-			wg.Add(1)
-			go func(i int, p *dpool) {
-				defer wg.Done()
-				d, err := p.get()
-				if err != nil {
-					out[i] = appendError(nil, p.downMessage(err))
-					return
-				}
-				replies, err := d.roundTrip(c.Raw, 1, nil)
-				if err != nil {
-					d.nc.Close()
-					out[i] = appendError(nil, p.downMessage(err))
-					return
-				}
-				p.put(d)
-				out[i] = replies[0]
-			}(i, pl.dedicated(s.proto))
-		}
-		wg.Wait()
-		least := int64(-1)
-		for _, reply := range out {
-			if isError(reply) {
-				return reply
-			}
-			n, ok := intReply(reply)
-			if !ok {
-				return appendError(nil, "ERR unexpected reply from shard")
-			}
-			if least < 0 || n < least {
-				least = n
-			}
-		}
-		return appendInt(nil, least)
-	}
+	s.onEveryShard(c, true, leastInt)
 }
 
 func (p *dpool) downMessage(err error) string {
