@@ -137,7 +137,7 @@ func (j *job) preflight(ctx context.Context) error {
 		}
 		if !cfg.Replace && !cfg.Flush {
 			if ti.Keys > 0 {
-				problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %d keys (%s); give Replace (--replace) to overwrite or Flush (--flush) to empty it first",
+				problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %d keys (%s); add REPLACE (--replace) to overwrite its keys or FLUSH (--flush) to empty it first",
 					ti.Addr, ti.Keys, ti.KeysByDB))
 			}
 			var clash []string

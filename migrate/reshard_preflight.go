@@ -102,7 +102,7 @@ func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
 				p.addr, p.version, p.rdb, needFrom))
 		}
 		if !j.cfg.Flush && (p.target.Keys > 0 || len(p.target.Libraries) > 0) {
-			problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %d keys (%s) and %d function libraries; empty it or give Flush",
+			problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %d keys (%s) and %d function libraries; empty it, or add FLUSH to PROXY RESHARD",
 				p.addr, p.target.Keys, p.target.KeysByDB, len(p.target.Libraries)))
 		}
 	}

@@ -110,6 +110,53 @@ func TestReshardProxyKilled(t *testing.T) {
 			if v, err := cl2.Get(ctx, "pre:4242").Int(); err != nil || v != 4242 {
 				t.Errorf("pre:4242 after the restart = %d, %v", v, err)
 			}
+			if phase.wantEpoch == 1 {
+				rerun(t, cl2, targets, acked[:])
+			}
 		})
+	}
+}
+
+// rerun starts the reshard again after a restart that came back on the old
+// table. The job was not persisted, so there is nothing to resume: the
+// targets hold what the killed job had copied, if anything, which the new
+// job refuses without FLUSH; with FLUSH it starts over and completes.
+func rerun(t *testing.T, cl *redis.Client, targets []*redistest.Server, acked []atomic.Int64) {
+	t.Helper()
+	ctx := context.Background()
+	if st, _ := cl.Do(ctx, "PROXY", "RESHARD", "STATUS").Text(); !strings.Contains(st, "state:none") {
+		t.Errorf("reshard status after the restart:\n%s", st)
+	}
+	held := int64(0)
+	for _, tg := range targets {
+		held += tg.Client().DBSize(ctx).Val()
+	}
+	args := []any{"PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr()}
+	if held > 0 { // killed once keys had reached the targets
+		err := cl.Do(ctx, args...).Err()
+		if err == nil || !strings.Contains(err.Error(), "add FLUSH to PROXY RESHARD") {
+			t.Fatalf("rerun onto targets holding %d keys = %v, want a refusal that names FLUSH", held, err)
+		}
+		args = append(args, "FLUSH")
+	}
+	if err := cl.Do(ctx, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, _ := cl.Do(ctx, "PROXY", "RESHARD", "STATUS").Text()
+		if strings.Contains(st, "state:done\r\n") {
+			break
+		}
+		if strings.Contains(st, "state:failed") || strings.Contains(st, "state:aborted") || time.Now().After(deadline) {
+			t.Fatalf("rerun with FLUSH never completed:\n%s", st)
+		}
+	}
+	if dbsize, err := cl.DBSize(ctx).Result(); err != nil || dbsize != 20000+int64(len(acked)) {
+		t.Errorf("DBSIZE after the rerun = %d, %v, want %d", dbsize, err, 20000+len(acked))
+	}
+	for w := range acked {
+		if got, err := cl.Get(ctx, fmt.Sprint("w:", w)).Int64(); err != nil || got < acked[w].Load() {
+			t.Errorf("writer %d after the rerun: %d (%v), last acknowledged %d", w, got, err, acked[w].Load())
+		}
 	}
 }
