@@ -86,6 +86,18 @@ func (s *session) clientType() string {
 	return "normal"
 }
 
+// pubsubClients counts the clients CLIENT LIST TYPE pubsub shows.
+func (srv *Server) pubsubClients() int {
+	n := 0
+	srv.sessions.Range(func(_, v any) bool {
+		if v.(*session).clientType() == "pubsub" {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
 // parseClientType reads the argument of a TYPE filter as Redis does
 // (replica and slave are one type); the message is the error for a type
 // Redis does not know.

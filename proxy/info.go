@@ -123,6 +123,9 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 	if section("clients") {
 		field("connected_clients", srv.clients.Load())
 		field("maxclients", srv.cfg.MaxClients)
+		field("blocked_clients", srv.blocked.Load())
+		field("tracking_clients", 0) // CLIENT TRACKING is refused
+		field("pubsub_clients", srv.pubsubClients())
 	}
 	if section("memory") {
 		var used, peak, maxmem int64

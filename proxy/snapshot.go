@@ -155,6 +155,7 @@ func (srv *Server) persistenceInfo(field func(string, any)) {
 	}
 	field("rdb_last_bgsave_time_sec", secs)
 	field("aof_enabled", 0)
+	field("aof_rewrite_in_progress", 0)
 }
 
 func b2i(b bool) int {

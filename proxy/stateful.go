@@ -290,7 +290,7 @@ func blocking(s *session, r *route, info *command.Info, c request) {
 		return
 	}
 	s.syncMayBlock = true
-	s.syncNext = func(*route) []byte {
+	s.syncNext = s.countedBlocked(func(*route) []byte {
 		s.flushClient() // replies so far reach the client before it blocks
 		start := time.Now()
 		raw := c.Raw
@@ -319,7 +319,7 @@ func blocking(s *session, r *route, info *command.Info, c request) {
 				return reply // its time ran out as it moved
 			}
 		}
-	}
+	})
 }
 
 func isNullReply(r []byte) bool {
@@ -366,6 +366,17 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 // of this client may be on any shard.
 func wait(s *session, _ *route, _ *command.Info, c request) {
 	s.onEveryShard(c, true, leastInt)
+	s.syncNext = s.countedBlocked(s.syncNext)
+}
+
+// countedBlocked counts the client in INFO's blocked_clients while step
+// runs, as Redis counts a client in BLPOP or WAIT.
+func (s *session) countedBlocked(step func(*route) []byte) func(*route) []byte {
+	return func(r *route) []byte {
+		s.srv.blocked.Add(1)
+		defer s.srv.blocked.Add(-1)
+		return step(r)
+	}
 }
 
 func (p *dpool) downMessage(err error) string {

@@ -196,6 +196,34 @@ func TestIntegrationBlocking(t *testing.T) {
 		}
 	})
 
+	// INFO counts the proxy's own clients as Redis counts its own:
+	// redis-cli --stat and monitoring read these fields.
+	t.Run("INFO counts blocked and subscribed clients", func(t *testing.T) {
+		key := keyOn(t, c, "counted", 2)
+		rc := dialRaw(t, c.Addr)
+		rc.send("BLPOP", key, "0")
+		if !waitFor(5*time.Second, func() bool { return blockedClients(t, cl) == 1 }) {
+			t.Fatal("INFO never showed the client blocked")
+		}
+		cl.RPush(ctx, key, "x")
+		if got := render(rc.read()); !strings.Contains(got, `"x"`) {
+			t.Errorf("BLPOP = %s", got)
+		}
+		if n := blockedClients(t, cl); n != 0 {
+			t.Errorf("blocked_clients after the pop = %d", n)
+		}
+		sub := dialRaw(t, c.Addr)
+		sub.send("SUBSCRIBE", "counted")
+		sub.read()
+		if n := clientsField(t, cl, "pubsub_clients"); n != 1 {
+			t.Errorf("pubsub_clients while one client subscribes = %d", n)
+		}
+		sub.nc.Close()
+		if !waitFor(5*time.Second, func() bool { return clientsField(t, cl, "pubsub_clients") == 0 }) {
+			t.Error("pubsub_clients stays above 0 after the subscriber left")
+		}
+	})
+
 	t.Run("wait", func(t *testing.T) {
 		rc := dialRaw(t, c.Addr)
 		if got := rc.do("WAIT", "0", "0"); got != ":0" {
@@ -207,20 +235,23 @@ func TestIntegrationBlocking(t *testing.T) {
 	})
 }
 
-// blockedClients reads blocked_clients from a shard's INFO.
-func blockedClients(t *testing.T, shard *redis.Client) int {
+// blockedClients reads blocked_clients from the INFO of a shard or the proxy.
+func blockedClients(t *testing.T, cl *redis.Client) int { return clientsField(t, cl, "blocked_clients") }
+
+// clientsField reads a number of INFO's clients section.
+func clientsField(t *testing.T, cl *redis.Client, name string) int {
 	t.Helper()
-	info, err := shard.Info(t.Context(), "clients").Result()
+	info, err := cl.Info(t.Context(), "clients").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "blocked_clients:"); ok {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
 			n, _ := strconv.Atoi(v)
 			return n
 		}
 	}
-	t.Fatal("no blocked_clients in INFO")
+	t.Fatalf("no %s in INFO", name)
 	return 0
 }
 
