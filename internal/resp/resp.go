@@ -1,6 +1,3 @@
-// Package resp holds the RESP parsing pieces every reader in the project
-// shares: the proxy's reply framer, the snapshot's stream parser, the
-// restore's tail reader and the load generator.
 package resp
 
 // ParseInt parses a decimal integer as RESP writes it in a header line or
