@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/router"
 	"github.com/reshard/reshard/snapshot/rdb"
 )
@@ -101,7 +102,7 @@ type chunker struct {
 
 func (c *chunker) add(parts ...[]byte) error {
 	for _, p := range parts {
-		c.args = appendBulk(c.args, p)
+		c.args = resp.AppendBulk(c.args, p)
 		c.argc++
 	}
 	c.n++
@@ -117,9 +118,9 @@ func (c *chunker) flush() error {
 	}
 	args, argc := c.args, c.argc
 	err := c.p.send(c.ctx, pending{op: opChunk, key: c.key}, func(b []byte) []byte {
-		b = appendArrayHeader(b, argc+2)
-		b = appendBulkString(b, c.cmd)
-		b = appendBulkString(b, c.tmp)
+		b = resp.AppendArrayHeader(b, argc+2)
+		b = resp.AppendBulkString(b, c.cmd)
+		b = resp.AppendBulkString(b, c.tmp)
 		return append(b, args...)
 	})
 	c.args, c.n, c.argc = c.args[:0], 0, 0
@@ -313,12 +314,12 @@ func (j *job) bigStream(c *chunker, e *rdb.Entry) (whole bool, err error) {
 			pi++
 		}
 		err := c.p.send(c.ctx, pending{op: opChunk, key: c.key}, func(b []byte) []byte {
-			b = appendArrayHeader(b, 3+len(fields))
-			b = appendBulkString(b, "XADD")
-			b = appendBulkString(b, c.tmp)
-			b = appendBulkString(b, id.String())
+			b = resp.AppendArrayHeader(b, 3+len(fields))
+			b = resp.AppendBulkString(b, "XADD")
+			b = resp.AppendBulkString(b, c.tmp)
+			b = resp.AppendBulkString(b, id.String())
 			for _, f := range fields {
-				b = appendBulk(b, f)
+				b = resp.AppendBulk(b, f)
 			}
 			return b
 		})

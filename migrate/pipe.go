@@ -118,11 +118,7 @@ func dialPipe(ctx context.Context, cfg *RestoreConfig, addr string, job *jobStat
 	var hs []byte
 	n := 1
 	if args := resp.AuthArgs(cfg.Username, cfg.Password); args != nil {
-		auth := make([]any, len(args))
-		for i, a := range args {
-			auth[i] = a
-		}
-		hs = appendCommand(hs, auth...)
+		hs = resp.AppendCommandString(hs, args...)
 		n++
 	}
 	hs = appendCommand(hs, "CLIENT", "SETNAME", "reshard-restore")
@@ -133,7 +129,7 @@ func dialPipe(ctx context.Context, cfg *RestoreConfig, addr string, job *jobStat
 		return nil, fmt.Errorf("%w: target %s: %v", ErrTarget, addr, err)
 	}
 	for i := 0; i < n; i++ {
-		e, err := readReply(br)
+		e, err := resp.SkipReply(br)
 		if err == nil && e != "" {
 			err = errors.New(e)
 		}
@@ -184,7 +180,7 @@ func (p *pipe) queueString(ctx context.Context, key, value []byte) error {
 		b.first = append(b.first[:0], key...)
 	}
 	b.last = append(b.last[:0], key...)
-	b.body = appendBulk(appendBulk(b.body, key), value)
+	b.body = resp.AppendBulk(resp.AppendBulk(b.body, key), value)
 	b.n++
 	if b.n >= msetKeys || len(b.body) >= msetBytes {
 		return p.flushStrings(ctx)
@@ -205,8 +201,8 @@ func (p *pipe) flushStrings(ctx context.Context) error {
 	}
 	b.n = 0
 	err := p.queue(ctx, pending{op: opMSet, key: names, keys: n}, func(out []byte) []byte {
-		out = appendArrayHeader(out, 1+2*n)
-		out = appendBulkString(out, "MSET")
+		out = resp.AppendArrayHeader(out, 1+2*n)
+		out = resp.AppendBulkString(out, "MSET")
 		return append(out, body...)
 	})
 	b.body = body[:0]
@@ -316,7 +312,7 @@ func (p *pipe) reader(br *bufio.Reader) {
 				return
 			}
 		}
-		e, err := readReply(br)
+		e, err := resp.SkipReply(br)
 		if err != nil {
 			p.fail(p.lost(err), 1)
 			return

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/router"
 	"github.com/reshard/reshard/snapshot"
 	"github.com/reshard/reshard/snapshot/rdb"
@@ -519,7 +520,7 @@ func (s *reshardSource) sendPart(ctx context.Context, pt part, o op, end int64) 
 		args := pt.args
 		p.sentEnd.Store(end)
 		err := p.send(ctx, pending{op: o, key: describeArgs(args), end: end}, func(b []byte) []byte {
-			return appendArgs(b, args)
+			return resp.AppendCommand(b, args...)
 		})
 		if err != nil {
 			return err
@@ -593,16 +594,16 @@ func (s *reshardSource) sendFixups(ctx context.Context, entries []guardEntry) er
 			es = es[len(batch):]
 			p := s.pipes[t]
 			err := p.send(ctx, pending{op: opExpiryFixup, key: fmt.Sprintf("%d keys from %q", len(batch), clip([]byte(batch[0].key), 60))}, func(b []byte) []byte {
-				b = appendArrayHeader(b, 3+3*len(batch))
-				b = appendBulkString(b, "EVAL")
-				b = appendBulkString(b, guardScript)
-				b = appendBulkInt(b, int64(len(batch)))
+				b = resp.AppendArrayHeader(b, 3+3*len(batch))
+				b = resp.AppendBulkString(b, "EVAL")
+				b = resp.AppendBulkString(b, guardScript)
+				b = resp.AppendBulkInt(b, int64(len(batch)))
 				for _, e := range batch {
-					b = appendBulkString(b, e.key)
+					b = resp.AppendBulkString(b, e.key)
 				}
 				for _, e := range batch {
-					b = appendBulkInt(b, e.at+guardShift)
-					b = appendBulkInt(b, e.at)
+					b = resp.AppendBulkInt(b, e.at+guardShift)
+					b = resp.AppendBulkInt(b, e.at)
 				}
 				return b
 			})

@@ -10,131 +10,32 @@ import (
 	"github.com/reshard/reshard/internal/resp"
 )
 
-// RESP framing for the restore's own connections: appending commands to a
-// write buffer, reading the targets' replies (only to find errors in them),
-// and reading the commands of a tail file.
+// The restore's own RESP: commands of mixed argument types, and the
+// commands of a tail file. The framing itself (encoding, reading the
+// targets' replies) is internal/resp's.
 
-func appendArrayHeader(b []byte, n int) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(n), 10)
-	return append(b, '\r', '\n')
-}
-
-func appendBulkHeader(b []byte, n int) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(n), 10)
-	return append(b, '\r', '\n')
-}
-
-func appendBulk(b, s []byte) []byte {
-	b = appendBulkHeader(b, len(s))
-	b = append(b, s...)
-	return append(b, '\r', '\n')
-}
-
-func appendBulkString(b []byte, s string) []byte {
-	b = appendBulkHeader(b, len(s))
-	b = append(b, s...)
-	return append(b, '\r', '\n')
-}
-
-func appendBulkInt(b []byte, v int64) []byte {
-	var tmp [20]byte
-	return appendBulk(b, strconv.AppendInt(tmp[:0], v, 10))
-}
-
-// appendCommand appends a whole command of string and []byte arguments.
+// appendCommand appends a whole command of string, []byte and integer
+// arguments, so that a command mixing a key, a name and a TTL reads as one
+// call.
 func appendCommand(b []byte, args ...any) []byte {
-	b = appendArrayHeader(b, len(args))
+	b = resp.AppendArrayHeader(b, len(args))
 	for _, a := range args {
 		switch v := a.(type) {
 		case string:
-			b = appendBulkString(b, v)
+			b = resp.AppendBulkString(b, v)
 		case []byte:
-			b = appendBulk(b, v)
+			b = resp.AppendBulk(b, v)
 		case int64:
-			b = appendBulkInt(b, v)
+			b = resp.AppendBulkInt(b, v)
 		case int:
-			b = appendBulkInt(b, int64(v))
+			b = resp.AppendBulkInt(b, int64(v))
 		case uint64:
-			b = appendBulkString(b, strconv.FormatUint(v, 10))
+			b = resp.AppendBulkString(b, strconv.FormatUint(v, 10))
 		default:
 			panic(fmt.Sprintf("migrate: appendCommand: argument of type %T", a)) // programming error
 		}
 	}
 	return b
-}
-
-func appendArgs(b []byte, args [][]byte) []byte {
-	b = appendArrayHeader(b, len(args))
-	for _, a := range args {
-		b = appendBulk(b, a)
-	}
-	return b
-}
-
-// errProtocol marks a reply stream that is not RESP.
-var errProtocol = errors.New("protocol error")
-
-// maxReplyDepth bounds nested arrays in a reply (EXEC of XINFO, say).
-const maxReplyDepth = 64
-
-// readReply reads one RESP2 reply and returns the text of the first error
-// in it (the reply itself or, for arrays such as EXEC's, any element), or ""
-// when it holds none. err is for the connection, not the reply.
-func readReply(br *bufio.Reader) (errText string, err error) {
-	return readReplyDepth(br, 0)
-}
-
-func readReplyDepth(br *bufio.Reader, depth int) (string, error) {
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return "", fmt.Errorf("%w: reply line longer than %d bytes", errProtocol, br.Size())
-		}
-		return "", err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return "", fmt.Errorf("%w: bad reply line %q", errProtocol, line)
-	}
-	body := line[1 : len(line)-2]
-	switch line[0] {
-	case '+', ':':
-		return "", nil
-	case '-':
-		return string(body), nil
-	case '$':
-		n, ok := resp.ParseInt(body)
-		if !ok || n < -1 {
-			return "", fmt.Errorf("%w: bad bulk length %q", errProtocol, body)
-		}
-		if n >= 0 {
-			if _, err := br.Discard(int(n) + 2); err != nil {
-				return "", err
-			}
-		}
-		return "", nil
-	case '*':
-		n, ok := resp.ParseInt(body)
-		if !ok || n < -1 {
-			return "", fmt.Errorf("%w: bad array length %q", errProtocol, body)
-		}
-		if depth >= maxReplyDepth {
-			return "", fmt.Errorf("%w: reply nested deeper than %d", errProtocol, maxReplyDepth)
-		}
-		first := ""
-		for i := int64(0); i < n; i++ {
-			e, err := readReplyDepth(br, depth+1)
-			if err != nil {
-				return "", err
-			}
-			if first == "" {
-				first = e
-			}
-		}
-		return first, nil
-	}
-	return "", fmt.Errorf("%w: unexpected reply type %q", errProtocol, line[0])
 }
 
 // Limits of one tail command; a replication stream never comes near them,

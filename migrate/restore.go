@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/router"
 	"github.com/reshard/reshard/snapshot/rdb"
 )
@@ -367,13 +368,13 @@ func (j *job) restoreKey(ctx context.Context, t *target, p *pipe, e *rdb.Entry) 
 				if e.ExpireMs >= 0 {
 					n += 2
 				}
-				b = appendArrayHeader(b, n)
-				b = appendBulkString(b, "SET")
-				b = appendBulk(b, e.Key)
-				b = appendBulk(b, v)
+				b = resp.AppendArrayHeader(b, n)
+				b = resp.AppendBulkString(b, "SET")
+				b = resp.AppendBulk(b, e.Key)
+				b = resp.AppendBulk(b, v)
 				if e.ExpireMs >= 0 {
-					b = appendBulkString(b, "PXAT")
-					b = appendBulkInt(b, e.ExpireMs)
+					b = resp.AppendBulkString(b, "PXAT")
+					b = resp.AppendBulkInt(b, e.ExpireMs)
 				}
 				return b
 			})
@@ -392,24 +393,24 @@ func (j *job) restoreKey(ctx context.Context, t *target, p *pipe, e *rdb.Entry) 
 		if e.Idle >= 0 || e.Freq >= 0 {
 			n += 2
 		}
-		b = appendArrayHeader(b, n)
-		b = appendBulkString(b, "RESTORE")
-		b = appendBulk(b, e.Key)
-		b = appendBulkInt(b, max(e.ExpireMs, 0))
-		b = appendBulkHeader(b, 1+len(e.Value)+10)
+		b = resp.AppendArrayHeader(b, n)
+		b = resp.AppendBulkString(b, "RESTORE")
+		b = resp.AppendBulk(b, e.Key)
+		b = resp.AppendBulkInt(b, max(e.ExpireMs, 0))
+		b = resp.AppendBulkHeader(b, 1+len(e.Value)+10)
 		b = rdb.AppendDumpPayload(b, e, version)
 		b = append(b, '\r', '\n')
-		b = appendBulkString(b, "REPLACE")
+		b = resp.AppendBulkString(b, "REPLACE")
 		if e.ExpireMs >= 0 {
-			b = appendBulkString(b, "ABSTTL")
+			b = resp.AppendBulkString(b, "ABSTTL")
 		}
 		switch {
 		case e.Idle >= 0:
-			b = appendBulkString(b, "IDLETIME")
-			b = appendBulkInt(b, e.Idle)
+			b = resp.AppendBulkString(b, "IDLETIME")
+			b = resp.AppendBulkInt(b, e.Idle)
 		case e.Freq >= 0:
-			b = appendBulkString(b, "FREQ")
-			b = appendBulkInt(b, int64(e.Freq))
+			b = resp.AppendBulkString(b, "FREQ")
+			b = resp.AppendBulkInt(b, int64(e.Freq))
 		}
 		return b
 	})

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"strconv"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // applyTail replays a source's tail file on the targets, routed by the
@@ -111,7 +113,7 @@ func (j *job) sendPart(ctx context.Context, p part, o op) error {
 		}
 		args := p.args
 		err := t.pipes[0].send(ctx, pending{op: o, key: fmt.Sprintf("%q", clip(bytes.Join(args, []byte(" ")), 80))}, func(b []byte) []byte {
-			return appendArgs(b, args)
+			return resp.AppendCommand(b, args...)
 		})
 		if err != nil {
 			return err

@@ -1,7 +1,6 @@
 package migrate
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -147,31 +146,6 @@ func TestCmdReader(t *testing.T) {
 	}
 }
 
-func TestReadReply(t *testing.T) {
-	for _, tc := range []struct {
-		in, wantErr string
-	}{
-		{"+OK\r\n", ""},
-		{":12\r\n", ""},
-		{"$3\r\nabc\r\n", ""},
-		{"$-1\r\n", ""},
-		{"-ERR boom\r\n", "ERR boom"},
-		{"*3\r\n+OK\r\n-WRONGTYPE x\r\n:1\r\n", "WRONGTYPE x"},
-		{"*2\r\n*1\r\n-ERR nested\r\n+OK\r\n", "ERR nested"},
-		{"*-1\r\n", ""},
-	} {
-		got, err := readReply(bufio.NewReader(strings.NewReader(tc.in)))
-		if err != nil || got != tc.wantErr {
-			t.Errorf("readReply(%q) = %q, %v; want %q", tc.in, got, err, tc.wantErr)
-		}
-	}
-	for _, bad := range []string{"?x\r\n", "$x\r\n", "+OK\n", "$5\r\nab"} {
-		if _, err := readReply(bufio.NewReader(strings.NewReader(bad))); err == nil {
-			t.Errorf("readReply(%q): no error", bad)
-		}
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	base := DefaultRestoreConfig()
 	base.Sources = []string{"x.rdb"}
@@ -218,8 +192,8 @@ func TestPreflightErrorUnwraps(t *testing.T) {
 	}
 }
 
-// Fuzz targets for the two parsers of this package.
-
+// FuzzCmdReader fuzzes the tail-file reader; the reply reader's fuzz
+// target is internal/resp's.
 func FuzzCmdReader(f *testing.F) {
 	f.Add(appendCommand(nil, "SET", "k", "v"))
 	f.Add([]byte("*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"))
@@ -233,19 +207,6 @@ func FuzzCmdReader(f *testing.F) {
 			}
 			if len(args) == 0 || off < 0 || off > int64(len(data)) {
 				t.Fatalf("next: %d args at offset %d of %d bytes", len(args), off, len(data))
-			}
-		}
-	})
-}
-
-func FuzzReadReply(f *testing.F) {
-	f.Add([]byte("*3\r\n+OK\r\n-WRONGTYPE x\r\n:1\r\n"))
-	f.Add([]byte("$3\r\nabc\r\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		br := bufio.NewReader(bytes.NewReader(data))
-		for range 100 {
-			if _, err := readReply(br); err != nil {
-				return
 			}
 		}
 	})
