@@ -253,7 +253,7 @@ func parseFullResync(reply string) (string, int64, error) {
 
 // roundTrip sends a command and reads its one-line reply.
 func (s *Stream) roundTrip(args ...string) (string, error) {
-	if err := s.send(formatCommand(args...)); err != nil {
+	if err := s.send(resp.AppendCommandString(nil, args...)); err != nil {
 		return "", err
 	}
 	return s.readLine()

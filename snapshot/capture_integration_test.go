@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/snapshot/rdb"
 )
 
@@ -157,7 +158,7 @@ func TestStopAt(t *testing.T) {
 	// A source that sends no PING during the test, so offsets can be
 	// computed from the commands the test sends.
 	args := withArgs(disklessArgs, "--repl-ping-replica-period", "3600")
-	set := func(k, v string) int64 { return int64(len(formatCommand("SET", k, v))) }
+	set := func(k, v string) int64 { return int64(len(resp.AppendCommandString(nil, "SET", k, v))) }
 
 	tests := []struct {
 		name string
@@ -208,7 +209,7 @@ func TestStopAt(t *testing.T) {
 		},
 		{
 			name:   "inside MULTI/EXEC",
-			target: func(m int64) int64 { return m + int64(len(formatCommand("MULTI"))) },
+			target: func(m int64) int64 { return m + int64(len(resp.AppendCommandString(nil, "MULTI"))) },
 			writes: func(ctx context.Context, c *redis.Client) error {
 				_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 					p.Set(ctx, "a", "1", 0)

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -728,15 +729,17 @@ func authenticate(w io.Writer, r *bufio.Reader, username, password string) error
 	if args == nil {
 		return nil
 	}
-	if _, err := w.Write(formatCommand(args...)); err != nil {
+	if _, err := w.Write(resp.AppendCommandString(nil, args...)); err != nil {
 		return err
 	}
-	line, err := r.ReadString('\n')
+	// Both of AUTH's replies, +OK and an error, are one line, and a line
+	// fits r's buffer.
+	reply, err := resp.ReadReply(r, nil, r.Size())
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+") {
-		return fmt.Errorf("AUTH answered %q", strings.TrimSpace(line))
+	if reply[0] != '+' {
+		return fmt.Errorf("AUTH answered %q", bytes.TrimSpace(reply))
 	}
 	return nil
 }
@@ -758,7 +761,7 @@ func (c *shardConn) setup(username, password string) error {
 func readCuts(conns []*shardConn, deadline time.Time) ([]shardCut, error) {
 	cuts := make([]shardCut, len(conns))
 	errs := make([]error, len(conns))
-	req := append(formatCommand("INFO", "replication"), formatCommand("INFO", "keyspace")...)
+	req := resp.AppendCommandString(resp.AppendCommandString(nil, "INFO", "replication"), "INFO", "keyspace")
 	var wg sync.WaitGroup
 	for i, c := range conns {
 		wg.Add(1)
@@ -797,25 +800,22 @@ func (c *shardConn) readCut(req []byte) (repl, keyspace string, err error) {
 	return repl, keyspace, err
 }
 
+// maxInfoReply bounds an INFO reply: a text of up to 1 MiB and its
+// header. Redis's are a few KiB.
+const maxInfoReply = 1<<20 + len("$1048576\r\n\r\n")
+
 // readBulk reads a bulk string reply (INFO's).
 func readBulk(r *bufio.Reader) (string, error) {
-	line, err := r.ReadString('\n')
+	reply, err := resp.ReadReply(r, nil, maxInfoReply)
 	if err != nil {
 		return "", err
 	}
-	line = strings.TrimRight(line, "\r\n")
-	if !strings.HasPrefix(line, "$") {
+	body, ok := resp.Payload(reply)
+	if reply[0] != '$' || !ok {
+		line, _, _ := bytes.Cut(reply, []byte("\r\n"))
 		return "", fmt.Errorf("expected a bulk string, got %q", line)
 	}
-	n, err := strconv.Atoi(line[1:])
-	if err != nil || n < 0 || n > 1<<20 {
-		return "", fmt.Errorf("bad bulk header %q", line)
-	}
-	body := make([]byte, n+2)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return "", err
-	}
-	return string(body[:n]), nil
+	return string(body), nil
 }
 
 // infoField returns one field of an INFO reply, "" if absent.

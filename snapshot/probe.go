@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // A shard that drops a replica for overrunning client-output-buffer-limit
@@ -123,26 +125,14 @@ func probe(ctx context.Context, cfg CaptureConfig) (replInfo, error) {
 }
 
 func infoSection(w io.Writer, r *bufio.Reader, section string) (string, error) {
-	if _, err := w.Write(formatCommand("INFO", section)); err != nil {
+	if _, err := w.Write(resp.AppendCommandString(nil, "INFO", section)); err != nil {
 		return "", err
 	}
-	line, err := r.ReadString('\n')
+	body, err := readBulk(r)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("INFO %s: %w", section, err)
 	}
-	line = strings.TrimRight(line, "\r\n")
-	if !strings.HasPrefix(line, "$") {
-		return "", fmt.Errorf("INFO %s answered %q", section, line)
-	}
-	n, err := strconv.Atoi(line[1:])
-	if err != nil || n < 0 || n > 1<<20 {
-		return "", fmt.Errorf("INFO %s answered %q", section, line)
-	}
-	body := make([]byte, n+2)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return "", err
-	}
-	return string(body[:n]), nil
+	return body, nil
 }
 
 // parseReplInfo parses the fields of INFO replication the probe needs.

@@ -3,7 +3,6 @@ package snapshot
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"io"
 
 	"github.com/reshard/reshard/internal/resp"
@@ -307,15 +306,6 @@ func (m *markScanner) feed(chunk []byte, w io.Writer) (consumed int, done bool, 
 		m.held = append(m.held[:0], chunk[out-len(m.held):]...)
 	}
 	return len(chunk), false, nil
-}
-
-// formatCommand encodes args as a RESP array.
-func formatCommand(args ...string) []byte {
-	b := fmt.Appendf(nil, "*%d\r\n", len(args))
-	for _, a := range args {
-		b = fmt.Appendf(b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	return b
 }
 
 // parseLen parses a header line's number (without the type byte and CRLF),

@@ -7,9 +7,11 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
-func cmd(args ...string) string { return string(formatCommand(args...)) }
+func cmd(args ...string) string { return string(resp.AppendCommandString(nil, args...)) }
 
 func TestCmdParser(t *testing.T) {
 	long := strings.Repeat("x", 100)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Phase is where a capture stands.
@@ -295,7 +297,7 @@ func (s *Stream) ackLoop(done chan<- struct{}) {
 }
 
 func (s *Stream) ack(offset int64) error {
-	return s.send(formatCommand("REPLCONF", "ACK", strconv.FormatInt(offset, 10)))
+	return s.send(resp.AppendCommandString(nil, "REPLCONF", "ACK", strconv.FormatInt(offset, 10)))
 }
 
 // receiveRDB reads the bulk header and spools the RDB to its file.
