@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 const (
@@ -181,7 +183,8 @@ type worker struct {
 	wbuf  []byte
 
 	conn     net.Conn
-	rr       replyReader
+	br       *bufio.Reader
+	rbuf     []byte      // the last error reply, for readResult
 	stopWake func() bool // unregisters the ctx watcher of conn
 
 	hist    Histogram
@@ -197,7 +200,7 @@ func newWorker(cfg *Config, i int) *worker {
 		rng:   rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		value: valueBytes(cfg.ValueSize),
 		key:   make([]byte, 0, len(cfg.KeyPrefix)+20),
-		rr:    replyReader{r: bufio.NewReaderSize(nil, readBufSize)},
+		br:    bufio.NewReaderSize(nil, readBufSize),
 	}
 }
 
@@ -226,7 +229,7 @@ func (w *worker) connect(ctx context.Context, deadline time.Time) error {
 		tc.SetNoDelay(true)
 	}
 	w.conn = conn
-	w.rr.r.Reset(conn)
+	w.br.Reset(conn)
 	// A deadline in the past fails pending and future I/O at once; Close
 	// from this callback could race with the worker's own Close.
 	w.stopWake = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -238,11 +241,11 @@ func (w *worker) connect(ctx context.Context, deadline time.Time) error {
 		authDeadline = deadline
 	}
 	w.setDeadline(ctx, authDeadline)
-	if _, err := conn.Write(appendAuth(nil, w.cfg.Password)); err != nil {
+	if _, err := conn.Write(resp.AppendCommandString(nil, "AUTH", w.cfg.Password)); err != nil {
 		w.close()
 		return fmt.Errorf("auth: %w", err)
 	}
-	isErr, text, err := w.rr.next()
+	isErr, text, err := w.readResult()
 	if err != nil {
 		w.close()
 		return fmt.Errorf("auth: %w", err)
@@ -298,9 +301,9 @@ func (w *worker) batch(ctx context.Context, n int) {
 	for range n {
 		w.key = strconv.AppendInt(append(w.key[:0], w.cfg.KeyPrefix...), int64(w.rng.IntN(w.cfg.Keyspace)), 10)
 		if w.rng.Float64() < w.cfg.ReadRatio {
-			buf = appendGet(buf, w.key)
+			buf = resp.AppendCommand(buf, cmdGet, w.key)
 		} else {
-			buf = appendSet(buf, w.key, w.value)
+			buf = resp.AppendCommand(buf, cmdSet, w.key, w.value)
 		}
 	}
 	w.wbuf = buf
@@ -310,7 +313,7 @@ func (w *worker) batch(ctx context.Context, n int) {
 		return
 	}
 	for i := range n {
-		isErr, text, err := w.rr.next()
+		isErr, text, err := w.readResult()
 		if err != nil {
 			w.broken(ctx, n-i, err)
 			return

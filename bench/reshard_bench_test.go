@@ -11,6 +11,7 @@ import (
 
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy"
 )
 
@@ -46,7 +47,7 @@ func preload(ctx context.Context, addr string, n int) error {
 		hi := min(lo+1000, n)
 		var buf []byte
 		for i := lo; i < hi; i++ {
-			buf = appendSet(buf, []byte("pre:"+strconv.Itoa(i)), value)
+			buf = resp.AppendCommand(buf, cmdSet, []byte("pre:"+strconv.Itoa(i)), value)
 		}
 		a.conn.SetDeadline(time.Now().Add(30 * time.Second))
 		if _, err := a.conn.Write(buf); err != nil {

@@ -2,77 +2,53 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
-func TestEncode(t *testing.T) {
-	tests := []struct {
-		name string
-		got  []byte
-		want string
-	}{
-		{"set", appendSet(nil, []byte("k:1"), []byte("abc")), "*3\r\n$3\r\nSET\r\n$3\r\nk:1\r\n$3\r\nabc\r\n"},
-		{"set-empty-value", appendSet(nil, []byte("k"), nil), "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"},
-		{"get", appendGet(nil, []byte("key")), "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n"},
-		{"auth", appendAuth(nil, "p\r\nw"), "*2\r\n$4\r\nAUTH\r\n$4\r\np\r\nw\r\n"},
-		{"appends", appendGet([]byte("x"), []byte("")), "x*2\r\n$3\r\nGET\r\n$0\r\n\r\n"},
-	}
-	for _, tt := range tests {
-		if string(tt.got) != tt.want {
-			t.Errorf("%s: got %q, want %q", tt.name, tt.got, tt.want)
-		}
-	}
-}
+// The framing itself is tested and fuzzed in internal/resp; these tests
+// are for what the load makes of a reply.
 
-type reply struct {
+type result struct {
 	isErr bool
 	text  string
 }
 
-func readAll(in string) ([]reply, error) {
-	rr := replyReader{r: bufio.NewReaderSize(strings.NewReader(in), 48)}
-	var out []reply
+func readResults(in string) ([]result, error) {
+	w := &worker{br: bufio.NewReaderSize(strings.NewReader(in), 48)}
+	var out []result
 	for {
-		isErr, text, err := rr.next()
+		isErr, text, err := w.readResult()
 		if err != nil {
 			return out, err
 		}
-		out = append(out, reply{isErr, string(text)})
+		out = append(out, result{isErr, string(text)})
 	}
 }
 
-func TestReplyReader(t *testing.T) {
+func TestReadResult(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    []reply
+		want    []result
 		wantErr error // after the replies; io.EOF for a clean end
 	}{
-		{"+OK\r\n", []reply{{false, ""}}, io.EOF},
-		{"+\r\n:0\r\n:-12\r\n", []reply{{}, {}, {}}, io.EOF},
-		{"-ERR wrong\r\n-NOAUTH Authentication required.\r\n", []reply{{true, "ERR wrong"}, {true, "NOAUTH Authentication required."}}, io.EOF},
-		{"$-1\r\n$0\r\n\r\n$5\r\nhe\r\no\r\n", []reply{{}, {}, {}}, io.EOF},
+		{"+OK\r\n:1\r\n$-1\r\n", []result{{}, {}, {}}, io.EOF},
+		{"-ERR wrong\r\n-NOAUTH Authentication required.\r\n-\r\n", []result{{true, "ERR wrong"}, {true, "NOAUTH Authentication required."}, {true, ""}}, io.EOF},
 		// A bulk longer than the reader's buffer is skipped, not held.
-		{"$70\r\n" + strings.Repeat("v", 70) + "\r\n+OK\r\n", []reply{{}, {}}, io.EOF},
+		{"$70\r\n" + strings.Repeat("v", 70) + "\r\n+OK\r\n", []result{{}, {}}, io.EOF},
 		// An error inside an array (EXEC) is not a failed command.
-		{"*3\r\n+OK\r\n-ERR x\r\n*2\r\n$1\r\na\r\n:1\r\n*-1\r\n*0\r\n", []reply{{}, {}, {}}, io.EOF},
-		{"+OK\r\n$3\r\nab\r\n", []reply{{}}, io.ErrUnexpectedEOF},
-		{"$3\r\nabcde\r\n", nil, errProtocol},
-		{"$-2\r\n", nil, errProtocol},
-		{":12a\r\n", nil, errProtocol},
-		{"%1\r\n", nil, errProtocol}, // RESP3 is never negotiated
-		{"+OK\n", nil, errProtocol},
-		{"\r\n", nil, errProtocol},
-		{"+" + strings.Repeat("x", 70) + "\r\n", nil, errProtocol}, // longer than the buffer
-		{strings.Repeat("*1\r\n", maxReplyDepth+1) + ":1\r\n", nil, errProtocol},
-		{strings.Repeat("*1\r\n", maxReplyDepth) + ":1\r\n", []reply{{}}, io.EOF},
-		{"+OK\r", nil, io.ErrUnexpectedEOF},
+		{"*3\r\n+OK\r\n-ERR x\r\n*2\r\n$1\r\na\r\n:1\r\n-ERR after\r\n", []result{{}, {true, "ERR after"}}, io.EOF},
+		{"+OK\r\n$3\r\nab\r\n", []result{{}}, io.ErrUnexpectedEOF},
+		{"-ERR cut", nil, io.ErrUnexpectedEOF},
+		{"$3\r\nabcde\r\n", nil, resp.ErrProtocol},
+		{"-" + strings.Repeat("x", 70) + "\r\n", nil, resp.ErrProtocol}, // longer than the buffer
 	}
 	for _, tt := range tests {
-		got, err := readAll(tt.in)
+		got, err := readResults(tt.in)
 		if len(got) != len(tt.want) {
 			t.Errorf("%q: got %d replies %v, want %d %v", tt.in, len(got), got, len(tt.want), tt.want)
 			continue
@@ -88,20 +64,29 @@ func TestReplyReader(t *testing.T) {
 	}
 }
 
-// FuzzReplyReader checks that no input makes the reader panic or loop, and
-// that what it accepts as whole replies is consumed exactly.
-func FuzzReplyReader(f *testing.F) {
-	for _, s := range []string{"+OK\r\n", "-ERR x\r\n", ":1\r\n", "$3\r\nabc\r\n", "$-1\r\n", "*2\r\n$1\r\na\r\n*1\r\n:2\r\n", "*-1\r\n"} {
-		f.Add([]byte(s))
+func TestAdminReply(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr string
+	}{
+		{"+OK\r\n", "OK", ""},
+		{":42\r\n", "42", ""},
+		{"$5\r\nhe\r\no\r\n", "he\r\no", ""},
+		{"$-1\r\n", "", ""},
+		{"*2\r\n+a\r\n-ERR inside\r\n", "", ""}, // an array is skipped
+		{"-ERR no such job\r\n", "", "ERR no such job"},
+		{"?\r\n", "", "protocol error"},
+		{"$2000000\r\n", "", "protocol error"}, // over maxAdminReply
 	}
-	f.Fuzz(func(t *testing.T, in []byte) {
-		r := bytes.NewReader(in)
-		rr := replyReader{r: bufio.NewReaderSize(r, 16)}
-		for range len(in) + 1 {
-			if _, _, err := rr.next(); err != nil {
-				return
-			}
+	for _, tt := range tests {
+		a := &adminConn{br: bufio.NewReader(strings.NewReader(tt.in))}
+		got, err := a.reply()
+		switch {
+		case tt.wantErr == "" && (err != nil || got != tt.want):
+			t.Errorf("reply(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("reply(%q) = %q, %v; want an error containing %q", tt.in, got, err, tt.wantErr)
 		}
-		t.Fatalf("%q: more replies than bytes", in)
-	})
+	}
 }

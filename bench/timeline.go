@@ -3,8 +3,8 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
 	"net"
@@ -306,7 +306,7 @@ func readSeqKeys(ctx context.Context, cfg Config, n int) ([]int64, error) {
 	defer a.close()
 	var buf []byte
 	for i := range n {
-		buf = appendGet(buf, []byte(seqKey(cfg.KeyPrefix, i)))
+		buf = resp.AppendCommand(buf, cmdGet, []byte(seqKey(cfg.KeyPrefix, i)))
 	}
 	a.conn.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := a.conn.Write(buf); err != nil {
@@ -392,14 +392,14 @@ func (w *tlWorker) timelineBatch(ctx context.Context, ser *series) {
 		w.key = strconv.AppendInt(append(w.key[:0], w.cfg.KeyPrefix...), int64(w.rng.IntN(w.cfg.Keyspace)), 10)
 		switch {
 		case isRead:
-			buf = appendGet(buf, w.key)
+			buf = resp.AppendCommand(buf, cmdGet, w.key)
 		case seqAt < 0:
 			seqAt = i
 			w.seq++
 			w.seqBuf = strconv.AppendInt(w.seqBuf[:0], w.seq, 10)
-			buf = appendSet(buf, w.seqKey, w.seqBuf)
+			buf = resp.AppendCommand(buf, cmdSet, w.seqKey, w.seqBuf)
 		default:
-			buf = appendSet(buf, w.key, w.value)
+			buf = resp.AppendCommand(buf, cmdSet, w.key, w.value)
 		}
 	}
 	w.wbuf = buf
@@ -411,7 +411,7 @@ func (w *tlWorker) timelineBatch(ctx context.Context, ser *series) {
 		return
 	}
 	for i := range n {
-		isErr, text, err := w.rr.next()
+		isErr, text, err := w.readResult()
 		now := time.Now()
 		if err != nil {
 			before := w.errors
@@ -579,11 +579,16 @@ func (h *windowHist) quantile(q float64) time.Duration {
 	return time.Duration(h.max)
 }
 
+// maxAdminReply bounds one reply on an admin connection: statuses,
+// PROXY RESHARD STATUS and sequence numbers are all far smaller.
+const maxAdminReply = 1 << 20
+
 // adminConn is a plain RESP connection for commands whose replies matter:
 // PROXY RESHARD, and reading the sequence keys back.
 type adminConn struct {
 	conn net.Conn
-	rr   replyReader
+	br   *bufio.Reader
+	buf  []byte // the last reply
 }
 
 func dialAdmin(ctx context.Context, addr, password string) (*adminConn, error) {
@@ -592,7 +597,7 @@ func dialAdmin(ctx context.Context, addr, password string) (*adminConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &adminConn{conn: conn, rr: replyReader{r: bufio.NewReaderSize(conn, readBufSize)}}
+	a := &adminConn{conn: conn, br: bufio.NewReaderSize(conn, readBufSize)}
 	if password != "" {
 		if _, err := a.do(ctx, "AUTH", password); err != nil {
 			a.close()
@@ -607,10 +612,7 @@ func (a *adminConn) close() { a.conn.Close() }
 // do sends one command and returns its reply as text: a status, an
 // integer or a bulk string ("" for nil); an array is skipped as "".
 func (a *adminConn) do(ctx context.Context, args ...string) (string, error) {
-	buf := fmt.Appendf(nil, "*%d\r\n", len(args))
-	for _, s := range args {
-		buf = appendBulk(buf, []byte(s))
-	}
+	buf := resp.AppendCommandString(nil, args...)
 	deadline := time.Now().Add(10 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -622,29 +624,16 @@ func (a *adminConn) do(ctx context.Context, args ...string) (string, error) {
 	return a.reply()
 }
 
+// reply reads one reply: see do.
 func (a *adminConn) reply() (string, error) {
-	line, err := a.rr.line()
+	var err error
+	a.buf, err = resp.ReadReply(a.br, a.buf[:0], maxAdminReply)
 	if err != nil {
 		return "", err
 	}
-	switch line[0] {
-	case '-':
-		return "", fmt.Errorf("%s", line[1:])
-	case '+', ':':
-		return string(line[1:]), nil
-	case '$':
-		n, ok := resp.ParseInt(line[1:])
-		if !ok || n < -1 {
-			return "", fmt.Errorf("%w: bad bulk length %q", errProtocol, line)
-		}
-		if n == -1 {
-			return "", nil
-		}
-		b := make([]byte, n+2)
-		if _, err := io.ReadFull(a.rr.r, b); err != nil {
-			return "", err
-		}
-		return string(b[:n]), nil
+	text, _ := resp.Payload(a.buf)
+	if a.buf[0] == '-' {
+		return "", errors.New(string(text))
 	}
-	return "", a.rr.rest(line, 0)
+	return string(text), nil
 }
