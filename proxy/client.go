@@ -35,6 +35,8 @@ func (s *session) describe(now time.Time) string {
 	s.shown.Lock()
 	flags, multi, name, proto := "N", -1, s.name, s.proto
 	switch {
+	case s.monitor != nil:
+		flags = "O"
 	case s.detached:
 		flags = "P"
 	case s.tx.active:

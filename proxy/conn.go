@@ -148,10 +148,10 @@ func (s *Server) serveConn(nc net.Conn) {
 			if !errors.As(err, new(*protocolError)) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				s.log.Debug("client connection ended", zap.Uint64("client", sess.id), zap.Error(err))
 			}
-			c.flush()
+			c.Flush()
 			return
 		}
-		if err := c.flush(); err != nil {
+		if err := c.Flush(); err != nil {
 			return
 		}
 	}

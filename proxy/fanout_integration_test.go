@@ -423,7 +423,6 @@ func TestIntegrationUnsupported(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 3})
 	rc := dialRaw(t, c.Addr)
 	tests := [][]string{
-		{"MONITOR"},
 		{"CLIENT", "PAUSE", "100"},
 		{"SWAPDB", "0", "1"},
 		{"MOVE", "k", "1"},

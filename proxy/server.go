@@ -47,6 +47,7 @@ type Server struct {
 
 	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
+	monitors    monitors
 	clients     atomic.Int64
 	blocked     atomic.Int64 // sessions in a blocking command or WAIT (INFO blocked_clients)
 	nextID      atomic.Uint64

@@ -60,6 +60,9 @@ type session struct {
 	replyTurnsOn bool    // this command was CLIENT REPLY ON
 	detachWith   request // a SUBSCRIBE that hands the connection to a pub/sub loop
 	detached     bool    // the connection belongs to a pub/sub loop
+
+	monitor  *monitor // in MONITOR mode (monitor.go); written under shown
+	monLines []byte   // MONITOR lines of the pipeline's commands, not yet fed
 }
 
 type cachedLookup struct {
@@ -214,6 +217,7 @@ func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
 }
 
 func (s *session) submit(r *route) {
+	s.flushMonitored()
 	total := int32(0)
 	for i := range r.pools {
 		total += int32(len(s.stages[i].reqs))
@@ -269,9 +273,10 @@ func (s *session) reply() {
 
 // plan decides how one command is served, and applies CLIENT REPLY.
 func (s *session) plan(r *route, cmd request) {
-	mode, n := s.replyMode, len(s.calls)
+	mode, n, monitoring := s.replyMode, len(s.calls), s.monitor != nil
 	s.planOne(r, cmd)
 	silent := (mode == replyOff || mode == replySkipThis) && !s.replyTurnsOn
+	silent = silent || monitoring && s.monitor != nil // a monitor gets no replies, except RESET's
 	s.replyTurnsOn = false
 	if silent {
 		for i := n; i < len(s.calls); i++ {
@@ -319,6 +324,7 @@ func (s *session) planOne(r *route, cmd request) {
 		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		return
 	}
+	s.monitored(info, args)
 	if s.tx.active && s.inTransaction(info, cmd) {
 		return
 	}

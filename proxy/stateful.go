@@ -42,6 +42,7 @@ func init() {
 		"unwatch": unwatch,
 		"reset":   reset,
 		"wait":    wait,
+		"monitor": monitorCmd,
 		"auth":    auth,
 	} {
 		handlers[name] = h
@@ -253,6 +254,7 @@ func (s *session) flushClient() { s.conn.Flush() }
 
 // release frees what a closing session holds.
 func (s *session) release() {
+	s.stopMonitor()
 	if s.watchConn != nil {
 		s.watchConn.nc.Close()
 		s.watchConn = nil
@@ -262,6 +264,7 @@ func (s *session) release() {
 // reset answers RESET as Redis does: out of any transaction and WATCH,
 // replies on, RESP2, no name, and not authenticated where a password is set.
 func reset(s *session, _ *route, _ *command.Info, _ request) {
+	s.stopMonitor()
 	s.shown.Lock()
 	s.tx = txState{}
 	s.name = ""

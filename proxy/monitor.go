@@ -1,0 +1,230 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/proxy/command"
+)
+
+// MONITOR streams every command the proxy's clients send, as Redis streams
+// its own: one status line per command, `+<unix time> [0 <client addr>]
+// "arg" ...`, with the arguments quoted and escaped as Redis quotes them
+// and passwords redacted. The proxy shows commands as clients sent them,
+// before any split over shards; admin commands (CONFIG, CLIENT KILL,
+// PROXY ...) are left out, as Redis leaves them out.
+//
+// A session formats its commands' lines while it plans them and hands them
+// to every monitor once per pipeline. Each monitor has a writer goroutine
+// and a buffer of its own, so a monitor that reads slowly never holds up the
+// clients it watches; one whose buffer passes the output buffer limit is
+// disconnected. With no monitor the data path pays one atomic load per
+// command.
+//
+// As in Redis, the commands a monitoring client sends are still executed,
+// without replies, and RESET ends monitoring.
+
+// monitors is the server's set of monitoring clients.
+type monitors struct {
+	n    atomic.Int32
+	mu   sync.RWMutex
+	list []*monitor
+}
+
+// monitor is one client in MONITOR mode.
+type monitor struct {
+	s     *session
+	limit int64
+
+	mu   sync.Mutex
+	buf  []byte // lines not yet written
+	wake chan struct{}
+	done chan struct{}
+}
+
+// monitorCmd turns the session into a monitor after the replies of what
+// was planned before it.
+func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
+	s.syncNext = func(*route) []byte {
+		if s.monitor != nil {
+			return nil // already monitoring: ignored, as Redis does
+		}
+		// +OK goes out before the first line can
+		s.conn.share()
+		s.conn.WriteRaw(appendStatus(nil, "OK"))
+		if err := s.conn.Flush(); err != nil {
+			return nil
+		}
+		m := &monitor{s: s, limit: s.srv.cfg.MaxOutputBuffer, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		s.shown.Lock()
+		s.monitor = m
+		s.shown.Unlock()
+		srv := s.srv
+		srv.monitors.mu.Lock()
+		srv.monitors.list = append(srv.monitors.list, m)
+		srv.monitors.n.Add(1)
+		srv.monitors.mu.Unlock()
+		go m.run()
+		return nil
+	}
+}
+
+// stopMonitor ends MONITOR mode (RESET, or the connection closing).
+func (s *session) stopMonitor() {
+	m := s.monitor
+	if m == nil {
+		return
+	}
+	srv := s.srv
+	srv.monitors.mu.Lock()
+	for i, o := range srv.monitors.list {
+		if o == m {
+			srv.monitors.list = append(srv.monitors.list[:i], srv.monitors.list[i+1:]...)
+			srv.monitors.n.Add(-1)
+			break
+		}
+	}
+	srv.monitors.mu.Unlock()
+	close(m.done) // no feeder holds m any more
+	s.shown.Lock()
+	s.monitor = nil
+	s.shown.Unlock()
+}
+
+// run writes the lines fed to the monitor until it stops.
+func (m *monitor) run() {
+	var spare []byte
+	for {
+		select {
+		case <-m.wake:
+		case <-m.done:
+			return
+		}
+		m.mu.Lock()
+		out := m.buf
+		m.buf = spare[:0]
+		m.mu.Unlock()
+		m.s.conn.WriteRaw(out)
+		if err := m.s.conn.Flush(); err != nil {
+			m.s.conn.nc.Close() // the session's read fails and stops the monitor
+		}
+		spare = out[:0]
+	}
+}
+
+// feed queues lines for the monitor without waiting for it.
+func (m *monitor) feed(lines []byte) {
+	m.mu.Lock()
+	over := int64(len(m.buf)+len(lines)) > m.limit
+	if !over {
+		m.buf = append(m.buf, lines...)
+	}
+	m.mu.Unlock()
+	if over {
+		m.s.srv.log.Warn("monitor client output buffer limit reached, closing it",
+			zap.Uint64("client", m.s.id), zap.Int64("limit", m.limit))
+		m.s.conn.nc.Close()
+		return
+	}
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// feedMonitors hands the lines of a session's pipeline to every monitor.
+func (srv *Server) feedMonitors(lines []byte) {
+	srv.monitors.mu.RLock()
+	for _, m := range srv.monitors.list {
+		m.feed(lines)
+	}
+	srv.monitors.mu.RUnlock()
+}
+
+// monitored formats the monitor line of a command about to run, unless no
+// one monitors or the command is one Redis keeps from monitors.
+func (s *session) monitored(info *command.Info, args [][]byte) {
+	if s.srv.monitors.n.Load() == 0 || info.IsAdmin() {
+		return
+	}
+	s.monLines = appendMonitorLine(s.monLines, time.Now(), s.conn.RemoteAddr(), info, args)
+}
+
+// flushMonitored hands the lines formatted so far to the monitors.
+func (s *session) flushMonitored() {
+	if len(s.monLines) > 0 {
+		s.srv.feedMonitors(s.monLines)
+		s.monLines = s.monLines[:0]
+	}
+}
+
+var redacted = []byte("(redacted)")
+
+// appendMonitorLine appends one MONITOR line. Passwords are redacted as
+// Redis redacts them: every argument of AUTH, and the two after HELLO's
+// AUTH.
+func appendMonitorLine(b []byte, now time.Time, addr string, info *command.Info, args [][]byte) []byte {
+	b = append(b, '+')
+	b = strconv.AppendInt(b, now.Unix(), 10)
+	b = append(b, '.')
+	us := strconv.AppendInt(nil, int64(now.Nanosecond()/1000), 10)
+	b = append(b, "000000"[len(us):]...)
+	b = append(b, us...)
+	b = append(b, " [0 "...)
+	b = append(b, addr...)
+	b = append(b, ']')
+	hide := 0 // arguments from here on are redacted
+	switch info.Name() {
+	case "auth":
+		hide = 1
+	case "hello":
+		for i := 2; i < len(args); i++ {
+			if bytes.EqualFold(args[i], []byte("auth")) {
+				hide = i + 1
+				break
+			}
+		}
+	}
+	for i, a := range args {
+		if hide > 0 && i >= hide && (info.Name() == "auth" || i < hide+2) {
+			a = redacted
+		}
+		b = append(b, ' ')
+		b = appendRepr(b, a)
+	}
+	return append(b, '\r', '\n')
+}
+
+// appendRepr quotes s as Redis's sdscatrepr does.
+func appendRepr(b, s []byte) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for _, c := range s {
+		switch c {
+		case '\\', '"':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\a':
+			b = append(b, '\\', 'a')
+		case '\b':
+			b = append(b, '\\', 'b')
+		default:
+			if c >= 0x20 && c <= 0x7e {
+				b = append(b, c)
+			} else {
+				b = append(b, '\\', 'x', hex[c>>4], hex[c&0xf])
+			}
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,139 @@
+package proxy_test
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/proxy"
+)
+
+// monitorLine is one MONITOR line: time, client address, arguments.
+var monitorLine = regexp.MustCompile(`^\d+\.\d{6} \[0 ([^\]]+)\] (.*)$`)
+
+// watchMonitor reads MONITOR lines from m until one ends with marker, and
+// returns their arguments, checking that each names the client at addr.
+func watchMonitor(t *testing.T, m *rawConn, addr, marker string) []string {
+	t.Helper()
+	var got []string
+	for {
+		line, ok := m.read().(status)
+		if !ok {
+			t.Fatalf("MONITOR sent something else than a status line")
+		}
+		parts := monitorLine.FindStringSubmatch(string(line))
+		if parts == nil {
+			t.Fatalf("MONITOR line %q is not `time [0 addr] args`", line)
+		}
+		if parts[1] != addr {
+			t.Errorf("MONITOR line %q names client %s, want %s", line, parts[1], addr)
+		}
+		got = append(got, parts[2])
+		if strings.HasSuffix(parts[2], marker) {
+			return got
+		}
+	}
+}
+
+// The proxy's MONITOR shows what a redis-server's shows for the same
+// commands: arguments as the client sent them, quoted and escaped alike,
+// passwords redacted, admin commands left out, each command once however
+// many shards it went to.
+func TestIntegrationMonitor(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	direct := redistest.Start(t)
+	commands := [][]string{
+		{"SET", "k", "v"},
+		{"GET", "k"},
+		{"set", "bin", "\x00\xff\"\\\n\r\t\a\bok"},
+		{"MSET", "a", "1", "b", "2", "c", "3"}, // split over the shards
+		{"DEL", "a", "b", "c"},
+		{"MULTI"}, {"INCR", "{t}n"}, {"INCRBY", "{t}n", "2"}, {"EXEC"},
+		{"AUTH", "not-a-password"},
+		{"AUTH", "someone", "not-a-password"},
+		{"CONFIG", "GET", "maxmemory"}, // admin: left out
+		{"CLIENT", "SETNAME", "watched"},
+		{"PING"},
+		{"ECHO", "end"},
+	}
+	streams := map[string][]string{}
+	for name, addr := range map[string]string{"proxy": c.Addr, "redis": direct.Addr()} {
+		m := dialRaw(t, addr)
+		if got := m.do("MONITOR"); got != "+OK" {
+			t.Fatalf("%s: MONITOR = %s", name, got)
+		}
+		cl := dialRaw(t, addr)
+		for _, cmd := range commands {
+			cl.do(cmd...)
+		}
+		streams[name] = watchMonitor(t, m, cl.nc.LocalAddr().String(), `"end"`)
+	}
+	if !slices.Equal(streams["proxy"], streams["redis"]) {
+		t.Errorf("MONITOR through the proxy:\n%s\nMONITOR of redis-server:\n%s",
+			strings.Join(streams["proxy"], "\n"), strings.Join(streams["redis"], "\n"))
+	}
+}
+
+// A monitoring client shows in CLIENT LIST with flag O; its own commands
+// run without replies, as in Redis, until RESET ends monitoring.
+func TestIntegrationMonitorReset(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	m := dialRaw(t, c.Addr)
+	m.do("CLIENT", "SETNAME", "mon")
+	if got := m.do("MONITOR"); got != "+OK" {
+		t.Fatalf("MONITOR = %s", got)
+	}
+	cl := dialRaw(t, c.Addr)
+	if list := cl.do("CLIENT", "LIST"); !regexp.MustCompile(`name=mon [^\n]*flags=O`).MatchString(list) {
+		t.Errorf("CLIENT LIST does not flag the monitor O:\n%s", list)
+	}
+	m.send("SET", "from-monitor", "1") // runs, no reply; its own line comes back
+	if got := watchMonitor(t, m, m.nc.LocalAddr().String(), `"from-monitor" "1"`); len(got) != 1 {
+		t.Errorf("lines before the monitor's own SET: %q", got)
+	}
+	if got := cl.do("GET", "from-monitor"); got != `"1"` {
+		t.Errorf("GET of the monitor's SET = %s", got)
+	}
+	m.send("RESET")
+	for { // lines sent before the RESET, then its reply
+		if got := m.read(); got == status("RESET") {
+			break
+		} else if s, ok := got.(status); !ok || !monitorLine.MatchString(string(s)) {
+			t.Fatalf("RESET = %s", render(got))
+		}
+	}
+	cl.do("SET", "after-reset", "1")
+	if got := m.do("PING"); got != "+PONG" {
+		t.Errorf("PING after RESET = %s, want +PONG and no more MONITOR lines", got)
+	}
+}
+
+// A monitor that does not read is disconnected when what it has not read
+// passes the output buffer limit; the clients it watched never wait for it.
+func TestIntegrationMonitorSlowReader(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.MaxOutputBuffer = 256 << 10
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	m := dialRaw(t, c.Addr)
+	if got := m.do("MONITOR"); got != "+OK" {
+		t.Fatalf("MONITOR = %s", got)
+	}
+	cl := c.Client()
+	value := strings.Repeat("v", 1024)
+	for i := 0; i < 40; i++ { // 40 MB of lines: more than any socket buffers hold
+		pipe := cl.Pipeline()
+		for j := 0; j < 1000; j++ {
+			pipe.Set(t.Context(), "slow", value, 0)
+		}
+		if _, err := pipe.Exec(t.Context()); err != nil {
+			t.Fatalf("clients stalled behind a monitor that does not read: %v", err)
+		}
+	}
+	if !waitFor(5*time.Second, func() bool { return !strings.Contains(cl.ClientList(t.Context()).Val(), "flags=O") }) {
+		t.Fatal("the monitor that does not read is still connected")
+	}
+}
