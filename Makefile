@@ -37,12 +37,13 @@ FUZZ_TARGETS := \
 	./proxy/command:FuzzKeys \
 	./snapshot:FuzzCmdParser ./snapshot:FuzzMarkScanner ./snapshot:FuzzCheckTail \
 	./snapshot/rdb:FuzzReader ./snapshot/rdb:FuzzDumpPayload ./snapshot/rdb:FuzzDecode \
-	./migrate:FuzzCmdReader ./migrate:FuzzReadReply \
-	./bench:FuzzReplyReader ./internal/resp:FuzzParseInt
+	./migrate:FuzzCmdReader \
+	./internal/resp:FuzzParseInt ./internal/resp:FuzzReadReply
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "== $$pkg $$name"; \
+		$(GO) test $$pkg -list "^$$name\$$" | grep -qx "$$name" || { echo "no fuzz target $$name in $$pkg"; exit 1; }; \
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
 	done
 
