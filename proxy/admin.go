@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Admin commands live under PROXY. Their replies are made by the proxy.
@@ -36,7 +38,7 @@ var proxyHelp = []string{
 
 func (srv *Server) admin(s *session, args [][]byte) []byte {
 	if len(args) == 1 || equalFold(args[1], "help") {
-		b := appendArrayHeader(nil, len(proxyHelp))
+		b := resp.AppendArrayHeader(nil, len(proxyHelp))
 		for _, l := range proxyHelp {
 			b = appendStatus(b, l)
 		}
@@ -59,26 +61,26 @@ func (srv *Server) admin(s *session, args [][]byte) []byte {
 // slot ranges and status.
 func (srv *Server) topologyReply() []byte {
 	r := srv.route.Load()
-	b := appendArrayHeader(nil, 6)
-	b = appendBulkString(b, "epoch")
+	b := resp.AppendArrayHeader(nil, 6)
+	b = resp.AppendBulkString(b, "epoch")
 	b = appendInt(b, int64(r.table.Epoch()))
-	b = appendBulkString(b, "spec")
-	b = appendBulkString(b, router.FormatSpec(r.table.Shards()))
-	b = appendBulkString(b, "shards")
-	b = appendArrayHeader(b, len(r.pools))
+	b = resp.AppendBulkString(b, "spec")
+	b = resp.AppendBulkString(b, router.FormatSpec(r.table.Shards()))
+	b = resp.AppendBulkString(b, "shards")
+	b = resp.AppendArrayHeader(b, len(r.pools))
 	shards := r.table.Shards()
 	for i, p := range r.pools {
 		status := "up"
 		if !p.up() {
 			status = "down"
 		}
-		b = appendArrayHeader(b, 6)
-		b = appendBulkString(b, "addr")
-		b = appendBulkString(b, p.addr)
-		b = appendBulkString(b, "slots")
-		b = appendBulkString(b, rangesText(shards[i]))
-		b = appendBulkString(b, "status")
-		b = appendBulkString(b, status)
+		b = resp.AppendArrayHeader(b, 6)
+		b = resp.AppendBulkString(b, "addr")
+		b = resp.AppendBulkString(b, p.addr)
+		b = resp.AppendBulkString(b, "slots")
+		b = resp.AppendBulkString(b, rangesText(shards[i]))
+		b = resp.AppendBulkString(b, "status")
+		b = resp.AppendBulkString(b, status)
 	}
 	return b
 }

@@ -372,12 +372,12 @@ func newShardDialer(cfg *Config) shardDialer {
 		for i, a := range args {
 			raw[i] = []byte(a)
 		}
-		d.auth = appendCommand(nil, raw...)
+		d.auth = resp.AppendCommand(nil, raw...)
 	}
 	return d
 }
 
-var pingCommand = appendCommand(nil, []byte("PING"))
+var pingCommand = resp.AppendCommand(nil, []byte("PING"))
 
 // dial connects to addr; hello, if not nil, is sent after AUTH. With
 // received set, every byte read from the connection is counted there.

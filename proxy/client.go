@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // CLIENT subcommands about the proxy's own clients. The shards' clients are
@@ -20,7 +22,7 @@ func init() {
 		"client|no-evict": clientNoEvict,
 		"client|getredir": func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, -1)) },
 		"client|help":     clientHelp,
-		"acl|whoami":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendBulkString(nil, s.user())) },
+		"acl|whoami":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(resp.AppendBulkString(nil, s.user())) },
 	} {
 		handlers[name] = h
 	}
@@ -288,7 +290,7 @@ var clientHelpLines = []string{
 }
 
 func clientHelp(s *session, _ *route, _ *command.Info, _ request) {
-	b := appendArrayHeader(nil, len(clientHelpLines))
+	b := resp.AppendArrayHeader(nil, len(clientHelpLines))
 	for _, l := range clientHelpLines {
 		b = appendStatus(b, l)
 	}

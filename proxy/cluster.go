@@ -9,6 +9,8 @@ import (
 
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // The CLUSTER family, answered as a cluster of one node: the proxy, at its
@@ -141,19 +143,19 @@ func clusterInfo(s *session, r *route, _ *command.Info, _ request) {
 // clusterSlots: one range, 0-16383, served by [endpoint, port, id, metadata].
 func clusterSlots(s *session, r *route, _ *command.Info, _ request) {
 	n := s.clusterSelf(r)
-	b := appendArrayHeader(nil, 1)
-	b = appendArrayHeader(b, 3)
+	b := resp.AppendArrayHeader(nil, 1)
+	b = resp.AppendArrayHeader(b, 3)
 	b = appendInt(b, 0)
 	b = appendInt(b, router.NumSlots-1)
-	b = appendArrayHeader(b, 4)
-	b = appendBulkString(b, n.endpoint())
+	b = resp.AppendArrayHeader(b, 4)
+	b = resp.AppendBulkString(b, n.endpoint())
 	b = appendInt(b, int64(n.port))
-	b = appendBulkString(b, n.id)
+	b = resp.AppendBulkString(b, n.id)
 	if n.hostname != "" {
 		// The endpoint is the host name, so the metadata gives the IP.
 		b = appendMapHeader(b, 1, s.proto)
-		b = appendBulkString(b, "ip")
-		b = appendBulkString(b, n.ip)
+		b = resp.AppendBulkString(b, "ip")
+		b = resp.AppendBulkString(b, n.ip)
 	} else {
 		b = appendMapHeader(b, 0, s.proto)
 	}
@@ -169,33 +171,33 @@ func clusterShards(s *session, r *route, _ *command.Info, _ request) {
 	if n.hostname != "" {
 		fields++
 	}
-	b := appendArrayHeader(nil, 1)
+	b := resp.AppendArrayHeader(nil, 1)
 	b = appendMapHeader(b, 2, s.proto)
-	b = appendBulkString(b, "slots")
-	b = appendArrayHeader(b, 2)
+	b = resp.AppendBulkString(b, "slots")
+	b = resp.AppendArrayHeader(b, 2)
 	b = appendInt(b, 0)
 	b = appendInt(b, router.NumSlots-1)
-	b = appendBulkString(b, "nodes")
-	b = appendArrayHeader(b, 1)
+	b = resp.AppendBulkString(b, "nodes")
+	b = resp.AppendArrayHeader(b, 1)
 	b = appendMapHeader(b, fields, s.proto)
-	b = appendBulkString(b, "id")
-	b = appendBulkString(b, n.id)
-	b = appendBulkString(b, "port")
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendBulkString(b, n.id)
+	b = resp.AppendBulkString(b, "port")
 	b = appendInt(b, int64(n.port))
-	b = appendBulkString(b, "ip")
-	b = appendBulkString(b, n.ip)
-	b = appendBulkString(b, "endpoint")
-	b = appendBulkString(b, n.endpoint())
+	b = resp.AppendBulkString(b, "ip")
+	b = resp.AppendBulkString(b, n.ip)
+	b = resp.AppendBulkString(b, "endpoint")
+	b = resp.AppendBulkString(b, n.endpoint())
 	if n.hostname != "" {
-		b = appendBulkString(b, "hostname")
-		b = appendBulkString(b, n.hostname)
+		b = resp.AppendBulkString(b, "hostname")
+		b = resp.AppendBulkString(b, n.hostname)
 	}
-	b = appendBulkString(b, "role")
-	b = appendBulkString(b, "master")
-	b = appendBulkString(b, "replication-offset")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "replication-offset")
 	b = appendInt(b, 0)
-	b = appendBulkString(b, "health")
-	b = appendBulkString(b, "online")
+	b = resp.AppendBulkString(b, "health")
+	b = resp.AppendBulkString(b, "online")
 	s.local(b)
 }
 
@@ -221,7 +223,7 @@ func clusterNodes(s *session, r *route, _ *command.Info, _ request) {
 }
 
 func clusterMyID(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendBulkString(nil, clusterNodeID(s.srv.AnnounceAddr())))
+	s.local(resp.AppendBulkString(nil, clusterNodeID(s.srv.AnnounceAddr())))
 }
 
 func clusterKeySlot(s *session, _ *route, _ *command.Info, c request) {
@@ -269,7 +271,7 @@ func keysInSlotRefusal(info *command.Info) string {
 
 // clusterLinks: a cluster of one node has no links.
 func clusterLinks(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendArrayHeader(nil, 0))
+	s.local(resp.AppendArrayHeader(nil, 0))
 }
 
 // clusterReplicas: the one node has no replicas; any other id is unknown.
@@ -278,7 +280,7 @@ func clusterReplicas(s *session, _ *route, _ *command.Info, c request) {
 		s.errorReply("ERR Unknown node " + clip(c.Args[2]))
 		return
 	}
-	s.local(appendArrayHeader(nil, 0))
+	s.local(resp.AppendArrayHeader(nil, 0))
 }
 
 func clusterFailureReports(s *session, _ *route, _ *command.Info, c request) {
@@ -336,7 +338,7 @@ var clusterHelpLines = []string{
 }
 
 func clusterHelp(s *session, _ *route, _ *command.Info, _ request) {
-	b := appendArrayHeader(nil, len(clusterHelpLines))
+	b := resp.AppendArrayHeader(nil, len(clusterHelpLines))
 	for _, l := range clusterHelpLines {
 		b = appendStatus(b, l)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Dedicated connections serve the commands that hold state on their
@@ -157,7 +159,7 @@ func (s *session) onEveryShard(c request, mayBlock bool, m merger) {
 var errClientGone = errors.New("client disconnected")
 
 var (
-	cmdClientID = appendCommand(nil, []byte("CLIENT"), []byte("ID"))
+	cmdClientID = resp.AppendCommand(nil, []byte("CLIENT"), []byte("ID"))
 	clientBytes = []byte("CLIENT")
 	unblockWord = []byte("UNBLOCK")
 )
@@ -173,7 +175,7 @@ func (p *dpool) unblock(d *dconn) error {
 	if err != nil {
 		return err
 	}
-	if _, err := u.roundTrip(appendCommand(nil, clientBytes, unblockWord, d.id), 1, nil); err != nil {
+	if _, err := u.roundTrip(resp.AppendCommand(nil, clientBytes, unblockWord, d.id), 1, nil); err != nil {
 		u.nc.Close()
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // handler serves a command that is not simply routed by its keys.
@@ -17,7 +19,7 @@ var handlers = map[string]handler{}
 func init() {
 	for name, h := range map[string]handler{
 		"ping":      ping,
-		"echo":      func(s *session, _ *route, _ *command.Info, c request) { s.local(appendBulk(nil, c.Args[1])) },
+		"echo":      func(s *session, _ *route, _ *command.Info, c request) { s.local(resp.AppendBulk(nil, c.Args[1])) },
 		"quit":      quit,
 		"select":    selectDB,
 		"hello":     hello,
@@ -103,7 +105,7 @@ func ping(s *session, _ *route, info *command.Info, c request) {
 		return
 	}
 	if len(c.Args) == 2 {
-		s.local(appendBulk(nil, c.Args[1]))
+		s.local(resp.AppendBulk(nil, c.Args[1]))
 		return
 	}
 	s.local(appendStatus(nil, "PONG"))
@@ -170,20 +172,20 @@ func hello(s *session, _ *route, _ *command.Info, c request) {
 	// were sent in; those after it, of the new one.
 	s.syncNext = func(*route) []byte { s.setProto(proto); return nil }
 	b := appendMapHeader(nil, 7, proto)
-	b = appendBulkString(b, "server")
-	b = appendBulkString(b, "redis")
-	b = appendBulkString(b, "version")
-	b = appendBulkString(b, s.srv.redisVersion())
-	b = appendBulkString(b, "proto")
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, s.srv.redisVersion())
+	b = resp.AppendBulkString(b, "proto")
 	b = appendInt(b, int64(proto))
-	b = appendBulkString(b, "id")
+	b = resp.AppendBulkString(b, "id")
 	b = appendInt(b, int64(s.id))
-	b = appendBulkString(b, "mode")
-	b = appendBulkString(b, "standalone")
-	b = appendBulkString(b, "role")
-	b = appendBulkString(b, "master")
-	b = appendBulkString(b, "modules")
-	b = appendArrayHeader(b, 0)
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArrayHeader(b, 0)
 	s.local(b)
 }
 
@@ -213,7 +215,7 @@ func clientGetName(s *session, _ *route, _ *command.Info, _ request) {
 		s.local(appendNullIn(nil, s.proto))
 		return
 	}
-	s.local(appendBulkString(nil, s.name))
+	s.local(resp.AppendBulkString(nil, s.name))
 }
 
 // anyShard serves a keyless read whose answer is the same on every shard.
@@ -325,14 +327,14 @@ func split(step int, m merger) handler {
 			i := s.slot()
 			st := &s.stages[sh]
 			st.reqs = append(st.reqs, pending{b: &s.b, i: i})
-			st.raw = appendArrayHeader(st.raw, 1+cnt*step)
-			st.raw = appendBulk(st.raw, args[0])
+			st.raw = resp.AppendArrayHeader(st.raw, 1+cnt*step)
+			st.raw = resp.AppendBulk(st.raw, args[0])
 		}
 		for k := 0; k < nkeys; k++ {
 			sh := s.aux[auxOff+int32(k)]
 			st := &s.stages[sh]
 			for j := 0; j < step; j++ {
-				st.raw = appendBulk(st.raw, args[1+k*step+j])
+				st.raw = resp.AppendBulk(st.raw, args[1+k*step+j])
 			}
 			s.aux[auxOff+int32(k)] = sub[sh] // from shard index to reply index
 		}

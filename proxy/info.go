@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // INFO is answered by the proxy: its own server, clients, stats and proxy
@@ -19,7 +21,7 @@ import (
 // that read INFO see one server.
 
 // shardInfoCmd is what INFO asks every shard.
-var shardInfoCmd = appendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"))
+var shardInfoCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"))
 
 var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "proxy", "keyspace"}
 
@@ -258,7 +260,7 @@ func (s *Server) probeVersion(addr string) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write(appendCommand(nil, []byte("INFO"), []byte("server"))); err != nil {
+	if _, err := c.Write(resp.AppendCommand(nil, []byte("INFO"), []byte("server"))); err != nil {
 		return
 	}
 	reply, err := readReply(r, nil)

@@ -1,6 +1,10 @@
 package proxy
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/reshard/reshard/internal/resp"
+)
 
 // Merges of replies from several shards. Each takes the call's result slots
 // and appends one reply to out. A shard's error reply wins: the client sees
@@ -75,7 +79,7 @@ func mgetMerge(s *session, c *call, out []byte) []byte {
 	}
 	nkeys := len(c.args) - 1
 	next := make([]int, len(rs))
-	out = appendArrayHeader(out, nkeys)
+	out = resp.AppendArrayHeader(out, nkeys)
 	for k := 0; k < nkeys; k++ {
 		sub := s.aux[int(c.auxOff)+k]
 		if next[sub] >= len(elems[sub]) {
@@ -99,7 +103,7 @@ func concatArrays(s *session, c *call, out []byte) []byte {
 			return appendError(out, "ERR unexpected reply from shard")
 		}
 	}
-	out = appendArrayHeader(out, len(all))
+	out = resp.AppendArrayHeader(out, len(all))
 	for _, e := range all {
 		out = append(out, e...)
 	}
@@ -144,7 +148,7 @@ func andArrays(s *session, c *call, out []byte) []byte {
 			}
 		}
 	}
-	out = appendArrayHeader(out, len(acc))
+	out = resp.AppendArrayHeader(out, len(acc))
 	for _, n := range acc {
 		out = appendInt(out, n)
 	}

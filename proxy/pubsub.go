@@ -13,6 +13,8 @@ import (
 
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Pub/sub with the semantics of one Redis: every classic subscription
@@ -39,9 +41,9 @@ var (
 		rand.Read(b)
 		return "__reshard_sync_" + hex.EncodeToString(b)
 	}()
-	syncPing     = appendCommand(nil, []byte("PING"), []byte(syncToken))
-	syncPongSub  = appendBulkString(appendBulkString(appendArrayHeader(nil, 2), "pong"), syncToken)
-	syncPongBulk = appendBulkString(nil, syncToken)
+	syncPing     = resp.AppendCommand(nil, []byte("PING"), []byte(syncToken))
+	syncPongSub  = resp.AppendBulkString(resp.AppendBulkString(resp.AppendArrayHeader(nil, 2), "pong"), syncToken)
+	syncPongBulk = resp.AppendBulkString(nil, syncToken)
 )
 
 func init() {
@@ -84,21 +86,21 @@ func shardChannel(s *session, r *route, info *command.Info, c request) {
 // pushed in RESP3.
 func notSubscribed(s *session, _ *route, info *command.Info, c request) {
 	kind := info.Name()
-	header := appendArrayHeader(nil, 3)
+	header := resp.AppendArrayHeader(nil, 3)
 	if s.proto == 3 {
 		header = []byte(">3\r\n")
 	}
 	var b []byte
 	if len(c.Args) == 1 {
 		b = append(b, header...)
-		b = appendBulkString(b, kind)
+		b = resp.AppendBulkString(b, kind)
 		b = appendNullIn(b, s.proto)
 		b = appendInt(b, 0)
 	}
 	for _, ch := range c.Args[1:] {
 		b = append(b, header...)
-		b = appendBulkString(b, kind)
-		b = appendBulk(b, ch)
+		b = resp.AppendBulkString(b, kind)
+		b = resp.AppendBulk(b, ch)
 		b = appendInt(b, 0)
 	}
 	s.local(b)
@@ -159,7 +161,7 @@ func sumPairs(s *session, c *call, out []byte) []byte {
 			sums[j] += n
 		}
 	}
-	out = appendArrayHeader(out, 2*len(names))
+	out = resp.AppendArrayHeader(out, 2*len(names))
 	for i := range names {
 		out = append(out, names[i]...)
 		out = appendInt(out, sums[i])
@@ -503,7 +505,7 @@ func (p *pubsubLoop) moveTo(r *route) {
 			for _, nm := range names {
 				args = append(args, []byte(nm))
 			}
-			raw = appendCommand(raw, args...)
+			raw = resp.AppendCommand(raw, args...)
 			n += len(names)
 		}
 		sc.mu.Lock()

@@ -268,10 +268,10 @@ func (rd *reqReader) inline() (bool, error) {
 	if len(words) == 0 {
 		return true, nil // an empty line is ignored
 	}
-	raw := appendArrayHeader(nil, len(words))
+	raw := resp.AppendArrayHeader(nil, len(words))
 	ends := make([]int, len(words)) // where each payload ends in raw
 	for i, w := range words {
-		raw = appendBulk(raw, w)
+		raw = resp.AppendBulk(raw, w)
 		ends[i] = len(raw) - 2
 	}
 	args := make([][]byte, len(words))

@@ -9,6 +9,8 @@ import (
 
 	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // PROXY RESHARD moves live traffic onto a new set of shards: package migrate
@@ -42,11 +44,11 @@ func (srv *Server) reshardAdmin(args [][]byte) []byte {
 		switch {
 		case equalFold(args[0], "status"):
 			if job == nil {
-				return appendBulkString(nil, "state:none\r\n")
+				return resp.AppendBulkString(nil, "state:none\r\n")
 			}
 			var b strings.Builder
 			job.Status().WriteInfo(&b)
-			return appendBulkString(nil, b.String())
+			return resp.AppendBulkString(nil, b.String())
 		case equalFold(args[0], "abort"), equalFold(args[0], "cutover"):
 			if job == nil {
 				return appendError(nil, "ERR no reshard has run")
@@ -70,7 +72,7 @@ func (srv *Server) reshardAdmin(args [][]byte) []byte {
 	if err != nil {
 		return appendError(nil, "ERR "+err.Error())
 	}
-	return appendBulkString(nil, job.ID())
+	return resp.AppendBulkString(nil, job.ID())
 }
 
 func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {

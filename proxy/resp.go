@@ -299,36 +299,14 @@ func appendInt(b []byte, n int64) []byte {
 	return append(b, '\r', '\n')
 }
 
-func appendArrayHeader(b []byte, n int) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(n), 10)
-	return append(b, '\r', '\n')
-}
-
 // appendMapHeader starts a map of n pairs: a RESP3 map, or in RESP2 the
 // flat array of 2n items Redis sends instead.
 func appendMapHeader(b []byte, n, proto int) []byte {
 	if proto != 3 {
-		return appendArrayHeader(b, 2*n)
+		return resp.AppendArrayHeader(b, 2*n)
 	}
 	b = append(b, '%')
 	b = strconv.AppendInt(b, int64(n), 10)
-	return append(b, '\r', '\n')
-}
-
-func appendBulk(b []byte, s []byte) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(len(s)), 10)
-	b = append(b, '\r', '\n')
-	b = append(b, s...)
-	return append(b, '\r', '\n')
-}
-
-func appendBulkString(b []byte, s string) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(len(s)), 10)
-	b = append(b, '\r', '\n')
-	b = append(b, s...)
 	return append(b, '\r', '\n')
 }
 
@@ -347,20 +325,11 @@ func appendNullIn(b []byte, proto int) []byte {
 // in RESP3 a verbatim string of format txt, in RESP2 a bulk string.
 func appendVerbatim(b []byte, text string, proto int) []byte {
 	if proto != 3 {
-		return appendBulkString(b, text)
+		return resp.AppendBulkString(b, text)
 	}
 	b = append(b, '=')
 	b = strconv.AppendInt(b, int64(len(text)+4), 10)
 	b = append(b, "\r\ntxt:"...)
 	b = append(b, text...)
 	return append(b, '\r', '\n')
-}
-
-// appendCommand encodes a command as a RESP array of bulk strings.
-func appendCommand(b []byte, args ...[]byte) []byte {
-	b = appendArrayHeader(b, len(args))
-	for _, a := range args {
-		b = appendBulk(b, a)
-	}
-	return b
 }

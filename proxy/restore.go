@@ -8,6 +8,8 @@ import (
 
 	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // PROXY RESTORE runs the restore of package migrate as a background job of
@@ -28,11 +30,11 @@ func (srv *Server) restoreAdmin(args [][]byte) []byte {
 		job := srv.rest.job
 		srv.rest.mu.Unlock()
 		if job == nil {
-			return appendBulkString(nil, "state:none\r\n")
+			return resp.AppendBulkString(nil, "state:none\r\n")
 		}
 		var b strings.Builder
 		job.Status().WriteInfo(&b)
-		return appendBulkString(nil, b.String())
+		return resp.AppendBulkString(nil, b.String())
 	}
 	if len(args) < 2 {
 		return appendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")

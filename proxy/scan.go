@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // SCAN over several shards. The proxy walks the shards one after the other
@@ -65,11 +67,11 @@ func scanKeyspace(s *session, r *route, _ *command.Info, c request) {
 		return
 	}
 	raw := make([]byte, 0, len(c.Raw)+24)
-	raw = appendArrayHeader(raw, len(c.Args))
-	raw = appendBulk(raw, c.Args[0])
-	raw = appendBulk(raw, strconv.AppendUint(nil, shardCursor, 10))
+	raw = resp.AppendArrayHeader(raw, len(c.Args))
+	raw = resp.AppendBulk(raw, c.Args[0])
+	raw = resp.AppendBulk(raw, strconv.AppendUint(nil, shardCursor, 10))
 	for _, a := range c.Args[2:] {
-		raw = appendBulk(raw, a)
+		raw = resp.AppendBulk(raw, a)
 	}
 	i := s.stageTo(shard, raw)
 	s.calls = append(s.calls, call{first: i, n: 1, merge: scanMerger(shard, nshards, r.pools[shard].addr)})
@@ -100,8 +102,8 @@ func scanMerger(shard, nshards int, addr string) merger {
 			return appendError(out, "ERR shard "+addr+" returned SCAN cursor "+string(text)+
 				", too large for the proxy's cursor encoding")
 		}
-		out = appendArrayHeader(out, 2)
-		out = appendBulk(out, strconv.AppendUint(nil, next, 10))
+		out = resp.AppendArrayHeader(out, 2)
+		out = resp.AppendBulk(out, strconv.AppendUint(nil, next, 10))
 		return append(out, elems[1]...)
 	}
 }

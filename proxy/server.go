@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Version is the proxy's version, reported by INFO and HELLO.
@@ -98,7 +100,7 @@ func (p *pool) dedicated(proto int) *dpool {
 	return p.ded
 }
 
-var hello3 = appendCommand(nil, []byte("HELLO"), []byte("3"))
+var hello3 = resp.AppendCommand(nil, []byte("HELLO"), []byte("3"))
 
 func (p *pool) resp3() []*backend {
 	p.resp3Once.Do(func() {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/snapshot"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // BGSAVE on the proxy takes a consistent snapshot of every shard (package
@@ -178,23 +180,23 @@ func (srv *Server) snapshotAdmin(args [][]byte) []byte {
 			if err != nil {
 				return appendError(nil, "ERR "+err.Error())
 			}
-			return appendBulkString(nil, m.Status(srv.cfg.SnapshotDir).Info())
+			return resp.AppendBulkString(nil, m.Status(srv.cfg.SnapshotDir).Info())
 		}
 		srv.snaps.mu.Lock()
 		job := srv.snaps.job
 		srv.snaps.mu.Unlock()
 		if job == nil {
-			return appendBulkString(nil, "state:none\r\n")
+			return resp.AppendBulkString(nil, "state:none\r\n")
 		}
-		return appendBulkString(nil, job.Status().Info())
+		return resp.AppendBulkString(nil, job.Status().Info())
 	case sub == "list" && len(args) == 1:
 		list, err := snapshot.List(srv.cfg.SnapshotDir)
 		if err != nil {
 			return appendError(nil, "ERR "+err.Error())
 		}
-		b := appendArrayHeader(nil, len(list))
+		b := resp.AppendArrayHeader(nil, len(list))
 		for _, m := range list {
-			b = appendBulkString(b, "id="+m.ID+" name="+m.Name+" created="+m.Created.UTC().Format(time.RFC3339)+
+			b = resp.AppendBulkString(b, "id="+m.ID+" name="+m.Name+" created="+m.Created.UTC().Format(time.RFC3339)+
 				" epoch="+strconv.FormatUint(m.Epoch, 10)+" shards="+strconv.Itoa(len(m.Shards))+
 				" keys="+strconv.FormatInt(m.Keys, 10)+" bytes="+strconv.FormatInt(m.Bytes, 10))
 		}
@@ -213,7 +215,7 @@ func (srv *Server) snapshotAdmin(args [][]byte) []byte {
 		if err != nil {
 			return appendError(nil, err.Error())
 		}
-		return appendBulkString(nil, job.ID())
+		return resp.AppendBulkString(nil, job.ID())
 	}
 	return appendError(nil, "ERR wrong arguments for PROXY SNAPSHOT. Try PROXY HELP.")
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Transactions, WATCH, blocking commands, WAIT, AUTH and RESET: the commands
@@ -115,9 +117,9 @@ func multi(s *session, _ *route, _ *command.Info, _ request) {
 }
 
 var (
-	cmdMulti   = appendCommand(nil, []byte("MULTI"))
-	cmdExec    = appendCommand(nil, []byte("EXEC"))
-	cmdUnwatch = appendCommand(nil, []byte("UNWATCH"))
+	cmdMulti   = resp.AppendCommand(nil, []byte("MULTI"))
+	cmdExec    = resp.AppendCommand(nil, []byte("EXEC"))
+	cmdUnwatch = resp.AppendCommand(nil, []byte("UNWATCH"))
 )
 
 func exec(s *session, _ *route, _ *command.Info, _ request) {
@@ -362,7 +364,7 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 	out := make([][]byte, len(args))
 	copy(out, args)
 	out[i] = strconv.AppendFloat(nil, t, 'f', -1, 64)
-	return appendCommand(nil, out...)
+	return resp.AppendCommand(nil, out...)
 }
 
 // wait runs WAIT on every shard and answers the smallest count: the writes

@@ -236,7 +236,9 @@ func TestIntegrationBlocking(t *testing.T) {
 }
 
 // blockedClients reads blocked_clients from the INFO of a shard or the proxy.
-func blockedClients(t *testing.T, cl *redis.Client) int { return clientsField(t, cl, "blocked_clients") }
+func blockedClients(t *testing.T, cl *redis.Client) int {
+	return clientsField(t, cl, "blocked_clients")
+}
 
 // clientsField reads a number of INFO's clients section.
 func clientsField(t *testing.T, cl *redis.Client, name string) int {
