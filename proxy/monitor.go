@@ -43,6 +43,7 @@ type monitor struct {
 
 	mu   sync.Mutex
 	buf  []byte // lines not yet written
+	cut  bool   // disconnected at the output buffer limit: fed nothing more
 	wake chan struct{}
 	done chan struct{}
 }
@@ -120,8 +121,14 @@ func (m *monitor) run() {
 // feed queues lines for the monitor without waiting for it.
 func (m *monitor) feed(lines []byte) {
 	m.mu.Lock()
+	if m.cut {
+		m.mu.Unlock()
+		return
+	}
 	over := int64(len(m.buf)+len(lines)) > m.limit
-	if !over {
+	if over {
+		m.cut, m.buf = true, nil
+	} else {
 		m.buf = append(m.buf, lines...)
 	}
 	m.mu.Unlock()
