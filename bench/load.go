@@ -95,16 +95,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	for i := range workers {
 		workers[i] = newWorker(&cfg, i)
 	}
-	closeAll := func() {
-		for _, w := range workers {
-			w.close()
-		}
-	}
-	for i, w := range workers {
-		if err := w.connect(ctx, time.Time{}); err != nil {
-			closeAll()
-			return Result{}, fmt.Errorf("bench: connection %d of %d to %s: %w", i+1, cfg.Conns, cfg.Addr, err)
-		}
+	if err := connectAll(ctx, &cfg, workers); err != nil {
+		return Result{}, err
 	}
 
 	start := time.Now()
@@ -400,4 +392,18 @@ func (w *worker) sampleString(s string) {
 	if len(w.samples) < maxSamples && !slices.Contains(w.samples, s) {
 		w.samples = append(w.samples, s)
 	}
+}
+
+// connectAll connects every worker, or closes them all and says which
+// connection failed.
+func connectAll(ctx context.Context, cfg *Config, workers []*worker) error {
+	for i, w := range workers {
+		if err := w.connect(ctx, time.Time{}); err != nil {
+			for _, w := range workers {
+				w.close()
+			}
+			return fmt.Errorf("bench: connection %d of %d to %s: %w", i+1, cfg.Conns, cfg.Addr, err)
+		}
+	}
+	return nil
 }

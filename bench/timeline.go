@@ -184,19 +184,13 @@ func RunTimeline(ctx context.Context, cfg Config, opt TimelineOptions, phases <-
 		return TimelineResult{}, err
 	}
 	workers := make([]*tlWorker, cfg.Conns)
+	conns := make([]*worker, cfg.Conns)
 	for i := range workers {
 		workers[i] = &tlWorker{worker: newWorker(&cfg, i), seqKey: []byte(seqKey(cfg.KeyPrefix, i))}
+		conns[i] = workers[i].worker
 	}
-	closeAll := func() {
-		for _, w := range workers {
-			w.close()
-		}
-	}
-	for i, w := range workers {
-		if err := w.connect(ctx, time.Time{}); err != nil {
-			closeAll()
-			return TimelineResult{}, fmt.Errorf("bench: connection %d of %d to %s: %w", i+1, cfg.Conns, cfg.Addr, err)
-		}
+	if err := connectAll(ctx, &cfg, conns); err != nil {
+		return TimelineResult{}, err
 	}
 
 	start := time.Now()
