@@ -324,7 +324,9 @@ func (s *session) planOne(r *route, cmd request) {
 		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		return
 	}
-	s.monitored(info, args)
+	if s.srv.monitors.n.Load() != 0 {
+		s.monitored(info, args)
+	}
 	if s.tx.active && s.inTransaction(info, cmd) {
 		return
 	}
