@@ -185,20 +185,20 @@ func appendMonitorLine(b []byte, now time.Time, addr string, info *command.Info,
 	b = append(b, " [0 "...)
 	b = append(b, addr...)
 	b = append(b, ']')
-	hide := 0 // arguments from here on are redacted
+	from, to := 0, 0 // arguments [from, to) are redacted
 	switch info.Name() {
 	case "auth":
-		hide = 1
+		from, to = 1, len(args)
 	case "hello":
 		for i := 2; i < len(args); i++ {
 			if bytes.EqualFold(args[i], []byte("auth")) {
-				hide = i + 1
+				from, to = i+1, i+3
 				break
 			}
 		}
 	}
 	for i, a := range args {
-		if hide > 0 && i >= hide && (info.Name() == "auth" || i < hide+2) {
+		if i >= from && i < to {
 			a = redacted
 		}
 		b = append(b, ' ')

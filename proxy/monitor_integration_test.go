@@ -55,6 +55,7 @@ func TestIntegrationMonitor(t *testing.T) {
 		{"MULTI"}, {"INCR", "{t}n"}, {"INCRBY", "{t}n", "2"}, {"EXEC"},
 		{"AUTH", "not-a-password"},
 		{"AUTH", "someone", "not-a-password"},
+		{"HELLO", "2", "AUTH", "default", "not-a-password", "SETNAME", "n"},
 		{"CONFIG", "GET", "maxmemory"}, // admin: left out
 		{"CLIENT", "SETNAME", "watched"},
 		{"PING"},
