@@ -50,7 +50,7 @@ func init() {
 		"command|help":            anyShard,
 		"config|get":              anyShard,
 		"config|set":              fanout(allOK),
-		"config|resetstat":        fanout(allOK),
+		"config|resetstat":        resetStats,
 		"config|rewrite":          fanout(allOK),
 
 		"script|load":      fanout(allOK),
@@ -220,6 +220,13 @@ func clientGetName(s *session, _ *route, _ *command.Info, _ request) {
 
 // anyShard serves a keyless read whose answer is the same on every shard.
 // Sessions spread over the shards.
+// resetStats clears the proxy's own INFO figures that Redis's CONFIG
+// RESETSTAT clears (commandstats, errorstats), then the shards'.
+func resetStats(s *session, r *route, info *command.Info, c request) {
+	s.srv.stats.reset()
+	s.fanout(r, c.Args, c.Raw, allOK)
+}
+
 func anyShard(s *session, r *route, _ *command.Info, c request) {
 	s.forward(int(s.id%uint64(len(r.pools))), c.Raw)
 }

@@ -20,40 +20,56 @@ import (
 // sections, and memory and keyspace figures summed over the shards, so tools
 // that read INFO see one server.
 
-// shardInfoCmd is what INFO asks every shard.
-var shardInfoCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"))
+// What INFO asks every shard: the sections whose figures it sums, and
+// commandstats for the time the shards spent per command (cmdstats.go).
+var (
+	shardInfoCmd      = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"))
+	shardInfoStatsCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"), []byte("commandstats"))
+)
 
-var infoSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "proxy", "keyspace"}
+// The sections of INFO and INFO default, in Redis's order with the proxy's
+// own; INFO all and everything add commandstats, as Redis does.
+var (
+	infoSections    = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "errorstats", "cluster", "proxy", "keyspace"}
+	infoAllSections = []string{"server", "clients", "memory", "persistence", "stats", "replication", "cpu", "commandstats", "errorstats", "cluster", "proxy", "keyspace"}
+)
 
 // info asks the shards only for the sections that sum their figures
-// (memory, keyspace): INFO proxy, stats or clients must answer at once even
-// while a shard is stopped, which is when an operator reads them.
+// (memory, keyspace, commandstats): INFO proxy, stats or clients must
+// answer at once even while a shard is stopped, which is when an operator
+// reads them.
 func info(s *session, r *route, _ *command.Info, c request) {
-	if want := infoWants(c.Args); want["memory"] || want["keyspace"] {
+	want := infoWants(c.Args)
+	switch {
+	case want["commandstats"]:
+		s.fanout(r, c.Args, shardInfoStatsCmd, infoMerge)
+	case want["memory"] || want["keyspace"]:
 		s.fanout(r, c.Args, shardInfoCmd, infoMerge)
-		return
+	default:
+		s.local(infoMerge(s, &call{args: c.Args}, nil))
 	}
-	s.local(infoMerge(s, &call{args: c.Args}, nil))
 }
 
 // infoWants returns the sections INFO's arguments ask for.
 func infoWants(args [][]byte) map[string]bool {
 	want := map[string]bool{}
+	add := func(sections []string) {
+		for _, n := range sections {
+			want[n] = true
+		}
+	}
 	for _, a := range args[1:] {
-		sec := strings.ToLower(string(a))
-		switch sec {
-		case "all", "everything", "default":
-			for _, n := range infoSections {
-				want[n] = true
-			}
+		switch sec := strings.ToLower(string(a)); sec {
+		case "all", "everything":
+			add(infoAllSections)
+		case "default":
+			add(infoSections)
 		default:
 			want[sec] = true
 		}
 	}
 	if len(args) == 1 {
-		for _, n := range infoSections {
-			want[n] = true
-		}
+		add(infoSections)
 	}
 	return want
 }
@@ -153,6 +169,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("total_commands_processed", srv.commands.Load())
 		field("instantaneous_ops_per_sec", srv.opsSampler.value())
 		field("rejected_connections", srv.rejected.Load())
+		field("total_error_replies", srv.stats.errors.Load())
 	}
 	if section("replication") {
 		field("role", "master")
@@ -163,6 +180,15 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		field("used_cpu_sys", fmt.Sprintf("%.6f", time.Duration(ru.Stime.Nano()).Seconds()))
 		field("used_cpu_user", fmt.Sprintf("%.6f", time.Duration(ru.Utime.Nano()).Seconds()))
+	}
+	if section("commandstats") {
+		srv.stats.writeCommands(field, shardCommandUsec(shards))
+	}
+	if section("errorstats") {
+		srv.stats.writeErrors(field)
+	}
+	if section("cluster") {
+		field("cluster_enabled", 0) // to clients the proxy is one server (CLUSTER SLOTS still answers)
 	}
 	if section("proxy") {
 		rt := srv.route.Load()

@@ -56,6 +56,7 @@ type Server struct {
 	accepted    atomic.Int64
 	rejected    atomic.Int64
 	commands    atomic.Int64
+	stats       *cmdStats // INFO commandstats and errorstats (cmdstats.go)
 	opsSampler  sampler
 	stopSample  chan struct{}
 }
@@ -134,7 +135,8 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{}}
+	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{},
+		stats: newCmdStats()}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // jobs live until Close
 	s.dialer = newShardDialer(&s.cfg)
 	r := s.newRoute(table, nil)

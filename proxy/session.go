@@ -61,6 +61,8 @@ type session struct {
 	detachWith   request // a SUBSCRIBE that hands the connection to a pub/sub loop
 	detached     bool    // the connection belongs to a pub/sub loop
 
+	stat *cmdStat // the command being planned, once past the checks that reject it (cmdstats.go)
+
 	monitor  *monitor // in MONITOR mode (monitor.go); written under shown
 	monLines []byte   // MONITOR lines of the pipeline's commands, not yet fed
 }
@@ -75,7 +77,8 @@ type cachedLookup struct {
 // first, or, with a merge, built from slots first..first+n-1.
 type call struct {
 	first, n int32
-	silent   bool // CLIENT REPLY OFF/SKIP: the reply is not sent
+	silent   bool     // CLIENT REPLY OFF/SKIP: the reply is not sent
+	stat     *cmdStat // the command's figures; nil for a rejected one
 	merge    merger
 	args     [][]byte
 	auxOff   int32
@@ -148,7 +151,7 @@ func (s *session) runSync(r *route) *route {
 		reply = fn(r)
 	}
 	if reply != nil && !s.syncSilent {
-		s.conn.WriteRaw(reply)
+		s.sendReply(s.stat, reply)
 	}
 	r = s.srv.route.Load()
 	s.begin(r.table.NumShards())
@@ -184,6 +187,16 @@ func (s *session) local(reply []byte) {
 	i := s.slot()
 	s.b.results[i] = append(s.b.results[i], reply...)
 	s.calls = append(s.calls, call{first: i, n: 1})
+}
+
+// reject answers a command refused before it runs: a rejected call in
+// INFO commandstats, not a call.
+func (s *session) reject(info *command.Info, msg string) {
+	if info != nil {
+		s.srv.stats.of(info).rejected.Add(1)
+	}
+	s.stat = nil
+	s.errorReply(msg)
 }
 
 func (s *session) errorReply(msg string) {
@@ -254,11 +267,11 @@ func (s *session) reply() {
 			continue
 		}
 		if c.merge == nil {
-			s.conn.WriteRaw(s.b.results[c.first])
+			s.sendReply(c.stat, s.b.results[c.first])
 			continue
 		}
 		s.out = c.merge(s, c, s.out[:0])
-		s.conn.WriteRaw(s.out)
+		s.sendReply(c.stat, s.out)
 	}
 	if cap(s.out) > 1<<20 {
 		s.out = nil
@@ -271,10 +284,25 @@ func (s *session) reply() {
 	}
 }
 
+// sendReply queues the reply of one call of stat for the client.
+func (s *session) sendReply(stat *cmdStat, reply []byte) {
+	if len(reply) > 0 && reply[0] == '-' {
+		s.srv.stats.errorReplied(stat, reply, s.srv.log)
+	}
+	s.conn.WriteRaw(reply)
+}
+
 // plan decides how one command is served, and applies CLIENT REPLY.
 func (s *session) plan(r *route, cmd request) {
 	mode, n, monitoring := s.replyMode, len(s.calls), s.monitor != nil
+	s.stat = nil
 	s.planOne(r, cmd)
+	if s.stat != nil {
+		s.stat.calls.Add(1)
+		for i := n; i < len(s.calls); i++ {
+			s.calls[i].stat = s.stat
+		}
+	}
 	silent := (mode == replyOff || mode == replySkipThis) && !s.replyTurnsOn
 	silent = silent || monitoring && s.monitor != nil // a monitor gets no replies, except RESET's
 	s.replyTurnsOn = false
@@ -298,7 +326,7 @@ func (s *session) planOne(r *route, cmd request) {
 	info, h := s.lookup(args)
 	if !s.authed || !s.admin {
 		if msg := s.permitted(info, args[0]); msg != "" {
-			s.errorReply(msg)
+			s.reject(info, msg)
 			return
 		}
 	}
@@ -321,9 +349,10 @@ func (s *session) planOne(r *route, cmd request) {
 	}
 	if !info.ArityOK(len(args)) {
 		s.tx.dirty = s.tx.active
-		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
+		s.reject(info, "ERR wrong number of arguments for '"+info.Name()+"' command")
 		return
 	}
+	s.stat = s.srv.stats.of(info)
 	if s.srv.monitors.n.Load() != 0 {
 		s.monitored(info, args)
 	}
@@ -371,13 +400,13 @@ func (s *session) routeByKeys(r *route, info *command.Info, cmd request) {
 	}
 	slot, ok, errMsg := s.slotOf(info, cmd.Args)
 	if errMsg != "" {
-		s.errorReply(errMsg)
+		s.reject(info, errMsg)
 		return
 	}
 	if !ok {
 		// keyless commands without a handler change server-wide or
 		// connection state; the proxy cannot give them one meaning.
-		s.errorReply(unsupported(info))
+		s.reject(info, unsupported(info))
 		return
 	}
 	s.forward(r.table.ShardOfSlot(slot), cmd.Raw)

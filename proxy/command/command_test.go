@@ -416,3 +416,22 @@ func FuzzKeys(f *testing.F) {
 		}
 	})
 }
+
+// IDs number every command and subcommand once, densely, so that a slice
+// of Count() entries holds a figure for each.
+func TestIDs(t *testing.T) {
+	infos := allInfos()
+	if Count() != len(infos) {
+		t.Fatalf("Count() = %d, want %d commands and subcommands", Count(), len(infos))
+	}
+	seen := make([]string, Count())
+	for _, i := range infos {
+		if id := i.ID(); id < 0 || id >= Count() || seen[id] != "" {
+			t.Fatalf("%s has ID %d: out of range or taken by %q", i.Name(), id, seen[max(0, min(id, Count()-1))])
+		}
+		seen[i.ID()] = i.Name()
+	}
+	if got := LookupName("config|get"); got.ID() != Lookup(toArgs([]string{"CONFIG", "GET", "x"})).ID() {
+		t.Errorf("LookupName and Lookup give CONFIG GET different IDs")
+	}
+}

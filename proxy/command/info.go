@@ -30,7 +30,13 @@ type Info struct {
 	keysFallback func(args [][]byte, dst []int) []int
 	numkeys      *numkeysErrors
 	hasKeys      bool
+	id           int // index among all commands and subcommands (ID)
 }
+
+// ID returns the command's index among every command and subcommand of the
+// table, from 0 to Count()-1, so that per-command figures can live in a
+// slice instead of a map on the data path.
+func (i *Info) ID() int { return i.id }
 
 // Name returns the lowercase command name; subcommands are named
 // "container|sub" as in COMMAND INFO ("object|encoding").

@@ -8,11 +8,15 @@ const maxNameLen = 64
 
 var byName map[string]*Info
 
+// count is the number of commands and subcommands (Count).
+var count int
+
 func init() {
 	byName = make(map[string]*Info, len(table))
 	for j := range table {
 		c := &table[j]
 		c.setup()
+		c.id, count = count, count+1
 		byName[c.name] = c
 		if len(c.subs) == 0 {
 			continue
@@ -21,6 +25,7 @@ func init() {
 		for k := range c.subs {
 			s := &c.subs[k]
 			s.setup()
+			s.id, count = count, count+1
 			s.parent = c
 			_, sub, _ := strings.Cut(s.name, "|")
 			c.subByName[sub] = s
@@ -84,6 +89,10 @@ func LookupName(name string) *Info {
 // reached through Subcommands. The slice is shared and must not be
 // modified.
 func All() []Info { return table }
+
+// Count returns the number of commands and subcommands: every Info's ID is
+// below it.
+func Count() int { return count }
 
 func lower(buf *[maxNameLen]byte, b []byte) (int, bool) {
 	if len(b) > maxNameLen {

@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/proxy/command"
+)
+
+// INFO commandstats and errorstats, as Redis counts them, for the commands
+// clients send to the proxy: monitoring tools (redis_exporter, Datadog's
+// Redis check) read them from the one server they think they watch.
+//
+// calls, rejected_calls and failed_calls are the proxy's own count per
+// client command: a command refused before it runs (wrong arity, no
+// permission, CROSSSLOT, not supported by the proxy) is rejected and not a
+// call; a call whose reply is an error failed. usec, the time spent running
+// the command, comes from the shards' own INFO commandstats, summed: the
+// proxy does not time commands on the data path, and what an operator
+// looks for there is the time Redis spent. A command the proxy answers
+// itself (PING, CLUSTER SLOTS) has no shard time. Commands queued in a
+// transaction count when queued; errors inside EXEC's reply are not
+// counted.
+//
+// The data path pays one atomic add per command and one byte comparison
+// per reply.
+type cmdStats struct {
+	cmds []cmdStat // by command.Info ID
+
+	errMu   sync.Mutex
+	errs    map[string]int64 // error replies by code: "ERR", "WRONGTYPE"
+	errFull bool             // maxErrorCodes reached (logged once)
+	errors  atomic.Int64     // every error reply: total_error_replies
+}
+
+type cmdStat struct {
+	calls, rejected, failed atomic.Int64
+}
+
+// maxErrorCodes bounds the distinct error codes counted, as Redis's 128:
+// codes are the first word of the error, and a shard or a script can make
+// up any number of them. Past the bound new codes still count in
+// total_error_replies.
+const maxErrorCodes = 128
+
+func newCmdStats() *cmdStats {
+	return &cmdStats{cmds: make([]cmdStat, command.Count()), errs: map[string]int64{}}
+}
+
+func (st *cmdStats) of(info *command.Info) *cmdStat { return &st.cmds[info.ID()] }
+
+// errorReplied counts an error reply sent for a call of stat (nil for a
+// rejected or unknown command): a failed call.
+func (st *cmdStats) errorReplied(stat *cmdStat, reply []byte, log *zap.Logger) {
+	if stat != nil {
+		stat.failed.Add(1)
+	}
+	st.countError(reply, log)
+}
+
+// countError counts one error reply by its code: the text after '-' up to
+// the first space, at most 32 bytes, as Redis takes it.
+func (st *cmdStats) countError(reply []byte, log *zap.Logger) {
+	st.errors.Add(1)
+	code := reply[1:]
+	if i := strings.IndexAny(string(code[:min(len(code), 34)]), " \r"); i >= 0 {
+		code = code[:i]
+	}
+	code = code[:min(len(code), 32)]
+	st.errMu.Lock()
+	defer st.errMu.Unlock()
+	if _, ok := st.errs[string(code)]; ok || len(st.errs) < maxErrorCodes {
+		st.errs[string(code)]++
+		return
+	}
+	if !st.errFull {
+		st.errFull = true
+		log.Warn("errorstats: too many distinct error codes, new ones are not counted by code",
+			zap.Int("limit", maxErrorCodes))
+	}
+}
+
+// reset clears every figure (CONFIG RESETSTAT).
+func (st *cmdStats) reset() {
+	for i := range st.cmds {
+		c := &st.cmds[i]
+		c.calls.Store(0)
+		c.rejected.Store(0)
+		c.failed.Store(0)
+	}
+	st.errMu.Lock()
+	clear(st.errs)
+	st.errFull = false
+	st.errMu.Unlock()
+	st.errors.Store(0)
+}
+
+// writeCommands writes a cmdstat_ line for every command clients sent or
+// had rejected, with usec from the shards' own commandstats (shardUsec, by
+// the name Redis gives there: "get", "config|get").
+func (st *cmdStats) writeCommands(field func(string, any), shardUsec map[string]int64) {
+	visit := func(info *command.Info) {
+		c := st.of(info)
+		calls, rejected, failed := c.calls.Load(), c.rejected.Load(), c.failed.Load()
+		if calls == 0 && rejected == 0 && failed == 0 {
+			return
+		}
+		usec := shardUsec[info.Name()]
+		perCall := 0.0
+		if calls > 0 {
+			perCall = float64(usec) / float64(calls)
+		}
+		field("cmdstat_"+info.Name(), fmt.Sprintf("calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
+			calls, usec, perCall, rejected, failed))
+	}
+	all := command.All()
+	for i := range all {
+		visit(&all[i])
+		subs := all[i].Subcommands()
+		for j := range subs {
+			visit(&subs[j])
+		}
+	}
+}
+
+// writeErrors writes an errorstat_ line per error code, in name order.
+func (st *cmdStats) writeErrors(field func(string, any)) {
+	st.errMu.Lock()
+	counts := maps.Clone(st.errs)
+	st.errMu.Unlock()
+	codes := slices.Sorted(maps.Keys(counts))
+	for _, code := range codes {
+		field("errorstat_"+code, "count="+strconv.FormatInt(counts[code], 10))
+	}
+}
+
+// shardCommandUsec sums the usec of each command over the shards' INFO
+// commandstats lines ("cmdstat_get:calls=3,usec=12,...").
+func shardCommandUsec(shards []map[string]string) map[string]int64 {
+	usec := map[string]int64{}
+	for _, sh := range shards {
+		for k, v := range sh {
+			name, ok := strings.CutPrefix(k, "cmdstat_")
+			if !ok {
+				continue
+			}
+			for _, f := range strings.Split(v, ",") {
+				if n, ok := strings.CutPrefix(f, "usec="); ok {
+					usec[name] += atoi(n)
+				}
+			}
+		}
+	}
+	return usec
+}
