@@ -138,6 +138,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		reqs, err := c.rd.next(c.rw)
 		if len(reqs) > 0 {
+			s.commands.Add(int64(len(reqs)))
 			sess.serve(reqs[0], reqs[1:])
 		}
 		if sess.detached || c.closed {

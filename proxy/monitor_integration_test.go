@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +138,64 @@ func TestIntegrationMonitorSlowReader(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return !strings.Contains(cl.ClientList(t.Context()).Val(), "flags=O") }) {
 		t.Fatal("the monitor that does not read is still connected")
 	}
+}
+
+// A subscribed client's commands, served by the proxy's pub/sub loop and
+// not by the session's plan, show in MONITOR and count in INFO
+// commandstats as in redis-server.
+func TestIntegrationMonitorSubscribed(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	direct := redistest.Start(t)
+	commands := []struct {
+		args    []string
+		replies int
+	}{
+		{[]string{"SUBSCRIBE", "a"}, 0}, // one pipeline with the next two
+		{[]string{"SUBSCRIBE", "b"}, 0},
+		{[]string{"PING"}, 3},
+		{[]string{"SSUBSCRIBE", "s"}, 1},
+		{[]string{"SUNSUBSCRIBE", "s"}, 1},
+		{[]string{"UNSUBSCRIBE", "a", "b"}, 2},
+		{[]string{"ECHO", "end"}, 1},
+	}
+	streams := map[string][]string{}
+	stats := map[string]map[string]string{}
+	for name, addr := range map[string]string{"proxy": c.Addr, "redis": direct.Addr()} {
+		admin := dialRaw(t, addr)
+		admin.do("CONFIG", "RESETSTAT")
+		before := atoi(infoSection(t, admin, "stats")["total_commands_processed"])
+		m := dialRaw(t, addr)
+		if got := m.do("MONITOR"); got != "+OK" {
+			t.Fatalf("%s: MONITOR = %s", name, got)
+		}
+		cl := dialRaw(t, addr)
+		for _, cmd := range commands {
+			cl.send(cmd.args...)
+			for range cmd.replies {
+				cl.read()
+			}
+		}
+		streams[name] = watchMonitor(t, m, cl.nc.LocalAddr().String(), `"end"`)
+		after := atoi(infoSection(t, admin, "stats")["total_commands_processed"])
+		if got, want := after-before, len(commands)+2; got != want { // +2: MONITOR and the INFO reading it
+			t.Errorf("%s: total_commands_processed went up by %d for MONITOR, %d commands and an INFO, want %d", name, got, len(commands), want)
+		}
+		stats[name] = infoSection(t, admin, "commandstats")
+	}
+	if !slices.Equal(streams["proxy"], streams["redis"]) {
+		t.Errorf("MONITOR through the proxy:\n%s\nMONITOR of redis-server:\n%s",
+			strings.Join(streams["proxy"], "\n"), strings.Join(streams["redis"], "\n"))
+	}
+	calls := regexp.MustCompile(`^calls=\d+`)
+	for _, cmd := range []string{"subscribe", "ping", "ssubscribe", "sunsubscribe", "unsubscribe", "echo"} {
+		got := calls.FindString(stats["proxy"]["cmdstat_"+cmd])
+		if want := calls.FindString(stats["redis"]["cmdstat_"+cmd]); got != want {
+			t.Errorf("cmdstat_%s through the proxy: %q, redis-server: %q", cmd, got, want)
+		}
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

@@ -193,6 +193,11 @@ type pubsubLoop struct {
 	out   *clientConn      // shared with the pumps
 	mu    sync.Mutex       // held while a command is handled or the loop moves to a new table
 	conns map[int]*subConn // key: homeConn for classic channels, else shard index
+
+	// planned: the command being handled is the SUBSCRIBE that started
+	// the loop, which the session's plan has already counted and shown
+	// to the monitors
+	planned bool
 }
 
 const homeConn = -1
@@ -203,7 +208,7 @@ func (s *session) detach(cmd request, rest []request) {
 	s.shown.Lock()
 	s.detached = true
 	s.shown.Unlock()
-	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}}
+	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}, planned: true}
 	p.out.share()
 	if err := p.out.Flush(); err != nil {
 		s.srv.endSession(s)
@@ -232,10 +237,11 @@ func (p *pubsubLoop) run(queue []request) {
 			if cmd, err = p.out.ReadCommand(); err != nil {
 				return
 			}
+			s.srv.commands.Add(1) // the queued ones were counted by serveConn
 		}
-		s.srv.commands.Add(1)
 		p.mu.Lock()
 		ok := p.handle(cmd)
+		p.planned = false
 		p.mu.Unlock()
 		if !ok || s.quit {
 			return
@@ -250,7 +256,24 @@ func (p *pubsubLoop) run(queue []request) {
 // owe for earlier commands, so order is kept.
 func (p *pubsubLoop) local(reply []byte) {
 	p.sync()
+	if reply[0] == '-' {
+		p.s.srv.stats.countError(reply, p.s.srv.log)
+	}
 	p.out.WriteRaw(reply)
+}
+
+// served counts a command the loop serves itself, without the session's
+// plan, in INFO commandstats, and shows it to the monitors as plan does.
+func (p *pubsubLoop) served(info *command.Info, cmd request) {
+	s := p.s
+	if p.planned {
+		return
+	}
+	s.srv.stats.of(info).calls.Add(1)
+	if s.srv.monitors.n.Load() != 0 {
+		s.monitored(info, cmd.Args)
+		s.flushMonitored()
+	}
 }
 
 // handle serves one command; it returns false when the client is done.
@@ -266,6 +289,7 @@ func (p *pubsubLoop) handle(cmd request) bool {
 		return true
 	}
 	if info != nil && !info.ArityOK(len(cmd.Args)) {
+		s.srv.stats.of(info).rejected.Add(1)
 		p.local(appendError(nil, "ERR wrong number of arguments for '"+name+"' command"))
 		return true
 	}
@@ -277,19 +301,23 @@ func (p *pubsubLoop) handle(cmd request) bool {
 				return true
 			}
 		}
+		p.served(info, cmd)
 		return p.send(homeConn, cmd.Raw)
 	case "ssubscribe", "sunsubscribe":
+		p.served(info, cmd)
 		return p.shardChannels(info, cmd)
 	case "ping":
 		if len(p.conns) > 0 && p.subscribed() {
 			for _, sc := range p.conns {
 				if sc.count.Load() > 0 {
+					p.served(info, cmd)
 					_, err := sc.d.nc.Write(cmd.Raw)
 					return err == nil
 				}
 			}
 		}
 	case "quit":
+		p.served(info, cmd)
 		p.local(appendStatus(nil, "OK"))
 		p.out.Flush()
 		return false

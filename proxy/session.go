@@ -105,7 +105,6 @@ func (s *session) serve(first request, rest []request) {
 	defer s.srv.gate.mu.RUnlock()
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
-	s.srv.commands.Add(int64(1 + len(rest)))
 	s.lastCmd.Store(time.Now().UnixNano())
 	cmd := first
 	for i := 0; ; i++ {
