@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/reshard/reshard/internal/atomicfile"
 )
 
 // TableFile is the name of the persisted table inside the state directory.
@@ -66,50 +68,12 @@ func Save(dir string, t *Table) error {
 		return fmt.Errorf("router: save table: %w", err)
 	}
 	data = append(data, '\n')
-	if err := writeFileAtomic(dir, TableFile, data); err != nil {
+	// 0644: the table holds no secrets, and operators read it with
+	// `reshard inspect` or plain tools.
+	if err := atomicfile.Write(dir, TableFile, data, 0o644); err != nil {
 		return fmt.Errorf("router: save table epoch %d: %w", t.Epoch(), err)
 	}
 	return nil
-}
-
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	// CreateTemp makes the file 0600; the table holds no secrets and
-	// operators read it with `reshard inspect` or plain tools.
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	// The rename is durable only once the directory entry is.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err = d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
 }
 
 // Load reads the table persisted by Save in dir. It returns an error
