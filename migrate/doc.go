@@ -122,6 +122,13 @@
 // written with a guard and set right in stream order (reshard_expiry.go
 // explains the scheme and its limits). Every expiry is absolute.
 //
+// Credentials: the sources and the targets each have their own
+// (SourceUsername/SourcePassword, TargetUsername/TargetPassword), since
+// the targets are often a new cluster with its own password; the
+// pre-flight reaches every shard with them and reports a refused AUTH as
+// such ("target ADDR: refused AUTH: WRONGPASS ..."), before anything is
+// written.
+//
 // Failure: a source or target that breaks, a stream that cannot be
 // applied, a source that drops the capture (client-output-buffer-limit
 // replica, reported as the capture diagnoses it) fail the job at once; it

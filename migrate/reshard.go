@@ -25,9 +25,14 @@ type ReshardConfig struct {
 	// one (its shards are the targets), with To.Epoch() = From.Epoch()+1.
 	// A target must not be a source (by run_id, so aliases are caught).
 	From, To *router.Table
-	// Username and Password authenticate to every shard, sources and
-	// targets. They are never logged or reported.
-	Username, Password string
+	// SourceUsername and SourcePassword authenticate to the sources,
+	// TargetUsername and TargetPassword to the targets, each pair as
+	// AUTH [username] password; an empty password sends no AUTH. The two
+	// pairs are independent (the targets are often a new cluster with its
+	// own password): neither defaults to the other. They are never logged
+	// or reported.
+	SourceUsername, SourcePassword string
+	TargetUsername, TargetPassword string
 	// WorkDir holds the spool: each source's RDB and command stream, in a
 	// directory of the job's own, removed when the job ends. It needs room
 	// for the sources' RDBs plus the stream written until the cutover.
@@ -128,13 +133,22 @@ func (c *ReshardConfig) validate() error {
 	return nil
 }
 
-// restoreConfig is the restore machinery's configuration for the copy.
+// restoreConfig is the restore machinery's configuration for the copy,
+// and for every other connection to a target.
 func (c *ReshardConfig) restoreConfig() RestoreConfig {
 	rc := DefaultRestoreConfig()
-	rc.Username, rc.Password = c.Username, c.Password
+	rc.Username, rc.Password = c.TargetUsername, c.TargetPassword
 	rc.DialTimeout, rc.Timeout = c.DialTimeout, c.Timeout
 	rc.Logger = c.Logger
 	rc.DB = 0
+	return rc
+}
+
+// sourceConfig is restoreConfig with the sources' credentials, for the
+// admin connections to the sources (pre-flight, the cutover's offsets).
+func (c *ReshardConfig) sourceConfig() RestoreConfig {
+	rc := c.restoreConfig()
+	rc.Username, rc.Password = c.SourceUsername, c.SourcePassword
 	return rc
 }
 

@@ -36,7 +36,7 @@ import (
 func (j *ReshardJob) cutover() (ReshardState, error) {
 	j.setState(ReshardCutover)
 	j.log.Info("cutover started")
-	rc := j.cfg.restoreConfig()
+	rc := j.cfg.sourceConfig()
 	clients := make([]*redis.Client, len(j.sources))
 	for i, s := range j.sources {
 		clients[i] = adminClient(&rc, s.addr)

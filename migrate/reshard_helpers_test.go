@@ -39,13 +39,18 @@ func newTestProxy(t testing.TB, from *router.Table, servers ...[]*redistest.Serv
 	p := &testProxy{clients: map[string]*redis.Client{}}
 	p.route.Store(from)
 	for _, ss := range servers {
-		for _, s := range ss {
-			c := redis.NewClient(&redis.Options{Addr: s.Addr(), Protocol: 2, DisableIdentity: true, PoolSize: 32, MaxRetries: -1})
-			t.Cleanup(func() { c.Close() })
-			p.clients[s.Addr()] = c
-		}
+		p.add(t, "", ss)
 	}
 	return p
+}
+
+// add gives the proxy clients of servers that need password ("": none).
+func (p *testProxy) add(t testing.TB, password string, servers []*redistest.Server) {
+	for _, s := range servers {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: password, Protocol: 2, DisableIdentity: true, PoolSize: 32, MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		p.clients[s.Addr()] = c
+	}
 }
 
 func (p *testProxy) Pause(ctx context.Context) (func(), error) {

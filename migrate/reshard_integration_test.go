@@ -507,3 +507,49 @@ func TestReshardTransactions(t *testing.T) {
 		}
 	}
 }
+
+// TestReshardPasswords: sources and targets each with a password of their
+// own, as when the targets are a new managed cluster. A wrong target
+// password is refused by the pre-flight, which names the refusal and never
+// the password; with the right ones the job copies and cuts over, and its
+// status shows neither password.
+func TestReshardPasswords(t *testing.T) {
+	const sourcePW, targetPW = "source-pw-9d2e", "target-pw-51ab"
+	ctx := context.Background()
+	sources := redistest.StartN(t, 2, append([]string{"--requirepass", sourcePW}, reshardArgs...)...)
+	targets := redistest.StartN(t, 2, append([]string{"--requirepass", targetPW}, reshardArgs...)...)
+	from, to := mustTable(t, 1, evenShards(t, sources)), mustTable(t, 2, evenShards(t, targets))
+	p := newTestProxy(t, from)
+	p.add(t, sourcePW, sources)
+	p.add(t, targetPW, targets)
+	keys := fillDataset(t, p, from, 2000)
+	cfg := DefaultReshardConfig()
+	cfg.From, cfg.To = from, to
+	cfg.WorkDir = t.TempDir()
+	cfg.Barrier = p
+	cfg.Commit = p.commit(to)
+	cfg.SourcePassword = sourcePW
+
+	cfg.TargetPassword = sourcePW // the targets' is another
+	_, err := StartReshard(ctx, cfg)
+	if !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), "refused AUTH: WRONGPASS") {
+		t.Fatalf("wrong target password: %v, want a pre-flight refusal naming AUTH", err)
+	}
+	if strings.Contains(err.Error(), sourcePW) {
+		t.Errorf("the refusal shows the password: %v", err)
+	}
+
+	cfg.TargetPassword = targetPW
+	j, err := StartReshard(ctx, cfg)
+	must(t, err)
+	st := waitDone(t, j, 30*time.Second)
+	if st.State != ReshardDone {
+		t.Fatalf("state %s, error %v", st.State, st.Err)
+	}
+	compareKeys(t, p, from, to, keys)
+	var info bytes.Buffer
+	must(t, st.WriteInfo(&info))
+	if strings.Contains(info.String(), sourcePW) || strings.Contains(info.String(), targetPW) {
+		t.Errorf("the status shows a password:\n%s", info.String())
+	}
+}

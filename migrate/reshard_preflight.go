@@ -27,12 +27,11 @@ type shardProbe struct {
 // preflight checks every shard before anything is done, and returns what
 // it learned about the targets. Every problem found is reported.
 func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
-	rc := j.cfg.restoreConfig()
 	from, to := j.cfg.From, j.cfg.To
 	srcs := make([]shardProbe, from.NumShards())
 	tgts := make([]shardProbe, to.NumShards())
 	var wg sync.WaitGroup
-	probeAll := func(ps []shardProbe, addr func(int) string, target bool) {
+	probeAll := func(ps []shardProbe, rc RestoreConfig, addr func(int) string, target bool) {
 		for i := range ps {
 			wg.Add(1)
 			go func() {
@@ -43,8 +42,8 @@ func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
 			}()
 		}
 	}
-	probeAll(srcs, from.Addr, false)
-	probeAll(tgts, to.Addr, true)
+	probeAll(srcs, j.cfg.sourceConfig(), from.Addr, false)
+	probeAll(tgts, j.cfg.restoreConfig(), to.Addr, true)
 	wg.Wait()
 
 	var problems []error
@@ -116,7 +115,7 @@ func probeShard(ctx context.Context, c *redis.Client, addr string, target bool) 
 	p := shardProbe{addr: addr}
 	text, err := c.Info(ctx).Result()
 	if err != nil {
-		p.err = fmt.Errorf("INFO: %w", err)
+		p.err = fmt.Errorf("%s: %w", authProblem(err, "INFO"), err)
 		return p
 	}
 	f := parseInfo(text)
@@ -134,6 +133,21 @@ func probeShard(ctx context.Context, c *redis.Client, addr string, target bool) 
 		p.target, p.err = inspectTarget(ctx, c, addr)
 	}
 	return p
+}
+
+// authProblem names what went wrong when a shard refused the credentials
+// the connection opened with, or wanted some it was not given; any other
+// error is the command's, named by cmd. The shard's own words follow in the
+// error: they never hold the password.
+func authProblem(err error, cmd string) string {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "ERR AUTH"):
+		return "refused AUTH"
+	case strings.HasPrefix(msg, "NOAUTH"):
+		return "needs a password"
+	}
+	return cmd
 }
 
 // atLeast7 reports whether a redis_version is 7.0 or later.

@@ -121,7 +121,7 @@ func (s *reshardSource) capture(ctx context.Context) error {
 	cfg := &s.rj.cfg
 	cc := snapshot.DefaultCaptureConfig()
 	cc.Addr = s.addr
-	cc.Username, cc.Password = cfg.Username, cfg.Password
+	cc.Username, cc.Password = cfg.SourceUsername, cfg.SourcePassword
 	cc.RDBPath = filepath.Join(s.rj.dir, fmt.Sprintf("source-%d.rdb", s.idx))
 	cc.TailPath = filepath.Join(s.rj.dir, fmt.Sprintf("source-%d.stream", s.idx))
 	cc.DialTimeout, cc.LinkTimeout = cfg.DialTimeout, cfg.LinkTimeout

@@ -77,7 +77,8 @@ func (srv *Server) reshardAdmin(args [][]byte) []byte {
 
 func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	cfg := migrate.DefaultReshardConfig()
-	cfg.Username, cfg.Password = srv.cfg.ShardUsername, srv.cfg.ShardPassword
+	cfg.SourceUsername, cfg.SourcePassword = srv.cfg.ShardUsername, srv.cfg.ShardPassword
+	cfg.TargetUsername, cfg.TargetPassword = srv.cfg.ShardUsername, srv.cfg.ShardPassword
 	var targets []string
 	for _, a := range args {
 		switch {
