@@ -354,7 +354,7 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 }
 
 // shardDialer opens connections to shards. A new connection first sends AUTH
-// when the shards need a password (Config.ShardPassword), then HELLO 3 for
+// when the shards need a password (the route's shardAuth), then HELLO 3 for
 // a RESP3 session's connection, in one write, and checks each reply before
 // the connection is used. Without either it sends PING, so that a shard
 // that wants a password the proxy was not given is reported as such, down,
@@ -365,9 +365,9 @@ type shardDialer struct {
 	auth    []byte // AUTH [username] password, encoded; nil without a password
 }
 
-func newShardDialer(cfg *Config) shardDialer {
-	d := shardDialer{timeout: cfg.DialTimeout}
-	if args := resp.AuthArgs(cfg.ShardUsername, cfg.ShardPassword); args != nil {
+func newShardDialer(timeout time.Duration, auth shardAuth) shardDialer {
+	d := shardDialer{timeout: timeout}
+	if args := resp.AuthArgs(auth.username, auth.password); args != nil {
 		raw := make([][]byte, len(args))
 		for i, a := range args {
 			raw[i] = []byte(a)

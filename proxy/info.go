@@ -279,8 +279,8 @@ func (s *Server) port() int {
 
 // probeVersion asks one shard for its version once at start, so HELLO and
 // INFO report it before any INFO has gone through.
-func (s *Server) probeVersion(addr string) {
-	c, r, err := s.dialer.dial(addr, nil, nil)
+func (s *Server) probeVersion(d shardDialer, addr string) {
+	c, r, err := d.dial(addr, nil, nil)
 	if err != nil {
 		return
 	}

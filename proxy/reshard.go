@@ -34,8 +34,8 @@ func reshardEnded(s migrate.ReshardState) bool {
 	return s == migrate.ReshardDone || s == migrate.ReshardAborted || s == migrate.ReshardFailed
 }
 
-// reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH], STATUS,
-// ABORT and CUTOVER.
+// reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH] [AUTH
+// password | AUTH2 username password], STATUS, ABORT and CUTOVER.
 func (srv *Server) reshardAdmin(args [][]byte) []byte {
 	if len(args) == 1 {
 		srv.reshard.mu.Lock()
@@ -76,19 +76,9 @@ func (srv *Server) reshardAdmin(args [][]byte) []byte {
 }
 
 func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
-	cfg := migrate.DefaultReshardConfig()
-	cfg.SourceUsername, cfg.SourcePassword = srv.cfg.ShardUsername, srv.cfg.ShardPassword
-	cfg.TargetUsername, cfg.TargetPassword = srv.cfg.ShardUsername, srv.cfg.ShardPassword
-	var targets []string
-	for _, a := range args {
-		switch {
-		case equalFold(a, "manual"):
-			cfg.Manual = true
-		case equalFold(a, "flush"):
-			cfg.Flush = true
-		default:
-			targets = append(targets, string(a))
-		}
+	ta, err := parseTargetArgs(args, "manual", "flush")
+	if err != nil {
+		return nil, err
 	}
 	if srv.cfg.StateDir == "" {
 		return nil, errors.New("a reshard needs a state directory to persist the new table (reshard proxy --state-dir)")
@@ -101,34 +91,63 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	if srv.snapshotRunning() {
 		return nil, errors.New("a snapshot is running; try again when it is done")
 	}
-	shards, err := router.ParseShardArgs(targets)
+	shards, err := router.ParseShardArgs(ta.targets)
 	if err != nil {
 		return nil, err
 	}
-	from := srv.route.Load().table
-	to, err := router.NewTable(from.Epoch()+1, shards)
+	cur := srv.route.Load()
+	to, err := router.NewTable(cur.table.Epoch()+1, shards)
 	if err != nil {
 		return nil, err
 	}
-	prep := srv.PrepareTable(to)
-	cfg.From, cfg.To = from, to
+	// The sources are the current table's shards, with its credentials;
+	// the targets take what AUTH or AUTH2 gave, or the same.
+	auth := ta.authOr(cur.auth)
+	prep := srv.prepare(to, auth)
+	cfg := migrate.DefaultReshardConfig()
+	cfg.Manual, cfg.Flush = ta.options["manual"], ta.options["flush"]
+	cfg.SourceUsername, cfg.SourcePassword = cur.auth.username, cur.auth.password
+	cfg.TargetUsername, cfg.TargetPassword = auth.username, auth.password
+	cfg.From, cfg.To = cur.table, to
 	cfg.WorkDir = filepath.Join(srv.cfg.StateDir, "reshard")
 	cfg.Barrier = srv
 	cfg.Logger = srv.log
-	cfg.Commit = func(ctx context.Context) error {
-		if srv.route.Load().table != from {
-			return errors.New("the routing table changed since the reshard started")
-		}
-		if err := router.Save(srv.cfg.StateDir, to); err != nil {
-			return err // the persisted table is still the old one
-		}
-		srv.SwapTable(prep)
-		return nil
-	}
+	cfg.Commit = func(context.Context) error { return srv.commit(cur.table, prep) }
 	job, err := migrate.StartReshard(srv.ctx, cfg)
 	if err != nil {
+		srv.discard(prep)
 		return nil, err
 	}
 	srv.reshard.job = job
+	go srv.discardUnless(job, prep)
 	return job, nil
+}
+
+// commit is the cutover's point of no return, inside the barrier: it
+// persists the new table's credentials, then the table (a crash before
+// that comes back on the old table), and swaps the route.
+func (srv *Server) commit(from *router.Table, prep *Prepared) error {
+	if srv.route.Load().table != from {
+		return errors.New("the routing table changed since the reshard started")
+	}
+	to := prep.r.table
+	if err := srv.persistAuth(to, prep.r.auth); err != nil {
+		return err // the persisted table is still the old one
+	}
+	if err := router.Save(srv.cfg.StateDir, to); err != nil {
+		return err
+	}
+	srv.SwapTable(prep)
+	srv.dropStaleAuth(to)
+	return nil
+}
+
+// discardUnless closes the connections prepared for a job's table once the
+// job has ended without cutting over: without this, a refused target
+// would be redialled for as long as the proxy runs.
+func (srv *Server) discardUnless(job *migrate.ReshardJob, prep *Prepared) {
+	<-job.Done() // the job ends at the latest when srv.ctx does
+	if job.Status().State != migrate.ReshardDone {
+		srv.discard(prep)
+	}
 }

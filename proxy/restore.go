@@ -23,7 +23,7 @@ type restores struct {
 }
 
 // restoreAdmin serves PROXY RESTORE ID|PATH[,PATH...] TARGET... [REPLACE|FLUSH]
-// and PROXY RESTORE STATUS.
+// [AUTH password | AUTH2 username password] and PROXY RESTORE STATUS.
 func (srv *Server) restoreAdmin(args [][]byte) []byte {
 	if len(args) == 1 && equalFold(args[0], "status") {
 		srv.rest.mu.Lock()
@@ -39,26 +39,23 @@ func (srv *Server) restoreAdmin(args [][]byte) []byte {
 	if len(args) < 2 {
 		return appendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
 	}
-	cfg := migrate.DefaultRestoreConfig()
-	cfg.Logger = srv.log
-	cfg.Username, cfg.Password = srv.cfg.ShardUsername, srv.cfg.ShardPassword
-	for _, src := range strings.Split(string(args[0]), ",") {
-		cfg.Sources = append(cfg.Sources, srv.restoreSource(src))
-	}
-	var targets []string
-	for _, a := range args[1:] {
-		switch {
-		case equalFold(a, "replace"):
-			cfg.Replace = true
-		case equalFold(a, "flush"):
-			cfg.Flush = true
-		default:
-			targets = append(targets, string(a))
-		}
-	}
-	shards, err := router.ParseShardArgs(targets)
+	ta, err := parseTargetArgs(args[1:], "replace", "flush")
 	if err != nil {
 		return appendError(nil, "ERR "+err.Error())
+	}
+	shards, err := router.ParseShardArgs(ta.targets)
+	if err != nil {
+		return appendError(nil, "ERR "+err.Error())
+	}
+	cfg := migrate.DefaultRestoreConfig()
+	cfg.Logger = srv.log
+	// Without AUTH or AUTH2 the targets take the credentials of the
+	// current table's shards.
+	auth := ta.authOr(srv.route.Load().auth)
+	cfg.Username, cfg.Password = auth.username, auth.password
+	cfg.Replace, cfg.Flush = ta.options["replace"], ta.options["flush"]
+	for _, src := range strings.Split(string(args[0]), ",") {
+		cfg.Sources = append(cfg.Sources, srv.restoreSource(src))
 	}
 	cfg.Targets = shards
 	srv.rest.mu.Lock()

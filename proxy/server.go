@@ -24,7 +24,6 @@ type Server struct {
 	cfg     Config
 	log     *zap.Logger
 	started time.Time
-	dialer  shardDialer // every connection to a shard
 
 	route   atomic.Pointer[route]
 	swapMu  sync.Mutex
@@ -62,9 +61,12 @@ type Server struct {
 }
 
 // route pairs a routing table with the backends of its shards, so that one
-// atomic load gives a consistent view of both.
+// atomic load gives a consistent view of both. The credentials belong to
+// the route too: after a cutover onto shards with a password of their own,
+// every new connection to them, however it is made, must use theirs.
 type route struct {
 	table *router.Table
+	auth  shardAuth // of every shard of the table
 	pools []*pool
 }
 
@@ -137,15 +139,18 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{},
 		stats: newCmdStats()}
+	auth, err := s.tableAuth(table)
+	if err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // jobs live until Close
-	s.dialer = newShardDialer(&s.cfg)
-	r := s.newRoute(table, nil)
+	r := s.newRoute(table, auth, nil)
 	s.route.Store(r)
 	s.swapped = make(chan struct{})
 	// Serve only once every shard has had its first connection attempt, so
 	// the first commands do not fail while connections are being made.
 	r.waitFirstTry()
-	go s.probeVersion(table.Addr(0))
+	go s.probeVersion(s.dialer(auth), table.Addr(0))
 	go s.opsSampler.run(&s.commands, s.stopSample)
 	return s, nil
 }
@@ -210,14 +215,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	close(s.stopSample)
 	for _, p := range s.route.Load().pools {
-		p.resp3Once.Do(func() {}) // no RESP3 connections from now on
-		for _, c := range append(p.conns, p.conns3...) {
-			c.Close()
-		}
-		p.ded.close()
-		if p.ded3 != nil {
-			p.ded3.close()
-		}
+		p.close()
 	}
 	return nil
 }
@@ -235,37 +233,57 @@ func (s *Server) AnnounceAddr() string {
 	return s.ln.Addr().String()
 }
 
-// newRoute builds the route of table, reusing the pools of old (if any)
-// whose addresses it still has.
-func (s *Server) newRoute(table *router.Table, old *route) *route {
+// newRoute builds the route of table, whose shards take auth, reusing the
+// pools of old (if any) whose addresses it still has, when old's shards
+// take the same credentials: a connection made with others would be
+// refused, or would be a different ACL user.
+func (s *Server) newRoute(table *router.Table, auth shardAuth, old *route) *route {
 	reuse := map[string]*pool{}
-	if old != nil {
+	if old != nil && old.auth == auth {
 		for _, p := range old.pools {
 			reuse[p.addr] = p
 		}
 	}
-	r := &route{table: table}
+	r := &route{table: table, auth: auth}
+	d := s.dialer(auth)
 	for _, addr := range table.Addrs() {
 		if p, ok := reuse[addr]; ok {
 			r.pools = append(r.pools, p)
 			continue
 		}
-		r.pools = append(r.pools, s.newPool(addr))
+		r.pools = append(r.pools, s.newPool(addr, d))
 	}
 	return r
 }
 
-func (s *Server) newPool(addr string) *pool {
-	p := &pool{addr: addr, ded: &dpool{addr: addr, dialer: s.dialer}}
+// dialer makes the connections to shards that take auth.
+func (s *Server) dialer(auth shardAuth) shardDialer {
+	return newShardDialer(s.cfg.DialTimeout, auth)
+}
+
+func (s *Server) newPool(addr string, d shardDialer) *pool {
+	p := &pool{addr: addr, ded: &dpool{addr: addr, dialer: d}}
 	p.newConns = func(hello []byte) []*backend {
 		conns := make([]*backend, s.cfg.BackendConns)
 		for i := range conns {
-			conns[i] = newBackend(addr, s.dialer, hello, s.cfg.ShardTimeout, s.log)
+			conns[i] = newBackend(addr, d, hello, s.cfg.ShardTimeout, s.log)
 		}
 		return conns
 	}
 	p.conns = p.newConns(nil)
 	return p
+}
+
+// close closes every connection of the pool and opens no more.
+func (p *pool) close() {
+	p.resp3Once.Do(func() {}) // no RESP3 connections from now on
+	for _, c := range append(p.conns, p.conns3...) {
+		c.Close()
+	}
+	p.ded.close()
+	if p.ded3 != nil {
+		p.ded3.close()
+	}
 }
 
 func (r *route) waitFirstTry() {
@@ -278,11 +296,31 @@ func (r *route) waitFirstTry() {
 
 // PrepareTable connects to the shards of t that the proxy does not use yet,
 // ahead of a SwapTable, so the swap itself does not wait for connections.
-// It returns the route to pass to SwapTable.
+// They take the credentials of the current table's shards. It returns the
+// route to pass to SwapTable.
 func (s *Server) PrepareTable(t *router.Table) *Prepared {
-	r := s.newRoute(t, s.route.Load())
+	return s.prepare(t, s.route.Load().auth)
+}
+
+// prepare is PrepareTable for shards that take auth.
+func (s *Server) prepare(t *router.Table, auth shardAuth) *Prepared {
+	r := s.newRoute(t, auth, s.route.Load())
 	r.waitFirstTry()
 	return &Prepared{r: r}
+}
+
+// discard closes the connections of a prepared route that was never
+// swapped in, except those it shares with the route in use.
+func (s *Server) discard(p *Prepared) {
+	inUse := map[*pool]bool{}
+	for _, pl := range s.route.Load().pools {
+		inUse[pl] = true
+	}
+	for _, pl := range p.r.pools {
+		if !inUse[pl] {
+			pl.close()
+		}
+	}
 }
 
 // Prepared is a route built by PrepareTable.
@@ -342,14 +380,7 @@ func (s *Server) retire(pools []*pool) {
 	case <-s.ctx.Done():
 	}
 	for _, p := range pools {
-		p.resp3Once.Do(func() {})
-		for _, c := range append(p.conns, p.conns3...) {
-			c.Close()
-		}
-		p.ded.close()
-		if p.ded3 != nil {
-			p.ded3.close()
-		}
+		p.close()
 	}
 }
 

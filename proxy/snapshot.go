@@ -58,10 +58,11 @@ func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
 	cfg := snapshot.DefaultJobConfig()
 	cfg.Dir = srv.cfg.SnapshotDir
 	cfg.Name = name
-	cfg.Table = srv.route.Load().table
+	r := srv.route.Load() // the table and the credentials of its shards
+	cfg.Table = r.table
 	cfg.Barrier = srv
 	cfg.Logger = srv.log
-	cfg.Username, cfg.Password = srv.cfg.ShardUsername, srv.cfg.ShardPassword
+	cfg.Username, cfg.Password = r.auth.username, r.auth.password
 	job, err := snapshot.StartJob(srv.ctx, cfg)
 	if err != nil {
 		return nil, errors.New("ERR " + err.Error())
