@@ -2,9 +2,17 @@ package proxy
 
 import (
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/reshard/reshard/router"
 )
 
 func TestParseTargetArgs(t *testing.T) {
@@ -49,5 +57,82 @@ func TestParseTargetArgs(t *testing.T) {
 				t.Errorf("got targets %q, options %v, auth %v; want %q, %v, %v", got.targets, got.options, got.auth, tc.targets, tc.options, tc.auth)
 			}
 		})
+	}
+}
+
+// The rules of the credentials file: written at a cutover when the new
+// table's credentials are not the flags', removed when they are, used at
+// start only for the table they were written for.
+func TestTableAuthFile(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := DefaultConfig()
+	cfg.ShardPassword, cfg.StateDir = "flag-pw", t.TempDir()
+	srv := &Server{cfg: cfg, log: zap.New(core)}
+	table := func(epoch uint64, spec string) *router.Table {
+		shards, err := router.ParseSpec(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, err := router.NewTable(epoch, shards)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tb
+	}
+	t1, t2 := table(1, "127.0.0.1:7001"), table(2, "127.0.0.1:7101,127.0.0.1:7102")
+	other := shardAuth{"mover", "file-pw"}
+	load := func(tb *router.Table) shardAuth {
+		t.Helper()
+		a, err := srv.tableAuth(tb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if got := load(t1); got != srv.flagAuth() {
+		t.Errorf("without a file: %v, want the flags'", got)
+	}
+
+	if err := srv.persistAuth(t2, other); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.StateDir, "shard-auth-2.json")
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file %s: %v, %v; want mode 0600", path, fi, err)
+	}
+	if got := load(t2); got != other {
+		t.Errorf("the table of the file: %v, want %v", got, other)
+	}
+	if got := load(table(2, "127.0.0.1:7101")); got != srv.flagAuth() || logs.FilterMessage("shard credentials file ignored: it is for other shards than the persisted routing table's").Len() != 1 {
+		t.Errorf("same epoch, other shards: %v, want the flags' and a warning", got)
+	}
+	if got := load(t1); got != srv.flagAuth() || logs.FilterMessage("shard credentials file ignored: it is not for the persisted routing table").Len() != 1 {
+		t.Errorf("another epoch: %v, want the flags' and a warning", got)
+	}
+
+	srv.dropStaleAuth(t2)
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("dropStaleAuth removed the file of the table in use: %v", err)
+	}
+	srv.dropStaleAuth(table(3, "127.0.0.1:7201"))
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("dropStaleAuth left the file of another table: %v", err)
+	}
+
+	if err := srv.persistAuth(t2, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.persistAuth(t2, srv.flagAuth()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the flags' credentials left a file: %v", err)
+	}
+
+	if err := os.WriteFile(path, []byte(`{"password":"secret-in-broken-json`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.tableAuth(t2); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("a broken file: %v, want an error that does not quote it", err)
 	}
 }

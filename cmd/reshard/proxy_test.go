@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -207,4 +210,91 @@ func TestShardPasswordFlags(t *testing.T) {
 func isDialError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// After a reshard onto shards with a password of their own, a restart with
+// the same flags (the old shards' password) serves the new shards with the
+// credentials persisted at the cutover: the file is readable by its owner
+// only, the log says whose credentials are used, a file for another epoch
+// is ignored with a warning, and neither password is in a log line or in
+// INFO.
+func TestShardPasswordPersisted(t *testing.T) {
+	const oldPW, newPW = "old-shards-pw-81d0", "new-shards-pw-f3a9"
+	old := redistest.StartN(t, 2, "--requirepass", oldPW, "--repl-diskless-sync-delay", "0")
+	targets := redistest.StartN(t, 2, "--requirepass", newPW, "--repl-diskless-sync-delay", "0")
+	dir := t.TempDir()
+	f := proxyFlags{cfg: proxy.DefaultConfig(), stateDir: dir, shards: old[0].Addr() + "," + old[1].Addr()}
+	f.cfg.ShardPassword = oldPW
+	ctx := context.Background()
+
+	addr, logs, stop := startProxy(t, f)
+	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	for i := 0; i < 200; i++ {
+		if err := cl.Set(ctx, "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Do(ctx, "PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr(), "AUTH", newPW).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReshardDone(t, cl)
+	cl.Close()
+	stop()
+	all := logs.All()
+
+	auth := filepath.Join(dir, "shard-auth-2.json")
+	fi, err := os.Stat(auth)
+	if err != nil {
+		t.Fatalf("no credentials file after the cutover: %v", err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("credentials file mode %v, want 0600", got)
+	}
+	stale := filepath.Join(dir, "shard-auth-1.json")
+	if err := os.WriteFile(stale, []byte(`{"epoch":1,"shards":"","password":"x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	addr, logs, stop = startProxy(t, f) // the old flags
+	defer stop()
+	if logs.FilterMessage("shard credentials persisted at the cutover are used for the routing table's shards, not --shard-user/--shard-password").Len() != 1 {
+		t.Error("no log line says the persisted credentials are used")
+	}
+	if logs.FilterMessage("shard credentials file ignored: it is not for the persisted routing table").Len() != 1 {
+		t.Error("no warning about the credentials file of another epoch")
+	}
+	cl = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer cl.Close()
+	for _, i := range []int{0, 77, 199} {
+		if v, err := cl.Get(ctx, "k"+strconv.Itoa(i)).Int(); err != nil || v != i {
+			t.Errorf("GET k%d after the restart = %d, %v", i, v, err)
+		}
+	}
+	if err := cl.Set(ctx, "after", 1, 0).Err(); err != nil {
+		t.Errorf("SET after the restart: %v", err)
+	}
+	info := cl.Info(ctx, "everything").Val()
+	for _, e := range append(all, logs.All()...) {
+		line := e.Message + fmt.Sprint(e.ContextMap())
+		if strings.Contains(line, oldPW) || strings.Contains(line, newPW) {
+			t.Errorf("a password is in a log entry: %s", line)
+		}
+	}
+	if strings.Contains(info, oldPW) || strings.Contains(info, newPW) {
+		t.Error("a password is in INFO")
+	}
+}
+
+// waitReshardDone waits for the proxy's reshard to reach state done.
+func waitReshardDone(t *testing.T, cl *redis.Client) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, _ := cl.Do(context.Background(), "PROXY", "RESHARD", "STATUS").Text()
+		if strings.Contains(st, "state:done\r\n") {
+			return
+		}
+		if strings.Contains(st, "state:failed") || strings.Contains(st, "state:aborted") || time.Now().After(deadline) {
+			t.Fatalf("reshard never completed:\n%s", st)
+		}
+	}
 }
