@@ -17,9 +17,13 @@ type Config struct {
 	// AdminPassword, when set, is the password of the "admin" user, the only
 	// one allowed to run PROXY and Redis's admin commands.
 	AdminPassword string
-	// ShardUsername and ShardPassword authenticate every connection the proxy
-	// makes to a shard, old or new (AUTH [username] password): the data
-	// path, snapshots, restores and reshards. Empty: the shards need none.
+	// ShardUsername and ShardPassword authenticate the proxy's connections
+	// to the shards of the table it starts on (AUTH [username] password):
+	// the data path, snapshots, and the sources of a reshard. A reshard or
+	// restore gives its targets the credentials of its AUTH or AUTH2
+	// argument, or the current shards'. After a cutover the new shards keep
+	// theirs, persisted in StateDir, across restarts (shardauth.go). Empty:
+	// the shards need none.
 	ShardUsername, ShardPassword string
 	// StateDir is where a reshard persists the new table (the point of no
 	// return) and spools its data; empty disables PROXY RESHARD.

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -134,5 +135,18 @@ func TestTableAuthFile(t *testing.T) {
 	}
 	if _, err := srv.tableAuth(t2); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("a broken file: %v, want an error that does not quote it", err)
+	}
+}
+
+// AUTH "" says the targets need no password: nothing is sent, whatever
+// the current shards take.
+func TestTargetAuthEmpty(t *testing.T) {
+	ta, err := parseTargetArgs([][]byte{[]byte("a:1"), []byte("AUTH"), []byte("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := ta.authOr(shardAuth{"user", "current-pw"})
+	if d := newShardDialer(time.Second, auth); auth != (shardAuth{}) || d.auth != nil {
+		t.Errorf("AUTH \"\": credentials %v, AUTH sent %q; want none", auth, d.auth)
 	}
 }

@@ -40,7 +40,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.cfg.RequirePass, "requirepass", "", "password clients must give with AUTH (user \"default\"); or set "+envRequirePass+"; never logged")
 	fs.StringVar(&f.cfg.AdminPassword, "admin-password", "", "password of the \"admin\" user, required for PROXY and admin commands when set; or set "+envAdminPassword+"; never logged")
 	fs.StringVar(&f.cfg.ShardUsername, "shard-user", "", "ACL user for AUTH on the shards (with --shard-password)")
-	fs.StringVar(&f.cfg.ShardPassword, "shard-password", "", "password for AUTH on every shard, old and new (--shards only); or set "+envShardPassword+"; never logged")
+	fs.StringVar(&f.cfg.ShardPassword, "shard-password", "", "password for AUTH on the shards of --shards (a reshard's new shards take PROXY RESHARD ... AUTH, persisted in --state-dir); or set "+envShardPassword+"; never logged")
 	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
