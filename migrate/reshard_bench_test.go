@@ -37,11 +37,7 @@ func BenchmarkReshard1M(b *testing.B) {
 	for b.Loop() {
 		p.route.Store(from)
 		w := startTestWriters(b, p, 2)
-		cfg := DefaultReshardConfig()
-		cfg.From, cfg.To = from, to
-		cfg.WorkDir = b.TempDir()
-		cfg.Barrier = p
-		cfg.Commit = p.commit(to)
+		cfg := testReshardConfig(b, p, from, to)
 		cfg.Flush = true
 		start := time.Now()
 		j, err := StartReshard(ctx, cfg)

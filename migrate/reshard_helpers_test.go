@@ -510,12 +510,19 @@ func newRig(t *testing.T, nSources, nTargets int, sourceExtra ...string) *reshar
 		r.to = mustTable(t, 2, evenShards(t, r.targets))
 	}
 	r.proxy = newTestProxy(t, r.from, r.sources, r.targets)
-	r.cfg = DefaultReshardConfig()
-	r.cfg.From, r.cfg.To = r.from, r.to
-	r.cfg.WorkDir = t.TempDir()
-	r.cfg.Barrier = r.proxy
-	r.cfg.Commit = r.proxy.commit(r.to)
+	r.cfg = testReshardConfig(t, r.proxy, r.from, r.to)
 	return r
+}
+
+// testReshardConfig is the default config of a reshard from one table to
+// another through p.
+func testReshardConfig(tb testing.TB, p *testProxy, from, to *router.Table) ReshardConfig {
+	cfg := DefaultReshardConfig()
+	cfg.From, cfg.To = from, to
+	cfg.WorkDir = tb.TempDir()
+	cfg.Barrier = p
+	cfg.Commit = p.commit(to)
+	return cfg
 }
 
 func (r *reshardRig) start(t *testing.T) *ReshardJob {

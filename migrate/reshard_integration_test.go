@@ -523,11 +523,7 @@ func TestReshardPasswords(t *testing.T) {
 	p.add(t, sourcePW, sources)
 	p.add(t, targetPW, targets)
 	keys := fillDataset(t, p, from, 2000)
-	cfg := DefaultReshardConfig()
-	cfg.From, cfg.To = from, to
-	cfg.WorkDir = t.TempDir()
-	cfg.Barrier = p
-	cfg.Commit = p.commit(to)
+	cfg := testReshardConfig(t, p, from, to)
 	cfg.SourcePassword = sourcePW
 
 	cfg.TargetPassword = sourcePW // the targets' is another

@@ -45,38 +45,40 @@ func noSecret(t *testing.T, logs *observer.ObservedLogs, texts ...string) {
 	}
 }
 
-// Every path the proxy takes to a shard authenticates: the multiplexed
-// connections (RESP2 and RESP3), the dedicated ones (blocking commands,
-// transactions, pub/sub), the snapshot capture, a restore, and a reshard
-// onto new shards that need the same password.
-func TestIntegrationShardPassword(t *testing.T) {
+// passwordCluster is a proxy with a state directory over shards that need
+// shardPassword, logging to the returned logs.
+func passwordCluster(t *testing.T, shards int) (*proxytest.Cluster, *observer.ObservedLogs) {
+	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	cfg := proxy.DefaultConfig()
 	cfg.ShardPassword = shardPassword
 	cfg.StateDir = t.TempDir()
 	cfg.SnapshotDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: passwordShards, Log: zap.New(core)})
+	return proxytest.Start(t, proxytest.Options{Shards: shards, Config: &cfg, ShardArgs: passwordShards, Log: zap.New(core)}), logs
+}
+
+// subscribe subscribes cl to channel and waits for the confirmation.
+func subscribe(t *testing.T, cl *redis.Client, channel string) *redis.PubSub {
+	t.Helper()
+	sub := cl.Subscribe(t.Context(), channel)
+	t.Cleanup(func() { sub.Close() })
+	if _, err := sub.Receive(t.Context()); err != nil {
+		t.Fatalf("SUBSCRIBE: %v", err)
+	}
+	return sub
+}
+
+// Every path the proxy takes to a shard authenticates: the multiplexed
+// connections (RESP2 and RESP3), the dedicated ones (blocking commands,
+// transactions, pub/sub), the snapshot capture, a restore, and a reshard
+// onto new shards that need the same password.
+func TestIntegrationShardPassword(t *testing.T) {
+	c, logs := passwordCluster(t, 3)
 	ctx := t.Context()
 	cl := c.Client()
 
-	keys := make([]string, 300)
-	pipe := cl.Pipeline()
-	for i := range keys {
-		keys[i] = fmt.Sprint("auth:", i)
-		pipe.Set(ctx, keys[i], i, 0)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
-	vals, err := cl.MGet(ctx, keys...).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range vals {
-		if v != fmt.Sprint(i) {
-			t.Fatalf("MGET %s = %v, want %d", keys[i], v, i)
-		}
-	}
+	keys := setKeys(t, cl, 300)
+	checkKeys(t, cl, keys)
 	for _, k := range keys[:30] {
 		if got, err := shardClient(t, c.ShardOf(k).Addr()).Get(ctx, k).Result(); err != nil || got == "" {
 			t.Errorf("key %s on its shard: %q, %v", k, got, err)
@@ -88,29 +90,8 @@ func TestIntegrationShardPassword(t *testing.T) {
 	if got, err := resp3.Get(ctx, keys[7]).Result(); err != nil || got != "7" {
 		t.Errorf("RESP3 GET = %q, %v", got, err)
 	}
-
-	cl.RPush(ctx, "auth:list", "x")
-	if got, err := cl.BLPop(ctx, time.Second, "auth:list").Result(); err != nil || got[1] != "x" {
-		t.Errorf("BLPOP = %v, %v", got, err)
-	}
-	if _, err := cl.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Incr(ctx, "auth:counter")
-		p.Incr(ctx, "auth:counter")
-		return nil
-	}); err != nil {
-		t.Errorf("MULTI/EXEC: %v", err)
-	}
-	sub := cl.Subscribe(ctx, "auth:news")
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil {
-		t.Fatalf("SUBSCRIBE: %v", err)
-	}
-	if err := cl.Publish(ctx, "auth:news", "hi").Err(); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := sub.ReceiveMessage(ctx); err != nil || m.Payload != "hi" {
-		t.Errorf("message = %v, %v", m, err)
-	}
+	sub := subscribe(t, cl, "auth:news")
+	useDedicated(t, cl, sub)
 
 	id, err := cl.Do(ctx, "PROXY", "SNAPSHOT", "auth-test").Text()
 	if err != nil {
@@ -243,20 +224,11 @@ func TestIntegrationReshardNewPassword(t *testing.T) {
 			[]any{"AUTH", newShardPassword}, "", []any{"PROXY", "SNAPSHOT", "after"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			core, logs := observer.New(zap.DebugLevel)
-			cfg := proxy.DefaultConfig()
-			cfg.ShardPassword = shardPassword
-			cfg.StateDir = t.TempDir()
-			cfg.SnapshotDir = t.TempDir()
-			c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: passwordShards, Log: zap.New(core)})
+			c, logs := passwordCluster(t, 3)
 			ctx := t.Context()
 			cl := c.Client()
 			keys := setKeys(t, cl, 2000)
-			sub := cl.Subscribe(ctx, "auth:news")
-			defer sub.Close()
-			if _, err := sub.Receive(ctx); err != nil {
-				t.Fatalf("SUBSCRIBE: %v", err)
-			}
+			sub := subscribe(t, cl, "auth:news")
 			w := startWriters(t, c, 4)
 
 			targets := redistest.StartN(t, 2, tc.args...)
@@ -363,11 +335,7 @@ func useDedicated(t *testing.T, cl *redis.Client, sub *redis.PubSub) {
 // starts, with an error that names the refusal and not the password; the
 // proxy stays on its shards and stops dialling the refused ones.
 func TestIntegrationReshardWrongPassword(t *testing.T) {
-	core, logs := observer.New(zap.DebugLevel)
-	cfg := proxy.DefaultConfig()
-	cfg.ShardPassword = shardPassword
-	cfg.StateDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg, ShardArgs: passwordShards, Log: zap.New(core)})
+	c, logs := passwordCluster(t, 2)
 	ctx := t.Context()
 	cl := c.Client()
 	keys := setKeys(t, cl, 100)
@@ -420,11 +388,7 @@ func infoField(info, field string) string {
 // PROXY RESTORE gives the targets the credentials AUTH or AUTH2 names;
 // without them, those of the proxy's shards, which these targets refuse.
 func TestIntegrationRestoreNewPassword(t *testing.T) {
-	core, logs := observer.New(zap.DebugLevel)
-	cfg := proxy.DefaultConfig()
-	cfg.ShardPassword = shardPassword
-	cfg.SnapshotDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg, ShardArgs: passwordShards, Log: zap.New(core)})
+	c, logs := passwordCluster(t, 2)
 	ctx := t.Context()
 	cl := c.Client()
 	keys := setKeys(t, cl, 500)
