@@ -97,9 +97,13 @@ func (srv *Server) tableAuth(table *router.Table) (shardAuth, error) {
 	return auth, nil
 }
 
-// authFiles lists the credentials files in dir.
+// authFiles lists the credentials files in dir; a dir not made yet has
+// none.
 func authFiles(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("proxy: shard credentials: %w", err)
 	}

@@ -93,6 +93,11 @@ func TestTableAuthFile(t *testing.T) {
 	if got := load(t1); got != srv.flagAuth() {
 		t.Errorf("without a file: %v, want the flags'", got)
 	}
+	missing := &Server{cfg: cfg, log: zap.NewNop()}
+	missing.cfg.StateDir = filepath.Join(cfg.StateDir, "not-made-yet")
+	if got, err := missing.tableAuth(t1); err != nil || got != srv.flagAuth() {
+		t.Errorf("without a state directory yet: %v, %v; want the flags'", got, err)
+	}
 
 	if err := srv.persistAuth(t2, other); err != nil {
 		t.Fatal(err)
