@@ -37,8 +37,7 @@ FUZZ_TARGETS := \
 	./proxy/command:FuzzKeys \
 	./snapshot:FuzzCmdParser ./snapshot:FuzzMarkScanner ./snapshot:FuzzCheckTail \
 	./snapshot/rdb:FuzzReader ./snapshot/rdb:FuzzDumpPayload ./snapshot/rdb:FuzzDecode \
-	./migrate:FuzzCmdReader \
-	./internal/resp:FuzzParseInt ./internal/resp:FuzzReadReply
+	./internal/resp:FuzzParseInt ./internal/resp:FuzzReadReply ./internal/resp:FuzzCommandReader
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

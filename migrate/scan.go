@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/router"
 	"github.com/reshard/reshard/snapshot/rdb"
 )
@@ -211,7 +212,7 @@ func scanTail(path string, table *router.Table) *tailScan {
 		return fail(err)
 	}
 	defer f.Close()
-	cr := newCmdReader(bufio.NewReaderSize(f, 64<<10))
+	cr := resp.NewCommandReader(bufio.NewReaderSize(f, 64<<10), tailLimits)
 	rt := &tailRouter{table: table}
 	db := 0
 	inMulti := false
@@ -225,7 +226,8 @@ func scanTail(path string, table *router.Table) *tailScan {
 		return d
 	}
 	for {
-		args, off, err := cr.next()
+		off := cr.Offset()
+		args, err := cr.Next()
 		if err == io.EOF {
 			break
 		}
@@ -263,10 +265,10 @@ func scanTail(path string, table *router.Table) *tailScan {
 				return fail(fmt.Errorf("at offset %d: %s inside MULTI cannot be restored", off, strings.ToUpper(name)))
 			}
 			if name == "flushall" {
-				ts.flushAll = cr.off
+				ts.flushAll = cr.Offset()
 			} else {
 				d := get(db)
-				d.flushAt, d.flushName = cr.off, "FLUSHDB"
+				d.flushAt, d.flushName = cr.Offset(), "FLUSHDB"
 			}
 			continue
 		}
@@ -289,7 +291,7 @@ func scanTail(path string, table *router.Table) *tailScan {
 	if inMulti {
 		return fail(errors.New("file ends inside MULTI (truncated)"))
 	}
-	ts.size = cr.off
+	ts.size = cr.Offset()
 	return ts
 }
 

@@ -29,13 +29,14 @@ func (j *job) applyTail(ctx context.Context, ss *sourceScan) error {
 		return sourceError(ss.Tail, err)
 	}
 	defer f.Close()
-	cr := newCmdReader(bufio.NewReaderSize(f, 64<<10))
+	cr := resp.NewCommandReader(bufio.NewReaderSize(f, 64<<10), tailLimits)
 	rt := &tailRouter{table: j.table}
 	db := 0
 	inMulti := false
 	var tx []part // a transaction's parts, cloned (the reader reuses args)
 	for n := 0; ; n++ {
-		args, off, err := cr.next()
+		off := cr.Offset()
+		args, err := cr.Next()
 		if err == io.EOF {
 			break
 		}

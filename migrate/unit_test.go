@@ -3,7 +3,6 @@ package migrate
 import (
 	"bytes"
 	"errors"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -112,40 +111,6 @@ func TestRoute(t *testing.T) {
 	}
 }
 
-func TestCmdReader(t *testing.T) {
-	good := appendCommand(nil, "SET", "k", "v")
-	good = appendCommand(good, "DEL", []byte("a\r\nb"), "")
-	cr := newCmdReader(bytes.NewReader(good))
-	var got []string
-	for {
-		args, _, err := cr.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, string(bytes.Join(args, []byte("|"))))
-	}
-	if want := []string{"SET|k|v", "DEL|a\r\nb|"}; strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("got %q, want %q", got, want)
-	}
-	for _, bad := range []string{
-		"*2\r\n$3\r\nSET\r\n",            // truncated
-		"*1\r\n$3\r\nSE",                 // truncated in a bulk
-		"PING\r\n",                       // inline
-		"*1\r\n:3\r\n",                   // not a bulk
-		"*1\r\n$3\r\nSETX\r\n",           // bad terminator
-		"*-1\r\n",                        // bad count
-		"*1\r\n$99999999999999\r\nx\r\n", // absurd length
-	} {
-		cr := newCmdReader(strings.NewReader(bad))
-		if _, _, err := cr.next(); err == nil || err == io.EOF {
-			t.Errorf("next(%q) = %v, want an error", bad, err)
-		}
-	}
-}
-
 func TestConfigValidate(t *testing.T) {
 	base := DefaultRestoreConfig()
 	base.Sources = []string{"x.rdb"}
@@ -190,24 +155,4 @@ func TestPreflightErrorUnwraps(t *testing.T) {
 	if !strings.Contains(err.Error(), "2 problems") || !strings.Contains(err.Error(), "nothing was written") {
 		t.Errorf("message %q", err)
 	}
-}
-
-// FuzzCmdReader fuzzes the tail-file reader; the reply reader's fuzz
-// target is internal/resp's.
-func FuzzCmdReader(f *testing.F) {
-	f.Add(appendCommand(nil, "SET", "k", "v"))
-	f.Add([]byte("*1\r\n$4\r\nPING\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"))
-	f.Add([]byte("*3\r\n$3\r\nSET\r\n$1\r\nz"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		cr := newCmdReader(bytes.NewReader(data))
-		for range 1000 {
-			args, off, err := cr.next()
-			if err != nil {
-				return
-			}
-			if len(args) == 0 || off < 0 || off > int64(len(data)) {
-				t.Fatalf("next: %d args at offset %d of %d bytes", len(args), off, len(data))
-			}
-		}
-	})
 }
