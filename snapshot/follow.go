@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // Following the command stream while it is captured.
@@ -121,16 +123,11 @@ var ErrFollow = errors.New("snapshot: cannot follow the capture")
 type Follower struct {
 	s    *Stream
 	f    *os.File
-	br   *bufio.Reader
 	lim  *limitReader
-	pos  int64 // tail bytes consumed
-	off  int64 // replication offset at pos, skipped commands stepped over
-	k    int   // next skip to step over
+	cr   *resp.CommandReader // its Offset is the tail bytes consumed
+	off  int64               // replication offset there, skipped commands stepped over
+	k    int                 // next skip to step over
 	wait chan struct{}
-
-	arena []byte
-	ends  []int
-	args  [][]byte
 }
 
 // Follow returns the capture's Follower. The capture must have been
@@ -156,7 +153,10 @@ func (s *Stream) Follow() (*Follower, error) {
 	}
 	s.pub.follow = true
 	lim := &limitReader{f: f}
-	return &Follower{s: s, f: f, lim: lim, br: bufio.NewReaderSize(lim, 256<<10), off: s.fork}, nil
+	// The tail holds what the capture's parser accepted, so the follower
+	// must accept as much.
+	cr := resp.NewCommandReader(bufio.NewReaderSize(lim, 256<<10), resp.CommandLimits{MaxArgs: maxArgs, MaxBulkLen: maxBulkLen})
+	return &Follower{s: s, f: f, lim: lim, cr: cr, off: s.fork}, nil
 }
 
 // Offset is the replication offset of everything Next has returned.
@@ -190,14 +190,15 @@ func (f *Follower) Next() (ev Event, ok bool, err error) {
 		f.off += skips[f.k].n
 		f.k++
 	}
-	if f.pos < tail {
-		n, err := f.read()
+	// The capture publishes only whole commands, so the bytes of the next
+	// one are all there.
+	if pos := f.cr.Offset(); pos < tail {
+		args, err := f.cr.Next()
 		if err != nil {
-			return Event{}, false, fmt.Errorf("%w: shard %s: tail %s at byte %d: %w", ErrProtocol, s.cfg.Addr, s.cfg.TailPath, f.pos, err)
+			return Event{}, false, fmt.Errorf("%w: shard %s: tail %s: %w", ErrProtocol, s.cfg.Addr, s.cfg.TailPath, err)
 		}
-		f.pos += n
-		f.off += n
-		return Event{Args: f.args, Offset: f.off, Received: f.received()}, true, nil
+		f.off += f.cr.Offset() - pos
+		return Event{Args: args, Offset: f.off, Received: f.received()}, true, nil
 	}
 	if f.off != off {
 		return Event{}, false, fmt.Errorf("%w: shard %s: follower at offset %d at the end of the published tail, which stands at %d",
@@ -234,81 +235,11 @@ func (f *Follower) received() time.Time {
 	return at
 }
 
-// read reads one command of the tail into f.args and returns its length.
-// The capture publishes only whole commands, so the bytes are all there.
-func (f *Follower) read() (int64, error) {
-	var n int64
-	line, err := f.line()
-	if err != nil {
-		return 0, err
-	}
-	n += int64(len(line))
-	if line[0] != '*' {
-		return 0, fmt.Errorf("expected a command array, got %s", quote(line))
-	}
-	argc, ok := parseLen(line[1 : len(line)-2])
-	if !ok || argc < 1 || argc > maxArgs {
-		return 0, fmt.Errorf("bad array header %s", quote(line))
-	}
-	f.arena, f.ends = f.arena[:0], f.ends[:0]
-	for range argc {
-		h, err := f.line()
-		if err != nil {
-			return 0, err
-		}
-		n += int64(len(h))
-		if h[0] != '$' {
-			return 0, fmt.Errorf("expected a bulk string, got %s", quote(h))
-		}
-		l, ok := parseLen(h[1 : len(h)-2])
-		if !ok || l < 0 || l > maxBulkLen {
-			return 0, fmt.Errorf("bad bulk header %s", quote(h))
-		}
-		at := len(f.arena)
-		if need := at + int(l) + 2; need > cap(f.arena) {
-			grown := make([]byte, at, max(need, 2*cap(f.arena)))
-			copy(grown, f.arena)
-			f.arena = grown
-		}
-		f.arena = f.arena[:at+int(l)+2]
-		if _, err := io.ReadFull(f.br, f.arena[at:]); err != nil {
-			return 0, err
-		}
-		if f.arena[len(f.arena)-2] != '\r' || f.arena[len(f.arena)-1] != '\n' {
-			return 0, errors.New("bulk string not terminated by CRLF")
-		}
-		f.arena = f.arena[:len(f.arena)-2]
-		f.ends = append(f.ends, len(f.arena))
-		n += l + 2
-	}
-	f.args = f.args[:0]
-	prev := 0
-	for _, e := range f.ends {
-		f.args = append(f.args, f.arena[prev:e:e])
-		prev = e
-	}
-	if cap(f.arena) > 16<<20 && len(f.arena) < 1<<20 {
-		f.arena = nil // do not keep a huge command's buffer
-	}
-	return n, nil
-}
-
-func (f *Follower) line() ([]byte, error) {
-	line, err := f.br.ReadSlice('\n')
-	if err != nil {
-		if err == bufio.ErrBufferFull {
-			return nil, fmt.Errorf("header line longer than %d bytes", f.br.Size())
-		}
-		return nil, err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return nil, fmt.Errorf("malformed line %s", quote(line))
-	}
-	return line, nil
-}
-
 // limitReader reads the tail file up to what the capture has published,
 // so the follower's buffer never holds bytes of a command half written.
+// Every byte before the limit is in the file (the capture flushes before it
+// publishes), so an end of the file there is unexpected too: it never
+// passes for the io.EOF that Next returns after a successful StopAt.
 type limitReader struct {
 	f     *os.File
 	read  int64
@@ -324,8 +255,11 @@ func (r *limitReader) Read(b []byte) (int, error) {
 	}
 	n, err := r.f.Read(b)
 	r.read += int64(n)
-	if err == io.EOF && n > 0 {
+	if err == io.EOF {
 		err = nil
+		if n == 0 {
+			err = io.ErrUnexpectedEOF
+		}
 	}
 	return n, err
 }
