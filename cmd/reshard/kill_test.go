@@ -71,6 +71,21 @@ func TestReshardProxyKilled(t *testing.T) {
 					}
 				}(w)
 			}
+			// Every writer's key exists before the reshard starts: a kill
+			// in its first milliseconds must not leave keys unwritten,
+			// which the rerun's DBSIZE counts.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				all := true
+				for w := range acked {
+					all = all && acked[w].Load() > 0
+				}
+				if all {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("writers got no write acknowledged in 10s")
+				}
+			}
 			args := []any{"PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr()}
 			if phase.manual {
 				args = append(args, "MANUAL")
