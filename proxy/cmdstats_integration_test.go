@@ -36,6 +36,7 @@ func TestIntegrationCommandStats(t *testing.T) {
 		{"OBJECT", "ENCODING", "n"},
 		{"OBJECT", "ENCODING", "missing"},
 		{"MULTI"}, {"INCR", "n"}, {"EXEC"},
+		{"MULTI"}, {"WATCH", "k"}, {"GET"}, {"EXEC"}, // WATCH fails, GET is rejected, EXEC aborts
 	}
 	stats := map[string]map[string]string{}
 	errs := map[string]map[string]string{}

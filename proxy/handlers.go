@@ -96,7 +96,7 @@ func replyOK(s *session, _ *route, _ *command.Info, _ request) {
 }
 
 func refuse(s *session, _ *route, info *command.Info, _ request) {
-	s.errorReply(unsupported(info))
+	s.reject(info, unsupported(info))
 }
 
 func ping(s *session, _ *route, info *command.Info, c request) {
@@ -261,7 +261,7 @@ func script(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
-		s.errorReply(errMsg)
+		s.reject(info, errMsg)
 	case !ok:
 		s.forward(0, c.Raw)
 	default:
@@ -284,7 +284,7 @@ func streamRead(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
-		s.errorReply(errMsg)
+		s.reject(info, errMsg)
 	case !ok:
 		s.errorReply("ERR syntax error")
 	default:

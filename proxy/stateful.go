@@ -63,14 +63,14 @@ func (s *session) inTransaction(info *command.Info, cmd request) bool {
 	}
 	if info.IsNoMulti() {
 		s.tx.dirty = true
-		s.errorReply("ERR Command not allowed inside a transaction")
+		s.reject(info, "ERR Command not allowed inside a transaction")
 		return true
 	}
 	if !info.HasKeys() && !keylessInTx[info.Name()] {
 		// Fan-out and proxy-answered commands have no one-shard meaning
 		// inside a transaction.
 		s.tx.dirty = true
-		s.errorReply(unsupportedInTx(info))
+		s.reject(info, unsupportedInTx(info))
 		return true
 	}
 	slot, ok, errMsg := s.slotOf(info, cmd.Args)
@@ -83,7 +83,7 @@ func (s *session) inTransaction(info *command.Info, cmd request) bool {
 	}
 	if errMsg != "" {
 		s.tx.dirty = true
-		s.errorReply(errMsg)
+		s.reject(info, errMsg)
 		return true
 	}
 	s.tx.raw = append(s.tx.raw, cmd.Raw...)
@@ -184,7 +184,7 @@ func watch(s *session, r *route, info *command.Info, c request) {
 		errMsg = crossSlot
 	}
 	if errMsg != "" {
-		s.errorReply(errMsg)
+		s.reject(info, errMsg)
 		return
 	}
 	s.txSlot = int(slot)
@@ -288,10 +288,10 @@ func blocking(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
-		s.errorReply(errMsg)
+		s.reject(info, errMsg)
 		return
 	case !ok:
-		s.errorReply(unsupported(info))
+		s.reject(info, unsupported(info))
 		return
 	}
 	s.syncMayBlock = true
