@@ -290,9 +290,7 @@ func commandsProcessed(t *testing.T, rc *rawConn) int64 {
 
 func infoInt(t *testing.T, rc *rawConn, section, field string) int64 {
 	t.Helper()
-	rc.send("INFO", section)
-	text, _ := rc.read().([]byte)
-	v := infoFields(string(text))[section][field]
+	v := infoSection(t, rc, section)[field]
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
 		t.Fatalf("INFO %s %s = %q", section, field, v)

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -163,7 +162,7 @@ func TestIntegrationMonitorSubscribed(t *testing.T) {
 	for name, addr := range map[string]string{"proxy": c.Addr, "redis": direct.Addr()} {
 		admin := dialRaw(t, addr)
 		admin.do("CONFIG", "RESETSTAT")
-		before := atoi(infoSection(t, admin, "stats")["total_commands_processed"])
+		before := infoInt(t, admin, "stats", "total_commands_processed")
 		m := dialRaw(t, addr)
 		if got := m.do("MONITOR"); got != "+OK" {
 			t.Fatalf("%s: MONITOR = %s", name, got)
@@ -176,8 +175,8 @@ func TestIntegrationMonitorSubscribed(t *testing.T) {
 			}
 		}
 		streams[name] = watchMonitor(t, m, cl.nc.LocalAddr().String(), `"end"`)
-		after := atoi(infoSection(t, admin, "stats")["total_commands_processed"])
-		if got, want := after-before, len(commands)+2; got != want { // +2: MONITOR and the INFO reading it
+		after := infoInt(t, admin, "stats", "total_commands_processed")
+		if got, want := after-before, int64(len(commands)+2); got != want { // +2: MONITOR and the INFO reading it
 			t.Errorf("%s: total_commands_processed went up by %d for MONITOR, %d commands and an INFO, want %d", name, got, len(commands), want)
 		}
 		stats[name] = infoSection(t, admin, "commandstats")
@@ -193,9 +192,4 @@ func TestIntegrationMonitorSubscribed(t *testing.T) {
 			t.Errorf("cmdstat_%s through the proxy: %q, redis-server: %q", cmd, got, want)
 		}
 	}
-}
-
-func atoi(s string) int {
-	n, _ := strconv.Atoi(s)
-	return n
 }
