@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -213,81 +212,6 @@ func secretFromEnv(fs *pflag.FlagSet, flag, env string, dst *string) {
 			*dst = v
 		}
 	}
-}
-
-const embeddedMarker = "embedded"
-
-func embeddedState(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, embeddedMarker))
-	return err == nil
-}
-
-// startEmbedded starts local redis-server shards with their data in the state
-// directory. On a restart it brings them back on the ports of the persisted
-// table, so the table and the data stay together.
-func startEmbedded(ctx context.Context, f proxyFlags, table *router.Table, log *zap.Logger) ([]*redisproc.Process, *router.Table, error) {
-	if _, err := redisproc.LookPath(""); err != nil {
-		return nil, nil, fmt.Errorf("no --shards given and %w", err)
-	}
-	n := f.embedded
-	var ports []int
-	if table != nil {
-		n = table.NumShards()
-		for i := 0; i < n; i++ {
-			_, p, _ := net.SplitHostPort(table.Addr(i))
-			port, _ := strconv.Atoi(p)
-			ports = append(ports, port)
-		}
-	}
-	if n < 1 {
-		return nil, nil, fmt.Errorf("--embedded-shards must be at least 1, got %d", n)
-	}
-	var procs []*redisproc.Process
-	var spec []router.Shard
-	for i := 0; i < n; i++ {
-		cfg := redisproc.Config{
-			Dir:  filepath.Join(f.stateDir, embeddedMarker, fmt.Sprintf("shard-%d", i)),
-			Args: []string{"--appendonly", "yes"},
-		}
-		if ports != nil {
-			cfg.Port = ports[i]
-		}
-		p, err := redisproc.Start(ctx, cfg)
-		if err != nil {
-			for _, q := range procs {
-				q.Stop(5 * time.Second)
-			}
-			return nil, nil, fmt.Errorf("embedded shard %d: %w", i, err)
-		}
-		log.Info("embedded shard started", zap.String("shard", p.Addr()), zap.Int("pid", p.PID()), zap.String("dir", p.Dir()))
-		procs = append(procs, p)
-		spec = append(spec, router.Shard{Addr: p.Addr()})
-	}
-	if table != nil {
-		return procs, table, nil
-	}
-	spec, err := router.ParseShardArgs(addrs(spec))
-	if err == nil {
-		table, err = router.NewTable(1, spec)
-	}
-	if err == nil {
-		err = router.Save(f.stateDir, table)
-	}
-	if err != nil {
-		for _, q := range procs {
-			q.Stop(5 * time.Second)
-		}
-		return nil, nil, err
-	}
-	return procs, table, nil
-}
-
-func addrs(sh []router.Shard) []string {
-	out := make([]string, len(sh))
-	for i, s := range sh {
-		out[i] = s.Addr
-	}
-	return out
 }
 
 // raiseFileLimit lifts the soft open-file limit so maxclients can be reached.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,5 +297,78 @@ func waitReshardDone(t *testing.T, cl *redis.Client) {
 		if strings.Contains(st, "state:failed") || strings.Contains(st, "state:aborted") || time.Now().After(deadline) {
 			t.Fatalf("reshard never completed:\n%s", st)
 		}
+	}
+}
+
+// A proxy started on its embedded shards that reshards onto shards of its
+// own comes back, after a restart, on those shards: it starts no
+// redis-server on their ports and serves none of the embedded shards' old
+// data. The embedded shards come back too, unrouted, so that a reshard back
+// onto them is still a rollback.
+func TestEmbeddedReshardedAway(t *testing.T) {
+	redistest.Require(t)
+	targets := redistest.StartN(t, 2, "--repl-diskless-sync-delay", "0")
+	dir := t.TempDir()
+	f := proxyFlags{cfg: proxy.DefaultConfig(), stateDir: dir, embedded: 3}
+	ctx := context.Background()
+
+	addr, _, stop := startProxy(t, f)
+	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	for i := 0; i < 200; i++ {
+		if err := cl.Set(ctx, "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	embedded, err := router.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Do(ctx, "PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReshardDone(t, cl)
+	if err := cl.Set(ctx, "k7", "after the cutover", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	stop()
+
+	addr, logs, stop := startProxy(t, f)
+	defer stop()
+	started := logs.FilterMessage("embedded shard started").All()
+	if len(started) != 3 {
+		t.Fatalf("%d embedded shards restarted, want the 3 of the first start", len(started))
+	}
+	for _, e := range started {
+		if e.ContextMap()["routed"] != false || !slices.Contains(embedded.Addrs(), e.ContextMap()["shard"].(string)) {
+			t.Errorf("embedded shard restarted as %v, want one of %v, unrouted", e.ContextMap(), embedded.Addrs())
+		}
+	}
+	cl = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	defer cl.Close()
+	if v, err := cl.Get(ctx, "k7").Result(); err != nil || v != "after the cutover" {
+		t.Errorf("GET k7 after the restart = %q, %v; want the value written after the cutover", v, err)
+	}
+	if n := cl.DBSize(ctx).Val(); n != 200 {
+		t.Errorf("DBSIZE after the restart = %d, want 200", n)
+	}
+	var direct int64
+	for _, s := range targets {
+		direct += s.Client().DBSize(ctx).Val()
+	}
+	if direct != 200 {
+		t.Errorf("the targets hold %d keys, want 200", direct)
+	}
+
+	// The rollback: back onto the embedded shards, with what was written since.
+	if err := cl.Do(ctx, "PROXY", "RESHARD", embedded.Addrs()[0], embedded.Addrs()[1], embedded.Addrs()[2], "FLUSH").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReshardDone(t, cl)
+	if v, err := cl.Get(ctx, "k7").Result(); err != nil || v != "after the cutover" {
+		t.Errorf("GET k7 after the rollback = %q, %v", v, err)
+	}
+	if n := cl.DBSize(ctx).Val(); n != 200 {
+		t.Errorf("DBSIZE after the rollback = %d, want 200", n)
 	}
 }

@@ -66,6 +66,15 @@ func FreePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
+// portFree checks that nothing listens on the loopback port.
+func portFree(port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
 // Start launches redis-server and waits until it answers PING. A port picked
 // by FreePort can be taken by someone else before redis binds it, so a start
 // that fails on a picked port is retried on a new one.
@@ -80,6 +89,10 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	attempts := 1
 	if cfg.Port == 0 {
 		attempts = 5
+	} else if err := portFree(cfg.Port); err != nil {
+		// Another server there would answer the readiness PING for
+		// the one that failed to bind.
+		return nil, fmt.Errorf("redisproc: port %d is in use: %w", cfg.Port, err)
 	}
 	var lastErr error
 	for i := 0; i < attempts; i++ {
