@@ -26,8 +26,8 @@ import (
 // proxy does not time commands on the data path, and what an operator
 // looks for there is the time Redis spent. A command the proxy answers
 // itself (PING, CLUSTER SLOTS) has no shard time. Commands queued in a
-// transaction count when queued; errors inside EXEC's reply are not
-// counted.
+// transaction count when EXEC runs them, with the errors inside EXEC's
+// reply, as Redis counts them.
 //
 // The data path pays one atomic add per command and one byte comparison
 // per reply.
@@ -84,6 +84,29 @@ func (st *cmdStats) countError(reply []byte, log *zap.Logger) {
 		st.errFull = true
 		log.Warn("errorstats: too many distinct error codes, new ones are not counted by code",
 			zap.Int("limit", maxErrorCodes))
+	}
+}
+
+// execRan counts the commands of a transaction as EXEC ran them: each is a
+// call, and one whose element of EXEC's reply is an error failed. An EXEC
+// that ran nothing (a null reply: a watched key changed; EXECABORT) counts
+// none, as in Redis.
+func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) {
+	end := indexCRLF(reply)
+	if end < 2 || reply[0] != '*' || reply[1] == '-' {
+		return
+	}
+	pos := end + 2
+	for _, stat := range stats {
+		n, err := replyLen(reply[pos:])
+		if err != nil {
+			return // not the array of len(stats) replies EXEC sends
+		}
+		stat.calls.Add(1)
+		if reply[pos] == '-' {
+			st.errorReplied(stat, reply[pos:pos+n], log)
+		}
+		pos += n
 	}
 }
 

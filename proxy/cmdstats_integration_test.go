@@ -37,6 +37,9 @@ func TestIntegrationCommandStats(t *testing.T) {
 		{"OBJECT", "ENCODING", "missing"},
 		{"MULTI"}, {"INCR", "n"}, {"EXEC"},
 		{"MULTI"}, {"WATCH", "k"}, {"GET"}, {"EXEC"}, // WATCH fails, GET is rejected, EXEC aborts
+		{"MULTI"}, {"SET", "m", "1"}, {"LPUSH", "m", "x"}, {"EXEC"}, // LPUSH fails inside EXEC
+		{"MULTI"}, {"INCR", "n"}, {"DISCARD"}, // INCR never runs
+		{"WATCH", "w"}, {"SET", "w", "1"}, {"MULTI"}, {"INCR", "w"}, {"EXEC"}, // the watch fails: INCR never runs
 	}
 	stats := map[string]map[string]string{}
 	errs := map[string]map[string]string{}

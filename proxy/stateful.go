@@ -30,6 +30,7 @@ type txState struct {
 	dirty  bool
 	raw    []byte // queued commands
 	n      int
+	stats  []*cmdStat // the queued commands' counters, counted when EXEC runs them
 }
 
 // noSlot marks that neither WATCH nor a queued command has fixed the slot.
@@ -87,6 +88,8 @@ func (s *session) inTransaction(info *command.Info, cmd request) bool {
 		return true
 	}
 	s.tx.raw = append(s.tx.raw, cmd.Raw...)
+	s.tx.stats = append(s.tx.stats, s.stat)
+	s.stat = nil // QUEUED is not a call: Redis counts the command when EXEC runs it
 	s.shown.Lock()
 	s.tx.n++
 	s.shown.Unlock()
@@ -111,7 +114,7 @@ func multi(s *session, _ *route, _ *command.Info, _ request) {
 		return
 	}
 	s.shown.Lock()
-	s.tx = txState{active: true, raw: s.tx.raw[:0]}
+	s.tx = txState{active: true, raw: s.tx.raw[:0], stats: s.tx.stats[:0]}
 	s.shown.Unlock()
 	s.local(appendStatus(nil, "OK"))
 }
@@ -147,7 +150,7 @@ func exec(s *session, _ *route, _ *command.Info, _ request) {
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
-		n := s.tx.n
+		n, stats := s.tx.n, s.tx.stats // stats stays intact: nothing queues until this step returns
 		s.endTransaction()
 		replies, err := d.roundTrip(raw, n+2, nil)
 		if err != nil {
@@ -155,7 +158,9 @@ func exec(s *session, _ *route, _ *command.Info, _ request) {
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		r.pools[shard].dedicated(s.proto).put(d) // EXEC leaves it unwatched and out of MULTI
-		return replies[len(replies)-1]
+		reply := replies[len(replies)-1]
+		s.srv.stats.execRan(stats, reply, s.srv.log)
+		return reply
 	}
 }
 
@@ -171,7 +176,7 @@ func discard(s *session, _ *route, _ *command.Info, _ request) {
 
 func (s *session) endTransaction() {
 	s.shown.Lock()
-	s.tx = txState{raw: s.tx.raw[:0]}
+	s.tx = txState{raw: s.tx.raw[:0], stats: s.tx.stats[:0]}
 	s.shown.Unlock()
 	if s.watchConn == nil {
 		s.txSlot = noSlot
