@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
@@ -54,6 +55,18 @@ func TestIntegrationCommandStats(t *testing.T) {
 		}
 		for range commands[5:] {
 			cl.read()
+		}
+		// Protocol errors are error replies too, subscribed or not.
+		for _, prefix := range [][]string{nil, {"SUBSCRIBE", "ch"}} {
+			bad := dialRaw(t, addr)
+			if prefix != nil {
+				bad.do(prefix...)
+			}
+			bad.write("*1\r\n$x\r\n")
+			if got := render(bad.read()); !strings.Contains(got, "Protocol error") {
+				t.Errorf("%s: a bad bulk length after %v answered %s", name, prefix, got)
+			}
+			bad.expectClosed(5 * time.Second)
 		}
 		stats[name] = infoSection(t, cl, "commandstats")
 		errs[name] = infoSection(t, cl, "errorstats")

@@ -81,8 +81,7 @@ func (c *clientConn) RemoteAddr() string { return c.addr }
 func (c *clientConn) NetConn() net.Conn  { return c.nc }
 
 // ReadCommand returns the next command, for the pub/sub loop, which handles
-// one at a time. The command is valid until the next call. A protocol error
-// is answered to the client before it is returned.
+// one at a time. The command is valid until the next call.
 func (c *clientConn) ReadCommand() (request, error) {
 	for len(c.pending) == 0 {
 		reqs, err := c.rd.next(c.rw)
@@ -93,7 +92,6 @@ func (c *clientConn) ReadCommand() (request, error) {
 				// at the next read
 				break
 			}
-			c.answerProtocolError(err)
 			return request{}, err
 		}
 	}
@@ -102,10 +100,15 @@ func (c *clientConn) ReadCommand() (request, error) {
 	return r, nil
 }
 
-func (c *clientConn) answerProtocolError(err error) {
+// answerProtocolError answers a malformed request, as Redis does before it
+// closes the connection, and counts the error in INFO errorstats; other
+// read errors get no reply.
+func (s *Server) answerProtocolError(c *clientConn, err error) {
 	var perr *protocolError
 	if errors.As(err, &perr) {
-		c.WriteRaw(appendError(nil, "ERR "+perr.Error()))
+		reply := appendError(nil, "ERR "+perr.Error())
+		s.stats.countError(reply, s.log)
+		c.WriteRaw(reply)
 		c.Flush()
 	}
 }
@@ -145,7 +148,7 @@ func (s *Server) serveConn(nc net.Conn) {
 			return
 		}
 		if err != nil {
-			c.answerProtocolError(err)
+			s.answerProtocolError(c, err)
 			if !errors.As(err, new(*protocolError)) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				s.log.Debug("client connection ended", zap.Uint64("client", sess.id), zap.Error(err))
 			}

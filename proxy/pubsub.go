@@ -235,6 +235,7 @@ func (p *pubsubLoop) run(queue []request) {
 		} else {
 			var err error
 			if cmd, err = p.out.ReadCommand(); err != nil {
+				s.srv.answerProtocolError(p.out, err)
 				return
 			}
 			s.srv.commands.Add(1) // the queued ones were counted by serveConn
