@@ -49,22 +49,23 @@ func (srv *Server) admin(s *session, args [][]byte) []byte {
 	}
 	switch {
 	case equalFold(args[1], "topology") && len(args) == 2:
-		return srv.topologyReply()
+		return srv.topologyReply(s.proto)
 	case equalFold(args[1], "snapshot"):
-		return srv.snapshotAdmin(args[2:])
+		return srv.snapshotAdmin(args[2:], s.proto)
 	case equalFold(args[1], "restore"):
-		return srv.restoreAdmin(args[2:])
+		return srv.restoreAdmin(args[2:], s.proto)
 	case equalFold(args[1], "reshard"):
-		return srv.reshardAdmin(args[2:])
+		return srv.reshardAdmin(args[2:], s.proto)
 	}
 	return appendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
 }
 
 // topologyReply lists epoch, the canonical spec, and per shard its address,
-// slot ranges and status.
-func (srv *Server) topologyReply() []byte {
+// slot ranges and status: maps in RESP3, as HELLO's reply, flat arrays of
+// name and value in RESP2.
+func (srv *Server) topologyReply(proto int) []byte {
 	r := srv.route.Load()
-	b := resp.AppendArrayHeader(nil, 6)
+	b := appendMapHeader(nil, 3, proto)
 	b = resp.AppendBulkString(b, "epoch")
 	b = appendInt(b, int64(r.table.Epoch()))
 	b = resp.AppendBulkString(b, "spec")
@@ -77,7 +78,7 @@ func (srv *Server) topologyReply() []byte {
 		if !p.up() {
 			status = "down"
 		}
-		b = resp.AppendArrayHeader(b, 6)
+		b = appendMapHeader(b, 3, proto)
 		b = resp.AppendBulkString(b, "addr")
 		b = resp.AppendBulkString(b, p.addr)
 		b = resp.AppendBulkString(b, "slots")

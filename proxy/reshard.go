@@ -36,7 +36,7 @@ func reshardEnded(s migrate.ReshardState) bool {
 
 // reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH] [AUTH
 // password | AUTH2 username password], STATUS, ABORT and CUTOVER.
-func (srv *Server) reshardAdmin(args [][]byte) []byte {
+func (srv *Server) reshardAdmin(args [][]byte, proto int) []byte {
 	if len(args) == 1 {
 		srv.reshard.mu.Lock()
 		job := srv.reshard.job
@@ -44,11 +44,11 @@ func (srv *Server) reshardAdmin(args [][]byte) []byte {
 		switch {
 		case equalFold(args[0], "status"):
 			if job == nil {
-				return resp.AppendBulkString(nil, "state:none\r\n")
+				return appendVerbatim(nil, "state:none\r\n", proto)
 			}
 			var b strings.Builder
 			job.Status().WriteInfo(&b)
-			return resp.AppendBulkString(nil, b.String())
+			return appendVerbatim(nil, b.String(), proto)
 		case equalFold(args[0], "abort"), equalFold(args[0], "cutover"):
 			if job == nil {
 				return appendError(nil, "ERR no reshard has run")

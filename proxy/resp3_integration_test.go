@@ -49,6 +49,34 @@ func TestIntegrationRESP3(t *testing.T) {
 		}
 	}
 
+	// The admin replies take RESP3's types, as Redis's own: the topology a
+	// map, a job's status text a verbatim string as INFO's.
+	t.Run("admin", func(t *testing.T) {
+		topo, err := p.Do(ctx, "PROXY", "TOPOLOGY").Result()
+		m, ok := topo.(map[any]any)
+		if err != nil || !ok || m["epoch"] != int64(1) {
+			t.Fatalf("PROXY TOPOLOGY in RESP3 = %#v (%v), want a map with epoch 1", topo, err)
+		}
+		shards, _ := m["shards"].([]any)
+		if len(shards) != 3 {
+			t.Fatalf("PROXY TOPOLOGY shards = %#v, want 3", m["shards"])
+		}
+		if sh, ok := shards[0].(map[any]any); !ok || sh["status"] != "up" || sh["slots"] != "0-5460" {
+			t.Errorf("PROXY TOPOLOGY's first shard = %#v, want a map with status up and slots 0-5460", shards[0])
+		}
+		rc := dialRaw(t, c.Addr)
+		rc.send("HELLO", "3")
+		readRESP3Item(rc)
+		for _, job := range []string{"SNAPSHOT", "RESTORE", "RESHARD"} {
+			rc.send("PROXY", job, "STATUS")
+			if line, _ := rc.br.ReadString('\n'); !strings.HasPrefix(line, "=") {
+				t.Errorf("PROXY %s STATUS in RESP3 starts %q, want a verbatim string", job, line)
+			}
+			rc.br.ReadString('\n')
+			rc.br.ReadString('\n')
+		}
+	})
+
 	t.Run("hello", func(t *testing.T) {
 		rc := dialRaw(t, c.Addr)
 		rc.send("HELLO", "3")

@@ -9,7 +9,6 @@ import (
 	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/router"
 
-	"github.com/reshard/reshard/internal/resp"
 )
 
 // PROXY RESTORE runs the restore of package migrate as a background job of
@@ -24,17 +23,17 @@ type restores struct {
 
 // restoreAdmin serves PROXY RESTORE ID|PATH[,PATH...] TARGET... [REPLACE|FLUSH]
 // [AUTH password | AUTH2 username password] and PROXY RESTORE STATUS.
-func (srv *Server) restoreAdmin(args [][]byte) []byte {
+func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	if len(args) == 1 && equalFold(args[0], "status") {
 		srv.rest.mu.Lock()
 		job := srv.rest.job
 		srv.rest.mu.Unlock()
 		if job == nil {
-			return resp.AppendBulkString(nil, "state:none\r\n")
+			return appendVerbatim(nil, "state:none\r\n", proto)
 		}
 		var b strings.Builder
 		job.Status().WriteInfo(&b)
-		return resp.AppendBulkString(nil, b.String())
+		return appendVerbatim(nil, b.String(), proto)
 	}
 	if len(args) < 2 {
 		return appendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")

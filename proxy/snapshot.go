@@ -169,7 +169,7 @@ func b2i(b bool) int {
 }
 
 // snapshotAdmin serves PROXY SNAPSHOT [NAME] | STATUS [ID] | LIST | DELETE ID.
-func (srv *Server) snapshotAdmin(args [][]byte) []byte {
+func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 	sub := ""
 	if len(args) > 0 {
 		sub = strings.ToLower(string(args[0]))
@@ -181,15 +181,15 @@ func (srv *Server) snapshotAdmin(args [][]byte) []byte {
 			if err != nil {
 				return appendError(nil, "ERR "+err.Error())
 			}
-			return resp.AppendBulkString(nil, m.Status(srv.cfg.SnapshotDir).Info())
+			return appendVerbatim(nil, m.Status(srv.cfg.SnapshotDir).Info(), proto)
 		}
 		srv.snaps.mu.Lock()
 		job := srv.snaps.job
 		srv.snaps.mu.Unlock()
 		if job == nil {
-			return resp.AppendBulkString(nil, "state:none\r\n")
+			return appendVerbatim(nil, "state:none\r\n", proto)
 		}
-		return resp.AppendBulkString(nil, job.Status().Info())
+		return appendVerbatim(nil, job.Status().Info(), proto)
 	case sub == "list" && len(args) == 1:
 		list, err := snapshot.List(srv.cfg.SnapshotDir)
 		if err != nil {
