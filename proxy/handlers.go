@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/reshard/reshard/proxy/command"
 
@@ -48,8 +49,8 @@ func init() {
 		"command|getkeys":         anyShard,
 		"command|getkeysandflags": anyShard,
 		"command|help":            anyShard,
-		"config|get":              anyShard,
-		"config|set":              fanout(allOK),
+		"config|get":              configGet,
+		"config|set":              configSet,
 		"config|resetstat":        resetStats,
 		"config|rewrite":          fanout(allOK),
 
@@ -229,6 +230,88 @@ func resetStats(s *session, r *route, info *command.Info, c request) {
 
 func anyShard(s *session, r *route, _ *command.Info, c request) {
 	s.forward(int(s.id%uint64(len(r.pools))), c.Raw)
+}
+
+// The shards' configuration is theirs and the proxy's, not its clients':
+// CONFIG GET through the proxy must not hand out the password the proxy
+// uses on the shards (CONFIG GET is open to every client, as they probe it
+// at connect time), and CONFIG SET must not change how the proxy reaches
+// them. Redis itself shows a client its own requirepass, so that one reads
+// as the proxy's own --requirepass.
+var (
+	secretConfig = map[string]bool{
+		"requirepass": true, "masterauth": true,
+		"tls-key-file-pass": true, "tls-client-key-file-pass": true,
+	}
+	shardConfig = map[string]bool{
+		"requirepass": true, "masterauth": true, "masteruser": true,
+		"tls-key-file-pass": true, "tls-client-key-file-pass": true,
+		"port": true, "tls-port": true, "bind": true, "bind-source-addr": true,
+		"unixsocket": true,
+	}
+)
+
+// configGet answers CONFIG GET from one shard, with the secrets replaced.
+func configGet(s *session, r *route, _ *command.Info, c request) {
+	first := s.stageTo(int(s.id%uint64(len(r.pools))), c.Raw)
+	s.calls = append(s.calls, call{first: first, n: 1, merge: redactConfig})
+}
+
+// redactConfig copies CONFIG GET's reply, name and value pairs in an array
+// (RESP2) or a map (RESP3), with each secret's value replaced.
+func redactConfig(s *session, c *call, out []byte) []byte {
+	reply := s.b.results[c.first]
+	hdr := indexCRLF(reply)
+	if hdr < 1 || reply[0] != '*' && reply[0] != '%' {
+		return append(out, reply...) // an error
+	}
+	n, ok := parseLen(reply[1:hdr])
+	if reply[0] == '%' {
+		n *= 2
+	}
+	start, pos := len(out), hdr+2
+	out = append(out, reply[:pos]...)
+	for i := int64(0); ok && i < n; i += 2 {
+		nl, err := replyLen(reply[pos:])
+		if err != nil {
+			ok = false
+			break
+		}
+		vl, err := replyLen(reply[pos+nl:])
+		if err != nil {
+			ok = false
+			break
+		}
+		name, value := reply[pos:pos+nl], reply[pos+nl:pos+nl+vl]
+		out = append(out, name...)
+		switch text, _ := bulkText(name); {
+		case string(text) == "requirepass":
+			out = resp.AppendBulkString(out, s.srv.cfg.RequirePass)
+		case secretConfig[string(text)]:
+			out = resp.AppendBulkString(out, "")
+		default:
+			out = append(out, value...)
+		}
+		pos += nl + vl
+	}
+	if !ok || n%2 != 0 || pos != len(reply) {
+		// Not the reply CONFIG GET sends: pass nothing of it on.
+		return appendError(out[:start], "ERR unexpected CONFIG GET reply from the shard")
+	}
+	return out
+}
+
+// configSet sets parameters on every shard, except those that are how the
+// proxy reaches the shards.
+func configSet(s *session, r *route, info *command.Info, c request) {
+	for i := 2; i < len(c.Args); i += 2 {
+		if name := strings.ToLower(string(c.Args[i])); shardConfig[name] {
+			s.reject(info, "ERR CONFIG SET failed (possibly related to argument '"+name+
+				"') - the proxy reaches its shards with it: set it on the shards themselves, and tell the proxy (--shard-password)")
+			return
+		}
+	}
+	s.fanout(r, c.Args, c.Raw, allOK)
 }
 
 // flush empties every shard; during a reshard it is refused, because the

@@ -457,3 +457,66 @@ func TestIntegrationTargetAuthSyntax(t *testing.T) {
 		}
 	}
 }
+
+// CONFIG GET through the proxy never shows the password the proxy uses on
+// the shards (requirepass reads as the proxy's own, as Redis shows a client
+// its own), in RESP2 or RESP3; CONFIG SET cannot change how the proxy
+// reaches the shards, and other parameters still reach every shard.
+func TestIntegrationConfigSecrets(t *testing.T) {
+	const clientPassword = "clients-pw-90e2"
+	cfg := proxy.DefaultConfig()
+	cfg.ShardPassword = shardPassword
+	cfg.RequirePass = clientPassword
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg, ShardArgs: passwordShards})
+	ctx := t.Context()
+	for _, proto := range []int{2, 3} {
+		cl := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: proto, Password: clientPassword})
+		defer cl.Close()
+		all, err := cl.ConfigGet(ctx, "*").Result()
+		if err != nil {
+			t.Fatalf("RESP%d CONFIG GET *: %v", proto, err)
+		}
+		direct, err := shardClient(t, c.Shards[0].Addr()).ConfigGet(ctx, "*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != len(direct) || all["maxmemory-policy"] != direct["maxmemory-policy"] {
+			t.Errorf("RESP%d CONFIG GET * has %d parameters (maxmemory-policy %q), a shard %d (%q)",
+				proto, len(all), all["maxmemory-policy"], len(direct), direct["maxmemory-policy"])
+		}
+		if v, ok := all["requirepass"]; !ok || v != clientPassword {
+			t.Errorf("RESP%d CONFIG GET requirepass = %q (present %v), want the proxy's own", proto, v, ok)
+		}
+		for name, v := range all {
+			if strings.Contains(v, shardPassword) {
+				t.Errorf("RESP%d CONFIG GET * shows the shard password as %s", proto, name)
+			}
+		}
+	}
+
+	cl := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: 2, Password: clientPassword})
+	defer cl.Close()
+	for _, args := range [][]any{
+		{"requirepass", "x"},
+		{"masterauth", "x"},
+		{"port", "1"},
+		{"maxmemory-policy", "allkeys-lru", "requirepass", "x"},
+	} {
+		err := cl.Do(ctx, append([]any{"CONFIG", "SET"}, args...)...).Err()
+		if err == nil || !strings.HasPrefix(err.Error(), "ERR CONFIG SET failed (possibly related to argument '") {
+			t.Errorf("CONFIG SET %v = %v, want it refused", args, err)
+		}
+	}
+	if err := cl.ConfigSet(ctx, "maxmemory-policy", "allkeys-lfu").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.Shards {
+		got := shardClient(t, s.Addr()).ConfigGet(ctx, "maxmemory-policy").Val()["maxmemory-policy"]
+		if got != "allkeys-lfu" {
+			t.Errorf("maxmemory-policy on %s = %q, want allkeys-lfu from the CONFIG SET", s.Addr(), got)
+		}
+	}
+	if err := cl.Set(ctx, "still", "reachable", 0).Err(); err != nil {
+		t.Errorf("SET after the refused CONFIG SETs: %v", err)
+	}
+}
