@@ -188,6 +188,14 @@ func TestIntegrationClusterReplies(t *testing.T) {
 		}
 	})
 
+	t.Run("info cluster", func(t *testing.T) {
+		// RedisCluster of redis-py 4 refuses a node whose INFO says
+		// cluster_enabled:0, before it asks CLUSTER SLOTS.
+		if got, want := rc.do("INFO", "cluster"), ref.do("INFO", "cluster"); got != want {
+			t.Errorf("INFO cluster = %s, want %s (as Redis)", got, want)
+		}
+	})
+
 	t.Run("slots", func(t *testing.T) {
 		want := fmt.Sprintf(`[[:0, :16383, [%q, :%d, %q, []]]]`, host, port, id)
 		if got := rc.do("CLUSTER", "SLOTS"); got != want {

@@ -188,7 +188,10 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		srv.stats.writeErrors(field)
 	}
 	if section("cluster") {
-		field("cluster_enabled", 0) // to clients the proxy is one server (CLUSTER SLOTS still answers)
+		// As a Redis Cluster node says: the proxy answers CLUSTER SLOTS as
+		// the one node of a cluster, and cluster clients (redis-py's
+		// RedisCluster) check this field before they ask.
+		field("cluster_enabled", 1)
 	}
 	if section("proxy") {
 		rt := srv.route.Load()
