@@ -3,7 +3,7 @@
 // scenarios against the proxy (3 shards) and against one plain redis-server,
 // and every value they read must be the same on both.
 //
-// The package holds tests only. Three parts:
+// The package holds tests only. Four parts:
 //
 //   - go-redis v9 (gocompat_test.go): a scenario list (strings, hashes,
 //     lists, sets, sorted sets, streams with a consumer group, transactions,
@@ -15,9 +15,17 @@
 //     npm registry, pinned in node/package.json, standalone and in cluster
 //     mode, run the same categories in a node process that prints its
 //     results as JSON; the Go test compares the proxy's JSON with the
-//     reference's. node and node/node_modules (installed by .ci/run with
-//     `npm ci`) are needed: without them the node test skips, and under
-//     REQUIRE_REDIS=1 it fails instead.
+//     reference's (script_test.go). node and node/node_modules (installed
+//     by .ci/run with `npm ci`) are needed: without them the node test
+//     skips, and under REQUIRE_REDIS=1 it fails instead.
+//   - redis-py (python_test.go, python/compat.py): Debian's python3-redis
+//     (4.3, RESP2 only), redis.Redis and redis.cluster.RedisCluster, the
+//     same categories the same way. RedisCluster 4.3 has no transactions or
+//     WATCH: the cluster run has them on the client of the key's node. No
+//     sharded pub/sub (redis-py 4.3 has none). A python3 that imports redis
+//     is needed (python3 on PATH, else /usr/bin/python3, Debian's, for
+//     which python3-redis is installed; .ci/run installs it): without it
+//     the test skips, and under REQUIRE_REDIS=1 it fails instead.
 //   - redis-benchmark (benchmark_test.go): its default test set completes
 //     against the proxy without an error.
 //
