@@ -194,6 +194,11 @@ func TestIntegrationClusterReplies(t *testing.T) {
 		if got, want := rc.do("INFO", "cluster"), ref.do("INFO", "cluster"); got != want {
 			t.Errorf("INFO cluster = %s, want %s (as Redis)", got, want)
 		}
+		// Clients and tools that read INFO server's redis_mode see the same.
+		mode := regexp.MustCompile(`redis_mode:\w+`)
+		if got, want := mode.FindString(rc.do("INFO", "server")), mode.FindString(ref.do("INFO", "server")); got != want {
+			t.Errorf("INFO server %s, want %s (as Redis)", got, want)
+		}
 	})
 
 	t.Run("slots", func(t *testing.T) {

@@ -129,7 +129,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 	up := time.Since(srv.started)
 	if section("server") {
 		field("redis_version", srv.redisVersion())
-		field("redis_mode", "standalone")
+		field("redis_mode", "cluster") // as cluster_enabled below
 		field("reshard_version", Version)
 		field("os", runtime.GOOS+" "+runtime.GOARCH)
 		field("arch_bits", strconv.IntSize)
