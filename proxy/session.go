@@ -229,7 +229,9 @@ func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
 }
 
 func (s *session) submit(r *route) {
-	s.flushMonitored()
+	// Monitors see the commands once the shards have run them, as Redis
+	// shows a command once it has run: a monitor may act on what it sees.
+	defer s.flushMonitored()
 	total := int32(0)
 	for i := range r.pools {
 		total += int32(len(s.stages[i].reqs))
