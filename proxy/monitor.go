@@ -55,12 +55,9 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
 		if s.monitor != nil {
 			return nil // already monitoring: ignored, as Redis does
 		}
-		// +OK goes out before the first line can
-		s.conn.share()
-		s.conn.WriteRaw(appendStatus(nil, "OK"))
-		if err := s.conn.Flush(); err != nil {
-			return nil
-		}
+		// Registered before +OK goes out: a command any client sends
+		// after the monitor has its +OK must show. The lines fed until
+		// run starts wait in buf, so +OK still goes out before them.
 		m := &monitor{s: s, limit: s.srv.cfg.MaxOutputBuffer, wake: make(chan struct{}, 1), done: make(chan struct{})}
 		s.shown.Lock()
 		s.monitor = m
@@ -70,6 +67,9 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
 		srv.monitors.list = append(srv.monitors.list, m)
 		srv.monitors.n.Add(1)
 		srv.monitors.mu.Unlock()
+		s.conn.share()
+		s.conn.WriteRaw(appendStatus(nil, "OK"))
+		s.conn.Flush() // on error, run's writes fail too, until the session ends and stops it
 		go m.run()
 		return nil
 	}
