@@ -41,11 +41,12 @@ type monitor struct {
 	s     *session
 	limit int64
 
-	mu   sync.Mutex
-	buf  []byte // lines not yet written
-	cut  bool   // disconnected at the output buffer limit: fed nothing more
-	wake chan struct{}
-	done chan struct{}
+	mu     sync.Mutex
+	buf    []byte // lines not yet written
+	cut    bool   // disconnected at the output buffer limit: fed nothing more
+	wake   chan struct{}
+	done   chan struct{} // closed by stopMonitor: run returns
+	exited chan struct{} // closed when run has returned
 }
 
 // monitorCmd turns the session into a monitor after the replies of what
@@ -58,7 +59,8 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
 		// Registered before +OK goes out: a command any client sends
 		// after the monitor has its +OK must show. The lines fed until
 		// run starts wait in buf, so +OK still goes out before them.
-		m := &monitor{s: s, limit: s.srv.cfg.MaxOutputBuffer, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		m := &monitor{s: s, limit: s.srv.cfg.MaxOutputBuffer,
+			wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
 		s.shown.Lock()
 		s.monitor = m
 		s.shown.Unlock()
@@ -92,6 +94,13 @@ func (s *session) stopMonitor() {
 	}
 	srv.monitors.mu.Unlock()
 	close(m.done) // no feeder holds m any more
+	<-m.exited
+	// Lines fed before the monitor left the list go out before anything
+	// the session writes next (RESET's reply), and none after it, as in
+	// Redis. run may have taken some from buf before it saw done, which
+	// is why the session waits for it to return.
+	s.conn.WriteRaw(m.buf)
+	m.buf = nil
 	s.shown.Lock()
 	s.monitor = nil
 	s.shown.Unlock()
@@ -99,6 +108,7 @@ func (s *session) stopMonitor() {
 
 // run writes the lines fed to the monitor until it stops.
 func (m *monitor) run() {
+	defer close(m.exited)
 	var spare []byte
 	for {
 		select {

@@ -100,12 +100,22 @@ func TestIntegrationMonitorReset(t *testing.T) {
 		t.Errorf("GET of the monitor's SET = %s", got)
 	}
 	m.send("RESET")
+	var before []string
 	for { // lines sent before the RESET, then its reply
-		if got := m.read(); got == status("RESET") {
+		got := m.read()
+		if got == status("RESET") {
 			break
-		} else if s, ok := got.(status); !ok || !monitorLine.MatchString(string(s)) {
+		}
+		s, _ := got.(status)
+		parts := monitorLine.FindStringSubmatch(string(s))
+		if parts == nil {
 			t.Fatalf("RESET = %s", render(got))
 		}
+		before = append(before, parts[2])
+	}
+	// the GET had its reply before the RESET was sent
+	if want := `"GET" "from-monitor"`; !slices.Contains(before, want) {
+		t.Errorf("MONITOR lines before RESET's reply: %q, want %s among them", before, want)
 	}
 	cl.do("SET", "after-reset", "1")
 	if got := m.do("PING"); got != "+PONG" {
