@@ -8,7 +8,6 @@ import (
 
 	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/router"
-
 )
 
 // PROXY RESTORE runs the restore of package migrate as a background job of
