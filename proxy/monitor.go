@@ -166,10 +166,16 @@ func (srv *Server) feedMonitors(lines []byte) {
 // monitored formats the monitor line of a command about to run, unless it
 // is one Redis keeps from monitors. The caller has seen a monitor exist.
 func (s *session) monitored(info *command.Info, args [][]byte) {
+	s.monLines = s.monitorLine(s.monLines, info, args)
+}
+
+// monitorLine appends the monitor line of a command to dst, unless it is
+// one Redis keeps from monitors.
+func (s *session) monitorLine(dst []byte, info *command.Info, args [][]byte) []byte {
 	if info.IsAdmin() {
-		return
+		return dst
 	}
-	s.monLines = appendMonitorLine(s.monLines, time.Now(), s.conn.RemoteAddr(), info, args)
+	return appendMonitorLine(dst, time.Now(), s.conn.RemoteAddr(), info, args)
 }
 
 // flushMonitored hands the lines formatted so far to the monitors.

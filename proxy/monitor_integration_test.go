@@ -53,6 +53,9 @@ func TestIntegrationMonitor(t *testing.T) {
 		{"MSET", "a", "1", "b", "2", "c", "3"}, // split over the shards
 		{"DEL", "a", "b", "c"},
 		{"MULTI"}, {"INCR", "{t}n"}, {"INCRBY", "{t}n", "2"}, {"EXEC"},
+		{"MULTI"}, {"SET", "{t}d", "1"}, {"WATCH", "{t}n"}, {"DISCARD"}, // SET never runs; WATCH runs and fails
+		{"WATCH", "{t}w"}, {"SET", "{t}w", "1"}, {"MULTI"}, {"INCR", "{t}w"}, {"EXEC"}, // the watch fails: INCR never runs
+		{"MULTI"}, {"INCR", "{t}n"}, {"GET"}, {"EXEC"}, // GET refused: EXECABORT, INCR never runs
 		{"AUTH", "not-a-password"},
 		{"AUTH", "someone", "not-a-password"},
 		{"HELLO", "2", "AUTH", "default", "not-a-password", "SETNAME", "n"},

@@ -354,11 +354,16 @@ func (s *session) planOne(r *route, cmd request) {
 		return
 	}
 	s.stat = s.srv.stats.of(info)
-	if s.srv.monitors.n.Load() != 0 {
-		s.monitored(info, args)
+	monitoring := s.srv.monitors.n.Load() != 0
+	if s.tx.active {
+		if s.inTransaction(info, cmd, monitoring) {
+			return
+		}
+		// EXEC shows after the commands it runs (exec)
+		monitoring = monitoring && info.Name() != "exec"
 	}
-	if s.tx.active && s.inTransaction(info, cmd) {
-		return
+	if monitoring {
+		s.monitored(info, args)
 	}
 	if h != nil {
 		h(s, r, info, cmd)

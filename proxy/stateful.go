@@ -31,6 +31,7 @@ type txState struct {
 	raw    []byte // queued commands
 	n      int
 	stats  []*cmdStat // the queued commands' counters, counted when EXEC runs them
+	mon    []byte     // the queued commands' MONITOR lines, shown when EXEC runs them
 }
 
 // noSlot marks that neither WATCH nor a queued command has fixed the slot.
@@ -53,12 +54,17 @@ func init() {
 }
 
 // inTransaction queues a command between MULTI and EXEC; it reports false
-// for the commands that act on the transaction itself.
-func (s *session) inTransaction(info *command.Info, cmd request) bool {
+// for the commands that act on the transaction itself. As in Redis, a
+// queued command shows in MONITOR when EXEC runs it, and a refused one
+// never.
+func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool) bool {
 	switch info.Name() {
 	case "exec", "discard", "multi", "quit", "reset":
 		return false
-	case "watch": // Redis 7 answers this without flagging the transaction
+	case "watch": // Redis 7 runs this, so monitors see it, without flagging the transaction
+		if monitoring {
+			s.monitored(info, cmd.Args)
+		}
 		s.errorReply("ERR WATCH inside MULTI is not allowed")
 		return true
 	}
@@ -90,6 +96,9 @@ func (s *session) inTransaction(info *command.Info, cmd request) bool {
 	s.tx.raw = append(s.tx.raw, cmd.Raw...)
 	s.tx.stats = append(s.tx.stats, s.stat)
 	s.stat = nil // QUEUED is not a call: Redis counts the command when EXEC runs it
+	if monitoring {
+		s.tx.mon = s.monitorLine(s.tx.mon, info, cmd.Args)
+	}
 	s.shown.Lock()
 	s.tx.n++
 	s.shown.Unlock()
@@ -114,7 +123,7 @@ func multi(s *session, _ *route, _ *command.Info, _ request) {
 		return
 	}
 	s.shown.Lock()
-	s.tx = txState{active: true, raw: s.tx.raw[:0], stats: s.tx.stats[:0]}
+	s.tx = txState{active: true, raw: s.tx.raw[:0], stats: s.tx.stats[:0], mon: s.tx.mon[:0]}
 	s.shown.Unlock()
 	s.local(appendStatus(nil, "OK"))
 }
@@ -125,18 +134,32 @@ var (
 	cmdUnwatch = resp.AppendCommand(nil, []byte("UNWATCH"))
 )
 
-func exec(s *session, _ *route, _ *command.Info, _ request) {
+func exec(s *session, _ *route, info *command.Info, c request) {
 	if !s.tx.active {
 		s.errorReply("ERR EXEC without MULTI")
 		return
 	}
+	// EXEC's own MONITOR line comes after the lines of the commands it ran.
+	var execLine []byte
+	if s.srv.monitors.n.Load() != 0 {
+		execLine = s.monitorLine(nil, info, c.Args)
+	}
 	if s.tx.dirty {
+		s.monLines = append(s.monLines, execLine...)
 		s.endTransaction()
 		s.errorReply("EXECABORT Transaction discarded because of previous errors.")
 		s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
 		return
 	}
-	s.syncNext = func(r *route) []byte {
+	s.syncNext = func(r *route) (reply []byte) {
+		queued := s.tx.mon // intact until this step returns, as stats below
+		defer func() {
+			if len(reply) > 1 && reply[0] == '*' && reply[1] != '-' { // it ran
+				s.monLines = append(s.monLines, queued...)
+			}
+			s.monLines = append(s.monLines, execLine...)
+			s.flushMonitored()
+		}()
 		shard := s.txShard(r)
 		d, err := s.borrowWatch(r, shard)
 		if err == errWatchMoved {
@@ -150,7 +173,7 @@ func exec(s *session, _ *route, _ *command.Info, _ request) {
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
-		n, stats := s.tx.n, s.tx.stats // stats stays intact: nothing queues until this step returns
+		n, stats := s.tx.n, s.tx.stats // intact: nothing queues until this step returns
 		s.endTransaction()
 		replies, err := d.roundTrip(raw, n+2, nil)
 		if err != nil {
@@ -158,7 +181,7 @@ func exec(s *session, _ *route, _ *command.Info, _ request) {
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		r.pools[shard].dedicated(s.proto).put(d) // EXEC leaves it unwatched and out of MULTI
-		reply := replies[len(replies)-1]
+		reply = replies[len(replies)-1]
 		s.srv.stats.execRan(stats, reply, s.srv.log)
 		return reply
 	}
@@ -176,7 +199,7 @@ func discard(s *session, _ *route, _ *command.Info, _ request) {
 
 func (s *session) endTransaction() {
 	s.shown.Lock()
-	s.tx = txState{raw: s.tx.raw[:0], stats: s.tx.stats[:0]}
+	s.tx = txState{raw: s.tx.raw[:0], stats: s.tx.stats[:0], mon: s.tx.mon[:0]}
 	s.shown.Unlock()
 	if s.watchConn == nil {
 		s.txSlot = noSlot
