@@ -45,7 +45,7 @@ func (s *session) describe(now time.Time) string {
 		flags = "x"
 	}
 	if s.tx.active {
-		multi = s.tx.n
+		multi = len(s.tx.stats)
 	}
 	s.shown.Unlock()
 	laddr := ""

@@ -90,17 +90,17 @@ func (st *cmdStats) countError(reply []byte, log *zap.Logger) {
 // execRan counts the commands of a transaction as EXEC ran them: each is a
 // call, and one whose element of EXEC's reply is an error failed. An EXEC
 // that ran nothing (a null reply: a watched key changed; EXECABORT) counts
-// none, as in Redis.
-func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) {
+// none, as in Redis. It reports whether EXEC ran the commands.
+func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) bool {
 	end := indexCRLF(reply)
 	if end < 2 || reply[0] != '*' || reply[1] == '-' {
-		return
+		return false
 	}
 	pos := end + 2
 	for _, stat := range stats {
 		n, err := replyLen(reply[pos:])
 		if err != nil {
-			return // not the array of len(stats) replies EXEC sends
+			return true // not the array of len(stats) replies EXEC sends
 		}
 		stat.calls.Add(1)
 		if reply[pos] == '-' {
@@ -108,6 +108,7 @@ func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) {
 		}
 		pos += n
 	}
+	return true
 }
 
 // reset clears every figure (CONFIG RESETSTAT).

@@ -36,7 +36,7 @@ type session struct {
 	nextLookup int
 
 	// shown guards what CLIENT LIST and CLIENT INFO show of this session
-	// (name, proto, admin, tx.active, tx.n, detached), which other sessions'
+	// (name, proto, admin, tx.active, tx.stats, detached), which other sessions'
 	// goroutines read: the session writes those fields only while holding
 	// it, and reads them without it.
 	shown sync.Mutex

@@ -28,9 +28,8 @@ import (
 type txState struct {
 	active bool
 	dirty  bool
-	raw    []byte // queued commands
-	n      int
-	stats  []*cmdStat // the queued commands' counters, counted when EXEC runs them
+	raw    []byte     // queued commands
+	stats  []*cmdStat // one per queued command (CLIENT LIST's multi=): its counters, counted when EXEC runs it
 	mon    []byte     // the queued commands' MONITOR lines, shown when EXEC runs them
 }
 
@@ -94,14 +93,13 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		return true
 	}
 	s.tx.raw = append(s.tx.raw, cmd.Raw...)
+	s.shown.Lock()
 	s.tx.stats = append(s.tx.stats, s.stat)
+	s.shown.Unlock()
 	s.stat = nil // QUEUED is not a call: Redis counts the command when EXEC runs it
 	if monitoring {
 		s.tx.mon = s.monitorLine(s.tx.mon, info, cmd.Args)
 	}
-	s.shown.Lock()
-	s.tx.n++
-	s.shown.Unlock()
 	s.local(appendStatus(nil, "QUEUED"))
 	return true
 }
@@ -151,10 +149,11 @@ func exec(s *session, _ *route, info *command.Info, c request) {
 		s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
 		return
 	}
-	s.syncNext = func(r *route) (reply []byte) {
+	s.syncNext = func(r *route) []byte {
+		ran := false
 		queued := s.tx.mon // intact until this step returns, as stats below
 		defer func() {
-			if len(reply) > 1 && reply[0] == '*' && reply[1] != '-' { // it ran
+			if ran {
 				s.monLines = append(s.monLines, queued...)
 			}
 			s.monLines = append(s.monLines, execLine...)
@@ -173,16 +172,16 @@ func exec(s *session, _ *route, info *command.Info, c request) {
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
-		n, stats := s.tx.n, s.tx.stats // intact: nothing queues until this step returns
+		stats := s.tx.stats // intact: nothing queues until this step returns
 		s.endTransaction()
-		replies, err := d.roundTrip(raw, n+2, nil)
+		replies, err := d.roundTrip(raw, len(stats)+2, nil)
 		if err != nil {
 			d.nc.Close()
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		r.pools[shard].dedicated(s.proto).put(d) // EXEC leaves it unwatched and out of MULTI
-		reply = replies[len(replies)-1]
-		s.srv.stats.execRan(stats, reply, s.srv.log)
+		reply := replies[len(replies)-1]
+		ran = s.srv.stats.execRan(stats, reply, s.srv.log)
 		return reply
 	}
 }
