@@ -21,6 +21,11 @@
 // itself can spin forever on a dead server; the helpers dial first and kill
 // it on cancellation).
 //
+// Subpackage floor is a command, not a library: a multiplexing proxy cut
+// down to framing, routing and batching on one epoll loop, which
+// BenchmarkProxyVsDirect runs beside reshard as the best ratio a proxy of
+// its kind reaches on the machine at hand.
+//
 // The package depends on no proxy internals, so it measures any server, and
 // no production package may import it. A Histogram is owned by one
 // goroutine; Run gives each connection its own and merges them at the end.

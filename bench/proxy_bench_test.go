@@ -86,6 +86,12 @@ func BenchmarkProxyVsDirect(b *testing.B) {
 	if tw, pid, ok := startTwemproxy(b, addrs); ok {
 		targets = append(targets, proxyTarget{"twemproxy/redis-benchmark", RedisBenchmarkTarget{Addr: tw, PID: pid}})
 	}
+	// And against bench/floor, a multiplexing proxy cut down to framing,
+	// routing and batching on one epoll loop: about the best ratio a proxy
+	// of this kind reaches on this machine.
+	if addr, pid, ok := startFloor(b, addrs); ok {
+		targets = append(targets, proxyTarget{"floor/redis-benchmark", RedisBenchmarkTarget{Addr: addr, PID: pid}})
+	}
 
 	// -n per pipeline depth: on the 2-core VM these were sized on, each test
 	// of a run (SET, then GET) lasts 1-2 s against either target. That is
@@ -160,6 +166,34 @@ func startTwemproxy(b *testing.B, shards []string) (addr string, pid int, ok boo
 		b.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", path, "-o", filepath.Join(dir, "nutcracker.log"), "-s", strconv.Itoa(stats))
+	return addr, startListening(b, cmd, "twemproxy", addr), true
+}
+
+// startFloor builds bench/floor and starts it in front of shards on one Go
+// thread, and returns its address and process id; ok is false where it
+// does not build (it is Linux only).
+func startFloor(b *testing.B, shards []string) (addr string, pid int, ok bool) {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "floor")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/reshard/reshard/bench/floor").CombinedOutput(); err != nil {
+		b.Logf("bench/floor does not build here, no floor reference: %v\n%s", err, out)
+		return "", 0, false
+	}
+	port, err := redisproc.FreePort()
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin, "--listen", addr, "--shards", strings.Join(shards, ","))
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.Stderr = os.Stderr
+	return addr, startListening(b, cmd, "floor", addr), true
+}
+
+// startListening starts cmd, to be killed at cleanup, waits up to about 6 s
+// for it to accept connections on addr, and returns its process id.
+func startListening(b *testing.B, cmd *exec.Cmd, what, addr string) int {
+	b.Helper()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -171,10 +205,10 @@ func startTwemproxy(b *testing.B, shards []string) (addr string, pid int, ok boo
 		nc, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			nc.Close()
-			return addr, cmd.Process.Pid, true
+			return cmd.Process.Pid
 		}
 		if i > 300 {
-			b.Fatalf("twemproxy did not listen on %s: %v", addr, err)
+			b.Fatalf("%s did not listen on %s: %v", what, addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
