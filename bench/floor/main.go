@@ -145,8 +145,8 @@ func run(listen, spec string) error {
 // readClient reads what the client sent and queues each whole request on
 // its shard.
 func (l *loop) readClient(c *client) {
-	n, err := syscall.Read(c.fd, l.buf)
-	if errors.Is(err, syscall.EINTR) {
+	n, err := readNow(c.fd, l.buf)
+	if retry(err) {
 		return // level-triggered: the next wait reports it again
 	}
 	if n <= 0 {
@@ -181,8 +181,8 @@ func (l *loop) readClient(c *client) {
 // readShard reads the shard's replies and hands each, in order, to the
 // client that sent the request.
 func (l *loop) readShard(s *shard) error {
-	n, err := syscall.Read(s.fd, l.buf)
-	if errors.Is(err, syscall.EINTR) {
+	n, err := readNow(s.fd, l.buf)
+	if retry(err) {
 		return nil
 	}
 	if n <= 0 {
@@ -397,6 +397,18 @@ func watch(ep, fd int) error {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
+}
+
+// readNow reads what fd holds without waiting: its sockets block (see the
+// package comment), and an event can be stale when a closed client's fd is
+// reused by a client accepted in the same turn of the loop.
+func readNow(fd int, b []byte) (int, error) {
+	n, _, err := syscall.Recvfrom(fd, b, syscall.MSG_DONTWAIT)
+	return n, err
+}
+
+func retry(err error) bool {
+	return errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN)
 }
 
 func writeAll(fd int, b []byte) error {
