@@ -26,8 +26,12 @@ import (
 // disconnected. With no monitor the data path pays one atomic load per
 // command.
 //
-// As in Redis, the commands a monitoring client sends are still executed,
-// without replies, and RESET ends monitoring.
+// As in Redis 7, a monitoring client's own commands get their replies and
+// then show in its stream like anyone's, except those that touch the
+// keyspace (read, write or may-replicate commands): Redis counts a monitor
+// among its replicas, so those are refused with "-ERR Replica can't
+// interact with the keyspace" and not shown. MONITOR again is ignored,
+// without a reply; RESET ends monitoring.
 
 // monitors is the server's set of monitoring clients.
 type monitors struct {

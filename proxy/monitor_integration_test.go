@@ -82,8 +82,63 @@ func TestIntegrationMonitor(t *testing.T) {
 	}
 }
 
-// A monitoring client shows in CLIENT LIST with flag O; its own commands
-// run without replies, as in Redis, until RESET ends monitoring.
+// A monitoring client's own commands get what redis-server (7) gives them:
+// their reply, then their line in the stream; for a command that touches
+// the keyspace an error and no line; for MONITOR again nothing. The same
+// steps run against redis-server and the proxy.
+func TestIntegrationMonitorOwnCommands(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	direct := redistest.Start(t)
+	const replica = "-ERR Replica can't interact with the keyspace"
+	steps := []struct {
+		cmd   []string
+		reply string // "" for none, "*" for any
+		shown bool
+	}{
+		{[]string{"PING"}, "+PONG", true},
+		{[]string{"ECHO", "hi"}, `"hi"`, true},
+		{[]string{"SET", "k", "1"}, replica, false},
+		{[]string{"GET", "k"}, replica, false},
+		{[]string{"DBSIZE"}, replica, false},
+		{[]string{"PUBLISH", "ch", "m"}, replica, false}, // may replicate
+		{[]string{"EVAL", "return 1", "0"}, replica, false},
+		{[]string{"FCALL", "f", "0"}, replica, false},
+		{[]string{"TIME"}, "*", true},
+		{[]string{"MONITOR"}, "", false},
+		{[]string{"CLIENT", "SETNAME", "mon"}, "+OK", true},
+		{[]string{"ECHO", "end"}, `"end"`, true},
+	}
+	for name, addr := range map[string]string{"proxy": c.Addr, "redis": direct.Addr()} {
+		m := dialRaw(t, addr)
+		if got := m.do("MONITOR"); got != "+OK" {
+			t.Fatalf("%s: MONITOR = %s", name, got)
+		}
+		self := m.nc.LocalAddr().String()
+		for _, st := range steps {
+			m.send(st.cmd...)
+			if st.reply != "" {
+				if got := render(m.read()); got != st.reply && st.reply != "*" {
+					t.Fatalf("%s: monitor's %q = %s, want %s", name, st.cmd, got, st.reply)
+				}
+			}
+			if st.shown {
+				want := `"` + strings.Join(st.cmd, `" "`) + `"`
+				if got := watchMonitor(t, m, self, want); len(got) != 1 {
+					t.Fatalf("%s: after the reply to the monitor's %q, lines %q, want its own only", name, st.cmd, got)
+				}
+			}
+		}
+		if got := m.do("RESET"); got != "+RESET" {
+			t.Fatalf("%s: RESET = %s", name, got)
+		}
+		if got := m.do("GET", "k"); got != "(nil)" {
+			t.Errorf("%s: GET after RESET = %s, want (nil): the monitor's SET must not have run", name, got)
+		}
+	}
+}
+
+// A monitoring client shows in CLIENT LIST with flag O until RESET ends
+// monitoring; lines fed before the RESET go out before its reply.
 func TestIntegrationMonitorReset(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 2})
 	m := dialRaw(t, c.Addr)
@@ -95,12 +150,14 @@ func TestIntegrationMonitorReset(t *testing.T) {
 	if list := cl.do("CLIENT", "LIST"); !regexp.MustCompile(`name=mon [^\n]*flags=O`).MatchString(list) {
 		t.Errorf("CLIENT LIST does not flag the monitor O:\n%s", list)
 	}
-	m.send("SET", "from-monitor", "1") // runs, no reply; its own line comes back
-	if got := watchMonitor(t, m, m.nc.LocalAddr().String(), `"from-monitor" "1"`); len(got) != 1 {
-		t.Errorf("lines before the monitor's own SET: %q", got)
+	if got := cl.do("SET", "from-monitor", "1"); got != "+OK" {
+		t.Fatalf("SET = %s", got)
+	}
+	if got := watchMonitor(t, m, cl.nc.LocalAddr().String(), `"from-monitor" "1"`); len(got) != 1 { // CLIENT LIST is admin: not shown
+		t.Errorf("lines up to the SET: %q", got)
 	}
 	if got := cl.do("GET", "from-monitor"); got != `"1"` {
-		t.Errorf("GET of the monitor's SET = %s", got)
+		t.Errorf("GET = %s", got)
 	}
 	m.send("RESET")
 	var before []string

@@ -229,9 +229,6 @@ func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
 }
 
 func (s *session) submit(r *route) {
-	// Monitors see the commands once the shards have run them, as Redis
-	// shows a command once it has run: a monitor may act on what it sees.
-	defer s.flushMonitored()
 	total := int32(0)
 	for i := range r.pools {
 		total += int32(len(s.stages[i].reqs))
@@ -249,6 +246,11 @@ func (s *session) submit(r *route) {
 }
 
 func (s *session) reply() {
+	// Monitors see the commands once the shards have run them, as Redis
+	// shows a command once it has run (a monitor may act on what it sees),
+	// and after their replies, which is where a monitor's own commands
+	// show in its stream.
+	defer s.flushMonitored()
 	// Replies are written back before the next read, so what the proxy holds
 	// for a client is one pipeline's replies; this caps that.
 	var size int64
@@ -295,7 +297,7 @@ func (s *session) sendReply(stat *cmdStat, reply []byte) {
 
 // plan decides how one command is served, and applies CLIENT REPLY.
 func (s *session) plan(r *route, cmd request) {
-	mode, n, monitoring := s.replyMode, len(s.calls), s.monitor != nil
+	mode, n := s.replyMode, len(s.calls)
 	s.stat = nil
 	s.planOne(r, cmd)
 	if s.stat != nil {
@@ -305,7 +307,6 @@ func (s *session) plan(r *route, cmd request) {
 		}
 	}
 	silent := (mode == replyOff || mode == replySkipThis) && !s.replyTurnsOn
-	silent = silent || monitoring && s.monitor != nil // a monitor gets no replies, except RESET's
 	s.replyTurnsOn = false
 	if silent {
 		for i := n; i < len(s.calls); i++ {
@@ -353,6 +354,11 @@ func (s *session) planOne(r *route, cmd request) {
 		s.reject(info, "ERR wrong number of arguments for '"+info.Name()+"' command")
 		return
 	}
+	if s.monitor != nil && touchesKeyspace(info) {
+		s.tx.dirty = s.tx.active
+		s.reject(info, "ERR Replica can't interact with the keyspace")
+		return
+	}
 	s.stat = s.srv.stats.of(info)
 	monitoring := s.srv.monitors.n.Load() != 0
 	if s.tx.active {
@@ -370,6 +376,21 @@ func (s *session) planOne(r *route, cmd request) {
 		return
 	}
 	s.routeByKeys(r, info, cmd)
+}
+
+// touchesKeyspace reports whether Redis 7 refuses info to a monitor, which
+// it counts among its replicas: read and write commands, and those flagged
+// may-replicate inside Redis, a flag COMMAND INFO does not show (so not in
+// the command table either).
+func touchesKeyspace(info *command.Info) bool {
+	if info.IsReadonly() || info.IsWrite() {
+		return true
+	}
+	switch info.Name() {
+	case "eval", "evalsha", "fcall", "publish", "spublish":
+		return true
+	}
+	return false
 }
 
 // lookup returns the command args names and its handler (nil: route by
