@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,15 +171,15 @@ func startTwemproxy(b *testing.B, shards []string) (addr string, pid int, ok boo
 }
 
 // startFloor builds bench/floor and starts it in front of shards on one Go
-// thread, and returns its address and process id; ok is false where it
-// does not build (it is Linux only).
+// thread, and returns its address and process id; ok is false off Linux,
+// where the floor does not build (it calls epoll).
 func startFloor(b *testing.B, shards []string) (addr string, pid int, ok bool) {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "floor")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/reshard/reshard/bench/floor").CombinedOutput(); err != nil {
-		b.Logf("bench/floor does not build here, no floor reference: %v\n%s", err, out)
+	if runtime.GOOS != "linux" {
+		b.Logf("bench/floor is Linux only: no floor reference")
 		return "", 0, false
 	}
+	bin := proxytest.BuildCommand(b, "github.com/reshard/reshard/bench/floor")
 	port, err := redisproc.FreePort()
 	if err != nil {
 		b.Fatal(err)

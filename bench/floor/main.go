@@ -247,6 +247,10 @@ func (l *loop) drop(c *client) {
 	delete(l.clients, c.fd)
 }
 
+// The floor frames requests and replies itself, on the bytes it holds:
+// internal/resp's readers take a bufio.Reader and would wait for the rest
+// of a partial reply, and the loop must never wait on one connection.
+
 var errFraming = errors.New("protocol error")
 
 // request frames one RESP array of bulk strings at the start of b: its size

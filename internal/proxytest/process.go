@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,10 +29,17 @@ type Process struct {
 // binary's path.
 func Build(tb testing.TB) string {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "reshard")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/reshard/reshard/cmd/reshard").CombinedOutput()
+	return BuildCommand(tb, "github.com/reshard/reshard/cmd/reshard")
+}
+
+// BuildCommand compiles the main package pkg into a temporary directory
+// and returns the binary's path.
+func BuildCommand(tb testing.TB, pkg string) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), path.Base(pkg))
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	if err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
+		tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }
