@@ -121,6 +121,31 @@ func TestIntegrationFanout(t *testing.T) {
 		}
 	})
 
+	// After a pipeline's replies pass 1 MB the session drops its reply
+	// buffers; a fan-out step later in the same pipeline (KEYS, WAIT,
+	// FLUSHDB) reserves its reply slots after that. It crashed the proxy.
+	t.Run("after a pipeline of large replies", func(t *testing.T) {
+		big := strings.Repeat("v", 1<<20)
+		if err := cl.Set(ctx, "fan:big", big, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Del(ctx, "fan:big")
+		pipe := cl.Pipeline()
+		gets := []*redis.StringCmd{pipe.Get(ctx, "fan:big"), pipe.Get(ctx, "fan:big")}
+		keysCmd := pipe.Keys(ctx, "fan:big")
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatalf("GET, GET, KEYS in one pipeline: %v", err)
+		}
+		for _, g := range gets {
+			if g.Val() != big {
+				t.Errorf("GET fan:big = %d bytes, want %d", len(g.Val()), len(big))
+			}
+		}
+		if got := keysCmd.Val(); !slices.Equal(got, []string{"fan:big"}) {
+			t.Errorf("KEYS fan:big = %q", got)
+		}
+	})
+
 	t.Run("randomkey", func(t *testing.T) {
 		seen := map[string]bool{}
 		for i := 0; i < 50; i++ {

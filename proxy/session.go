@@ -174,7 +174,9 @@ func (s *session) begin(shards int) {
 func (s *session) slot() int32 {
 	i := s.nslots
 	s.nslots++
-	if int(i) == len(s.b.results) {
+	for int(i) >= len(s.b.results) {
+		// reply drops the buffers after a huge pipeline; a sync step
+		// (onEveryShard) reserves slots after that
 		s.b.results = append(s.b.results, nil)
 	}
 	s.b.results[i] = s.b.results[i][:0]
