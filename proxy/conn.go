@@ -13,10 +13,17 @@ import (
 // clientConn is one client connection: requests come from its reader,
 // replies gather in out and go to the client in one write per pipeline.
 //
-// Only the session's goroutine uses it, except after a SUBSCRIBE: then the
-// pub/sub loop's pumps write messages too, and shared makes every write take
-// mu. Other goroutines may only close nc (CLIENT KILL, Server.Close), which
-// makes the next read or write fail.
+// Only the session's goroutine uses it, except after a SUBSCRIBE or MONITOR:
+// then the pub/sub loop's pumps or the monitor's writer write too, and
+// shared makes them take locks: mu to add to out, wmu to write it. A write
+// blocks for as long as the client does not read, so it is made holding
+// wmu alone: the others can still add replies meanwhile, and none of them
+// waits for that client. Other goroutines may only close nc (CLIENT KILL,
+// Server.Close), which makes the next read or write fail.
+//
+// Writes to the client never happen while the barrier's gate is held (see
+// session.serve): a client that stops reading would hold the barrier, and
+// with it every client of the proxy, until it read again.
 type clientConn struct {
 	nc   net.Conn
 	rw   io.ReadWriter // nc's reads and writes (rawio_linux.go)
@@ -26,7 +33,9 @@ type clientConn struct {
 
 	shared bool // set by share before any other goroutine writes
 	mu     sync.Mutex
-	closed bool // Close was called: the serving loop ends after this pipeline
+	wmu    sync.Mutex
+	spare  []byte // out's other buffer, while shared; under wmu
+	closed bool   // the serving loop writes what is queued and ends after this pipeline
 
 	pending []request // commands read but not yet handed out by ReadCommand
 }
@@ -46,24 +55,32 @@ func (c *clientConn) WriteRaw(b []byte) {
 
 // Flush writes the queued replies.
 func (c *clientConn) Flush() error {
-	if c.shared {
-		c.mu.Lock()
-		defer c.mu.Unlock()
+	var err error
+	if !c.shared {
+		c.out, err = c.write(c.out)
+		return err
 	}
-	return c.flush()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	out := c.out
+	c.out, c.spare = c.spare[:0], nil
+	c.mu.Unlock()
+	c.spare, err = c.write(out)
+	return err
 }
 
-func (c *clientConn) flush() error {
-	if len(c.out) == 0 {
-		return nil
+// write writes out and gives its buffer back emptied, or nil after a burst
+// (a huge buffer is not kept).
+func (c *clientConn) write(out []byte) ([]byte, error) {
+	if len(out) == 0 {
+		return out, nil
 	}
-	_, err := c.rw.Write(c.out)
-	if cap(c.out) > keptReadBuf {
-		c.out = nil // do not keep a huge buffer after a burst
-	} else {
-		c.out = c.out[:0]
+	_, err := c.rw.Write(out)
+	if cap(out) > keptReadBuf {
+		return nil, err
 	}
-	return err
+	return out[:0], err
 }
 
 // Close writes what is queued and closes the connection.
@@ -71,6 +88,13 @@ func (c *clientConn) Close() error {
 	c.Flush()
 	c.closed = true
 	return c.nc.Close()
+}
+
+// drop closes the connection without writing what is queued, as Redis
+// drops a client past its output buffer limit.
+func (c *clientConn) drop() {
+	c.closed = true
+	c.nc.Close()
 }
 
 // share marks the connection as written by more than one goroutine from now
@@ -143,8 +167,13 @@ func (s *Server) serveConn(nc net.Conn) {
 		if len(reqs) > 0 {
 			s.commands.Add(int64(len(reqs)))
 			sess.serve(reqs[0], reqs[1:])
+			if sess.detachWith.Raw != nil {
+				sess.detach()
+				return
+			}
 		}
-		if sess.detached || c.closed {
+		if c.closed {
+			c.Flush() // QUIT's reply; on a dropped connection the write fails at once
 			return
 		}
 		if err != nil {

@@ -136,7 +136,9 @@ func (p *dpool) do(raw []byte) []byte {
 func (s *session) onEveryShard(c request, mayBlock bool, m merger) {
 	s.syncMayBlock = mayBlock
 	s.syncNext = func(r *route) []byte {
-		s.flushClient()
+		if mayBlock {
+			s.flushClient() // inside the gate the replies wait: a write may block (clientConn)
+		}
 		all := call{first: s.nslots, n: int32(len(r.pools)), args: c.Args}
 		for range r.pools {
 			s.slot() // all reserved before any is filled: slot may grow the slice

@@ -74,8 +74,10 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
 		srv.monitors.n.Add(1)
 		srv.monitors.mu.Unlock()
 		s.conn.share()
+		// queued, not written: the gate is held here, and a client
+		// that does not read would hold it (clientConn). The serving
+		// loop, or run, writes it before any line.
 		s.conn.WriteRaw(appendStatus(nil, "OK"))
-		s.conn.Flush() // on error, run's writes fail too, until the session ends and stops it
 		go m.run()
 		return nil
 	}
@@ -83,6 +85,13 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
 
 // stopMonitor ends MONITOR mode (RESET, or the connection closing).
 func (s *session) stopMonitor() {
+	s.leaveMonitors()
+	s.endMonitor()
+}
+
+// leaveMonitors takes the session's monitor out of the server's list: it is
+// fed no line from then on, RESET's own included, as in Redis.
+func (s *session) leaveMonitors() {
 	m := s.monitor
 	if m == nil {
 		return
@@ -97,6 +106,16 @@ func (s *session) stopMonitor() {
 		}
 	}
 	srv.monitors.mu.Unlock()
+}
+
+// endMonitor stops the writer of a monitor that has left the list, and
+// queues the lines it had not taken. It waits for the writer, which waits
+// for the client to read, so it must not run inside the barrier's gate.
+func (s *session) endMonitor() {
+	m := s.monitor
+	if m == nil {
+		return
+	}
 	close(m.done) // no feeder holds m any more
 	<-m.exited
 	// Lines fed before the monitor left the list go out before anything

@@ -202,9 +202,13 @@ type pubsubLoop struct {
 
 const homeConn = -1
 
-// detach hands the client connection to a pub/sub loop that starts with cmd
-// and then the rest of the pipeline.
-func (s *session) detach(cmd request, rest []request) {
+// detach hands the client connection to a pub/sub loop that starts with the
+// SUBSCRIBE planned (detachWith) and then the rest of the pipeline. It runs
+// after serve, outside the barrier's gate: its first write waits for the
+// client to read.
+func (s *session) detach() {
+	cmd, rest := s.detachWith, s.detachRest
+	s.detachWith, s.detachRest = request{}, nil
 	s.shown.Lock()
 	s.detached = true
 	s.shown.Unlock()

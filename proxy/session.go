@@ -57,9 +57,10 @@ type session struct {
 	created      time.Time
 	lastCmd      atomic.Int64 // unix nanoseconds of the last command
 	replyMode    int
-	replyTurnsOn bool    // this command was CLIENT REPLY ON
-	detachWith   request // a SUBSCRIBE that hands the connection to a pub/sub loop
-	detached     bool    // the connection belongs to a pub/sub loop
+	replyTurnsOn bool      // this command was CLIENT REPLY ON
+	detachWith   request   // a SUBSCRIBE that hands the connection to a pub/sub loop
+	detachRest   []request // the commands the client sent after it
+	detached     bool      // the connection belongs to a pub/sub loop
 
 	stat *cmdStat // the command being planned, once past the checks that reject it (cmdstats.go)
 
@@ -113,11 +114,11 @@ func (s *session) serve(first request, rest []request) {
 			r = s.runSync(r)
 		}
 		if s.detachWith.Raw != nil {
-			sub := s.detachWith
-			s.detachWith = request{}
+			// the connection goes to a pub/sub loop (detach) once this
+			// returns: its first write must not be made inside the gate
 			s.submit(r)
 			s.reply()
-			s.detach(sub, rest[i:])
+			s.detachRest = rest[i:]
 			return
 		}
 		if i == len(rest) || s.quit {
@@ -263,7 +264,7 @@ func (s *session) reply() {
 		s.srv.log.Warn("client output buffer limit reached, closing client",
 			zap.Uint64("client", s.id), zap.Int64("bytes", size))
 		s.b.results = nil
-		s.conn.Close()
+		s.conn.drop()
 		return
 	}
 	for i := range s.calls {
@@ -285,7 +286,7 @@ func (s *session) reply() {
 		s.b.results = nil // after a huge pipeline, do not keep its buffers
 	}
 	if s.quit {
-		s.conn.Close()
+		s.conn.closed = true // serveConn writes the replies, outside the gate, and closes
 	}
 }
 

@@ -293,7 +293,6 @@ func (s *session) release() {
 // reset answers RESET as Redis does: out of any transaction and WATCH,
 // replies on, RESP2, no name, and not authenticated where a password is set.
 func reset(s *session, _ *route, _ *command.Info, _ request) {
-	s.stopMonitor()
 	s.shown.Lock()
 	s.tx = txState{}
 	s.name = ""
@@ -301,6 +300,20 @@ func reset(s *session, _ *route, _ *command.Info, _ request) {
 	s.admin = s.authed && s.srv.cfg.AdminPassword == ""
 	s.shown.Unlock()
 	s.replyMode, s.replyTurnsOn = replyOn, true
+	if s.monitor != nil {
+		// Out of MONITOR mode: off the list now, the writer stopped
+		// outside the barrier's gate (endMonitor waits for the client to
+		// read), and RESET's reply after the lines the monitor still had.
+		s.leaveMonitors()
+		s.syncMayBlock = true
+		s.syncNext = func(r *route) []byte {
+			s.endMonitor()
+			s.dropWatch(r)
+			s.setProto(2)
+			return appendStatus(nil, "RESET")
+		}
+		return
+	}
 	s.local(appendStatus(nil, "RESET"))
 	s.syncNext = func(r *route) []byte { s.dropWatch(r); s.setProto(2); return nil }
 }
