@@ -70,18 +70,32 @@ type pending struct {
 
 // batch collects the replies of one client pipeline. Slot buffers are owned
 // by the session and reused from pipeline to pipeline.
+//
+// The replies are held until the last one arrives, so the client's output
+// buffer limit applies as they arrive: once their bytes pass it, the rest
+// are read from the shards (the connections must stay in step) but not
+// kept, and the session drops the client. Without that, a pipeline of GETs
+// of a large value would hold all its replies, whatever the limit.
 type batch struct {
 	results   [][]byte
 	remaining atomic.Int32
 	done      chan struct{}
+	limit     int64        // the client's output buffer limit
+	size      atomic.Int64 // bytes delivered
 }
 
 func (b *batch) deliver(i int32, reply []byte) {
+	if b.size.Add(int64(len(reply))) > b.limit {
+		reply = nil // the session drops the client (overLimit)
+	}
 	b.results[i] = reply
 	if b.remaining.Add(-1) == 0 {
 		b.done <- struct{}{}
 	}
 }
+
+// overLimit reports whether the replies delivered passed the limit.
+func (b *batch) overLimit() bool { return b.size.Load() > b.limit }
 
 func (b *batch) fail(i int32, msg string) {
 	b.deliver(i, appendError(b.results[i][:0], msg))

@@ -1,7 +1,9 @@
 package proxy_test
 
 import (
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,6 +122,43 @@ func TestIntegrationOutputBufferLimit(t *testing.T) {
 	other := dialRaw(t, c.Addr)
 	if got := other.do("STRLEN", "out:big"); got != ":10240" {
 		t.Errorf("another client: STRLEN = %s, want :10240", got)
+	}
+
+	// The limit bounds what the proxy holds while the replies arrive, not
+	// only what it writes. The proxy reads 16 KB of commands at a time, so
+	// a pipeline of short GETs of a 300 KB value is about 750 of them: over
+	// 200 MB of replies, and the heap must not grow by anything like that.
+	huge := strings.Repeat("h", 300<<10)
+	if got := other.do("SET", "o:h", huge); got != "+OK" {
+		t.Fatalf("SET = %s", got)
+	}
+	heapBefore, _ := heapAndGoroutines()
+	var peak atomic.Uint64
+	sampled := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	hc := dialRaw(t, c.Addr)
+	hc.write(strings.Repeat(encode("GET", "o:h"), 1500))
+	hc.expectClosed(30 * time.Second)
+	close(stop)
+	<-sampled
+	t.Logf("heap in use: %d MB before, %d MB at most while the replies arrived", heapBefore>>20, peak.Load()>>20)
+	if peak.Load() > heapBefore+64<<20 {
+		t.Errorf("the heap grew by %d MB under a pipeline of over 200 MB of replies, with a 64 KB output buffer limit", (peak.Load()-heapBefore)>>20)
 	}
 }
 

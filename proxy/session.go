@@ -95,7 +95,7 @@ type stage struct {
 
 func newSession(srv *Server, id uint64, conn *clientConn) *session {
 	authed := srv.cfg.RequirePass == ""
-	s := &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1)},
+	s := &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1), limit: srv.cfg.MaxOutputBuffer},
 		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, created: time.Now(), proto: 2}
 	s.lastCmd.Store(s.created.UnixNano())
 	return s
@@ -160,6 +160,7 @@ func (s *session) runSync(r *route) *route {
 
 func (s *session) begin(shards int) {
 	s.nslots = 0
+	s.b.size.Store(0)
 	s.calls = s.calls[:0]
 	s.aux = s.aux[:0]
 	for len(s.stages) < shards {
@@ -260,7 +261,8 @@ func (s *session) reply() {
 	for _, r := range s.b.results[:s.nslots] {
 		size += int64(len(r))
 	}
-	if size > s.srv.cfg.MaxOutputBuffer {
+	if size > s.srv.cfg.MaxOutputBuffer || s.b.overLimit() {
+		size = max(size, s.b.size.Load())
 		s.srv.log.Warn("client output buffer limit reached, closing client",
 			zap.Uint64("client", s.id), zap.Int64("bytes", size))
 		s.b.results = nil
