@@ -260,7 +260,7 @@ func avoidKnown(cmds []pcmd, avoided map[string]int) []pcmd {
 type pcmd struct {
 	args      []string
 	unordered bool   // an array reply whose order Redis does not define (KEYS)
-	inline    bool   // sent as an inline command, a line of words
+	inline    string // when set, what is sent: the command as an inline line of words
 	empty     string // when set, what is sent instead: a command of no words, which Redis skips
 }
 
@@ -269,25 +269,44 @@ func (c pcmd) wire() string {
 	switch {
 	case c.empty != "":
 		return c.empty
-	case c.inline:
-		words := make([]string, len(c.args))
-		for i, a := range c.args {
-			words[i] = inlineWord(a)
-		}
-		return strings.Join(words, " ") + "\r\n"
+	case c.inline != "":
+		return c.inline
 	}
 	return encode(c.args...)
 }
 
-// inlineWord writes a as a word of an inline command: bare when it can be,
-// else in double quotes with the escapes Redis's sdssplitargs reads.
-func inlineWord(a string) string {
-	bare := a != ""
-	for i := 0; i < len(a) && bare; i++ {
-		bare = a[i] > ' ' && a[i] < 0x7f && a[i] != '"' && a[i] != '\'' && a[i] != '\\'
+// inlineLine writes args as an inline command, as Redis's sdssplitargs
+// reads it, in one of the spellings it accepts: words apart by any run of
+// blanks, bare, in 'single quotes' or in "double quotes" with escapes.
+func (g *pipeGen) inlineLine(args []string) string {
+	var b strings.Builder
+	for i, a := range args {
+		if i > 0 {
+			b.WriteString([]string{" ", " ", "  ", "\t", " \t "}[g.rng.Intn(5)])
+		}
+		b.WriteString(g.inlineWord(a))
 	}
-	if bare {
+	if g.rng.Intn(4) == 0 {
+		b.WriteString(" ")
+	}
+	if g.rng.Intn(3) == 0 {
+		return b.String() + "\n"
+	}
+	return b.String() + "\r\n"
+}
+
+func (g *pipeGen) inlineWord(a string) string {
+	bare, plain := a != "", true // plain: fits in single quotes
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		bare = bare && c > ' ' && c < 0x7f && c != '"' && c != '\'' && c != '\\'
+		plain = plain && c >= ' ' && c < 0x7f && c != '\'' && c != '\\'
+	}
+	switch r := g.rng.Intn(4); {
+	case bare && r < 2:
 		return a
+	case plain && r == 2:
+		return "'" + a + "'"
 	}
 	var b strings.Builder
 	b.WriteByte('"')
@@ -300,8 +319,17 @@ func inlineWord(a string) string {
 			b.WriteString(`\n`)
 		case c == '\r':
 			b.WriteString(`\r`)
-		case c < ' ' || c >= 0x7f:
-			fmt.Fprintf(&b, `\x%02x`, c)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case c == '\a':
+			b.WriteString(`\a`)
+		case c == '\b':
+			b.WriteString(`\b`)
+		case c < ' ' || c >= 0x7f || g.rng.Intn(20) == 0:
+			fmt.Fprintf(&b, []string{`\x%02x`, `\x%02X`}[g.rng.Intn(2)], c)
+		case c >= 'c' && c <= 'm' && c != 'x' && g.rng.Intn(20) == 0:
+			b.WriteByte('\\') // an escape of no meaning: the letter itself
+			b.WriteByte(c)
 		default:
 			b.WriteByte(c)
 		}
@@ -525,8 +553,8 @@ func listPipeline(cmds []pcmd, replied []bool) string {
 		switch {
 		case c.empty != "":
 			fmt.Fprintf(&b, "  %3d %q, a command of no words%s\n", i, c.empty, mark)
-		case c.inline:
-			fmt.Fprintf(&b, "  %3d %s (inline: %q)%s\n", i, showArgs(c.args), clipRendered(c.wire()), mark)
+		case c.inline != "":
+			fmt.Fprintf(&b, "  %3d %s (inline: %q)%s\n", i, showArgs(c.args), clipRendered(c.inline), mark)
 		default:
 			fmt.Fprintf(&b, "  %3d %s%s\n", i, showArgs(c.args), mark)
 		}
@@ -563,7 +591,7 @@ var (
 	// tagged keys share a slot, so any multi-key command may take them;
 	// each kind is used mostly by its type's commands, sometimes by
 	// another's (WRONGTYPE).
-	pdStrings = []string{"{t}s0", "{t}s1", "{t}s2", "{t}s3"}
+	pdStrings = []string{"{t}s0", "{t}s1", "{t}s2", "{t}s3", "a{t}s4", "{t}{x}s5"} // the first {...} is the tag
 	pdLists   = []string{"{t}l0", "{t}l1"}
 	pdHashes  = []string{"{t}h0", "{t}h1"}
 	// untagged keys land on every shard: single-key commands and the split
@@ -615,7 +643,9 @@ func (g *pipeGen) push(c pcmd) {
 	for _, a := range c.args {
 		size += len(a)
 	}
-	c.inline = size < 1000 && g.rng.Intn(10) == 0
+	if size < 1000 && g.rng.Intn(10) == 0 {
+		c.inline = g.inlineLine(c.args)
+	}
 	g.cmds = append(g.cmds, c)
 }
 
@@ -634,7 +664,15 @@ func (g *pipeGen) key(kind []string, tagged bool) string {
 }
 
 func (g *pipeGen) value() string {
-	switch g.rng.Intn(6) {
+	switch g.rng.Intn(8) {
+	case 3:
+		b := make([]byte, g.rng.Intn(12))
+		for i := range b {
+			b[i] = byte(g.rng.Intn(256))
+		}
+		return string(b)
+	case 4:
+		return `q'uo"te\ta\b`
 	case 0:
 		return strconv.Itoa(g.rng.Intn(200) - 100)
 	case 1:
