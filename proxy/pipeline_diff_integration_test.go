@@ -232,6 +232,23 @@ var knownDifferences = []knownDifference{
 					(len(c.args) == 1 || strings.EqualFold(c.args[1], "nosuchsubcommand"))
 		},
 	},
+	{
+		// NOSUCHCOMMAND "a\x00b": Redis's error quotes the argument up to
+		// the NUL, 'a'; the proxy quotes all of it, NUL included. The same
+		// for the command's name.
+		name: "the error for an unknown command quotes past a NUL byte",
+		avoid: func(_ replyModel, c pcmd) ([]pcmd, bool) {
+			if !slices.ContainsFunc(c.args, func(a string) bool { return strings.Contains(a, "\x00") }) ||
+				!strings.EqualFold(c.args[0], "nosuchcommand") && !strings.HasPrefix(c.args[0], "NNN") {
+				return nil, false
+			}
+			args := make([]string, len(c.args))
+			for i, a := range c.args {
+				args[i] = strings.ReplaceAll(a, "\x00", "\x01")
+			}
+			return []pcmd{{args: args}}, true
+		},
+	},
 }
 
 // avoidKnown returns cmds with the known differences avoided, counting them
@@ -616,6 +633,9 @@ func (g *pipeGen) pipeline(round int) []pcmd {
 	if g.rng.Intn(6) == 0 {
 		g.bigReplies()
 	}
+	if g.rng.Intn(40) == 0 {
+		g.manyCommands()
+	}
 	for len(g.cmds) < n {
 		g.step()
 	}
@@ -704,6 +724,30 @@ func (g *pipeGen) bigReplies() {
 	g.add("GET", k)
 }
 
+// manyCommands adds more commands than the session keeps reply buffers
+// for (4096), sometimes inside one transaction.
+func (g *pipeGen) manyCommands() {
+	k, n := "{t}n", 4097+g.rng.Intn(2000) // a key of its own, never a large value
+	g.add("SET", k, strconv.Itoa(g.rng.Intn(100)))
+	tx := g.rng.Intn(2) == 0
+	if tx {
+		g.add("MULTI")
+	}
+	for i := range n {
+		switch i % 3 {
+		case 0:
+			g.add("INCR", k)
+		case 1:
+			g.add("GET", k)
+		case 2:
+			g.add("PING")
+		}
+	}
+	if tx {
+		g.add("EXEC")
+	}
+}
+
 // step adds one command, or a short run of them (a transaction).
 func (g *pipeGen) step() {
 	r := g.rng.Intn(100)
@@ -733,18 +777,21 @@ func (g *pipeGen) step() {
 	case r < 77:
 		g.push(pcmd{args: []string{"KEYS", g.pick(pdKeysPatterns)}, unordered: true})
 	case r < 80:
-		g.add("WAIT", "0", "0")
-	case r < 81:
-		if g.rng.Intn(2) == 0 {
-			g.add("FLUSHDB")
+		if g.rng.Intn(10) == 0 {
+			g.add("WAIT", "1", "5") // no replica: 0 after 5 ms
 		} else {
-			g.add("FLUSHDB", "ASYNC")
+			g.add("WAIT", "0", "0")
+		}
+	case r < 81:
+		g.add(g.pick([]string{"FLUSHDB", "FLUSHALL"}))
+		if g.rng.Intn(2) == 0 {
+			g.cmds[len(g.cmds)-1].args = append(g.cmds[len(g.cmds)-1].args, g.pick([]string{"ASYNC", "SYNC"}))
 		}
 	case r < 84:
 		g.watchCommand()
 	case r < 85:
 		g.connectionCommand()
-	case r < 92:
+	case r < 92 && len(g.cmds) < 30: // a long pipeline is long for its count, not its size
 		g.bigCommand()
 	default:
 		g.keyCommand(false)
@@ -753,7 +800,7 @@ func (g *pipeGen) step() {
 
 // keyCommand adds a command on one key, or on tagged keys only.
 func (g *pipeGen) keyCommand(tagged bool) {
-	switch g.rng.Intn(22) {
+	switch g.rng.Intn(23) {
 	case 0, 1:
 		g.add("SET", g.key(pdStrings, tagged), g.value())
 	case 2:
@@ -798,6 +845,17 @@ func (g *pipeGen) keyCommand(tagged bool) {
 		// a multi-key command that is not split: one slot
 		src, dst := g.pick(pdLists), g.pick(pdLists)
 		g.add("LMOVE", src, dst, "LEFT", "RIGHT")
+	case 22:
+		// blocking, for 10 ms at most when the list is empty (inside
+		// MULTI it does not block)
+		switch g.rng.Intn(3) {
+		case 0:
+			g.add("BLPOP", g.key(pdLists, tagged), "0.01")
+		case 1:
+			g.add("BRPOP", g.pick(pdLists), g.pick(pdLists), "0.01")
+		case 2:
+			g.add("BLMOVE", g.pick(pdLists), g.pick(pdLists), "RIGHT", "LEFT", "0.01")
+		}
 	}
 }
 
