@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand"
 	"net"
@@ -94,29 +96,37 @@ func TestIntegrationPipelineDifferential(t *testing.T) {
 		if !keepKnown {
 			cmds = avoidKnown(cmds, avoided)
 		}
-		marker := fmt.Sprintf("pipediff-end-%d", round)
-		cmds = append(cmds, pcmd{args: []string{"CLIENT", "REPLY", "ON"}}, pcmd{args: []string{"ECHO", marker}})
-		replies := redisReplies(cmds)
+		// A pipeline ends with CLIENT REPLY ON and an ECHO of a marker,
+		// which both sides must answer last; or with QUIT and the commands
+		// that QUIT leaves unrun, and the connection closed.
+		sent, marker, quit := cmds, "", g.quit
+		if !quit {
+			marker = fmt.Sprintf("pipediff-end-%d", round)
+			cmds = append(cmds, pcmd{args: []string{"CLIENT", "REPLY", "ON"}})
+			sent = append(slices.Clip(cmds), pcmd{args: []string{"ECHO", marker}})
+		}
+		replies := redisReplies(sent)[:len(cmds)]
 		// Now and then the pipeline goes as two writes, so that the proxy
 		// surely reads it in two parts, cut anywhere: inside MULTI, under
-		// CLIENT REPLY OFF.
+		// CLIENT REPLY OFF. Not with QUIT: a part could come after the
+		// connection is closed.
 		split := 0
-		if g.rng.Intn(8) == 0 {
+		if g.rng.Intn(8) == 0 && !quit {
 			split = g.rng.Intn(len(cmds))
 		}
 
 		if showAll {
 			t.Logf("round %d, %s:\n%s", round, howWritten(split), listPipeline(cmds, replies))
 		}
-		wantReplies, err := want.exchange(cmds, split, marker)
+		wantReplies, err := want.exchange(sent, split, marker)
 		if err != nil {
 			t.Fatalf("round %d: redis-server: %v\npipeline:\n%s", round, err, listPipeline(cmds, replies))
 		}
-		if n := sum(replies); n-1 != len(wantReplies) { // the marker is not among the replies
-			t.Fatalf("round %d: redis-server sent %d replies, the model of CLIENT REPLY and pub/sub expects %d: the test is out of step with Redis\npipeline:\n%s",
-				round, len(wantReplies), n-1, listPipeline(cmds, replies))
+		if n := sum(replies); n != len(wantReplies) {
+			t.Fatalf("round %d: redis-server sent %d replies, the model of CLIENT REPLY, pub/sub and QUIT expects %d: the test is out of step with Redis\npipeline:\n%s\nreplies:\n%s",
+				round, len(wantReplies), n, listPipeline(cmds, replies), listReplies(wantReplies))
 		}
-		gotReplies, err := got.exchange(cmds, split, marker)
+		gotReplies, err := got.exchange(sent, split, marker)
 		if err != nil {
 			t.Fatalf("round %d (seed %d): proxy: %v after %d replies\npipeline, %s:\n%s",
 				round, seed, err, len(gotReplies), howWritten(split), listPipeline(cmds, replies))
@@ -126,7 +136,7 @@ func TestIntegrationPipelineDifferential(t *testing.T) {
 				round, seed, diff, howWritten(split), listPipeline(cmds, replies))
 		}
 		cov.add(cmds, replies, wantReplies)
-		if slices.ContainsFunc(cmds, func(c pcmd) bool { return confirms(c.args) }) {
+		if quit || slices.ContainsFunc(cmds, func(c pcmd) bool { return confirms(c.args) }) {
 			// Once a connection has subscribed, the proxy serves it one
 			// command at a time (a pub/sub loop owns it), which would
 			// leave the rest of the run without a pipeline to test.
@@ -154,7 +164,7 @@ func (c *pipeDiffCoverage) add(cmds []pcmd, counts []int, replies []any) {
 	c.commands += len(cmds)
 	c.replies += len(replies)
 	total, batch, j, fanoutAfterBig := 0, 0, 0, false
-	for i, cmd := range cmds[:len(cmds)-1] {
+	for i, cmd := range cmds {
 		name := ""
 		if len(cmd.args) > 0 {
 			name = strings.ToUpper(cmd.args[0])
@@ -500,7 +510,8 @@ func dialDiff(t *testing.T, addr string) *diffConn {
 
 // exchange writes cmds, in one write, or in two with a pause between them
 // when split is above 0 (the first ends before cmds[split]), and reads
-// replies up to the bulk reply marker, which it leaves out.
+// replies up to the bulk reply marker, which it leaves out, or, with no
+// marker, up to the end of the connection.
 func (d *diffConn) exchange(cmds []pcmd, split int, marker string) ([]any, error) {
 	var first, second bytes.Buffer
 	for i, c := range cmds {
@@ -527,19 +538,29 @@ func (d *diffConn) exchange(cmds []pcmd, split int, marker string) ([]any, error
 		if v, err = readReply(d.br); err != nil {
 			break
 		}
-		if b, ok := v.([]byte); ok && string(b) == marker {
+		if b, ok := v.([]byte); ok && marker != "" && string(b) == marker {
 			break
 		}
 		out = append(out, v)
 	}
-	if werr := <-written; werr != nil && err == nil {
+	werr := <-written
+	if marker == "" {
+		// QUIT: the end is the reply; what came after QUIT may meet a
+		// closed connection
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		werr = nil
+	}
+	if werr != nil && err == nil {
 		err = fmt.Errorf("write: %w", werr)
 	}
 	return out, err
 }
 
 // replyModel follows Redis 7's rules for which commands redis-server
-// answers, and with how many replies.
+// answers, and with how many replies. A QUIT is answered (as any command,
+// under CLIENT REPLY) and ends the connection: what follows is not run.
 //
 // CLIENT REPLY: OFF silences everything until ON; SKIP silences the next
 // command unless OFF holds, and is itself silent; ON clears both and
@@ -559,6 +580,7 @@ type replyModel struct {
 	multi bool // inside MULTI
 	ever  bool // subscribed once
 	owed  bool // the last command was a subscription one, or PING while subscribed
+	quit  bool // QUIT ran: nothing after it does
 }
 
 func (m *replyModel) subscribed() bool { return len(m.chans)+len(m.pats) > 0 }
@@ -567,6 +589,9 @@ func (m *replyModel) subscribed() bool { return len(m.chans)+len(m.pats) > 0 }
 func (m *replyModel) step(c pcmd) int {
 	if m.chans == nil {
 		m.chans, m.pats = map[string]bool{}, map[string]bool{}
+	}
+	if m.quit {
+		return 0
 	}
 	silent, n := m.off || m.skip, 1
 	name := ""
@@ -596,6 +621,8 @@ func (m *replyModel) step(c pcmd) int {
 		m.multi = false
 		clear(m.chans)
 		clear(m.pats)
+	case len(c.args) == 1 && name == "quit":
+		m.quit = true
 	case len(c.args) == 1 && name == "multi":
 		m.multi = true
 	case len(c.args) == 1 && (name == "exec" || name == "discard"):
@@ -680,7 +707,7 @@ func clientReplyMode(args []string) (string, bool) {
 func compareReplies(cmds []pcmd, counts []int, want, got []any) string {
 	var b strings.Builder
 	j := 0
-	for i, c := range cmds[:len(cmds)-1] {
+	for i, c := range cmds {
 		for range counts[i] {
 			w := renderFor(c, want[j])
 			if j >= len(got) {
@@ -781,6 +808,14 @@ func listPipeline(cmds []pcmd, counts []int) string {
 	return b.String()
 }
 
+func listReplies(replies []any) string {
+	var b strings.Builder
+	for i, r := range replies {
+		fmt.Fprintf(&b, "  %3d %s\n", i, clipRendered(digest(r)))
+	}
+	return b.String()
+}
+
 func howWritten(split int) string {
 	if split == 0 {
 		return "written at once"
@@ -802,6 +837,8 @@ type pipeGen struct {
 	rng   *rand.Rand
 	round int
 	cmds  []pcmd
+	quit  bool // the last pipeline ends with QUIT (and what QUIT leaves unrun)
+	small bool // no large values: the pipeline must fit in one read
 }
 
 var (
@@ -826,6 +863,10 @@ var (
 func (g *pipeGen) pipeline(round int) []pcmd {
 	g.round = round
 	g.cmds = nil
+	g.quit = g.rng.Intn(25) == 0
+	if g.quit {
+		return g.quitPipeline()
+	}
 	n := 1 + g.rng.Intn(25)
 	if g.rng.Intn(10) == 0 {
 		n = 100 + g.rng.Intn(200) // long enough to arrive in several reads
@@ -838,6 +879,30 @@ func (g *pipeGen) pipeline(round int) []pcmd {
 	}
 	for len(g.cmds) < n {
 		g.step()
+	}
+	return g.cmds
+}
+
+// quitPipeline is a short pipeline that ends with QUIT, sometimes inside
+// MULTI, and a few commands after it, which must not run. It is small, so
+// that both sides read all of it before they close the connection (with
+// unread bytes the close would be a reset, and replies could be lost).
+func (g *pipeGen) quitPipeline() []pcmd {
+	g.small = true
+	defer func() { g.small = false }()
+	for n := g.rng.Intn(8); len(g.cmds) < n; {
+		g.step()
+	}
+	// Under CLIENT REPLY OFF, redis-server 7.0 takes QUIT but keeps the
+	// connection open, and runs nothing more on it: no end to wait for.
+	g.add("CLIENT", "REPLY", "ON")
+	if g.rng.Intn(3) == 0 {
+		g.add("MULTI")
+		g.keyCommand(true)
+	}
+	g.add("QUIT")
+	for range g.rng.Intn(4) {
+		g.add("SET", g.pick(pdStrings), "after QUIT")
 	}
 	return g.cmds
 }
@@ -977,7 +1042,7 @@ func (g *pipeGen) step() {
 	case r < 63:
 		g.add("PING", g.value())
 	case r < 67:
-		if g.rng.Intn(8) == 0 {
+		if g.rng.Intn(8) == 0 && !g.small {
 			g.add("ECHO", g.bigValue())
 		} else {
 			g.add("ECHO", g.value())
@@ -1007,7 +1072,7 @@ func (g *pipeGen) step() {
 		} else {
 			g.connectionCommand()
 		}
-	case r < 92 && len(g.cmds) < 30: // a long pipeline is long for its count, not its size
+	case r < 92 && len(g.cmds) < 30 && !g.small: // a long pipeline is long for its count, not its size
 		g.bigCommand()
 	default:
 		g.keyCommand(false)
@@ -1280,7 +1345,7 @@ func (g *pipeGen) transaction() {
 	for range g.rng.Intn(7) {
 		switch r := g.rng.Intn(21); {
 		case r == 20:
-			if g.rng.Intn(2) == 0 {
+			if g.rng.Intn(2) == 0 && !g.small {
 				g.add("SET", g.pick(pdStrings), g.bigValue())
 			} else {
 				g.add("GET", g.pick(pdStrings))
