@@ -122,7 +122,7 @@ func TestIntegrationPipelineDifferential(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: redis-server: %v\npipeline:\n%s", round, err, listPipeline(cmds, replies))
 		}
-		if n := sum(replies); n != len(wantReplies) {
+		if n := sumCounts(replies); n != len(wantReplies) {
 			t.Fatalf("round %d: redis-server sent %d replies, the model of CLIENT REPLY, pub/sub and QUIT expects %d: the test is out of step with Redis\npipeline:\n%s\nreplies:\n%s",
 				round, len(wantReplies), n, listPipeline(cmds, replies), listReplies(wantReplies))
 		}
@@ -186,14 +186,14 @@ func (c *pipeDiffCoverage) add(cmds []pcmd, counts []int, replies []any) {
 		}
 		if e, ok := r.(respError); ok {
 			c.errors++
-			c.execAborts += b2i(strings.HasPrefix(string(e), "EXECABORT"))
-			c.wrongTypes += b2i(strings.HasPrefix(string(e), "WRONGTYPE"))
+			c.execAborts += oneIf(strings.HasPrefix(string(e), "EXECABORT"))
+			c.wrongTypes += oneIf(strings.HasPrefix(string(e), "WRONGTYPE"))
 		}
 		total += replySize(r)
 		batch += replySize(r)
 	}
-	c.bigRounds += b2i(total > pipeDiffBig)
-	c.fanoutAfterBig += b2i(fanoutAfterBig)
+	c.bigRounds += oneIf(total > pipeDiffBig)
+	c.fanoutAfterBig += oneIf(fanoutAfterBig)
 }
 
 func (c pipeDiffCoverage) String() string {
@@ -217,7 +217,7 @@ func replySize(v any) int {
 	return 16
 }
 
-func b2i(b bool) int {
+func oneIf(b bool) int {
 	if b {
 		return 1
 	}
@@ -725,7 +725,7 @@ func compareReplies(cmds []pcmd, counts []int, want, got []any) string {
 	}
 	if len(got) > len(want) {
 		fmt.Fprintf(&b, "the proxy sent %d replies, redis-server %d; the first extra: %s\n",
-			len(got), len(want), clipRendered(digest(got[len(want)])))
+			len(got), len(want), clipRendered(digestReply(got[len(want)])))
 	}
 	return b.String()
 }
@@ -735,18 +735,18 @@ func renderFor(c pcmd, v any) string {
 	if arr, ok := v.([]any); ok && c.unordered {
 		parts := make([]string, len(arr))
 		for i, e := range arr {
-			parts[i] = digest(e)
+			parts[i] = digestReply(e)
 		}
 		slices.Sort(parts)
 		return "[" + strings.Join(parts, ", ") + "] (sorted)"
 	}
-	return digest(v)
+	return digestReply(v)
 }
 
-// digest is render with a long bulk string shown by its start, length and
-// hash: quoting megabytes, under the race detector, would take most of
-// the test's time.
-func digest(v any) string {
+// digestReply is render with a long bulk string shown by its start,
+// length and hash: quoting megabytes, under the race detector, would take
+// most of the test's time.
+func digestReply(v any) string {
 	switch v := v.(type) {
 	case []byte:
 		if len(v) > 1024 {
@@ -756,7 +756,7 @@ func digest(v any) string {
 		if v != nil {
 			parts := make([]string, len(v))
 			for i, e := range v {
-				parts[i] = digest(e)
+				parts[i] = digestReply(e)
 			}
 			return "[" + strings.Join(parts, ", ") + "]"
 		}
@@ -811,7 +811,7 @@ func listPipeline(cmds []pcmd, counts []int) string {
 func listReplies(replies []any) string {
 	var b strings.Builder
 	for i, r := range replies {
-		fmt.Fprintf(&b, "  %3d %s\n", i, clipRendered(digest(r)))
+		fmt.Fprintf(&b, "  %3d %s\n", i, clipRendered(digestReply(r)))
 	}
 	return b.String()
 }
@@ -823,7 +823,7 @@ func howWritten(split int) string {
 	return fmt.Sprintf("written in two parts, the second from command %d", split)
 }
 
-func sum(ns []int) int {
+func sumCounts(ns []int) int {
 	total := 0
 	for _, n := range ns {
 		total += n
