@@ -46,7 +46,7 @@ import (
 // known differences.
 
 const (
-	pipeDiffRounds = 120 // about 5 s, 13 s under -race, on 2 shared cores
+	pipeDiffRounds = 120 // 4 to 7 s, 9 to 14 s under -race, on 2 shared cores
 	pipeDiffBig    = 1 << 20
 )
 
