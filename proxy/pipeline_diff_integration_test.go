@@ -265,19 +265,6 @@ var knownDifferences = []knownDifference{
 		},
 	},
 	{
-		// MULTI, CLIENT, PING, EXEC: Redis refuses CLIENT (no subcommand)
-		// and answers EXECABORT; the proxy refuses it too, but runs the
-		// transaction, [+PONG]. The same for an unknown subcommand, and
-		// for any command with subcommands (OBJECT, CONFIG, ...). An
-		// unknown command takes its place.
-		name: "a command with subcommands refused inside MULTI does not abort the transaction",
-		avoid: func(m replyModel, c pcmd) ([]pcmd, bool) {
-			return []pcmd{{args: []string{"NOSUCHCOMMAND", "instead of", "CLIENT"}}},
-				m.multi && len(c.args) > 0 && strings.EqualFold(c.args[0], "client") &&
-					(len(c.args) == 1 || strings.EqualFold(c.args[1], "nosuchsubcommand"))
-		},
-	},
-	{
 		// NOSUCHCOMMAND "a\x00b": Redis's error quotes the argument up to
 		// the NUL, 'a'; the proxy quotes all of it, NUL included. The same
 		// for the command's name.

@@ -333,6 +333,7 @@ func (s *session) planOne(r *route, cmd request) {
 	info, h := s.lookup(args)
 	if !s.authed || !s.admin {
 		if msg := s.permitted(info, args[0]); msg != "" {
+			s.tx.dirty = s.tx.active
 			s.reject(info, msg)
 			return
 		}
@@ -347,6 +348,7 @@ func (s *session) planOne(r *route, cmd request) {
 		return
 	}
 	if info.IsContainer() && !(len(args) == 1 && info.ArityOK(1)) { // bare COMMAND is a command
+		s.tx.dirty = s.tx.active // refused, so EXEC aborts, as in Redis
 		if len(args) < 2 {
 			s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		} else {
