@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math/rand"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -78,7 +76,7 @@ func TestIntegrationPipelineDifferential(t *testing.T) {
 
 	ref := redistest.Start(t)
 	c := proxytest.Start(t, proxytest.Options{Shards: 3})
-	want, got := dialDiff(t, ref.Addr()), dialDiff(t, c.Addr)
+	want, got := dialRaw(t, ref.Addr()), dialRaw(t, c.Addr)
 	keepKnown := os.Getenv("PIPEDIFF_KNOWN") == "1"
 	avoided := map[string]int{} // known differences avoided, by name
 	defer func() {
@@ -142,7 +140,7 @@ func TestIntegrationPipelineDifferential(t *testing.T) {
 			// leave the rest of the run without a pipeline to test.
 			want.nc.Close()
 			got.nc.Close()
-			want, got = dialDiff(t, ref.Addr()), dialDiff(t, c.Addr)
+			want, got = dialRaw(t, ref.Addr()), dialRaw(t, c.Addr)
 		}
 	}
 }
@@ -477,29 +475,13 @@ func (g *pipeGen) inlineWord(a string) string {
 	return b.String()
 }
 
-// diffConn is a raw client that writes a whole pipeline at once while it
-// reads the replies, as a client that pipelines does: a side that answers
-// before it has read everything is never stuck behind an unread reply.
-type diffConn struct {
-	nc net.Conn
-	br *bufio.Reader
-}
-
-func dialDiff(t *testing.T, addr string) *diffConn {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &diffConn{nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}
-}
-
-// exchange writes cmds, in one write, or in two with a pause between them
-// when split is above 0 (the first ends before cmds[split]), and reads
-// replies up to the bulk reply marker, which it leaves out, or, with no
-// marker, up to the end of the connection.
-func (d *diffConn) exchange(cmds []pcmd, split int, marker string) ([]any, error) {
+// exchange writes cmds while it reads the replies, as a client that
+// pipelines does, so that a side that answers before it has read
+// everything is never stuck behind an unread reply. It writes them in one
+// write, or in two with a pause between when split is above 0 (the first
+// ends before cmds[split]), and reads replies up to the bulk reply marker,
+// which it leaves out, or, with no marker, up to the end of the connection.
+func (d *rawConn) exchange(cmds []pcmd, split int, marker string) ([]any, error) {
 	var first, second bytes.Buffer
 	for i, c := range cmds {
 		if split > 0 && i >= split {

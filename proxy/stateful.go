@@ -301,21 +301,18 @@ func reset(s *session, _ *route, _ *command.Info, _ request) {
 	s.shown.Unlock()
 	s.replyMode, s.replyTurnsOn = replyOn, true
 	if s.monitor != nil {
-		// Out of MONITOR mode: off the list now, the writer stopped
+		// Out of MONITOR mode: off the list now, and the writer stopped
 		// outside the barrier's gate (endMonitor waits for the client to
-		// read), and RESET's reply after the lines the monitor still had.
+		// read), so RESET's reply follows the lines the monitor still had.
 		s.leaveMonitors()
 		s.syncMayBlock = true
-		s.syncNext = func(r *route) []byte {
-			s.endMonitor()
-			s.dropWatch(r)
-			s.setProto(2)
-			return appendStatus(nil, "RESET")
-		}
-		return
 	}
-	s.local(appendStatus(nil, "RESET"))
-	s.syncNext = func(r *route) []byte { s.dropWatch(r); s.setProto(2); return nil }
+	s.syncNext = func(r *route) []byte {
+		s.endMonitor()
+		s.dropWatch(r)
+		s.setProto(2)
+		return appendStatus(nil, "RESET")
+	}
 }
 
 // blocking runs a blocking command (BLPOP, BLMOVE, XREAD BLOCK, ...) on a
