@@ -262,12 +262,14 @@ func clientReply(s *session, _ *route, _ *command.Info, c request) {
 	switch {
 	case equalFold(c.Args[2], "on"):
 		s.replyMode = replyOn
-		s.replyTurnsOn = true
+		s.replyAlways = true
 		s.local(appendStatus(nil, "OK"))
 	case equalFold(c.Args[2], "off"):
 		s.replyMode = replyOff
 	case equalFold(c.Args[2], "skip"):
-		s.replyMode = replySkipNext
+		if s.replyMode != replyOff { // Redis ignores SKIP under OFF
+			s.replyMode = replySkipNext
+		}
 	default:
 		s.errorReply("ERR syntax error")
 	}

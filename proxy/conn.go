@@ -154,19 +154,31 @@ func (s *Server) serveConn(nc net.Conn) {
 		s.endSession(sess)
 		return
 	}
-	defer func() {
-		if !sess.detached {
-			s.endSession(sess)
-		}
-	}()
+	s.serveClient(sess, nil)
+}
+
+// serveClient serves a client's pipelines, starting with reqs, which were
+// read already, until the connection closes or goes to a pub/sub loop.
+func (s *Server) serveClient(sess *session, reqs []request) {
+	c := sess.conn
 	for {
-		if s.cfg.IdleTimeout > 0 {
-			nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-		}
-		reqs, err := c.rd.next(c.rw)
-		if len(reqs) > 0 {
+		var err error
+		if len(reqs) == 0 {
+			if s.cfg.IdleTimeout > 0 {
+				// Redis times out neither monitors (replicas to it) nor
+				// subscribers (detach)
+				deadline := time.Time{}
+				if sess.monitor == nil {
+					deadline = time.Now().Add(s.cfg.IdleTimeout)
+				}
+				c.nc.SetReadDeadline(deadline)
+			}
+			reqs, err = c.rd.next(c.rw)
 			s.commands.Add(int64(len(reqs)))
+		}
+		if len(reqs) > 0 {
 			sess.serve(reqs[0], reqs[1:])
+			reqs = nil
 			if sess.detachWith.Raw != nil {
 				sess.detach()
 				return
@@ -174,7 +186,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		if c.closed {
 			c.Flush() // QUIT's reply; on a dropped connection the write fails at once
-			return
+			break
 		}
 		if err != nil {
 			s.answerProtocolError(c, err)
@@ -182,12 +194,13 @@ func (s *Server) serveConn(nc net.Conn) {
 				s.log.Debug("client connection ended", zap.Uint64("client", sess.id), zap.Error(err))
 			}
 			c.Flush()
-			return
+			break
 		}
 		if err := c.Flush(); err != nil {
-			return
+			break
 		}
 	}
+	s.endSession(sess)
 }
 
 // endSession frees what a closed client connection held.

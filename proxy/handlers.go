@@ -105,6 +105,14 @@ func ping(s *session, _ *route, info *command.Info, c request) {
 		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		return
 	}
+	if s.pubsubContext { // a subscriber's PING, in RESP2: [pong, arg or ""]
+		var arg []byte
+		if len(c.Args) == 2 {
+			arg = c.Args[1]
+		}
+		s.local(resp.AppendBulk(resp.AppendBulkString(resp.AppendArrayHeader(nil, 2), "pong"), arg))
+		return
+	}
 	if len(c.Args) == 2 {
 		s.local(resp.AppendBulk(nil, c.Args[1]))
 		return

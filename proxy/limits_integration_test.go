@@ -212,6 +212,15 @@ func TestIntegrationIdleTimeout(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg})
 
 	idle, busy := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	// Redis times out neither subscribers nor monitors, which wait
+	// without sending anything.
+	sub, mon := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	if got := sub.do("SUBSCRIBE", "idle:ch"); got != `["subscribe", "idle:ch", :1]` {
+		t.Fatalf("SUBSCRIBE = %s", got)
+	}
+	if got := mon.do("MONITOR"); got != "+OK" {
+		t.Fatalf("MONITOR = %s", got)
+	}
 	start := time.Now()
 	if got := idle.do("PING"); got != "+PONG" {
 		t.Fatalf("PING = %s", got)
@@ -238,6 +247,21 @@ func TestIntegrationIdleTimeout(t *testing.T) {
 		t.Errorf("idle client not closed within 3 s")
 	case d < 250*time.Millisecond || d > 2*time.Second:
 		t.Errorf("idle client closed after %s, want about 300ms", d)
+	}
+	if got := busy.do("PUBLISH", "idle:ch", "still here"); got != ":1" {
+		t.Errorf("PUBLISH after %s = %s, want :1 (the subscriber timed out?)", time.Since(start), got)
+	}
+	if got := render(sub.read()); got != `["message", "idle:ch", "still here"]` {
+		t.Errorf("subscriber got %s", got)
+	}
+	for {
+		v, err := mon.tryRead()
+		if err != nil {
+			t.Fatalf("monitor after %s: %v (timed out?)", time.Since(start), err)
+		}
+		if line := render(v); strings.Contains(line, `"still here"`) {
+			break
+		}
 	}
 }
 

@@ -28,11 +28,11 @@ import (
 // subscription connection (home, and one per shard for shard channels) has a
 // pump goroutine that forwards its replies and messages to the client.
 // Whether the client is still in subscribed mode is what the shards say: when
-// a command other than the pub/sub ones arrives, the session sends a marked
+// a command other than the (un)subscriptions arrives, the loop sends a marked
 // PING down every subscription connection and waits for the pumps to see it
 // come back, so every (un)subscribe confirmation before it has been counted.
-// With no subscription left, the connections are closed and the session
-// serves commands as usual, still detached.
+// With no subscription left, the connections are closed and the client goes
+// back to the request/response loop (handBack).
 
 var (
 	// syncToken marks the proxy's own PINGs on subscription connections.
@@ -81,20 +81,31 @@ func shardChannel(s *session, r *route, info *command.Info, c request) {
 	s.forward(r.table.ShardOfSlot(slot), c.Raw)
 }
 
-// notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode as Redis
-// does: one confirmation per channel (or one with a null channel), count 0,
-// pushed in RESP3.
+// notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode. In a
+// pub/sub loop that holds subscriptions, the loop sends it on (detachWith).
 func notSubscribed(s *session, _ *route, info *command.Info, c request) {
+	if s.pubsub != nil && len(s.pubsub.conns) > 0 {
+		s.detachWith = c
+		return
+	}
+	s.local(notSubscribedReply(info, c, s.proto))
+	s.replyAlways = true // a confirmation: CLIENT REPLY OFF or SKIP does not silence it
+}
+
+// notSubscribedReply is Redis's reply to (P|S)UNSUBSCRIBE from channels the
+// client is not subscribed to: one confirmation per channel (or one with a
+// null channel), count 0, pushed in RESP3.
+func notSubscribedReply(info *command.Info, c request, proto int) []byte {
 	kind := info.Name()
 	header := resp.AppendArrayHeader(nil, 3)
-	if s.proto == 3 {
+	if proto == 3 {
 		header = []byte(">3\r\n")
 	}
 	var b []byte
 	if len(c.Args) == 1 {
 		b = append(b, header...)
 		b = resp.AppendBulkString(b, kind)
-		b = appendNullIn(b, s.proto)
+		b = appendNullIn(b, proto)
 		b = appendInt(b, 0)
 	}
 	for _, ch := range c.Args[1:] {
@@ -103,7 +114,7 @@ func notSubscribed(s *session, _ *route, info *command.Info, c request) {
 		b = resp.AppendBulk(b, ch)
 		b = appendInt(b, 0)
 	}
-	s.local(b)
+	return b
 }
 
 // subscribe enters subscribed mode: the connection goes to a pub/sub loop
@@ -187,17 +198,16 @@ type subConn struct {
 	moved   chan struct{} // closed when the last swallowed confirmation came
 }
 
-// pubsubLoop owns a detached client connection until it closes.
+// pubsubLoop owns a detached client connection while it is subscribed.
 type pubsubLoop struct {
 	s     *session
 	out   *clientConn      // shared with the pumps
 	mu    sync.Mutex       // held while a command is handled or the loop moves to a new table
 	conns map[int]*subConn // key: homeConn for classic channels, else shard index
 
-	// planned: the command being handled is the SUBSCRIBE that started
-	// the loop, which the session's plan has already counted and shown
-	// to the monitors
-	planned bool
+	// unsynced: a command went down a subscription connection since the
+	// last sync, so what the shards report may not count it yet
+	unsynced bool
 }
 
 const homeConn = -1
@@ -212,27 +222,29 @@ func (s *session) detach() {
 	s.shown.Lock()
 	s.detached = true
 	s.shown.Unlock()
-	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}, planned: true}
+	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}}
+	s.pubsub = p
 	p.out.share()
+	if s.srv.cfg.IdleTimeout > 0 {
+		p.out.nc.SetReadDeadline(time.Time{}) // Redis does not time out subscribers
+	}
 	if err := p.out.Flush(); err != nil {
 		s.srv.endSession(s)
 		return
 	}
 	s.srv.subscribers.Store(p, true)
-	go p.run(append([]request{cmd}, rest...))
+	go p.run(cmd, rest)
 }
 
-func (p *pubsubLoop) run(queue []request) {
+// run forwards the SUBSCRIBE that started the loop, then serves the client's
+// commands one at a time, until the client goes or, with no subscription
+// left, the connection goes back to the serving loop with what it sent.
+func (p *pubsubLoop) run(first request, queue []request) {
 	s := p.s
-	defer func() {
-		s.srv.subscribers.Delete(p)
-		p.mu.Lock()
-		p.closeAll()
-		p.mu.Unlock()
-		p.out.Close()
-		s.srv.endSession(s)
-	}()
-	for {
+	p.mu.Lock()
+	ok := p.forward(first)
+	p.mu.Unlock()
+	for ok && !s.quit && p.out.Flush() == nil {
 		var cmd request
 		if len(queue) > 0 {
 			cmd, queue = queue[0], queue[1:]
@@ -240,112 +252,124 @@ func (p *pubsubLoop) run(queue []request) {
 			var err error
 			if cmd, err = p.out.ReadCommand(); err != nil {
 				s.srv.answerProtocolError(p.out, err)
-				return
+				break
 			}
 			s.srv.commands.Add(1) // the queued ones were counted by serveConn
 		}
 		p.mu.Lock()
-		ok := p.handle(cmd)
-		p.planned = false
+		var back bool
+		ok, back = p.handle(cmd)
 		p.mu.Unlock()
-		if !ok || s.quit {
-			return
-		}
-		if err := p.out.Flush(); err != nil {
+		if back {
+			p.handBack(append([]request{cmd}, queue...))
 			return
 		}
 	}
+	s.srv.subscribers.Delete(p)
+	p.mu.Lock()
+	p.closeAll()
+	p.mu.Unlock()
+	p.out.Close()
+	s.srv.endSession(s)
+}
+
+// handBack returns the connection to the serving loop, which serves reqs
+// and then what the client sent after them.
+func (p *pubsubLoop) handBack(reqs []request) {
+	s := p.s
+	s.srv.subscribers.Delete(p)
+	s.srv.commands.Add(int64(len(p.out.pending)))
+	reqs = append(reqs, p.out.pending...)
+	p.out.pending = nil
+	s.shown.Lock()
+	s.detached = false
+	s.shown.Unlock()
+	s.pubsub = nil
+	s.srv.serveClient(s, reqs)
 }
 
 // local writes a reply the loop makes itself, after every reply the shards
 // owe for earlier commands, so order is kept.
 func (p *pubsubLoop) local(reply []byte) {
-	p.sync()
+	p.caughtUp()
 	if reply[0] == '-' {
 		p.s.srv.stats.countError(reply, p.s.srv.log)
 	}
 	p.out.WriteRaw(reply)
 }
 
-// served counts a command the loop serves itself, without the session's
-// plan, in INFO commandstats, and shows it to the monitors as plan does.
-func (p *pubsubLoop) served(info *command.Info, cmd request) {
-	s := p.s
-	if p.planned {
-		return
-	}
-	s.srv.stats.of(info).calls.Add(1)
-	if s.srv.monitors.n.Load() != 0 {
-		s.monitored(info, cmd.Args)
-		s.flushMonitored()
-	}
-}
-
-// handle serves one command; it returns false when the client is done.
-func (p *pubsubLoop) handle(cmd request) bool {
+// handle serves one command. ok is false when the client is done; back
+// means the client is no longer subscribed and the command was left for the
+// serving loop.
+//
+// The session plans every command, as for any client, so its checks, CLIENT
+// REPLY, MONITOR and statistics apply alike; while the client is
+// subscribed in RESP2 it refuses what Redis refuses there (pubsubContext).
+// A (un)subscription the plan accepts comes back in detachWith, for the
+// loop to send down its subscription connection.
+func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
 	s := p.s
 	info := command.Lookup(cmd.Args)
-	name := ""
-	if info != nil {
-		name = info.Name()
-	}
-	if !s.authed && name != "quit" && name != "reset" && name != "auth" {
-		p.local(appendError(nil, "NOAUTH Authentication required."))
-		return true
-	}
-	if info != nil && !info.ArityOK(len(cmd.Args)) {
-		s.srv.stats.of(info).rejected.Add(1)
-		p.local(appendError(nil, "ERR wrong number of arguments for '"+name+"' command"))
-		return true
-	}
-	switch name {
-	case "subscribe", "psubscribe", "unsubscribe", "punsubscribe":
-		if name[0] == 'u' || name[0] == 'p' && name[1] == 'u' {
-			if len(p.conns) == 0 {
-				s.serve(cmd, nil) // not subscribed: answered locally
-				return true
-			}
-		}
-		p.served(info, cmd)
-		return p.send(homeConn, cmd.Raw)
-	case "ssubscribe", "sunsubscribe":
-		p.served(info, cmd)
-		return p.shardChannels(info, cmd)
-	case "ping":
-		if len(p.conns) > 0 && p.subscribed() {
-			for _, sc := range p.conns {
-				if sc.count.Load() > 0 {
-					p.served(info, cmd)
-					_, err := sc.d.nc.Write(cmd.Raw)
-					return err == nil
-				}
-			}
-		}
-	case "quit":
-		p.served(info, cmd)
-		p.local(appendStatus(nil, "OK"))
-		p.out.Flush()
-		return false
+	switch name := nameOf(info); name {
+	case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
+		// the shard answers in order after what the loop sent before
 	case "reset":
+		// the confirmations owed go out before +RESET
+		p.settle()
 		p.closeAll()
 	default:
-		// RESP2 restricts a subscribed client; RESP3 does not (messages
-		// arrive as push replies between ordinary ones).
-		if s.proto == 2 && len(p.conns) > 0 && p.subscribed() {
-			p.local(appendError(nil, "ERR Can't execute '"+nameOf(info, cmd)+
-				"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+		if !p.settle() {
+			return true, true
+		}
+		s.pubsubContext = s.proto == 2
+	}
+	s.serve(cmd, nil)
+	s.pubsubContext = false
+	if len(s.held) > 0 {
+		p.caughtUp()
+		p.out.WriteRaw(s.held)
+		s.held = s.held[:0]
+	}
+	if s.detachWith.Raw == nil {
+		return true, false
+	}
+	c := s.detachWith
+	s.detachWith, s.detachRest = request{}, nil
+	return p.forward(c), false
+}
+
+// allowedSubscribed reports whether Redis runs info for a client subscribed
+// in RESP2.
+func allowedSubscribed(info *command.Info) bool {
+	switch info.Name() {
+	case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe",
+		"ping", "quit", "reset":
+		return true
+	}
+	return false
+}
+
+func nameOf(info *command.Info) string {
+	if info == nil {
+		return ""
+	}
+	return info.Name()
+}
+
+// forward sends a (un)subscription the session planned down the
+// subscription connection it belongs to.
+func (p *pubsubLoop) forward(cmd request) bool {
+	info := command.Lookup(cmd.Args)
+	switch info.Name() {
+	case "ssubscribe", "sunsubscribe":
+		return p.shardChannels(info, cmd)
+	case "unsubscribe", "punsubscribe":
+		if p.conns[homeConn] == nil {
+			p.local(notSubscribedReply(info, cmd, p.s.proto))
 			return true
 		}
 	}
-	s.serve(cmd, nil)
-	return true
-}
-
-func nameOf(info *command.Info, cmd request) string {
-	if info != nil {
-		return info.Name()
-	}
-	return clip(cmd.Args[0])
+	return p.send(homeConn, cmd.Raw)
 }
 
 // shardChannels sends SSUBSCRIBE/SUNSUBSCRIBE to the shard of their slot;
@@ -353,7 +377,7 @@ func nameOf(info *command.Info, cmd request) string {
 func (p *pubsubLoop) shardChannels(info *command.Info, cmd request) bool {
 	s := p.s
 	if msg := shardChannelsSlot(s, info, cmd); msg != "" {
-		p.local(appendError(nil, msg))
+		p.local(appendError(nil, msg)) // the plan has checked it: not reached
 		return true
 	}
 	if len(s.keys) == 0 { // SUNSUBSCRIBE from all
@@ -363,18 +387,18 @@ func (p *pubsubLoop) shardChannels(info *command.Info, cmd request) bool {
 				if _, err := sc.d.nc.Write(cmd.Raw); err != nil {
 					return false
 				}
-				sent = true
+				sent, p.unsynced = true, true
 			}
 		}
 		if !sent {
-			s.serve(cmd, nil)
+			p.local(notSubscribedReply(info, cmd, s.proto))
 		}
 		return true
 	}
 	r := s.srv.route.Load()
 	shard := r.table.ShardOf(cmd.Args[s.keys[0]])
 	if info.Name() == "sunsubscribe" && p.conns[shard] == nil {
-		s.serve(cmd, nil)
+		p.local(notSubscribedReply(info, cmd, s.proto))
 		return true
 	}
 	return p.send(shard, cmd.Raw)
@@ -394,6 +418,7 @@ func (p *pubsubLoop) send(key int, raw []byte) bool {
 	if _, err := sc.d.nc.Write(raw); err != nil {
 		return false
 	}
+	p.unsynced = true
 	return true
 }
 
@@ -570,11 +595,20 @@ func (p *pubsubLoop) moveTo(r *route) {
 
 var errSyncTimeout = errors.New("proxy: subscription connection did not answer")
 
-// subscribed waits until every subscription connection has answered all
-// that was sent before, then reports whether any subscription is left; with
-// none left it closes the connections.
-func (p *pubsubLoop) subscribed() bool {
-	p.sync()
+// caughtUp waits until every subscription connection has answered all that
+// was sent on it.
+func (p *pubsubLoop) caughtUp() {
+	if p.unsynced {
+		p.sync()
+		p.unsynced = false
+	}
+}
+
+// settle waits until every subscription connection has answered all that
+// was sent on it, then reports whether any subscription is left; with none
+// left it closes the connections.
+func (p *pubsubLoop) settle() bool {
+	p.caughtUp()
 	for _, sc := range p.conns {
 		if sc.count.Load() > 0 {
 			return true

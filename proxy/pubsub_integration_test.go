@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +51,35 @@ func TestIntegrationPubSub(t *testing.T) {
 			t.Fatalf("pattern subscriber got %+v, %v", msg, err)
 		}
 		pat.Close()
+	})
+
+	t.Run("unsubscribed, a client is served as any other again", func(t *testing.T) {
+		rc := dialRaw(t, c.Addr)
+		for range 2 { // and it can subscribe again
+			if got := rc.do("SUBSCRIBE", "again"); got != `["subscribe", "again", :1]` {
+				t.Fatalf("SUBSCRIBE = %s", got)
+			}
+			if n, err := c.Client().Publish(ctx, "again", "hi").Result(); err != nil || n != 1 {
+				t.Fatalf("PUBLISH = %d, %v", n, err)
+			}
+			if got := render(rc.read()); got != `["message", "again", "hi"]` {
+				t.Fatalf("message = %s", got)
+			}
+			if got := rc.do("UNSUBSCRIBE"); got != `["unsubscribe", "again", :0]` {
+				t.Fatalf("UNSUBSCRIBE = %s", got)
+			}
+			// Redis flags a client P only while it has subscriptions
+			if got := rc.do("CLIENT", "INFO"); !strings.Contains(got, "flags=N") {
+				t.Errorf("CLIENT INFO after UNSUBSCRIBE = %s, want flags=N", got)
+			}
+			rc.write(encode("MULTI") + encode("GET") + encode("SET", "again:k", "v") + encode("EXEC"))
+			for i, want := range []string{"+OK", "-ERR wrong number of arguments for 'get' command", "+QUEUED",
+				"-EXECABORT Transaction discarded because of previous errors."} {
+				if got := render(rc.read()); got != want {
+					t.Errorf("reply %d of a pipelined transaction after UNSUBSCRIBE = %s, want %s", i, got, want)
+				}
+			}
+		}
 	})
 
 	t.Run("pubsub introspection", func(t *testing.T) {

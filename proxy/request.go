@@ -146,8 +146,9 @@ func (rd *reqReader) parse() error {
 	return nil
 }
 
-// header reads "*<count>\r\n". A count of 0 or less is skipped, as Redis
-// does.
+// header reads "*<count>\r\n". A count of 0 or less is a command of no
+// words (request{}), which Redis runs as nothing but which still takes a
+// CLIENT REPLY SKIP.
 func (rd *reqReader) header() (bool, error) {
 	line, next, ok, bad := rd.line(rd.start)
 	if bad {
@@ -162,6 +163,7 @@ func (rd *reqReader) header() (bool, error) {
 	}
 	if n <= 0 {
 		rd.start, rd.pos = next, next
+		rd.reqs = append(rd.reqs, request{})
 		return true, nil
 	}
 	rd.nargs, rd.pos, rd.bulk = int(n), next, -1
@@ -266,7 +268,8 @@ func (rd *reqReader) inline() (bool, error) {
 	}
 	rd.start, rd.pos = nl+1, nl+1
 	if len(words) == 0 {
-		return true, nil // an empty line is ignored
+		rd.reqs = append(rd.reqs, request{}) // an empty line: as *0
+		return true, nil
 	}
 	raw := resp.AppendArrayHeader(nil, len(words))
 	ends := make([]int, len(words)) // where each payload ends in raw

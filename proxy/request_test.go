@@ -60,7 +60,7 @@ func TestReqReader(t *testing.T) {
 		{"resp", get + get, []string{"GET a", "GET a"}, ""},
 		{"inline", "PING\r\nSET k 'a b' \"c\\x41\\n\"\nECHO ''\r\n", []string{"PING", "SET k a b cA\n", "ECHO "}, ""},
 		{"single quotes", "SET k 'it\\'s' 'a\\b' x\"y z\"\r\n", []string{"SET k it's a\\b xy z"}, ""},
-		{"empty lines and *0 are skipped", "\r\n*0\r\n*-1\r\n" + get, []string{"GET a"}, ""},
+		{"empty lines and *0 are commands of no words", "\r\n*0\r\n*-1\r\n" + get, []string{"", "", "", "GET a"}, ""},
 		{"binary payload", "*2\r\n$4\r\nECHO\r\n$4\r\n\r\n\x00x\r\n", []string{"ECHO \r\n\x00x"}, ""},
 		{"bulk too long", get + "*2\r\n$3\r\nGET\r\n$11\r\n", []string{"GET a"}, "invalid bulk length"},
 		{"too many args", get + "*4\r\n", []string{"GET a"}, "invalid multibulk length"},
@@ -89,6 +89,9 @@ func TestReqReader(t *testing.T) {
 				t.Errorf("%s (chunk %d): err = %v, want protocol error %q", tt.name, chunk, err, tt.wantErr)
 			}
 			for i, raw := range raws {
+				if raw == "" && got[i] == "" {
+					continue // a command of no words has no encoding
+				}
 				if args, ok := parseRESPCommand(raw); !ok || strings.Join(args, " ") != got[i] {
 					t.Errorf("%s (chunk %d): Raw %q does not encode %q", tt.name, chunk, raw, got[i])
 				}

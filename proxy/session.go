@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,13 +55,20 @@ type session struct {
 	syncSilent    bool                  // syncNext's reply is not sent (CLIENT REPLY)
 
 	// for CLIENT LIST/INFO/REPLY (client.go)
-	created      time.Time
-	lastCmd      atomic.Int64 // unix nanoseconds of the last command
-	replyMode    int
-	replyTurnsOn bool      // this command was CLIENT REPLY ON
-	detachWith   request   // a SUBSCRIBE that hands the connection to a pub/sub loop
-	detachRest   []request // the commands the client sent after it
-	detached     bool      // the connection belongs to a pub/sub loop
+	created     time.Time
+	lastCmd     atomic.Int64 // unix nanoseconds of the last command
+	replyMode   int
+	replyAlways bool        // this command's reply goes out whatever replyMode says (silenced)
+	detachWith  request     // a SUBSCRIBE that hands the connection to a pub/sub loop
+	detachRest  []request   // the commands the client sent after it
+	detached    bool        // the connection belongs to a pub/sub loop
+	pubsub      *pubsubLoop // the loop that owns the connection, while detached
+	held        []byte      // replies for the pub/sub loop to write (sendReply)
+
+	// pubsubContext: the client is subscribed in RESP2, where Redis allows
+	// only (un)subscriptions, PING, QUIT and RESET, and PING answers as a
+	// subscriber (set by the pub/sub loop around the command's plan)
+	pubsubContext bool
 
 	stat *cmdStat // the command being planned, once past the checks that reject it (cmdstats.go)
 
@@ -297,12 +305,25 @@ func (s *session) sendReply(stat *cmdStat, reply []byte) {
 	if len(reply) > 0 && reply[0] == '-' {
 		s.srv.stats.errorReplied(stat, reply, s.srv.log)
 	}
+	if s.pubsub != nil {
+		// the pub/sub loop writes it after what the shards still owe the
+		// client for earlier commands (pubsubLoop.handle)
+		s.held = append(s.held, reply...)
+		return
+	}
 	s.conn.WriteRaw(reply)
 }
 
 // plan decides how one command is served, and applies CLIENT REPLY.
 func (s *session) plan(r *route, cmd request) {
 	mode, n := s.replyMode, len(s.calls)
+	if len(cmd.Args) == 0 {
+		// *0 or an empty line: Redis runs nothing and counts nothing, but
+		// the command still takes a CLIENT REPLY SKIP
+		s.srv.commands.Add(-1)
+		s.silenced(mode)
+		return
+	}
 	s.stat = nil
 	s.planOne(r, cmd)
 	if s.stat != nil {
@@ -311,20 +332,28 @@ func (s *session) plan(r *route, cmd request) {
 			s.calls[i].stat = s.stat
 		}
 	}
-	silent := (mode == replyOff || mode == replySkipThis) && !s.replyTurnsOn
-	s.replyTurnsOn = false
+	silent := s.silenced(mode)
 	if silent {
 		for i := n; i < len(s.calls); i++ {
 			s.calls[i].silent = true
 		}
 	}
 	s.syncSilent = silent
+}
+
+// silenced applies CLIENT REPLY to a command just handled, which found the
+// reply mode at mode: it reports whether the command's reply is dropped,
+// and moves a SKIP on.
+func (s *session) silenced(mode int) bool {
+	silent := (mode == replyOff || mode == replySkipThis) && !s.replyAlways
+	s.replyAlways = false
 	switch {
 	case s.replyMode == replySkipNext:
 		s.replyMode = replySkipThis
 	case mode == replySkipThis && s.replyMode == replySkipThis:
 		s.replyMode = replyOn
 	}
+	return silent
 }
 
 // planOne decides how one command is served.
@@ -359,6 +388,11 @@ func (s *session) planOne(r *route, cmd request) {
 	if !info.ArityOK(len(args)) {
 		s.tx.dirty = s.tx.active
 		s.reject(info, "ERR wrong number of arguments for '"+info.Name()+"' command")
+		return
+	}
+	if s.pubsubContext && !allowedSubscribed(info) {
+		s.reject(info, "ERR Can't execute '"+info.Name()+
+			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 		return
 	}
 	if s.monitor != nil && touchesKeyspace(info) {
@@ -474,13 +508,15 @@ func unsupported(info *command.Info) string {
 
 // unknownCommand words the error as Redis does: the name cut at 128 bytes,
 // then quoted arguments while the list is under 128 bytes, each cut to what
-// is left of those 128.
+// is left of those 128; every one also ends at a NUL byte, as Redis formats
+// them as C strings.
 func unknownCommand(args [][]byte) string {
 	var list []byte
 	for _, a := range args[1:] {
 		if len(list) >= 128 {
 			break
 		}
+		a = cString(a)
 		list = append(list, '\'')
 		list = append(list, a[:min(len(a), 128-len(list)+1)]...)
 		list = append(list, '\'', ' ')
@@ -488,12 +524,22 @@ func unknownCommand(args [][]byte) string {
 	return "ERR unknown command '" + clip(args[0]) + "', with args beginning with: " + string(list)
 }
 
-// clip shortens a client argument for an error message.
+// clip shortens a client argument for an error message as Redis's "%.128s"
+// does: at 128 bytes or at a NUL byte.
 func clip(b []byte) string {
+	b = cString(b)
 	if len(b) > 128 {
 		b = b[:128]
 	}
 	return string(b)
+}
+
+// cString is b up to its first NUL byte.
+func cString(b []byte) []byte {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return b[:i]
+	}
+	return b
 }
 
 func upper(s string) string {

@@ -299,7 +299,10 @@ func reset(s *session, _ *route, _ *command.Info, _ request) {
 	s.authed = s.srv.cfg.RequirePass == ""
 	s.admin = s.authed && s.srv.cfg.AdminPassword == ""
 	s.shown.Unlock()
-	s.replyMode, s.replyTurnsOn = replyOn, true
+	// RESET turns replies back on before it answers, so OFF does not
+	// silence its +RESET; a SKIP does, as in Redis.
+	s.replyAlways = s.replyMode == replyOff
+	s.replyMode = replyOn
 	if s.monitor != nil {
 		// Out of MONITOR mode: off the list now, and the writer stopped
 		// outside the barrier's gate (endMonitor waits for the client to
