@@ -486,3 +486,16 @@ func TestIntegrationUnsupported(t *testing.T) {
 		t.Errorf("SET after the refused commands = %s, want +OK", got)
 	}
 }
+
+// TestIntegrationHelp: the HELP of a command family the proxy serves (some
+// of) answers as Redis does, where redis-cli users look first.
+func TestIntegrationHelp(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ref := redistest.Start(t)
+	rc, want := dialRaw(t, c.Addr), dialRaw(t, ref.Addr())
+	for _, family := range []string{"CONFIG", "OBJECT", "MEMORY", "XINFO", "XGROUP", "PUBSUB", "SCRIPT", "FUNCTION", "COMMAND"} {
+		if got, want := rc.do(family, "HELP"), want.do(family, "HELP"); got != want {
+			t.Errorf("%s HELP = %.200s, want %.200s", family, got, want)
+		}
+	}
+}

@@ -49,6 +49,16 @@ func init() {
 		"command|getkeys":         anyShard,
 		"command|getkeysandflags": anyShard,
 		"command|help":            anyShard,
+		// the shards' own help texts, for the containers the proxy serves
+		// some of (a subcommand it refuses says so when sent)
+		"config|help":   anyShard,
+		"object|help":   anyShard,
+		"memory|help":   anyShard,
+		"xinfo|help":    anyShard,
+		"xgroup|help":   anyShard,
+		"pubsub|help":   anyShard,
+		"script|help":   anyShard,
+		"function|help": anyShard,
 		"config|get":              configGet,
 		"config|set":              configSet,
 		"config|resetstat":        resetStats,
