@@ -216,11 +216,7 @@ var redacted = []byte("(redacted)")
 // AUTH.
 func appendMonitorLine(b []byte, now time.Time, addr string, info *command.Info, args [][]byte) []byte {
 	b = append(b, '+')
-	b = strconv.AppendInt(b, now.Unix(), 10)
-	b = append(b, '.')
-	us := strconv.AppendInt(nil, int64(now.Nanosecond()/1000), 10)
-	b = append(b, "000000"[len(us):]...)
-	b = append(b, us...)
+	b = appendStamp(b, now)
 	b = append(b, " [0 "...)
 	b = append(b, addr...)
 	b = append(b, ']')
@@ -273,4 +269,28 @@ func appendRepr(b, s []byte) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// appendStamp appends a MONITOR line's time: seconds.microseconds.
+func appendStamp(b []byte, now time.Time) []byte {
+	b = strconv.AppendInt(b, now.Unix(), 10)
+	b = append(b, '.')
+	us := strconv.AppendInt(nil, int64(now.Nanosecond()/1000), 10)
+	b = append(b, "000000"[len(us):]...)
+	return append(b, us...)
+}
+
+// restamp gives every MONITOR line of lines the time now, in place (a
+// stamp that would change width, past the year 2286, is left). A
+// transaction's lines are made when its commands are queued and stamped
+// again when EXEC runs them, which is when Redis shows them.
+func restamp(lines []byte, now time.Time) {
+	stamp := appendStamp(nil, now)
+	for rest := lines; len(rest) > 0; {
+		// a line's arguments are quoted: the first space and CRLF are its own
+		if old := rest[1:bytes.IndexByte(rest, ' ')]; len(old) == len(stamp) {
+			copy(old, stamp)
+		}
+		rest = rest[bytes.Index(rest, []byte("\r\n"))+2:]
+	}
 }

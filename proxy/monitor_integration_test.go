@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,43 @@ func TestIntegrationMonitor(t *testing.T) {
 	if !slices.Equal(streams["proxy"], streams["redis"]) {
 		t.Errorf("MONITOR through the proxy:\n%s\nMONITOR of redis-server:\n%s",
 			strings.Join(streams["proxy"], "\n"), strings.Join(streams["redis"], "\n"))
+	}
+}
+
+// A transaction's commands show in MONITOR with the time EXEC ran them, as
+// in Redis, not the time they were queued.
+func TestIntegrationMonitorTransactionTime(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	m, cl := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	if got := m.do("MONITOR"); got != "+OK" {
+		t.Fatalf("MONITOR = %s", got)
+	}
+	cl.do("MULTI")
+	cl.do("SET", "{t}k", "v")
+	cl.do("INCR", "{t}n")
+	time.Sleep(200 * time.Millisecond)
+	execAt := time.Now()
+	if got := cl.do("EXEC"); got != "[+OK, :1]" {
+		t.Fatalf("EXEC = %s", got)
+	}
+	cl.do("ECHO", "end")
+	for _, want := range []string{`"MULTI"`, `"SET" "{t}k" "v"`, `"INCR" "{t}n"`, `"EXEC"`, `"ECHO" "end"`} {
+		line := string(m.read().(status))
+		if !strings.HasSuffix(line, want) {
+			t.Fatalf("MONITOR line %q, want one ending %s", line, want)
+		}
+		secs, err := strconv.ParseFloat(line[:strings.IndexByte(line, ' ')], 64)
+		if err != nil {
+			t.Fatalf("MONITOR line %q: %v", line, err)
+		}
+		at := time.UnixMicro(int64(secs * 1e6))
+		if want == `"MULTI"` {
+			if at.After(execAt) {
+				t.Errorf("MULTI shown at %s, after EXEC was sent (%s)", at.Format(time.StampMicro), execAt.Format(time.StampMicro))
+			}
+		} else if at.Before(execAt.Add(-time.Millisecond)) {
+			t.Errorf("%s shown at %s, before EXEC was sent (%s)", want, at.Format(time.StampMicro), execAt.Format(time.StampMicro))
+		}
 	}
 }
 

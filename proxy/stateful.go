@@ -154,6 +154,7 @@ func exec(s *session, _ *route, info *command.Info, c request) {
 		queued := s.tx.mon // intact until this step returns, as stats below
 		defer func() {
 			if ran {
+				restamp(queued, time.Now())
 				s.monLines = append(s.monLines, queued...)
 			}
 			s.monLines = append(s.monLines, execLine...)
