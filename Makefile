@@ -22,6 +22,7 @@ run: build
 # here). REQUIRE_REDIS=1 turns a missing redis-server into a failure instead
 # of a skip, so integration tests always run here and in CI.
 test:
+	@unformatted="$$("$$($(GO) env GOROOT)/bin/gofmt" -l .)" || exit 1; if [ -n "$$unformatted" ]; then echo "not gofmt-ed (run gofmt -w):"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	REQUIRE_REDIS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
