@@ -39,7 +39,7 @@ func (s *session) describe(now time.Time) string {
 	switch {
 	case s.monitor != nil:
 		flags = "O"
-	case s.detached:
+	case s.subscriptions.Load() > 0:
 		flags = "P"
 	case s.tx.active:
 		flags = "x"
@@ -78,13 +78,11 @@ func (s *session) user() string {
 	return "default"
 }
 
-// clientType is the type CLIENT LIST and KILL filter on: pubsub once the
-// connection belongs to a pub/sub loop, else normal. (No proxy client is a
+// clientType is the type CLIENT LIST and KILL filter on: pubsub while the
+// client has subscriptions, as in Redis, else normal. (No proxy client is a
 // replica or a master.)
 func (s *session) clientType() string {
-	s.shown.Lock()
-	defer s.shown.Unlock()
-	if s.detached {
+	if s.subscriptions.Load() > 0 {
 		return "pubsub"
 	}
 	return "normal"

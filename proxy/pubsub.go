@@ -219,9 +219,6 @@ const homeConn = -1
 func (s *session) detach() {
 	cmd, rest := s.detachWith, s.detachRest
 	s.detachWith, s.detachRest = request{}, nil
-	s.shown.Lock()
-	s.detached = true
-	s.shown.Unlock()
 	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}}
 	s.pubsub = p
 	p.out.share()
@@ -281,9 +278,6 @@ func (p *pubsubLoop) handBack(reqs []request) {
 	s.srv.commands.Add(int64(len(p.out.pending)))
 	reqs = append(reqs, p.out.pending...)
 	p.out.pending = nil
-	s.shown.Lock()
-	s.detached = false
-	s.shown.Unlock()
 	s.pubsub = nil
 	s.srv.serveClient(s, reqs)
 }
@@ -462,7 +456,7 @@ func (p *pubsubLoop) pump(sc *subConn) {
 			continue
 		}
 		if kind, name, n, ok := confirmation(reply); ok {
-			sc.count.Store(n)
+			p.s.subscriptions.Add(n - sc.count.Swap(n))
 			if sc.noted(kind, name) {
 				continue // a resubscription after a table swap
 			}
@@ -585,9 +579,7 @@ func (p *pubsubLoop) moveTo(r *route) {
 			kept = kept || n == sc
 		}
 		if !kept {
-			sc.closing.Store(true)
-			sc.d.nc.Close()
-			<-sc.done
+			p.closeConn(sc)
 		}
 	}
 	p.conns = next
@@ -637,9 +629,16 @@ func (p *pubsubLoop) sync() {
 // closeAll closes every subscription connection and waits for its pump.
 func (p *pubsubLoop) closeAll() {
 	for k, sc := range p.conns {
-		sc.closing.Store(true)
-		sc.d.nc.Close()
-		<-sc.done
+		p.closeConn(sc)
 		delete(p.conns, k)
 	}
+}
+
+// closeConn closes a subscription connection and waits for its pump; its
+// subscriptions end with it.
+func (p *pubsubLoop) closeConn(sc *subConn) {
+	sc.closing.Store(true)
+	sc.d.nc.Close()
+	<-sc.done
+	p.s.subscriptions.Add(-sc.count.Load())
 }

@@ -68,6 +68,10 @@ func TestIntegrationPubSub(t *testing.T) {
 			if got := rc.do("UNSUBSCRIBE"); got != `["unsubscribe", "again", :0]` {
 				t.Fatalf("UNSUBSCRIBE = %s", got)
 			}
+			// as soon as it has no subscription, not at its next command
+			if got := c.Client().ClientList(ctx).Val(); strings.Contains(got, "flags=P") {
+				t.Errorf("CLIENT LIST after UNSUBSCRIBE = %s, want no flags=P", got)
+			}
 			// Redis flags a client P only while it has subscriptions
 			if got := rc.do("CLIENT", "INFO"); !strings.Contains(got, "flags=N") {
 				t.Errorf("CLIENT INFO after UNSUBSCRIBE = %s, want flags=N", got)

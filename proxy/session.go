@@ -37,7 +37,7 @@ type session struct {
 	nextLookup int
 
 	// shown guards what CLIENT LIST and CLIENT INFO show of this session
-	// (name, proto, admin, tx.active, tx.stats, detached), which other sessions'
+	// (name, proto, admin, tx.active, tx.stats), which other sessions'
 	// goroutines read: the session writes those fields only while holding
 	// it, and reads them without it.
 	shown sync.Mutex
@@ -61,8 +61,10 @@ type session struct {
 	replyAlways bool        // this command's reply goes out whatever replyMode says (silenced)
 	detachWith  request     // a SUBSCRIBE that hands the connection to a pub/sub loop
 	detachRest  []request   // the commands the client sent after it
-	detached    bool        // the connection belongs to a pub/sub loop
-	pubsub      *pubsubLoop // the loop that owns the connection, while detached
+	pubsub      *pubsubLoop // the loop that owns the connection, while it has one (detach)
+	// subscriptions the shards confirmed, for CLIENT LIST, KILL and INFO
+	// (written by the pub/sub loop's pumps)
+	subscriptions atomic.Int64
 	held        []byte      // replies for the pub/sub loop to write (sendReply)
 
 	// pubsubContext: the client is subscribed in RESP2, where Redis allows
