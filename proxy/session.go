@@ -65,7 +65,7 @@ type session struct {
 	// subscriptions the shards confirmed, for CLIENT LIST, KILL and INFO
 	// (written by the pub/sub loop's pumps)
 	subscriptions atomic.Int64
-	held        []byte      // replies for the pub/sub loop to write (sendReply)
+	held          []byte // replies for the pub/sub loop to write (sendReply)
 
 	// pubsubContext: the client is subscribed in RESP2, where Redis allows
 	// only (un)subscriptions, PING, QUIT and RESET, and PING answers as a
