@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"strconv"
 	"strings"
@@ -73,8 +74,30 @@ type respError string
 // status is a simple-string reply, without the leading '+'.
 type status string
 
-// readReply decodes one RESP2 reply: status, respError, int64, []byte (a
-// null bulk is a nil []byte), []any (a null array is a nil []any).
+// The RESP3 types (HELLO 3), each its own Go type so that a reply of the
+// wrong type, RESP2's $-1 where RESP3 has _, an array where Redis sends a
+// map, never compares equal to the right one.
+type (
+	respNull     struct{} // _
+	respBool     bool     // #t, #f
+	respDouble   string   // ,1.5: the text as sent (Redis's %.17g, inf, -inf, nan)
+	respBigNum   string   // (12345678901234567890
+	respVerbatim string   // =: the format, ':' and the text, as "txt:..."
+	respBlobErr  string   // !: an error as a bulk
+	respMap      []any    // %: keys and values in turn, in the order sent
+	respSet      []any    // ~
+	respPush     []any    // >: out-of-band data (pub/sub), not a reply to a command
+	// respAttr is an attribute (|) and the reply it comes before.
+	respAttr struct {
+		attrs respMap
+		reply any
+	}
+)
+
+// readReply decodes one RESP2 or RESP3 reply: status, respError, int64,
+// []byte (a null bulk is a nil []byte), []any (a null array is a nil
+// []any), and the RESP3 types above. RESP3's streamed strings and
+// aggregates ($?, *?), which Redis never sends, are an error.
 func readReply(br *bufio.Reader) (any, error) {
 	line, err := br.ReadString('\n')
 	if err != nil {
@@ -91,26 +114,47 @@ func readReply(br *bufio.Reader) (any, error) {
 		return respError(body), nil
 	case ':':
 		return strconv.ParseInt(body, 10, 64)
-	case '$':
+	case '$', '=', '!':
 		n, err := strconv.Atoi(body)
 		if err != nil {
 			return nil, fmt.Errorf("bulk header %q: %v", line, err)
 		}
-		if n < 0 {
+		if n < 0 && line[0] == '$' {
 			return []byte(nil), nil
+		}
+		if n < 0 {
+			return nil, fmt.Errorf("negative length in %q", line)
 		}
 		buf := make([]byte, n+2)
 		if _, err := io.ReadFull(br, buf); err != nil {
 			return nil, err
 		}
+		if string(buf[n:]) != "\r\n" {
+			return nil, fmt.Errorf("bulk of %d bytes not followed by CRLF", n)
+		}
+		switch line[0] {
+		case '=':
+			if n < 4 || buf[3] != ':' {
+				return nil, fmt.Errorf("verbatim string %q without its format", buf[:n])
+			}
+			return respVerbatim(buf[:n]), nil
+		case '!':
+			return respBlobErr(buf[:n]), nil
+		}
 		return buf[:n], nil
-	case '*':
+	case '*', '%', '~', '>', '|':
 		n, err := strconv.Atoi(body)
 		if err != nil {
-			return nil, fmt.Errorf("array header %q: %v", line, err)
+			return nil, fmt.Errorf("aggregate header %q: %v", line, err)
+		}
+		if n < 0 && line[0] == '*' {
+			return []any(nil), nil
 		}
 		if n < 0 {
-			return []any(nil), nil
+			return nil, fmt.Errorf("negative length in %q", line)
+		}
+		if line[0] == '%' || line[0] == '|' {
+			n *= 2
 		}
 		out := make([]any, n)
 		for i := range out {
@@ -118,13 +162,49 @@ func readReply(br *bufio.Reader) (any, error) {
 				return nil, err
 			}
 		}
+		switch line[0] {
+		case '%':
+			return respMap(out), nil
+		case '~':
+			return respSet(out), nil
+		case '>':
+			return respPush(out), nil
+		case '|':
+			reply, err := readReply(br)
+			if err != nil {
+				return nil, err
+			}
+			return respAttr{attrs: out, reply: reply}, nil
+		}
 		return out, nil
+	case '_':
+		if body != "" {
+			return nil, fmt.Errorf("malformed null %q", line)
+		}
+		return respNull{}, nil
+	case '#':
+		switch body {
+		case "t", "f":
+			return respBool(body == "t"), nil
+		}
+		return nil, fmt.Errorf("malformed boolean %q", line)
+	case ',':
+		if _, err := strconv.ParseFloat(body, 64); err != nil {
+			return nil, fmt.Errorf("malformed double %q", line)
+		}
+		return respDouble(body), nil
+	case '(':
+		if _, ok := new(big.Int).SetString(body, 10); !ok {
+			return nil, fmt.Errorf("malformed big number %q", line)
+		}
+		return respBigNum(body), nil
 	}
 	return nil, fmt.Errorf("unknown reply type in %q", line)
 }
 
 // render prints a reply compactly for got/want comparisons: +OK, -ERR ...,
-// :3, "bulk", (nil), [a, b].
+// :3, "bulk", (nil), [a, b]; in RESP3 _, #t, ,1.5, (123, ="txt:..",
+// %{k: v}, ~[a], >[a], |{k: v} reply.
 func render(v any) string {
 	switch v := v.(type) {
 	case status:
@@ -142,13 +222,50 @@ func render(v any) string {
 		if v == nil {
 			return "(nil array)"
 		}
-		parts := make([]string, len(v))
-		for i, e := range v {
-			parts[i] = render(e)
+		return renderElems("[", v, "]", render)
+	case respNull:
+		return "_"
+	case respBool:
+		if v {
+			return "#t"
 		}
-		return "[" + strings.Join(parts, ", ") + "]"
+		return "#f"
+	case respDouble:
+		return "," + string(v)
+	case respBigNum:
+		return "(" + string(v)
+	case respVerbatim:
+		return "=" + strconv.Quote(string(v))
+	case respBlobErr:
+		return "!" + strconv.Quote(string(v))
+	case respMap:
+		return renderPairs("%{", v, "}", render)
+	case respSet:
+		return renderElems("~[", v, "]", render)
+	case respPush:
+		return renderElems(">[", v, "]", render)
+	case respAttr:
+		return renderPairs("|{", v.attrs, "} ", render) + render(v.reply)
 	}
 	return fmt.Sprintf("%#v", v)
+}
+
+// renderElems renders elems with each, in open and close.
+func renderElems(open string, elems []any, close string, each func(any) string) string {
+	parts := make([]string, len(elems))
+	for i, e := range elems {
+		parts[i] = each(e)
+	}
+	return open + strings.Join(parts, ", ") + close
+}
+
+// renderPairs renders keys and values in turn as k: v.
+func renderPairs(open string, kv []any, close string, each func(any) string) string {
+	parts := make([]string, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		parts = append(parts, each(kv[i])+": "+each(kv[i+1]))
+	}
+	return open + strings.Join(parts, ", ") + close
 }
 
 // encode returns args as a RESP array of bulk strings.
