@@ -189,7 +189,11 @@ func hello(s *session, _ *route, _ *command.Info, c request) {
 	}
 	// The commands planned before HELLO go to backends of the protocol they
 	// were sent in; those after it, of the new one.
-	s.syncNext = func(*route) []byte { s.setProto(proto); return nil }
+	s.syncNext = func(r *route) []byte {
+		s.switchWatch(r, proto)
+		s.setProto(proto)
+		return nil
+	}
 	b := appendMapHeader(nil, 7, proto)
 	b = resp.AppendBulkString(b, "server")
 	b = resp.AppendBulkString(b, "redis")

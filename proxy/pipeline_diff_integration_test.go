@@ -363,21 +363,6 @@ var knownDifferences = []knownDifference{
 		},
 	},
 	{
-		// WATCH {t}a, HELLO 3, MULTI, HGETALL {t}h, EXEC: Redis answers
-		// [%{...}], a map in RESP3; the proxy [[...]], RESP2: EXEC runs on
-		// the connection that holds the WATCH, opened in the protocol in
-		// force then, and puts it back in the pool of the new protocol,
-		// where any client's later transaction in RESP3 (HELLO 3, MULTI,
-		// HGETALL {t}h, EXEC on a new connection) gets RESP2 too. The
-		// other way, HELLO 3, WATCH {t}a, INCR {t}a, HELLO 2, MULTI, EXEC:
-		// Redis *-1, the proxy _. An UNWATCH before the HELLO avoids it.
-		name: "EXEC after a HELLO that changed the protocol since WATCH answers in the old protocol, and leaves its shard connection in the new protocol's pool",
-		avoid: func(m replyModel, c pcmd) ([]pcmd, bool) {
-			proto, ok := helloProto(c.args)
-			return []pcmd{{args: []string{"UNWATCH"}}, c}, ok && m.watching && m.resp3 != (proto == 3)
-		},
-	},
-	{
 		// SUBSCRIBE a, SSUBSCRIBE {sc}c, PSUBSCRIBE p (one write): Redis
 		// confirms in that order; the proxy now and then confirms
 		// PSUBSCRIBE before SSUBSCRIBE. SSUBSCRIBE {sc}c, SUBSCRIBE a,

@@ -184,6 +184,27 @@ func TestIntegrationRESP3(t *testing.T) {
 		}
 	})
 
+	// WATCH outlives HELLO: EXEC answers in the protocol of the moment,
+	// and the connection that held the WATCH serves later transactions,
+	// of any client, in theirs.
+	t.Run("watch across hello", func(t *testing.T) {
+		steps := [][][]string{ // per connection, in turn; HELLO's reply is not compared (client ids differ)
+			{{"HSET", "{t}wh", "f", "v"}, {"WATCH", "{t}wa"}, {"HELLO", "3"}, {"MULTI"}, {"HGETALL", "{t}wh"}, {"EXEC"}},
+			{{"HELLO", "3"}, {"MULTI"}, {"HGETALL", "{t}wh"}, {"EXEC"}},
+			{{"HELLO", "3"}, {"WATCH", "{t}wa"}, {"INCR", "{t}wa"}, {"HELLO", "2"}, {"MULTI"}, {"EXEC"}},
+			{{"MULTI"}, {"HGETALL", "{t}wh"}, {"EXEC"}},
+		}
+		for i, conn := range steps {
+			pc, dc := dialRaw(t, c.Addr), dialRaw(t, direct.Addr())
+			for _, args := range conn {
+				got, want := pc.do(args...), dc.do(args...)
+				if args[0] != "HELLO" && got != want {
+					t.Errorf("connection %d, %q = %s, redis-server %s", i, args, got, want)
+				}
+			}
+		}
+	})
+
 	// What the proxy answers itself, or merges from the shards, has the
 	// RESP3 shape Redis gives it (maps, verbatim strings, doubles).
 	t.Run("own replies", func(t *testing.T) {

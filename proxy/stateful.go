@@ -256,6 +256,23 @@ func (s *session) borrowWatch(r *route, shard int) (*dconn, error) {
 	return r.pools[shard].dedicated(s.proto).get()
 }
 
+// switchWatch moves the connection that holds a WATCH to the protocol the
+// session switches to (HELLO), as WATCH outlives HELLO in Redis: EXEC then
+// answers in the new protocol, and the connection goes back to that
+// protocol's pool. If the switch fails, the connection is closed, and EXEC
+// on it answers the shard's error.
+func (s *session) switchWatch(r *route, proto int) {
+	d := s.watchConn
+	if d == nil || proto == s.proto || s.watchEpoch != r.table.Epoch() {
+		return // none, the same protocol, or moved (EXEC aborts)
+	}
+	hello := resp.AppendCommand(nil, []byte("HELLO"), []byte(strconv.Itoa(proto)))
+	if _, err := d.roundTrip(hello, 1, nil); err != nil {
+		d.nc.Close()
+	}
+	s.watchPool = r.pools[s.txShard(r)].dedicated(proto)
+}
+
 // dropWatch ends a WATCH: UNWATCH on its connection, which goes back to its
 // pool.
 func (s *session) dropWatch(_ *route) {
