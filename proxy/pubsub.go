@@ -84,6 +84,12 @@ func shardChannel(s *session, r *route, info *command.Info, c request) {
 // notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode. In a
 // pub/sub loop that holds subscriptions, the loop sends it on (detachWith).
 func notSubscribed(s *session, _ *route, info *command.Info, c request) {
+	if info.Name() == "sunsubscribe" { // shard channels share a slot, as for SSUBSCRIBE
+		if msg := shardChannelsSlot(s, info, c); msg != "" {
+			s.errorReply(msg)
+			return
+		}
+	}
 	if s.pubsub != nil && len(s.pubsub.conns) > 0 {
 		s.detachWith = c
 		return
@@ -371,7 +377,7 @@ func (p *pubsubLoop) forward(cmd request) bool {
 func (p *pubsubLoop) shardChannels(info *command.Info, cmd request) bool {
 	s := p.s
 	if msg := shardChannelsSlot(s, info, cmd); msg != "" {
-		p.local(appendError(nil, msg)) // the plan has checked it: not reached
+		p.local(appendError(nil, msg)) // the plan has checked it (subscribe, notSubscribed): not reached
 		return true
 	}
 	if len(s.keys) == 0 { // SUNSUBSCRIBE from all

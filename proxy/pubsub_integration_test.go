@@ -86,6 +86,27 @@ func TestIntegrationPubSub(t *testing.T) {
 		}
 	})
 
+	t.Run("shard channels of several slots are refused", func(t *testing.T) {
+		rc := dialRaw(t, c.Addr)
+		const want = "-CROSSSLOT Keys in request don't hash to the same slot"
+		for _, cmd := range [][]string{
+			{"SUNSUBSCRIBE", "{a}x", "{b}y"}, // not subscribed
+			{"SSUBSCRIBE", "{a}x", "{b}y"},
+			{"SSUBSCRIBE", "{a}x"},
+			{"SUNSUBSCRIBE", "{a}x", "{b}y"}, // subscribed
+			{"SUNSUBSCRIBE", "{a}x"},
+		} {
+			got := rc.do(cmd...)
+			if cmd[1] == "{a}x" && len(cmd) == 2 {
+				if !strings.Contains(got, "{a}x") {
+					t.Errorf("%q = %s, want its confirmation", cmd, got)
+				}
+			} else if got != want {
+				t.Errorf("%q = %s, want %s", cmd, got, want)
+			}
+		}
+	})
+
 	t.Run("pubsub introspection", func(t *testing.T) {
 		ps := c.Client().Subscribe(ctx, "intro")
 		if _, err := ps.Receive(ctx); err != nil {
