@@ -394,36 +394,6 @@ var knownDifferences = []knownDifference{
 			return []pcmd{{args: []string{"ECHO", c.args[1]}}}, true
 		},
 	},
-	{
-		// A proxy just started, its first client's HELLO 3: Redis 7.0.15
-		// answers "version" "7.0.15", the proxy "7.0.0" (13 times in 20):
-		// it asks the first shard for its version in the background
-		// (probeVersion) and answers 7.0.0 until it knows. Waiting before
-		// the first round until the proxy's HELLO says the shards' version
-		// avoids it.
-		name: "HELLO right after the proxy starts answers version 7.0.0, not the shards'",
-		atStart: func(t *testing.T, proxyAddr, redisAddr string) bool {
-			version := func(addr string) string {
-				d := dialRaw(t, addr)
-				defer d.nc.Close()
-				d.send("HELLO")
-				kv := elems(d.read())
-				for i := 0; i+1 < len(kv); i += 2 {
-					if string(asBytes(kv[i])) == "version" {
-						return string(asBytes(kv[i+1]))
-					}
-				}
-				return ""
-			}
-			want := version(redisAddr)
-			for i := 0; ; i++ {
-				if got := version(proxyAddr); got == want || i == 200 {
-					return i > 0
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		},
-	},
 }
 
 // avoidKnown returns cmds, sent in the state start, with the known

@@ -257,3 +257,28 @@ func readRESP3Item(rc *rawConn) (string, error) {
 	}
 	return line, nil
 }
+
+// TestIntegrationHelloVersion checks that HELLO reports the shards' Redis
+// version from the first command on: the proxy used to answer 7.0.0 until a
+// probe running in the background had heard from a shard (13 times in 20).
+func TestIntegrationHelloVersion(t *testing.T) {
+	want := ""
+	for i := range 5 {
+		c := proxytest.Start(t, proxytest.Options{Shards: 3})
+		if i == 0 {
+			info, err := c.Shards[0].Client().Info(t.Context(), "server").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, rest, _ := strings.Cut(info, "redis_version:")
+			want, _, _ = strings.Cut(rest, "\r\n")
+		}
+		cl := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: 3})
+		hello, err := cl.Do(t.Context(), "HELLO", "3").Result()
+		cl.Close()
+		m, _ := hello.(map[any]any)
+		if err != nil || m["version"] != want {
+			t.Fatalf("start %d: HELLO 3 = %#v (%v), want version %q", i, hello, err, want)
+		}
+	}
+}

@@ -150,7 +150,17 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	// Serve only once every shard has had its first connection attempt, so
 	// the first commands do not fail while connections are being made.
 	r.waitFirstTry()
-	go s.probeVersion(s.dialer(auth), table.Addr(0))
+	// HELLO and INFO report the shards' version from the first command on:
+	// wait for the probe, but not long if the first shard is slow.
+	probed := make(chan struct{})
+	go func() {
+		defer close(probed)
+		s.probeVersion(s.dialer(auth), table.Addr(0))
+	}()
+	select {
+	case <-probed:
+	case <-time.After(time.Second):
+	}
 	go s.opsSampler.run(&s.commands, s.stopSample)
 	return s, nil
 }
