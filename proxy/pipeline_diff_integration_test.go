@@ -379,21 +379,6 @@ var knownDifferences = []knownDifference{
 			return []pcmd{{args: []string{"PING"}}, c}, shard != (m.lastSub == "shard")
 		},
 	},
-	{
-		// MULTI, SPUBLISH {t}sc m, EXEC: Redis answers +OK, +QUEUED, [:0];
-		// the proxy +OK, -ERR command 'spublish' is not supported inside a
-		// transaction by the proxy, -EXECABORT: it takes SPUBLISH, whose
-		// channel is not a key, for a keyless command. (Redis Cluster runs
-		// it, checking that the channel's slot is the transaction's.) An
-		// ECHO of the channel takes its place.
-		name: "SPUBLISH inside MULTI is refused as a keyless command",
-		avoid: func(m replyModel, c pcmd) ([]pcmd, bool) {
-			if !m.multi || len(c.args) != 3 || !strings.EqualFold(c.args[0], "spublish") {
-				return nil, false
-			}
-			return []pcmd{{args: []string{"ECHO", c.args[1]}}}, true
-		},
-	},
 }
 
 // avoidKnown returns cmds, sent in the state start, with the known

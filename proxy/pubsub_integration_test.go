@@ -145,6 +145,28 @@ func TestIntegrationPubSub(t *testing.T) {
 		if got := c.Client().PubSubShardNumSub(ctx, "{orders}paid").Val(); got["{orders}paid"] != 1 {
 			t.Errorf("proxy SHARDNUMSUB = %v", got)
 		}
+
+		// In a transaction, SPUBLISH runs on its channel's slot, as in
+		// Redis Cluster, beside keys of that slot and no other.
+		cmds, err := c.Client().TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "{orders}last", "43", 0)
+			p.SPublish(ctx, "{orders}paid", "43")
+			return nil
+		})
+		if err != nil || len(cmds) != 2 || cmds[1].(*redis.IntCmd).Val() != 1 {
+			t.Fatalf("MULTI SET SPUBLISH EXEC = %v, %v", cmds, err)
+		}
+		if msg, err := ps.ReceiveMessage(ctx); err != nil || msg.Payload != "43" {
+			t.Fatalf("message published in a transaction = %+v, %v", msg, err)
+		}
+		_, err = c.Client().TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "{elsewhere}last", "44", 0)
+			p.SPublish(ctx, "{orders}paid", "44")
+			return nil
+		})
+		if err == nil || !strings.HasPrefix(err.Error(), "EXECABORT") {
+			t.Fatalf("SPUBLISH to another slot in a transaction: %v, want EXECABORT", err)
+		}
 	})
 
 	t.Run("subscribed mode rules and back", func(t *testing.T) {

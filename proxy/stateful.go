@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/reshard/reshard/proxy/command"
+	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
 )
@@ -72,14 +73,23 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		s.reject(info, "ERR Command not allowed inside a transaction")
 		return true
 	}
-	if !info.HasKeys() && !keylessInTx[info.Name()] {
+	var slot uint16
+	var ok bool
+	var errMsg string
+	switch {
+	case info.Name() == "spublish":
+		// Its channel is not a key, but Redis Cluster runs it in a
+		// transaction on the channel's slot, as the proxy does outside one.
+		slot, ok = router.Slot(cmd.Args[1]), true
+	case !info.HasKeys() && !keylessInTx[info.Name()]:
 		// Fan-out and proxy-answered commands have no one-shard meaning
 		// inside a transaction.
 		s.tx.dirty = true
 		s.reject(info, unsupportedInTx(info))
 		return true
+	default:
+		slot, ok, errMsg = s.slotOf(info, cmd.Args)
 	}
-	slot, ok, errMsg := s.slotOf(info, cmd.Args)
 	if errMsg == "" && ok {
 		if s.txSlot != noSlot && int(slot) != s.txSlot {
 			errMsg = crossSlot
