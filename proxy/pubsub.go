@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,8 +193,14 @@ type subConn struct {
 	addr    string
 	count   atomic.Int64  // subscriptions the shard last reported on it
 	closing atomic.Bool   // the session closes it: not a shard failure
-	synced  chan struct{} // a sync PING came back
+	synced  chan struct{} // a sync PING came back, or the reply to a HELLO
 	done    chan struct{} // the pump stopped
+
+	// hello, while the loop switches the connection's protocol, is what
+	// the pump waits on once it has swallowed HELLO's reply, so that no
+	// message in the new protocol reaches the client before the client's
+	// own reply to HELLO
+	hello atomic.Pointer[chan struct{}]
 
 	// What the shard confirmed, kept so a table swap can subscribe again
 	// on the new shards; and confirmations of such a resubscription, which
@@ -212,11 +219,19 @@ type pubsubLoop struct {
 	conns map[int]*subConn // key: homeConn for classic channels, else shard index
 
 	// unsynced: a command went down a subscription connection since the
-	// last sync, so what the shards report may not count it yet
+	// last sync, so what the shards report may not count it yet; or the
+	// client ran a command that may publish to itself
 	unsynced bool
+	// last is the key of the connection a command last went down, or
+	// manyConns: a command for another one waits for its replies first,
+	// so confirmations keep the order of the commands
+	last int
 }
 
-const homeConn = -1
+const (
+	homeConn  = -1
+	manyConns = -2
+)
 
 // detach hands the client connection to a pub/sub loop that starts with the
 // SUBSCRIBE planned (detachWith) and then the rest of the pipeline. It runs
@@ -225,7 +240,7 @@ const homeConn = -1
 func (s *session) detach() {
 	cmd, rest := s.detachWith, s.detachRest
 	s.detachWith, s.detachRest = request{}, nil
-	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}}
+	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}, last: manyConns}
 	s.pubsub = p
 	p.out.share()
 	if s.srv.cfg.IdleTimeout > 0 {
@@ -323,12 +338,25 @@ func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
 		}
 		s.pubsubContext = s.proto == 2
 	}
+	proto := s.proto
 	s.serve(cmd, nil)
 	s.pubsubContext = false
+	if mayPublish(info) {
+		// A message to the client itself goes before the command's reply,
+		// as Redis writes it while the command runs.
+		p.unsynced = true
+	}
+	var switched chan struct{}
+	if s.proto != proto {
+		switched = p.switchProto(s.proto)
+	}
 	if len(s.held) > 0 {
 		p.caughtUp()
 		p.out.WriteRaw(s.held)
 		s.held = s.held[:0]
+	}
+	if switched != nil {
+		close(switched)
 	}
 	if s.detachWith.Raw == nil {
 		return true, false
@@ -336,6 +364,41 @@ func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
 	c := s.detachWith
 	s.detachWith, s.detachRest = request{}, nil
 	return p.forward(c), false
+}
+
+// mayPublish reports whether info can publish a message (a RESP3
+// subscriber may publish to itself). Keyspace notifications are not
+// counted: any write could send one.
+func mayPublish(info *command.Info) bool {
+	switch nameOf(info) {
+	case "publish", "spublish", "exec", "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
+		return true
+	}
+	return false
+}
+
+// switchProto moves the subscription connections to the protocol the
+// client switched to with HELLO, so that confirmations and messages come in
+// it, as in Redis. What the shards sent before is forwarded first; the
+// pumps then hold what comes in the new protocol until the caller, having
+// written HELLO's reply, closes the returned channel.
+func (p *pubsubLoop) switchProto(proto int) chan struct{} {
+	p.caughtUp()
+	release := make(chan struct{})
+	hello := resp.AppendCommand(nil, []byte("HELLO"), []byte(strconv.Itoa(proto)))
+	for _, sc := range p.conns {
+		sc.hello.Store(&release)
+		if _, err := sc.d.nc.Write(hello); err != nil {
+			continue // the pump ends and closes the client
+		}
+		select {
+		case <-sc.synced:
+		case <-sc.done:
+		case <-time.After(5 * time.Second):
+			p.s.srv.log.Warn("pub/sub HELLO", zap.Error(errSyncTimeout))
+		}
+	}
+	return release
 }
 
 // allowedSubscribed reports whether Redis runs info for a client subscribed
@@ -381,6 +444,8 @@ func (p *pubsubLoop) shardChannels(info *command.Info, cmd request) bool {
 		return true
 	}
 	if len(s.keys) == 0 { // SUNSUBSCRIBE from all
+		p.caughtUp()
+		p.last = manyConns
 		sent := false
 		for k, sc := range p.conns {
 			if k != homeConn {
@@ -414,6 +479,10 @@ func (p *pubsubLoop) send(key int, raw []byte) bool {
 			return true
 		}
 		p.conns[key] = sc
+	}
+	if key != p.last {
+		p.caughtUp()
+		p.last = key
 	}
 	if _, err := sc.d.nc.Write(raw); err != nil {
 		return false
@@ -454,6 +523,14 @@ func (p *pubsubLoop) pump(sc *subConn) {
 			}
 			return
 		}
+		if wait := sc.hello.Load(); wait != nil && !isMessage(reply) {
+			// the reply to the loop's HELLO
+			sc.hello.Store(nil)
+			p.out.Flush()
+			sc.synced <- struct{}{}
+			<-*wait
+			continue
+		}
 		if bytes.Equal(reply, syncPongSub) || bytes.Equal(reply, syncPongBulk) {
 			if r.Buffered() == 0 {
 				p.out.Flush()
@@ -472,6 +549,20 @@ func (p *pubsubLoop) pump(sc *subConn) {
 			p.out.Flush()
 		}
 	}
+}
+
+// isMessage reports whether a subscription connection's reply is a push:
+// a message or a confirmation, in RESP3 or RESP2.
+func isMessage(reply []byte) bool {
+	if reply[0] == '>' {
+		return true
+	}
+	elems, ok := arrayElems(reply, nil)
+	if !ok || len(elems) < 3 {
+		return false
+	}
+	k, _ := bulkText(elems[0])
+	return bytes.HasSuffix(k, []byte("message")) || bytes.HasSuffix(k, []byte("subscribe"))
 }
 
 // noted records a confirmation and reports whether it is one to swallow.
