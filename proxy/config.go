@@ -61,6 +61,12 @@ type Config struct {
 	// pipeline; a client whose pipeline would exceed it is disconnected, as
 	// Redis does at its client-output-buffer-limit.
 	MaxOutputBuffer int64
+
+	// testHook, set by tests only (export_test.go), is called where a
+	// panic must end one client and no more: with each command planned
+	// ("plan"), in a blocking step ("outside gate") and with each reply a
+	// subscription connection reads ("pump").
+	testHook func(where string, args [][]byte)
 }
 
 // DefaultConfig returns the defaults, chosen to match Redis's own where

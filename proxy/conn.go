@@ -160,6 +160,7 @@ func (s *Server) serveConn(nc net.Conn) {
 // serveClient serves a client's pipelines, starting with reqs, which were
 // read already, until the connection closes or goes to a pub/sub loop.
 func (s *Server) serveClient(sess *session, reqs []request) {
+	defer s.contain(sess, func() { s.endSession(sess) })
 	c := sess.conn
 	for {
 		var err error
@@ -201,6 +202,30 @@ func (s *Server) serveClient(sess *session, reqs []request) {
 		}
 	}
 	s.endSession(sess)
+}
+
+// contain, deferred by a goroutine that serves one client, turns a panic into
+// the end of that client alone: it logs the panic with its stack, closes
+// the connection and runs end to free what the session held. Left to run, a
+// panic would stop the proxy and every client with it. The locks such a
+// goroutine takes are released by defers on the way up, or held only around
+// code that cannot panic, so none stays held (TestIntegrationPanic).
+func (s *Server) contain(sess *session, end func()) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	s.panics.Add(1)
+	s.log.Error("panic while serving a client, closing its connection",
+		zap.Uint64("client", sess.id), zap.Any("panic", v), zap.StackSkip("stack", 1))
+	sess.conn.nc.Close()
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic while closing a client after a panic",
+				zap.Uint64("client", sess.id), zap.Any("panic", v), zap.StackSkip("stack", 1))
+		}
+	}()
+	end()
 }
 
 // endSession frees what a closed client connection held.

@@ -200,6 +200,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("connected_clients", srv.clients.Load())
 		field("total_commands_processed", srv.commands.Load())
 		field("instantaneous_ops_per_sec", srv.opsSampler.value())
+		field("client_panics", srv.panics.Load())
 		field("epoch", rt.table.Epoch())
 		srv.reshard.mu.Lock()
 		job := srv.reshard.job

@@ -259,9 +259,8 @@ func (s *session) detach() {
 // left, the connection goes back to the serving loop with what it sent.
 func (p *pubsubLoop) run(first request, queue []request) {
 	s := p.s
-	p.mu.Lock()
-	ok := p.forward(first)
-	p.mu.Unlock()
+	defer s.srv.contain(s, p.end)
+	ok := p.forwardLocked(first)
 	for ok && !s.quit && p.out.Flush() == nil {
 		var cmd request
 		if len(queue) > 0 {
@@ -274,21 +273,41 @@ func (p *pubsubLoop) run(first request, queue []request) {
 			}
 			s.srv.commands.Add(1) // the queued ones were counted by serveConn
 		}
-		p.mu.Lock()
 		var back bool
-		ok, back = p.handle(cmd)
-		p.mu.Unlock()
+		ok, back = p.handleLocked(cmd)
 		if back {
 			p.handBack(append([]request{cmd}, queue...))
 			return
 		}
 	}
+	p.end()
+}
+
+// end closes the subscription connections, then the client's.
+func (p *pubsubLoop) end() {
+	s := p.s
 	s.srv.subscribers.Delete(p)
-	p.mu.Lock()
-	p.closeAll()
-	p.mu.Unlock()
+	p.closeAllLocked()
 	p.out.Close()
 	s.srv.endSession(s)
+}
+
+func (p *pubsubLoop) closeAllLocked() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closeAll()
+}
+
+func (p *pubsubLoop) forwardLocked(cmd request) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.forward(cmd)
+}
+
+func (p *pubsubLoop) handleLocked(cmd request) (ok, back bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.handle(cmd)
 }
 
 // handBack returns the connection to the serving loop, which serves reqs
@@ -346,17 +365,13 @@ func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
 		// as Redis writes it while the command runs.
 		p.unsynced = true
 	}
-	var switched chan struct{}
 	if s.proto != proto {
-		switched = p.switchProto(s.proto)
+		defer close(p.switchProto(s.proto)) // once HELLO's reply is out
 	}
 	if len(s.held) > 0 {
 		p.caughtUp()
 		p.out.WriteRaw(s.held)
 		s.held = s.held[:0]
-	}
-	if switched != nil {
-		close(switched)
 	}
 	if s.detachWith.Raw == nil {
 		return true, false
@@ -511,6 +526,7 @@ func (p *pubsubLoop) open(r *route, key int) (*subConn, error) {
 // pump forwards what a subscription connection receives to the client.
 func (p *pubsubLoop) pump(sc *subConn) {
 	defer close(sc.done)
+	defer p.s.srv.contain(p.s, func() {}) // the loop's read fails and ends the client
 	r := sc.d.r
 	for {
 		reply, err := readReply(r, nil)
@@ -522,6 +538,9 @@ func (p *pubsubLoop) pump(sc *subConn) {
 				p.out.nc.Close()
 			}
 			return
+		}
+		if h := p.s.srv.cfg.testHook; h != nil {
+			h("pump", [][]byte{reply})
 		}
 		if wait := sc.hello.Load(); wait != nil && !isMessage(reply) {
 			// the reply to the loop's HELLO

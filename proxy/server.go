@@ -55,6 +55,7 @@ type Server struct {
 	accepted    atomic.Int64
 	rejected    atomic.Int64
 	commands    atomic.Int64
+	panics      atomic.Int64 // clients closed because serving them panicked (contain)
 	stats       *cmdStats // INFO commandstats and errorstats (cmdstats.go)
 	opsSampler  sampler
 	stopSample  chan struct{}

@@ -154,9 +154,7 @@ func (s *session) runSync(r *route) *route {
 		// fresh one. (EXEC and WATCH are quick and stay inside: the cut
 		// must not split a write from its acknowledgement.)
 		s.syncMayBlock = false
-		s.srv.gate.mu.RUnlock()
-		reply = fn(s.srv.route.Load())
-		s.srv.gate.mu.RLock()
+		reply = s.outsideGate(fn)
 	} else {
 		reply = fn(r)
 	}
@@ -166,6 +164,18 @@ func (s *session) runSync(r *route) *route {
 	r = s.srv.route.Load()
 	s.begin(r.table.NumShards())
 	return r
+}
+
+// outsideGate runs fn out of the barrier's gate, which serve holds, and
+// takes the gate again, even if fn panics (serve's deferred release needs
+// it held).
+func (s *session) outsideGate(fn func(*route) []byte) []byte {
+	s.srv.gate.mu.RUnlock()
+	defer s.srv.gate.mu.RLock()
+	if h := s.srv.cfg.testHook; h != nil {
+		h("outside gate", nil)
+	}
+	return fn(s.srv.route.Load())
 }
 
 func (s *session) begin(shards int) {
@@ -327,6 +337,9 @@ func (s *session) plan(r *route, cmd request) {
 		return
 	}
 	s.stat = nil
+	if h := s.srv.cfg.testHook; h != nil {
+		h("plan", cmd.Args)
+	}
 	s.planOne(r, cmd)
 	if s.stat != nil {
 		s.stat.calls.Add(1)
