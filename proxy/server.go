@@ -56,7 +56,7 @@ type Server struct {
 	rejected    atomic.Int64
 	commands    atomic.Int64
 	panics      atomic.Int64 // clients closed because serving them panicked (contain)
-	stats       *cmdStats // INFO commandstats and errorstats (cmdstats.go)
+	stats       *cmdStats    // INFO commandstats and errorstats (cmdstats.go)
 	opsSampler  sampler
 	stopSample  chan struct{}
 }
