@@ -86,6 +86,48 @@ func TestIntegrationPubSub(t *testing.T) {
 		}
 	})
 
+	t.Run("PUBLISH in a transaction on any shard", func(t *testing.T) {
+		sub := dialRaw(t, c.Addr)
+		if got := sub.do("SUBSCRIBE", "tx"); got != `["subscribe", "tx", :1]` {
+			t.Fatalf("SUBSCRIBE = %s", got)
+		}
+		// keys away from the pub/sub home shard (the first), so the
+		// transaction runs on another
+		key := keyOn(t, c, "txpub-", 2)
+		rc := dialRaw(t, c.Addr)
+		rc.write(encode("MULTI") + encode("SET", key, "v") + encode("PUBLISH", "tx", "one") +
+			encode("GET", key) + encode("PUBLISH", "tx", "two") + encode("EXEC"))
+		for i, want := range []string{"+OK", "+QUEUED", "+QUEUED", "+QUEUED", "+QUEUED", `[+OK, :1, "v", :1]`} {
+			if got := render(rc.read()); got != want {
+				t.Fatalf("reply %d of MULTI SET PUBLISH GET PUBLISH EXEC = %s, want %s", i, got, want)
+			}
+		}
+		for _, want := range []string{`["message", "tx", "one"]`, `["message", "tx", "two"]`} {
+			if got := render(sub.read()); got != want {
+				t.Fatalf("subscriber got %s, want %s", got, want)
+			}
+		}
+		// A transaction WATCH aborts publishes nothing.
+		rc.write(encode("WATCH", key) + encode("MULTI") + encode("PUBLISH", "tx", "aborted"))
+		for _, want := range []string{"+OK", "+OK", "+QUEUED"} {
+			if got := render(rc.read()); got != want {
+				t.Fatalf("WATCH MULTI PUBLISH = %s, want %s", got, want)
+			}
+		}
+		if err := c.Client().Set(ctx, key, "changed", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := rc.do("EXEC"); got != "(nil array)" {
+			t.Fatalf("EXEC after the watched key changed = %s, want a null", got)
+		}
+		if n := c.Client().Publish(ctx, "tx", "after").Val(); n != 1 {
+			t.Fatalf("PUBLISH after = %d, want 1", n)
+		}
+		if got := render(sub.read()); got != `["message", "tx", "after"]` {
+			t.Fatalf("subscriber got %s after an aborted transaction, want the next message", got)
+		}
+	})
+
 	t.Run("shard channels of several slots are refused", func(t *testing.T) {
 		rc := dialRaw(t, c.Addr)
 		const want = "-CROSSSLOT Keys in request don't hash to the same slot"

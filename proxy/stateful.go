@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"errors"
 	"strconv"
@@ -32,6 +33,11 @@ type txState struct {
 	raw    []byte     // queued commands
 	stats  []*cmdStat // one per queued command (CLIENT LIST's multi=): its counters, counted when EXEC runs it
 	mon    []byte     // the queued commands' MONITOR lines, shown when EXEC runs them
+
+	// PUBLISH is queued apart (pubRaw), with its place among the queued
+	// commands (pubs): it runs on the pub/sub home shard (publishAfter)
+	pubs   []int
+	pubRaw []byte
 }
 
 // noSlot marks that neither WATCH nor a queued command has fixed the slot.
@@ -77,6 +83,11 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 	var ok bool
 	var errMsg string
 	switch {
+	case info.Name() == "publish":
+		s.tx.pubs = append(s.tx.pubs, len(s.tx.stats))
+		s.tx.pubRaw = append(s.tx.pubRaw, cmd.Raw...)
+		s.queued(info, cmd, monitoring)
+		return true
 	case info.Name() == "spublish":
 		// Its channel is not a key, but Redis Cluster runs it in a
 		// transaction on the channel's slot, as the proxy does outside one.
@@ -103,6 +114,12 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		return true
 	}
 	s.tx.raw = append(s.tx.raw, cmd.Raw...)
+	s.queued(info, cmd, monitoring)
+	return true
+}
+
+// queued answers a command queued in the transaction.
+func (s *session) queued(info *command.Info, cmd request, monitoring bool) {
 	s.shown.Lock()
 	s.tx.stats = append(s.tx.stats, s.stat)
 	s.shown.Unlock()
@@ -111,7 +128,6 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		s.tx.mon = s.monitorLine(s.tx.mon, info, cmd.Args)
 	}
 	s.local(appendStatus(nil, "QUEUED"))
-	return true
 }
 
 // keylessInTx are the keyless commands that mean the same on whichever shard
@@ -184,17 +200,64 @@ func exec(s *session, _ *route, info *command.Info, c request) {
 		}
 		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
 		stats := s.tx.stats // intact: nothing queues until this step returns
+		pubs, pubRaw := s.tx.pubs, s.tx.pubRaw
 		s.endTransaction()
-		replies, err := d.roundTrip(raw, len(stats)+2, nil)
+		replies, err := d.roundTrip(raw, len(stats)-len(pubs)+2, nil)
 		if err != nil {
 			d.nc.Close()
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		r.pools[shard].dedicated(s.proto).put(d) // EXEC leaves it unwatched and out of MULTI
 		reply := replies[len(replies)-1]
+		if len(pubs) > 0 {
+			reply = s.publishAfter(r, reply, pubs, pubRaw)
+		}
 		ran = s.srv.stats.execRan(stats, reply, s.srv.log)
 		return reply
 	}
+}
+
+// publishAfter runs a transaction's PUBLISHes, once EXEC has run the rest,
+// on the pub/sub home shard, where every subscriber listens, and puts their
+// replies in EXEC's where they were queued. Redis Cluster runs PUBLISH in
+// any node's transaction and spreads the message; a shard of the proxy's
+// that is not home would reach none of the proxy's subscribers. The
+// messages go out right after the transaction instead of inside it: a
+// subscriber still finds every write of the transaction done. A
+// transaction that did not run (WATCH, an error) publishes nothing.
+func (s *session) publishAfter(r *route, reply []byte, at []int, raw []byte) []byte {
+	elems, ok := arrayElems(reply, nil)
+	if !ok || reply[0] != '*' || bytes.HasPrefix(reply, []byte("*-1\r\n")) {
+		return reply // a null (aborted), or not an array
+	}
+	pl := r.pools[0].dedicated(s.proto)
+	d, err := pl.get()
+	var counts [][]byte
+	if err == nil {
+		if counts, err = d.roundTrip(raw, len(at), nil); err != nil {
+			d.nc.Close()
+		} else {
+			pl.put(d)
+		}
+	}
+	if err != nil {
+		counts = counts[:0]
+		for range at {
+			counts = append(counts, appendError(nil, pl.downMessage(err)))
+		}
+	}
+	n := len(elems) + len(at)
+	out := resp.AppendArrayHeader(nil, n)
+	for i, j, k := 0, 0, 0; i < n; i++ {
+		if k < len(at) && at[k] == i {
+			out = append(out, counts[k]...)
+			k++
+		} else {
+			out = append(out, elems[j]...)
+			j++
+		}
+	}
+	return out
 }
 
 func discard(s *session, _ *route, _ *command.Info, _ request) {
