@@ -33,7 +33,12 @@ import (
 // inside MULTI (refused by the proxy; PUBLISH among them) and shard channels
 // of several slots. KEYS, PUBSUB CHANNELS and sets are compared as sets:
 // Redis does not define their order. HELLO's reply is compared but for the
-// client's id.
+// client's id. Besides the basic commands of each type, keyCommand runs
+// families of more (pipeline_diff_families_integration_test.go: hashes,
+// lists, sets, sorted sets, strings, bitmaps, HyperLogLogs, streams, geo,
+// COPY, RENAME, SORT, expiry with options), whose comment says how the
+// answers Redis leaves to chance (random members, stream ids of *, idle
+// times) are kept out.
 //
 // A connection speaks RESP2 or RESP3 from round to round, until it is
 // redialled: a pipeline may start with HELLO 3 or HELLO 2, and switch on
@@ -104,6 +109,7 @@ func TestIntegrationPipelineDifferential(t *testing.T) {
 	g := &pipeGen{rng: rand.New(rand.NewSource(seed))}
 	var cov pipeDiffCoverage
 	defer func() { t.Logf("covered: %s", cov) }()
+
 	var start replyModel // the connections' state as a round starts
 	for round := range rounds {
 		cmds := g.pipeline(round, start)
@@ -178,11 +184,17 @@ type pipeDiffCoverage struct {
 	resp3Rounds    int // rounds with commands run in RESP3
 	resp3Typed     int // replies of RESP3's own types, or holding one: maps, sets, doubles, nulls, ...
 	messages       int // pushed messages the connection published to itself (while a known difference, only with PIPEDIFF_KNOWN=1)
+	// commands by name, and those answered with anything but an error
+	// (not counting the replies inside EXEC's)
+	names, answered map[string]bool
 }
 
 func (c *pipeDiffCoverage) add(start replyModel, cmds []pcmd, counts []int, replies []any) {
 	c.commands += len(cmds)
 	c.replies += len(replies)
+	if c.names == nil {
+		c.names, c.answered = map[string]bool{}, map[string]bool{}
+	}
 	total, batch, j, fanoutAfterBig := 0, 0, 0, false
 	m, resp3 := start, start.resp3
 	for i, cmd := range cmds {
@@ -199,7 +211,13 @@ func (c *pipeDiffCoverage) add(start replyModel, cmds []pcmd, counts []int, repl
 		case "EXEC", "WATCH", "UNWATCH", "DISCARD", "RESET", "BLPOP", "BRPOP", "BLMOVE", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE":
 			batch = 0
 		}
+		if name != "" {
+			c.names[name] = true
+		}
 		for _, r := range replies[j : j+counts[i]] {
+			if _, isErr := r.(respError); !isErr && name != "" && !m.multi {
+				c.answered[name] = true
+			}
 			if confirms(cmd.args) {
 				c.confirmations++
 			}
@@ -223,10 +241,10 @@ func (c *pipeDiffCoverage) add(start replyModel, cmds []pcmd, counts []int, repl
 }
 
 func (c pipeDiffCoverage) String() string {
-	return fmt.Sprintf("%d commands, %d replies compared (%d errors, %d EXECABORT, %d WRONGTYPE, %d subscription confirmations, "+
+	return fmt.Sprintf("%d commands of %d names (%d answered without an error), %d replies compared (%d errors, %d EXECABORT, %d WRONGTYPE, %d subscription confirmations, "+
 		"%d messages published to self, %d of RESP3's own types), %d rounds with RESP3, "+
 		"%d rounds with over 1 MB of replies, %d with KEYS, WAIT or FLUSHDB/FLUSHALL right after 1 MB of replies",
-		c.commands, c.replies, c.errors, c.execAborts, c.wrongTypes, c.confirmations, c.messages, c.resp3Typed,
+		c.commands, len(c.names), len(c.answered), c.replies, c.errors, c.execAborts, c.wrongTypes, c.confirmations, c.messages, c.resp3Typed,
 		c.resp3Rounds, c.bigRounds, c.fanoutAfterBig)
 }
 
@@ -938,6 +956,8 @@ type pipeGen struct {
 	quit  bool       // the last pipeline ends with QUIT (and what QUIT leaves unrun)
 	small bool       // no large values: the pipeline must fit in one read
 	inSub bool       // in a run of subscribed mode: no other one starts
+	xseq  int        // the last stream id given out (xid)
+	xids  []string   // the last few stream ids given out
 }
 
 var (
@@ -1235,6 +1255,10 @@ func (g *pipeGen) step() {
 
 // keyCommand adds a command on one key, or on tagged keys only.
 func (g *pipeGen) keyCommand(tagged bool) {
+	if g.rng.Intn(2) == 0 {
+		g.familyCommand(tagged)
+		return
+	}
 	switch g.rng.Intn(27) {
 	case 0, 1:
 		g.add("SET", g.key(pdStrings, tagged), g.value())
@@ -1353,7 +1377,7 @@ func (g *pipeGen) setCommand(tagged bool) {
 // keeps an expiry past the command after the one that set it (PERSIST), so
 // TTL is always -1 or -2, never a time.
 func (g *pipeGen) keyspaceCommand(tagged bool) {
-	k := g.key(slices.Concat(pdStrings, pdLists, pdHashes, pdZsets, pdSets), tagged)
+	k := g.key(pdAllTagged, tagged)
 	switch g.rng.Intn(9) {
 	case 0, 1:
 		g.add("TYPE", k)
@@ -1394,6 +1418,9 @@ func (g *pipeGen) keys(from []string, max int) []string {
 // splitCommand adds a multi-key command the proxy splits over its shards.
 func (g *pipeGen) splitCommand() {
 	all := slices.Concat(pdLoose, pdStrings, pdLists, pdHashes)
+	if g.rng.Intn(3) == 0 {
+		all = slices.Concat(pdLoose, pdAllTagged)
+	}
 	switch g.rng.Intn(7) {
 	case 0, 1:
 		g.add(append([]string{"MGET"}, g.keys(all, 12)...)...)
@@ -1650,6 +1677,10 @@ func (g *pipeGen) connectionCommand() {
 // errorCommand adds a command that Redis refuses before running it, or,
 // now and then, one the shard refuses.
 func (g *pipeGen) errorCommand() {
+	if g.rng.Intn(3) == 0 {
+		g.familyError()
+		return
+	}
 	switch r := g.rng.Intn(13); r {
 	case 0:
 		g.add("NOSUCHCOMMAND", g.value(), "x")
