@@ -634,12 +634,19 @@ func (g *pipeGen) streamCommand(tagged bool) {
 		}
 		g.add(args...)
 	case 20:
-		g.add("XINFO", "GROUPS", k)
+		// STREAM without FULL, which would show times
+		g.add("XINFO", g.pick([]string{"GROUPS", "STREAM"}), k)
 	case 21:
-		if g.rng.Intn(2) == 0 {
+		switch g.rng.Intn(5) {
+		case 0, 1:
 			g.add("XREAD", "COUNT", g.num(1, 3), "STREAMS", k, g.pick([]string{"0", g.oldXid()}))
-		} else {
+		case 2:
 			g.add("XREAD", "STREAMS", pdStreams[0], pdStreams[1], "0", g.oldXid())
+		case 3:
+			// blocking, 10 ms at most: new entries only ($), or any
+			g.add("XREAD", "BLOCK", "10", "STREAMS", k, g.pick([]string{"$", "0", g.oldXid()}))
+		case 4:
+			g.add("XREADGROUP", "BLOCK", "10", "GROUP", group(), consumer(), "COUNT", "2", "STREAMS", k, ">")
 		}
 	}
 }
@@ -763,7 +770,47 @@ func (g *pipeGen) genericCommand(tagged bool) {
 		g.add(opt([]string{g.pick([]string{"EXPIRE", "PEXPIRE"}), k, "100000"})...)
 		g.add("PERSIST", k)
 	case 9:
-		g.add(g.pick([]string{"TYPE", "EXISTS"}), g.key(pdAllTagged, tagged))
+		switch g.rng.Intn(4) {
+		case 0:
+			g.add(g.pick([]string{"TYPE", "EXISTS"}), g.key(pdAllTagged, tagged))
+		case 1:
+			// an error: no LFU policy (the frequency would differ)
+			g.add("OBJECT", "FREQ", g.key(pdAllTagged, tagged))
+		case 2, 3:
+			g.restoreCommand(tagged)
+		}
+	}
+}
+
+// pdDumps are DUMP's payloads of Redis 7.0 (RDB 10): the string "hello",
+// the list a b c, the sorted set m0 1 m1 2, and one with a wrong checksum.
+var pdDumps = []struct{ payload, kind string }{
+	{"\x00\x05hello\n\x00cr\xdfve4 \n", "string"},
+	{"\x12\x01\x02\x10\x10\x00\x00\x00\x03\x00\x81a\x02\x81b\x02\x81c\x02\xff\n\x00\xc8\x18\xb9\x0c\x953R\x9e", "list"},
+	{"\x11\x13\x13\x00\x00\x00\x04\x00\x82m0\x03\x01\x01\x82m1\x03\x02\x01\xff\n\x00\xe3\x96m\xedr\xba\x83w", "zset"},
+	{"\x00\x05hello\n\x00cr\xdfve4 \x00", "string"},
+}
+
+// restoreCommand adds RESTORE of a payload of pdDumps, into a key of its
+// type (or, now and then, any), with no expiry or one PERSIST removes.
+func (g *pipeGen) restoreCommand(tagged bool) {
+	d := pdDumps[g.rng.Intn(len(pdDumps))]
+	kind := map[string][]string{"string": pdStrings, "list": pdLists, "zset": pdZsets}[d.kind]
+	k := g.key(kind, tagged)
+	ttl := g.pick([]string{"0", "0", "100000", "4102444800000"})
+	args := []string{"RESTORE", k, ttl, d.payload}
+	if g.rng.Intn(2) == 0 {
+		args = append(args, "REPLACE")
+	}
+	if ttl == "4102444800000" {
+		args = append(args, "ABSTTL")
+	}
+	if g.rng.Intn(4) == 0 {
+		args = append(args, g.pick([]string{"IDLETIME", "FREQ"}), g.num(0, 100))
+	}
+	g.add(args...)
+	if ttl != "0" {
+		g.add("PERSIST", k)
 	}
 }
 
@@ -827,6 +874,14 @@ func (g *pipeGen) familyError() {
 		{"GEOSEARCH", g.pick(pdGeos), "BYRADIUS", "1", "km"}, {"SET", g.pick(pdStrings), "v", "EX", "0"},
 		{"GETEX", g.pick(pdStrings), "EX", "10", "PX", "10"}, {"LMPOP", "2", g.pick(pdLists), g.pick(pdLists), "UP"},
 		{"SORT", g.pick(pdLists), "LIMIT", "1"}, {"EXPIRE", g.pick(pdStrings), "10", "NX", "XX"},
+		// out of range: refused before anything is allocated
+		{"SETRANGE", g.pick(pdLCS), "536870912", "x"}, {"SETBIT", g.pick(pdBits), "4294967296", "1"},
+		{"BITFIELD", g.pick(pdBits), "GET", "u8", "4294967296"}, {"EXPIRE", g.pick(pdStrings), "9223372036854775807"},
+		{"PEXPIREAT", g.pick(pdStrings), "-9223372036854775808"}, {"GETEX", g.pick(pdStrings), "EX", "0"},
+		{"LPOS", g.pick(pdLists), "a", "RANK", "-9223372036854775808"}, {"ZADD", g.pick(pdZsets), "nan", "m0"},
+		{"INCRBYFLOAT", g.pick(pdStrings), "1e309"}, {"HINCRBY", g.pick(pdHashes), "f0", "9223372036854775808"},
+		{"XADD", g.pick(pdStreams), "0-0", "f", "v"},
+		{"RESTORE", g.pick(pdStrings), "0", "not a payload", "REPLACE"}, {"XGROUP", "CREATE", g.pick(pdStreams), "g1", "bad-id"},
 	}
 	if g.rng.Intn(2) == 0 {
 		g.push(pcmd{args: bad[g.rng.Intn(len(bad))], badArity: true})
