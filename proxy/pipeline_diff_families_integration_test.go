@@ -41,6 +41,10 @@ var (
 // familyCommand adds a command of one of the families above, or a short run
 // of them; tagged keeps its keys in the transactions' slot.
 func (g *pipeGen) familyCommand(tagged bool) {
+	if g.rng.Intn(40) == 0 && !g.small {
+		g.wideCommand(tagged)
+		return
+	}
 	switch g.rng.Intn(11) {
 	case 0:
 		g.hashCommand(tagged)
@@ -62,6 +66,50 @@ func (g *pipeGen) familyCommand(tagged bool) {
 		g.geoCommand(tagged)
 	case 10:
 		g.genericCommand(tagged)
+	}
+}
+
+// wideCommand adds a command of many arguments, which the proxy may read
+// in several parts: a list, a sorted set or a HyperLogLog of hundreds to
+// thousands of elements, or a stream entry of many fields. Not of a set or
+// a hash: past 128 elements their order is a dictionary's, and SRANDMEMBER
+// and HRANDFIELD count on fewer than 100.
+func (g *pipeGen) wideCommand(tagged bool) {
+	n := 200 + g.rng.Intn(3000)
+	var args []string
+	switch g.rng.Intn(5) {
+	case 0, 1:
+		args = []string{g.pick([]string{"RPUSH", "LPUSH"}), g.key(pdLists, tagged)}
+		for i := range n {
+			args = append(args, g.pick([]string{"a", "b", strconv.Itoa(i)}))
+		}
+	case 2:
+		args = []string{"ZADD", g.key(pdZsets, tagged)}
+		for i := range n / 2 {
+			args = append(args, strconv.Itoa(g.rng.Intn(100)), "w"+strconv.Itoa(i))
+		}
+	case 3:
+		args = []string{"PFADD", g.key(pdHLLs, tagged)}
+		for i := range n {
+			args = append(args, "e"+strconv.Itoa(i))
+		}
+	case 4:
+		args = []string{"XADD", g.key(pdStreams, tagged), g.xid()}
+		for i := range n / 10 {
+			args = append(args, "f"+strconv.Itoa(i), g.value())
+		}
+	}
+	g.add(args...)
+	if args[0] != "PFADD" && g.rng.Intn(2) == 0 {
+		// the wide reply back
+		switch args[0] {
+		case "ZADD":
+			g.add("ZRANGE", args[1], "0", "-1", "WITHSCORES")
+		case "XADD":
+			g.add("XRANGE", args[1], args[2], args[2])
+		default:
+			g.add("LRANGE", args[1], "0", "-1")
+		}
 	}
 }
 
