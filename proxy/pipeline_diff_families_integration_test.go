@@ -41,6 +41,12 @@ var (
 // familyCommand adds a command of one of the families above, or a short run
 // of them; tagged keeps its keys in the transactions' slot.
 func (g *pipeGen) familyCommand(tagged bool) {
+	if g.rng.Intn(6) == 0 {
+		// keywords in lower case (STREAMS, STORE, GET, BY, LIMIT, ...),
+		// which the proxy must find to route the command by its keys
+		g.lower = true
+		defer func() { g.lower = false }()
+	}
 	if g.rng.Intn(40) == 0 && !g.small {
 		g.wideCommand(tagged)
 		return
@@ -99,10 +105,11 @@ func (g *pipeGen) wideCommand(tagged bool) {
 			args = append(args, "f"+strconv.Itoa(i), g.value())
 		}
 	}
+	name := args[0] // push may change its case
 	g.add(args...)
-	if args[0] != "PFADD" && g.rng.Intn(2) == 0 {
+	if name != "PFADD" && g.rng.Intn(2) == 0 {
 		// the wide reply back
-		switch args[0] {
+		switch name {
 		case "ZADD":
 			g.add("ZRANGE", args[1], "0", "-1", "WITHSCORES")
 		case "XADD":

@@ -958,6 +958,7 @@ type pipeGen struct {
 	inSub bool       // in a run of subscribed mode: no other one starts
 	xseq  int        // the last stream id given out (xid)
 	xids  []string   // the last few stream ids given out
+	lower bool       // push writes the arguments in lower case: keywords, and values alike
 }
 
 var (
@@ -1086,6 +1087,11 @@ func (g *pipeGen) push(c pcmd) {
 			}
 		}
 		c.args[0] = string(b)
+	}
+	if g.lower {
+		for i := 1; i < len(c.args); i++ {
+			c.args[i] = strings.ToLower(c.args[i])
+		}
 	}
 	size := 0
 	for _, a := range c.args {
@@ -1734,9 +1740,15 @@ func (g *pipeGen) watchCommand() {
 func (g *pipeGen) transaction() {
 	if g.rng.Intn(3) == 0 {
 		k := g.pick(pdStrings)
-		g.add("WATCH", k)
 		if g.rng.Intn(2) == 0 {
+			k = g.pick(pdAllTagged)
+		}
+		g.add("WATCH", k)
+		switch g.rng.Intn(4) {
+		case 0, 1:
 			g.add("INCR", k)
+		case 2:
+			g.familyCommand(true) // may write the watched key, or not
 		}
 	}
 	g.add("MULTI")
