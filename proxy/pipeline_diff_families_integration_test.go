@@ -1,6 +1,8 @@
 package proxy_test
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"slices"
 	"strconv"
 )
@@ -51,7 +53,9 @@ func (g *pipeGen) familyCommand(tagged bool) {
 		g.wideCommand(tagged)
 		return
 	}
-	switch g.rng.Intn(11) {
+	switch g.rng.Intn(12) {
+	case 11:
+		g.scriptCommand(tagged)
 	case 0:
 		g.hashCommand(tagged)
 	case 1:
@@ -942,5 +946,84 @@ func (g *pipeGen) familyError() {
 		g.push(pcmd{args: bad[g.rng.Intn(len(bad))], badArity: true})
 	} else {
 		g.add(syntax[g.rng.Intn(len(syntax))]...)
+	}
+}
+
+var (
+	// pdLoadScripts are loaded with SCRIPT LOAD and run by their SHA1.
+	pdLoadScripts = []string{"return 7", "return redis.call('get', KEYS[1])", "return redis.call('incr', KEYS[1])"}
+	// pdLibraries are versions of one library, dlib, each of one function
+	// (FUNCTION LIST and DUMP show a library's functions, and the
+	// libraries, in a dictionary's order), and one refused.
+	pdLibraries = []string{
+		"#!lua name=dlib\nredis.register_function{function_name='dget', callback=function(keys, args) return redis.call('get', keys[1]) end, flags={'no-writes'}}",
+		"#!lua name=dlib\nredis.register_function('dincr', function(keys, args) return redis.call('incr', keys[1]) end)",
+		"#!lua name=dlib\nredis.register_function('dget', function(keys, args) return redis.call('get', keys[1]) end)",
+		"#!lua name=dlib\nreturn 1", // registers no function
+	}
+	// pdFunctionDump is FUNCTION DUMP of Redis 7.0 with pdLibraries[0]
+	// loaded.
+	pdFunctionDump = "\xf5\xc3@\x84@\x97\x1f#!lua name=dlib\x0aredis.register_f\x07unction{\xc0\x08\x00_`*\x10'dget', callback=\xc0\x1e\x12(keys, args) return \x06@R@*\x01('\x806@$\x1d[1]) end, flags={'no-writes'}}\x0a\x00\x9bo >\x7f\xfe\x06\x12"
+)
+
+// scriptCommand adds EVALSHA or FCALL of a script or function loaded
+// before (or not: NOSCRIPT), or, outside transactions (the proxy refuses
+// keyless commands there), SCRIPT and FUNCTION, which the proxy sends to
+// every shard.
+func (g *pipeGen) scriptCommand(tagged bool) {
+	k := g.key(pdStrings, tagged)
+	r := g.rng.Intn(12)
+	if tagged {
+		r %= 4
+	}
+	switch r {
+	case 0, 1:
+		sum := sha1.Sum([]byte(g.pick(pdLoadScripts)))
+		g.add(g.pick([]string{"EVALSHA", "EVALSHA", "EVALSHA_RO"}), hex.EncodeToString(sum[:]), "1", k)
+	case 2, 3:
+		g.add(g.pick([]string{"FCALL", "FCALL", "FCALL_RO"}), g.pick([]string{"dget", "dincr"}), "1", k)
+	case 4, 5:
+		g.add("SCRIPT", "LOAD", g.pick(pdLoadScripts))
+	case 6:
+		args := []string{"SCRIPT", "EXISTS"}
+		for _, sc := range pdLoadScripts[:1+g.rng.Intn(len(pdLoadScripts))] {
+			sum := sha1.Sum([]byte(sc))
+			args = append(args, hex.EncodeToString(sum[:]))
+		}
+		g.add(args...)
+	case 7:
+		if g.rng.Intn(3) == 0 {
+			g.add("SCRIPT", "FLUSH", g.pick([]string{"SYNC", "ASYNC"}))
+		} else {
+			g.add("FUNCTION", "FLUSH")
+		}
+	case 8, 9:
+		args := []string{"FUNCTION", "LOAD"}
+		if g.rng.Intn(2) == 0 {
+			args = append(args, "REPLACE")
+		}
+		g.add(append(args, g.pick(pdLibraries))...)
+	case 10:
+		switch g.rng.Intn(4) {
+		case 0:
+			g.add("FUNCTION", "DELETE", g.pick([]string{"dlib", "nolib"}))
+		case 1:
+			args := []string{"FUNCTION", "LIST"}
+			if g.rng.Intn(2) == 0 {
+				args = append(args, "LIBRARYNAME", g.pick([]string{"d*", "nolib"}))
+			}
+			if g.rng.Intn(2) == 0 {
+				args = append(args, "WITHCODE")
+			}
+			g.add(args...)
+		default:
+			g.add("FUNCTION", "DUMP")
+		}
+	case 11:
+		args := []string{"FUNCTION", "RESTORE", pdFunctionDump}
+		if g.rng.Intn(2) == 0 {
+			args = append(args, g.pick([]string{"APPEND", "REPLACE", "FLUSH"}))
+		}
+		g.add(args...)
 	}
 }
