@@ -940,6 +940,9 @@ func (g *pipeGen) familyError() {
 		{"LPOS", g.pick(pdLists), "a", "RANK", "-9223372036854775808"}, {"ZADD", g.pick(pdZsets), "nan", "m0"},
 		{"INCRBYFLOAT", g.pick(pdStrings), "1e309"}, {"HINCRBY", g.pick(pdHashes), "f0", "9223372036854775808"},
 		{"XADD", g.pick(pdStreams), "0-0", "f", "v"},
+		// a bad number of keys, of a function that exists or not
+		{g.pick([]string{"FCALL", "FCALL_RO"}), g.pick([]string{"dget", "nosuch"}), g.pick([]string{"x", "-1", "5"}), g.pick(pdStrings)},
+		{"EVALSHA", "0000000000000000000000000000000000000000", g.pick([]string{"x", "-1", "5"}), g.pick(pdStrings)},
 		{"RESTORE", g.pick(pdStrings), "0", "not a payload", "REPLACE"}, {"XGROUP", "CREATE", g.pick(pdStreams), "g1", "bad-id"},
 	}
 	if g.rng.Intn(2) == 0 {

@@ -338,6 +338,22 @@ var knownDifferences = []knownDifference{
 			return []pcmd{{args: []string{"SORT", "{t}l0", "LIMIT", "1"}}}, m.multi && badNumkeys(c.args)
 		},
 	},
+	{
+		// FCALL nosuch 5 k (no function nosuch): Redis looks the
+		// function up first and answers -ERR Function not found; the
+		// proxy checks the number of keys first and answers -ERR Number
+		// of keys can't be greater than number of args. The same with
+		// FCALL_RO, and with a number of keys that is negative (-ERR
+		// Number of keys can't be negative) or not a number (-ERR Bad
+		// number of keys provided). Of a function that exists, both
+		// answer the same. Redis Cluster answers as Redis: no keys, the
+		// node runs it. FCALL of no function and no keys takes its place.
+		name: "FCALL of a function that does not exist, with a bad number of keys, answers the number's error",
+		avoid: func(m replyModel, c pcmd) ([]pcmd, bool) {
+			return []pcmd{{args: []string{"FCALL", "nosuchfunction", "0"}}},
+				!m.multi && badNumkeys(c.args) && (strings.EqualFold(c.args[0], "fcall") || strings.EqualFold(c.args[0], "fcall_ro"))
+		},
+	},
 }
 
 // badNumkeys reports whether args is a command that takes its number of
