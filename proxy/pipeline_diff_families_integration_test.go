@@ -9,21 +9,25 @@ import (
 
 // More command families for the differential pipeline test: hashes, lists,
 // sets and sorted sets beyond the basic commands, strings, bitmaps,
-// HyperLogLogs, streams, geo, COPY, RENAME, SORT and expiry with options,
-// and wrong arity for them. keyCommand reaches them (familyCommand), so they
-// run in transactions and under CLIENT REPLY too. Multi-key commands take
-// tagged keys only (one slot); replies Redis leaves random are avoided or
-// made deterministic:
+// HyperLogLogs, streams, geo, COPY, RENAME, RESTORE, SORT, expiry with
+// options, scripts and functions, wrong arity and syntax for them, now and
+// then a command of thousands of arguments, and a sixth of them in lower
+// case. keyCommand reaches them (familyCommand), so they run in
+// transactions and under CLIENT REPLY too. Multi-key commands take tagged
+// keys only (one slot); replies Redis leaves to chance are avoided or made
+// deterministic:
 //   - HRANDFIELD, SRANDMEMBER and SPOP only with a count above any size the
 //     generator builds (the whole hash or set: compared sorted), and never
-//     inside MULTI, where EXEC's reply is compared in order;
+//     so inside MULTI, where EXEC's reply is compared in order;
 //   - stream ids are explicit (the generator's own, always rising, or
-//     MS-* of a time it chose), never *; XPENDING only in its summary form
-//     and XINFO only GROUPS: the others report idle times;
-//   - an expiry set by a command is undone by the next (PERSIST), or is a
-//     fixed time in 2100, read back only by (P)EXPIRETIME;
+//     MS-* of a time it chose), never *; XPENDING only in its summary form,
+//     XINFO only GROUPS and STREAM without FULL: the others show times;
+//   - an expiry a command sets is removed by the next (PERSIST), after
+//     (P)EXPIRETIME has read it back where it is a fixed time;
 //   - SORT never shows the order a set is read in (sortCommand);
-//   - GEOSEARCH with ASC or DESC, never ANY.
+//   - GEOSEARCH with ASC or DESC, never ANY;
+//   - one function library at a time, of one function: FUNCTION LIST and
+//     DUMP show libraries and functions in a dictionary's order.
 //
 // LCS's keys (pdLCS) hold short strings only: SET, MSETNX and SETRANGE at a
 // small offset write them, never COPY, RENAME, APPEND or a large value. LCS
