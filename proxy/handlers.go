@@ -366,7 +366,7 @@ func script(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
-		s.reject(info, errMsg)
+		s.badKeys(info, errMsg, c.Raw)
 	case !ok:
 		s.forward(0, c.Raw)
 	default:
@@ -389,7 +389,7 @@ func streamRead(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
-		s.reject(info, errMsg)
+		s.badKeys(info, errMsg, c.Raw)
 	case !ok:
 		s.errorReply("ERR syntax error")
 	default:

@@ -317,69 +317,10 @@ type knownDifference struct {
 	atStart func(t *testing.T, proxyAddr, redisAddr string) bool
 }
 
-// knownDifferences lists the known differences. Sessions 11 and 12 fixed
-// the fifteen listed before (git log -S knownDifferences shows each entry,
-// with its repro, and the commit that removed it).
-var knownDifferences = []knownDifference{
-	{
-		// MULTI, SINTERCARD 3 {t}e0, PING, EXEC: Redis queues SINTERCARD
-		// (+QUEUED) and EXEC answers [-ERR Number of keys can't be greater
-		// than number of args, +PONG]; the proxy refuses it at once with
-		// that error and EXEC answers -EXECABORT. The same for every
-		// command with a number of keys that is not one of its arguments
-		// (0, negative, not a number, more than the arguments): ZUNION 0
-		// {t}z0 (-ERR at least 1 input key is needed for 'zunion'
-		// command), ZINTERCARD 3 {t}z0, LMPOP 3 {t}l0 LEFT, ZUNIONSTORE
-		// {t}d 3 {t}z0 (-ERR syntax error), EVAL "return 1" -1. Redis
-		// Cluster queues them too: their keys are none, no slot to check.
-		// A command queued that fails in EXEC takes their place.
-		name: "a command with a bad number of keys is refused inside MULTI, aborting the transaction",
-		avoid: func(m replyModel, c pcmd) ([]pcmd, bool) {
-			return []pcmd{{args: []string{"SORT", "{t}l0", "LIMIT", "1"}}}, m.multi && badNumkeys(c.args)
-		},
-	},
-	{
-		// FCALL nosuch 5 k (no function nosuch): Redis looks the
-		// function up first and answers -ERR Function not found; the
-		// proxy checks the number of keys first and answers -ERR Number
-		// of keys can't be greater than number of args. The same with
-		// FCALL_RO, and with a number of keys that is negative (-ERR
-		// Number of keys can't be negative) or not a number (-ERR Bad
-		// number of keys provided). Of a function that exists, both
-		// answer the same. Redis Cluster answers as Redis: no keys, the
-		// node runs it. FCALL of no function and no keys takes its place.
-		name: "FCALL of a function that does not exist, with a bad number of keys, answers the number's error",
-		avoid: func(m replyModel, c pcmd) ([]pcmd, bool) {
-			return []pcmd{{args: []string{"FCALL", "nosuchfunction", "0"}}},
-				!m.multi && badNumkeys(c.args) && (strings.EqualFold(c.args[0], "fcall") || strings.EqualFold(c.args[0], "fcall_ro"))
-		},
-	},
-}
-
-// badNumkeys reports whether args is a command that takes its number of
-// keys as an argument (SINTERCARD, ZUNION, LMPOP, EVAL, ...) with one that
-// Redis refuses: not a number, below 1 (below 0 for scripts), or more than
-// the arguments after it.
-func badNumkeys(args []string) bool {
-	if len(args) == 0 {
-		return false
-	}
-	idx, least := 1, 1
-	switch strings.ToUpper(args[0]) {
-	case "SINTERCARD", "ZINTERCARD", "ZUNION", "ZINTER", "ZDIFF", "LMPOP", "ZMPOP":
-	case "ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE", "BLMPOP", "BZMPOP":
-		idx = 2
-	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO":
-		idx, least = 2, 0
-	default:
-		return false
-	}
-	if len(args) <= idx {
-		return false // wrong arity, refused by both
-	}
-	n, err := strconv.Atoi(args[idx])
-	return err != nil || n < least || n > len(args)-idx-1
-}
+// knownDifferences lists the known differences: none at present. Sessions
+// 11 and 12 fixed the seventeen listed before (git log -S knownDifferences
+// shows each entry, with its repro, and the commit that removed it).
+var knownDifferences = []knownDifference{}
 
 // avoidKnown returns cmds, sent in the state start, with the known
 // differences avoided, counting them in avoided. What replaces a command is

@@ -483,7 +483,7 @@ func (s *session) routeByKeys(r *route, info *command.Info, cmd request) {
 	}
 	slot, ok, errMsg := s.slotOf(info, cmd.Args)
 	if errMsg != "" {
-		s.reject(info, errMsg)
+		s.badKeys(info, errMsg, cmd.Raw)
 		return
 	}
 	if !ok {
@@ -516,6 +516,19 @@ func (s *session) slotOf(info *command.Info, args [][]byte) (slot uint16, ok boo
 }
 
 const crossSlot = "CROSSSLOT Keys in request don't hash to the same slot"
+
+// badKeys answers a command slotOf refused. CROSSSLOT is the proxy's own
+// refusal. Any other error is a number of keys the command's arguments do
+// not hold (SINTERCARD 3 k, EVAL s -1, ...): a shard answers it, in its own
+// words and after its own checks (FCALL looks its function up first), and
+// runs nothing, as Redis Cluster runs a command it finds no key in.
+func (s *session) badKeys(info *command.Info, errMsg string, raw []byte) {
+	if errMsg == crossSlot {
+		s.reject(info, errMsg)
+		return
+	}
+	s.forward(0, raw)
+}
 
 func unsupported(info *command.Info) string {
 	return "ERR command '" + info.Name() + "' is not supported by the proxy"

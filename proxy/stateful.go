@@ -100,6 +100,13 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		return true
 	default:
 		slot, ok, errMsg = s.slotOf(info, cmd.Args)
+		if errMsg != "" && errMsg != crossSlot {
+			// A bad number of keys (SINTERCARD, ZUNION, EVAL, ...): Redis
+			// queues the command and EXEC answers the error in its reply
+			// (Redis Cluster finds no key to check), so the transaction's
+			// shard answers it.
+			ok, errMsg = false, ""
+		}
 	}
 	if errMsg == "" && ok {
 		if s.txSlot != noSlot && int(slot) != s.txSlot {
@@ -419,7 +426,7 @@ func blocking(s *session, r *route, info *command.Info, c request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
-		s.reject(info, errMsg)
+		s.badKeys(info, errMsg, c.Raw) // refused before it could block
 		return
 	case !ok:
 		s.reject(info, unsupported(info))
