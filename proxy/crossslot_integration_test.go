@@ -154,3 +154,46 @@ func TestIntegrationCrossSlot(t *testing.T) {
 		}
 	})
 }
+
+// TestIntegrationClusterRefusals checks the options Redis Cluster refuses
+// because they reach beyond the command's slot, which a shard of the proxy
+// would otherwise run on its own keys alone: SORT's BY and GET patterns
+// whose keys may lie in other slots (the proxy used to sort by what one
+// shard held, a wrong answer), and COPY into another database (one no
+// client of the proxy can select).
+func TestIntegrationClusterRefusals(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	rc := dialRaw(t, c.Addr)
+	for _, args := range [][]string{
+		{"RPUSH", "{t}l", "2", "1", "3"},
+		{"MSET", "{t}w_1", "30", "{t}w_2", "20", "{t}w_3", "10", "v_1", "a", "v_2", "b", "v_3", "c"},
+	} {
+		rc.do(args...)
+	}
+	byPattern := "-ERR BY option of SORT denied in Cluster mode when keys formed by the pattern may be in different slots."
+	getPattern := "-ERR GET option of SORT denied in Cluster mode when keys formed by the pattern may be in different slots."
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"SORT", "{t}l", "BY", "{t}w_*"}, `["3", "2", "1"]`},
+		{[]string{"SORT", "{t}l", "BY", "nosort", "GET", "#"}, `["2", "1", "3"]`},
+		{[]string{"SORT", "{t}l", "BY", "w_*"}, byPattern},
+		{[]string{"sort_ro", "{t}l", "by", "*{t}"}, byPattern},
+		{[]string{"SORT", "{t}l", "LIMIT", "0", "2", "GET", "v_*"}, getPattern},
+		{[]string{"SORT", "{t}l", "GET", "#", "GET", "{t}w_*", "STORE", "{t}out"}, ":6"},
+		{[]string{"COPY", "{t}l", "{t}l2", "DB", "1"}, "-ERR DB index is out of range"},
+		{[]string{"COPY", "{t}l", "{t}l2", "REPLACE", "db", "0"}, ":1"},
+	} {
+		if got := rc.do(tc.args...); got != tc.want {
+			t.Errorf("%q = %s, want %s", tc.args, got, tc.want)
+		}
+	}
+	// Queued in a transaction, they are refused at once and EXEC aborts.
+	rc.write(encode("MULTI") + encode("SORT", "{t}l", "GET", "v_*") + encode("EXEC"))
+	for _, want := range []string{"+OK", getPattern, "-EXECABORT Transaction discarded because of previous errors."} {
+		if got := render(rc.read()); got != want {
+			t.Errorf("MULTI, SORT GET v_*, EXEC: %s, want %s", got, want)
+		}
+	}
+}

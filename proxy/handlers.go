@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 
 	"github.com/reshard/reshard/proxy/command"
+	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
 )
@@ -91,6 +93,10 @@ func init() {
 		"xread":      streamRead,
 		"xreadgroup": streamRead,
 
+		"sort":    clusterChecked,
+		"sort_ro": clusterChecked,
+		"copy":    clusterChecked,
+
 		// Keyed commands that must not run on a shared connection or have
 		// no meaning behind a proxy.
 		"ssubscribe":   refuse,
@@ -100,6 +106,58 @@ func init() {
 	} {
 		handlers[name] = h
 	}
+}
+
+// clusterChecked routes SORT and COPY by their keys after the checks Redis
+// Cluster makes of their options (clusterRefusal).
+func clusterChecked(s *session, r *route, info *command.Info, c request) {
+	if msg := clusterRefusal(info, c.Args); msg != "" {
+		s.reject(info, msg)
+		return
+	}
+	s.routeByKeys(r, info, c)
+}
+
+// clusterRefusal is Redis Cluster's error for options that reach beyond the
+// command's slot, which a shard of the proxy would run on its own keys:
+// SORT's BY and GET patterns whose keys may lie in other slots than the
+// sorted key (a shard would read only its own, giving wrong results), and
+// COPY into another database (one no client of the proxy can select).
+func clusterRefusal(info *command.Info, args [][]byte) string {
+	switch info.Name() {
+	case "sort", "sort_ro":
+		if len(args) < 2 {
+			return ""
+		}
+		slot := router.Slot(args[1])
+		for j := 2; j+1 < len(args); j++ {
+			opt, pat := args[j], args[j+1]
+			switch {
+			case equalFold(opt, "limit"):
+				j += 2
+			case equalFold(opt, "store"):
+				j++
+			case equalFold(opt, "by"), equalFold(opt, "get"):
+				j++
+				if bytes.IndexByte(pat, '*') < 0 {
+					continue // one key (BY nosort, GET #, ...): Redis reads no pattern
+				}
+				if ps, ok := router.PatternSlot(pat); !ok || ps != slot {
+					return "ERR " + strings.ToUpper(string(opt)) + " option of SORT denied in Cluster mode when keys formed by the pattern may be in different slots."
+				}
+			}
+		}
+	case "copy":
+		for j := 3; j+1 < len(args); j++ {
+			if equalFold(args[j], "db") {
+				if n, err := strconv.ParseInt(string(args[j+1]), 10, 64); err == nil && n != 0 {
+					return "ERR DB index is out of range"
+				}
+				j++
+			}
+		}
+	}
+	return ""
 }
 
 func replyOK(s *session, _ *route, _ *command.Info, _ request) {

@@ -79,6 +79,14 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		s.reject(info, "ERR Command not allowed inside a transaction")
 		return true
 	}
+	if msg := clusterRefusal(info, cmd.Args); msg != "" {
+		// Redis Cluster queues it and answers the error in EXEC's reply;
+		// the proxy, whose transaction runs on a shard as it is, refuses it
+		// at once
+		s.tx.dirty = true
+		s.reject(info, msg)
+		return true
+	}
 	var slot uint16
 	var ok bool
 	var errMsg string

@@ -59,3 +59,24 @@ func Slot(key []byte) uint16 {
 	}
 	return crc16(key) & (NumSlots - 1)
 }
+
+// PatternSlot returns the one slot of every key a glob-style pattern can
+// match (SORT's BY and GET patterns), and false when the keys may lie in
+// several: a wildcard ('*', '?', '[') or an escape ('\') comes before the
+// pattern's hash tag closes. Without a tag the pattern is a single key.
+func PatternSlot(pattern []byte) (uint16, bool) {
+	open := -1 // the first '{', while its tag is open; -2 after an empty tag
+	for i, c := range pattern {
+		switch {
+		case c == '*' || c == '?' || c == '[' || c == '\\':
+			return 0, false
+		case c == '{' && open == -1:
+			open = i
+		case c == '}' && open >= 0 && i == open+1:
+			open = -2 // "{}": the whole key is hashed
+		case c == '}' && open >= 0:
+			return crc16(pattern[open+1:i]) & (NumSlots - 1), true
+		}
+	}
+	return crc16(pattern) & (NumSlots - 1), true
+}

@@ -154,3 +154,33 @@ func BenchmarkSlot(b *testing.B) {
 		})
 	}
 }
+
+func TestPatternSlot(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		key     string // a key of the one slot, or "" for several
+	}{
+		{"{user}:*", "{user}"},
+		{"w_{user}*->f", "{user}"},
+		{"weight", "weight"},
+		{"w_*", ""},
+		{"*{user}", ""},
+		{"w?{user}", ""},
+		{`w\{user}`, ""},
+		{"w[ab]{user}", ""},
+		{"{}*", ""},          // an empty tag hashes the whole key: the wildcard spreads it
+		{"{}x{y}", "{}x{y}"}, // after an empty tag, later braces are not a tag (as Slot)
+		{"{a{b}*", "{a{b}"},
+	} {
+		got, ok := PatternSlot([]byte(tc.pattern))
+		if tc.key == "" {
+			if ok {
+				t.Errorf("PatternSlot(%q) = %d, want several slots", tc.pattern, got)
+			}
+			continue
+		}
+		if want := Slot([]byte(tc.key)); !ok || got != want {
+			t.Errorf("PatternSlot(%q) = %d, %v; want %d (the slot of %q)", tc.pattern, got, ok, want, tc.key)
+		}
+	}
+}
