@@ -69,6 +69,8 @@ func init() {
 		"script|load":      fanout(allOK),
 		"script|exists":    fanout(andArrays),
 		"script|flush":     fanout(allOK),
+		"script|kill":      fanout(anyKilled),
+		"function|kill":    fanout(anyKilled),
 		"function|load":    fanout(allOK),
 		"function|delete":  fanout(allOK),
 		"function|flush":   fanout(allOK),

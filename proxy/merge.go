@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"math/rand/v2"
 
 	"github.com/reshard/reshard/internal/resp"
@@ -63,6 +64,23 @@ func allOK(s *session, c *call, out []byte) []byte {
 		return append(out, e...)
 	}
 	return append(out, rs[0]...)
+}
+
+// anyKilled merges SCRIPT KILL and FUNCTION KILL: OK if the shard running
+// a script killed it, else the error of one that could not (UNKILLABLE: it
+// wrote), else NOTBUSY, as every shard answers with no script running.
+func anyKilled(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	pick := rs[0]
+	for _, r := range rs {
+		switch {
+		case !isError(r):
+			return append(out, r...)
+		case !bytes.HasPrefix(r, []byte("-NOTBUSY")):
+			pick = r
+		}
+	}
+	return append(out, pick...)
 }
 
 func mgetMerge(s *session, c *call, out []byte) []byte {

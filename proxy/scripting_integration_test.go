@@ -126,3 +126,42 @@ func TestIntegrationBlockingVariants(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationScriptKill checks SCRIPT KILL and FUNCTION KILL: they go to
+// every shard, and the one running the script kills it. They were refused
+// as not supported, leaving a runaway script to hold its shard.
+func TestIntegrationScriptKill(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, ShardArgs: []string{"--busy-reply-threshold", "50"}})
+	ctx := t.Context()
+	admin := c.Client()
+	lib := "#!lua name=spinlib\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}"
+	if err := admin.FunctionLoad(ctx, lib).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ run, kill []string }{
+		{[]string{"EVAL", "while true do end", "0"}, []string{"SCRIPT", "KILL"}},
+		{[]string{"FCALL_RO", "spin", "0"}, []string{"FUNCTION", "KILL"}},
+	} {
+		if got := dialRaw(t, c.Addr).do(tc.kill...); !strings.HasPrefix(got, "-NOTBUSY") {
+			t.Errorf("%q with nothing running = %s, want NOTBUSY", tc.kill, got)
+		}
+		spinner := dialRaw(t, c.Addr)
+		spinner.send(tc.run...)
+		time.Sleep(100 * time.Millisecond) // past the busy threshold
+		killer := dialRaw(t, c.Addr)
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := killer.do(tc.kill...)
+			if got == "+OK" {
+				break
+			}
+			if !strings.HasPrefix(got, "-NOTBUSY") || time.Now().After(deadline) {
+				t.Fatalf("%q while %q runs = %s, want +OK", tc.kill, tc.run, got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := render(spinner.read()); !strings.Contains(got, "killed by user") {
+			t.Errorf("%q after %q = %s, want the killed error", tc.run, tc.kill, got)
+		}
+	}
+}
