@@ -91,7 +91,7 @@ func notSubscribed(s *session, _ *route, info *command.Info, c request) {
 			return
 		}
 	}
-	if s.pubsub != nil && len(s.pubsub.conns) > 0 {
+	if s.pubsub != nil && s.pubsub.subscribed {
 		s.detachWith = c
 		return
 	}
@@ -215,7 +215,7 @@ type subConn struct {
 type pubsubLoop struct {
 	s     *session
 	out   *clientConn      // shared with the pumps
-	mu    sync.Mutex       // held while a command is handled or the loop moves to a new table
+	mu    sync.Mutex       // held while the loop uses its subscription connections or moves to a new table
 	conns map[int]*subConn // key: homeConn for classic channels, else shard index
 
 	// unsynced: a command went down a subscription connection since the
@@ -226,6 +226,9 @@ type pubsubLoop struct {
 	// manyConns: a command for another one waits for its replies first,
 	// so confirmations keep the order of the commands
 	last int
+	// subscribed: the loop had a subscription connection when the command
+	// being served began (the session reads it, on the loop's goroutine)
+	subscribed bool
 }
 
 const (
@@ -274,7 +277,7 @@ func (p *pubsubLoop) run(first request, queue []request) {
 			s.srv.commands.Add(1) // the queued ones were counted by serveConn
 		}
 		var back bool
-		ok, back = p.handleLocked(cmd)
+		ok, back = p.handle(cmd)
 		if back {
 			p.handBack(append([]request{cmd}, queue...))
 			return
@@ -302,12 +305,6 @@ func (p *pubsubLoop) forwardLocked(cmd request) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.forward(cmd)
-}
-
-func (p *pubsubLoop) handleLocked(cmd request) (ok, back bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.handle(cmd)
 }
 
 // handBack returns the connection to the serving loop, which serves reqs
@@ -341,9 +338,29 @@ func (p *pubsubLoop) local(reply []byte) {
 // subscribed in RESP2 it refuses what Redis refuses there (pubsubContext).
 // A (un)subscription the plan accepts comes back in detachWith, for the
 // loop to send down its subscription connection.
+//
+// The loop's lock is held while the loop deals with its subscription
+// connections (before, after), not while the session serves the command:
+// that waits for the barrier's gate, and SwapTable, which holds the
+// barrier, moves the loop to the new shards under this lock (moveTo).
 func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
 	s := p.s
 	info := command.Lookup(cmd.Args)
+	if !p.before(info) {
+		return true, true
+	}
+	proto := s.proto
+	s.serve(cmd, nil)
+	s.pubsubContext = false
+	return p.after(info, proto), false
+}
+
+// before readies the loop for a command: the replies the shards owe for
+// earlier ones are out first, and the connection goes back to the serving
+// loop (false) if the command finds the client no longer subscribed.
+func (p *pubsubLoop) before(info *command.Info) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	switch name := nameOf(info); name {
 	case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
 		// the shard answers in order after what the loop sent before
@@ -353,13 +370,20 @@ func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
 		p.closeAll()
 	default:
 		if !p.settle() {
-			return true, true
+			return false
 		}
-		s.pubsubContext = s.proto == 2
+		p.s.pubsubContext = p.s.proto == 2
 	}
-	proto := s.proto
-	s.serve(cmd, nil)
-	s.pubsubContext = false
+	p.subscribed = len(p.conns) > 0
+	return true
+}
+
+// after writes the reply of a command the session served and sends on the
+// (un)subscription it planned, if any; false ends the client.
+func (p *pubsubLoop) after(info *command.Info, proto int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.s
 	if mayPublish(info) {
 		// A message to the client itself goes before the command's reply,
 		// as Redis writes it while the command runs.
@@ -374,11 +398,11 @@ func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
 		s.held = s.held[:0]
 	}
 	if s.detachWith.Raw == nil {
-		return true, false
+		return true
 	}
 	c := s.detachWith
 	s.detachWith, s.detachRest = request{}, nil
-	return p.forward(c), false
+	return p.forward(c)
 }
 
 // mayPublish reports whether info can publish a message (a RESP3
@@ -699,6 +723,7 @@ func (p *pubsubLoop) moveTo(r *route) {
 		}
 	}
 	p.conns = next
+	p.last = manyConns // keys now name other connections
 }
 
 var errSyncTimeout = errors.New("proxy: subscription connection did not answer")

@@ -174,3 +174,40 @@ func TestIntegrationSwapTableOpenTransaction(t *testing.T) {
 		t.Error("the transaction wrote to the old shard")
 	}
 }
+
+// A subscriber whose command waits behind the barrier when the table
+// changes must not hold the swap up (the barrier, and with it every client
+// of the proxy, stays held while SwapTable runs), and must still hear what
+// is published after the swap.
+func TestIntegrationSwapTableSubscriberBehindBarrier(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	ctx := t.Context()
+	sub := dialRaw(t, c.Addr)
+	sub.send("SUBSCRIBE", "news")
+	sub.read()
+	newShards := redistest.StartN(t, 2)
+	table := evenTable(t, c.Proxy.Table().Epoch()+1, newShards)
+	prep := c.Proxy.PrepareTable(table)
+	resume, err := c.Proxy.Pause(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.send("PING", "held") // served once the barrier opens
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	c.Proxy.SwapTable(prep)
+	took := time.Since(start)
+	resume()
+	if took > 500*time.Millisecond {
+		t.Errorf("SwapTable took %s with a subscriber's command waiting at the barrier", took)
+	}
+	if got := render(sub.read()); got != `["pong", "held"]` {
+		t.Errorf("subscriber's PING = %s", got)
+	}
+	if n := c.Client().Publish(ctx, "news", "after-swap").Val(); n != 1 {
+		t.Errorf("PUBLISH after the swap reached %d subscribers, want 1", n)
+	}
+	if got := render(sub.read()); got != `["message", "news", "after-swap"]` {
+		t.Errorf("subscriber got %s after the swap", got)
+	}
+}
