@@ -61,6 +61,10 @@ type Config struct {
 	// pipeline; a client whose pipeline would exceed it is disconnected, as
 	// Redis does at its client-output-buffer-limit.
 	MaxOutputBuffer int64
+	// MaxPubsubOutputBuffer caps the bytes queued for a subscribed client
+	// (messages and replies it has not read yet); a client past it is
+	// disconnected, as at Redis's client-output-buffer-limit pubsub.
+	MaxPubsubOutputBuffer int64
 
 	// testHook, set by tests only (export_test.go), is called where a
 	// panic must end one client and no more: with each command planned
@@ -82,6 +86,8 @@ func DefaultConfig() Config {
 		MaxArgs:         1 << 20,
 		MaxQueryBuffer:  1 << 30,
 		MaxOutputBuffer: 1 << 30,
+		// Redis's hard limit for pub/sub clients
+		MaxPubsubOutputBuffer: 32 << 20,
 	}
 }
 
@@ -108,6 +114,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("proxy: query buffer limit %d is below the max bulk length %d", c.MaxQueryBuffer, c.MaxBulkLen)
 	case c.MaxOutputBuffer < 1:
 		return fmt.Errorf("proxy: output buffer limit must be positive, got %d", c.MaxOutputBuffer)
+	case c.MaxPubsubOutputBuffer < 1:
+		return fmt.Errorf("proxy: pub/sub output buffer limit must be positive, got %d", c.MaxPubsubOutputBuffer)
 	}
 	return nil
 }

@@ -24,6 +24,11 @@ import (
 // Writes to the client never happen while the barrier's gate is held (see
 // session.serve): a client that stops reading would hold the barrier, and
 // with it every client of the proxy, until it read again.
+//
+// A subscribed client's replies go out through a writer of their own
+// (stream): its pumps and its loop only queue, so none of them ever waits
+// for the client, and a client that lets more than a limit pile up is
+// dropped, as Redis drops a subscriber at client-output-buffer-limit pubsub.
 type clientConn struct {
 	nc   net.Conn
 	rw   io.ReadWriter // nc's reads and writes (rawio_linux.go)
@@ -38,7 +43,24 @@ type clientConn struct {
 	closed bool   // the serving loop writes what is queued and ends after this pipeline
 
 	pending []request // commands read but not yet handed out by ReadCommand
+
+	st *streamer // set while a writer of its own writes the connection; under mu
 }
+
+// streamer is the writer of a streamed connection (clientConn.stream).
+type streamer struct {
+	limit  int64
+	onCut  func(queued int)
+	wake   chan struct{}
+	stop   chan struct{}
+	exited chan struct{}
+
+	// under the connection's mu
+	writing int   // bytes the writer took and is writing
+	err     error // the write failed, or the limit was passed: nothing more is queued
+}
+
+var errOutputLimit = errors.New("proxy: client output buffer limit reached")
 
 func newClientConn(nc net.Conn, cfg *Config) *clientConn {
 	return &clientConn{nc: nc, rw: newRawIO(nc), addr: nc.RemoteAddr().String(), rd: newReqReader(cfg)}
@@ -46,20 +68,52 @@ func newClientConn(nc net.Conn, cfg *Config) *clientConn {
 
 // WriteRaw queues reply bytes for the client.
 func (c *clientConn) WriteRaw(b []byte) {
-	if c.shared {
-		c.mu.Lock()
-		defer c.mu.Unlock()
+	if !c.shared {
+		c.out = append(c.out, b...)
+		return
+	}
+	c.mu.Lock()
+	st := c.st
+	if st == nil {
+		c.out = append(c.out, b...)
+		c.mu.Unlock()
+		return
+	}
+	if st.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	queued := len(c.out) + st.writing + len(b)
+	if int64(queued) > st.limit {
+		st.err, c.out = errOutputLimit, nil
+		c.mu.Unlock()
+		st.onCut(queued)
+		c.nc.Close() // the loop's read fails and ends the client
+		return
 	}
 	c.out = append(c.out, b...)
+	c.mu.Unlock()
 }
 
-// Flush writes the queued replies.
+// Flush writes the queued replies; on a streamed connection it only wakes
+// the writer, and reports whether the writer has failed.
 func (c *clientConn) Flush() error {
 	var err error
 	if !c.shared {
 		c.out, err = c.write(c.out)
 		return err
 	}
+	c.mu.Lock()
+	if st := c.st; st != nil {
+		err = st.err
+		c.mu.Unlock()
+		select {
+		case st.wake <- struct{}{}:
+		default:
+		}
+		return err
+	}
+	c.mu.Unlock()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -83,8 +137,74 @@ func (c *clientConn) write(out []byte) ([]byte, error) {
 	return out[:0], err
 }
 
+// stream starts a writer of the connection's own: from now on WriteRaw only
+// queues, and Flush hands what is queued to the writer without waiting. Past limit bytes queued or
+// being written, the connection is closed and onCut told. The connection
+// must be shared.
+func (c *clientConn) stream(limit int64, onCut func(queued int)) {
+	st := &streamer{limit: limit, onCut: onCut, wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), exited: make(chan struct{})}
+	c.mu.Lock()
+	c.st = st
+	c.mu.Unlock()
+	go c.writeStream(st)
+}
+
+// unstream stops the writer once it has written what is queued; the caller
+// writes on its own from then on. No other goroutine may queue meanwhile.
+func (c *clientConn) unstream() {
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	if st == nil {
+		return
+	}
+	close(st.stop)
+	<-st.exited
+	c.mu.Lock()
+	c.st = nil
+	c.mu.Unlock()
+}
+
+// writeStream is the writer of a streamed connection.
+func (c *clientConn) writeStream(st *streamer) {
+	defer close(st.exited)
+	var spare []byte
+	for {
+		stopping := false
+		select {
+		case <-st.wake:
+		case <-st.stop:
+			stopping = true
+		}
+		c.mu.Lock()
+		out := c.out
+		c.out = spare[:0]
+		st.writing = len(out)
+		c.mu.Unlock()
+		c.wmu.Lock()
+		var err error
+		spare, err = c.write(out)
+		c.wmu.Unlock()
+		c.mu.Lock()
+		st.writing = 0
+		if err != nil && st.err == nil {
+			st.err = err
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.nc.Close() // the loop's read fails and ends the client
+			return
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
 // Close writes what is queued and closes the connection.
 func (c *clientConn) Close() error {
+	c.unstream()
 	c.Flush()
 	c.closed = true
 	return c.nc.Close()

@@ -253,6 +253,13 @@ func (s *session) detach() {
 		s.srv.endSession(s)
 		return
 	}
+	// From here on nothing waits for the client to read: not the pumps,
+	// whose waits the loop's syncs would share, nor the loop, which a table
+	// swap waits for (moveTo).
+	p.out.stream(s.srv.cfg.MaxPubsubOutputBuffer, func(queued int) {
+		s.srv.log.Warn("pub/sub client output buffer limit reached, closing it", zap.Uint64("client", s.id),
+			zap.Int("queued", queued), zap.Int64("limit", s.srv.cfg.MaxPubsubOutputBuffer))
+	})
 	s.srv.subscribers.Store(p, true)
 	go p.run(cmd, rest)
 }
@@ -312,6 +319,7 @@ func (p *pubsubLoop) forwardLocked(cmd request) bool {
 func (p *pubsubLoop) handBack(reqs []request) {
 	s := p.s
 	s.srv.subscribers.Delete(p)
+	p.out.unstream() // what the loop queued goes out first
 	s.srv.commands.Add(int64(len(p.out.pending)))
 	reqs = append(reqs, p.out.pending...)
 	p.out.pending = nil

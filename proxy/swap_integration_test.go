@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -13,15 +14,30 @@ import (
 // cutover does (without copying data: these tests use keys that are empty).
 func swapTo(t *testing.T, c *proxytest.Cluster, shards []*redistest.Server) *router.Table {
 	t.Helper()
+	table, _ := swapTimed(t, c, shards, nil)
+	return table
+}
+
+// swapTimed is swapTo that first runs paused, if not nil, with the barrier
+// held, and reports how long SwapTable took: all that time every client of
+// the proxy waits.
+func swapTimed(t *testing.T, c *proxytest.Cluster, shards []*redistest.Server, paused func()) (*router.Table, time.Duration) {
+	t.Helper()
 	table := evenTable(t, c.Proxy.Table().Epoch()+1, shards)
 	prep := c.Proxy.PrepareTable(table)
-	resume, err := c.Proxy.Pause(t.Context())
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	resume, err := c.Proxy.Pause(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resume()
+	if paused != nil {
+		paused()
+	}
+	start := time.Now()
 	c.Proxy.SwapTable(prep)
-	resume()
-	return table
+	return table, time.Since(start)
 }
 
 func TestIntegrationSwapTable(t *testing.T) {
@@ -185,19 +201,10 @@ func TestIntegrationSwapTableSubscriberBehindBarrier(t *testing.T) {
 	sub := dialRaw(t, c.Addr)
 	sub.send("SUBSCRIBE", "news")
 	sub.read()
-	newShards := redistest.StartN(t, 2)
-	table := evenTable(t, c.Proxy.Table().Epoch()+1, newShards)
-	prep := c.Proxy.PrepareTable(table)
-	resume, err := c.Proxy.Pause(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub.send("PING", "held") // served once the barrier opens
-	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
-	c.Proxy.SwapTable(prep)
-	took := time.Since(start)
-	resume()
+	_, took := swapTimed(t, c, redistest.StartN(t, 2), func() {
+		sub.send("PING", "held") // served once the barrier opens
+		time.Sleep(200 * time.Millisecond)
+	})
 	if took > 500*time.Millisecond {
 		t.Errorf("SwapTable took %s with a subscriber's command waiting at the barrier", took)
 	}

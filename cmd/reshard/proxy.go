@@ -52,6 +52,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Int64Var(&f.cfg.MaxArgs, "max-args", f.cfg.MaxArgs, "largest argument count of one command")
 	fs.Int64Var(&f.cfg.MaxQueryBuffer, "client-query-buffer-limit", f.cfg.MaxQueryBuffer, "largest single client request, in bytes")
 	fs.Int64Var(&f.cfg.MaxOutputBuffer, "client-output-buffer-limit", f.cfg.MaxOutputBuffer, "most reply bytes held for one client pipeline, counted as they arrive from the shards; beyond it the client is disconnected")
+	fs.Int64Var(&f.cfg.MaxPubsubOutputBuffer, "pubsub-output-buffer-limit", f.cfg.MaxPubsubOutputBuffer, "most bytes queued for a subscribed client that does not read its messages; beyond it the client is disconnected (Redis's client-output-buffer-limit pubsub)")
 	fs.IntVar(&f.procs, "procs", 0, "threads running the proxy's Go code at once (GOMAXPROCS); 0: the GOMAXPROCS environment variable if set, else half the CPUs available, at least 1")
 	fs.IntVar(&f.embedded, "embedded-shards", 3, "number of local redis-server shards to start when --shards is empty")
 	fs.Usage = func() {

@@ -1,0 +1,99 @@
+package proxy_test
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/proxy"
+)
+
+// A subscriber that does not read its messages is disconnected once more
+// than the pub/sub output buffer limit waits for it, as Redis disconnects it
+// at client-output-buffer-limit pubsub; the proxy does not hold more for it,
+// and other subscribers and publishers go on.
+func TestIntegrationSlowSubscriberLimit(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.MaxPubsubOutputBuffer = 1 << 20
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	ctx := t.Context()
+	slow := dialStuck(t, c.Addr)
+	slow.send("SUBSCRIBE", "feed")
+	reader := dialRaw(t, c.Addr)
+	if got := reader.do("SUBSCRIBE", "feed"); got != `["subscribe", "feed", :1]` {
+		t.Fatalf("SUBSCRIBE = %s", got)
+	}
+	// 20 MB: far more than the limit and the sockets' buffers, far less
+	// than the shard's own limit for the proxy's subscription connection
+	// (32 MB), so only the proxy's limit can drop the slow subscriber.
+	msg := strings.Repeat("m", 100<<10)
+	pub := c.Client()
+	for range 200 {
+		if err := pub.Publish(ctx, "feed", msg).Err(); err != nil {
+			t.Fatalf("PUBLISH: %v", err)
+		}
+		// the other subscriber reads each message before the next
+		if got := render(reader.read()); !strings.HasPrefix(got, `["message", "feed", "mmm`) {
+			t.Fatalf("reading subscriber got %.60s", got)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		list := pub.ClientList(ctx).Val()
+		if n := strings.Count(list, "flags=P"); n == 1 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d subscribers left 5 s after 20 MB were published to one that does not read, want 1:\n%s", n, list)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The slow subscriber gets what was written before the limit, then
+	// the connection ends.
+	slow.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, slow.br); err != nil {
+		t.Errorf("the slow subscriber's connection did not end cleanly: %v", err)
+	}
+	if n := pub.Publish(ctx, "feed", "after").Val(); n != 1 {
+		t.Errorf("PUBLISH after the disconnection reached %d subscribers, want 1", n)
+	}
+}
+
+// A table swap does not wait for a subscriber that does not read: its
+// connections move to the new shards at once, and once it reads it gets
+// every message, those published after the swap included.
+func TestIntegrationSlowSubscriberSwap(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2})
+	ctx := t.Context()
+	slow := dialStuck(t, c.Addr)
+	if got := slow.do("SUBSCRIBE", "feed"); got != `["subscribe", "feed", :1]` {
+		t.Fatalf("SUBSCRIBE = %s", got)
+	}
+	pub := c.Client()
+	msg := strings.Repeat("m", 64<<10)
+	const n = 256 // 16 MB: more than the sockets hold, less than the limit
+	for i := range n {
+		if err := pub.Publish(ctx, "feed", fmt.Sprint(i, msg)).Err(); err != nil {
+			t.Fatalf("PUBLISH: %v", err)
+		}
+	}
+	_, took := swapTimed(t, c, redistest.StartN(t, 2), nil)
+	if took > 500*time.Millisecond {
+		t.Errorf("SwapTable took %s with a subscriber that does not read", took)
+	}
+	if got := pub.Publish(ctx, "feed", "after").Val(); got != 1 {
+		t.Errorf("PUBLISH after the swap reached %d subscribers, want 1", got)
+	}
+	for i := range n {
+		got := render(slow.read())
+		if want := fmt.Sprintf(`["message", "feed", "%d`, i); !strings.HasPrefix(got, want) {
+			t.Fatalf("message %d = %.40s, want %s...", i, got, want)
+		}
+	}
+	if got := render(slow.read()); got != `["message", "feed", "after"]` {
+		t.Errorf("message after the swap = %s", got)
+	}
+}
