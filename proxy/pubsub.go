@@ -721,14 +721,21 @@ func (p *pubsubLoop) moveTo(r *route) {
 		}
 		next[nk] = sc
 	}
+	var drop []*subConn
 	for sc := range oldKey {
 		kept := false
 		for _, n := range next {
 			kept = kept || n == sc
 		}
 		if !kept {
-			p.closeConn(sc)
+			drop = append(drop, sc)
 		}
+	}
+	// What the old shards sent before the barrier closed may still be on
+	// its way: their pumps forward all of it before the connections close.
+	syncConns(p.s.srv, drop)
+	for _, sc := range drop {
+		p.closeConn(sc)
 	}
 	p.conns = next
 	p.last = manyConns // keys now name other connections
@@ -762,7 +769,17 @@ func (p *pubsubLoop) settle() bool {
 // sync waits until every subscription connection has answered all that was
 // sent on it before.
 func (p *pubsubLoop) sync() {
+	conns := make([]*subConn, 0, len(p.conns))
 	for _, sc := range p.conns {
+		conns = append(conns, sc)
+	}
+	syncConns(p.s.srv, conns)
+}
+
+// syncConns waits until each subscription connection has answered all that
+// was sent on it before, and its pump has forwarded all that came before.
+func syncConns(srv *Server, conns []*subConn) {
+	for _, sc := range conns {
 		if _, err := sc.d.nc.Write(syncPing); err != nil {
 			continue
 		}
@@ -770,7 +787,7 @@ func (p *pubsubLoop) sync() {
 		case <-sc.synced:
 		case <-sc.done:
 		case <-time.After(5 * time.Second):
-			p.s.srv.log.Warn("pub/sub sync", zap.Error(errSyncTimeout))
+			srv.log.Warn("pub/sub sync", zap.Error(errSyncTimeout))
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,6 +95,44 @@ func TestIntegrationSlowSubscriberSwap(t *testing.T) {
 		}
 	}
 	if got := render(slow.read()); got != `["message", "feed", "after"]` {
+		t.Errorf("message after the swap = %s", got)
+	}
+}
+
+// Messages an old shard sent before the swap, still on their way through
+// the subscription connection when the table changes, reach the client:
+// the connection is closed only once its pump has read them all.
+func TestIntegrationSwapTableMessagesInFlight(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	var slowPump atomic.Bool
+	proxy.SetTestHook(&cfg, func(where string, _ [][]byte) {
+		if where == "pump" && slowPump.Load() {
+			time.Sleep(2 * time.Millisecond)
+		}
+	})
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	ctx := t.Context()
+	sub := dialRaw(t, c.Addr)
+	if got := sub.do("SUBSCRIBE", "feed"); got != `["subscribe", "feed", :1]` {
+		t.Fatalf("SUBSCRIBE = %s", got)
+	}
+	slowPump.Store(true)
+	pub := c.Client()
+	const n = 200 // the pump takes 0.4 s to read them
+	for i := range n {
+		if err := pub.Publish(ctx, "feed", fmt.Sprint(i)).Err(); err != nil {
+			t.Fatalf("PUBLISH: %v", err)
+		}
+	}
+	swapTo(t, c, redistest.StartN(t, 2))
+	slowPump.Store(false)
+	pub.Publish(ctx, "feed", "after")
+	for i := range n {
+		if got, want := render(sub.read()), fmt.Sprintf(`["message", "feed", "%d"]`, i); got != want {
+			t.Fatalf("message %d = %s, want %s", i, got, want)
+		}
+	}
+	if got := render(sub.read()); got != `["message", "feed", "after"]` {
 		t.Errorf("message after the swap = %s", got)
 	}
 }
