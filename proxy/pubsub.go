@@ -661,6 +661,9 @@ func confirmation(reply []byte) (kind, name string, count int64, ok bool) {
 func (p *pubsubLoop) moveTo(r *route) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// The names to move are what the shards confirmed: a (un)subscription
+	// sent on must be confirmed first.
+	p.caughtUp()
 	next := map[int]*subConn{}
 	oldKey := map[*subConn]int{}
 	want := map[int]map[string][]string{} // new key -> kind -> names

@@ -136,3 +136,31 @@ func TestIntegrationSwapTableMessagesInFlight(t *testing.T) {
 		t.Errorf("message after the swap = %s", got)
 	}
 }
+
+// A subscription sent down just before the swap, whose confirmation has
+// not come back yet, moves too.
+func TestIntegrationSwapTableSubscriptionInFlight(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	var slowPump atomic.Bool
+	proxy.SetTestHook(&cfg, func(where string, _ [][]byte) {
+		if where == "pump" && slowPump.Load() {
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	sub := dialRaw(t, c.Addr)
+	if got := sub.do("SUBSCRIBE", "a"); got != `["subscribe", "a", :1]` {
+		t.Fatalf("SUBSCRIBE = %s", got)
+	}
+	slowPump.Store(true)
+	sub.send("SUBSCRIBE", "b")
+	time.Sleep(50 * time.Millisecond) // sent on; its confirmation is held up
+	swapTo(t, c, redistest.StartN(t, 2))
+	slowPump.Store(false)
+	if got := render(sub.read()); got != `["subscribe", "b", :2]` {
+		t.Fatalf("SUBSCRIBE b = %s", got)
+	}
+	if n := c.Client().Publish(t.Context(), "b", "after").Val(); n != 1 {
+		t.Errorf("PUBLISH to b after the swap reached %d subscribers, want 1", n)
+	}
+}
