@@ -38,8 +38,10 @@ type backend struct {
 	addr   string
 	log    *zap.Logger
 	dialer shardDialer
-	hello  []byte        // sent on every new connection (after AUTH), or nil
-	stall  time.Duration // no reply this long with requests waiting: the connection is dropped; 0 never
+	hello  []byte                            // sent on every new connection (after AUTH), or nil
+	stall  time.Duration                     // no reply this long with requests waiting: the connection is dropped; 0 never
+	panics *atomic.Int64                     // the server's count of connections dropped on a panic
+	hook   func(where string, args [][]byte) // Config.testHook
 
 	mu    sync.Mutex
 	nc    net.Conn // nil while down
@@ -103,12 +105,14 @@ func (b *batch) fail(i int32, msg string) {
 
 // newBackend starts a backend; hello, if not nil, is sent on every new
 // connection (HELLO 3 for the RESP3 backends) and its reply checked.
-func newBackend(addr string, dialer shardDialer, hello []byte, stall time.Duration, log *zap.Logger) *backend {
+func (s *Server) newBackend(addr string, dialer shardDialer, hello []byte) *backend {
 	c := &backend{
 		hello:    hello,
-		stall:    stall,
+		stall:    s.cfg.ShardTimeout,
+		panics:   &s.shardPanics,
+		hook:     s.cfg.testHook,
 		addr:     addr,
-		log:      log.With(zap.String("shard", addr)),
+		log:      s.log.With(zap.String("shard", addr)),
 		dialer:   dialer,
 		why:      errors.New("connecting"),
 		wake:     make(chan struct{}, 1),
@@ -329,16 +333,22 @@ func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
 // queue a whole batch at a time, one lock for all that were written so far;
 // those it holds when the connection fails it fails itself, the rest are
 // failed by setDown.
+//
+// A panic here, in code every client shares, would stop the proxy; it is
+// turned into the loss of this connection instead: its requests fail, as
+// when a shard goes away, and the connection is made again.
 func (c *backend) readLoop(r *bufio.Reader) (err error) {
 	var taken []pending
 	next := 0
 	defer func() {
+		if v := recover(); v != nil {
+			c.panics.Add(1)
+			c.log.Error("panic while reading a shard connection, dropping the connection",
+				zap.Any("panic", v), zap.StackSkip("stack", 1))
+			err = fmt.Errorf("proxy internal error: %v", v)
+		}
 		if next < len(taken) {
-			msg := c.downMessage(c.stallError(err))
-			for _, p := range taken[next:] {
-				p.b.fail(p.i, msg)
-			}
-			c.answered.Add(int64(len(taken) - next))
+			c.failTaken(taken[next:], c.downMessage(c.stallError(err)))
 		}
 	}()
 	for {
@@ -361,8 +371,27 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 		if err != nil {
 			return err
 		}
+		if c.hook != nil {
+			c.hook("shard reply", [][]byte{reply})
+		}
 		next++
 		p.b.deliver(p.i, reply)
+		c.answered.Add(1)
+	}
+}
+
+// failTaken fails requests readLoop took and did not answer. Should that
+// panic too (after readLoop's own panic, say), the rest are left to wait
+// rather than the proxy stopped.
+func (c *backend) failTaken(taken []pending, msg string) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error("panic while failing a shard connection's requests",
+				zap.Any("panic", v), zap.StackSkip("stack", 1))
+		}
+	}()
+	for _, p := range taken {
+		p.b.fail(p.i, msg)
 		c.answered.Add(1)
 	}
 }

@@ -68,8 +68,9 @@ type Config struct {
 
 	// testHook, set by tests only (export_test.go), is called where a
 	// panic must end one client and no more: with each command planned
-	// ("plan"), in a blocking step ("outside gate") and with each reply a
-	// subscription connection reads ("pump").
+	// ("plan"), in a blocking step ("outside gate"), with each reply a
+	// subscription connection reads ("pump") and with each reply a shared
+	// shard connection reads ("shard reply").
 	testHook func(where string, args [][]byte)
 }
 

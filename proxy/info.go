@@ -201,6 +201,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("total_commands_processed", srv.commands.Load())
 		field("instantaneous_ops_per_sec", srv.opsSampler.value())
 		field("client_panics", srv.panics.Load())
+		field("shard_connection_panics", srv.shardPanics.Load())
 		field("epoch", rt.table.Epoch())
 		srv.reshard.mu.Lock()
 		job := srv.reshard.job

@@ -20,9 +20,10 @@ import (
 // still closes, and a subscriber's connections to the shards are freed).
 // A test hook (Config.testHook) panics where the proxy's own code could:
 // planning a command, in a blocking command's step outside the barrier's
-// gate, in a subscriber's pub/sub loop and in its pump.
+// gate, in a subscriber's pub/sub loop and in its pump; and in a shared
+// shard connection's reader, where the panic ends that connection.
 func TestIntegrationPanic(t *testing.T) {
-	var armed atomic.Value // where the hook panics next: "outside gate" or "pump"
+	var armed atomic.Value // where the hook panics next: "outside gate", "pump" or "shard reply"
 	armed.Store("")
 	cfg := proxy.DefaultConfig()
 	proxy.SetTestHook(&cfg, func(where string, args [][]byte) {
@@ -124,5 +125,38 @@ func TestIntegrationPanic(t *testing.T) {
 		rc.expectClosed(5 * time.Second)
 		subscribers(t, 0)
 		survived(t)
+	})
+
+	// A shared shard connection serves many clients: a panic there drops
+	// that connection, as if the shard had gone, and no client.
+	t.Run("reading a shard connection", func(t *testing.T) {
+		rc := dialRaw(t, c.Addr)
+		armed.Store("shard reply")
+		got := rc.do("GET", "k")
+		if !strings.HasPrefix(got, "-ERR shard ") || !strings.Contains(got, "proxy internal error: test: a panic in shard reply") {
+			t.Errorf("GET whose reply panicked = %s, want the shard unavailable error", got)
+		}
+		for i := 0; ; i++ { // the connection is made again
+			if got = rc.do("GET", "k"); got == `"v"` {
+				break
+			}
+			if i == 100 {
+				t.Fatalf("GET on the same client after the panic = %s", got)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resume, err := c.Proxy.Pause(pctx)
+		if err != nil {
+			t.Fatalf("the barrier did not close after the panic: %v", err)
+		}
+		resume()
+		if info := other.Info(ctx, "proxy").Val(); !strings.Contains(info, "shard_connection_panics:1") {
+			t.Errorf("INFO proxy does not count the panic:\n%s", info)
+		}
+		if n := logs.FilterMessage("panic while reading a shard connection, dropping the connection").Len(); n != 1 {
+			t.Errorf("%d panics logged, want 1", n)
+		}
 	})
 }

@@ -56,6 +56,7 @@ type Server struct {
 	rejected    atomic.Int64
 	commands    atomic.Int64
 	panics      atomic.Int64 // clients closed because serving them panicked (contain)
+	shardPanics atomic.Int64 // shard connections dropped because reading them panicked
 	stats       *cmdStats    // INFO commandstats and errorstats (cmdstats.go)
 	opsSampler  sampler
 	stopSample  chan struct{}
@@ -277,7 +278,7 @@ func (s *Server) newPool(addr string, d shardDialer) *pool {
 	p.newConns = func(hello []byte) []*backend {
 		conns := make([]*backend, s.cfg.BackendConns)
 		for i := range conns {
-			conns[i] = newBackend(addr, d, hello, s.cfg.ShardTimeout, s.log)
+			conns[i] = s.newBackend(addr, d, hello)
 		}
 		return conns
 	}
