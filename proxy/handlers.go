@@ -71,6 +71,7 @@ func init() {
 		"script|flush":     fanout(allOK),
 		"script|kill":      fanout(anyKilled),
 		"function|kill":    fanout(anyKilled),
+		"function|stats":   fanout(runningFunction),
 		"function|load":    fanout(allOK),
 		"function|delete":  fanout(allOK),
 		"function|flush":   fanout(allOK),

@@ -83,6 +83,23 @@ func anyKilled(s *session, c *call, out []byte) []byte {
 	return append(out, pick...)
 }
 
+// runningFunction merges FUNCTION STATS: the reply of the shard running a
+// function (its running_script is not null), else the first shard's. The
+// engines' counts are alike on every shard, where FUNCTION LOAD put the
+// libraries.
+func runningFunction(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	for _, r := range rs {
+		if elems, ok := mapElems(r); ok && len(elems) >= 2 && !isNullReply(elems[1]) {
+			return append(out, r...)
+		}
+	}
+	return append(out, rs[0]...)
+}
+
 func mgetMerge(s *session, c *call, out []byte) []byte {
 	rs := s.results(c)
 	if e := firstError(rs); e != nil {

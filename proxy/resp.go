@@ -235,7 +235,28 @@ func arrayElems(reply []byte, dst [][]byte) ([][]byte, bool) {
 	if !ok {
 		return dst, false
 	}
-	pos := end + 2
+	return elemsFrom(reply, end+2, n, dst)
+}
+
+// mapElems is arrayElems for a map reply too (RESP3): its keys and values
+// in turn.
+func mapElems(reply []byte) ([][]byte, bool) {
+	if len(reply) == 0 || reply[0] != '%' {
+		return arrayElems(reply, nil)
+	}
+	end := indexCRLF(reply)
+	if end < 1 {
+		return nil, false
+	}
+	n, ok := parseLen(reply[1:end])
+	if !ok {
+		return nil, false
+	}
+	return elemsFrom(reply, end+2, 2*n, nil)
+}
+
+// elemsFrom appends to dst the n replies that start at reply[pos:].
+func elemsFrom(reply []byte, pos int, n int64, dst [][]byte) ([][]byte, bool) {
 	for i := int64(0); i < n; i++ {
 		l, err := replyLen(reply[pos:])
 		if err != nil {

@@ -165,3 +165,40 @@ func TestIntegrationScriptKill(t *testing.T) {
 		}
 	}
 }
+
+// FUNCTION STATS answers as the shard running a function does, whichever
+// shard that is, and as any shard with none running; in RESP2 and RESP3.
+func TestIntegrationFunctionStats(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, ShardArgs: []string{"--busy-reply-threshold", "50"}})
+	lib := "#!lua name=spinlib\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}"
+	if err := c.Client().FunctionLoad(t.Context(), lib).Err(); err != nil {
+		t.Fatal(err)
+	}
+	key := "k"
+	for c.Table.ShardOf([]byte(key)) != 2 { // not the first shard
+		key += "k"
+	}
+	for _, proto := range []string{"2", "3"} {
+		rc := dialRaw(t, c.Addr)
+		rc.do("HELLO", proto)
+		idle := map[string]string{
+			"2": `["running_script", (nil), "engines", ["LUA", ["libraries_count", :1, "functions_count", :1]]]`,
+			"3": `%{"running_script": _, "engines": %{"LUA": %{"libraries_count": :1, "functions_count": :1}}}`,
+		}[proto]
+		if got := rc.do("FUNCTION", "STATS"); got != idle {
+			t.Errorf("RESP%s FUNCTION STATS with nothing running = %s, want %s", proto, got, idle)
+		}
+		spinner := dialRaw(t, c.Addr)
+		spinner.send("FCALL_RO", "spin", "1", key)
+		time.Sleep(100 * time.Millisecond) // past the busy threshold
+		got := rc.do("FUNCTION", "STATS")
+		if !strings.Contains(got, `"name", "spin", "command", ["FCALL_RO", "spin", "1", "`+key+`"]`) &&
+			!strings.Contains(got, `"name": "spin", "command": ["FCALL_RO", "spin", "1", "`+key+`"]`) {
+			t.Errorf("RESP%s FUNCTION STATS while spin runs on shard 2 = %s", proto, got)
+		}
+		if got := rc.do("FUNCTION", "KILL"); got != "+OK" {
+			t.Fatalf("FUNCTION KILL = %s", got)
+		}
+		spinner.read()
+	}
+}
