@@ -47,6 +47,10 @@ func (s *session) describe(now time.Time) string {
 	if s.tx.active {
 		multi = len(s.tx.stats)
 	}
+	omem := s.conn.streamed()
+	if m := s.monitor; m != nil {
+		omem += m.queued()
+	}
 	s.shown.Unlock()
 	laddr := ""
 	if nc := s.conn.NetConn(); nc != nil {
@@ -62,6 +66,7 @@ func (s *session) describe(now time.Time) string {
 	b.WriteString(" flags=" + flags)
 	b.WriteString(" db=0")
 	b.WriteString(" multi=" + strconv.Itoa(multi))
+	b.WriteString(" omem=" + strconv.Itoa(omem))
 	b.WriteString(" user=" + s.user())
 	b.WriteString(" resp=" + strconv.Itoa(proto))
 	return b.String()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -44,7 +45,7 @@ type clientConn struct {
 
 	pending []request // commands read but not yet handed out by ReadCommand
 
-	st *streamer // set while a writer of its own writes the connection; under mu
+	st atomic.Pointer[streamer] // set while a writer of its own writes the connection
 }
 
 // streamer is the writer of a streamed connection (clientConn.stream).
@@ -73,7 +74,7 @@ func (c *clientConn) WriteRaw(b []byte) {
 		return
 	}
 	c.mu.Lock()
-	st := c.st
+	st := c.st.Load()
 	if st == nil {
 		c.out = append(c.out, b...)
 		c.mu.Unlock()
@@ -104,7 +105,7 @@ func (c *clientConn) Flush() error {
 		return err
 	}
 	c.mu.Lock()
-	if st := c.st; st != nil {
+	if st := c.st.Load(); st != nil {
 		err = st.err
 		c.mu.Unlock()
 		select {
@@ -144,26 +145,32 @@ func (c *clientConn) write(out []byte) ([]byte, error) {
 func (c *clientConn) stream(limit int64, onCut func(queued int)) {
 	st := &streamer{limit: limit, onCut: onCut, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), exited: make(chan struct{})}
-	c.mu.Lock()
-	c.st = st
-	c.mu.Unlock()
+	c.st.Store(st)
 	go c.writeStream(st)
+}
+
+// streamed returns the bytes queued or being written on a streamed
+// connection (CLIENT LIST's omem), 0 on any other.
+func (c *clientConn) streamed() int {
+	st := c.st.Load()
+	if st == nil {
+		return 0 // out is the session goroutine's alone
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out) + st.writing
 }
 
 // unstream stops the writer once it has written what is queued; the caller
 // writes on its own from then on. No other goroutine may queue meanwhile.
 func (c *clientConn) unstream() {
-	c.mu.Lock()
-	st := c.st
-	c.mu.Unlock()
+	st := c.st.Load()
 	if st == nil {
 		return
 	}
 	close(st.stop)
 	<-st.exited
-	c.mu.Lock()
-	c.st = nil
-	c.mu.Unlock()
+	c.st.Store(nil)
 }
 
 // writeStream is the writer of a streamed connection.

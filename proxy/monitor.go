@@ -151,6 +151,13 @@ func (m *monitor) run() {
 	}
 }
 
+// queued returns the bytes of lines not yet taken by the writer.
+func (m *monitor) queued() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.buf)
+}
+
 // feed queues lines for the monitor without waiting for it.
 func (m *monitor) feed(lines []byte) {
 	m.mu.Lock()

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -80,6 +81,10 @@ func TestIntegrationSlowSubscriberSwap(t *testing.T) {
 		if err := pub.Publish(ctx, "feed", fmt.Sprint(i, msg)).Err(); err != nil {
 			t.Fatalf("PUBLISH: %v", err)
 		}
+	}
+	// what waits for it shows in CLIENT LIST, as Redis shows it
+	if omem := clientField(t, pub.ClientList(ctx).Val(), "flags=P", "omem"); omem < 1<<20 {
+		t.Errorf("CLIENT LIST omem of the subscriber that does not read = %d, want more than 1 MB", omem)
 	}
 	_, took := swapTimed(t, c, redistest.StartN(t, 2), nil)
 	if took > 500*time.Millisecond {
@@ -163,4 +168,27 @@ func TestIntegrationSwapTableSubscriptionInFlight(t *testing.T) {
 	if n := c.Client().Publish(t.Context(), "b", "after").Val(); n != 1 {
 		t.Errorf("PUBLISH to b after the swap reached %d subscribers, want 1", n)
 	}
+}
+
+// clientField returns a numeric field of the CLIENT LIST line that
+// contains match.
+func clientField(t *testing.T, list, match, field string) int {
+	t.Helper()
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, match) {
+			continue
+		}
+		for _, kv := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(kv, field+"="); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatalf("CLIENT LIST %s=%q", field, v)
+				}
+				return n
+			}
+		}
+		t.Fatalf("CLIENT LIST line without %s: %s", field, line)
+	}
+	t.Fatalf("no CLIENT LIST line with %s:\n%s", match, list)
+	return 0
 }
