@@ -182,18 +182,35 @@ func TestIntegrationClusterRefusals(t *testing.T) {
 		{[]string{"sort_ro", "{t}l", "by", "*{t}"}, byPattern},
 		{[]string{"SORT", "{t}l", "LIMIT", "0", "2", "GET", "v_*"}, getPattern},
 		{[]string{"SORT", "{t}l", "GET", "#", "GET", "{t}w_*", "STORE", "{t}out"}, ":6"},
-		{[]string{"COPY", "{t}l", "{t}l2", "DB", "1"}, "-ERR DB index is out of range"},
+		{[]string{"COPY", "{t}l", "{t}l2", "DB", "1"}, "-ERR Copying to another database is not allowed in cluster mode"},
+		{[]string{"COPY", "{t}l", "{t}l2", "DB", "16"}, "-ERR DB index is out of range"},
 		{[]string{"COPY", "{t}l", "{t}l2", "REPLACE", "db", "0"}, ":1"},
 	} {
 		if got := rc.do(tc.args...); got != tc.want {
 			t.Errorf("%q = %s, want %s", tc.args, got, tc.want)
 		}
 	}
-	// Queued in a transaction, they are refused at once and EXEC aborts.
-	rc.write(encode("MULTI") + encode("SORT", "{t}l", "GET", "v_*") + encode("EXEC"))
-	for _, want := range []string{"+OK", getPattern, "-EXECABORT Transaction discarded because of previous errors."} {
+	// Queued in a transaction, they are answered inside EXEC's reply, as
+	// Redis Cluster answers them, and the rest of the transaction runs.
+	rc.write(encode("MULTI") + encode("SORT", "{t}l", "GET", "v_*") + encode("SET", "{t}x", "1") +
+		encode("COPY", "{t}l", "{t}l3", "DB", "1") + encode("PUBLISH", "ch", "m") + encode("EXEC"))
+	exec := "[" + getPattern + ", +OK, -ERR Copying to another database is not allowed in cluster mode, :0]"
+	for _, want := range []string{"+OK", "+QUEUED", "+QUEUED", "+QUEUED", "+QUEUED", exec} {
 		if got := render(rc.read()); got != want {
-			t.Errorf("MULTI, SORT GET v_*, EXEC: %s, want %s", got, want)
+			t.Errorf("MULTI, SORT GET v_*, SET, COPY DB 1, PUBLISH, EXEC: %s, want %s", got, want)
+		}
+	}
+	if got := rc.do("GET", "{t}x"); got != `"1"` {
+		t.Errorf("the transaction's SET did not run: GET = %s", got)
+	}
+	// A transaction that does not run answers nothing for them.
+	watcher, other := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	watcher.do("WATCH", "{t}x")
+	other.do("SET", "{t}x", "2")
+	watcher.write(encode("MULTI") + encode("SORT", "{t}l", "BY", "w_*") + encode("EXEC"))
+	for _, want := range []string{"+OK", "+QUEUED", "(nil array)"} {
+		if got := render(watcher.read()); got != want {
+			t.Errorf("WATCH, MULTI, SORT BY w_*, EXEC after a change: %s, want %s", got, want)
 		}
 	}
 }

@@ -153,8 +153,13 @@ func clusterRefusal(info *command.Info, args [][]byte) string {
 	case "copy":
 		for j := 3; j+1 < len(args); j++ {
 			if equalFold(args[j], "db") {
-				if n, err := strconv.ParseInt(string(args[j+1]), 10, 64); err == nil && n != 0 {
+				// Redis checks the index (its 16 databases), then cluster mode
+				switch n, err := strconv.ParseInt(string(args[j+1]), 10, 64); {
+				case err != nil || n == 0:
+				case n < 0 || n >= 16:
 					return "ERR DB index is out of range"
+				default:
+					return "ERR Copying to another database is not allowed in cluster mode"
 				}
 				j++
 			}

@@ -34,10 +34,20 @@ type txState struct {
 	stats  []*cmdStat // one per queued command (CLIENT LIST's multi=): its counters, counted when EXEC runs it
 	mon    []byte     // the queued commands' MONITOR lines, shown when EXEC runs them
 
-	// PUBLISH is queued apart (pubRaw), with its place among the queued
-	// commands (pubs): it runs on the pub/sub home shard (publishAfter)
-	pubs   []int
+	// Commands queued apart, not sent to the transaction's shard, with
+	// their places among the queued commands: PUBLISH (pubRaw), which runs
+	// on the pub/sub home shard, and commands whose error Redis Cluster
+	// answers inside EXEC's reply (a fixed reply). See afterExec.
+	apart  []apartCmd
 	pubRaw []byte
+}
+
+// apartCmd is a command of a transaction queued apart: at is its place
+// among the queued commands; reply, if not nil, is its reply, else it is a
+// PUBLISH.
+type apartCmd struct {
+	at    int
+	reply []byte
 }
 
 // noSlot marks that neither WATCH nor a queued command has fixed the slot.
@@ -80,11 +90,10 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		return true
 	}
 	if msg := clusterRefusal(info, cmd.Args); msg != "" {
-		// Redis Cluster queues it and answers the error in EXEC's reply;
-		// the proxy, whose transaction runs on a shard as it is, refuses it
-		// at once
-		s.tx.dirty = true
-		s.reject(info, msg)
+		// Redis Cluster queues it and answers the error in EXEC's reply,
+		// the rest of the transaction running
+		s.tx.apart = append(s.tx.apart, apartCmd{at: len(s.tx.stats), reply: appendError(nil, msg)})
+		s.queued(info, cmd, monitoring)
 		return true
 	}
 	var slot uint16
@@ -92,7 +101,7 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 	var errMsg string
 	switch {
 	case info.Name() == "publish":
-		s.tx.pubs = append(s.tx.pubs, len(s.tx.stats))
+		s.tx.apart = append(s.tx.apart, apartCmd{at: len(s.tx.stats)})
 		s.tx.pubRaw = append(s.tx.pubRaw, cmd.Raw...)
 		s.queued(info, cmd, monitoring)
 		return true
@@ -215,41 +224,76 @@ func exec(s *session, _ *route, info *command.Info, c request) {
 		}
 		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
 		stats := s.tx.stats // intact: nothing queues until this step returns
-		pubs, pubRaw := s.tx.pubs, s.tx.pubRaw
+		apart, pubRaw := s.tx.apart, s.tx.pubRaw
 		s.endTransaction()
-		replies, err := d.roundTrip(raw, len(stats)-len(pubs)+2, nil)
+		replies, err := d.roundTrip(raw, len(stats)-len(apart)+2, nil)
 		if err != nil {
 			d.nc.Close()
 			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		r.pools[shard].dedicated(s.proto).put(d) // EXEC leaves it unwatched and out of MULTI
 		reply := replies[len(replies)-1]
-		if len(pubs) > 0 {
-			reply = s.publishAfter(r, reply, pubs, pubRaw)
+		if len(apart) > 0 {
+			reply = s.afterExec(r, reply, apart, pubRaw)
 		}
 		ran = s.srv.stats.execRan(stats, reply, s.srv.log)
 		return reply
 	}
 }
 
-// publishAfter runs a transaction's PUBLISHes, once EXEC has run the rest,
-// on the pub/sub home shard, where every subscriber listens, and puts their
-// replies in EXEC's where they were queued. Redis Cluster runs PUBLISH in
-// any node's transaction and spreads the message; a shard of the proxy's
-// that is not home would reach none of the proxy's subscribers. The
-// messages go out right after the transaction instead of inside it: a
-// subscriber still finds every write of the transaction done. A
-// transaction that did not run (WATCH, an error) publishes nothing.
-func (s *session) publishAfter(r *route, reply []byte, at []int, raw []byte) []byte {
+// afterExec puts the replies of the commands a transaction queued apart in
+// EXEC's reply, where they were queued: an error Redis Cluster answers
+// there (clusterRefusal), and PUBLISH's count.
+//
+// PUBLISH runs once EXEC has run the rest, on the pub/sub home shard, where
+// every subscriber listens. Redis Cluster runs it in any node's transaction
+// and spreads the message; a shard of the proxy's that is not home would
+// reach none of the proxy's subscribers. The messages go out right after
+// the transaction instead of inside it: a subscriber still finds every
+// write of the transaction done. A transaction that did not run (WATCH, an
+// error) publishes nothing.
+func (s *session) afterExec(r *route, reply []byte, apart []apartCmd, pubRaw []byte) []byte {
 	elems, ok := arrayElems(reply, nil)
 	if !ok || reply[0] != '*' || bytes.HasPrefix(reply, []byte("*-1\r\n")) {
 		return reply // a null (aborted), or not an array
 	}
+	var counts [][]byte
+	npub := 0
+	for _, a := range apart {
+		if a.reply == nil {
+			npub++
+		}
+	}
+	if npub > 0 {
+		counts = s.publishAfter(r, pubRaw, npub)
+	}
+	n := len(elems) + len(apart)
+	out := resp.AppendArrayHeader(nil, n)
+	for i, j, k := 0, 0, 0; i < n; i++ {
+		switch {
+		case k < len(apart) && apart[k].at == i && apart[k].reply != nil:
+			out = append(out, apart[k].reply...)
+			k++
+		case k < len(apart) && apart[k].at == i:
+			out = append(out, counts[0]...)
+			counts = counts[1:]
+			k++
+		default:
+			out = append(out, elems[j]...)
+			j++
+		}
+	}
+	return out
+}
+
+// publishAfter runs a transaction's n PUBLISHes on the pub/sub home shard
+// and returns their replies.
+func (s *session) publishAfter(r *route, raw []byte, n int) [][]byte {
 	pl := r.pools[0].dedicated(s.proto)
 	d, err := pl.get()
 	var counts [][]byte
 	if err == nil {
-		if counts, err = d.roundTrip(raw, len(at), nil); err != nil {
+		if counts, err = d.roundTrip(raw, n, nil); err != nil {
 			d.nc.Close()
 		} else {
 			pl.put(d)
@@ -257,22 +301,11 @@ func (s *session) publishAfter(r *route, reply []byte, at []int, raw []byte) []b
 	}
 	if err != nil {
 		counts = counts[:0]
-		for range at {
+		for range n {
 			counts = append(counts, appendError(nil, pl.downMessage(err)))
 		}
 	}
-	n := len(elems) + len(at)
-	out := resp.AppendArrayHeader(nil, n)
-	for i, j, k := 0, 0, 0; i < n; i++ {
-		if k < len(at) && at[k] == i {
-			out = append(out, counts[k]...)
-			k++
-		} else {
-			out = append(out, elems[j]...)
-			j++
-		}
-	}
-	return out
+	return counts
 }
 
 func discard(s *session, _ *route, _ *command.Info, _ request) {
