@@ -108,14 +108,7 @@ func TestIntegrationSlowSubscriberSwap(t *testing.T) {
 // the subscription connection when the table changes, reach the client:
 // the connection is closed only once its pump has read them all.
 func TestIntegrationSwapTableMessagesInFlight(t *testing.T) {
-	cfg := proxy.DefaultConfig()
-	var slowPump atomic.Bool
-	proxy.SetTestHook(&cfg, func(where string, _ [][]byte) {
-		if where == "pump" && slowPump.Load() {
-			time.Sleep(2 * time.Millisecond)
-		}
-	})
-	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	c, slowPump := startSlowPump(t, 2*time.Millisecond)
 	ctx := t.Context()
 	sub := dialRaw(t, c.Addr)
 	if got := sub.do("SUBSCRIBE", "feed"); got != `["subscribe", "feed", :1]` {
@@ -145,14 +138,7 @@ func TestIntegrationSwapTableMessagesInFlight(t *testing.T) {
 // A subscription sent down just before the swap, whose confirmation has
 // not come back yet, moves too.
 func TestIntegrationSwapTableSubscriptionInFlight(t *testing.T) {
-	cfg := proxy.DefaultConfig()
-	var slowPump atomic.Bool
-	proxy.SetTestHook(&cfg, func(where string, _ [][]byte) {
-		if where == "pump" && slowPump.Load() {
-			time.Sleep(200 * time.Millisecond)
-		}
-	})
-	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	c, slowPump := startSlowPump(t, 200*time.Millisecond)
 	sub := dialRaw(t, c.Addr)
 	if got := sub.do("SUBSCRIBE", "a"); got != `["subscribe", "a", :1]` {
 		t.Fatalf("SUBSCRIBE = %s", got)
@@ -191,4 +177,17 @@ func clientField(t *testing.T, list, match, field string) int {
 	}
 	t.Fatalf("no CLIENT LIST line with %s:\n%s", match, list)
 	return 0
+}
+
+// startSlowPump starts a proxy over two shards whose subscription pumps,
+// while the returned flag is set, take delay over each reply they read.
+func startSlowPump(t *testing.T, delay time.Duration) (*proxytest.Cluster, *atomic.Bool) {
+	cfg := proxy.DefaultConfig()
+	slow := new(atomic.Bool)
+	proxy.SetTestHook(&cfg, func(where string, _ [][]byte) {
+		if where == "pump" && slow.Load() {
+			time.Sleep(delay)
+		}
+	})
+	return proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg}), slow
 }
