@@ -104,8 +104,8 @@ func (c *clientConn) Flush() error {
 		c.out, err = c.write(c.out)
 		return err
 	}
-	c.mu.Lock()
 	if st := c.st.Load(); st != nil {
+		c.mu.Lock()
 		err = st.err
 		c.mu.Unlock()
 		select {
@@ -114,7 +114,6 @@ func (c *clientConn) Flush() error {
 		}
 		return err
 	}
-	c.mu.Unlock()
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()

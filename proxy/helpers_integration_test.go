@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -572,4 +573,18 @@ func shape3(c *rawConn) (string, error) {
 		return "%{" + strings.Join(parts, " ") + "}", nil
 	}
 	return string(kind), nil
+}
+
+// barrierCloses checks that the proxy's barrier closes within 5 s, so that
+// nothing holds it (a lock left held, a write inside the gate); when says
+// in what case.
+func barrierCloses(t *testing.T, c *proxytest.Cluster, when string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	resume, err := c.Proxy.Pause(ctx)
+	if err != nil {
+		t.Fatalf("the barrier did not close %s: %v", when, err)
+	}
+	resume()
 }

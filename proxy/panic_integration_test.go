@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,16 +41,6 @@ func TestIntegrationPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	barrierCloses := func(t *testing.T) {
-		t.Helper()
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		resume, err := c.Proxy.Pause(pctx)
-		if err != nil {
-			t.Fatalf("the barrier did not close after the panic (a lock left held?): %v", err)
-		}
-		resume()
-	}
 	panics := 0
 	survived := func(t *testing.T) {
 		t.Helper()
@@ -59,7 +48,7 @@ func TestIntegrationPanic(t *testing.T) {
 		if v, err := other.Get(ctx, "k").Result(); err != nil || v != "v" {
 			t.Fatalf("another client after the panic: GET = %q, %v", v, err)
 		}
-		barrierCloses(t)
+		barrierCloses(t, c, "after the panic (a lock left held?)")
 		info := other.Info(ctx, "proxy").Val()
 		if want := "client_panics:" + string(rune('0'+panics)); !strings.Contains(info, want) {
 			t.Errorf("INFO proxy does not say %s:\n%s", want, info)
@@ -80,6 +69,16 @@ func TestIntegrationPanic(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+
+	subscribed := func(t *testing.T) *rawConn {
+		t.Helper()
+		rc := dialRaw(t, c.Addr)
+		if got := rc.do("SUBSCRIBE", "ch"); !strings.Contains(got, "subscribe") {
+			t.Fatalf("SUBSCRIBE = %s", got)
+		}
+		subscribers(t, 1)
+		return rc
 	}
 
 	t.Run("planning a command", func(t *testing.T) {
@@ -105,11 +104,7 @@ func TestIntegrationPanic(t *testing.T) {
 	})
 
 	t.Run("in a subscriber's pub/sub loop", func(t *testing.T) {
-		rc := dialRaw(t, c.Addr)
-		if got := rc.do("SUBSCRIBE", "ch"); !strings.Contains(got, "subscribe") {
-			t.Fatalf("SUBSCRIBE = %s", got)
-		}
-		subscribers(t, 1)
+		rc := subscribed(t)
 		rc.send("PING", "boom")
 		rc.expectClosed(5 * time.Second)
 		subscribers(t, 0) // its connection to the home shard was closed
@@ -117,11 +112,7 @@ func TestIntegrationPanic(t *testing.T) {
 	})
 
 	t.Run("in a subscriber's pump", func(t *testing.T) {
-		rc := dialRaw(t, c.Addr)
-		if got := rc.do("SUBSCRIBE", "ch"); !strings.Contains(got, "subscribe") {
-			t.Fatalf("SUBSCRIBE = %s", got)
-		}
-		subscribers(t, 1)
+		rc := subscribed(t)
 		armed.Store("pump")
 		if err := other.Publish(ctx, "ch", "m").Err(); err != nil {
 			t.Fatal(err)
@@ -149,7 +140,7 @@ func TestIntegrationPanic(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		barrierCloses(t)
+		barrierCloses(t, c, "after the panic (a lock left held?)")
 		if info := other.Info(ctx, "proxy").Val(); !strings.Contains(info, "shard_connection_panics:1") {
 			t.Errorf("INFO proxy does not count the panic:\n%s", info)
 		}
