@@ -32,10 +32,13 @@ func init() {
 func (srv *Server) register(s *session)   { srv.sessions.Store(s.id, s) }
 func (srv *Server) unregister(s *session) { srv.sessions.Delete(s.id) }
 
-// describe renders one CLIENT LIST line for s.
-func (s *session) describe(now time.Time) string {
+// describe renders one CLIENT LIST line for s, in Redis's field order
+// (the fields the proxy has no figure for are left out; parsers such as
+// go-redis's skip what they do not find). self: s is the session asking,
+// whose cmd is the command running.
+func (s *session) describe(now time.Time, self bool) string {
 	s.shown.Lock()
-	flags, multi, name, proto := "N", -1, s.name, s.proto
+	flags, multi, name, proto, cmd := "N", -1, s.name, s.proto, s.cmdShown
 	switch {
 	case s.monitor != nil:
 		flags = "O"
@@ -52,23 +55,39 @@ func (s *session) describe(now time.Time) string {
 		omem += m.queued()
 	}
 	s.shown.Unlock()
+	if self {
+		cmd = s.cmdName
+	}
 	laddr := ""
 	if nc := s.conn.NetConn(); nc != nil {
 		laddr = nc.LocalAddr().String()
 	}
 	var b strings.Builder
-	b.WriteString("id=" + strconv.FormatUint(s.id, 10))
-	b.WriteString(" addr=" + s.conn.RemoteAddr())
-	b.WriteString(" laddr=" + laddr)
-	b.WriteString(" name=" + name)
-	b.WriteString(" age=" + strconv.FormatInt(int64(now.Sub(s.created).Seconds()), 10))
-	b.WriteString(" idle=" + strconv.FormatInt(int64(now.Sub(time.Unix(0, s.lastCmd.Load())).Seconds()), 10))
-	b.WriteString(" flags=" + flags)
-	b.WriteString(" db=0")
-	b.WriteString(" multi=" + strconv.Itoa(multi))
-	b.WriteString(" omem=" + strconv.Itoa(omem))
-	b.WriteString(" user=" + s.user())
-	b.WriteString(" resp=" + strconv.Itoa(proto))
+	field := func(k, v string) {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(v)
+	}
+	num := func(k string, v int64) { field(k, strconv.FormatInt(v, 10)) }
+	field("id", strconv.FormatUint(s.id, 10))
+	field("addr", s.conn.RemoteAddr())
+	field("laddr", laddr)
+	field("name", name)
+	num("age", int64(now.Sub(s.created).Seconds()))
+	num("idle", int64(now.Sub(time.Unix(0, s.lastCmd.Load())).Seconds()))
+	field("flags", flags)
+	field("db", "0")
+	num("sub", s.subKinds[subChannel].Load())
+	num("psub", s.subKinds[subPattern].Load())
+	num("ssub", s.subKinds[subShard].Load())
+	num("multi", int64(multi))
+	num("omem", int64(omem))
+	field("cmd", cmd)
+	field("user", s.user())
+	num("resp", int64(proto))
 	return b.String()
 }
 
@@ -150,7 +169,7 @@ func clientList(s *session, _ *route, _ *command.Info, c request) {
 	s.srv.sessions.Range(func(_, v any) bool {
 		o := v.(*session)
 		if match(o) {
-			b.WriteString(o.describe(now))
+			b.WriteString(o.describe(now, o == s))
 			b.WriteByte('\n')
 		}
 		return true
@@ -159,7 +178,7 @@ func clientList(s *session, _ *route, _ *command.Info, c request) {
 }
 
 func clientInfo(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendVerbatim(nil, s.describe(time.Now())+"\n", s.proto))
+	s.local(appendVerbatim(nil, s.describe(time.Now(), true)+"\n", s.proto))
 }
 
 // clientKill closes proxy clients: CLIENT KILL addr, or the filter form
@@ -290,7 +309,7 @@ func clientNoEvict(s *session, _ *route, _ *command.Info, c request) {
 var clientHelpLines = []string{
 	"CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are, through the proxy:",
 	"ID, INFO, LIST [ID id ...], KILL <ip:port> | KILL <option> <value> [...], GETNAME, SETNAME <name>,",
-	"SETINFO <LIB-NAME|LIB-VER> <value>, REPLY <ON|OFF|SKIP>, NO-EVICT <ON|OFF>, GETREDIR, HELP.",
+	"REPLY <ON|OFF|SKIP>, NO-EVICT <ON|OFF>, GETREDIR, HELP.",
 	"Not available through the proxy: TRACKING, CACHING, TRACKINGINFO, PAUSE, UNPAUSE, UNBLOCK, NO-TOUCH.",
 }
 

@@ -31,7 +31,6 @@ func init() {
 
 		"client|setname": clientSetName,
 		"client|getname": clientGetName,
-		"client|setinfo": replyOK,
 		"client|id":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, int64(s.id))) },
 
 		"info":      info,
@@ -286,12 +285,21 @@ func (s *session) setProto(proto int) {
 	s.shown.Unlock()
 }
 
-func clientSetName(s *session, _ *route, _ *command.Info, c request) {
-	for _, ch := range c.Args[2] {
+// printable reports whether v has only the characters Redis allows in a
+// client's name and library attributes: '!' to '~'.
+func printable(v []byte) bool {
+	for _, ch := range v {
 		if ch < '!' || ch > '~' {
-			s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
-			return
+			return false
 		}
+	}
+	return true
+}
+
+func clientSetName(s *session, _ *route, _ *command.Info, c request) {
+	if !printable(c.Args[2]) {
+		s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
+		return
 	}
 	s.shown.Lock()
 	s.name = string(c.Args[2])

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,6 +208,7 @@ type subConn struct {
 	// the client must not see.
 	mu      sync.Mutex
 	names   map[string]map[string]bool // "subscribe"|"psubscribe"|"ssubscribe" -> names
+	kinds   *[3]atomic.Int64           // the session's count of names by kind (subKind)
 	swallow int
 	moved   chan struct{} // closed when the last swallowed confirmation came
 }
@@ -550,7 +552,8 @@ func (p *pubsubLoop) open(r *route, key int) (*subConn, error) {
 		return nil, errors.New(pl.downMessage(err))
 	}
 	sc := &subConn{d: d, addr: pl.addr, synced: make(chan struct{}, 1), done: make(chan struct{}),
-		names: map[string]map[string]bool{"subscribe": {}, "psubscribe": {}, "ssubscribe": {}}}
+		names: map[string]map[string]bool{"subscribe": {}, "psubscribe": {}, "ssubscribe": {}},
+		kinds: &p.s.subKinds}
 	go p.pump(sc)
 	return sc, nil
 }
@@ -622,7 +625,10 @@ func (sc *subConn) noted(kind, name string) (swallow bool) {
 	defer sc.mu.Unlock()
 	switch kind {
 	case "subscribe", "psubscribe", "ssubscribe":
-		sc.names[kind][name] = true
+		if !sc.names[kind][name] {
+			sc.names[kind][name] = true
+			sc.kinds[subKind(kind)].Add(1)
+		}
 		if sc.swallow > 0 {
 			sc.swallow--
 			if sc.swallow == 0 {
@@ -630,14 +636,41 @@ func (sc *subConn) noted(kind, name string) (swallow bool) {
 			}
 			return true
 		}
-	case "unsubscribe":
-		delete(sc.names["subscribe"], name)
-	case "punsubscribe":
-		delete(sc.names["psubscribe"], name)
-	case "sunsubscribe":
-		delete(sc.names["ssubscribe"], name)
+	case "unsubscribe", "punsubscribe", "sunsubscribe":
+		sub := strings.Replace(kind, "un", "", 1) // the kind it ends
+		if sc.names[sub][name] {
+			delete(sc.names[sub], name)
+			sc.kinds[subKind(sub)].Add(-1)
+		}
 	}
 	return false
+}
+
+// The kinds of subscription, as CLIENT LIST counts them.
+const (
+	subChannel = iota // SUBSCRIBE: sub
+	subPattern        // PSUBSCRIBE: psub
+	subShard          // SSUBSCRIBE: ssub
+)
+
+func subKind(kind string) int {
+	switch kind {
+	case "psubscribe":
+		return subPattern
+	case "ssubscribe":
+		return subShard
+	}
+	return subChannel
+}
+
+// forgetAll ends the count of what a closed connection was subscribed to.
+func (sc *subConn) forgetAll() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	for kind, names := range sc.names {
+		sc.kinds[subKind(kind)].Add(-int64(len(names)))
+		clear(names)
+	}
 }
 
 // confirmation parses a (un)subscribe confirmation: kind, name, count.
@@ -810,4 +843,5 @@ func (p *pubsubLoop) closeConn(sc *subConn) {
 	sc.d.nc.Close()
 	<-sc.done
 	p.s.subscriptions.Add(-sc.count.Load())
+	sc.forgetAll()
 }

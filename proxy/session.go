@@ -63,9 +63,16 @@ type session struct {
 	detachRest  []request   // the commands the client sent after it
 	pubsub      *pubsubLoop // the loop that owns the connection, while it has one (detach)
 	// subscriptions the shards confirmed, for CLIENT LIST, KILL and INFO
-	// (written by the pub/sub loop's pumps)
+	// (written by the pub/sub loop's pumps), and the same by kind: channels,
+	// patterns and shard channels (CLIENT LIST's sub, psub and ssub)
 	subscriptions atomic.Int64
+	subKinds      [3]atomic.Int64
 	held          []byte // replies for the pub/sub loop to write (sendReply)
+
+	// cmdName is the command being planned, as CLIENT LIST's cmd shows it;
+	// cmdShown is what other sessions see, the last command of the last
+	// pipeline (written under shown once per pipeline)
+	cmdName, cmdShown string
 
 	// pubsubContext: the client is subscribed in RESP2, where Redis allows
 	// only (un)subscriptions, PING, QUIT and RESET, and PING answers as a
@@ -114,6 +121,7 @@ func newSession(srv *Server, id uint64, conn *clientConn) *session {
 func (s *session) serve(first request, rest []request) {
 	s.srv.gate.mu.RLock()
 	defer s.srv.gate.mu.RUnlock()
+	defer s.showCmd()
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
 	s.lastCmd.Store(time.Now().UnixNano())
@@ -138,6 +146,15 @@ func (s *session) serve(first request, rest []request) {
 	}
 	s.submit(r)
 	s.reply()
+}
+
+// showCmd lets other sessions' CLIENT LIST see the last command planned.
+func (s *session) showCmd() {
+	if s.cmdShown != s.cmdName {
+		s.shown.Lock()
+		s.cmdShown = s.cmdName
+		s.shown.Unlock()
+	}
 }
 
 // runSync answers everything planned so far, runs the pending sync step and
@@ -375,6 +392,13 @@ func (s *session) silenced(mode int) bool {
 func (s *session) planOne(r *route, cmd request) {
 	args := cmd.Args
 	info, h := s.lookup(args)
+	s.cmdName = "NULL" // as Redis shows a command it does not know
+	switch {
+	case info != nil:
+		s.cmdName = info.Name()
+	case isProxyCommand(args[0]):
+		s.cmdName = "proxy"
+	}
 	if !s.authed || !s.admin {
 		if msg := s.permitted(info, args[0]); msg != "" {
 			s.tx.dirty = s.tx.active

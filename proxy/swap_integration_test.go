@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +100,7 @@ func TestIntegrationSwapTableSubscribers(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 2})
 	ctx := t.Context()
 	sub := dialRaw(t, c.Addr)
+	subID, _ := strconv.ParseInt(strings.TrimPrefix(sub.do("CLIENT", "ID"), ":"), 10, 64)
 	sub.send("SUBSCRIBE", "news")
 	sub.send("PSUBSCRIBE", "n*")
 	sub.send("SSUBSCRIBE", "{orders}new")
@@ -106,6 +109,10 @@ func TestIntegrationSwapTableSubscribers(t *testing.T) {
 	}
 	newShards := redistest.StartN(t, 3)
 	swapTo(t, c, newShards)
+	// CLIENT LIST counts each subscription once, moved or not.
+	if vals := clientLine(t, c.Client(), subID); vals["sub"] != "1" || vals["psub"] != "1" || vals["ssub"] != "1" {
+		t.Errorf("after the swap: sub=%s psub=%s ssub=%s, want 1 1 1", vals["sub"], vals["psub"], vals["ssub"])
+	}
 
 	pub := c.Client()
 	if n := pub.Publish(ctx, "news", "after-swap").Val(); n != 2 {
