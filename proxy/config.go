@@ -65,6 +65,13 @@ type Config struct {
 	// (messages and replies it has not read yet); a client past it is
 	// disconnected, as at Redis's client-output-buffer-limit pubsub.
 	MaxPubsubOutputBuffer int64
+	// PubsubOutputBufferSoft and PubsubOutputBufferSoftTime are the soft
+	// limit beside it, as in Redis: a subscribed client that has had more
+	// than PubsubOutputBufferSoft bytes queued for longer than
+	// PubsubOutputBufferSoftTime is disconnected when more is queued for
+	// it. 0 bytes: no soft limit.
+	PubsubOutputBufferSoft     int64
+	PubsubOutputBufferSoftTime time.Duration
 
 	// testHook, set by tests only (export_test.go), is called where a
 	// panic must end one client and no more: with each command planned
@@ -87,8 +94,10 @@ func DefaultConfig() Config {
 		MaxArgs:         1 << 20,
 		MaxQueryBuffer:  1 << 30,
 		MaxOutputBuffer: 1 << 30,
-		// Redis's hard limit for pub/sub clients
-		MaxPubsubOutputBuffer: 32 << 20,
+		// Redis's limits for pub/sub clients: 32mb 8mb 60
+		MaxPubsubOutputBuffer:      32 << 20,
+		PubsubOutputBufferSoft:     8 << 20,
+		PubsubOutputBufferSoftTime: 60 * time.Second,
 	}
 }
 
@@ -117,6 +126,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("proxy: output buffer limit must be positive, got %d", c.MaxOutputBuffer)
 	case c.MaxPubsubOutputBuffer < 1:
 		return fmt.Errorf("proxy: pub/sub output buffer limit must be positive, got %d", c.MaxPubsubOutputBuffer)
+	case c.PubsubOutputBufferSoft < 0:
+		return fmt.Errorf("proxy: pub/sub output buffer soft limit must not be negative, got %d", c.PubsubOutputBufferSoft)
+	case c.PubsubOutputBufferSoftTime < 0:
+		return fmt.Errorf("proxy: pub/sub output buffer soft limit time must not be negative, got %s", c.PubsubOutputBufferSoftTime)
 	}
 	return nil
 }

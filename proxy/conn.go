@@ -48,17 +48,26 @@ type clientConn struct {
 	st atomic.Pointer[streamer] // set while a writer of its own writes the connection
 }
 
+// outputLimit is a streamed connection's limits, as Redis's
+// client-output-buffer-limit: more than hard bytes queued, or more than
+// soft for longer than softFor, and the connection is dropped.
+type outputLimit struct {
+	hard, soft int64
+	softFor    time.Duration
+}
+
 // streamer is the writer of a streamed connection (clientConn.stream).
 type streamer struct {
-	limit  int64
-	onCut  func(queued int)
+	limit  outputLimit
+	onCut  func(queued int, why string)
 	wake   chan struct{}
 	stop   chan struct{}
 	exited chan struct{}
 
 	// under the connection's mu
-	writing int   // bytes the writer took and is writing
-	err     error // the write failed, or the limit was passed: nothing more is queued
+	writing   int       // bytes the writer took and is writing
+	err       error     // the write failed, or the limit was passed: nothing more is queued
+	softSince time.Time // when the queue last went over the soft limit, zero while under it
 }
 
 var errOutputLimit = errors.New("proxy: client output buffer limit reached")
@@ -85,15 +94,38 @@ func (c *clientConn) WriteRaw(b []byte) {
 		return
 	}
 	queued := len(c.out) + st.writing + len(b)
-	if int64(queued) > st.limit {
+	if why := st.over(int64(queued)); why != "" {
 		st.err, c.out = errOutputLimit, nil
 		c.mu.Unlock()
-		st.onCut(queued)
+		st.onCut(queued, why)
 		c.nc.Close() // the loop's read fails and ends the client
 		return
 	}
 	c.out = append(c.out, b...)
 	c.mu.Unlock()
+}
+
+// over reports which limit queued bytes pass, "hard" or "soft", or "". As
+// in Redis, the soft limit is passed when the queue has stayed over it for
+// longer than its time, checked as more is queued. Under the connection's
+// mu.
+func (st *streamer) over(queued int64) string {
+	if queued > st.limit.hard {
+		return "hard"
+	}
+	if st.limit.soft == 0 || queued <= st.limit.soft {
+		st.softSince = time.Time{}
+		return ""
+	}
+	now := time.Now()
+	if st.softSince.IsZero() {
+		st.softSince = now
+		return ""
+	}
+	if now.Sub(st.softSince) > st.limit.softFor {
+		return "soft"
+	}
+	return ""
 }
 
 // Flush writes the queued replies; on a streamed connection it only wakes
@@ -138,10 +170,11 @@ func (c *clientConn) write(out []byte) ([]byte, error) {
 }
 
 // stream starts a writer of the connection's own: from now on WriteRaw only
-// queues, and Flush hands what is queued to the writer without waiting. Past limit bytes queued or
-// being written, the connection is closed and onCut told. The connection
-// must be shared.
-func (c *clientConn) stream(limit int64, onCut func(queued int)) {
+// queues, and Flush hands what is queued to the writer without waiting.
+// Past the limit, counting bytes queued or being written, the connection is
+// closed and onCut told which limit it passed. The connection must be
+// shared.
+func (c *clientConn) stream(limit outputLimit, onCut func(queued int, why string)) {
 	st := &streamer{limit: limit, onCut: onCut, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), exited: make(chan struct{})}
 	c.st.Store(st)

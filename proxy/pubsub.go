@@ -258,9 +258,12 @@ func (s *session) detach() {
 	// From here on nothing waits for the client to read: not the pumps,
 	// whose waits the loop's syncs would share, nor the loop, which a table
 	// swap waits for (moveTo).
-	p.out.stream(s.srv.cfg.MaxPubsubOutputBuffer, func(queued int) {
+	cfg := &s.srv.cfg
+	limit := outputLimit{hard: cfg.MaxPubsubOutputBuffer, soft: cfg.PubsubOutputBufferSoft, softFor: cfg.PubsubOutputBufferSoftTime}
+	p.out.stream(limit, func(queued int, why string) {
 		s.srv.log.Warn("pub/sub client output buffer limit reached, closing it", zap.Uint64("client", s.id),
-			zap.Int("queued", queued), zap.Int64("limit", s.srv.cfg.MaxPubsubOutputBuffer))
+			zap.Int("queued", queued), zap.String("limit", why), zap.Int64("hard", limit.hard),
+			zap.Int64("soft", limit.soft), zap.Duration("soft_time", limit.softFor))
 	})
 	s.srv.subscribers.Store(p, true)
 	go p.run(cmd, rest)

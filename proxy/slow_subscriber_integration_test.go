@@ -64,6 +64,55 @@ func TestIntegrationSlowSubscriberLimit(t *testing.T) {
 	}
 }
 
+// A subscriber that has had more than the soft limit waiting for it for
+// longer than the soft limit's time is disconnected when the next message
+// comes, as Redis does; before that time it stays.
+func TestIntegrationSlowSubscriberSoftLimit(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.MaxPubsubOutputBuffer = 64 << 20
+	cfg.PubsubOutputBufferSoft = 1 << 20
+	cfg.PubsubOutputBufferSoftTime = 2 * time.Second
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	ctx := t.Context()
+	slow := dialStuck(t, c.Addr)
+	if got := slow.do("SUBSCRIBE", "feed"); got != `["subscribe", "feed", :1]` {
+		t.Fatalf("SUBSCRIBE = %s", got)
+	}
+	pub := c.Client()
+	subscribers := func() int { return strings.Count(pub.ClientList(ctx).Val(), "flags=P") }
+	msg := strings.Repeat("m", 100<<10)
+	start := time.Now()
+	for range 80 { // 8 MB: over the soft limit with what the sockets hold
+		if err := pub.Publish(ctx, "feed", msg).Err(); err != nil {
+			t.Fatalf("PUBLISH: %v", err)
+		}
+	}
+	if omem := clientField(t, pub.ClientList(ctx).Val(), "flags=P", "omem"); omem <= 1<<20 {
+		t.Fatalf("omem = %d, want over the soft limit", omem)
+	}
+	if n := subscribers(); n != 1 && time.Since(start) < cfg.PubsubOutputBufferSoftTime {
+		t.Fatalf("the subscriber was disconnected before the soft limit's time (%d subscribers)", n)
+	}
+	// The queue went over the soft limit during the loop, so it has been
+	// over it for longer than the time once this sleep ends.
+	time.Sleep(cfg.PubsubOutputBufferSoftTime + 100*time.Millisecond)
+	if n := subscribers(); n != 1 {
+		t.Fatalf("the subscriber was disconnected with nothing more published (%d subscribers); Redis checks as it queues", n)
+	}
+	pub.Publish(ctx, "feed", "one more")
+	deadline := time.Now().Add(5 * time.Second)
+	for subscribers() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscriber was not disconnected past the soft limit's time")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	slow.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, slow.br); err != nil {
+		t.Errorf("the slow subscriber's connection did not end cleanly: %v", err)
+	}
+}
+
 // A table swap does not wait for a subscriber that does not read: its
 // connections move to the new shards at once, and once it reads it gets
 // every message, those published after the swap included.

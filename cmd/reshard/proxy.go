@@ -52,7 +52,9 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Int64Var(&f.cfg.MaxArgs, "max-args", f.cfg.MaxArgs, "largest argument count of one command")
 	fs.Int64Var(&f.cfg.MaxQueryBuffer, "client-query-buffer-limit", f.cfg.MaxQueryBuffer, "largest single client request, in bytes")
 	fs.Int64Var(&f.cfg.MaxOutputBuffer, "client-output-buffer-limit", f.cfg.MaxOutputBuffer, "most reply bytes held for one client pipeline, counted as they arrive from the shards; beyond it the client is disconnected")
-	fs.Int64Var(&f.cfg.MaxPubsubOutputBuffer, "pubsub-output-buffer-limit", f.cfg.MaxPubsubOutputBuffer, "most bytes queued for a subscribed client that does not read its messages; beyond it the client is disconnected (Redis's client-output-buffer-limit pubsub)")
+	fs.Int64Var(&f.cfg.MaxPubsubOutputBuffer, "pubsub-output-buffer-limit", f.cfg.MaxPubsubOutputBuffer, "most bytes queued for a subscribed client that does not read its messages; beyond it the client is disconnected (Redis's client-output-buffer-limit pubsub, hard limit)")
+	fs.Int64Var(&f.cfg.PubsubOutputBufferSoft, "pubsub-output-buffer-soft-limit", f.cfg.PubsubOutputBufferSoft, "bytes queued for a subscribed client that, kept for longer than --pubsub-output-buffer-soft-time, get it disconnected when more comes (Redis's soft limit; 0: none)")
+	fs.DurationVar(&f.cfg.PubsubOutputBufferSoftTime, "pubsub-output-buffer-soft-time", f.cfg.PubsubOutputBufferSoftTime, "how long a subscribed client may stay over --pubsub-output-buffer-soft-limit")
 	fs.IntVar(&f.procs, "procs", 0, "threads running the proxy's Go code at once (GOMAXPROCS); 0: the GOMAXPROCS environment variable if set, else half the CPUs available, at least 1")
 	fs.IntVar(&f.embedded, "embedded-shards", 3, "number of local redis-server shards to start when --shards is empty")
 	fs.Usage = func() {
