@@ -33,7 +33,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&cfg.DryRun, "dry-run", cfg.DryRun, "run every check and print what each target would receive; write nothing")
 	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "afterwards compare key counts and a random sample of keys with the sources")
 	fs.IntVar(&cfg.VerifySample, "verify-sample", cfg.VerifySample, "keys compared by --verify (-1: all)")
-	fs.Int64Var(&cfg.BigKeyBytes, "big-key-bytes", cfg.BigKeyBytes, "values larger than this (bytes in the RDB) are written in chunks of commands, not one RESTORE")
+	sizeVar(fs, &cfg.BigKeyBytes, "big-key-bytes", cfg.BigKeyBytes, "values larger than this (bytes in the RDB) are written in chunks of commands, not one RESTORE")
 	fs.IntVar(&cfg.Window, "window", cfg.Window, "commands in flight per connection")
 	fs.IntVar(&cfg.ConnsPerTarget, "conns", cfg.ConnsPerTarget, "pipelined connections per target")
 	fs.StringVar(&cfg.Username, "user", cfg.Username, "ACL user for AUTH on the targets")
