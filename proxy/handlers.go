@@ -33,7 +33,14 @@ func init() {
 		"client|getname": clientGetName,
 		"client|id":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, int64(s.id))) },
 
-		"info":      info,
+		"info": info,
+
+		// the shards' slow logs as one (merge.go)
+		"slowlog|get":   fanout(slowlogMerge),
+		"slowlog|len":   fanout(sumInts),
+		"slowlog|reset": fanout(allOK),
+		// the proxy is a master with no replicas to its clients
+		"role":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(roleReply) },
 		"dbsize":    fanout(sumInts),
 		"flushdb":   flush,
 		"flushall":  flush,
@@ -53,6 +60,7 @@ func init() {
 		// the shards' own help texts, for the containers the proxy serves
 		// some of (a subcommand it refuses says so when sent)
 		"config|help":      anyShard,
+		"slowlog|help":     anyShard,
 		"object|help":      anyShard,
 		"memory|help":      anyShard,
 		"xinfo|help":       anyShard,

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/reshard/reshard/internal/resp"
 )
@@ -189,3 +191,61 @@ func andArrays(s *session, c *call, out []byte) []byte {
 	}
 	return out
 }
+
+// slowlogMerge merges SLOWLOG GET [count]: every shard's entries, newest
+// first, at most count of them (10 by default, all for -1), as one slow log.
+// An entry's id is the shard's id times the number of shards plus the
+// shard's index in the table, so ids stay unique and name their shard. The
+// client address and name in an entry are those of the proxy's connection
+// to the shard.
+func slowlogMerge(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	type entry struct {
+		id, at int64
+		elems  [][]byte
+	}
+	var all []entry
+	for sh, r := range rs {
+		entries, ok := arrayElems(r, nil)
+		if !ok {
+			return appendError(out, "ERR unexpected reply from shard")
+		}
+		for _, raw := range entries {
+			elems, ok := arrayElems(raw, nil)
+			if !ok || len(elems) < 2 {
+				return appendError(out, "ERR unexpected reply from shard")
+			}
+			id, ok1 := intReply(elems[0])
+			at, ok2 := intReply(elems[1])
+			if !ok1 || !ok2 {
+				return appendError(out, "ERR unexpected reply from shard")
+			}
+			all = append(all, entry{id: id*int64(len(rs)) + int64(sh), at: at, elems: elems})
+		}
+	}
+	slices.SortFunc(all, func(a, b entry) int {
+		return cmp.Or(cmp.Compare(b.at, a.at), cmp.Compare(b.id, a.id))
+	})
+	count := int64(10)
+	if len(c.args) > 2 {
+		count, _ = resp.ParseInt(c.args[2]) // the shards checked it
+	}
+	if count >= 0 && int64(len(all)) > count {
+		all = all[:count]
+	}
+	out = resp.AppendArrayHeader(out, len(all))
+	for _, e := range all {
+		out = resp.AppendArrayHeader(out, len(e.elems))
+		out = appendInt(out, e.id)
+		for _, el := range e.elems[1:] {
+			out = append(out, el...)
+		}
+	}
+	return out
+}
+
+// roleReply answers ROLE: a master at offset 0 with no replicas.
+var roleReply = []byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
