@@ -39,6 +39,12 @@ func init() {
 		"slowlog|get":   fanout(slowlogMerge),
 		"slowlog|len":   fanout(sumInts),
 		"slowlog|reset": fanout(allOK),
+		// and their latency figures (LATENCY DOCTOR and GRAPH, prose and
+		// a drawing about one server, stay refused)
+		"latency|latest":    fanout(latencyLatest),
+		"latency|history":   fanout(latencyHistory),
+		"latency|histogram": fanout(latencyHistogram),
+		"latency|reset":     fanout(sumInts),
 		// the proxy is a master with no replicas to its clients
 		"role":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(roleReply) },
 		"dbsize":    fanout(sumInts),
@@ -61,6 +67,7 @@ func init() {
 		// some of (a subcommand it refuses says so when sent)
 		"config|help":      anyShard,
 		"slowlog|help":     anyShard,
+		"latency|help":     anyShard,
 		"object|help":      anyShard,
 		"memory|help":      anyShard,
 		"xinfo|help":       anyShard,

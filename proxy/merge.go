@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"cmp"
+	"maps"
 	"math/rand/v2"
 	"slices"
 
@@ -249,3 +250,171 @@ func slowlogMerge(s *session, c *call, out []byte) []byte {
 
 // roleReply answers ROLE: a master at offset 0 with no replicas.
 var roleReply = []byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
+
+// latencyLatest merges LATENCY LATEST: per event, the latest sample of any
+// shard and the highest of their maximums, by event name.
+func latencyLatest(s *session, c *call, out []byte) []byte {
+	type event struct{ at, latest, max int64 }
+	events := map[string]*event{}
+	err := eachEntry(s.results(c), 4, func(e [][]byte) bool {
+		name, ok := bulkText(e[0])
+		at, ok1 := intReply(e[1])
+		latest, ok2 := intReply(e[2])
+		most, ok3 := intReply(e[3])
+		if !ok || !ok1 || !ok2 || !ok3 {
+			return false
+		}
+		ev := events[string(name)]
+		if ev == nil {
+			ev = &event{}
+			events[string(name)] = ev
+		}
+		if at >= ev.at {
+			ev.at, ev.latest = at, latest
+		}
+		ev.max = max(ev.max, most)
+		return true
+	})
+	if err != nil {
+		return append(out, err...)
+	}
+	out = resp.AppendArrayHeader(out, len(events))
+	for _, name := range slices.Sorted(maps.Keys(events)) {
+		ev := events[name]
+		out = resp.AppendArrayHeader(out, 4)
+		out = resp.AppendBulkString(out, name)
+		out = appendInt(out, ev.at)
+		out = appendInt(out, ev.latest)
+		out = appendInt(out, ev.max)
+	}
+	return out
+}
+
+// latencyHistory merges LATENCY HISTORY event: every shard's samples by
+// time, the highest where two fall in the same second.
+func latencyHistory(s *session, c *call, out []byte) []byte {
+	samples := map[int64]int64{}
+	err := eachEntry(s.results(c), 2, func(e [][]byte) bool {
+		at, ok1 := intReply(e[0])
+		ms, ok2 := intReply(e[1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		samples[at] = max(samples[at], ms)
+		return true
+	})
+	if err != nil {
+		return append(out, err...)
+	}
+	out = resp.AppendArrayHeader(out, len(samples))
+	for _, at := range slices.Sorted(maps.Keys(samples)) {
+		out = resp.AppendArrayHeader(out, 2)
+		out = appendInt(out, at)
+		out = appendInt(out, samples[at])
+	}
+	return out
+}
+
+// eachEntry calls fn with the elements of each entry of every shard's array
+// reply, entries of n elements; it returns the error reply to answer, or
+// nil.
+func eachEntry(rs [][]byte, n int, fn func(elems [][]byte) bool) []byte {
+	if e := firstError(rs); e != nil {
+		return e
+	}
+	for _, r := range rs {
+		entries, ok := arrayElems(r, nil)
+		if !ok {
+			return appendError(nil, "ERR unexpected reply from shard")
+		}
+		for _, raw := range entries {
+			elems, ok := arrayElems(raw, nil)
+			if !ok || len(elems) != n || !fn(elems) {
+				return appendError(nil, "ERR unexpected reply from shard")
+			}
+		}
+	}
+	return nil
+}
+
+// latencyHistogram merges LATENCY HISTOGRAM [command ...]: per command, the
+// calls summed and the shards' cumulative histograms added up. A shard's
+// count at a bucket is its count at its own largest bucket not above it,
+// so buckets one shard reports and another does not still add up right.
+func latencyHistogram(s *session, c *call, out []byte) []byte {
+	rs := s.results(c)
+	if e := firstError(rs); e != nil {
+		return append(out, e...)
+	}
+	type bucket struct{ usec, count int64 }
+	type command struct {
+		calls  int64
+		shards [][]bucket // one cumulative histogram per shard that ran it
+	}
+	cmds := map[string]*command{}
+	bad := func() []byte { return appendError(out, "ERR unexpected reply from shard") }
+	for _, r := range rs {
+		kv, ok := mapElems(r)
+		if !ok || len(kv)%2 != 0 {
+			return bad()
+		}
+		for i := 0; i < len(kv); i += 2 {
+			name, ok1 := bulkText(kv[i])
+			fields, ok2 := mapElems(kv[i+1])
+			if !ok1 || !ok2 || len(fields) != 4 {
+				return bad()
+			}
+			calls, ok1 := intReply(fields[1])
+			hist, ok2 := mapElems(fields[3])
+			if !ok1 || !ok2 || len(hist)%2 != 0 {
+				return bad()
+			}
+			var buckets []bucket
+			for j := 0; j < len(hist); j += 2 {
+				usec, ok1 := intReply(hist[j])
+				count, ok2 := intReply(hist[j+1])
+				if !ok1 || !ok2 {
+					return bad()
+				}
+				buckets = append(buckets, bucket{usec, count})
+			}
+			cmd := cmds[string(name)]
+			if cmd == nil {
+				cmd = &command{}
+				cmds[string(name)] = cmd
+			}
+			cmd.calls += calls
+			cmd.shards = append(cmd.shards, buckets)
+		}
+	}
+	out = appendMapHeader(out, len(cmds), s.proto)
+	for _, name := range slices.Sorted(maps.Keys(cmds)) {
+		cmd := cmds[name]
+		var bounds []int64
+		for _, h := range cmd.shards {
+			for _, b := range h {
+				bounds = append(bounds, b.usec)
+			}
+		}
+		slices.Sort(bounds)
+		bounds = slices.Compact(bounds)
+		out = resp.AppendBulkString(out, name)
+		out = appendMapHeader(out, 2, s.proto)
+		out = resp.AppendBulkString(out, "calls")
+		out = appendInt(out, cmd.calls)
+		out = resp.AppendBulkString(out, "histogram_usec")
+		out = appendMapHeader(out, len(bounds), s.proto)
+		for _, usec := range bounds {
+			var total int64
+			for _, h := range cmd.shards {
+				// the shard's count at its largest bucket not above usec
+				if i, _ := slices.BinarySearchFunc(h, usec+1, func(b bucket, v int64) int { return cmp.Compare(b.usec, v) }); i > 0 {
+					total += h[i-1].count
+				}
+			}
+			out = appendInt(out, usec)
+			out = appendInt(out, total)
+		}
+	}
+	return out
+}

@@ -100,3 +100,137 @@ func TestIntegrationSlowlog(t *testing.T) {
 		}
 	}
 }
+
+// LATENCY through the proxy merges the shards' figures: LATEST per event
+// (newest sample, highest maximum), HISTORY by time, HISTOGRAM per command
+// (calls summed, cumulative counts added up), RESET summed; DOCTOR and
+// GRAPH, about one server, stay refused.
+func TestIntegrationLatency(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, ShardArgs: []string{"--enable-debug-command", "yes"}})
+	ctx := t.Context()
+	cl := c.Client()
+	if err := cl.ConfigSet(ctx, "latency-monitor-threshold", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// a latency event on two shards: DEBUG SLEEP, sent to them directly
+	for i, ms := range []string{"0.02", "0.05"} {
+		if err := c.Shards[i].Client().Do(ctx, "DEBUG", "SLEEP", ms).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill(t, cl, "lat:", 60)
+
+	t.Run("latest", func(t *testing.T) {
+		got, err := cl.Do(ctx, "LATENCY", "LATEST").Slice()
+		if err != nil || len(got) != 1 {
+			t.Fatalf("LATENCY LATEST = %v, %v; want one event", got, err)
+		}
+		e := got[0].([]any)
+		var newest, most int64
+		latest := map[int64][]int64{} // time -> the shards' latest samples then
+		for _, sh := range c.Shards {
+			for _, se := range sh.Client().Do(ctx, "LATENCY", "LATEST").Val().([]any) {
+				se := se.([]any)
+				at, l, m := se[1].(int64), se[2].(int64), se[3].(int64)
+				newest, most = max(newest, at), max(most, m)
+				latest[at] = append(latest[at], l)
+			}
+		}
+		if e[0] != "command" || e[1] != newest || !slices.Contains(latest[newest], e[2].(int64)) || e[3] != most || most < 50 {
+			t.Errorf("LATENCY LATEST = %v; want command at %d, latest one of %v, max %d (at least 50)", e, newest, latest[newest], most)
+		}
+	})
+
+	t.Run("history", func(t *testing.T) {
+		want := map[int64]int64{}
+		for _, sh := range c.Shards {
+			for _, s := range sh.Client().Do(ctx, "LATENCY", "HISTORY", "command").Val().([]any) {
+				s := s.([]any)
+				want[s[0].(int64)] = max(want[s[0].(int64)], s[1].(int64))
+			}
+		}
+		got := cl.Do(ctx, "LATENCY", "HISTORY", "command").Val().([]any)
+		if len(got) != len(want) || len(got) == 0 {
+			t.Fatalf("LATENCY HISTORY = %v, want the samples %v", got, want)
+		}
+		last := int64(0)
+		for _, s := range got {
+			s := s.([]any)
+			if at := s[0].(int64); at < last || want[at] != s[1].(int64) {
+				t.Errorf("LATENCY HISTORY = %v, want %v by time", got, want)
+			} else {
+				last = at
+			}
+		}
+	})
+
+	t.Run("histogram", func(t *testing.T) {
+		type bucket struct{ usec, count int64 }
+		parse := func(v any) (calls int64, h []bucket) {
+			// RESP2: [set [calls n histogram_usec [b c ...]]]
+			a := v.([]any)
+			if len(a) != 2 || a[0] != "set" {
+				t.Fatalf("LATENCY HISTOGRAM set = %v", v)
+			}
+			f := a[1].([]any)
+			hs := f[3].([]any)
+			for i := 0; i < len(hs); i += 2 {
+				h = append(h, bucket{hs[i].(int64), hs[i+1].(int64)})
+			}
+			return f[1].(int64), h
+		}
+		var wantCalls int64
+		var shards [][]bucket
+		for _, sh := range c.Shards {
+			calls, h := parse(sh.Client().Do(ctx, "LATENCY", "HISTOGRAM", "set").Val())
+			wantCalls += calls
+			shards = append(shards, h)
+		}
+		calls, got := parse(cl.Do(ctx, "LATENCY", "HISTOGRAM", "set").Val())
+		if calls != wantCalls || calls < 60 {
+			t.Errorf("calls = %d, want the shards' sum %d", calls, wantCalls)
+		}
+		// at each bucket, the sum of every shard's count at or below it
+		for _, b := range got {
+			var want int64
+			for _, h := range shards {
+				at := int64(0)
+				for _, sb := range h {
+					if sb.usec <= b.usec {
+						at = sb.count
+					}
+				}
+				want += at
+			}
+			if b.count != want {
+				t.Errorf("bucket %d µs = %d, want %d (shards %v)", b.usec, b.count, want, shards)
+			}
+		}
+		if len(got) == 0 || got[len(got)-1].count != calls {
+			t.Errorf("histogram %v does not end at the %d calls", got, calls)
+		}
+		// RESP3: the same figures as maps
+		r3 := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: 3})
+		defer r3.Close()
+		m, err := r3.Do(ctx, "LATENCY", "HISTOGRAM", "set").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, ok := m.(map[any]any)["set"].(map[any]any)
+		if !ok || set["calls"] != calls || len(set["histogram_usec"].(map[any]any)) != len(got) {
+			t.Errorf("RESP3 LATENCY HISTOGRAM set = %v, want calls %d and %d buckets", m, calls, len(got))
+		}
+	})
+
+	if err := cl.Do(ctx, "LATENCY", "DOCTOR").Err(); err == nil {
+		t.Error("LATENCY DOCTOR answered; it speaks of one server")
+	}
+	if n, err := cl.Do(ctx, "LATENCY", "RESET").Int64(); err != nil || n != 2 {
+		t.Errorf("LATENCY RESET = %d, %v; want 2 (one event on each of two shards)", n, err)
+	}
+	for i, sh := range c.Shards {
+		if v := sh.Client().Do(ctx, "LATENCY", "LATEST").Val().([]any); len(v) != 0 {
+			t.Errorf("shard %d still has latency events after LATENCY RESET: %v", i, v)
+		}
+	}
+}
