@@ -42,7 +42,7 @@ func (s *session) describe(now time.Time, self bool) string {
 	switch {
 	case s.monitor != nil:
 		flags = "O"
-	case s.subscriptions.Load() > 0:
+	case s.subscriptions() > 0:
 		flags = "P"
 	case s.tx.active:
 		flags = "x"
@@ -106,7 +106,7 @@ func (s *session) user() string {
 // client has subscriptions, as in Redis, else normal. (No proxy client is a
 // replica or a master.)
 func (s *session) clientType() string {
-	if s.subscriptions.Load() > 0 {
+	if s.subscriptions() > 0 {
 		return "pubsub"
 	}
 	return "normal"

@@ -596,7 +596,7 @@ func (p *pubsubLoop) pump(sc *subConn) {
 			continue
 		}
 		if kind, name, n, ok := confirmation(reply); ok {
-			p.s.subscriptions.Add(n - sc.count.Swap(n))
+			sc.count.Store(n)
 			if sc.noted(kind, name) {
 				continue // a resubscription after a table swap
 			}
@@ -845,6 +845,5 @@ func (p *pubsubLoop) closeConn(sc *subConn) {
 	sc.closing.Store(true)
 	sc.d.nc.Close()
 	<-sc.done
-	p.s.subscriptions.Add(-sc.count.Load())
 	sc.forgetAll()
 }

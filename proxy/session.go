@@ -62,12 +62,11 @@ type session struct {
 	detachWith  request     // a SUBSCRIBE that hands the connection to a pub/sub loop
 	detachRest  []request   // the commands the client sent after it
 	pubsub      *pubsubLoop // the loop that owns the connection, while it has one (detach)
-	// subscriptions the shards confirmed, for CLIENT LIST, KILL and INFO
-	// (written by the pub/sub loop's pumps), and the same by kind: channels,
-	// patterns and shard channels (CLIENT LIST's sub, psub and ssub)
-	subscriptions atomic.Int64
-	subKinds      [3]atomic.Int64
-	held          []byte // replies for the pub/sub loop to write (sendReply)
+	// subscriptions the shards confirmed by kind: channels, patterns and
+	// shard channels, for CLIENT LIST (sub, psub, ssub), KILL and INFO
+	// (written by the pub/sub loop's pumps)
+	subKinds [3]atomic.Int64
+	held     []byte // replies for the pub/sub loop to write (sendReply)
 
 	// cmdName is the command being planned, as CLIENT LIST's cmd shows it;
 	// cmdShown is what other sessions see, the last command of the last
@@ -146,6 +145,11 @@ func (s *session) serve(first request, rest []request) {
 	}
 	s.submit(r)
 	s.reply()
+}
+
+// subscriptions counts the subscriptions the shards confirmed.
+func (s *session) subscriptions() int64 {
+	return s.subKinds[subChannel].Load() + s.subKinds[subPattern].Load() + s.subKinds[subShard].Load()
 }
 
 // showCmd lets other sessions' CLIENT LIST see the last command planned.
