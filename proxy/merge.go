@@ -200,32 +200,20 @@ func andArrays(s *session, c *call, out []byte) []byte {
 // client address and name in an entry are those of the proxy's connection
 // to the shard.
 func slowlogMerge(s *session, c *call, out []byte) []byte {
-	rs := s.results(c)
-	if e := firstError(rs); e != nil {
-		return append(out, e...)
-	}
 	type entry struct {
 		id, at int64
 		elems  [][]byte
 	}
 	var all []entry
-	for sh, r := range rs {
-		entries, ok := arrayElems(r, nil)
-		if !ok {
-			return appendError(out, "ERR unexpected reply from shard")
-		}
-		for _, raw := range entries {
-			elems, ok := arrayElems(raw, nil)
-			if !ok || len(elems) < 2 {
-				return appendError(out, "ERR unexpected reply from shard")
-			}
-			id, ok1 := intReply(elems[0])
-			at, ok2 := intReply(elems[1])
-			if !ok1 || !ok2 {
-				return appendError(out, "ERR unexpected reply from shard")
-			}
-			all = append(all, entry{id: id*int64(len(rs)) + int64(sh), at: at, elems: elems})
-		}
+	rs := s.results(c)
+	err := eachEntry(rs, 6, func(shard int, e [][]byte) bool {
+		id, ok1 := intReply(e[0])
+		at, ok2 := intReply(e[1])
+		all = append(all, entry{id: id*int64(len(rs)) + int64(shard), at: at, elems: e})
+		return ok1 && ok2
+	})
+	if err != nil {
+		return append(out, err...)
 	}
 	slices.SortFunc(all, func(a, b entry) int {
 		return cmp.Or(cmp.Compare(b.at, a.at), cmp.Compare(b.id, a.id))
@@ -256,7 +244,7 @@ var roleReply = []byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
 func latencyLatest(s *session, c *call, out []byte) []byte {
 	type event struct{ at, latest, max int64 }
 	events := map[string]*event{}
-	err := eachEntry(s.results(c), 4, func(e [][]byte) bool {
+	err := eachEntry(s.results(c), 4, func(_ int, e [][]byte) bool {
 		name, ok := bulkText(e[0])
 		at, ok1 := intReply(e[1])
 		latest, ok2 := intReply(e[2])
@@ -294,7 +282,7 @@ func latencyLatest(s *session, c *call, out []byte) []byte {
 // time, the highest where two fall in the same second.
 func latencyHistory(s *session, c *call, out []byte) []byte {
 	samples := map[int64]int64{}
-	err := eachEntry(s.results(c), 2, func(e [][]byte) bool {
+	err := eachEntry(s.results(c), 2, func(_ int, e [][]byte) bool {
 		at, ok1 := intReply(e[0])
 		ms, ok2 := intReply(e[1])
 		if !ok1 || !ok2 {
@@ -315,21 +303,21 @@ func latencyHistory(s *session, c *call, out []byte) []byte {
 	return out
 }
 
-// eachEntry calls fn with the elements of each entry of every shard's array
-// reply, entries of n elements; it returns the error reply to answer, or
-// nil.
-func eachEntry(rs [][]byte, n int, fn func(elems [][]byte) bool) []byte {
+// eachEntry calls fn with the shard's index and the elements of each entry
+// of every shard's array reply, entries of n elements; it returns the error
+// reply to answer, or nil.
+func eachEntry(rs [][]byte, n int, fn func(shard int, elems [][]byte) bool) []byte {
 	if e := firstError(rs); e != nil {
 		return e
 	}
-	for _, r := range rs {
+	for shard, r := range rs {
 		entries, ok := arrayElems(r, nil)
 		if !ok {
 			return appendError(nil, "ERR unexpected reply from shard")
 		}
 		for _, raw := range entries {
 			elems, ok := arrayElems(raw, nil)
-			if !ok || len(elems) != n || !fn(elems) {
+			if !ok || len(elems) != n || !fn(shard, elems) {
 				return appendError(nil, "ERR unexpected reply from shard")
 			}
 		}

@@ -213,16 +213,16 @@ func clientField(t *testing.T, list, match, field string) int {
 		if !strings.Contains(line, match) {
 			continue
 		}
-		for _, kv := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(kv, field+"="); ok {
-				n, err := strconv.Atoi(v)
-				if err != nil {
-					t.Fatalf("CLIENT LIST %s=%q", field, v)
-				}
-				return n
-			}
+		_, vals := clientFields(t, line)
+		v, ok := vals[field]
+		if !ok {
+			t.Fatalf("CLIENT LIST line without %s: %s", field, line)
 		}
-		t.Fatalf("CLIENT LIST line without %s: %s", field, line)
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("CLIENT LIST %s=%q", field, v)
+		}
+		return n
 	}
 	t.Fatalf("no CLIENT LIST line with %s:\n%s", match, list)
 	return 0
