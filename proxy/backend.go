@@ -399,13 +399,19 @@ func (c *backend) failTaken(taken []pending, msg string) {
 // shardDialer opens connections to shards. A new connection first sends AUTH
 // when the shards need a password (the route's shardAuth), then HELLO 3 for
 // a RESP3 session's connection, in one write, and checks each reply before
-// the connection is used. Without either it sends PING, so that a shard
-// that wants a password the proxy was not given is reported as such, down,
-// instead of answering every client command with its own NOAUTH. Errors
-// name the command refused, never its arguments.
+// the connection is used. Last comes CLIENT SETNAME with the proxy's name
+// (peers.go), so that a shard's CLIENT LIST tells which proxy a connection
+// belongs to; it also makes a shard that wants a password the proxy was
+// not given say so (NOAUTH), and the shard is then reported down instead
+// of answering every client command with its own NOAUTH. A shard that
+// refuses CLIENT SETNAME otherwise (an ACL user without it) is used all
+// the same: the name only helps the reshard's check for other proxies.
+// Without a name the dialer sends PING in its place. Errors name the
+// command refused, never its arguments.
 type shardDialer struct {
 	timeout time.Duration
 	auth    []byte // AUTH [username] password, encoded; nil without a password
+	setname []byte // CLIENT SETNAME name, encoded; nil: PING
 }
 
 func newShardDialer(timeout time.Duration, auth shardAuth) shardDialer {
@@ -434,20 +440,21 @@ func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (ne
 		rd = countingReader{rd, received}
 	}
 	r := bufio.NewReaderSize(rd, 64<<10)
-	ping := d.auth == nil && hello == nil
-	nc.SetDeadline(time.Now().Add(d.timeout))
-	setup := append(append([]byte(nil), d.auth...), hello...)
-	if ping {
-		setup = append(setup, pingCommand...)
+	last, lastName := d.setname, "CLIENT SETNAME"
+	if last == nil {
+		last, lastName = pingCommand, "PING"
 	}
+	nc.SetDeadline(time.Now().Add(d.timeout))
+	setup := append(append(append([]byte(nil), d.auth...), hello...), last...)
 	if _, err := nc.Write(setup); err != nil {
 		nc.Close()
 		return nil, nil, err
 	}
 	for _, step := range [...]struct {
-		name string
-		sent bool
-	}{{"AUTH", d.auth != nil}, {"HELLO", hello != nil}, {"PING", ping}} {
+		name     string
+		sent     bool
+		optional bool // an error other than NOAUTH is not the connection's
+	}{{"AUTH", d.auth != nil, false}, {"HELLO", hello != nil, false}, {lastName, true, d.setname != nil}} {
 		if !step.sent {
 			continue
 		}
@@ -456,7 +463,7 @@ func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (ne
 		case err != nil:
 		case bytes.HasPrefix(reply, []byte("-NOAUTH")):
 			err = fmt.Errorf("%s needs a password (--shard-password): %s", addr, bytes.TrimSpace(reply[1:]))
-		case isError(reply):
+		case isError(reply) && !step.optional:
 			err = fmt.Errorf("%s refused %s: %s", addr, step.name, bytes.TrimSpace(reply[1:]))
 		}
 		if err != nil {

@@ -134,6 +134,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("os", runtime.GOOS+" "+runtime.GOARCH)
 		field("arch_bits", strconv.IntSize)
 		field("process_id", os.Getpid())
+		field("run_id", srv.runID)
 		field("tcp_port", srv.port())
 		field("uptime_in_seconds", int64(up.Seconds()))
 		field("uptime_in_days", int64(up.Hours()/24))

@@ -34,8 +34,8 @@ func reshardEnded(s migrate.ReshardState) bool {
 	return s == migrate.ReshardDone || s == migrate.ReshardAborted || s == migrate.ReshardFailed
 }
 
-// reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH] [AUTH
-// password | AUTH2 username password], STATUS, ABORT and CUTOVER.
+// reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH] [FORCE]
+// [AUTH password | AUTH2 username password], STATUS, ABORT and CUTOVER.
 func (srv *Server) reshardAdmin(args [][]byte, proto int) []byte {
 	if len(args) == 1 {
 		srv.reshard.mu.Lock()
@@ -76,7 +76,7 @@ func (srv *Server) reshardAdmin(args [][]byte, proto int) []byte {
 }
 
 func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
-	ta, err := parseTargetArgs(args, "manual", "flush")
+	ta, err := parseTargetArgs(args, "manual", "flush", "force")
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +100,12 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	force := ta.options["force"]
+	if !force {
+		if peers := srv.otherProxies(srv.ctx, cur); len(peers) > 0 {
+			return nil, peersError(peers)
+		}
+	}
 	// The sources are the current table's shards, with its credentials;
 	// the targets take what AUTH or AUTH2 gave, or the same.
 	auth := ta.authOr(cur.auth)
@@ -112,7 +118,15 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	cfg.WorkDir = filepath.Join(srv.cfg.StateDir, "reshard")
 	cfg.Barrier = srv
 	cfg.Logger = srv.log
-	cfg.Commit = func(context.Context) error { return srv.commit(cur.table, prep) }
+	cfg.Commit = func(ctx context.Context) error {
+		if !force {
+			// one that connected while the job ran, caught before the point of no return
+			if peers := srv.otherProxies(ctx, cur); len(peers) > 0 {
+				return peersError(peers)
+			}
+		}
+		return srv.commit(cur.table, prep)
+	}
 	job, err := migrate.StartReshard(srv.ctx, cfg)
 	if err != nil {
 		srv.discard(prep)

@@ -40,6 +40,7 @@ type Server struct {
 	cancel     context.CancelFunc
 
 	version atomic.Pointer[string] // the shards' redis_version
+	runID   string                 // INFO's run_id; names the shard connections (peers.go)
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -140,7 +141,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{},
-		stats: newCmdStats()}
+		stats: newCmdStats(), runID: newRunID()}
 	auth, err := s.tableAuth(table)
 	if err != nil {
 		return nil, err
@@ -270,7 +271,9 @@ func (s *Server) newRoute(table *router.Table, auth shardAuth, old *route) *rout
 
 // dialer makes the connections to shards that take auth.
 func (s *Server) dialer(auth shardAuth) shardDialer {
-	return newShardDialer(s.cfg.DialTimeout, auth)
+	d := newShardDialer(s.cfg.DialTimeout, auth)
+	d.setname = setnameCommand(s.runID)
+	return d
 }
 
 func (s *Server) newPool(addr string, d shardDialer) *pool {

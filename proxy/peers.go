@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/internal/resp"
+)
+
+// A cutover moves the clients of one proxy. Another proxy in front of the
+// same shards would go on routing by the old table: every write it takes
+// after the cutover lands on a shard that is no longer served, and is lost
+// to the new layout without an error anywhere. So every proxy names its
+// shard connections after its run id (CLIENT SETNAME reshard-proxy-<run_id>,
+// the run_id of its INFO server), and PROXY RESHARD looks for names of
+// other proxies in every source's CLIENT LIST: when it starts, and again
+// inside the barrier just before the commit, so that one started meanwhile
+// is caught too. FORCE skips both looks, for an operator who knows what the
+// other proxies do (they are being drained, say).
+//
+// What this cannot see: a proxy that connects to the old shards after the
+// commit (restarted with a stale --shards), and proxies older than the
+// names. It does not make several proxies share a cutover; it keeps one
+// proxy's cutover from silently losing another's writes.
+
+const peerPrefix = "reshard-proxy-"
+
+// newRunID returns 40 random hex digits, as Redis's run_id.
+func newRunID() string {
+	var b [20]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// setnameCommand is the CLIENT SETNAME that names a shard connection after
+// the proxy whose run id is id.
+func setnameCommand(id string) []byte {
+	return resp.AppendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), []byte(peerPrefix+id))
+}
+
+// peer is another proxy's connection seen on a shard.
+type peer struct {
+	shard string // the shard's address
+	runID string // the other proxy's run id
+	from  string // the connection's address, as the shard sees it
+}
+
+// peersIn returns the connections of proxies other than self in a CLIENT
+// LIST reply's text, one per proxy (the first connection seen).
+func peersIn(list []byte, shard, self string) []peer {
+	var out []peer
+	for line := range bytes.Lines(list) {
+		var name, from string
+		for _, f := range strings.Fields(string(line)) {
+			if v, ok := strings.CutPrefix(f, "name="); ok {
+				name = v
+			} else if v, ok := strings.CutPrefix(f, "addr="); ok {
+				from = v
+			}
+		}
+		id, ok := strings.CutPrefix(name, peerPrefix)
+		if !ok || id == self || slices.ContainsFunc(out, func(p peer) bool { return p.runID == id }) {
+			continue
+		}
+		out = append(out, peer{shard: shard, runID: id, from: from})
+	}
+	return out
+}
+
+var cmdClientListNormal = resp.AppendCommand(nil, []byte("CLIENT"), []byte("LIST"), []byte("TYPE"), []byte("normal"))
+
+// otherProxies looks for other proxies' connections on every shard of r,
+// all shards at once, over their dedicated connections. A shard that cannot
+// be asked (down, or CLIENT LIST refused to the proxy's ACL user) is
+// logged and passed over: the look is a guard, not a condition of the
+// reshard, whose own steps fail on a shard that is down.
+func (srv *Server) otherProxies(ctx context.Context, r *route) []peer {
+	found := make([][]peer, len(r.pools))
+	var wg sync.WaitGroup
+	for i, pl := range r.pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			list, err := shardClients(ctx, pl.ded, srv.cfg.DialTimeout)
+			if err != nil {
+				srv.log.Warn("cannot look for other proxies on a shard", zap.String("shard", pl.addr), zap.Error(err))
+				return
+			}
+			found[i] = peersIn(list, pl.addr, srv.runID)
+		}()
+	}
+	wg.Wait()
+	return slices.Concat(found...)
+}
+
+// shardClients runs CLIENT LIST TYPE normal on a connection of p, within ctx
+// and at most timeout, and returns the list's text.
+func shardClients(ctx context.Context, p *dpool, timeout time.Duration) ([]byte, error) {
+	d, err := p.get()
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	d.nc.SetDeadline(deadline)
+	replies, err := d.roundTrip(cmdClientListNormal, 1, nil)
+	if err != nil {
+		d.nc.Close()
+		return nil, err
+	}
+	d.nc.SetDeadline(time.Time{})
+	p.put(d)
+	reply := replies[0]
+	if isError(reply) {
+		return nil, fmt.Errorf("CLIENT LIST: %s", bytes.TrimSpace(reply[1:]))
+	}
+	text, ok := bulkText(reply)
+	if !ok {
+		return nil, fmt.Errorf("CLIENT LIST: unexpected reply %q", clip(reply))
+	}
+	return text, nil
+}
+
+// peersError is the error that refuses a reshard because of peers.
+func peersError(peers []peer) error {
+	var b strings.Builder
+	for i, p := range peers {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "on %s from %s (run_id %s)", p.shard, p.from, p.runID)
+	}
+	return fmt.Errorf("other reshard proxies are connected to the shards: %s. A cutover moves only this proxy's clients: "+
+		"the others would go on writing to the old shards, and those writes would be lost. Stop them first, or add FORCE", b.String())
+}

@@ -1,0 +1,112 @@
+package proxy_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/proxy"
+)
+
+// runID reads a proxy's run_id from its INFO server.
+func runID(t *testing.T, cl *redis.Client) string {
+	t.Helper()
+	info, err := cl.Info(t.Context(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok && len(v) == 40 {
+			return v
+		}
+	}
+	t.Fatalf("no run_id in INFO server:\n%s", info)
+	return ""
+}
+
+// TestIntegrationReshardOtherProxy: a reshard through one proxy is refused
+// while another proxy is connected to the shards, when it starts and when
+// it would commit, since the other would go on writing to the old shards;
+// the refusal names the other proxy and leaves the first on its table with
+// nothing lost. FORCE goes ahead.
+func TestIntegrationReshardOtherProxy(t *testing.T) {
+	c, _ := reshardCluster(t)
+	ctx := t.Context()
+	admin := c.Client()
+	self := runID(t, admin)
+	for _, s := range c.Shards {
+		list, err := s.Client().ClientList(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(list, "name=reshard-proxy-"+self+" ") {
+			t.Errorf("shard %s: no connection named after the proxy's run_id %s:\n%s", s.Addr(), self, list)
+		}
+	}
+	for i := 0; i < 300; i++ {
+		admin.Set(ctx, fmt.Sprint("k:", i), i, 0)
+	}
+
+	// another proxy on the same shards, in its own state directory
+	startOther := func() (id string, stop func()) {
+		cfg := proxy.DefaultConfig()
+		cfg.StateDir = t.TempDir()
+		addr, stop := serveTable(t, cfg, c.Table, nil)
+		cl := redis.NewClient(&redis.Options{Addr: addr})
+		t.Cleanup(func() { cl.Close() })
+		return runID(t, cl), stop
+	}
+	other, stop := startOther()
+	if other == self {
+		t.Fatal("two proxies with one run_id")
+	}
+	targets := redistest.StartN(t, 2)
+	reshard := func(opts ...any) error {
+		return admin.Do(ctx, append([]any{"PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr()}, opts...)...).Err()
+	}
+	err := reshard()
+	if err == nil || !strings.Contains(err.Error(), "other reshard proxies are connected") || !strings.Contains(err.Error(), other) {
+		t.Fatalf("PROXY RESHARD with another proxy connected = %v, want refused naming run_id %s", err, other)
+	}
+	if n := targets[0].Client().DBSize(ctx).Val() + targets[1].Client().DBSize(ctx).Val(); n != 0 {
+		t.Errorf("the refused reshard wrote %d keys to the targets", n)
+	}
+
+	// gone at the start, back before the commit
+	stop()
+	if err := reshard("MANUAL"); err != nil {
+		t.Fatal(err)
+	}
+	waitReshard(t, admin, "ready", "failed")
+	other, stop = startOther()
+	defer stop()
+	if err := admin.Do(ctx, "PROXY", "RESHARD", "CUTOVER").Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := waitReshard(t, admin, "done", "aborted", "failed")
+	if !strings.Contains(st, "state:aborted") || !strings.Contains(st, other) {
+		t.Errorf("cutover with another proxy connected:\n%s\nwant aborted, naming run_id %s", st, other)
+	}
+	if got := c.Proxy.Table().Epoch(); got != 1 {
+		t.Errorf("epoch after the refused cutover = %d, want 1", got)
+	}
+	for i := 0; i < 300; i++ {
+		if got, err := admin.Get(ctx, fmt.Sprint("k:", i)).Int(); err != nil || got != i {
+			t.Fatalf("k:%d after the refused cutover = %d (%v)", i, got, err)
+		}
+	}
+
+	// FORCE: the operator knows better (the targets hold the first copy: FLUSH)
+	if err := reshard("FLUSH", "FORCE"); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitReshard(t, admin, "done", "aborted", "failed"); !strings.Contains(st, "state:done") {
+		t.Fatalf("FORCE reshard:\n%s", st)
+	}
+	if got := c.Proxy.Table().Epoch(); got != 2 {
+		t.Errorf("epoch after the FORCE reshard = %d, want 2", got)
+	}
+}
