@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -108,5 +109,81 @@ func TestIntegrationReshardOtherProxy(t *testing.T) {
 	}
 	if got := c.Proxy.Table().Epoch(); got != 2 {
 		t.Errorf("epoch after the FORCE reshard = %d, want 2", got)
+	}
+}
+
+// TestIntegrationReshardFence: after a cutover the old shards refuse writes
+// (NOREPLICAS) and still answer reads, so a writer that still routes by the
+// old table gets an error instead of losing its write; a reshard back onto
+// them (a rollback) lifts the fence and fences the shards it leaves.
+func TestIntegrationReshardFence(t *testing.T) {
+	c, _ := reshardCluster(t)
+	ctx := t.Context()
+	admin := c.Client()
+	for i := 0; i < 300; i++ {
+		admin.Set(ctx, fmt.Sprint("k:", i), i, 0)
+	}
+	reshard := func(to []*redistest.Server, opts ...any) {
+		t.Helper()
+		args := []any{"PROXY", "RESHARD"}
+		for _, s := range to {
+			args = append(args, s.Addr())
+		}
+		if err := admin.Do(ctx, append(args, opts...)...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if st := waitReshard(t, admin, "done", "aborted", "failed"); !strings.Contains(st, "state:done") {
+			t.Fatalf("reshard:\n%s", st)
+		}
+	}
+	fenced := func(s *redistest.Server) bool {
+		t.Helper()
+		err := s.Client().Set(ctx, "direct", "x", 0).Err()
+		if err != nil && !strings.HasPrefix(err.Error(), "NOREPLICAS") {
+			t.Fatalf("direct write to %s: %v", s.Addr(), err)
+		}
+		return err != nil
+	}
+	waitFenced := func(s *redistest.Server) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !fenced(s); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("old shard %s still takes writes after the cutover", s.Addr())
+			}
+		}
+	}
+
+	targets := redistest.StartN(t, 2)
+	reshard(targets)
+	for _, s := range c.Shards {
+		waitFenced(s)
+		if n, err := s.Client().DBSize(ctx).Result(); err != nil || n == 0 {
+			t.Errorf("old shard %s: DBSIZE = %d (%v), want its keys readable", s.Addr(), n, err)
+		}
+	}
+	for _, s := range targets {
+		if fenced(s) {
+			t.Errorf("new shard %s refuses writes", s.Addr())
+		}
+		s.Client().Del(ctx, "direct")
+	}
+
+	reshard(c.Shards, "FLUSH") // the rollback
+	for _, s := range c.Shards {
+		if fenced(s) {
+			t.Errorf("shard %s still fenced after the reshard back onto it", s.Addr())
+		}
+		s.Client().Del(ctx, "direct")
+	}
+	for _, s := range targets {
+		waitFenced(s)
+	}
+	for i := 0; i < 300; i++ {
+		if got, err := admin.Get(ctx, fmt.Sprint("k:", i)).Int(); err != nil || got != i {
+			t.Fatalf("k:%d after the rollback = %d (%v)", i, got, err)
+		}
+	}
+	if err := admin.Set(ctx, "k:0", "new", 0).Err(); err != nil {
+		t.Errorf("write through the proxy after the rollback: %v", err)
 	}
 }

@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+
+	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/router"
@@ -110,6 +114,7 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	// the targets take what AUTH or AUTH2 gave, or the same.
 	auth := ta.authOr(cur.auth)
 	prep := srv.prepare(to, auth)
+	srv.unfence(prep.r)
 	cfg := migrate.DefaultReshardConfig()
 	cfg.Manual, cfg.Flush = ta.options["manual"], ta.options["flush"]
 	cfg.SourceUsername, cfg.SourcePassword = cur.auth.username, cur.auth.password
@@ -133,7 +138,7 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 		return nil, err
 	}
 	srv.reshard.job = job
-	go srv.discardUnless(job, prep)
+	go srv.afterJob(job, cur, prep)
 	return job, nil
 }
 
@@ -156,12 +161,64 @@ func (srv *Server) commit(from *router.Table, prep *Prepared) error {
 	return nil
 }
 
-// discardUnless closes the connections prepared for a job's table once the
-// job has ended without cutting over: without this, a refused target
-// would be redialled for as long as the proxy runs.
-func (srv *Server) discardUnless(job *migrate.ReshardJob, prep *Prepared) {
+// afterJob fences the old shards once a job has cut over, and closes the
+// connections prepared for its table if it ended without: a refused target
+// would otherwise be redialled for as long as the proxy runs.
+func (srv *Server) afterJob(job *migrate.ReshardJob, old *route, prep *Prepared) {
 	<-job.Done() // the job ends at the latest when srv.ctx does
 	if job.Status().State != migrate.ReshardDone {
 		srv.discard(prep)
+		return
+	}
+	srv.fence(old, prep.r)
+}
+
+// The old shards of a cutover are kept intact, for a rollback, and no
+// longer served: a write one of them takes now, from a proxy that still
+// routes by the old table or an application connected to it directly, is
+// lost to the new layout. So they are fenced: min-replicas-to-write is set
+// higher than any shard's replica count, and each refuses every write with
+// -NOREPLICAS while reads still work. The fence lasts until CONFIG SET
+// min-replicas-to-write 0 or a restart of the shard, and a reshard onto
+// the shard lifts it (unfence). Set once the barrier has lifted, it leaves
+// a window of a few milliseconds.
+var (
+	fenceValue   = []byte("2147483647")
+	minReplicas  = []byte("min-replicas-to-write")
+	cmdFence     = resp.AppendCommand(nil, []byte("CONFIG"), []byte("SET"), minReplicas, fenceValue)
+	cmdUnfence   = resp.AppendCommand(nil, []byte("CONFIG"), []byte("SET"), minReplicas, []byte("0"))
+	cmdGetFenced = resp.AppendCommand(nil, []byte("CONFIG"), []byte("GET"), minReplicas)
+)
+
+// fence fences the shards of old that now does not have.
+func (srv *Server) fence(old, now *route) {
+	for _, pl := range old.pools {
+		if slices.Contains(now.table.Addrs(), pl.addr) {
+			continue
+		}
+		if reply := pl.ded.do(cmdFence); isError(reply) {
+			srv.log.Warn("could not fence a retired shard: writes sent to it directly are not refused",
+				zap.String("shard", pl.addr), zap.ByteString("error", bytes.TrimSpace(reply[1:])))
+			continue
+		}
+		srv.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until CONFIG SET min-replicas-to-write 0",
+			zap.String("shard", pl.addr))
+	}
+}
+
+// unfence lifts the fence from the shards of r that have it, before a
+// reshard writes to them (a rollback onto them).
+func (srv *Server) unfence(r *route) {
+	for _, pl := range r.pools {
+		elems, ok := arrayElems(pl.ded.do(cmdGetFenced), nil)
+		if !ok || len(elems) != 2 {
+			continue
+		}
+		if v, ok := bulkText(elems[1]); !ok || !bytes.Equal(v, fenceValue) {
+			continue
+		}
+		if reply := pl.ded.do(cmdUnfence); !isError(reply) {
+			srv.log.Info("fence lifted from a former shard, a reshard target now", zap.String("shard", pl.addr))
+		}
 	}
 }
