@@ -110,15 +110,25 @@ func (p *dpool) close() {
 
 // do runs one command on a connection of the pool and returns its reply, or
 // an error reply naming the shard.
-func (p *dpool) do(raw []byte) []byte {
+func (p *dpool) do(raw []byte) []byte { return p.doBy(raw, time.Time{}) }
+
+// doBy is do with a deadline (none if zero): a shard that has not answered
+// by then gives the error reply, and the connection is closed.
+func (p *dpool) doBy(raw []byte, deadline time.Time) []byte {
 	d, err := p.get()
 	if err != nil {
 		return appendError(nil, p.downMessage(err))
+	}
+	if !deadline.IsZero() {
+		d.nc.SetDeadline(deadline)
 	}
 	replies, err := d.roundTrip(raw, 1, nil)
 	if err != nil {
 		d.nc.Close()
 		return appendError(nil, p.downMessage(err))
+	}
+	if !deadline.IsZero() {
+		d.nc.SetDeadline(time.Time{})
 	}
 	p.put(d)
 	return replies[0]

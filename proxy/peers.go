@@ -29,8 +29,9 @@ import (
 //
 // What this cannot see: a proxy that connects to the old shards after the
 // commit (restarted with a stale --shards), and proxies older than the
-// names. It does not make several proxies share a cutover; it keeps one
-// proxy's cutover from silently losing another's writes.
+// names; for those the old shards are fenced once the job is done
+// (reshard.go). It does not make several proxies share a cutover; it keeps
+// one proxy's cutover from silently losing another's writes.
 
 const peerPrefix = "reshard-proxy-"
 
@@ -105,23 +106,11 @@ func (srv *Server) otherProxies(ctx context.Context, r *route) []peer {
 // shardClients runs CLIENT LIST TYPE normal on a connection of p, within ctx
 // and at most timeout, and returns the list's text.
 func shardClients(ctx context.Context, p *dpool, timeout time.Duration) ([]byte, error) {
-	d, err := p.get()
-	if err != nil {
-		return nil, err
-	}
 	deadline := time.Now().Add(timeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	d.nc.SetDeadline(deadline)
-	replies, err := d.roundTrip(cmdClientListNormal, 1, nil)
-	if err != nil {
-		d.nc.Close()
-		return nil, err
-	}
-	d.nc.SetDeadline(time.Time{})
-	p.put(d)
-	reply := replies[0]
+	reply := p.doBy(cmdClientListNormal, deadline)
 	if isError(reply) {
 		return nil, fmt.Errorf("CLIENT LIST: %s", bytes.TrimSpace(reply[1:]))
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -196,7 +197,7 @@ func (srv *Server) fence(old, now *route) {
 		if slices.Contains(now.table.Addrs(), pl.addr) {
 			continue
 		}
-		if reply := pl.ded.do(cmdFence); isError(reply) {
+		if reply := pl.ded.doBy(cmdFence, time.Now().Add(srv.cfg.DialTimeout)); isError(reply) {
 			srv.log.Warn("could not fence a retired shard: writes sent to it directly are not refused",
 				zap.String("shard", pl.addr), zap.ByteString("error", bytes.TrimSpace(reply[1:])))
 			continue
@@ -210,14 +211,15 @@ func (srv *Server) fence(old, now *route) {
 // reshard writes to them (a rollback onto them).
 func (srv *Server) unfence(r *route) {
 	for _, pl := range r.pools {
-		elems, ok := arrayElems(pl.ded.do(cmdGetFenced), nil)
+		by := time.Now().Add(srv.cfg.DialTimeout)
+		elems, ok := arrayElems(pl.ded.doBy(cmdGetFenced, by), nil)
 		if !ok || len(elems) != 2 {
 			continue
 		}
 		if v, ok := bulkText(elems[1]); !ok || !bytes.Equal(v, fenceValue) {
 			continue
 		}
-		if reply := pl.ded.do(cmdUnfence); !isError(reply) {
+		if reply := pl.ded.doBy(cmdUnfence, by); !isError(reply) {
 			srv.log.Info("fence lifted from a former shard, a reshard target now", zap.String("shard", pl.addr))
 		}
 	}
