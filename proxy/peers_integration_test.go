@@ -15,17 +15,11 @@ import (
 // runID reads a proxy's run_id from its INFO server.
 func runID(t *testing.T, cl *redis.Client) string {
 	t.Helper()
-	info, err := cl.Info(t.Context(), "server").Result()
-	if err != nil {
-		t.Fatal(err)
+	id := shardInfo(t, cl, "server")["run_id"]
+	if len(id) != 40 {
+		t.Fatalf("INFO server run_id = %q, want 40 hex digits", id)
 	}
-	for line := range strings.Lines(info) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok && len(v) == 40 {
-			return v
-		}
-	}
-	t.Fatalf("no run_id in INFO server:\n%s", info)
-	return ""
+	return id
 }
 
 // TestIntegrationReshardOtherProxy: a reshard through one proxy is refused
