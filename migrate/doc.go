@@ -112,7 +112,8 @@
 //   - ready: every source's lag (bytes received but not answered, age of
 //     the oldest such command) within MaxLagBytes and MaxLagTime. A
 //     Manual job waits there for Cutover.
-//   - cutover (reshard_cutover.go): Barrier.Pause, every source's
+//   - cutover (reshard_cutover.go): Barrier.Pause, Seal (the proxy has
+//     the sources refuse everyone else's writes), every source's
 //     master_repl_offset, every stream applied up to it and stopped, every
 //     expiry guard set right, Commit, resume; all within CutoverTimeout,
 //     or the barrier is lifted on the old table and the job aborted.

@@ -47,6 +47,16 @@ type ReshardConfig struct {
 	// commit; an error aborts the job, and Commit must then have left the
 	// persisted table as it was. Its ctx ends at the cutover's deadline.
 	Commit func(ctx context.Context) error
+	// Seal, if set, is called inside the barrier before the sources'
+	// offsets are read: the proxy makes the sources refuse writes from
+	// anyone else (another proxy, an application connected directly), so
+	// that every write a source takes is before the cut and reaches the
+	// targets, or is refused. An error aborts the job, and Seal must then
+	// have left the sources as they were. If the job then
+	// does not commit (a timeout, a failure, a Commit error), the unseal
+	// it returned is called, still inside the barrier, before the proxy
+	// resumes on the old table. Its ctx ends at the cutover's deadline.
+	Seal func(ctx context.Context) (unseal func(), err error)
 	// Manual stops at state ready until Cutover is called.
 	Manual bool
 	// MaxLagBytes and MaxLagTime bound every source's lag for state ready:
@@ -171,6 +181,9 @@ var (
 	// ErrCommit: Commit returned an error; the barrier was lifted on the
 	// old table.
 	ErrCommit = errors.New("migrate: commit failed")
+	// ErrSeal: Seal returned an error; the barrier was lifted on the old
+	// table.
+	ErrSeal = errors.New("migrate: sealing the sources failed")
 	// ErrStream: a source's command stream holds something a reshard
 	// cannot apply: SELECT of a database other than 0, FLUSHALL or
 	// FLUSHDB (which would wipe other sources' keys on the targets), a

@@ -19,8 +19,10 @@ import (
 //  2. Barrier.Pause: no client command is dispatched any more, every
 //     dispatched one has been answered. No write reaches a source through
 //     the proxy from here on.
-//  3. Every source's master_repl_offset (and replication id, to be sure
-//     the capture still follows the same instance): the cut.
+//  3. Seal, when set: the sources refuse writes from anyone else, so the
+//     cut below misses none of them. Then every source's
+//     master_repl_offset (and replication id, to be sure the capture
+//     still follows the same instance): the cut.
 //  4. Each source's applier applies its stream up to the cut, sets every
 //     expiry guard left right, waits for every reply and stops: from here
 //     on nothing writes to the targets but the proxy. Commands a source
@@ -79,8 +81,28 @@ func (j *ReshardJob) cutover() (ReshardState, error) {
 	return ReshardDone, nil
 }
 
-// cutInside is steps 3 to 5, with the barrier held.
-func (j *ReshardJob) cutInside(ctx context.Context, clients []*redis.Client) (ReshardState, error) {
+// cutInside is steps 3 to 5, with the barrier held. A job that seals and
+// then does not commit unseals before it returns.
+func (j *ReshardJob) cutInside(ctx context.Context, clients []*redis.Client) (state ReshardState, err error) {
+	if j.cfg.Seal != nil {
+		unseal, err := j.cfg.Seal(ctx)
+		if err != nil {
+			if j.ctx.Err() != nil || j.fail.err() != nil {
+				return j.ended()
+			}
+			return ReshardAborted, fmt.Errorf("%w: %w; still on the old table", ErrSeal, err)
+		}
+		defer func() {
+			if state != ReshardDone {
+				unseal()
+			}
+		}()
+	}
+	return j.cut(ctx, clients)
+}
+
+// cut is cutInside once the sources are sealed.
+func (j *ReshardJob) cut(ctx context.Context, clients []*redis.Client) (ReshardState, error) {
 	// A timeout says what it was waiting for.
 	timeout := func(what string) (ReshardState, error) {
 		if j.ctx.Err() != nil || j.fail.err() != nil {

@@ -79,6 +79,15 @@ func (p *testProxy) Pause(ctx context.Context) (func(), error) {
 	}
 }
 
+// paused reports whether a Pause holds the gate.
+func (p *testProxy) paused() bool {
+	if p.gate.TryRLock() {
+		p.gate.RUnlock()
+		return false
+	}
+	return true
+}
+
 func (p *testProxy) commit(to *router.Table) func(context.Context) error {
 	return func(context.Context) error {
 		p.route.Store(to)

@@ -549,3 +549,65 @@ func TestReshardPasswords(t *testing.T) {
 		t.Errorf("the status shows a password:\n%s", info.String())
 	}
 }
+
+// TestReshardSeal: Seal runs inside the barrier before the cut is read;
+// a job that commits leaves the sources sealed, one that does not (a
+// Commit error) unseals them before the barrier lifts, and a Seal error
+// aborts the job on the old table without a commit.
+func TestReshardSeal(t *testing.T) {
+	type record struct {
+		sealed, unsealed, cut int
+		unsealedPaused        bool // the barrier was held at the unseal
+	}
+	run := func(t *testing.T, sealErr, commitErr error) (ReshardStatus, *record, *reshardRig) {
+		r := newRig(t, 2, 2)
+		fillDataset(t, r.proxy, r.from, 2000)
+		var rec record
+		r.cfg.Seal = func(ctx context.Context) (func(), error) {
+			rec.sealed++
+			if sealErr != nil {
+				return nil, sealErr
+			}
+			return func() {
+				rec.unsealed++
+				rec.unsealedPaused = r.proxy.paused()
+			}, nil
+		}
+		r.cfg.testInBarrier = func() {
+			rec.cut++
+			if rec.sealed != 1 {
+				t.Errorf("cut read with %d seals before it", rec.sealed)
+			}
+		}
+		if commitErr != nil {
+			r.cfg.Commit = func(context.Context) error { return commitErr }
+		}
+		st := waitDone(t, r.start(t), 30*time.Second)
+		return st, &rec, r
+	}
+
+	t.Run("commit", func(t *testing.T) {
+		st, rec, r := run(t, nil, nil)
+		if st.State != ReshardDone || rec.sealed != 1 || rec.unsealed != 0 || r.proxy.route.Load() != r.to {
+			t.Fatalf("state %s (%v), sealed %d, unsealed %d; want done, sealed once, never unsealed", st.State, st.Err, rec.sealed, rec.unsealed)
+		}
+	})
+	t.Run("commit error", func(t *testing.T) {
+		st, rec, r := run(t, nil, errors.New("disk full"))
+		if st.State != ReshardAborted || !errors.Is(st.Err, ErrCommit) {
+			t.Fatalf("state %s, error %v; want aborted with ErrCommit", st.State, st.Err)
+		}
+		if rec.sealed != 1 || rec.unsealed != 1 || !rec.unsealedPaused || r.proxy.route.Load() != r.from {
+			t.Errorf("sealed %d, unsealed %d (barrier held: %v); want one each, inside the barrier, on the old table", rec.sealed, rec.unsealed, rec.unsealedPaused)
+		}
+	})
+	t.Run("seal error", func(t *testing.T) {
+		st, rec, r := run(t, errors.New("another proxy"), nil)
+		if st.State != ReshardAborted || !errors.Is(st.Err, ErrSeal) || !strings.Contains(st.Err.Error(), "another proxy") {
+			t.Fatalf("state %s, error %v; want aborted with ErrSeal", st.State, st.Err)
+		}
+		if rec.cut != 0 || r.proxy.commits.Load() != 0 || r.proxy.route.Load() != r.from {
+			t.Errorf("cut read %d times, %d commits after a failed seal; want none", rec.cut, r.proxy.commits.Load())
+		}
+	})
+}
