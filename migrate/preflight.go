@@ -128,6 +128,9 @@ func (j *job) preflight(ctx context.Context) error {
 		if ti.Role != "" && ti.Role != "master" {
 			problems = append(problems, problemf(ErrTarget, "target %s is a %s (read-only); give primaries", ti.Addr, ti.Role))
 		}
+		if ti.RefusesWrites != "" {
+			problems = append(problems, problemf(ErrTarget, "target %s refuses writes: %s", ti.Addr, ti.RefusesWrites))
+		}
 		if ti.Cluster {
 			problems = append(problems, problemf(ErrTarget, "target %s has cluster mode enabled; restore targets are standalone servers behind the proxy", ti.Addr))
 		}

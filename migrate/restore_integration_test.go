@@ -443,6 +443,18 @@ func TestRestoreRefusedByTargets(t *testing.T) {
 	}
 	t.Logf("refused as expected: %v", err)
 	requireEmpty(t, []*redistest.Server{targets[0], small})
+
+	// A target fenced by a reshard's cutover refuses every write: said
+	// before anything is written, not as NOREPLICAS half-way.
+	fenced := targets[1]
+	do(t, fenced.Client(), "CONFIG", "SET", "min-replicas-to-write", "2147483647")
+	shards = evenShards(t, targets)
+	_, err = Restore(ctx, testConfig([]string{path}, shards))
+	if !errors.Is(err, ErrTarget) || !strings.Contains(err.Error(), fenced.Addr()+" refuses writes") || !strings.Contains(err.Error(), "fence") {
+		t.Fatalf("err = %v, want ErrTarget saying %s refuses writes, fenced", err, fenced.Addr())
+	}
+	t.Logf("refused as expected: %v", err)
+	requireEmpty(t, targets)
 }
 
 // craftRDB writes a minimal RDB: one key of type typ with the given raw

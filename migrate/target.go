@@ -23,6 +23,9 @@ type targetInfo struct {
 	Libraries    map[string]bool
 	Role         string
 	Cluster      bool
+	// RefusesWrites says why every write would be refused (NOREPLICAS);
+	// "" if none would.
+	RefusesWrites string
 }
 
 // adminClient is a go-redis client for the checks and Verify; the data
@@ -58,6 +61,9 @@ func inspectTarget(ctx context.Context, c *redis.Client, addr string) (targetInf
 	ti.DatasetBytes, _ = strconv.ParseInt(fields["used_memory_dataset"], 10, 64)
 	ti.Role = fields["role"]
 	ti.Cluster = fields["cluster_enabled"] == "1"
+	if good, ok := fields["min_slaves_good_slaves"]; ok {
+		ti.RefusesWrites = refusesWrites(ctx, c, good)
+	}
 	var dbs []string
 	for _, db := range keyspaceDBs(fields) {
 		// db0:keys=12,expires=0,avg_ttl=0
@@ -78,6 +84,30 @@ func inspectTarget(ctx context.Context, c *redis.Client, addr string) (targetInf
 		}
 	}
 	return ti, nil
+}
+
+// fenceValue is the min-replicas-to-write a proxy's cutover sets on the
+// shards it leaves (package proxy).
+const fenceValue = 2147483647
+
+// refusesWrites reads min-replicas-to-write from a target whose INFO shows
+// the check on, with good replicas in time: why it refuses every write,
+// or "". Without CONFIG (renamed, denied) it cannot tell, and says none.
+func refusesWrites(ctx context.Context, c *redis.Client, good string) string {
+	g, _ := strconv.Atoi(good)
+	v, err := c.ConfigGet(ctx, "min-replicas-to-write").Result()
+	if err != nil {
+		return ""
+	}
+	need, err := strconv.Atoi(v["min-replicas-to-write"])
+	if err != nil || g >= need {
+		return ""
+	}
+	why := fmt.Sprintf("min-replicas-to-write is %d and it has %d good replicas", need, g)
+	if need == fenceValue {
+		why += " (the fence a reshard's cutover sets on the shards it leaves)"
+	}
+	return why + "; CONFIG SET min-replicas-to-write 0 lifts it"
 }
 
 func keyspaceDBs(fields map[string]string) []int {
