@@ -23,13 +23,13 @@ import (
 // shard connections after its run id (CLIENT SETNAME reshard-proxy-<run_id>,
 // the run_id of its INFO server), and PROXY RESHARD looks for names of
 // other proxies in every source's CLIENT LIST: when it starts, and again
-// inside the barrier just before the commit, so that one started meanwhile
+// inside the barrier before the cut is read, so that one started meanwhile
 // is caught too. FORCE skips both looks, for an operator who knows what the
 // other proxies do (they are being drained, say).
 //
 // What this cannot see: a proxy that connects to the old shards after the
-// commit (restarted with a stale --shards), and proxies older than the
-// names; for those the old shards are fenced once the job is done
+// cut (restarted with a stale --shards), and proxies older than the
+// names; for those the old shards are fenced inside the barrier
 // (reshard.go). It does not make several proxies share a cutover; it keeps
 // one proxy's cutover from silently losing another's writes.
 

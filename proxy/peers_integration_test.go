@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,6 +164,21 @@ func TestIntegrationReshardFence(t *testing.T) {
 		s.Client().Del(ctx, "direct")
 	}
 
+	// A rollback refused before it starts (the old shards hold keys, and
+	// no FLUSH) leaves them fenced.
+	args := []any{"PROXY", "RESHARD"}
+	for _, s := range c.Shards {
+		args = append(args, s.Addr())
+	}
+	if err := admin.Do(ctx, args...).Err(); err == nil || !strings.Contains(err.Error(), "FLUSH") {
+		t.Fatalf("rollback onto shards holding keys, without FLUSH = %v, want refused", err)
+	}
+	for _, s := range c.Shards {
+		if !fenced(s) {
+			t.Errorf("old shard %s unfenced by a rollback that did not start", s.Addr())
+		}
+	}
+
 	reshard(c.Shards, "FLUSH") // the rollback
 	for _, s := range c.Shards {
 		if fenced(s) {
@@ -179,5 +196,147 @@ func TestIntegrationReshardFence(t *testing.T) {
 	}
 	if err := admin.Set(ctx, "k:0", "new", 0).Err(); err != nil {
 		t.Errorf("write through the proxy after the rollback: %v", err)
+	}
+}
+
+// TestIntegrationReshardDirectWriters: applications writing to the old
+// shards directly, past the proxy, through a whole cutover. The old shards
+// are fenced inside the barrier before the cut is read, so every write one
+// of them acknowledged is on the new shards afterwards, and the writes
+// after the fence are refused (NOREPLICAS), not lost. With the fence set
+// after the commit instead, the writes between the cut and the fence were
+// acknowledged and lost.
+func TestIntegrationReshardDirectWriters(t *testing.T) {
+	c, _ := reshardCluster(t)
+	ctx := t.Context()
+	admin := c.Client()
+	for i := 0; i < 1000; i++ {
+		admin.Set(ctx, fmt.Sprint("k:", i), i, 0)
+	}
+	done := make(chan struct{})
+	type tally struct {
+		acked   []string
+		refused int
+		err     error
+	}
+	tallies := make([]tally, len(c.Shards))
+	var wg sync.WaitGroup
+	for i, s := range c.Shards {
+		wg.Go(func() {
+			cl := s.Client()
+			tl := &tallies[i]
+			for n := 0; ; n++ {
+				select {
+				case <-done:
+					if tl.refused >= 20 {
+						return
+					}
+				default:
+				}
+				key := fmt.Sprintf("direct:%d:%d", i, n)
+				err := cl.Set(ctx, key, n, 0).Err()
+				switch {
+				case err == nil:
+					if tl.refused > 0 {
+						tl.err = fmt.Errorf("%s acknowledged after a refusal: the fence was lifted", key)
+						return
+					}
+					tl.acked = append(tl.acked, key)
+				case strings.HasPrefix(err.Error(), "NOREPLICAS"):
+					tl.refused++
+				default:
+					tl.err = fmt.Errorf("%s: %w", key, err)
+					return
+				}
+			}
+		})
+	}
+
+	time.Sleep(100 * time.Millisecond)
+	args := []any{"PROXY", "RESHARD"}
+	for _, s := range redistest.StartN(t, 2) {
+		args = append(args, s.Addr())
+	}
+	if err := admin.Do(ctx, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := waitReshard(t, admin, "done", "aborted", "failed")
+	close(done)
+	wg.Wait()
+	if !strings.Contains(st, "state:done") {
+		t.Fatalf("reshard:\n%s", st)
+	}
+	for i, tl := range tallies {
+		if tl.err != nil {
+			t.Fatalf("direct writer on shard %d: %v", i, tl.err)
+		}
+		lost := 0
+		pipe := admin.Pipeline()
+		cmds := make([]*redis.StringCmd, len(tl.acked))
+		for j, key := range tl.acked {
+			cmds[j] = pipe.Get(ctx, key)
+		}
+		pipe.Exec(ctx)
+		for j, cmd := range cmds {
+			if cmd.Err() != nil {
+				lost++
+				if lost <= 3 {
+					t.Errorf("acknowledged direct write %s missing on the new shards: %v", tl.acked[j], cmd.Err())
+				}
+			}
+		}
+		t.Logf("shard %d: %d direct writes acknowledged, %d lost, then %d refused", i, len(tl.acked), lost, tl.refused)
+	}
+}
+
+// TestIntegrationReshardTimeoutUnfences: a cutover that times out after
+// the old shards were fenced (a target stopped, so the streams never reach
+// the cut) sets their min-replicas settings back as they were before the
+// barrier lifts: the proxy's clients, back on the old table, see no error.
+func TestIntegrationReshardTimeoutUnfences(t *testing.T) {
+	c, _ := reshardCluster(t)
+	ctx := t.Context()
+	admin := c.Client()
+	// An operator's own settings, to be restored as they were; with no
+	// replica they refuse nothing, as min-replicas-max-lag 0 turns the
+	// check off (so the fence sets it too).
+	was := [][2]string{{"min-replicas-max-lag", "0"}, {"min-replicas-to-write", "3"}}
+	for _, s := range c.Shards {
+		for _, kv := range was {
+			if err := s.Client().ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	load := startWriters(t, c, 4)
+	targets := redistest.StartN(t, 2)
+	if err := admin.Do(ctx, "PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr(), "MANUAL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReshard(t, admin, "ready", "failed")
+	stopped := targets[0]
+	if err := stopped.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopped.Signal(syscall.SIGCONT) })
+	if err := admin.Do(ctx, "PROXY", "RESHARD", "CUTOVER").Err(); err != nil {
+		t.Fatal(err)
+	}
+	st := waitReshard(t, admin, "aborted", "failed", "done")
+	time.Sleep(200 * time.Millisecond) // writes after the barrier lifted
+	load.halt()
+	if !strings.Contains(st, "state:aborted") || !strings.Contains(st, "timed out") {
+		t.Fatalf("cutover with a stopped target:\n%s\nwant aborted on a timeout", st)
+	}
+	if n := load.errors.Load(); n != 0 {
+		t.Errorf("%d client errors after the aborted cutover, first: %v", n, load.first.Load())
+	}
+	for _, s := range c.Shards {
+		for _, kv := range was {
+			got, err := s.Client().ConfigGet(ctx, kv[0]).Result()
+			if err != nil || got[kv[0]] != kv[1] {
+				t.Errorf("%s: %s = %v (%v) after the aborted cutover, want %s as before", s.Addr(), kv[0], got, err, kv[1])
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -115,7 +116,7 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	// the targets take what AUTH or AUTH2 gave, or the same.
 	auth := ta.authOr(cur.auth)
 	prep := srv.prepare(to, auth)
-	srv.unfence(prep.r)
+	lifted := srv.unfence(prep.r)
 	cfg := migrate.DefaultReshardConfig()
 	cfg.Manual, cfg.Flush = ta.options["manual"], ta.options["flush"]
 	cfg.SourceUsername, cfg.SourcePassword = cur.auth.username, cur.auth.password
@@ -124,22 +125,33 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	cfg.WorkDir = filepath.Join(srv.cfg.StateDir, "reshard")
 	cfg.Barrier = srv
 	cfg.Logger = srv.log
-	cfg.Commit = func(ctx context.Context) error {
+	var fenced []fence // set inside the barrier; read once the job is done
+	cfg.Seal = func(ctx context.Context) (func(), error) {
 		if !force {
-			// one that connected while the job ran, caught before the point of no return
+			// one that connected while the job ran, caught before the cut
 			if peers := srv.otherProxies(ctx, cur); len(peers) > 0 {
-				return peersError(peers)
+				return nil, peersError(peers)
 			}
 		}
-		return srv.commit(cur.table, prep)
+		by := time.Now().Add(srv.cfg.DialTimeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(by) {
+			by = d
+		}
+		fenced = srv.fenceLeaving(cur, prep.r, by)
+		return func() {
+			srv.lift(fenced)
+			fenced = nil
+		}, nil
 	}
+	cfg.Commit = func(context.Context) error { return srv.commit(cur.table, prep) }
 	job, err := migrate.StartReshard(srv.ctx, cfg)
 	if err != nil {
 		srv.discard(prep)
+		srv.lift(lifted) // fenced again: the rollback did not start
 		return nil, err
 	}
 	srv.reshard.job = job
-	go srv.afterJob(job, cur, prep)
+	go srv.afterJob(job, prep, &fenced)
 	return job, nil
 }
 
@@ -162,65 +174,154 @@ func (srv *Server) commit(from *router.Table, prep *Prepared) error {
 	return nil
 }
 
-// afterJob fences the old shards once a job has cut over, and closes the
-// connections prepared for its table if it ended without: a refused target
-// would otherwise be redialled for as long as the proxy runs.
-func (srv *Server) afterJob(job *migrate.ReshardJob, old *route, prep *Prepared) {
+// afterJob closes the connections prepared for a job's table if it ended
+// without a cutover (a refused target would otherwise be redialled for as
+// long as the proxy runs), and says which old shards stay fenced if it cut
+// over. fenced is set inside the barrier, before the job ends.
+func (srv *Server) afterJob(job *migrate.ReshardJob, prep *Prepared, fenced *[]fence) {
 	<-job.Done() // the job ends at the latest when srv.ctx does
 	if job.Status().State != migrate.ReshardDone {
 		srv.discard(prep)
 		return
 	}
-	srv.fence(old, prep.r)
+	for _, f := range *fenced {
+		srv.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until CONFIG SET min-replicas-to-write "+string(f.was),
+			zap.String("shard", f.pl.addr))
+	}
 }
 
 // The old shards of a cutover are kept intact, for a rollback, and no
-// longer served: a write one of them takes now, from a proxy that still
-// routes by the old table or an application connected to it directly, is
-// lost to the new layout. So they are fenced: min-replicas-to-write is set
-// higher than any shard's replica count, and each refuses every write with
-// -NOREPLICAS while reads still work. The fence lasts until CONFIG SET
-// min-replicas-to-write 0 or a restart of the shard, and a reshard onto
-// the shard lifts it (unfence). Set once the barrier has lifted, it leaves
-// a window of a few milliseconds.
+// longer served: a write one of them takes after the cut, from a proxy
+// that still routes by the old table or an application connected to it
+// directly, would be lost to the new layout. So they are fenced inside the
+// barrier, before the cut is read (the job's Seal): min-replicas-to-write
+// is set higher than any shard's replica count (and min-replicas-max-lag,
+// if 0, which turns the check off, to 10), and each refuses every write
+// with -NOREPLICAS while reads still work. A write an old shard took is
+// therefore before the cut, and reaches the new shards, or was refused.
+// A job that does not commit sets both back as they were before the
+// barrier lifts. The fence lasts until CONFIG SET min-replicas-to-write
+// (the value before, which the log gives) or a restart of the shard, and
+// a reshard onto the shard lifts it (unfence).
 var (
-	fenceValue   = []byte("2147483647")
-	minReplicas  = []byte("min-replicas-to-write")
-	cmdFence     = resp.AppendCommand(nil, []byte("CONFIG"), []byte("SET"), minReplicas, fenceValue)
-	cmdUnfence   = resp.AppendCommand(nil, []byte("CONFIG"), []byte("SET"), minReplicas, []byte("0"))
-	cmdGetFenced = resp.AppendCommand(nil, []byte("CONFIG"), []byte("GET"), minReplicas)
+	fenceValue  = []byte("2147483647")
+	minReplicas = []byte("min-replicas-to-write")
+	maxLag      = []byte("min-replicas-max-lag")
 )
 
-// fence fences the shards of old that now does not have.
-func (srv *Server) fence(old, now *route) {
-	for _, pl := range old.pools {
+// fence is one fenced shard, and its settings before.
+type fence struct {
+	pl             *pool
+	was, wasMaxLag []byte
+}
+
+// getShardConfig reads one of a shard's settings.
+func getShardConfig(pl *pool, name []byte, by time.Time) ([]byte, error) {
+	reply := pl.ded.doBy(resp.AppendCommand(nil, []byte("CONFIG"), []byte("GET"), name), by)
+	if isError(reply) {
+		return nil, errors.New(string(bytes.TrimSpace(reply[1:])))
+	}
+	if elems, ok := arrayElems(reply, nil); ok && len(elems) == 2 {
+		if v, ok := bulkText(elems[1]); ok {
+			return bytes.Clone(v), nil
+		}
+	}
+	return nil, fmt.Errorf("CONFIG GET %s: unexpected reply", name)
+}
+
+// setShardConfig sets one of a shard's settings.
+func setShardConfig(pl *pool, name, v []byte, by time.Time) error {
+	reply := pl.ded.doBy(resp.AppendCommand(nil, []byte("CONFIG"), []byte("SET"), name, v), by)
+	if isError(reply) {
+		return errors.New(string(bytes.TrimSpace(reply[1:])))
+	}
+	return nil
+}
+
+// set fences f's shard, once f holds its settings before.
+func (f *fence) set(by time.Time) error {
+	if bytes.Equal(f.wasMaxLag, []byte("0")) {
+		if err := setShardConfig(f.pl, maxLag, []byte("10"), by); err != nil {
+			return err
+		}
+	}
+	return setShardConfig(f.pl, minReplicas, fenceValue, by)
+}
+
+// lift sets f's shard back as it was.
+func (f *fence) lift(by time.Time) error {
+	if err := setShardConfig(f.pl, minReplicas, f.was, by); err != nil {
+		return err
+	}
+	return setShardConfig(f.pl, maxLag, f.wasMaxLag, by)
+}
+
+// fenceLeaving fences, all at once and by the deadline, the shards of old
+// that now does not have, and returns the fences it set. A shard that
+// cannot be fenced (CONFIG renamed or denied) is logged and left: writes
+// sent to it directly are then not refused.
+func (srv *Server) fenceLeaving(old, now *route, by time.Time) []fence {
+	got := make([]*fence, len(old.pools))
+	var wg sync.WaitGroup
+	for i, pl := range old.pools {
 		if slices.Contains(now.table.Addrs(), pl.addr) {
 			continue
 		}
-		if reply := pl.ded.doBy(cmdFence, time.Now().Add(srv.cfg.DialTimeout)); isError(reply) {
-			srv.log.Warn("could not fence a retired shard: writes sent to it directly are not refused",
-				zap.String("shard", pl.addr), zap.ByteString("error", bytes.TrimSpace(reply[1:])))
-			continue
+		wg.Go(func() {
+			f := &fence{pl: pl}
+			var err error
+			if f.was, err = getShardConfig(pl, minReplicas, by); err == nil {
+				if f.wasMaxLag, err = getShardConfig(pl, maxLag, by); err == nil {
+					err = f.set(by)
+				}
+			}
+			if err != nil {
+				srv.log.Warn("could not fence a retiring shard: writes sent to it directly are not refused",
+					zap.String("shard", pl.addr), zap.Error(err))
+				return
+			}
+			got[i] = f
+		})
+	}
+	wg.Wait()
+	var out []fence
+	for _, f := range got {
+		if f != nil {
+			out = append(out, *f)
 		}
-		srv.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until CONFIG SET min-replicas-to-write 0",
-			zap.String("shard", pl.addr))
+	}
+	return out
+}
+
+// lift sets every fence's shard back as it was.
+func (srv *Server) lift(fs []fence) {
+	by := time.Now().Add(srv.cfg.DialTimeout)
+	for _, f := range fs {
+		if err := f.lift(by); err != nil {
+			srv.log.Error("could not lift a fence: the shard refuses writes (NOREPLICAS) until CONFIG SET min-replicas-to-write "+string(f.was),
+				zap.String("shard", f.pl.addr), zap.Error(err))
+		}
 	}
 }
 
 // unfence lifts the fence from the shards of r that have it, before a
-// reshard writes to them (a rollback onto them).
-func (srv *Server) unfence(r *route) {
+// reshard writes to them (a rollback onto them), and returns them as
+// fences, to be set again if the reshard does not start.
+func (srv *Server) unfence(r *route) []fence {
+	by := time.Now().Add(srv.cfg.DialTimeout)
+	var lifted []fence
 	for _, pl := range r.pools {
-		by := time.Now().Add(srv.cfg.DialTimeout)
-		elems, ok := arrayElems(pl.ded.doBy(cmdGetFenced, by), nil)
-		if !ok || len(elems) != 2 {
+		if v, err := getShardConfig(pl, minReplicas, by); err != nil || !bytes.Equal(v, fenceValue) {
 			continue
 		}
-		if v, ok := bulkText(elems[1]); !ok || !bytes.Equal(v, fenceValue) {
+		lag, err := getShardConfig(pl, maxLag, by)
+		if err != nil {
 			continue
 		}
-		if reply := pl.ded.doBy(cmdUnfence, by); !isError(reply) {
+		if err := setShardConfig(pl, minReplicas, []byte("0"), by); err == nil {
 			srv.log.Info("fence lifted from a former shard, a reshard target now", zap.String("shard", pl.addr))
+			lifted = append(lifted, fence{pl: pl, was: fenceValue, wasMaxLag: lag})
 		}
 	}
+	return lifted
 }
