@@ -106,11 +106,7 @@ func (srv *Server) otherProxies(ctx context.Context, r *route) []peer {
 // shardClients runs CLIENT LIST TYPE normal on a connection of p, within ctx
 // and at most timeout, and returns the list's text.
 func shardClients(ctx context.Context, p *dpool, timeout time.Duration) ([]byte, error) {
-	deadline := time.Now().Add(timeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	reply := p.doBy(cmdClientListNormal, deadline)
+	reply := p.doBy(cmdClientListNormal, deadlineWithin(ctx, timeout))
 	if isError(reply) {
 		return nil, fmt.Errorf("CLIENT LIST: %s", bytes.TrimSpace(reply[1:]))
 	}
@@ -121,8 +117,17 @@ func shardClients(ctx context.Context, p *dpool, timeout time.Duration) ([]byte,
 	return text, nil
 }
 
-// peersError is the error that refuses a reshard because of peers.
-func peersError(peers []peer) error {
+// deadlineWithin is timeout from now, or ctx's deadline if that is sooner.
+func deadlineWithin(ctx context.Context, timeout time.Duration) time.Time {
+	deadline := time.Now().Add(timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		return dl
+	}
+	return deadline
+}
+
+// peersText lists peers: shard, address and run id of each.
+func peersText(peers []peer) string {
 	var b strings.Builder
 	for i, p := range peers {
 		if i > 0 {
@@ -130,6 +135,19 @@ func peersError(peers []peer) error {
 		}
 		fmt.Fprintf(&b, "on %s from %s (run_id %s)", p.shard, p.from, p.runID)
 	}
+	return b.String()
+}
+
+// peersError is the error that refuses a reshard because of peers.
+func peersError(peers []peer) error {
 	return fmt.Errorf("other reshard proxies are connected to the shards: %s. A cutover moves only this proxy's clients: "+
-		"the others would go on writing to the old shards, and those writes would be lost. Stop them first, or add FORCE", b.String())
+		"the others would go on writing to the old shards, and those writes would be lost. Stop them first, or add FORCE", peersText(peers))
+}
+
+// peersWarning is what a snapshot taken with peers connected says of its
+// cut: the barrier holds this proxy's clients only, so another proxy's
+// writes may be in one shard's part and not in another's.
+func peersWarning(peers []peer) string {
+	return "other reshard proxies were connected to the shards (" + peersText(peers) + "); the cut is consistent for this proxy's writes only: " +
+		"the barrier does not hold the others', so a write of theirs may be in one shard's part and a later one missing from another's"
 }

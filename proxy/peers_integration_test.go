@@ -2,6 +2,8 @@ package proxy_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/snapshot"
 )
 
 // runID reads a proxy's run_id from its INFO server.
@@ -338,5 +341,48 @@ func TestIntegrationReshardTimeoutUnfences(t *testing.T) {
 				t.Errorf("%s: %s = %v (%v) after the aborted cutover, want %s as before", s.Addr(), kv[0], got, err, kv[1])
 			}
 		}
+	}
+}
+
+// TestIntegrationSnapshotOtherProxy: BGSAVE with another proxy on the same
+// shards still runs (backup tools call it unattended), but its status and
+// its manifest say that the cut holds this proxy's writes only, naming the
+// other proxy; alone, a snapshot carries no warning.
+func TestIntegrationSnapshotOtherProxy(t *testing.T) {
+	c, cfg := reshardCluster(t)
+	ctx := t.Context()
+	admin := c.Client()
+	bgsave := func() map[string]string {
+		t.Helper()
+		if err := admin.BgSave(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		st := waitSnapshotEnd(t, admin, 30*time.Second)
+		if st["state"] != "done" {
+			t.Fatalf("snapshot: %v", st)
+		}
+		return st
+	}
+	if st := bgsave(); st["warning"] != "" {
+		t.Errorf("snapshot with no other proxy warns: %s", st["warning"])
+	}
+
+	other := proxy.DefaultConfig()
+	other.StateDir = t.TempDir()
+	addr, stop := serveTable(t, other, c.Table, nil)
+	defer stop()
+	ocl := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { ocl.Close() })
+	id := runID(t, ocl)
+	st := bgsave()
+	if w := st["warning"]; !strings.Contains(w, id) || !strings.Contains(w, "consistent for this proxy's writes only") {
+		t.Errorf("snapshot with another proxy connected: warning %q, want it to name run_id %s", w, id)
+	}
+	manifest, err := os.ReadFile(filepath.Join(cfg.SnapshotDir, st["id"], snapshot.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(manifest), `"warning"`) || !strings.Contains(string(manifest), id) {
+		t.Errorf("manifest without the warning:\n%s", manifest)
 	}
 }

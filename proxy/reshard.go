@@ -133,11 +133,7 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 				return nil, peersError(peers)
 			}
 		}
-		by := time.Now().Add(srv.cfg.DialTimeout)
-		if d, ok := ctx.Deadline(); ok && d.Before(by) {
-			by = d
-		}
-		fenced = srv.fenceLeaving(cur, prep.r, by)
+		fenced = srv.fenceLeaving(cur, prep.r, deadlineWithin(ctx, srv.cfg.DialTimeout))
 		return func() {
 			srv.lift(fenced)
 			fenced = nil

@@ -49,6 +49,11 @@ func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
 	if srv.resharding() {
 		return nil, errors.New("ERR a reshard is running; snapshot when it is done")
 	}
+	r := srv.route.Load() // the table and the credentials of its shards
+	var warning string
+	if peers := srv.otherProxies(srv.ctx, r); len(peers) > 0 {
+		warning = peersWarning(peers)
+	}
 	sn := &srv.snaps
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
@@ -58,8 +63,8 @@ func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
 	cfg := snapshot.DefaultJobConfig()
 	cfg.Dir = srv.cfg.SnapshotDir
 	cfg.Name = name
-	r := srv.route.Load() // the table and the credentials of its shards
 	cfg.Table = r.table
+	cfg.Warning = warning
 	cfg.Barrier = srv
 	cfg.Logger = srv.log
 	cfg.Username, cfg.Password = r.auth.username, r.auth.password
@@ -68,6 +73,9 @@ func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
 		return nil, errors.New("ERR " + err.Error())
 	}
 	sn.job = job
+	if warning != "" {
+		srv.log.Warn("snapshot " + job.ID() + ": " + warning)
+	}
 	go srv.watchSnapshot(job)
 	return job, nil
 }

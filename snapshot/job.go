@@ -112,6 +112,10 @@ type JobConfig struct {
 	Password string
 	// Barrier stops client commands for the cut. Required.
 	Barrier Barrier
+	// Warning, if set, says what the cut does not hold (writers the
+	// barrier does not stop, such as another proxy on the same shards);
+	// it goes to the manifest and the status.
+	Warning string
 	// Logger receives a few Info lines per job (and the captures' own);
 	// nil logs nothing.
 	Logger *zap.Logger
@@ -222,6 +226,7 @@ type Status struct {
 	// microseconds, from the call to Pause to the return of resume.
 	PauseUS  int64
 	Error    string
+	Warning  string // JobConfig.Warning
 	Started  time.Time
 	Finished time.Time
 }
@@ -265,6 +270,9 @@ func (s Status) Info() string {
 	field("finished", unix(s.Finished))
 	field("elapsed_ms", strconv.FormatInt(elapsed.Milliseconds(), 10))
 	field("error", strings.NewReplacer("\r", " ", "\n", " ").Replace(s.Error))
+	if s.Warning != "" {
+		field("warning", strings.NewReplacer("\r", " ", "\n", " ").Replace(s.Warning))
+	}
 	return b.String()
 }
 
@@ -341,6 +349,7 @@ func StartJob(ctx context.Context, cfg JobConfig) (*Job, error) {
 			Phase:   PhaseCapturing,
 			ID:      id,
 			Name:    cfg.Name,
+			Warning: cfg.Warning,
 			Dir:     final,
 			Epoch:   cfg.Table.Epoch(),
 			Shards:  cfg.Table.NumShards(),
@@ -492,6 +501,7 @@ func (j *Job) take(ctx context.Context) (Manifest, error) {
 		Epoch:   j.cfg.Table.Epoch(),
 		Table:   tableOf(j.cfg.Table),
 		PauseUS: cut.pause.Microseconds(),
+		Warning: j.cfg.Warning,
 		Shards:  shards,
 	}
 	for _, sh := range shards {

@@ -43,6 +43,8 @@ type Manifest struct {
 	Table ManifestTable `json:"table"`
 	// PauseUS is how long the proxy's barrier held client commands.
 	PauseUS int64 `json:"pause_us"`
+	// Warning is JobConfig.Warning: what the cut does not hold.
+	Warning string `json:"warning,omitempty"`
 	// Keys is the sum of the shards' KeysAtCut; Bytes of their files.
 	Keys   int64           `json:"keys"`
 	Bytes  int64           `json:"bytes"`
@@ -123,6 +125,7 @@ func (m Manifest) Status(dir string) Status {
 		Keys:     m.Keys,
 		Bytes:    m.Bytes,
 		PauseUS:  m.PauseUS,
+		Warning:  m.Warning,
 		Started:  m.Created,
 		Finished: m.Completed,
 	}
