@@ -181,8 +181,11 @@ func (srv *Server) afterJob(job *migrate.ReshardJob, prep *Prepared, fenced *[]f
 		return
 	}
 	for _, f := range *fenced {
-		srv.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until CONFIG SET min-replicas-to-write "+string(f.was),
-			zap.String("shard", f.pl.addr))
+		undo := "CONFIG SET min-replicas-to-write " + string(f.was)
+		if f.lagOff() {
+			undo += " min-replicas-max-lag 0"
+		}
+		srv.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until "+undo, zap.String("shard", f.pl.addr))
 	}
 }
 
@@ -234,14 +237,26 @@ func setShardConfig(pl *pool, name, v []byte, by time.Time) error {
 	return nil
 }
 
-// set fences f's shard, once f holds its settings before.
+// lagOff reports whether min-replicas-max-lag was 0, which turns the check
+// off: the fence sets it to 10.
+func (f *fence) lagOff() bool { return bytes.Equal(f.wasMaxLag, []byte("0")) }
+
+// set fences f's shard, once f holds its settings before; a failure leaves
+// the shard as it was.
 func (f *fence) set(by time.Time) error {
-	if bytes.Equal(f.wasMaxLag, []byte("0")) {
-		if err := setShardConfig(f.pl, maxLag, []byte("10"), by); err != nil {
-			return err
-		}
+	if !f.lagOff() {
+		return setShardConfig(f.pl, minReplicas, fenceValue, by)
 	}
-	return setShardConfig(f.pl, minReplicas, fenceValue, by)
+	if err := setShardConfig(f.pl, maxLag, []byte("10"), by); err != nil {
+		return err
+	}
+	if err := setShardConfig(f.pl, minReplicas, fenceValue, by); err != nil {
+		// with the lag on, an operator's own min-replicas-to-write would
+		// start refusing writes
+		setShardConfig(f.pl, maxLag, f.wasMaxLag, by)
+		return err
+	}
+	return nil
 }
 
 // lift sets f's shard back as it was.
