@@ -108,6 +108,13 @@ func procs(flag int, env string, avail int) int {
 }
 
 func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
+	// Absolute from here on: the state directory is handed to child
+	// processes that run elsewhere (the embedded shards run in their own).
+	abs, err := filepath.Abs(f.stateDir)
+	if err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	f.stateDir = abs
 	if err := os.MkdirAll(f.stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -83,6 +84,11 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	// redis-server runs in Dir and is also told --dir and --logfile: a
+	// relative path would be taken from Dir a second time.
+	if cfg.Dir, err = filepath.Abs(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("redisproc: %w", err)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("redisproc: %w", err)
 	}
@@ -125,6 +131,10 @@ func startOn(ctx context.Context, bin string, cfg Config, port int) (*Process, e
 	args = append(args, cfg.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = cfg.Dir
+	// What redis-server prints before its log file is open (a bad argument,
+	// a log file it cannot open) goes to its standard streams.
+	var out tailBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	// A process group of its own: a Ctrl-C at the terminal reaches the
 	// proxy, which then stops its shards in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -139,9 +149,36 @@ func startOn(ctx context.Context, bin string, cfg Config, port int) (*Process, e
 	if err := p.waitReady(ctx, 10*time.Second); err != nil {
 		p.Kill()
 		tail, _ := os.ReadFile(logfile)
+		if len(strings.TrimSpace(string(tail))) == 0 {
+			tail = out.Bytes()
+		}
 		return nil, fmt.Errorf("redisproc: redis-server on port %d: %w\n%s", port, err, lastLines(string(tail), 5))
 	}
 	return p, nil
+}
+
+// tailBuffer keeps the last tailBytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailBytes = 4096
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - tailBytes; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf...)
 }
 
 func lastLines(s string, n int) string {

@@ -32,3 +32,41 @@ func TestStartPortInUse(t *testing.T) {
 		t.Errorf("error %q does not say the port is in use", err)
 	}
 }
+
+func requireRedis(t *testing.T) {
+	t.Helper()
+	if _, err := LookPath(""); err != nil {
+		if os.Getenv("REQUIRE_REDIS") == "1" {
+			t.Fatalf("REQUIRE_REDIS=1 but %v", err)
+		}
+		t.Skip(err)
+	}
+}
+
+// A relative Dir is taken from the caller's working directory, as the
+// proxy's default --state-dir (.reshard) is.
+func TestStartRelativeDir(t *testing.T) {
+	requireRedis(t)
+	t.Chdir(t.TempDir())
+	p, err := Start(context.Background(), Config{Dir: "rel/shard-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(5 * time.Second)
+	if _, err := os.Stat("rel/shard-0/redis.log"); err != nil {
+		t.Errorf("log file not in the relative directory: %v", err)
+	}
+}
+
+// A redis-server that exits before its log file is open says why in the
+// error, from what it printed.
+func TestStartExitEarlyShowsOutput(t *testing.T) {
+	requireRedis(t)
+	_, err := Start(context.Background(), Config{Dir: t.TempDir(), Args: []string{"--no-such-option", "1"}})
+	if err == nil {
+		t.Fatal("redis-server started with an unknown option")
+	}
+	if !strings.Contains(err.Error(), "no-such-option") {
+		t.Errorf("error %q does not carry redis-server's own message", err)
+	}
+}
