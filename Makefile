@@ -13,7 +13,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/reshard
 
-# The proxy on 3 local redis-server shards it starts itself (data in $(STATE_DIR)).
+# The proxy on 3 local redis-server shards it starts itself, serving on
+# $(LISTEN), with its table, snapshots and the shards' data in $(STATE_DIR);
+# Ctrl-C stops it and its shards, and the next make run serves the same data.
+# Both can be set: make run LISTEN=127.0.0.1:6390 STATE_DIR=/var/lib/reshard
 run: build
 	./$(BIN) proxy --listen $(LISTEN) --state-dir $(STATE_DIR)
 

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -83,10 +85,14 @@ func startEmbedded(ctx context.Context, f proxyFlags, table *router.Table, log *
 		}
 	}
 	start := func(i, port int) (*redisproc.Process, error) {
+		dir := filepath.Join(f.stateDir, embeddedMarker, fmt.Sprintf("shard-%d", i))
+		if err := stopOrphan(dir, log); err != nil {
+			return nil, err
+		}
 		return redisproc.Start(ctx, redisproc.Config{
-			Dir:  filepath.Join(f.stateDir, embeddedMarker, fmt.Sprintf("shard-%d", i)),
+			Dir:  dir,
 			Port: port,
-			Args: []string{"--appendonly", "yes"},
+			Args: []string{"--appendonly", "yes", "--pidfile", filepath.Join(dir, pidFile)},
 		})
 	}
 
@@ -135,16 +141,14 @@ func startEmbedded(ctx context.Context, f proxyFlags, table *router.Table, log *
 		addrs = append(addrs, proc.Addr())
 	}
 	// The list goes first: a table naming shards that are not on the list
-	// would be taken, at the next start, for shards someone else runs.
+	// would be taken, at the next start, for shards someone else runs. The
+	// caller persists the table once the proxy is up.
 	err := saveEmbedded(f.stateDir, addrs)
 	if err == nil {
 		var spec []router.Shard
 		if spec, err = router.ParseShardArgs(addrs); err == nil {
 			table, err = router.NewTable(1, spec)
 		}
-	}
-	if err == nil {
-		err = router.Save(f.stateDir, table)
 	}
 	if err != nil {
 		stopAll()
@@ -168,4 +172,52 @@ func embeddedAddrs(stateDir string, table *router.Table, log *zap.Logger) ([]str
 	}
 	addrs = table.Addrs()
 	return addrs, saveEmbedded(stateDir, addrs)
+}
+
+// pidFile is where an embedded shard's redis-server writes its pid (Redis
+// writes --pidfile even when it does not daemonize).
+const pidFile = "redis.pid"
+
+// stopOrphan stops a redis-server left running on an embedded shard's
+// directory by a proxy that was killed (SIGKILL gives it no chance to stop
+// its shards, which run in process groups of their own). Such a server
+// holds the shard's port and its append-only file; it is stopped with
+// SIGTERM, which makes Redis write its data out, and the caller starts the
+// shard again as usual. A pid is taken for the shard's only when that
+// process runs in the shard's directory, so a recycled pid is left alone.
+func stopOrphan(dir string, log *zap.Logger) error {
+	b, err := os.ReadFile(filepath.Join(dir, pidFile))
+	if err != nil {
+		return nil // never started, or stopped cleanly (Redis removes the file)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if !runsIn(pid, abs) {
+		return nil
+	}
+	log.Warn("stopping an embedded shard left running by a proxy that did not stop it", zap.Int("pid", pid), zap.String("dir", dir))
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return nil // gone meanwhile
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for runsIn(pid, abs) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("embedded shard in %s (pid %d) left running by an earlier proxy did not stop within 30s", dir, pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// runsIn tells whether process pid is alive and runs in directory dir (a
+// zombie has no working directory).
+func runsIn(pid int, dir string) bool {
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	return err == nil && cwd == dir
 }

@@ -33,13 +33,22 @@ Run "reshard COMMAND --help" for the flags of a command.
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a terminal closed under `make run` must stop the embedded
+	// shards as Ctrl-C does, not leave them running without their proxy.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, pflag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "reshard:", err)
-		}
-		os.Exit(2)
+	os.Exit(exitCode(dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+// exitCode prints err once and turns it into the process's exit status:
+// 0 for success and for --help, which is an answer, not a failure.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, pflag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintln(stderr, "reshard:", err)
+		return 2
 	}
 }
 

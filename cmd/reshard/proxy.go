@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
@@ -118,13 +121,25 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	if err := os.MkdirAll(f.stateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
+	unlock, err := lockStateDir(f.stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// The client port first: a busy one must fail the start before any
+	// shard is started or anything is persisted.
+	ln, err := listen(f.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	raiseFileLimit(f.cfg.MaxClients, log)
 	table, err := router.Load(f.stateDir)
 	switch {
 	case err == nil:
 		if f.shards != "" {
-			log.Warn("persisted routing table wins over --shards", zap.String("state_dir", f.stateDir),
-				zap.Uint64("epoch", table.Epoch()), zap.String("persisted", router.FormatSpec(table.Shards())))
+			log.Warn("persisted routing table wins over --shards; to serve --shards instead, start with another --state-dir or remove the persisted table (STATE_DIR/topology.json) while the proxy is stopped",
+				zap.String("state_dir", f.stateDir), zap.Uint64("epoch", table.Epoch()), zap.String("persisted", router.FormatSpec(table.Shards())))
 		} else {
 			log.Info("serving the persisted routing table", zap.Uint64("epoch", table.Epoch()))
 		}
@@ -133,6 +148,7 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	default:
 		return err
 	}
+	persisted := table != nil
 
 	var shards []*redisproc.Process
 	defer func() {
@@ -152,12 +168,17 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	if table == nil {
 		spec, err := router.ParseSpec(f.shards)
 		if err != nil {
-			return err
+			return fmt.Errorf("--shards: %w", err)
 		}
 		if table, err = router.NewTable(1, spec); err != nil {
-			return err
+			return fmt.Errorf("--shards: %w", err)
 		}
-		if err := router.Save(f.stateDir, table); err != nil {
+	}
+	if !persisted {
+		// The first table is persisted only once every shard has
+		// answered: a mistyped address must not become the table the
+		// next start is bound to.
+		if err := reachShards(ctx, table.Addrs(), f.cfg); err != nil {
 			return err
 		}
 	}
@@ -176,10 +197,11 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", f.cfg.Listen)
-	if err != nil {
-		srv.Close()
-		return err
+	if !persisted {
+		if err := router.Save(f.stateDir, table); err != nil {
+			srv.Close()
+			return err
+		}
 	}
 	log.Info("proxy listening", zap.String("addr", ln.Addr().String()),
 		zap.Uint64("epoch", table.Epoch()), zap.String("shards", router.FormatSpec(table.Shards())))
@@ -204,6 +226,56 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		srv.Close()
 		return err
 	}
+}
+
+// listen opens the client address, saying what to do when it is taken.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("--listen %s: the address is in use by another process; choose another with --listen (make run LISTEN=127.0.0.1:6390)", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// reachShards PINGs every shard with the credentials of the flags.
+func reachShards(ctx context.Context, addrs []string, cfg proxy.Config) error {
+	for _, a := range addrs {
+		cl := redis.NewClient(&redis.Options{Addr: a, Username: cfg.ShardUsername, Password: cfg.ShardPassword,
+			DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.DialTimeout, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+		err := cl.Ping(ctx).Err()
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("shard %s does not answer: %w; nothing was persisted: check --shards and start again", a, err)
+		}
+	}
+	return nil
+}
+
+// lockStateDir takes an exclusive lock on the state directory for the
+// life of the process: two proxies on one directory would overwrite each
+// other's table. The kernel releases the lock when the process dies, so a
+// killed proxy leaves nothing to clean up.
+func lockStateDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "lock")
+	fh, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(path)
+		fh.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("state directory %s is in use by another reshard proxy (pid %s); stop it, or give this one another --state-dir",
+				dir, strings.TrimSpace(string(owner)))
+		}
+		return nil, fmt.Errorf("state directory %s: lock: %w", dir, err)
+	}
+	fh.Truncate(0)
+	fh.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { fh.Close() }, nil
 }
 
 // Passwords can come from the environment instead of flags: other users of

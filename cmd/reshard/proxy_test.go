@@ -115,7 +115,7 @@ func TestPersistedTableWins(t *testing.T) {
 	f.shards = other.Addr() // a different --shards on restart
 	addr, logs, stop := startProxy(t, f)
 	defer stop()
-	if logs.FilterMessage("persisted routing table wins over --shards").Len() != 1 {
+	if logs.FilterMessageSnippet("persisted routing table wins over --shards").Len() != 1 {
 		t.Error("no log line saying the persisted table wins")
 	}
 	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
