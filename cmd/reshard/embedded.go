@@ -92,7 +92,11 @@ func startEmbedded(ctx context.Context, f proxyFlags, table *router.Table, log *
 		return redisproc.Start(ctx, redisproc.Config{
 			Dir:  dir,
 			Port: port,
-			Args: []string{"--appendonly", "yes", "--pidfile", filepath.Join(dir, pidFile)},
+			// No replica but the proxy's own captures ever syncs from
+			// an embedded shard, so Redis's 5 s wait for more replicas
+			// before the fork would only delay every BGSAVE and reshard.
+			Args: []string{"--appendonly", "yes", "--pidfile", filepath.Join(dir, pidFile),
+				"--repl-diskless-sync-delay", "0"},
 		})
 	}
 
