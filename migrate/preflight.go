@@ -79,10 +79,7 @@ func (j *job) preflight(ctx context.Context) error {
 			}
 			if !j.skipRDB[i] {
 				for t := range shares {
-					shares[t].Keys += d.shares[t].Keys
-					shares[t].Bytes += d.shares[t].Bytes
-					shares[t].Expired += d.shares[t].Expired
-					shares[t].BigKeys += d.shares[t].BigKeys
+					shares[t].add(d.shares[t])
 				}
 				j.keysTotal += d.keys + d.expired
 				if d.need > need {
@@ -97,6 +94,10 @@ func (j *job) preflight(ctx context.Context) error {
 	}
 	if len(res.libraries) > 0 && need < 10 {
 		need, needWhat = 10, fmt.Sprintf("%s holds function libraries, which need Redis 7.0 (RDB 10)", res.libraries[0].from)
+	}
+
+	for t := range shares {
+		shares[t].Memory = withMargin(shares[t].Memory)
 	}
 
 	// Targets: ask them all at once.
@@ -155,7 +156,7 @@ func (j *job) preflight(ctx context.Context) error {
 					ti.Addr, strings.Join(clash, ", ")))
 			}
 		}
-		if err := ti.room(shares[i], cfg.Flush); err != nil {
+		if err := ti.room(shares[i], cfg); err != nil {
 			problems = append(problems, err)
 		}
 	}

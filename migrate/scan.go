@@ -30,6 +30,22 @@ type Share struct {
 	Bytes   int64 // their size in the RDB files
 	Expired int64 // keys already expired at scan time, to be skipped
 	BigKeys int64 // keys above BigKeyBytes, to be written in chunks
+	// Memory is the estimate of what the keys will take on the target
+	// (used_memory), margin included; see memEstimate.
+	Memory int64
+	// largest is the largest key record, for the target's query
+	// buffers while it is written.
+	largest int64
+}
+
+// add adds o to s.
+func (s *Share) add(o Share) {
+	s.Keys += o.Keys
+	s.Bytes += o.Bytes
+	s.Expired += o.Expired
+	s.BigKeys += o.BigKeys
+	s.Memory += o.Memory
+	s.largest = max(s.largest, o.largest)
 }
 
 // dbScan is what one database of one source holds.
@@ -164,6 +180,8 @@ func scanRDB(ss *sourceScan, table *router.Table, bigKey, nowMs int64, onFunctio
 			d.bytes += e.Size
 			sh.Keys++
 			sh.Bytes += e.Size
+			sh.Memory += memEstimate(e)
+			sh.largest = max(sh.largest, e.Size)
 			if e.Size-int64(len(e.Key)) > bigKey {
 				sh.BigKeys++
 			}

@@ -170,26 +170,26 @@ func rdbVersionFor(v string) uint16 {
 	return 6
 }
 
-// perKeyOverhead is what a key costs a target beyond its RDB bytes (dict
-// entry, object header, key sds, expires entry): a rough figure on 64-bit
-// Redis 7, used only to estimate whether a share fits under maxmemory.
-const perKeyOverhead = 64
-
-// room checks that a target's share fits under its maxmemory.
-func (ti *targetInfo) room(sh Share, flush bool) error {
+// room checks that a target's share fits under its maxmemory: what it
+// uses (less its dataset when Flush empties it first), the share's
+// estimate (memEstimate, margin included) and what the restore's
+// connections hold in the target's query buffers while it writes (a
+// window of commands, up to the largest value, which a RESTORE carries
+// whole below BigKeyBytes).
+func (ti *targetInfo) room(sh Share, cfg *RestoreConfig) error {
 	if ti.MaxMemory <= 0 {
 		return nil
 	}
 	used := ti.UsedMemory
-	if flush {
+	if cfg.Flush {
 		used -= ti.DatasetBytes
 	}
-	need := sh.Bytes + sh.Keys*perKeyOverhead
-	if used+need <= ti.MaxMemory {
+	buffers := int64(cfg.ConnsPerTarget) * (min(sh.largest, cfg.BigKeyBytes) + 64<<10)
+	if used+sh.Memory+buffers <= ti.MaxMemory {
 		return nil
 	}
-	return problemf(ErrNoRoom, "target %s: maxmemory %s, %s used, but its share is %d keys, about %s (%s of RDB data plus %d bytes a key); raise maxmemory or add shards",
-		ti.Addr, human(ti.MaxMemory), human(used), sh.Keys, human(need), human(sh.Bytes), perKeyOverhead)
+	return problemf(ErrNoRoom, "target %s: maxmemory %s, %s used, but its share of %d keys (%s in the RDB files) needs about %s, and the restore's connections up to %s more; raise maxmemory or add shards",
+		ti.Addr, human(ti.MaxMemory), human(used), sh.Keys, human(sh.Bytes), human(sh.Memory), human(buffers))
 }
 
 // human formats a byte count.

@@ -89,6 +89,18 @@ type Entry struct {
 	// Freq is the key's LFU counter (written under an LFU policy), -1
 	// when absent.
 	Freq int
+	// Expanded is the size of a key's value as it expands on load, for
+	// memory estimates: LZF-compressed strings count at their
+	// uncompressed length, integer-encoded ones at the most digits they
+	// can have, every other byte as stored.
+	Expanded int64
+	// Elements is, for a key, the count its value's structure opens
+	// with: the elements of a list, set or sorted set stored one by one,
+	// the fields of a hash stored so, the nodes of a quicklist; for a
+	// stream its listpack nodes plus its pending entries (of groups and
+	// of consumers). 0 for a value stored as one string (listpack,
+	// intset, plain string).
+	Elements int64
 	// ModuleID is the module type id of a TypeModule2 value or of a
 	// KindModuleAux record; see ModuleName.
 	ModuleID uint64
@@ -153,6 +165,10 @@ type Reader struct {
 	freq         int
 
 	key, val, lzfIn []byte
+
+	// grown is what the strings of the value being walked gain on load
+	// (Entry.Expanded); elements counts into Entry.Elements.
+	grown, elements int64
 
 	storedCRC, computedCRC uint64
 	checked                bool
@@ -374,6 +390,8 @@ func (r *Reader) readKey(e *Entry, typ byte, start int64) error {
 		e.ExpireMs, e.Idle, e.Freq = r.expireMs, r.idle, r.freq
 		r.pending, r.expireMs, r.idle, r.freq = false, -1, -1, -1
 	}
+	valStart := r.pos()
+	r.grown, r.elements = 0, 0
 	if r.skipVals {
 		err = r.walkValue(e, typ)
 	} else {
@@ -388,6 +406,8 @@ func (r *Reader) readKey(e *Entry, typ byte, start int64) error {
 		return err
 	}
 	e.Size = r.pos() - e.Offset
+	e.Expanded = r.pos() - valStart + r.grown
+	e.Elements = r.elements
 	return nil
 }
 
@@ -679,18 +699,24 @@ func (r *Reader) skipString() error {
 	if !enc {
 		return r.skip(n)
 	}
+	// As text, an integer takes at most 4, 6 or 11 bytes ("-128",
+	// "-32768", "-2147483648").
 	switch n {
 	case encInt8:
+		r.grown += 4 - 1
 		return r.skip(1)
 	case encInt16:
+		r.grown += 6 - 2
 		return r.skip(2)
 	case encInt32:
+		r.grown += 11 - 4
 		return r.skip(4)
 	case encLZF:
-		clen, _, err := r.readLZFHeader(at)
+		clen, ulen, err := r.readLZFHeader(at)
 		if err != nil {
 			return err
 		}
+		r.grown += int64(ulen) - int64(clen)
 		return r.skip(clen)
 	}
 	return newError(ErrCorrupt, at, "unknown string encoding %d", n)
@@ -737,6 +763,7 @@ func (r *Reader) walkValue(e *Entry, typ byte) error {
 		if err != nil {
 			return err
 		}
+		r.elements = int64(n)
 		return r.skipStrings(n)
 
 	case TypeHash:
@@ -744,6 +771,7 @@ func (r *Reader) walkValue(e *Entry, typ byte) error {
 		if err != nil {
 			return err
 		}
+		r.elements = int64(n)
 		for ; n > 0; n-- {
 			if err := r.skipStrings(2); err != nil {
 				return err
@@ -756,6 +784,7 @@ func (r *Reader) walkValue(e *Entry, typ byte) error {
 		if err != nil {
 			return err
 		}
+		r.elements = int64(n)
 		for ; n > 0; n-- {
 			if err := r.skipString(); err != nil {
 				return err
@@ -779,6 +808,7 @@ func (r *Reader) walkValue(e *Entry, typ byte) error {
 		if err != nil {
 			return err
 		}
+		r.elements = int64(n)
 		for ; n > 0; n-- {
 			if err := r.skipString(); err != nil {
 				return err
@@ -794,6 +824,7 @@ func (r *Reader) walkValue(e *Entry, typ byte) error {
 		if err != nil {
 			return err
 		}
+		r.elements = int64(n)
 		for ; n > 0; n-- {
 			cat := r.pos()
 			c, err := r.count("node container")
@@ -835,6 +866,7 @@ func (r *Reader) walkValue(e *Entry, typ byte) error {
 		if err != nil {
 			return err
 		}
+		r.elements = int64(n)
 		for ; n > 0; n-- {
 			if _, err := r.count("field TTL"); err != nil {
 				return err
@@ -869,6 +901,7 @@ func (r *Reader) walkStream(typ byte) error {
 	if err != nil {
 		return err
 	}
+	r.elements += int64(n)
 	if err := r.skipStrings(2 * n); err != nil { // node key (master id), listpack
 		return err
 	}
@@ -902,6 +935,7 @@ func (r *Reader) walkStream(typ byte) error {
 		if err != nil {
 			return err
 		}
+		r.elements += int64(pel)
 		for ; pel > 0; pel-- {
 			if err := r.skip(16 + 8); err != nil { // raw id, delivery time
 				return err
@@ -933,6 +967,7 @@ func (r *Reader) walkStream(typ byte) error {
 			if ids > 1<<58 {
 				return newError(ErrCorrupt, at, "consumer pending count %d", ids)
 			}
+			r.elements += int64(ids)
 			if err := r.skip(16 * ids); err != nil {
 				return err
 			}
