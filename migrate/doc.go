@@ -60,7 +60,10 @@
 // the report counts all of them as errors), wrapped in ErrTarget. Nothing
 // is skipped silently. Keys already written stay; a rerun with Replace
 // completes the restore (RESTORE REPLACE, SET, MSET and RENAME
-// overwrite). The temporary keys of an interrupted big key expire on
+// overwrite), a rerun with Flush starts over. The error and the report
+// say so, with each target's DBSIZE once it has executed what it was sent
+// (Report.Partial, TargetReport.Holds; partial.go): the keys acknowledged
+// fall short of it. The temporary keys of an interrupted big key expire on
 // their own within a day.
 //
 // # Memory

@@ -101,7 +101,8 @@ func (j *RestoreJob) Wait() (Report, error) {
 // WriteInfo writes the status as INFO-style "field:value" lines (CRLF
 // ended, as Redis writes INFO): state, phase, keys, keys_total, bytes,
 // bytes_total, keys_per_sec, elapsed_sec, eta_sec, then when finished
-// keys_written, keys_expired, big_keys and error (empty on success).
+// keys_written, keys_held (after a failure part-way: the targets'
+// DBSIZE), keys_expired, big_keys and error (empty on success).
 func (s RestoreStatus) WriteInfo(w io.Writer) error {
 	var b strings.Builder
 	line := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
@@ -127,6 +128,19 @@ func (s RestoreStatus) WriteInfo(w io.Writer) error {
 			big += t.BigKeys
 		}
 		line("keys_written", written)
+		if s.Report.Partial {
+			// What the targets hold (DBSIZE), which a failure leaves
+			// above keys_written; -1 when one did not answer.
+			var held int64
+			for _, t := range s.Report.Targets {
+				if t.Holds < 0 {
+					held = -1
+					break
+				}
+				held += t.Holds
+			}
+			line("keys_held", held)
+		}
 		line("keys_expired", expired)
 		line("big_keys", big)
 		errText := ""

@@ -26,6 +26,7 @@ import (
 // longer than the timeout fails the pipe, which fails the whole job.
 type pipe struct {
 	addr    string
+	local   string // the connection's own address, as CLIENT LIST shows it
 	nc      net.Conn
 	timeout time.Duration
 	job     *jobState
@@ -141,6 +142,7 @@ func dialPipe(ctx context.Context, cfg *RestoreConfig, addr string, job *jobStat
 	_ = nc.SetDeadline(time.Time{})
 	p := &pipe{
 		addr:     addr,
+		local:    nc.LocalAddr().String(),
 		nc:       nc,
 		timeout:  cfg.Timeout,
 		job:      job,

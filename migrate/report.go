@@ -36,6 +36,9 @@ type Report struct {
 	Notes []string
 	// Err is the error Restore returned, as text ("" on success).
 	Err string
+	// Partial: the restore failed after it had begun writing; each
+	// target's Holds says what it holds.
+	Partial bool
 }
 
 // SourceReport describes one source file.
@@ -75,6 +78,11 @@ type TargetReport struct {
 	Errors, Benign int64
 	// KeysBefore is the target's key count before the restore.
 	KeysBefore int64
+	// Holds is, when the report is Partial, the target's DBSIZE once the
+	// restore had stopped and the target had executed everything it had
+	// been sent (more than Written: commands whose replies were never
+	// read count there); -1 when the target did not answer.
+	Holds int64
 	// Duration is from the first command sent to this target to its last
 	// reply.
 	Duration time.Duration
@@ -131,9 +139,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if r.DryRun {
-		fmt.Fprintln(tw, "target\tredis\tkeys\tbytes\tbig keys\texpired (skip)\tkeys now\t")
+		fmt.Fprintln(tw, "target\tredis\tkeys\tbytes\tmemory (est.)\tbig keys\texpired (skip)\tkeys now\t")
 		for _, t := range r.Targets {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t\n", t.Addr, t.RedisVersion, t.Planned.Keys, human(t.Planned.Bytes), t.Planned.BigKeys, t.Planned.Expired, t.KeysBefore)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%d\t%d\t\n", t.Addr, t.RedisVersion, t.Planned.Keys, human(t.Planned.Bytes), human(t.Planned.Memory), t.Planned.BigKeys, t.Planned.Expired, t.KeysBefore)
 		}
 	} else {
 		fmt.Fprintln(tw, "target\tredis\tplanned\twritten\tbig keys\texpired (skipped)\ttail cmds\terrors\tbenign\ttime\t")
@@ -142,6 +150,16 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	tw.Flush()
+	if r.Partial {
+		b.WriteString("stopped part-way; the targets hold now:\n")
+		for _, t := range r.Targets {
+			if t.Holds < 0 {
+				fmt.Fprintf(&b, "  %s: unknown (it did not answer DBSIZE)\n", t.Addr)
+				continue
+			}
+			fmt.Fprintf(&b, "  %s: DBSIZE %d (%d before the restore)\n", t.Addr, t.Holds, t.KeysBefore)
+		}
+	}
 	if r.Functions > 0 {
 		fmt.Fprintf(&b, "function libraries: %d (on every target)\n", r.Functions)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -115,7 +116,11 @@ func restore(ctx context.Context, cfg RestoreConfig, rep *Report) error {
 	if cfg.DryRun {
 		return nil
 	}
-	return j.run(ctx)
+	err = j.run(ctx)
+	if err != nil && !errors.Is(err, ErrVerify) {
+		err = j.partial(ctx, err)
+	}
+	return err
 }
 
 func (j *job) closeAdmin() {
