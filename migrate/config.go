@@ -31,6 +31,11 @@ type RestoreConfig struct {
 	// Flush empties every target (FLUSHALL) after the pre-flight checks
 	// pass and before anything is written.
 	Flush bool
+	// AllowDuplicates lets a key be in more than one source, the last
+	// source's value winning (each is written with RESTORE REPLACE);
+	// without it such keys are refused by the pre-flight, since sources
+	// normally are the shards of one keyspace.
+	AllowDuplicates bool
 	// DryRun runs every check and reports what each target would receive,
 	// without writing anything.
 	DryRun bool

@@ -13,9 +13,11 @@
 //     source is read in full, values skipped, so a corrupt, truncated or
 //     checksum-failing file is refused with its offset; every tail is
 //     parsed and each command routed. The scan yields the databases present
-//     (more than one is refused unless DB picks one), the RDB version each
-//     value type needs, module values (refused), function libraries, and
-//     per target the keys and bytes of its share. Then every target is
+//     (more than one is refused unless DB picks one), keys present in more
+//     than one source (refused unless AllowDuplicates; dups.go says how
+//     and at what cost), the RDB version each value type needs, module
+//     values (refused), function libraries, and per target the keys and
+//     bytes of its share. Then every target is
 //     asked (INFO, FUNCTION LIST): its Redis version (a value type it
 //     cannot load is refused, naming the target, both versions and a key),
 //     role and cluster mode, whether it holds keys (refused unless Replace

@@ -29,6 +29,9 @@ var (
 	// ErrTargetNotEmpty: a target holds keys (or function libraries the
 	// sources also define) and neither Replace nor Flush was given.
 	ErrTargetNotEmpty = errors.New("migrate: target not empty")
+	// ErrDuplicateKeys: a key is in more than one source and
+	// AllowDuplicates is not set.
+	ErrDuplicateKeys = errors.New("migrate: keys in more than one source")
 	// ErrModuleType: the sources hold module values or module data.
 	ErrModuleType = errors.New("migrate: module data")
 	// ErrUnroutable: a command of a tail file cannot be applied to the

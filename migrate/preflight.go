@@ -92,6 +92,11 @@ func (j *job) preflight(ctx context.Context) error {
 		j.bytesTotal += ss.size
 		j.rep.Sources = append(j.rep.Sources, sr)
 	}
+	if !cfg.AllowDuplicates {
+		if err := duplicateCheck(res, j.skipRDB, j.db); err != nil {
+			problems = append(problems, err)
+		}
+	}
 	if len(res.libraries) > 0 && need < 10 {
 		need, needWhat = 10, fmt.Sprintf("%s holds function libraries, which need Redis 7.0 (RDB 10)", res.libraries[0].from)
 	}

@@ -58,6 +58,9 @@ type dbScan struct {
 	needKey  string
 	needType byte
 	module   string // first module value: "key (type name)"
+	// slots counts the keys (not expired) per slot, for the check of
+	// keys present in more than one source (dups.go).
+	slots slotCounts
 }
 
 type tailDBScan struct {
@@ -94,6 +97,7 @@ type library struct {
 }
 
 type scanResult struct {
+	nowMs     int64 // the clock the scan judged expiry by
 	sources   []*sourceScan
 	libraries []library
 	problems  []error
@@ -102,7 +106,7 @@ type scanResult struct {
 // scanSources reads every source once. bigKey is the value size above
 // which a key is chunked; nowMs decides which keys have expired.
 func scanSources(srcs []source, table *router.Table, bigKey int64, nowMs int64) *scanResult {
-	res := &scanResult{}
+	res := &scanResult{nowMs: nowMs}
 	libs := map[string]int{}
 	for _, src := range srcs {
 		ss := &sourceScan{source: src, byDB: map[int]*dbScan{}}
@@ -167,17 +171,19 @@ func scanRDB(ss *sourceScan, table *router.Table, bigKey, nowMs int64, onFunctio
 		case rdb.KindKey:
 			d := ss.byDB[e.DB]
 			if d == nil {
-				d = &dbScan{shares: make([]Share, table.NumShards())}
+				d = &dbScan{shares: make([]Share, table.NumShards()), slots: make(slotCounts, router.NumSlots)}
 				ss.byDB[e.DB] = d
 			}
-			sh := &d.shares[table.ShardOf(e.Key)]
-			if e.ExpireMs >= 0 && e.ExpireMs <= nowMs {
+			slot := router.Slot(e.Key)
+			sh := &d.shares[table.ShardOfSlot(slot)]
+			if expiredAt(e, nowMs) {
 				d.expired++
 				sh.Expired++
 				continue
 			}
 			d.keys++
 			d.bytes += e.Size
+			d.slots[slot]++
 			sh.Keys++
 			sh.Bytes += e.Size
 			sh.Memory += memEstimate(e)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/router"
 	"github.com/reshard/reshard/snapshot/rdb"
 )
 
@@ -52,7 +53,7 @@ func (j *job) verify(ctx context.Context) error {
 			return fmt.Errorf("%w: target %s: DBSIZE: %v", ErrTarget, t.info.Addr, err)
 		}
 		vc := VerifyCount{Addr: t.info.Addr, DBSize: n, Written: t.stats.written.Load(), Volatile: t.volatile}
-		vc.Checked = (t.info.Keys == 0 || j.cfg.Flush) && !tailChanged
+		vc.Checked = (t.info.Keys == 0 || j.cfg.Flush) && !tailChanged && !j.cfg.AllowDuplicates
 		if vc.Checked {
 			vc.OK = n <= vc.Written && n >= vc.Written-vc.Volatile
 			if !vc.OK {
@@ -90,12 +91,18 @@ func (j *job) verify(ctx context.Context) error {
 		prob = min(1, float64(j.cfg.VerifySample)/float64(candidates))
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
+	// With AllowDuplicates a key may hold a later source's value: only
+	// the last source with keys in a slot is compared there.
+	var last *[router.NumSlots]int16
+	if j.cfg.AllowDuplicates {
+		last = lastHolders(j.scan, j.skipRDB, j.db)
+	}
 	for i, ss := range j.scan.sources {
 		if j.skipRDB[i] {
 			continue
 		}
-		err := eachKey(ss.RDB, func(e *rdb.Entry) error {
-			if e.DB != j.db || j.tailKeys[string(e.Key)] {
+		err := eachKey(ss.RDB, false, func(e *rdb.Entry) error {
+			if e.DB != j.db || j.tailKeys[string(e.Key)] || last != nil && last[router.Slot(e.Key)] != int16(i) {
 				return nil
 			}
 			// A key that expires in the next seconds may be gone by the
@@ -132,8 +139,9 @@ func (j *job) verify(ctx context.Context) error {
 	return nil
 }
 
-// eachKey calls fn for every key of an RDB file.
-func eachKey(path string, fn func(e *rdb.Entry) error) error {
+// eachKey calls fn for every key of an RDB file; with skipValues,
+// Entry.Value is nil.
+func eachKey(path string, skipValues bool, fn func(e *rdb.Entry) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return sourceError(path, err)
@@ -143,6 +151,7 @@ func eachKey(path string, fn func(e *rdb.Entry) error) error {
 	if err != nil {
 		return sourceError(path, err)
 	}
+	r.SkipValues(skipValues)
 	for {
 		e, err := r.Next()
 		if err == io.EOF {

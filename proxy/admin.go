@@ -22,7 +22,7 @@ var proxyHelp = []string{
 	"    The stored snapshots.",
 	"SNAPSHOT DELETE <id>",
 	"    Delete a stored snapshot.",
-	"RESTORE <id|path[,path...]> <target> [<target> ...] [REPLACE|FLUSH] [AUTH <password> | AUTH2 <username> <password>]",
+	"RESTORE <id|path[,path...]> <target> [<target> ...] [REPLACE|FLUSH] [ALLOW-DUPLICATES] [AUTH <password> | AUTH2 <username> <password>]",
 	"    Restore a snapshot or .rdb files into the targets (HOST:PORT[=RANGES] each) in the background.",
 	"    The proxy keeps serving its own shards. AUTH/AUTH2: the targets' credentials (default: those of",
 	"    the proxy's current shards).",

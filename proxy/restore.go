@@ -21,7 +21,8 @@ type restores struct {
 }
 
 // restoreAdmin serves PROXY RESTORE ID|PATH[,PATH...] TARGET... [REPLACE|FLUSH]
-// [AUTH password | AUTH2 username password] and PROXY RESTORE STATUS.
+// [ALLOW-DUPLICATES] [AUTH password | AUTH2 username password] and PROXY
+// RESTORE STATUS.
 func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	if len(args) == 1 && equalFold(args[0], "status") {
 		srv.rest.mu.Lock()
@@ -37,7 +38,7 @@ func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	if len(args) < 2 {
 		return appendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
 	}
-	ta, err := parseTargetArgs(args[1:], "replace", "flush")
+	ta, err := parseTargetArgs(args[1:], "replace", "flush", "allow-duplicates")
 	if err != nil {
 		return appendError(nil, "ERR "+err.Error())
 	}
@@ -52,6 +53,7 @@ func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	auth := ta.authOr(srv.route.Load().auth)
 	cfg.Username, cfg.Password = auth.username, auth.password
 	cfg.Replace, cfg.Flush = ta.options["replace"], ta.options["flush"]
+	cfg.AllowDuplicates = ta.options["allow-duplicates"]
 	for _, src := range strings.Split(string(args[0]), ",") {
 		cfg.Sources = append(cfg.Sources, srv.restoreSource(src))
 	}

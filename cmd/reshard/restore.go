@@ -30,6 +30,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&cfg.DB, "db", cfg.DB, "source database to restore (-1: the only one that holds keys)")
 	fs.BoolVar(&cfg.Replace, "replace", cfg.Replace, "overwrite keys and function libraries that exist on the targets")
 	fs.BoolVar(&cfg.Flush, "flush", cfg.Flush, "empty every target (FLUSHALL) once the checks pass, before writing")
+	fs.BoolVar(&cfg.AllowDuplicates, "allow-duplicates", cfg.AllowDuplicates, "let a key be in more than one source, the last one's value winning (refused by default)")
 	fs.BoolVar(&cfg.DryRun, "dry-run", cfg.DryRun, "run every check and print what each target would receive; write nothing")
 	fs.BoolVar(&cfg.Verify, "verify", cfg.Verify, "afterwards compare key counts and a random sample of keys with the sources")
 	fs.IntVar(&cfg.VerifySample, "verify-sample", cfg.VerifySample, "keys compared by --verify (-1: all)")
