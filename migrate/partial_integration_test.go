@@ -55,4 +55,21 @@ func TestRestorePartialReport(t *testing.T) {
 			t.Errorf("report does not say %q", want)
 		}
 	}
+
+	// PROXY RESTORE STATUS says it too: again, with Replace, as a job.
+	cfg := testConfig([]string{path}, shards)
+	cfg.Replace = true
+	job := StartRestore(ctx, cfg)
+	<-job.Done()
+	var b strings.Builder
+	must(t, job.Status().WriteInfo(&b))
+	var held int64
+	for _, n := range dbsizes(t, targets) {
+		held += n
+	}
+	for _, want := range []string{"state:failed\r\n", fmt.Sprintf("keys_held:%d\r\n", held), "FLUSH (--flush)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
 }

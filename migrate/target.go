@@ -17,6 +17,7 @@ type targetInfo struct {
 	RDBVersion   uint16 // the newest RDB version the target loads
 	MaxMemory    int64  // 0: no limit
 	UsedMemory   int64
+	SystemMemory int64  // total_system_memory: the host's; 0 when not reported
 	DatasetBytes int64  // used_memory_dataset: what a FLUSHALL gives back
 	Keys         int64  // in all databases
 	KeysByDB     string // "db0=12,db3=4", for messages
@@ -58,6 +59,7 @@ func inspectTarget(ctx context.Context, c *redis.Client, addr string) (targetInf
 	ti.RDBVersion = rdbVersionFor(ti.RedisVersion)
 	ti.MaxMemory, _ = strconv.ParseInt(fields["maxmemory"], 10, 64)
 	ti.UsedMemory, _ = strconv.ParseInt(fields["used_memory"], 10, 64)
+	ti.SystemMemory, _ = strconv.ParseInt(fields["total_system_memory"], 10, 64)
 	ti.DatasetBytes, _ = strconv.ParseInt(fields["used_memory_dataset"], 10, 64)
 	ti.Role = fields["role"]
 	ti.Cluster = fields["cluster_enabled"] == "1"
@@ -170,14 +172,19 @@ func rdbVersionFor(v string) uint16 {
 	return 6
 }
 
-// room checks that a target's share fits under its maxmemory: what it
-// uses (less its dataset when Flush empties it first), the share's
-// estimate (memEstimate, margin included) and what the restore's
-// connections hold in the target's query buffers while it writes (a
-// window of commands, up to the largest value, which a RESTORE carries
-// whole below BigKeyBytes).
+// room checks that a target's share fits under its maxmemory, or without
+// one in its host's memory (which it would otherwise exhaust, and be
+// killed or swap): what it uses (less its dataset when Flush empties it
+// first), the share's estimate (memEstimate, margin included) and what
+// the restore's connections hold in the target's query buffers while it
+// writes (a window of commands, up to the largest value, which a RESTORE
+// carries whole below BigKeyBytes).
 func (ti *targetInfo) room(sh Share, cfg *RestoreConfig) error {
-	if ti.MaxMemory <= 0 {
+	limit, what := ti.MaxMemory, "maxmemory "+human(ti.MaxMemory)
+	if limit <= 0 {
+		limit, what = ti.SystemMemory, "no maxmemory, and its host has "+human(ti.SystemMemory)
+	}
+	if limit <= 0 {
 		return nil
 	}
 	used := ti.UsedMemory
@@ -185,11 +192,11 @@ func (ti *targetInfo) room(sh Share, cfg *RestoreConfig) error {
 		used -= ti.DatasetBytes
 	}
 	buffers := int64(cfg.ConnsPerTarget) * (min(sh.largest, cfg.BigKeyBytes) + 64<<10)
-	if used+sh.Memory+buffers <= ti.MaxMemory {
+	if used+sh.Memory+buffers <= limit {
 		return nil
 	}
-	return problemf(ErrNoRoom, "target %s: maxmemory %s, %s used, but its share of %d keys (%s in the RDB files) needs about %s, and the restore's connections up to %s more; raise maxmemory or add shards",
-		ti.Addr, human(ti.MaxMemory), human(used), sh.Keys, human(sh.Bytes), human(sh.Memory), human(buffers))
+	return problemf(ErrNoRoom, "target %s: %s, %s used, but its share of %d keys (%s in the RDB files) needs about %s, and the restore's connections up to %s more; raise maxmemory or add shards",
+		ti.Addr, what, human(used), sh.Keys, human(sh.Bytes), human(sh.Memory), human(buffers))
 }
 
 // human formats a byte count.

@@ -156,3 +156,32 @@ func TestPreflightErrorUnwraps(t *testing.T) {
 		t.Errorf("message %q", err)
 	}
 }
+
+func TestRoom(t *testing.T) {
+	cfg := DefaultRestoreConfig()
+	buffers := int64(cfg.ConnsPerTarget) * (1000 + 64<<10)
+	share := Share{Keys: 10, Bytes: 500, Memory: 1 << 20, largest: 1000}
+	for _, tc := range []struct {
+		name  string
+		ti    targetInfo
+		flush bool
+		want  string // "" for room
+	}{
+		{"no limit known", targetInfo{UsedMemory: 1 << 30}, false, ""},
+		{"fits maxmemory", targetInfo{MaxMemory: 2<<20 + buffers, UsedMemory: 1 << 20}, false, ""},
+		{"over maxmemory", targetInfo{MaxMemory: 2<<20 + buffers - 1, UsedMemory: 1 << 20}, false, "maxmemory 2.1 MiB, 1.0 MiB used"},
+		{"flush frees the dataset", targetInfo{MaxMemory: 2<<20 + buffers - 1, UsedMemory: 1 << 20, DatasetBytes: 1000}, true, ""},
+		{"host memory without maxmemory", targetInfo{SystemMemory: 2 << 20, UsedMemory: 1 << 20}, false, "no maxmemory, and its host has 2.0 MiB"},
+		{"maxmemory beats host memory", targetInfo{MaxMemory: 4 << 20, SystemMemory: 2 << 20, UsedMemory: 1 << 20}, false, ""},
+	} {
+		c := cfg
+		c.Flush = tc.flush
+		err := tc.ti.room(share, &c)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: room() = %v, want room", tc.name, err)
+		case tc.want != "" && (!errors.Is(err, ErrNoRoom) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: room() = %v, want ErrNoRoom saying %q", tc.name, err, tc.want)
+		}
+	}
+}
