@@ -348,3 +348,36 @@ func TestReaderBuffered(t *testing.T) {
 		t.Errorf("Offset() = %d, want %d", r.Offset(), len(file))
 	}
 }
+
+// TestReaderExpandedElements: the size a value expands to on load (LZF
+// strings at their uncompressed length, integers at their most digits)
+// and its element count, with and without values kept.
+func TestReaderExpandedElements(t *testing.T) {
+	big := strings.Repeat("a", 1000)
+	for _, tc := range []struct {
+		name           string
+		typ            byte
+		value          []byte
+		expanded, elts int64
+	}{
+		{"plain string", TypeString, appendStr(nil, "hello"), 6, 0},
+		{"int8 string", TypeString, appendIntStr(nil, 7), 5, 0},
+		{"int32 string", TypeString, appendIntStr(nil, 1<<30), 12, 0},
+		{"LZF string", TypeString, appendLZFStr(nil, big), 4 + 1000, 0}, // header: encoding, 1-byte and 2-byte lengths
+		{"set", TypeSet, strsValue("a", "bb", "ccc"), 1 + 2 + 3 + 4, 3},
+		{"hash", TypeHash, pairsValue("f1", "v1", "f2", "v2"), 1 + 4*3, 2},
+		{"listpack hash", TypeHashListpack, blobValue(buildListpack("f", "v")), int64(len(blobValue(buildListpack("f", "v")))), 0},
+	} {
+		for _, skip := range []bool{true, false} {
+			data := newRDB(10).key(tc.typ, "k", tc.value).end()
+			es, _, err := readAll(t, data, skip)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			e := es[len(es)-1]
+			if e.Expanded != tc.expanded || e.Elements != tc.elts {
+				t.Errorf("%s (skip %v): Expanded %d, Elements %d; want %d, %d", tc.name, skip, e.Expanded, e.Elements, tc.expanded, tc.elts)
+			}
+		}
+	}
+}
