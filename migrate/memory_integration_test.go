@@ -113,6 +113,8 @@ func memoryCases() []memoryCase {
 				p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g2", Consumer: "c2", Streams: []string{key, ">"}, Count: 150})
 			})(t, c)
 		}},
+		// Last: it loads a function library, which FLUSHALL keeps.
+		{name: "every type (populate)", build: populate},
 	}
 }
 
