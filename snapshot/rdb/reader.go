@@ -181,6 +181,11 @@ type Reader struct {
 func NewReader(src io.Reader) (*Reader, error) {
 	r := &Reader{src: src, buf: make([]byte, readBufSize), expireMs: -1, idle: -1, freq: -1}
 	if err := r.need(9); err != nil {
+		// a short file that does not even start like a header is no RDB,
+		// not a truncated one
+		if have := r.buf[r.r:r.w]; errors.Is(err, ErrTruncated) && !isHeaderStart(have) {
+			return nil, newError(ErrCorrupt, 0, "not an RDB file: %d bytes, starting %q", len(have), have[:min(len(have), 9)])
+		}
 		return nil, err
 	}
 	hdr := r.buf[r.r : r.r+9]
@@ -203,6 +208,18 @@ func NewReader(src io.Reader) (*Reader, error) {
 	r.version = uint16(v)
 	r.r += 9
 	return r, nil
+}
+
+// isHeaderStart reports whether b could be the start of an RDB header
+// (REDIS or VALKEY, then digits).
+func isHeaderStart(b []byte) bool {
+	for _, magic := range []string{"REDIS", "VALKEY"} {
+		n := min(len(b), len(magic))
+		if string(b[:n]) == magic[:n] {
+			return true
+		}
+	}
+	return false
 }
 
 // Version returns the RDB version from the file header.
