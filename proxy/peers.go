@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/internal/proxyname"
 	"github.com/reshard/reshard/internal/resp"
 )
 
@@ -33,8 +34,6 @@ import (
 // (reshard.go). It does not make several proxies share a cutover; it keeps
 // one proxy's cutover from silently losing another's writes.
 
-const peerPrefix = "reshard-proxy-"
-
 // newRunID returns 40 random hex digits, as Redis's run_id.
 func newRunID() string {
 	var b [20]byte
@@ -45,37 +44,11 @@ func newRunID() string {
 // setnameCommand is the CLIENT SETNAME that names a shard connection after
 // the proxy whose run id is id.
 func setnameCommand(id string) []byte {
-	return resp.AppendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), []byte(peerPrefix+id))
+	return resp.AppendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), []byte(proxyname.Name(id)))
 }
 
 // peer is another proxy's connection seen on a shard.
-type peer struct {
-	shard string // the shard's address
-	runID string // the other proxy's run id
-	from  string // the connection's address, as the shard sees it
-}
-
-// peersIn returns the connections of proxies other than self in a CLIENT
-// LIST reply's text, one per proxy (the first connection seen).
-func peersIn(list []byte, shard, self string) []peer {
-	var out []peer
-	for line := range bytes.Lines(list) {
-		var name, from string
-		for _, f := range strings.Fields(string(line)) {
-			if v, ok := strings.CutPrefix(f, "name="); ok {
-				name = v
-			} else if v, ok := strings.CutPrefix(f, "addr="); ok {
-				from = v
-			}
-		}
-		id, ok := strings.CutPrefix(name, peerPrefix)
-		if !ok || id == self || slices.ContainsFunc(out, func(p peer) bool { return p.runID == id }) {
-			continue
-		}
-		out = append(out, peer{shard: shard, runID: id, from: from})
-	}
-	return out
-}
+type peer = proxyname.Conn
 
 var cmdClientListNormal = resp.AppendCommand(nil, []byte("CLIENT"), []byte("LIST"), []byte("TYPE"), []byte("normal"))
 
@@ -96,7 +69,7 @@ func (srv *Server) otherProxies(ctx context.Context, r *route) []peer {
 				srv.log.Warn("cannot look for other proxies on a shard", zap.String("shard", pl.addr), zap.Error(err))
 				return
 			}
-			found[i] = peersIn(list, pl.addr, srv.runID)
+			found[i] = proxyname.In(list, pl.addr, srv.runID)
 		}()
 	}
 	wg.Wait()
@@ -133,7 +106,7 @@ func peersText(peers []peer) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "on %s from %s (run_id %s)", p.shard, p.from, p.runID)
+		fmt.Fprintf(&b, "on %s from %s (run_id %s)", p.Shard, p.From, p.RunID)
 	}
 	return b.String()
 }
