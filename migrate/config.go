@@ -64,6 +64,10 @@ type RestoreConfig struct {
 	// ConnsPerTarget is the number of pipelined connections per target;
 	// keys are spread over them by slot.
 	ConnsPerTarget int
+	// Proxy describes the proxy running the restore (PROXY RESTORE); zero
+	// outside one. A target that is a shard of its table, or that any
+	// reshard proxy is connected to, is refused all the same.
+	Proxy ProxyInfo
 	// Username and Password authenticate to every target (AUTH). They are
 	// never logged or reported.
 	Username, Password string
@@ -100,9 +104,42 @@ func DefaultRestoreConfig() RestoreConfig {
 	}
 }
 
+// ConfigError is a RestoreConfig field with an unusable value, or two
+// fields that exclude each other. It unwraps to ErrInvalidConfig. Error
+// names the Go fields; a front end names its own flags or command words
+// with Text, so that no user reads a Go field name.
+type ConfigError struct {
+	// Fields holds the field's name, or both names when the two exclude
+	// each other (Value is then nil).
+	Fields []string
+	Value  any
+	Why    string
+}
+
+func (e *ConfigError) Error() string {
+	if len(e.Fields) == 2 {
+		return ErrInvalidConfig.Error() + ": " + e.Text(nil)
+	}
+	return fmt.Sprintf("%v: %s = %v: %s", ErrInvalidConfig, e.Fields[0], e.Value, e.Why)
+}
+
+func (e *ConfigError) Unwrap() error { return ErrInvalidConfig }
+
+// Text words the error with name(field) for each field (a flag, a command
+// word), without the package's prefix; a nil name keeps the field names.
+func (e *ConfigError) Text(name func(field string) string) string {
+	if name == nil {
+		name = func(f string) string { return f }
+	}
+	if len(e.Fields) == 2 {
+		return name(e.Fields[0]) + " and " + name(e.Fields[1]) + " " + e.Why
+	}
+	return fmt.Sprintf("%s %v: %s", name(e.Fields[0]), e.Value, e.Why)
+}
+
 func (c *RestoreConfig) validate() error {
 	bad := func(field string, v any, why string) error {
-		return fmt.Errorf("%w: %s = %v: %s", ErrInvalidConfig, field, v, why)
+		return &ConfigError{Fields: []string{field}, Value: v, Why: why}
 	}
 	switch {
 	case len(c.Sources) == 0:
@@ -112,7 +149,7 @@ func (c *RestoreConfig) validate() error {
 	case c.DB < -1:
 		return bad("DB", c.DB, "want -1 (the only database present) or a database number")
 	case c.Replace && c.Flush:
-		return bad("Flush", c.Flush, "Replace and Flush exclude each other")
+		return &ConfigError{Fields: []string{"Replace", "Flush"}, Why: "exclude each other: the one overwrites the targets' keys, the other empties the targets first"}
 	case c.VerifySample < -1:
 		return bad("VerifySample", c.VerifySample, "want -1 (all keys) or a count")
 	case c.BigKeyBytes < 1:

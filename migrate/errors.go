@@ -32,6 +32,9 @@ var (
 	// ErrDuplicateKeys: a key is in more than one source and
 	// AllowDuplicates is not set.
 	ErrDuplicateKeys = errors.New("migrate: keys in more than one source")
+	// ErrTargetLive: a target is a shard that a reshard proxy serves (the
+	// proxy's own table, or another proxy connected to it).
+	ErrTargetLive = errors.New("migrate: target is a live shard")
 	// ErrModuleType: the sources hold module values or module data.
 	ErrModuleType = errors.New("migrate: module data")
 	// ErrUnroutable: a command of a tail file cannot be applied to the

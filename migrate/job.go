@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -13,6 +15,7 @@ import (
 // PROXY RESTORE command: start it, poll its Status, cancel it, wait for it.
 // Its methods are safe for concurrent use.
 type RestoreJob struct {
+	id     string
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -35,6 +38,8 @@ const (
 
 // RestoreStatus is a RestoreJob's state at one moment.
 type RestoreStatus struct {
+	// ID is the job's (RestoreJob.ID).
+	ID       string
 	State    JobState
 	Progress Progress
 	// Report is complete once State is not JobRunning.
@@ -48,7 +53,10 @@ type RestoreStatus struct {
 // cfg.Progress, if set, is still called.
 func StartRestore(ctx context.Context, cfg RestoreConfig) *RestoreJob {
 	ctx, cancel := context.WithCancel(ctx)
-	j := &RestoreJob{cancel: cancel, done: make(chan struct{})}
+	var nonce [2]byte
+	_, _ = rand.Read(nonce[:])
+	j := &RestoreJob{id: "restore-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(nonce[:]),
+		cancel: cancel, done: make(chan struct{})}
 	user := cfg.Progress
 	cfg.Progress = func(p Progress) {
 		j.mu.Lock()
@@ -69,11 +77,14 @@ func StartRestore(ctx context.Context, cfg RestoreConfig) *RestoreJob {
 	return j
 }
 
+// ID names the job: restore-<UTC start time>-<4 hex digits>.
+func (j *RestoreJob) ID() string { return j.id }
+
 // Status returns the job's current state.
 func (j *RestoreJob) Status() RestoreStatus {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	s := RestoreStatus{State: JobRunning, Progress: j.progress}
+	s := RestoreStatus{ID: j.id, State: JobRunning, Progress: j.progress}
 	if j.finished {
 		s.State, s.Report, s.Err = JobDone, j.report, j.err
 		if j.err != nil {
@@ -99,7 +110,7 @@ func (j *RestoreJob) Wait() (Report, error) {
 }
 
 // WriteInfo writes the status as INFO-style "field:value" lines (CRLF
-// ended, as Redis writes INFO): state, phase, keys, keys_total, bytes,
+// ended, as Redis writes INFO): id, state, phase, keys, keys_total, bytes,
 // bytes_total, keys_per_sec, elapsed_sec, eta_sec, then when finished
 // keys_written, keys_held (after a failure part-way: the targets'
 // DBSIZE), keys_expired, big_keys and error (empty on success).
@@ -107,6 +118,7 @@ func (s RestoreStatus) WriteInfo(w io.Writer) error {
 	var b strings.Builder
 	line := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
 	p := s.Progress
+	line("id", s.ID)
 	line("state", s.State)
 	phase := p.Phase
 	if phase == "" {

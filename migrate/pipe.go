@@ -354,7 +354,7 @@ func describe(pd pending) string {
 	case opRestore:
 		return fmt.Sprintf("RESTORE %q", pd.key)
 	case opMSet:
-		return fmt.Sprintf("MSET of %d keys %s (none of them written)", pd.keys, pd.key)
+		return fmt.Sprintf("MSET of %s %s (none of them written)", count(pd.keys, "key"), pd.key)
 	case opChunk, opCommit:
 		return fmt.Sprintf("writing big key %q", pd.key)
 	case opTail, opTx:
@@ -393,9 +393,9 @@ func (p *pipe) lost(err error) error {
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("%w: target %s answered nothing for %v (%d commands unanswered)", ErrTarget, p.addr, p.timeout, len(p.inflight)+1)
+		return fmt.Errorf("%w: target %s answered nothing for %v (%s unanswered)", ErrTarget, p.addr, p.timeout, count(len(p.inflight)+1, "command"))
 	}
-	return fmt.Errorf("%w: target %s: connection lost with %d commands unanswered: %v", ErrTarget, p.addr, len(p.inflight)+1, err)
+	return fmt.Errorf("%w: target %s: connection lost with %s unanswered: %v", ErrTarget, p.addr, count(len(p.inflight)+1, "command"), err)
 }
 
 var errClosing = errors.New("migrate: pipe closed")

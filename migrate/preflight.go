@@ -108,6 +108,7 @@ func (j *job) preflight(ctx context.Context) error {
 	// Targets: ask them all at once.
 	infos := make([]targetInfo, j.table.NumShards())
 	errs := make([]error, len(infos))
+	live, liveNotes := make([]error, len(infos)), make([]string, len(infos))
 	var wg sync.WaitGroup
 	for i := range infos {
 		addr := j.table.Addr(i)
@@ -116,7 +117,9 @@ func (j *job) preflight(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			infos[i], errs[i] = inspectTarget(ctx, t.admin, addr)
+			if infos[i], errs[i] = inspectTarget(ctx, t.admin, addr); errs[i] == nil {
+				live[i], liveNotes[i] = liveTarget(ctx, cfg, t.admin, addr)
+			}
 		}()
 	}
 	wg.Wait()
@@ -130,6 +133,12 @@ func (j *job) preflight(ctx context.Context) error {
 		if errs[i] != nil {
 			problems = append(problems, &wrapped{sentinel: ErrTarget, cause: errs[i], msg: errs[i].Error()})
 			continue
+		}
+		if live[i] != nil {
+			problems = append(problems, live[i])
+		}
+		if liveNotes[i] != "" {
+			j.rep.Notes = append(j.rep.Notes, liveNotes[i])
 		}
 		if ti.Role != "" && ti.Role != "master" {
 			problems = append(problems, problemf(ErrTarget, "target %s is a %s (read-only); give primaries", ti.Addr, ti.Role))
@@ -146,8 +155,8 @@ func (j *job) preflight(ctx context.Context) error {
 		}
 		if !cfg.Replace && !cfg.Flush {
 			if ti.Keys > 0 {
-				problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %d keys (%s); add REPLACE (--replace) to overwrite its keys or FLUSH (--flush) to empty it first",
-					ti.Addr, ti.Keys, ti.KeysByDB))
+				problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %s (%s); add REPLACE (--replace) to overwrite its keys or FLUSH (--flush) to empty it first",
+					ti.Addr, count(ti.Keys, "key"), ti.KeysByDB))
 			}
 			var clash []string
 			for _, lib := range res.libraries {
@@ -157,7 +166,7 @@ func (j *job) preflight(ctx context.Context) error {
 			}
 			if len(clash) > 0 {
 				sort.Strings(clash)
-				problems = append(problems, problemf(ErrTargetNotEmpty, "target %s already has function libraries %s; give Replace (--replace) or Flush (--flush)",
+				problems = append(problems, problemf(ErrTargetNotEmpty, "target %s already has function libraries %s; add REPLACE (--replace) to replace them or FLUSH (--flush) to empty the target first",
 					ti.Addr, strings.Join(clash, ", ")))
 			}
 		}

@@ -126,11 +126,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Snapshot != "" {
 		fmt.Fprintf(&b, " from snapshot %s", r.Snapshot)
 	}
-	fmt.Fprintf(&b, ", %d source(s), %d target(s), %v\n", len(r.Sources), len(r.Targets), r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, ", %s, %s, %v\n", count(len(r.Sources), "source"), count(len(r.Targets), "target"), r.Duration.Round(time.Millisecond))
 	for _, s := range r.Sources {
-		fmt.Fprintf(&b, "  source %s: RDB %d, %s, %d keys", s.RDB, s.RDBVersion, human(s.Bytes), s.Keys)
+		fmt.Fprintf(&b, "  source %s: RDB %d, %s, %s", s.RDB, s.RDBVersion, human(s.Bytes), count(s.Keys, "key"))
 		if s.Tail != "" {
-			fmt.Fprintf(&b, "; tail %s: %d commands", s.Tail, s.TailCommands)
+			fmt.Fprintf(&b, "; tail %s: %s", s.Tail, count(s.TailCommands, "command"))
 			if s.TailFrom > 0 {
 				fmt.Fprintf(&b, " from offset %d", s.TailFrom)
 			}
@@ -164,13 +164,13 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "function libraries: %d (on every target)\n", r.Functions)
 	}
 	if r.OtherDBKeys > 0 || r.OtherDBCommands > 0 {
-		fmt.Fprintf(&b, "skipped, other databases: %d keys, %d tail commands\n", r.OtherDBKeys, r.OtherDBCommands)
+		fmt.Fprintf(&b, "skipped, other databases: %s, %s\n", count(r.OtherDBKeys, "key"), count(r.OtherDBCommands, "tail command"))
 	}
 	if r.Dropped > 0 {
 		fmt.Fprintf(&b, "tail commands dropped (PUBLISH): %d\n", r.Dropped)
 	}
 	if v := r.Verify; v != nil {
-		fmt.Fprintf(&b, "verify: %d of %d keys compared, %d mismatches\n", v.Sampled, v.Candidates, v.MismatchCount)
+		fmt.Fprintf(&b, "verify: %d of %s compared, %s\n", v.Sampled, count(v.Candidates, "key"), count(v.MismatchCount, "mismatch"))
 		for _, c := range v.Counts {
 			switch {
 			case !c.Checked:
@@ -178,9 +178,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			case c.OK && c.DBSize == c.Written:
 				fmt.Fprintf(&b, "  %s: DBSIZE %d = keys written\n", c.Addr, c.DBSize)
 			case c.OK:
-				fmt.Fprintf(&b, "  %s: DBSIZE %d, %d written, the difference within the %d keys with a TTL\n", c.Addr, c.DBSize, c.Written, c.Volatile)
+				fmt.Fprintf(&b, "  %s: DBSIZE %d, %d written, the difference within the %s with a TTL\n", c.Addr, c.DBSize, c.Written, count(c.Volatile, "key"))
 			default:
-				fmt.Fprintf(&b, "  %s: DBSIZE %d but %d keys written: MISMATCH\n", c.Addr, c.DBSize, c.Written)
+				fmt.Fprintf(&b, "  %s: DBSIZE %d but %s written: MISMATCH\n", c.Addr, c.DBSize, count(c.Written, "key"))
 			}
 		}
 		for _, m := range v.Mismatches {

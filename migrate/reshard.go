@@ -57,6 +57,12 @@ type ReshardConfig struct {
 	// it returned is called, still inside the barrier, before the proxy
 	// resumes on the old table. Its ctx ends at the cutover's deadline.
 	Seal func(ctx context.Context) (unseal func(), err error)
+	// RunID is the run id of the proxy running the reshard (its shard
+	// connections are named after it, package proxyname). A target that
+	// another reshard proxy is connected to is refused; this proxy's own
+	// connections do not count, since a rollback's targets are the shards
+	// it left at its last cutover.
+	RunID string
 	// Manual stops at state ready until Cutover is called.
 	Manual bool
 	// MaxLagBytes and MaxLagTime bound every source's lag for state ready:

@@ -3,12 +3,14 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // shardProbe is what the reshard's checks learn about one shard.
@@ -21,6 +23,8 @@ type shardProbe struct {
 	runID   string
 	dbs     map[int]int64 // keys per database
 	target  targetInfo    // targets only
+	live    error         // targets only: a reshard proxy serves it
+	note    string        // targets only: why that could not be checked
 	err     error
 }
 
@@ -39,6 +43,12 @@ func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
 				c := adminClient(&rc, addr(i))
 				defer c.Close()
 				ps[i] = probeShard(ctx, c, addr(i), target)
+				if target && ps[i].err == nil {
+					// this proxy's own connections are on the shards it
+					// left at its last cutover: a rollback's targets
+					ps[i].live, ps[i].note = liveProblem(ctx, c, addr(i), j.cfg.RunID, true,
+						"Stop that proxy first, or give empty shards that no proxy serves")
+				}
 			}()
 		}
 	}
@@ -92,8 +102,19 @@ func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
 		}
 		infos[i] = p.target
 		if other, ok := runIDs[p.runID]; ok {
-			problems = append(problems, problemf(ErrTarget, "target %s is the same server as %s (run_id %s)", p.addr, other, p.runID))
+			if slices.Contains(from.Addrs(), other) {
+				problems = append(problems, problemf(ErrTargetLive, "target %s is a shard of this proxy's routing table (epoch %d), the same server as %s (run_id %s): "+
+					"a reshard moves the data onto other shards. Give empty shards that no proxy serves", p.addr, from.Epoch(), other, p.runID))
+			} else {
+				problems = append(problems, problemf(ErrTarget, "target %s is the same server as %s (run_id %s)", p.addr, other, p.runID))
+			}
 			continue
+		}
+		if p.live != nil {
+			problems = append(problems, p.live)
+		}
+		if p.note != "" {
+			j.log.Warn("target not checked for reshard proxies", zap.String("shard", p.addr), zap.String("why", p.note))
 		}
 		runIDs[p.runID] = p.addr
 		if needRDB > p.rdb {
@@ -101,8 +122,8 @@ func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
 				p.addr, p.version, p.rdb, needFrom))
 		}
 		if !j.cfg.Flush && (p.target.Keys > 0 || len(p.target.Libraries) > 0) {
-			problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %d keys (%s) and %d function libraries; empty it, or add FLUSH to PROXY RESHARD",
-				p.addr, p.target.Keys, p.target.KeysByDB, len(p.target.Libraries)))
+			problems = append(problems, problemf(ErrTargetNotEmpty, "target %s holds %s (%s) and %s; empty it, or add FLUSH to PROXY RESHARD",
+				p.addr, count(p.target.Keys, "key"), p.target.KeysByDB, count(len(p.target.Libraries), "function library")))
 		}
 	}
 	if len(problems) > 0 {

@@ -99,7 +99,7 @@ func restore(ctx context.Context, cfg RestoreConfig, rep *Report) error {
 	}
 	table, err := router.NewTable(0, cfg.Targets)
 	if err != nil {
-		return fmt.Errorf("%w: Targets: %v", ErrInvalidConfig, err)
+		return &ConfigError{Fields: []string{"Targets"}, Value: router.FormatSpec(cfg.Targets), Why: err.Error()}
 	}
 	srcs, err := resolveSources(cfg.Sources)
 	if err != nil {

@@ -348,13 +348,13 @@ func (res *scanResult) dbsWithData() (dbs []int, desc map[int]string) {
 	}
 	desc = map[int]string{}
 	for db, n := range keys {
-		desc[db] = fmt.Sprintf("%d (%d keys)", db, n)
+		desc[db] = fmt.Sprintf("%d (%s)", db, count(n, "key"))
 	}
 	for db, n := range cmds {
 		if _, ok := desc[db]; ok {
-			desc[db] = fmt.Sprintf("%d (%d keys, %d tail commands)", db, keys[db], n)
+			desc[db] = fmt.Sprintf("%d (%s, %s)", db, count(keys[db], "key"), count(n, "tail command"))
 		} else {
-			desc[db] = fmt.Sprintf("%d (%d tail commands)", db, n)
+			desc[db] = fmt.Sprintf("%d (%s)", db, count(n, "tail command"))
 		}
 	}
 	for db := range desc {

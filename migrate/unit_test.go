@@ -185,3 +185,50 @@ func TestRoom(t *testing.T) {
 		}
 	}
 }
+
+func TestCount(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		noun string
+		want string
+	}{
+		{1, "key", "1 key"},
+		{0, "key", "0 keys"},
+		{2, "tail command", "2 tail commands"},
+		{1, "function library", "1 function library"},
+		{3, "function library", "3 function libraries"},
+		{1, "mismatch", "1 mismatch"},
+		{0, "mismatch", "0 mismatches"},
+	} {
+		if got := count(tc.n, tc.noun); got != tc.want {
+			t.Errorf("count(%d, %q) = %q, want %q", tc.n, tc.noun, got, tc.want)
+		}
+	}
+	rep := Report{Sources: []SourceReport{{RDB: "a.rdb", Keys: 1, Tail: "a.aof", TailCommands: 1}}, Targets: []TargetReport{{Addr: "t"}}}
+	got := rep.String()
+	for _, want := range []string{"1 source, 1 target", "1 key;", "1 command\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestConfigErrorText: front ends word a configuration error with their
+// own flags or command words.
+func TestConfigErrorText(t *testing.T) {
+	c := DefaultRestoreConfig()
+	c.Sources, c.Targets = []string{"x.rdb"}, []router.Shard{{Addr: "127.0.0.1:1", Ranges: []router.Range{{From: 0, To: 16383}}}}
+	c.Replace, c.Flush = true, true
+	var ce *ConfigError
+	if err := c.validate(); !errors.As(err, &ce) {
+		t.Fatalf("validate() = %v, want a *ConfigError", err)
+	}
+	flag := func(f string) string { return "--" + strings.ToLower(f) }
+	if got, want := ce.Text(flag), "--replace and --flush exclude each other"; !strings.HasPrefix(got, want) {
+		t.Errorf("Text = %q, want %q...", got, want)
+	}
+	c.Replace, c.Window = false, 0
+	if err := c.validate(); !errors.As(err, &ce) || ce.Text(flag) != "--window 0: must be positive" {
+		t.Errorf("validate() = %v, want --window 0: must be positive", err)
+	}
+}

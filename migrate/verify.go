@@ -57,7 +57,7 @@ func (j *job) verify(ctx context.Context) error {
 		if vc.Checked {
 			vc.OK = n <= vc.Written && n >= vc.Written-vc.Volatile
 			if !vc.OK {
-				mismatch("target %s: DBSIZE %d, but %d keys were written", t.info.Addr, n, vc.Written)
+				mismatch("target %s: DBSIZE %d, but %s written", t.info.Addr, n, count(vc.Written, "key"))
 			}
 		}
 		vr.Counts = append(vr.Counts, vc)
@@ -134,7 +134,7 @@ func (j *job) verify(ctx context.Context) error {
 	}
 	j.log.Info("verified", zap.Int64("sampled", vr.Sampled), zap.Int64("mismatches", vr.MismatchCount))
 	if vr.MismatchCount > 0 {
-		return fmt.Errorf("%w: %d mismatches, the first: %s", ErrVerify, vr.MismatchCount, vr.Mismatches[0])
+		return fmt.Errorf("%w: %s, the first: %s", ErrVerify, count(vr.MismatchCount, "mismatch"), vr.Mismatches[0])
 	}
 	return nil
 }

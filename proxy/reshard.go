@@ -119,6 +119,7 @@ func (srv *Server) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	lifted := srv.unfence(prep.r)
 	cfg := migrate.DefaultReshardConfig()
 	cfg.Manual, cfg.Flush = ta.options["manual"], ta.options["flush"]
+	cfg.RunID = srv.runID
 	cfg.SourceUsername, cfg.SourcePassword = cur.auth.username, cur.auth.password
 	cfg.TargetUsername, cfg.TargetPassword = auth.username, auth.password
 	cfg.From, cfg.To = cur.table, to

@@ -1,28 +1,35 @@
 package proxy
 
 import (
-	"os"
+	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/router"
+	"github.com/reshard/reshard/snapshot"
+
+	"github.com/reshard/reshard/internal/resp"
 )
 
 // PROXY RESTORE runs the restore of package migrate as a background job of
-// the proxy: a snapshot (by id) or .rdb files into a new set of shards. It
-// never changes the proxy's own routing table; moving traffic is the live
-// reshard's job.
+// the proxy: a snapshot (by id or name) or .rdb files into a new set of
+// shards. It never changes the proxy's own routing table; moving traffic
+// is the live reshard's job. A target that is one of the proxy's shards,
+// or that any reshard proxy is connected to, is refused before the job
+// starts (migrate.CheckTargets), so the reply says so; every other check
+// runs in the job's pre-flight, whose outcome PROXY RESTORE STATUS shows.
 
 type restores struct {
 	mu  sync.Mutex
 	job *migrate.RestoreJob
 }
 
-// restoreAdmin serves PROXY RESTORE ID|PATH[,PATH...] TARGET... [REPLACE|FLUSH]
-// [ALLOW-DUPLICATES] [AUTH password | AUTH2 username password] and PROXY
-// RESTORE STATUS.
+// restoreAdmin serves PROXY RESTORE ID|NAME|PATH[,PATH...] TARGET...
+// [REPLACE|FLUSH] [ALLOW-DUPLICATES] [DB n] [AUTH password | AUTH2 username
+// password] and PROXY RESTORE STATUS.
 func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	if len(args) == 1 && equalFold(args[0], "status") {
 		srv.rest.mu.Lock()
@@ -38,43 +45,85 @@ func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	if len(args) < 2 {
 		return appendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
 	}
-	ta, err := parseTargetArgs(args[1:], "replace", "flush", "allow-duplicates")
+	job, err := srv.startRestore(args)
 	if err != nil {
-		return appendError(nil, "ERR "+err.Error())
+		return appendError(nil, "ERR "+strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	return resp.AppendBulkString(nil, job.ID())
+}
+
+func (srv *Server) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
+	ta, err := parseTargetArgs(args[1:], "replace", "flush", "allow-duplicates", "db")
+	if err != nil {
+		return nil, err
+	}
+	if len(ta.targets) == 0 {
+		return nil, errors.New("give at least one target (HOST:PORT[=RANGES])")
 	}
 	shards, err := router.ParseShardArgs(ta.targets)
 	if err != nil {
-		return appendError(nil, "ERR "+err.Error())
+		return nil, err
 	}
 	cfg := migrate.DefaultRestoreConfig()
 	cfg.Logger = srv.log
+	r := srv.route.Load()
 	// Without AUTH or AUTH2 the targets take the credentials of the
 	// current table's shards.
-	auth := ta.authOr(srv.route.Load().auth)
+	auth := ta.authOr(r.auth)
 	cfg.Username, cfg.Password = auth.username, auth.password
-	cfg.Replace, cfg.Flush = ta.options["replace"], ta.options["flush"]
+	cfg.Replace, cfg.Flush, cfg.DB = ta.options["replace"], ta.options["flush"], ta.db
 	cfg.AllowDuplicates = ta.options["allow-duplicates"]
 	for _, src := range strings.Split(string(args[0]), ",") {
-		cfg.Sources = append(cfg.Sources, srv.restoreSource(src))
+		dir, err := srv.restoreSource(src)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Sources = append(cfg.Sources, dir)
 	}
 	cfg.Targets = shards
+	cfg.Proxy = migrate.ProxyInfo{RunID: srv.runID, Shards: r.table.Addrs(), Epoch: r.table.Epoch()}
 	srv.rest.mu.Lock()
 	defer srv.rest.mu.Unlock()
 	if srv.rest.job != nil && srv.rest.job.Status().State == migrate.JobRunning {
-		return appendError(nil, "ERR a restore is already running; see PROXY RESTORE STATUS")
+		return nil, errors.New("a restore is already running; see PROXY RESTORE STATUS")
+	}
+	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.DialTimeout)
+	defer cancel()
+	if err := migrate.CheckTargets(ctx, cfg); err != nil {
+		var ce *migrate.ConfigError
+		if errors.As(err, &ce) {
+			return nil, errors.New(ce.Text(restoreWord))
+		}
+		return nil, err
 	}
 	srv.rest.job = migrate.StartRestore(srv.ctx, cfg)
-	return appendStatus(nil, "Restore started")
+	return srv.rest.job, nil
 }
 
-// restoreSource maps a snapshot id to its directory; anything else is a
-// path as given.
-func (srv *Server) restoreSource(src string) string {
-	if srv.cfg.SnapshotDir != "" && !strings.ContainsAny(src, `/\`) {
-		dir := filepath.Join(srv.cfg.SnapshotDir, src)
-		if st, err := os.Stat(dir); err == nil && st.IsDir() {
-			return dir
-		}
+// restoreSource maps a snapshot id or name (the newest snapshot of that
+// name) to its directory; anything else is a path as given.
+func (srv *Server) restoreSource(src string) (string, error) {
+	if srv.cfg.SnapshotDir == "" || strings.ContainsAny(src, `/\`) {
+		return src, nil
 	}
-	return src
+	found, err := snapshot.Find(srv.cfg.SnapshotDir, src)
+	if err != nil {
+		if errors.Is(err, snapshot.ErrNotSnapshot) {
+			return src, nil // a file in the proxy's working directory
+		}
+		return "", err
+	}
+	return filepath.Join(srv.cfg.SnapshotDir, found[len(found)-1].ID), nil
+}
+
+// restoreWord is the word of PROXY RESTORE that sets a RestoreConfig
+// field, for messages.
+func restoreWord(field string) string {
+	switch field {
+	case "Sources":
+		return "the source"
+	case "Targets":
+		return "the targets"
+	}
+	return strings.ToUpper(field)
 }

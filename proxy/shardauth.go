@@ -191,14 +191,16 @@ type targetArgs struct {
 	targets []string
 	options map[string]bool // the option words given, lowercase
 	auth    *shardAuth      // nil: neither AUTH nor AUTH2 was given
+	db      int             // DB n, where "db" is an option; -1 if not given
 }
 
 // parseTargetArgs reads TARGET... [OPTION...] [AUTH password | AUTH2
-// username password] in any order, options being the words allowed. The
+// username password] in any order, options being the words allowed; the
+// option "db" takes a database number (DB n). The
 // argument after AUTH is the password, whatever it looks like, never a
 // target, so it can never show in an error about targets.
 func parseTargetArgs(args [][]byte, options ...string) (targetArgs, error) {
-	ta := targetArgs{options: map[string]bool{}}
+	ta := targetArgs{options: map[string]bool{}, db: -1}
 	for i := 0; i < len(args); i++ {
 		word := strings.ToLower(string(args[i]))
 		switch {
@@ -211,6 +213,18 @@ func parseTargetArgs(args [][]byte, options ...string) (targetArgs, error) {
 				return ta, err
 			}
 			ta.auth, i = &auth, i+n
+		case word == "db" && slices.Contains(options, word):
+			if ta.options[word] {
+				return ta, fmt.Errorf("%w: DB given twice", errSyntax)
+			}
+			if i+1 == len(args) {
+				return ta, fmt.Errorf("%w: DB needs a database number", errSyntax)
+			}
+			n, err := strconv.Atoi(string(args[i+1]))
+			if err != nil || n < 0 {
+				return ta, fmt.Errorf("%w: DB %q is not a database number", errSyntax, args[i+1])
+			}
+			ta.options[word], ta.db, i = true, n, i+1
 		case slices.Contains(options, word):
 			ta.options[word] = true
 		default:

@@ -176,7 +176,8 @@ func b2i(b bool) int {
 	return 0
 }
 
-// snapshotAdmin serves PROXY SNAPSHOT [NAME] | STATUS [ID] | LIST | DELETE ID.
+// snapshotAdmin serves PROXY SNAPSHOT [NAME] | STATUS [ID|NAME] | LIST |
+// DELETE ID|NAME.
 func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 	sub := ""
 	if len(args) > 0 {
@@ -185,11 +186,12 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 	switch {
 	case sub == "status" && len(args) <= 2:
 		if len(args) == 2 {
-			m, err := snapshot.Load(srv.cfg.SnapshotDir, string(args[1]))
+			found, err := snapshot.Find(srv.cfg.SnapshotDir, string(args[1]))
 			if err != nil {
 				return appendError(nil, "ERR "+err.Error())
 			}
-			return appendVerbatim(nil, m.Status(srv.cfg.SnapshotDir).Info(), proto)
+			// a name stands for the newest snapshot of that name
+			return appendVerbatim(nil, found[len(found)-1].Status(srv.cfg.SnapshotDir).Info(), proto)
 		}
 		srv.snaps.mu.Lock()
 		job := srv.snaps.job
@@ -211,7 +213,19 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 		}
 		return b
 	case sub == "delete" && len(args) == 2:
-		if err := snapshot.Delete(srv.cfg.SnapshotDir, string(args[1])); err != nil {
+		found, err := snapshot.Find(srv.cfg.SnapshotDir, string(args[1]))
+		if err != nil {
+			return appendError(nil, "ERR "+err.Error())
+		}
+		if len(found) > 1 {
+			// deleting the newest of several would surprise as often as not
+			ids := make([]string, len(found))
+			for i, m := range found {
+				ids[i] = m.ID
+			}
+			return appendError(nil, "ERR "+strconv.Itoa(len(found))+" snapshots are named "+string(args[1])+" ("+strings.Join(ids, ", ")+"); delete one by its id")
+		}
+		if err := snapshot.Delete(srv.cfg.SnapshotDir, found[0].ID); err != nil {
 			return appendError(nil, "ERR "+err.Error())
 		}
 		return appendStatus(nil, "OK")

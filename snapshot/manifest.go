@@ -264,6 +264,37 @@ func List(dir string) ([]Manifest, error) {
 	return out, errors.Join(errs...)
 }
 
+// Find returns the snapshots in dir that ref names, oldest first: the one
+// whose id ref is, or else every one named ref (names need not be
+// unique: a nightly job may give the same one every night). None is an
+// error wrapping ErrNotSnapshot.
+func Find(dir, ref string) ([]Manifest, error) {
+	if isID(ref) {
+		m, err := Load(dir, ref)
+		if err != nil {
+			return nil, err
+		}
+		return []Manifest{m}, nil
+	}
+	if validateName(ref) != nil || ref == "" {
+		return nil, fmt.Errorf("%w: %q is neither a snapshot id nor a snapshot name", ErrNotSnapshot, ref)
+	}
+	all, err := List(dir)
+	var out []Manifest
+	for _, m := range all {
+		if m.Name == ref {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: no snapshot with id or name %q", ErrNotSnapshot, ref)
+	}
+	return out, nil
+}
+
 // Delete removes snapshot id from dir. It refuses anything that is not a
 // snapshot directory, with ErrNotSnapshot: a name that is not an id (so no
 // path can escape dir) or a directory without a manifest. A damaged
