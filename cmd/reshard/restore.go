@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -98,10 +99,35 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr)
 	}
 	mu.Unlock()
+	var ce *migrate.ConfigError
+	switch {
+	case errors.As(err, &ce):
+		return errors.New(ce.Text(restoreFlag))
+	case errors.Is(err, migrate.ErrPreflight):
+		// refused: nothing was written, and the plan is no plan
+		return err
+	}
+	// the error goes out once, as every command's does (main), not also
+	// as the report's last line
+	rep.Err = ""
 	if werr := rep.WriteText(stdout); werr != nil && err == nil {
 		err = werr
 	}
 	return err
+}
+
+// restoreFlag is the flag of `reshard restore` that sets a RestoreConfig
+// field, for messages.
+func restoreFlag(field string) string {
+	flags := map[string]string{
+		"Sources": "--from", "Targets": "--to", "DB": "--db", "Replace": "--replace", "Flush": "--flush",
+		"VerifySample": "--verify-sample", "BigKeyBytes": "--big-key-bytes", "Window": "--window",
+		"ConnsPerTarget": "--conns", "Timeout": "--timeout",
+	}
+	if f, ok := flags[field]; ok {
+		return f
+	}
+	return field
 }
 
 // isTerminal reports whether w is a character device (a terminal), without
