@@ -245,3 +245,55 @@ func FuzzCheckTail(f *testing.F) {
 		}
 	})
 }
+
+// TestFind: a snapshot is found by its id or by its name, a name standing
+// for every snapshot that has it, oldest first; a damaged manifest
+// elsewhere does not stop the search.
+func TestFind(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now().UTC()
+	named := func(id, name string, created time.Time) {
+		writeSnapshot(t, dir, id, created)
+		m, err := Load(dir, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Name = name
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(filepath.Join(dir, id, ManifestFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	named("20261121T193000Z-0001", "nightly", now)
+	named("20261121T193001Z-0002", "nightly", now.Add(time.Second))
+	named("20261121T193002Z-0003", "before-upgrade", now.Add(2*time.Second))
+	os.MkdirAll(filepath.Join(dir, "20261121T193004Z-0005"), 0o700)
+	os.WriteFile(filepath.Join(dir, "20261121T193004Z-0005", ManifestFile), []byte("{"), 0o600)
+	for _, tc := range []struct {
+		ref  string
+		want []string // ids; nil: ErrNotSnapshot
+	}{
+		{"20261121T193002Z-0003", []string{"20261121T193002Z-0003"}},
+		{"nightly", []string{"20261121T193000Z-0001", "20261121T193001Z-0002"}},
+		{"before-upgrade", []string{"20261121T193002Z-0003"}},
+		{"weekly", nil},
+		{"20261121T193009Z-0009", nil},
+		{"../x", nil},
+		{"", nil},
+	} {
+		found, err := Find(dir, tc.ref)
+		var got []string
+		for _, m := range found {
+			got = append(got, m.ID)
+		}
+		if tc.want == nil {
+			if !errors.Is(err, ErrNotSnapshot) {
+				t.Errorf("Find(%q) = %v, %v; want ErrNotSnapshot", tc.ref, got, err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("Find(%q) = %v, %v; want %v", tc.ref, got, err, tc.want)
+		}
+	}
+}

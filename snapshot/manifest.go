@@ -288,7 +288,9 @@ func Find(dir, ref string) ([]Manifest, error) {
 	}
 	if len(out) == 0 {
 		if err != nil {
-			return nil, err
+			// a damaged snapshot elsewhere must not stop ref from being a
+			// path, say; it may be the one named, so it is told
+			return nil, fmt.Errorf("%w: no snapshot with id or name %q among those readable (%v)", ErrNotSnapshot, ref, err)
 		}
 		return nil, fmt.Errorf("%w: no snapshot with id or name %q", ErrNotSnapshot, ref)
 	}
