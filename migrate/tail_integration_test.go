@@ -103,7 +103,7 @@ func TestRestoreSnapshotWithTails(t *testing.T) {
 	shards := evenShards(t, targets)
 	// The tail writes to database 3 too: refused until DB says which.
 	_, err := Restore(ctx, testConfig([]string{dir}, shards))
-	if !errors.Is(err, ErrMultipleDBs) || !strings.Contains(err.Error(), "3 (1 tail commands)") {
+	if !errors.Is(err, ErrMultipleDBs) || !strings.Contains(err.Error(), "3 (1 tail command)") {
 		t.Fatalf("err = %v, want ErrMultipleDBs naming database 3's tail command", err)
 	}
 	requireEmpty(t, targets)
