@@ -21,9 +21,12 @@
 //     asked (INFO, FUNCTION LIST): its Redis version (a value type it
 //     cannot load is refused, naming the target, both versions and a key),
 //     role and cluster mode, whether it holds keys (refused unless Replace
-//     or Flush), and whether its share fits under maxmemory (refused with
-//     the figures; the estimate models Redis's own layout per type and
-//     encoding and is calibrated against used_memory, memory.go). All problems are reported together in a
+//     or Flush), whether a reshard proxy serves it (CLIENT LIST, and the
+//     running proxy's own table: refused whatever the options, live.go),
+//     and whether its share fits under maxmemory (refused with the
+//     figures; the estimate models Redis's own layout per type and
+//     encoding and is calibrated against used_memory, memory.go). All
+//     problems are reported together in a
 //     *PreflightError. DryRun stops here with the plan in the Report.
 //  2. Writing (restore.go, pipe.go): each key's slot picks its target in
 //     the TARGET table and one of the target's ConnsPerTarget connections;

@@ -82,11 +82,7 @@ func (srv *Server) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 	}
 	cfg.Targets = shards
 	cfg.Proxy = migrate.ProxyInfo{RunID: srv.runID, Shards: r.table.Addrs(), Epoch: r.table.Epoch()}
-	srv.rest.mu.Lock()
-	defer srv.rest.mu.Unlock()
-	if srv.rest.job != nil && srv.rest.job.Status().State == migrate.JobRunning {
-		return nil, errors.New("a restore is already running; see PROXY RESTORE STATUS")
-	}
+	// outside the lock: STATUS must not wait for the targets
 	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.DialTimeout)
 	defer cancel()
 	if err := migrate.CheckTargets(ctx, cfg); err != nil {
@@ -95,6 +91,11 @@ func (srv *Server) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 			return nil, errors.New(ce.Text(restoreWord))
 		}
 		return nil, err
+	}
+	srv.rest.mu.Lock()
+	defer srv.rest.mu.Unlock()
+	if srv.rest.job != nil && srv.rest.job.Status().State == migrate.JobRunning {
+		return nil, errors.New("a restore is already running; see PROXY RESTORE STATUS")
 	}
 	srv.rest.job = migrate.StartRestore(srv.ctx, cfg)
 	return srv.rest.job, nil

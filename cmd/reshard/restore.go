@@ -27,7 +27,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := pflag.NewFlagSet("reshard restore", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringSliceVar(&cfg.Sources, "from", nil, "what to restore: a snapshot directory (STATE_DIR/snapshots/ID) or .rdb files, comma-separated")
-	fs.StringVar(&to, "to", "", "target topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); without ranges the slots are split evenly")
+	fs.StringVar(&to, "to", "", "target topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); without ranges the slots are split evenly; a shard that a reshard proxy serves is refused")
 	fs.IntVar(&cfg.DB, "db", cfg.DB, "source database to restore (-1: the only one that holds keys)")
 	fs.BoolVar(&cfg.Replace, "replace", cfg.Replace, "overwrite keys and function libraries that exist on the targets")
 	fs.BoolVar(&cfg.Flush, "flush", cfg.Flush, "empty every target (FLUSHALL) once the checks pass, before writing")
