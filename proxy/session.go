@@ -274,6 +274,9 @@ func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
 }
 
 func (s *session) submit(r *route) {
+	if len(s.tx.waiting) > 0 {
+		s.txFlush(r)
+	}
 	total := int32(0)
 	for i := range r.pools {
 		total += int32(len(s.stages[i].reqs))

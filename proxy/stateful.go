@@ -17,11 +17,18 @@ import (
 // whose meaning lives on one connection. None of them travels on a shared
 // backend connection.
 //
-// A transaction is queued in the proxy (Redis answers +QUEUED after the same
-// checks the proxy makes: command known, arity, and here the one-slot rule)
-// and sent at EXEC as one MULTI ... EXEC over a dedicated connection to the
-// shard of its slot, so a shard connection is held only for the moment of
-// EXEC, or from WATCH to EXEC. A keyless transaction runs on the first shard.
+// A transaction is checked in the proxy as it is queued (command known,
+// arity, and here the one-slot rule), and each command the proxy accepts is
+// sent on at once to the transaction's shard, inside a MULTI opened on a
+// dedicated connection, so the client gets the shard's own answer: QUEUED,
+// or the error Redis gives at queue time (OOM, NOREPLICAS, BUSY, ...), which
+// makes the shard's EXEC answer EXECABORT as Redis does. The shard is the
+// one of the transaction's slot, or the first one while no command has
+// fixed the slot (a keyless transaction runs there). When the shard changes
+// (a keyed command after keyless ones, or a table swap), nothing has run:
+// the transaction is discarded there and queued again on the new shard.
+// Sending waits until the session's next submit, so a pipelined
+// transaction costs one round trip, as EXEC alone did before.
 //
 // Commands that must wait for the shard on a dedicated connection run as a
 // *sync* step of the pipeline: everything before them is sent and answered
@@ -40,6 +47,28 @@ type txState struct {
 	// answers inside EXEC's reply (a fixed reply). See afterExec.
 	apart  []apartCmd
 	pubRaw []byte
+
+	// The shard's side (txFlush): MULTI open on conn (from pool, to shard
+	// at epoch), raw[:sent] sent on it; nraw commands in raw; waiting, the
+	// result slots of the commands queued since the last flush, which get
+	// the shard's replies. watched: conn holds the session's WATCH.
+	// watchMoved: the watched keys moved (a table swap), so EXEC answers
+	// null and nothing is sent.
+	conn       *dconn
+	pool       *dpool
+	shard      int
+	epoch      uint64
+	sent       int
+	nraw       int
+	waiting    []txWaiting
+	watched    bool
+	watchMoved bool
+}
+
+// txWaiting is a queued command whose reply the shard gives.
+type txWaiting struct {
+	slot int32
+	stat *cmdStat
 }
 
 // apartCmd is a command of a transaction queued apart: at is its place
@@ -138,12 +167,23 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 		return true
 	}
 	s.tx.raw = append(s.tx.raw, cmd.Raw...)
-	s.queued(info, cmd, monitoring)
+	s.tx.nraw++
+	stat := s.stat
+	s.noteQueued(info, cmd, monitoring)
+	i := s.slot() // the shard's reply, at the next submit (txFlush)
+	s.calls = append(s.calls, call{first: i, n: 1})
+	s.tx.waiting = append(s.tx.waiting, txWaiting{slot: i, stat: stat})
 	return true
 }
 
-// queued answers a command queued in the transaction.
+// queued answers a command queued in the transaction by the proxy alone.
 func (s *session) queued(info *command.Info, cmd request, monitoring bool) {
+	s.noteQueued(info, cmd, monitoring)
+	s.local(appendStatus(nil, "QUEUED"))
+}
+
+// noteQueued counts a command queued in the transaction.
+func (s *session) noteQueued(info *command.Info, cmd request, monitoring bool) {
 	s.shown.Lock()
 	s.tx.stats = append(s.tx.stats, s.stat)
 	s.shown.Unlock()
@@ -151,7 +191,134 @@ func (s *session) queued(info *command.Info, cmd request, monitoring bool) {
 	if monitoring {
 		s.tx.mon = s.monitorLine(s.tx.mon, info, cmd.Args)
 	}
-	s.local(appendStatus(nil, "QUEUED"))
+}
+
+// txFlush sends the shard the commands queued since the last flush and
+// puts its replies where the client's replies are read from. A shard that
+// cannot be reached answers each of them with its error, and the
+// transaction aborts at EXEC, as after any refused command.
+func (s *session) txFlush(r *route) {
+	t := &s.tx
+	if len(t.waiting) == 0 {
+		return
+	}
+	var replies [][]byte
+	errReply := s.txReady(r)
+	if errReply == nil && !t.watchMoved {
+		replies, errReply = s.txSend(nil, 0)
+	}
+	waiting := t.waiting
+	t.waiting = t.waiting[:0]
+	for i, w := range waiting {
+		reply := errReply
+		switch {
+		case errReply != nil:
+			t.dirty = true
+		case t.watchMoved:
+			reply = queuedReply // EXEC answers null: nothing is sent
+		default:
+			reply = replies[len(replies)-len(waiting)+i]
+		}
+		if len(reply) > 0 && reply[0] == '-' && w.stat != nil {
+			w.stat.rejected.Add(1) // refused at queue time, as Redis counts it
+		}
+		s.b.results[w.slot] = append(s.b.results[w.slot][:0], reply...)
+	}
+}
+
+var queuedReply = appendStatus(nil, "QUEUED")
+
+// txReady makes sure MULTI is open on the transaction's shard in route r:
+// it opens it, or moves it there from the shard it was opened on (nothing
+// has run: DISCARD there, everything queued again here). It returns an
+// error reply if the shard cannot be reached; with the session's WATCH on
+// a shard of an older table it sets watchMoved instead.
+func (s *session) txReady(r *route) []byte {
+	t := &s.tx
+	shard := s.txShard(r)
+	if t.watchMoved || t.conn != nil && t.epoch == r.table.Epoch() && t.shard == shard {
+		return nil
+	}
+	if t.conn != nil {
+		if t.watched {
+			// the WATCH was on the old table's shard: it cannot hold
+			t.conn.nc.Close()
+			t.conn, t.watchMoved = nil, true
+			return nil
+		}
+		s.txDiscard()
+	}
+	t.watched = s.watchConn != nil
+	d, err := s.borrowWatch(r, shard)
+	if err == errWatchMoved {
+		t.watchMoved = true
+		return nil
+	}
+	pl := r.pools[shard].dedicated(s.proto)
+	if err != nil {
+		return appendError(nil, pl.downMessage(err))
+	}
+	t.conn, t.pool, t.shard, t.epoch, t.sent = d, pl, shard, r.table.Epoch(), -1
+	return nil
+}
+
+// txSend writes what the shard has not had of the transaction (MULTI
+// first if it is new there) and then tail, n commands, and returns the
+// replies to the commands queued since the last flush and to tail's.
+func (s *session) txSend(tail []byte, n int) ([][]byte, []byte) {
+	t := &s.tx
+	raw := t.raw[max(t.sent, 0):]
+	skip, want := 0, len(t.waiting)+n
+	var out []byte
+	if t.sent < 0 {
+		// new on this shard: MULTI and every command queued so far, the
+		// replies of those answered before dropped (an error among them
+		// leaves the shard's transaction to abort at EXEC, as it should)
+		out = append(append(out, cmdMulti...), raw...)
+		skip = 1 + t.nraw - len(t.waiting)
+	} else {
+		out = append(out, raw...)
+	}
+	out = append(out, tail...)
+	replies, err := t.conn.roundTrip(out, skip+want, nil)
+	if err != nil {
+		t.conn.nc.Close()
+		t.conn = nil
+		return nil, appendError(nil, t.pool.downMessage(err))
+	}
+	t.sent = len(t.raw)
+	return replies[skip:], nil
+}
+
+// txAbandon ends the transaction's side on its shard without EXEC: the
+// commands queued since the last flush get their replies first.
+func (s *session) txAbandon(r *route) {
+	s.txFlush(r)
+	s.txDiscard()
+}
+
+// txDiscard ends the transaction's MULTI on its shard; the connection goes
+// back to its pool (DISCARD also ends a WATCH on it).
+func (s *session) txDiscard() {
+	t := &s.tx
+	d := t.conn
+	t.conn = nil
+	if d == nil {
+		return
+	}
+	if t.sent < 0 { // MULTI never sent
+		if t.watched {
+			s.watchConn = d // still the session's WATCH
+			return
+		}
+		t.pool.put(d)
+		return
+	}
+	if _, err := d.roundTrip(cmdDiscard, 1, nil); err != nil {
+		d.nc.Close()
+		return
+	}
+	t.pool.put(d)
 }
 
 // keylessInTx are the keyless commands that mean the same on whichever shard
@@ -180,9 +347,10 @@ var (
 	cmdMulti   = resp.AppendCommand(nil, []byte("MULTI"))
 	cmdExec    = resp.AppendCommand(nil, []byte("EXEC"))
 	cmdUnwatch = resp.AppendCommand(nil, []byte("UNWATCH"))
+	cmdDiscard = resp.AppendCommand(nil, []byte("DISCARD"))
 )
 
-func exec(s *session, _ *route, info *command.Info, c request) {
+func exec(s *session, r *route, info *command.Info, c request) {
 	if !s.tx.active {
 		s.errorReply("ERR EXEC without MULTI")
 		return
@@ -194,6 +362,7 @@ func exec(s *session, _ *route, info *command.Info, c request) {
 	}
 	if s.tx.dirty {
 		s.monLines = append(s.monLines, execLine...)
+		s.txAbandon(r)
 		s.endTransaction()
 		s.errorReply("EXECABORT Transaction discarded because of previous errors.")
 		s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
@@ -210,28 +379,36 @@ func exec(s *session, _ *route, info *command.Info, c request) {
 			s.monLines = append(s.monLines, execLine...)
 			s.flushMonitored()
 		}()
-		shard := s.txShard(r)
-		d, err := s.borrowWatch(r, shard)
-		if err == errWatchMoved {
+		if s.tx.dirty {
+			// a command the shard could not be reached for (txFlush)
+			s.txDiscard()
+			s.endTransaction()
+			s.dropWatch(r)
+			return appendError(nil, "EXECABORT Transaction discarded because of previous errors.")
+		}
+		errReply := s.txReady(r)
+		if s.tx.watchMoved {
 			// The watched keys moved to other shards: as if they had been
 			// changed, EXEC aborts (a null reply; clients retry).
+			s.txDiscard()
 			s.endTransaction()
+			s.dropWatch(r)
 			return []byte("*-1\r\n")
 		}
-		if err != nil {
-			s.endTransaction()
-			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
+		var replies [][]byte
+		if errReply == nil {
+			replies, errReply = s.txSend(cmdExec, 1)
 		}
-		raw := append(append(append([]byte(nil), cmdMulti...), s.tx.raw...), cmdExec...)
 		stats := s.tx.stats // intact: nothing queues until this step returns
 		apart, pubRaw := s.tx.apart, s.tx.pubRaw
-		s.endTransaction()
-		replies, err := d.roundTrip(raw, len(stats)-len(apart)+2, nil)
-		if err != nil {
-			d.nc.Close()
-			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
+		if errReply != nil {
+			s.endTransaction()
+			s.dropWatch(r)
+			return errReply
 		}
-		r.pools[shard].dedicated(s.proto).put(d) // EXEC leaves it unwatched and out of MULTI
+		s.tx.pool.put(s.tx.conn) // EXEC leaves it unwatched and out of MULTI
+		s.tx.conn = nil
+		s.endTransaction()
 		reply := replies[len(replies)-1]
 		if len(apart) > 0 {
 			reply = s.afterExec(r, reply, apart, pubRaw)
@@ -308,11 +485,12 @@ func (s *session) publishAfter(r *route, raw []byte, n int) [][]byte {
 	return counts
 }
 
-func discard(s *session, _ *route, _ *command.Info, _ request) {
+func discard(s *session, r *route, _ *command.Info, _ request) {
 	if !s.tx.active {
 		s.errorReply("ERR DISCARD without MULTI")
 		return
 	}
+	s.txAbandon(r)
 	s.endTransaction()
 	s.local(appendStatus(nil, "OK"))
 	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
@@ -423,6 +601,10 @@ func (s *session) flushClient() { s.conn.Flush() }
 // release frees what a closing session holds.
 func (s *session) release() {
 	s.stopMonitor()
+	if s.tx.conn != nil {
+		s.tx.conn.nc.Close()
+		s.tx.conn = nil
+	}
 	if s.watchConn != nil {
 		s.watchConn.nc.Close()
 		s.watchConn = nil
@@ -431,7 +613,8 @@ func (s *session) release() {
 
 // reset answers RESET as Redis does: out of any transaction and WATCH,
 // replies on, RESP2, no name, and not authenticated where a password is set.
-func reset(s *session, _ *route, _ *command.Info, _ request) {
+func reset(s *session, r *route, _ *command.Info, _ request) {
+	s.txAbandon(r)
 	s.shown.Lock()
 	s.tx = txState{}
 	s.name = ""

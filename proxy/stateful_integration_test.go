@@ -303,3 +303,70 @@ func TestIntegrationAuth(t *testing.T) {
 		t.Error("INFO shows a password")
 	}
 }
+
+// A command queued in a transaction gets the shard's own answer, as from
+// Redis: -OOM or -NOREPLICAS at queue time (and EXECABORT at EXEC), and at
+// EXEC the cause Redis 7 gives when EXEC itself is refused. Another
+// connection changes the shards' state meanwhile (CONFIG SET goes to every
+// shard through the proxy). The proxy once queued everything itself and
+// ran the transaction at EXEC whatever the shard's state had been.
+func TestIntegrationTransactionQueueErrors(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	direct := redistest.Start(t)
+	key := keyOn(t, c, "{q}", 2) // not the first shard, where keyless commands open the transaction
+	type step struct {
+		admin bool // on the second connection
+		args  []string
+	}
+	set := func(name, value string) step { return step{true, []string{"CONFIG", "SET", name, value}} }
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"oom when queued", []step{
+			set("maxmemory", "1"), {false, []string{"MULTI"}}, {false, []string{"SET", key, "1"}},
+			set("maxmemory", "0"), {false, []string{"EXEC"}}, {false, []string{"GET", key}},
+		}},
+		{"oom at exec", []step{
+			{false, []string{"MULTI"}}, {false, []string{"SET", key, "2"}}, set("maxmemory", "1"),
+			{false, []string{"EXEC"}}, set("maxmemory", "0"), {false, []string{"GET", key}},
+		}},
+		{"noreplicas when queued", []step{
+			set("min-replicas-to-write", "1"), {false, []string{"MULTI"}}, {false, []string{"GET", key}},
+			{false, []string{"INCR", key}}, set("min-replicas-to-write", "0"), {false, []string{"EXEC"}},
+			{false, []string{"GET", key}},
+		}},
+		{"noreplicas at exec", []step{
+			{false, []string{"MULTI"}}, {false, []string{"SET", key, "3"}}, set("min-replicas-to-write", "1"),
+			{false, []string{"EXEC"}}, set("min-replicas-to-write", "0"), {false, []string{"GET", key}},
+		}},
+		{"keyless first, oom when queued", []step{
+			set("maxmemory", "1"), {false, []string{"MULTI"}}, {false, []string{"PING"}},
+			{false, []string{"SET", key, "4"}}, set("maxmemory", "0"), {false, []string{"EXEC"}},
+		}},
+		{"keyless first, then a key on another shard", []step{
+			{false, []string{"MULTI"}}, {false, []string{"ECHO", "e"}}, {false, []string{"SET", key, "5"}},
+			{false, []string{"INCR", key}}, {false, []string{"EXEC"}},
+		}},
+		{"arity and unknown", []step{
+			{false, []string{"MULTI"}}, {false, []string{"SET", key}}, {false, []string{"NOSUCH", key}},
+			{false, []string{"SET", key, "6"}}, {false, []string{"EXEC"}}, {false, []string{"GET", key}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, pa := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+			d, da := dialRaw(t, direct.Addr()), dialRaw(t, direct.Addr())
+			p.do("DEL", key)
+			d.do("DEL", key)
+			for _, st := range tc.steps {
+				pc, dc := p, d
+				if st.admin {
+					pc, dc = pa, da
+				}
+				if got, want := pc.do(st.args...), dc.do(st.args...); got != want {
+					t.Errorf("%q: proxy %s, redis %s", st.args, got, want)
+				}
+			}
+		})
+	}
+}
