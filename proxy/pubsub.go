@@ -35,6 +35,20 @@ import (
 // come back, so every (un)subscribe confirmation before it has been counted.
 // With no subscription left, the connections are closed and the client goes
 // back to the request/response loop (handBack).
+//
+// Keyspace notifications are the exception to one home: each shard
+// publishes those of its own keys. So a channel of __keyspace@ or
+// __keyevent@, or a pattern that can match one (__key*__:*, *), is also
+// subscribed on every other shard, over a *mirror* connection per shard
+// (mirror). Home still holds every subscription, and only its
+// confirmations reach the client, so counts and confirmations are one
+// Redis's; a mirror's are swallowed. No message comes twice: a message is
+// published on one shard only (PUBLISH on home, a notification on the
+// key's shard), and each shard has one connection of the client's for it.
+// A mirror is subscribed, and has confirmed, before home is sent the
+// command, so the client's confirmation comes after every shard listens;
+// an unsubscription leaves the mirrors before home, so none sends a message
+// after the client's confirmation.
 
 var (
 	// syncToken marks the proxy's own PINGs on subscription connections.
@@ -192,6 +206,7 @@ func sumPairs(s *session, c *call, out []byte) []byte {
 type subConn struct {
 	d       *dconn
 	addr    string
+	mirror  bool          // a mirror (keyspace notifications): its confirmations are not the client's
 	count   atomic.Int64  // subscriptions the shard last reported on it
 	closing atomic.Bool   // the session closes it: not a shard failure
 	synced  chan struct{} // a sync PING came back, or the reply to a HELLO
@@ -218,7 +233,7 @@ type pubsubLoop struct {
 	s     *session
 	out   *clientConn      // shared with the pumps
 	mu    sync.Mutex       // held while the loop uses its subscription connections or moves to a new table
-	conns map[int]*subConn // key: homeConn for classic channels, else shard index
+	conns map[int]*subConn // key: homeConn for classic channels, mirrorKey(shard), else shard index
 
 	// unsynced: a command went down a subscription connection since the
 	// last sync, so what the shards report may not count it yet; or the
@@ -237,6 +252,22 @@ const (
 	homeConn  = -1
 	manyConns = -2
 )
+
+// mirrorKey is the key of shard's mirror connection in pubsubLoop.conns.
+func mirrorKey(shard int) int { return -3 - shard }
+
+func isMirrorKey(key int) bool { return key <= mirrorKey(0) }
+
+// shardOfKey is the shard a connection key of pubsubLoop.conns is on.
+func shardOfKey(key int) int {
+	switch {
+	case key == homeConn:
+		return 0
+	case isMirrorKey(key):
+		return mirrorKey(0) - key
+	}
+	return key
+}
 
 // detach hands the client connection to a pub/sub loop that starts with the
 // SUBSCRIBE planned (detachWith) and then the rest of the pipeline. It runs
@@ -484,7 +515,141 @@ func (p *pubsubLoop) forward(cmd request) bool {
 			return true
 		}
 	}
+	if !p.mirror(info.Name(), cmd.Args[1:]) {
+		return false
+	}
 	return p.send(homeConn, cmd.Raw)
+}
+
+// mirror sends the part of a classic (un)subscription that concerns
+// keyspace notifications to the mirror connection of every shard but home
+// (opening them as needed), and waits until each has answered it.
+func (p *pubsubLoop) mirror(kind string, names [][]byte) bool {
+	unsub := strings.Contains(kind, "unsub")
+	args := [][]byte{[]byte(kind)}
+	for _, nm := range names {
+		if mayCarryKeyspace(kind, nm) {
+			args = append(args, nm)
+		}
+	}
+	if len(args) == 1 && (len(names) > 0 || !unsub) {
+		return true
+	}
+	raw := resp.AppendCommand(nil, args...)
+	r := p.s.srv.route.Load()
+	var sent []*subConn
+	for shard := 1; shard < len(r.pools); shard++ {
+		key := mirrorKey(shard)
+		sc := p.conns[key]
+		if sc == nil {
+			if unsub {
+				continue
+			}
+			var err error
+			if sc, err = p.open(r, key); err != nil {
+				// Home still confirms: a reply of the proxy's own would
+				// be one the client does not expect. That shard's
+				// notifications do not come, as while it is down.
+				p.s.srv.log.Warn("pub/sub: keyspace notifications of a shard not subscribed",
+					zap.Uint64("client", p.s.id), zap.String("shard", r.pools[shard].addr), zap.Error(err))
+				continue
+			}
+			p.conns[key] = sc
+		}
+		if _, err := sc.d.nc.Write(raw); err != nil {
+			return false
+		}
+		sent = append(sent, sc)
+	}
+	syncConns(p.s.srv, sent)
+	return true
+}
+
+// mayCarryKeyspace reports whether a classic subscription of kind to name
+// may receive keyspace notifications: a channel of __keyspace@ or
+// __keyevent@, or a pattern that can match one.
+func mayCarryKeyspace(kind string, name []byte) bool {
+	for _, prefix := range [][]byte{keyspacePrefix, keyeventPrefix} {
+		if kind[0] == 'p' { // psubscribe, punsubscribe
+			if globMayMatchPrefix(name, prefix) {
+				return true
+			}
+		} else if bytes.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	keyspacePrefix = []byte("__keyspace@")
+	keyeventPrefix = []byte("__keyevent@")
+)
+
+// globMayMatchPrefix reports whether a Redis glob pattern can match some
+// string that starts with prefix. In doubt (an unterminated class) it says
+// yes: a mirror subscription too many costs a connection, one too few
+// loses notifications.
+func globMayMatchPrefix(pat, prefix []byte) bool {
+	for _, c := range prefix {
+		if len(pat) == 0 {
+			return false
+		}
+		switch pat[0] {
+		case '*':
+			return true
+		case '?':
+			pat = pat[1:]
+		case '[':
+			rest, ok, closed := globClass(pat[1:], c)
+			if !closed {
+				return true
+			}
+			if !ok {
+				return false
+			}
+			pat = rest
+		default:
+			if pat[0] == '\\' && len(pat) > 1 {
+				pat = pat[1:]
+			}
+			if pat[0] != c {
+				return false
+			}
+			pat = pat[1:]
+		}
+	}
+	return true
+}
+
+// globClass matches c against a class whose '[' is gone, as Redis's
+// stringmatchlen does ('^' negates, a-z ranges either way round, '\'
+// escapes), and returns the pattern after its ']'; closed is false when no
+// ']' ends it.
+func globClass(pat []byte, c byte) (rest []byte, ok, closed bool) {
+	not := len(pat) > 0 && pat[0] == '^'
+	if not {
+		pat = pat[1:]
+	}
+	match := false
+	for len(pat) > 0 && pat[0] != ']' {
+		switch {
+		case pat[0] == '\\' && len(pat) >= 2:
+			match = match || pat[1] == c
+			pat = pat[2:]
+		case len(pat) >= 3 && pat[1] == '-' && pat[2] != ']':
+			lo, hi := min(pat[0], pat[2]), max(pat[0], pat[2])
+			match = match || lo <= c && c <= hi
+			pat = pat[3:]
+		default:
+			match = match || pat[0] == c
+			pat = pat[1:]
+		}
+	}
+	if len(pat) == 0 {
+		return nil, false, false
+	}
+	return pat[1:], match != not, true
 }
 
 // shardChannels sends SSUBSCRIBE/SUNSUBSCRIBE to the shard of their slot;
@@ -500,7 +665,7 @@ func (p *pubsubLoop) shardChannels(info *command.Info, cmd request) bool {
 		p.last = manyConns
 		sent := false
 		for k, sc := range p.conns {
-			if k != homeConn {
+			if k >= 0 {
 				if _, err := sc.d.nc.Write(cmd.Raw); err != nil {
 					return false
 				}
@@ -545,16 +710,12 @@ func (p *pubsubLoop) send(key int, raw []byte) bool {
 
 // open starts a subscription connection for key on route r, and its pump.
 func (p *pubsubLoop) open(r *route, key int) (*subConn, error) {
-	shard := key
-	if key == homeConn {
-		shard = 0
-	}
-	pl := r.pools[shard].dedicated(p.s.proto)
+	pl := r.pools[shardOfKey(key)].dedicated(p.s.proto)
 	d, err := pl.get()
 	if err != nil {
 		return nil, errors.New(pl.downMessage(err))
 	}
-	sc := &subConn{d: d, addr: pl.addr, synced: make(chan struct{}, 1), done: make(chan struct{}),
+	sc := &subConn{d: d, addr: pl.addr, mirror: isMirrorKey(key), synced: make(chan struct{}, 1), done: make(chan struct{}),
 		names: map[string]map[string]bool{"subscribe": {}, "psubscribe": {}, "ssubscribe": {}},
 		kinds: &p.s.subKinds}
 	go p.pump(sc)
@@ -626,11 +787,14 @@ func isMessage(reply []byte) bool {
 func (sc *subConn) noted(kind, name string) (swallow bool) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	counted := !sc.mirror // home counts what the mirrors hold
 	switch kind {
 	case "subscribe", "psubscribe", "ssubscribe":
 		if !sc.names[kind][name] {
 			sc.names[kind][name] = true
-			sc.kinds[subKind(kind)].Add(1)
+			if counted {
+				sc.kinds[subKind(kind)].Add(1)
+			}
 		}
 		if sc.swallow > 0 {
 			sc.swallow--
@@ -643,10 +807,12 @@ func (sc *subConn) noted(kind, name string) (swallow bool) {
 		sub := strings.Replace(kind, "un", "", 1) // the kind it ends
 		if sc.names[sub][name] {
 			delete(sc.names[sub], name)
-			sc.kinds[subKind(sub)].Add(-1)
+			if counted {
+				sc.kinds[subKind(sub)].Add(-1)
+			}
 		}
 	}
-	return false
+	return sc.mirror
 }
 
 // The kinds of subscription, as CLIENT LIST counts them.
@@ -671,7 +837,9 @@ func (sc *subConn) forgetAll() {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	for kind, names := range sc.names {
-		sc.kinds[subKind(kind)].Add(-int64(len(names)))
+		if !sc.mirror {
+			sc.kinds[subKind(kind)].Add(-int64(len(names)))
+		}
 		clear(names)
 	}
 }
@@ -703,19 +871,30 @@ func (p *pubsubLoop) moveTo(r *route) {
 	next := map[int]*subConn{}
 	oldKey := map[*subConn]int{}
 	want := map[int]map[string][]string{} // new key -> kind -> names
+	add := func(nk int, kind, name string) {
+		if want[nk] == nil {
+			want[nk] = map[string][]string{}
+		}
+		want[nk][kind] = append(want[nk][kind], name)
+	}
 	for key, sc := range p.conns {
 		oldKey[sc] = key
+		if sc.mirror {
+			continue // home holds the same names
+		}
 		sc.mu.Lock()
 		for kind, names := range sc.names {
 			for name := range names {
-				nk := homeConn
 				if kind == "ssubscribe" {
-					nk = r.table.ShardOf([]byte(name))
+					add(r.table.ShardOf([]byte(name)), kind, name)
+					continue
 				}
-				if want[nk] == nil {
-					want[nk] = map[string][]string{}
+				add(homeConn, kind, name)
+				if mayCarryKeyspace(kind, []byte(name)) {
+					for shard := 1; shard < len(r.pools); shard++ {
+						add(mirrorKey(shard), kind, name)
+					}
 				}
-				want[nk][kind] = append(want[nk][kind], name)
 			}
 		}
 		sc.mu.Unlock()
@@ -724,7 +903,7 @@ func (p *pubsubLoop) moveTo(r *route) {
 		// Keep a connection of the same kind already on the right shard.
 		var keep *subConn
 		for sc, key := range oldKey {
-			if sc.addr == r.pools[max(nk, 0)].addr && (key == homeConn) == (nk == homeConn) {
+			if sc.addr == r.pools[shardOfKey(nk)].addr && connKind(key) == connKind(nk) {
 				keep = sc
 			}
 		}
@@ -780,6 +959,17 @@ func (p *pubsubLoop) moveTo(r *route) {
 	p.last = manyConns // keys now name other connections
 }
 
+// connKind tells home, mirror and shard-channel connection keys apart.
+func connKind(key int) int {
+	switch {
+	case key == homeConn:
+		return 0
+	case isMirrorKey(key):
+		return 1
+	}
+	return 2
+}
+
 var errSyncTimeout = errors.New("proxy: subscription connection did not answer")
 
 // caughtUp waits until every subscription connection has answered all that
@@ -797,7 +987,7 @@ func (p *pubsubLoop) caughtUp() {
 func (p *pubsubLoop) settle() bool {
 	p.caughtUp()
 	for _, sc := range p.conns {
-		if sc.count.Load() > 0 {
+		if sc.count.Load() > 0 && !sc.mirror { // home holds what the mirrors hold
 			return true
 		}
 	}

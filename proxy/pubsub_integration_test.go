@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -288,4 +289,115 @@ func TestIntegrationPubSub(t *testing.T) {
 			t.Errorf("connected_clients after the subscriber left = %d, want %d", connectedClients(t, rc), before)
 		}
 	})
+}
+
+// Keyspace notifications come from every shard, each once, with the
+// confirmations and counts of one Redis, in RESP2 and RESP3, and keep
+// coming after a table swap. The same script runs against a plain
+// redis-server and the replies and messages must be the same. The proxy
+// once subscribed on its first shard only: nothing came for the keys of
+// the others.
+func TestIntegrationKeyspaceNotifications(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	direct := redistest.Start(t)
+	var keys []string
+	for i := range c.Shards {
+		keys = append(keys, keyOn(t, c, "ks", i))
+	}
+	for _, proto := range []string{"2", "3"} {
+		t.Run("RESP"+proto, func(t *testing.T) {
+			sameNotifications(t, c.Addr, direct.Addr(), proto, keys)
+		})
+	}
+
+	t.Run("after a table swap", func(t *testing.T) {
+		sub, pub := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+		sub.do("PSUBSCRIBE", "__keyevent@0__:*")
+		newShards := redistest.StartN(t, 4)
+		table := swapTo(t, c, newShards)
+		pub.do("CONFIG", "SET", "notify-keyspace-events", "KEA")
+		for i := range newShards {
+			key := ""
+			for n := 0; key == ""; n++ {
+				if k := "moved" + fmt.Sprint(n); table.ShardOf([]byte(k)) == i {
+					key = k
+				}
+			}
+			pub.do("SET", key, "v")
+			want := fmt.Sprintf(`["pmessage", "__keyevent@0__:*", "__keyevent@0__:set", %q]`, key)
+			if got := render(sub.read()); got != want {
+				t.Errorf("SET %s on new shard %d: subscriber got %s, want %s", key, i, got, want)
+			}
+		}
+		// The old shards hold no subscription of the client any more.
+		for i, s := range c.Shards {
+			if n := s.Client().PubSubNumPat(t.Context()).Val(); n != 0 {
+				t.Errorf("old shard %d still has %d pattern subscriptions", i, n)
+			}
+		}
+	})
+}
+
+// sameNotifications runs one subscriber and one writer on the proxy (addr)
+// and on a redis-server (ref), and compares what each connection gets.
+func sameNotifications(t *testing.T, addr, ref, proto string, keys []string) {
+	t.Helper()
+	type side struct{ sub, pub *rawConn }
+	sides := []side{{dialRaw(t, addr), dialRaw(t, addr)}, {dialRaw(t, ref), dialRaw(t, ref)}}
+	// a step: the command, on the subscriber or the writer, and how many
+	// replies and messages the subscriber then reads
+	type step struct {
+		onSub bool
+		args  []string
+		reads int
+	}
+	for _, s := range sides {
+		s.sub.do("HELLO", proto)
+	}
+	steps := []step{
+		{false, []string{"CONFIG", "SET", "notify-keyspace-events", "KEA"}, 0},
+		{true, []string{"PSUBSCRIBE", "__key*__:*", "*"}, 2},
+		{true, []string{"SUBSCRIBE", "__keyevent@0__:set", "news"}, 2},
+	}
+	for _, k := range keys {
+		// keyspace then keyevent; each to the channel, then the patterns
+		steps = append(steps, step{false, []string{"SET", k, "v"}, 5})
+	}
+	steps = append(steps,
+		step{false, []string{"PUBLISH", "news", "m"}, 2}, // once to the channel, once to "*"
+		step{true, []string{"PUNSUBSCRIBE", "__key*__:*"}, 1},
+		step{true, []string{"UNSUBSCRIBE", "__keyevent@0__:set"}, 1},
+	)
+	for _, k := range keys {
+		steps = append(steps, step{false, []string{"DEL", k}, 2}) // "*" only
+	}
+	steps = append(steps,
+		step{true, []string{"PUNSUBSCRIBE"}, 1},
+		step{false, []string{"SET", keys[len(keys)-1], "v"}, 0},
+		step{true, []string{"UNSUBSCRIBE"}, 1},
+		step{true, []string{"PING", "end"}, 1}, // nothing else came before it
+	)
+	for _, st := range steps {
+		var got [2][]string
+		for i, s := range sides {
+			c := s.pub
+			if st.onSub {
+				c = s.sub
+			}
+			c.send(st.args...)
+			if !st.onSub {
+				c.read()
+			}
+			for range st.reads {
+				got[i] = append(got[i], render(s.sub.read()))
+			}
+			// Redis matches a message against its patterns in the order
+			// of a hash table with a random seed: one server's order is
+			// not another's.
+			sort.Strings(got[i])
+		}
+		if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
+			t.Errorf("%q: proxy's subscriber got\n%s\nredis's\n%s", st.args, strings.Join(got[0], "\n"), strings.Join(got[1], "\n"))
+		}
+	}
 }
