@@ -299,6 +299,7 @@ func (s *Server) answerProtocolError(c *clientConn, err error) {
 // serveConn runs one client connection until it closes or is detached.
 func (s *Server) serveConn(nc net.Conn) {
 	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
+		s.unregistered.Add(-1)
 		s.clients.Add(-1)
 		s.rejected.Add(1)
 		nc.Write([]byte("-ERR max number of clients reached\r\n"))
@@ -309,6 +310,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	c := newClientConn(nc, &s.cfg)
 	sess := newSession(s, s.nextID.Add(1), c)
 	s.register(sess)
+	s.unregistered.Add(-1)
 	if !s.trackConn(c) {
 		s.endSession(sess)
 		return
@@ -321,6 +323,7 @@ func (s *Server) serveConn(nc net.Conn) {
 func (s *Server) serveClient(sess *session, reqs []request) {
 	defer s.contain(sess, func() { s.endSession(sess) })
 	c := sess.conn
+	in := &arrivalReader{r: c.rw, s: sess}
 	for {
 		var err error
 		if len(reqs) == 0 {
@@ -333,16 +336,19 @@ func (s *Server) serveClient(sess *session, reqs []request) {
 				}
 				c.nc.SetReadDeadline(deadline)
 			}
-			reqs, err = c.rd.next(c.rw)
+			reqs, err = c.rd.next(in)
 			s.commands.Add(int64(len(reqs)))
 		}
 		if len(reqs) > 0 {
+			sess.orderState.Store(orderServing) // reqs read before: handed back by a pub/sub loop
 			sess.serve(reqs[0], reqs[1:])
 			reqs = nil
 			if sess.detachWith.Raw != nil {
+				sess.served(orderAside)
 				sess.detach()
 				return
 			}
+			sess.served(orderIdle)
 		}
 		if c.closed {
 			c.Flush() // QUIT's reply; on a dropped connection the write fails at once

@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,8 +30,10 @@ type dconn struct {
 
 // roundTrip writes raw (n commands) and reads n replies into dst.
 func (d *dconn) roundTrip(raw []byte, n int, dst [][]byte) ([][]byte, error) {
-	if _, err := d.nc.Write(raw); err != nil {
-		return dst, err
+	if len(raw) > 0 {
+		if _, err := d.nc.Write(raw); err != nil {
+			return dst, err
+		}
 	}
 	for i := 0; i < n; i++ {
 		reply, err := readReply(d.r, nil)
@@ -200,14 +201,19 @@ func (p *dpool) unblock(d *dconn) error {
 // d (so the shard drops the blocked command) and returns errClientGone. When
 // swapped closes (the routing table changed), it unblocks the command on the
 // shard and reports interrupted, so the caller can run it on the new table.
-func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped <-chan struct{}) (reply []byte, interrupted bool, err error) {
+// sent runs once the command is written.
+func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped <-chan struct{}, sent func()) (reply []byte, interrupted bool, err error) {
 	type result struct {
 		replies [][]byte
 		err     error
 	}
+	if _, err := d.nc.Write(raw); err != nil {
+		return nil, false, err
+	}
+	sent()
 	done := make(chan result, 1)
 	go func() {
-		replies, err := d.roundTrip(raw, 1, nil)
+		replies, err := d.roundTrip(nil, 1, nil)
 		done <- result{replies, err}
 	}()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -237,23 +243,9 @@ func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped 
 // hungUp reports whether the peer of c has closed its side, without reading
 // from it (the bytes belong to the RESP reader).
 func hungUp(c net.Conn) bool {
-	sc, ok := c.(interface {
-		SyscallConn() (syscall.RawConn, error)
-	})
-	if !ok {
+	revents, err := pollNow(c, unix.POLLRDHUP)
+	if err == errNoSocket {
 		return false
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	gone := false
-	raw.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
-		if n, err := unix.Poll(fds, 0); err == nil && n > 0 &&
-			fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
-			gone = true
-		}
-	})
-	return gone
+	return err != nil || revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
 }

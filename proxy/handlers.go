@@ -433,6 +433,7 @@ func flush(s *session, r *route, info *command.Info, c request) {
 		return
 	}
 	s.onEveryShard(c, false, allOK)
+	s.syncAfterArrived = true // see order.go
 }
 
 // keys lists every shard's matching keys. Like a synchronous FLUSHALL, it

@@ -61,6 +61,8 @@ type Server struct {
 	stats       *cmdStats    // INFO commandstats and errorstats (cmdstats.go)
 	opsSampler  sampler
 	stopSample  chan struct{}
+
+	unregistered atomic.Int64 // connections accepted whose session is not registered yet (letArrivedFirst)
 }
 
 // route pairs a routing table with the backends of its shards, so that one
@@ -196,6 +198,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		s.unregistered.Add(1) // until serveConn registers its session
 		go s.serveConn(nc)
 	}
 }

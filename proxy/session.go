@@ -54,6 +54,13 @@ type session struct {
 	syncMayBlock  bool                  // syncNext may block for long (BLPOP, WAIT)
 	syncSilent    bool                  // syncNext's reply is not sent (CLIENT REPLY)
 
+	// for letArrivedFirst (order.go): syncNext runs after what other
+	// clients had sent before; what the serving loop is doing; a count of
+	// the times it dispatched what it had read
+	syncAfterArrived bool
+	orderState       atomic.Int32
+	progress         atomic.Uint64
+
 	// for CLIENT LIST/INFO/REPLY (client.go)
 	created     time.Time
 	lastCmd     atomic.Int64 // unix nanoseconds of the last command
@@ -168,6 +175,11 @@ func (s *session) runSync(r *route) *route {
 	s.reply()
 	fn := s.syncNext
 	s.syncNext = nil
+	if s.syncAfterArrived {
+		s.syncAfterArrived = false
+		s.outsideGate(func(*route) []byte { s.srv.letArrivedFirst(s); return nil })
+		r = s.srv.route.Load()
+	}
 	var reply []byte
 	if s.syncMayBlock {
 		// BLPOP, WAIT: outside the barrier's gate, so they cannot hold a

@@ -669,7 +669,8 @@ func blocking(s *session, r *route, info *command.Info, c request) {
 			if err != nil {
 				return appendError(nil, p.downMessage(err))
 			}
-			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped)
+			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped, func() { s.served(orderAside) })
+			s.orderState.Store(orderServing)
 			if err == errClientGone {
 				s.quit = true
 				return nil

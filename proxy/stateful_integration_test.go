@@ -370,3 +370,37 @@ func TestIntegrationTransactionQueueErrors(t *testing.T) {
 		})
 	}
 }
+
+// A blocking XREADGROUP sent just before another client's FLUSHALL is
+// unblocked by the flush, as by Redis, which reads its sockets in arrival
+// order: the flush lets every command that had reached the proxy go first.
+// The proxy once ran the flush first in about half the runs, as Go's
+// scheduler woke the two clients' goroutines (XREADGROUP then answered
+// NOGROUP). Redis 7.0.15's stream-cgroups.tcl "Blocking XREADGROUP: flushed
+// DB", with a new connection for the reader each run as there, which has
+// been answered once (SELECT 9 there), as redis-server too may read a
+// connection it has not accepted yet after another's command.
+func TestIntegrationBlockingBeforeFlush(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	direct := redistest.Start(t)
+	run := func(addr string) string {
+		r := dialRaw(t, addr)
+		r.do("XADD", "mystream", "666", "f", "v")
+		r.do("XGROUP", "CREATE", "mystream", "mygroup", "$")
+		rd := dialRaw(t, addr)
+		defer rd.nc.Close()
+		rd.do("PING")
+		rd.send("XREADGROUP", "GROUP", "mygroup", "Alice", "BLOCK", "0", "STREAMS", "mystream", ">")
+		r.do("FLUSHALL")
+		return render(rd.read())
+	}
+	want := run(direct.Addr())
+	if !strings.Contains(want, "no longer exists") {
+		t.Fatalf("redis-server answered %s", want)
+	}
+	for i := range 30 {
+		if got := run(c.Addr); got != want {
+			t.Fatalf("run %d: XREADGROUP BLOCK before another client's FLUSHALL = %s, want %s", i, got, want)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Each client has a goroutine of its own, so two clients' commands that
+// reach the proxy microseconds apart may be dispatched in either order: Go's
+// scheduler wakes the two goroutines as it likes, and measured it often
+// runs the later one first (a client whose blocking XREADGROUP was sent
+// just before another client's FLUSHALL got NOGROUP in about half the runs,
+// where Redis, reading its sockets in arrival order, unblocks it with the
+// "no longer exists" error). For most commands either order is one Redis
+// could have chosen too; a flush is where it shows, and it is rare and slow
+// anyway. So a flush first lets go every command that had reached the proxy
+// when the flush was read (letArrivedFirst): every session that is serving
+// a pipeline, or has unread bytes waiting in its socket, or a connection
+// waiting to be accepted, goes as far as dispatching what it has (its
+// blocking command sent, or its pipeline answered) before the flush runs.
+// The wait is bounded: a session that cannot progress (its client does not
+// read its replies, say) does not hold the flush up for more than
+// arrivedWait.
+
+// The states a session's serving loop is in, for letArrivedFirst.
+const (
+	orderIdle    = iota // waiting for the client's next command
+	orderServing        // serving a pipeline
+	orderAside          // blocked, subscribed, monitoring, or waiting in letArrivedFirst: nothing to wait for
+)
+
+const arrivedWait = 100 * time.Millisecond
+
+// served records that the session has dispatched what it had read: its
+// pipeline answered, or its blocking command sent to the shard.
+func (s *session) served(state int32) {
+	s.progress.Add(1)
+	s.orderState.Store(state)
+}
+
+// letArrivedFirst waits until every other session has dispatched what had
+// reached the proxy before now, or arrivedWait has passed.
+func (srv *Server) letArrivedFirst(self *session) {
+	self.orderState.Store(orderAside)
+	defer self.orderState.Store(orderServing)
+	deadline := time.Now().Add(arrivedWait)
+	seen := map[*session]uint64{} // progress when first seen
+	for i := 0; ; i++ {
+		waiting := srv.acceptPending()
+		srv.sessions.Range(func(_, v any) bool {
+			s := v.(*session)
+			if s == self {
+				return true
+			}
+			p := s.progress.Load() // before the state: a later step bumps it
+			at, ok := seen[s]
+			if !ok {
+				seen[s], at = p, p
+			}
+			if p != at {
+				return true // it moved on since
+			}
+			switch s.orderState.Load() {
+			case orderServing:
+				waiting = true
+			case orderIdle:
+				// bytes in the socket, or read from it since the state
+				// was loaded (arrivalReader marks the session serving
+				// right after the read)
+				waiting = waiting || readable(s.conn.nc) || s.orderState.Load() == orderServing
+			}
+			return true
+		})
+		if !waiting || time.Now().After(deadline) {
+			return
+		}
+		if i < 8 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+// acceptPending reports whether a client connection waits to be accepted,
+// or to have its session registered.
+func (srv *Server) acceptPending() bool {
+	if srv.unregistered.Load() > 0 {
+		return true
+	}
+	srv.mu.Lock()
+	ln := srv.ln
+	srv.mu.Unlock()
+	return ln != nil && readable(ln)
+}
+
+// readable reports whether c (a connection or a listener) has something to
+// read, without reading it.
+func readable(c any) bool {
+	revents, err := pollNow(c, unix.POLLIN)
+	return err == nil && revents&unix.POLLIN != 0
+}
+
+var errNoSocket = errors.New("not a socket")
+
+// pollNow polls c's socket for events once, without waiting, and returns
+// what it reports.
+func pollNow(c any, events int16) (revents int16, err error) {
+	sc, ok := c.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return 0, errNoSocket
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		if n, e := unix.Poll(fds, 0); e == nil && n > 0 {
+			revents = fds[0].Revents
+		}
+	})
+	return revents, nil
+}
+
+// arrivalReader is the client connection's reader for the serving loop: a
+// read that returns bytes marks the session serving at once, so that
+// letArrivedFirst, finding the socket drained, finds the session busy.
+type arrivalReader struct {
+	r io.Reader
+	s *session
+}
+
+func (a *arrivalReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.s.orderState.Store(orderServing)
+	}
+	return n, err
+}
