@@ -286,6 +286,14 @@ func (s *session) txSend(tail []byte, n int) ([][]byte, []byte) {
 		t.conn = nil
 		return nil, appendError(nil, t.pool.downMessage(err))
 	}
+	if t.sent < 0 && replies[0][0] == '-' {
+		// MULTI refused (MULTI runs while a script is busy or the shard
+		// loads, so hardly ever): the connection is in no transaction,
+		// and is closed so that nothing more runs on it.
+		t.conn.nc.Close()
+		t.conn = nil
+		return nil, replies[0]
+	}
 	t.sent = len(t.raw)
 	return replies[skip:], nil
 }

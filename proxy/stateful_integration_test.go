@@ -369,6 +369,42 @@ func TestIntegrationTransactionQueueErrors(t *testing.T) {
 			}
 		})
 	}
+
+	// A shard busy with a script answers -BUSY to a command queued for
+	// it. The script is killed on the shard itself.
+	t.Run("busy when queued", func(t *testing.T) {
+		type side struct {
+			addr  string
+			shard *redistest.Server
+		}
+		var got [2][]string
+		for i, sd := range []side{{c.Addr, c.ShardOf(key)}, {direct.Addr(), direct}} {
+			a, runner := dialRaw(t, sd.addr), dialRaw(t, sd.addr)
+			a.do("CONFIG", "SET", "busy-reply-threshold", "20")
+			runner.send("EVAL", "while true do end", "1", key)
+			shard := sd.shard.Client() // asked directly: a shared connection of the proxy's may be the script's
+			busy := func() bool {
+				err := shard.Ping(t.Context()).Err()
+				return err != nil && strings.HasPrefix(err.Error(), "BUSY")
+			}
+			for n := 0; !busy(); n++ {
+				if n == 500 {
+					t.Fatal("the script did not make the shard busy")
+				}
+				redistest.Sleep(10)
+			}
+			got[i] = append(got[i], a.do("MULTI"), a.do("SET", key, "7"))
+			if err := shard.ScriptKill(t.Context()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			runner.read()
+			got[i] = append(got[i], a.do("EXEC"), a.do("GET", key))
+			a.do("CONFIG", "SET", "busy-reply-threshold", "5000")
+		}
+		if strings.Join(got[0], "\n") != strings.Join(got[1], "\n") {
+			t.Errorf("MULTI, SET, EXEC, GET: proxy %q, redis %q", got[0], got[1])
+		}
+	})
 }
 
 // A blocking XREADGROUP sent just before another client's FLUSHALL is
