@@ -28,7 +28,9 @@ import (
 // (a keyed command after keyless ones, or a table swap), nothing has run:
 // the transaction is discarded there and queued again on the new shard.
 // Sending waits until the session's next submit, so a pipelined
-// transaction costs one round trip, as EXEC alone did before.
+// transaction costs two round trips to its shard: the queued commands, whose
+// replies the client gets before EXEC runs, then EXEC (it was one, EXEC and
+// all, when the proxy queued the commands itself).
 //
 // Commands that must wait for the shard on a dedicated connection run as a
 // *sync* step of the pipeline: everything before them is sent and answered
