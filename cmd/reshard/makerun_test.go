@@ -24,6 +24,13 @@ import (
 // a fresh clone has them: nothing built, no state directory.
 func copyRepo(t *testing.T) string {
 	t.Helper()
+	return copyRepoTo(t, t.TempDir())
+}
+
+// copyRepoTo copies the repository's tracked files into dst, which must
+// be empty or missing.
+func copyRepoTo(t *testing.T, dst string) string {
+	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +39,6 @@ func copyRepo(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("git ls-files: %v", err)
 	}
-	dst := t.TempDir()
 	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
 		src := filepath.Join(root, name)
 		st, err := os.Lstat(src)

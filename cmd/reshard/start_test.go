@@ -103,7 +103,12 @@ func TestStateDirLocked(t *testing.T) {
 // shardPIDs reads the pids the embedded shards wrote.
 func shardPIDs(t *testing.T, dir string) []int {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(dir, embeddedMarker, "shard-*", pidFile))
+	return pidFiles(filepath.Join(dir, embeddedMarker, "shard-*", pidFile))
+}
+
+// pidFiles reads the pids in the files that match pattern.
+func pidFiles(pattern string) []int {
+	files, _ := filepath.Glob(pattern)
 	var pids []int
 	for _, f := range files {
 		b, err := os.ReadFile(f)
