@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +21,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/reshard/reshard/internal/redisproc"
 	"github.com/reshard/reshard/internal/redistest"
 )
 
@@ -48,10 +49,11 @@ import (
 // readmePorts are the fixed ports the walkthrough shows: the proxy's
 // (make run's default listen address) and the five new shards'. Fixed
 // ports make a README readable, but `make test` must not fail because a
-// developer's own `make run` holds 6380. So each is mapped to a free port,
-// as a whole word, in the commands, and mapped back in their output before
-// it is compared; make run gets the proxy's through LISTEN, which the
-// Makefile takes from the environment. Nothing else is rewritten.
+// developer's own `make run` holds 6380. So each is mapped to a free port
+// (quietPort), as a whole word, in the commands, and mapped back in their
+// output before it is compared; make run gets the proxy's through LISTEN,
+// which the Makefile takes from the environment. Nothing else is
+// rewritten.
 var readmePorts = []string{"6380", "7101", "7102", "7103", "7104", "7105"}
 
 // stepTimeout bounds one command: the first one waits for make run to
@@ -238,11 +240,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 		if !regexp.MustCompile(`\b` + p + `\b`).MatchString(all.String()) {
 			t.Fatalf("port %s is not in the walkthrough's commands: update readmePorts", p)
 		}
-		free, err := redisproc.FreePort()
+		free, err := quietPort(back)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fwd[p], back[strconv.Itoa(free)] = strconv.Itoa(free), p
+		fwd[p], back[free] = free, p
 	}
 	toTest, toReadme := wordReplacer(fwd), wordReplacer(back)
 
@@ -341,6 +343,36 @@ func TestReadmeWalkthrough(t *testing.T) {
 	if t.Failed() {
 		t.Log(logTails(dir))
 	}
+}
+
+// quietPort returns a free loopback port below the kernel's ephemeral
+// range, and not in taken. The walkthrough's ports are chosen seconds
+// before its commands bind them, and meanwhile the tests that run
+// alongside bind port 0 and open connections by the hundred, all of them
+// on ports from the ephemeral range; below it, only a fixed port could
+// take one.
+func quietPort(taken map[string]string) (string, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
+	}
+	for range 1000 {
+		port := strconv.Itoa(low - 10000 + rand.IntN(10000))
+		if _, ok := taken[port]; ok {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port, nil
+	}
+	return "", fmt.Errorf("no free port below %d", low)
 }
 
 // walkthroughDir returns an empty directory for the copy of the
