@@ -20,15 +20,9 @@ import (
 	"github.com/reshard/reshard/internal/redistest"
 )
 
-// copyRepo copies the repository's tracked files into a new directory, as
-// a fresh clone has them: nothing built, no state directory.
-func copyRepo(t *testing.T) string {
-	t.Helper()
-	return copyRepoTo(t, t.TempDir())
-}
-
 // copyRepoTo copies the repository's tracked files into dst, which must
-// be empty or missing.
+// be empty or missing, as a fresh clone has them: nothing built, no state
+// directory.
 func copyRepoTo(t *testing.T, dst string) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
@@ -136,7 +130,7 @@ func TestMakeRun(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Fatal("make is not installed")
 	}
-	dir := copyRepo(t)
+	dir := copyRepoTo(t, freshCopyDir(t))
 	port, err := redisproc.FreePort()
 	if err != nil {
 		t.Fatal(err)

@@ -248,7 +248,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 	}
 	toTest, toReadme := wordReplacer(fwd), wordReplacer(back)
 
-	dir := walkthroughDir(t)
+	dir := freshCopyDir(t)
 	copyRepoTo(t, dir)
 	var script strings.Builder
 	script.WriteString("set -m\n") // job control, as in an interactive shell
@@ -375,21 +375,22 @@ func quietPort(taken map[string]string) (string, error) {
 	return "", fmt.Errorf("no free port below %d", low)
 }
 
-// walkthroughDir returns an empty directory for the copy of the
-// repository, removed when the test ends. Its path is the same at every
-// run from one checkout, not a new temporary one, because Go's build cache
+// freshCopyDir returns an empty directory for a copy of the repository
+// (the walkthrough's, TestMakeRun's), removed when the test ends. Its path
+// is the same at every run from one checkout, not a new temporary one,
+// because Go's build cache
 // keys a package compiled without -trimpath by its directory: in a new
 // directory every run compiles the whole module again for make run (15 to
 // 45 s on the 2-core machine), in the same one only what changed. A lock
 // keeps two runs from one checkout apart.
-func walkthroughDir(t *testing.T) string {
+func freshCopyDir(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256([]byte(root))
-	dir := filepath.Join(os.TempDir(), "reshard-walkthrough-"+hex.EncodeToString(sum[:6]))
+	dir := filepath.Join(os.TempDir(), "reshard-fresh-copy-"+hex.EncodeToString(sum[:6]))
 	lock, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
