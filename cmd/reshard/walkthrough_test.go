@@ -378,9 +378,8 @@ func quietPort(taken map[string]string) (string, error) {
 // freshCopyDir returns an empty directory for a copy of the repository
 // (the walkthrough's, TestMakeRun's), removed when the test ends. Its path
 // is the same at every run from one checkout, not a new temporary one,
-// because Go's build cache
-// keys a package compiled without -trimpath by its directory: in a new
-// directory every run compiles the whole module again for make run (15 to
+// because Go's build cache keys a package compiled without -trimpath by
+// its directory: in a new directory every run compiles the whole module again for make run (15 to
 // 45 s on the 2-core machine), in the same one only what changed. A lock
 // keeps two runs from one checkout apart.
 func freshCopyDir(t *testing.T) string {
