@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -205,7 +206,7 @@ func clientKill(s *session, _ *route, _ *command.Info, c request) {
 		switch {
 		case equalFold(args[i], "id"):
 			id, err := strconv.ParseUint(val, 10, 64)
-			if err != nil {
+			if err != nil || id == 0 || id > math.MaxInt64 { // Redis takes 1 to LLONG_MAX
 				s.errorReply("ERR client-id should be greater than 0")
 				return
 			}
@@ -262,13 +263,17 @@ func clientKill(s *session, _ *route, _ *command.Info, c request) {
 // killWhere closes the connections of the sessions match selects. Closing
 // the socket ends the session's own goroutine at its next read; the session
 // leaves the registry at once, as a killed client leaves Redis's CLIENT LIST,
-// rather than whenever that goroutine gets to run.
+// rather than whenever that goroutine gets to run. The caller itself (SKIPME
+// no) is closed after its reply, as Redis closes it: it runs nothing more of
+// its pipeline, but learns what it killed.
 func (s *session) killWhere(match func(*session) bool) int {
 	n := 0
 	s.srv.sessions.Range(func(_, v any) bool {
 		o := v.(*session)
 		if match(o) {
-			if nc := o.conn.NetConn(); nc != nil {
+			if o == s {
+				s.quit = true
+			} else if nc := o.conn.NetConn(); nc != nil {
 				nc.Close()
 			}
 			s.srv.unregister(o)

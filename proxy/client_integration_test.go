@@ -72,6 +72,32 @@ func TestIntegrationClientCommands(t *testing.T) {
 		if got := a.do("CLIENT", "KILL", "USER", "bob"); got != "-ERR No such user 'bob'" {
 			t.Errorf("CLIENT KILL USER bob = %s", got)
 		}
+		for _, id := range []string{"0", "-1", "x"} {
+			if got, want := a.do("CLIENT", "KILL", "ID", id), "-ERR client-id should be greater than 0"; got != want {
+				t.Errorf("CLIENT KILL ID %s = %s, want %s", id, got, want)
+			}
+		}
+	})
+
+	// Redis answers a CLIENT KILL that kills its caller, then closes it
+	// without running what the caller sent after it.
+	t.Run("kill self", func(t *testing.T) {
+		for _, kill := range [][]string{{"SKIPME", "no"}, nil} {
+			self := dialRaw(t, c.Addr)
+			id := strings.TrimPrefix(self.do("CLIENT", "ID"), ":")
+			cmd, want := []string{"CLIENT", "KILL", "ID", id, "SKIPME", "no"}, ":1"
+			if kill == nil { // the old form, by address
+				cmd, want = []string{"CLIENT", "KILL", self.nc.LocalAddr().String()}, "+OK"
+			}
+			self.write(encode(cmd...) + encode("SET", "after-kill", "1"))
+			if got := render(self.read()); got != want {
+				t.Errorf("%q = %s, want %s", cmd, got, want)
+			}
+			self.expectClosed(2 * time.Second)
+			if got := a.do("EXISTS", "after-kill"); got != ":0" {
+				t.Errorf("a command after %q ran: EXISTS = %s", cmd, got)
+			}
+		}
 	})
 
 	t.Run("type filter", func(t *testing.T) {
