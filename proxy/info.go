@@ -23,8 +23,8 @@ import (
 // What INFO asks every shard: the sections whose figures it sums, and
 // commandstats for the time the shards spent per command (cmdstats.go).
 var (
-	shardInfoCmd      = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"))
-	shardInfoStatsCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("keyspace"), []byte("commandstats"))
+	shardInfoCmd      = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"))
+	shardInfoStatsCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("commandstats"))
 )
 
 // The sections of INFO and INFO default, in Redis's order with the proxy's
@@ -35,7 +35,7 @@ var (
 )
 
 // info asks the shards only for the sections that sum their figures
-// (memory, keyspace, commandstats): INFO proxy, stats or clients must
+// (memory, persistence, keyspace, commandstats): INFO proxy, stats or clients must
 // answer at once even while a shard is stopped, which is when an operator
 // reads them.
 func info(s *session, r *route, _ *command.Info, c request) {
@@ -43,7 +43,7 @@ func info(s *session, r *route, _ *command.Info, c request) {
 	switch {
 	case want["commandstats"]:
 		s.fanout(r, c.Args, shardInfoStatsCmd, infoMerge)
-	case want["memory"] || want["keyspace"]:
+	case want["memory"] || want["persistence"] || want["keyspace"]:
 		s.fanout(r, c.Args, shardInfoCmd, infoMerge)
 	default:
 		s.local(infoMerge(s, &call{args: c.Args}, nil))
@@ -163,7 +163,13 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("proxy_sys", ms.Sys)
 	}
 	if section("persistence") {
-		srv.persistenceInfo(field)
+		var answered []map[string]string
+		for _, sh := range shards {
+			if len(sh) > 0 {
+				answered = append(answered, sh)
+			}
+		}
+		srv.persistenceInfo(field, answered)
 	}
 	if section("stats") {
 		field("total_connections_received", srv.accepted.Load())

@@ -35,8 +35,11 @@ type snapshots struct {
 	job       *snapshot.Job // the running or last job
 	scheduled bool          // BGSAVE SCHEDULE while one ran
 	lastSave  time.Time     // last successful snapshot
-	lastOK    bool
-	lastTook  time.Duration
+	// lastFailed: the last job that ended failed. Until a job ends, the
+	// status is ok, as Redis's rdb_last_bgsave_status is before its first
+	// BGSAVE completes (monitors alert on err).
+	lastFailed bool
+	lastTook   time.Duration
 }
 
 var errSnapshotRunning = errors.New("ERR Background save already in progress")
@@ -90,9 +93,9 @@ func (srv *Server) watchSnapshot(job *snapshot.Job) {
 	st := job.Status()
 	sn := &srv.snaps
 	sn.mu.Lock()
-	sn.lastOK = st.State == snapshot.StateDone
+	sn.lastFailed = st.State != snapshot.StateDone
 	sn.lastTook = st.Finished.Sub(st.Started)
-	if sn.lastOK {
+	if !sn.lastFailed {
 		sn.lastSave = st.Finished
 	}
 	again := sn.scheduled
@@ -140,23 +143,47 @@ func (srv *Server) snapshotRunning() bool {
 }
 
 // persistenceInfo renders the INFO persistence fields Redis tools read.
-func (srv *Server) persistenceInfo(field func(string, any)) {
+// The RDB fields are about the proxy's own snapshots (BGSAVE), except
+// rdb_changes_since_last_save, the sum of the shards' own counters: the
+// writes their own persistence has not saved yet, the figure a monitor
+// watches for data at risk (a snapshot of the proxy reads the shards by
+// replication and resets none of them). The AOF fields are the shards'
+// (shards holds each shard's INFO fields, empty for one that did not
+// answer): aof_enabled is 1 only when every shard has AOF on, since a
+// monitor that checks it must not be told the data is logged when a shard
+// logs none of its part; aof_enabled_shards counts those that have it.
+// A shard's rewrite or write error shows, as Redis shows its own.
+func (srv *Server) persistenceInfo(field func(string, any), shards []map[string]string) {
 	sn := &srv.snaps
 	sn.mu.Lock()
 	running := sn.job != nil && sn.job.Status().State == snapshot.StateRunning
 	last := sn.lastSave
-	ok, took := sn.lastOK || sn.job == nil, sn.lastTook
+	failed, took := sn.lastFailed, sn.lastTook
 	sn.mu.Unlock()
 	if last.IsZero() {
 		last = srv.started
 	}
-	field("loading", 0)
+	var loading, changes, aof, rewriting int64
+	aofWrite, aofRewrite := "ok", "ok"
+	for _, sh := range shards {
+		loading = max(loading, atoi(sh["loading"]))
+		changes += atoi(sh["rdb_changes_since_last_save"])
+		aof += atoi(sh["aof_enabled"])
+		rewriting = max(rewriting, atoi(sh["aof_rewrite_in_progress"]))
+		if v := sh["aof_last_write_status"]; v != "" && v != "ok" {
+			aofWrite = v
+		}
+		if v := sh["aof_last_bgrewrite_status"]; v != "" && v != "ok" {
+			aofRewrite = v
+		}
+	}
+	field("loading", loading)
 	field("async_loading", 0)
-	field("rdb_changes_since_last_save", 0)
+	field("rdb_changes_since_last_save", changes)
 	field("rdb_bgsave_in_progress", b2i(running))
 	field("rdb_last_save_time", last.Unix())
 	status := "ok"
-	if !ok {
+	if failed {
 		status = "err"
 	}
 	field("rdb_last_bgsave_status", status)
@@ -165,8 +192,11 @@ func (srv *Server) persistenceInfo(field func(string, any)) {
 		secs = int64(took.Seconds())
 	}
 	field("rdb_last_bgsave_time_sec", secs)
-	field("aof_enabled", 0)
-	field("aof_rewrite_in_progress", 0)
+	field("aof_enabled", b2i(len(shards) > 0 && aof == int64(len(shards))))
+	field("aof_enabled_shards", aof)
+	field("aof_rewrite_in_progress", rewriting)
+	field("aof_last_bgrewrite_status", aofRewrite)
+	field("aof_last_write_status", aofWrite)
 }
 
 func b2i(b bool) int {

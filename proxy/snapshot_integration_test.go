@@ -211,3 +211,71 @@ func rebuildShard(t *testing.T, dir, rdbFile, tailFile string) *redis.Client {
 	t.Cleanup(func() { cl.Close() })
 	return cl
 }
+
+// TestIntegrationInfoPersistence checks the INFO persistence fields that
+// monitors alert on: the save status is ok while the first BGSAVE runs (as
+// Redis says before its first save ends), the changes not saved are the
+// shards' sum, and aof_enabled is 1 only once every shard has AOF on.
+func TestIntegrationInfoPersistence(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.SnapshotDir = t.TempDir()
+	// the fork waits a second for more replicas: time to read INFO while
+	// the snapshot runs
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg,
+		ShardArgs: []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "1"}})
+	ctx := t.Context()
+	cl := c.Client()
+	persistence := func() map[string]string {
+		t.Helper()
+		text, err := cl.Info(ctx, "persistence").Result()
+		if err != nil {
+			t.Fatalf("INFO persistence: %v", err)
+		}
+		return infoLines(text)
+	}
+
+	for i := range c.Shards {
+		for j := range i + 1 {
+			cl.Set(ctx, keyOn(t, c, fmt.Sprintf("p%d:", j), i), "v", 0)
+		}
+	}
+	var want int64
+	for _, sh := range c.Shards {
+		n, _ := strconv.ParseInt(shardInfo(t, sh.Client(), "persistence")["rdb_changes_since_last_save"], 10, 64)
+		want += n
+	}
+	if got := persistence()["rdb_changes_since_last_save"]; got != strconv.FormatInt(want, 10) || want < 6 {
+		t.Errorf("rdb_changes_since_last_save:%s, want the shards' sum %d", got, want)
+	}
+
+	if err := cl.BgSave(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := persistence()
+	if p["rdb_bgsave_in_progress"] != "1" || p["rdb_last_bgsave_status"] != "ok" {
+		t.Errorf("while the first BGSAVE runs: rdb_bgsave_in_progress:%s rdb_last_bgsave_status:%s, want 1 and ok",
+			p["rdb_bgsave_in_progress"], p["rdb_last_bgsave_status"])
+	}
+	if st := waitSnapshotEnd(t, cl, time.Minute); st["state"] != "done" {
+		t.Fatalf("snapshot: %v", st)
+	}
+	if got := persistence()["rdb_last_bgsave_status"]; got != "ok" {
+		t.Errorf("rdb_last_bgsave_status:%s after a good snapshot", got)
+	}
+
+	for i, sh := range c.Shards {
+		if got, want := persistence()["aof_enabled"], "0"; got != want {
+			t.Errorf("aof_enabled:%s with AOF on %d of %d shards, want %s", got, i, len(c.Shards), want)
+		}
+		if err := sh.Client().ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p = persistence()
+	if p["aof_enabled"] != "1" || p["aof_enabled_shards"] != "3" {
+		t.Errorf("with AOF on every shard: aof_enabled:%s aof_enabled_shards:%s, want 1 and 3", p["aof_enabled"], p["aof_enabled_shards"])
+	}
+	for _, sh := range c.Shards { // a shard stops slowly while its AOF rewrite runs
+		sh.Client().ConfigSet(ctx, "appendonly", "no")
+	}
+}
