@@ -60,7 +60,12 @@ type backend struct {
 	answered   atomic.Int64 // of those, answered or failed
 	received   atomic.Int64 // bytes read from the shard
 	stalled    atomic.Bool  // watch dropped the current connection
-	writes     atomic.Int64 // write calls that sent them
+	// busy is the shard's -BUSY reply while a script it runs holds this
+	// connection (watch learnt it on a connection of its own): requests
+	// submitted meanwhile get it at once, as Redis answers its other
+	// clients. The next reply read clears it.
+	busy   atomic.Pointer[[]byte]
+	writes atomic.Int64 // write calls that sent them
 }
 
 // pending is one request waiting for its reply: the reply goes to slot i of
@@ -134,6 +139,12 @@ func (c *backend) Up() bool {
 // submit queues encoded requests (raw holds them back to back, reqs their
 // reply slots in the same order) for the writer.
 func (c *backend) submit(raw []byte, reqs []pending) {
+	if busy := c.busy.Load(); busy != nil {
+		for _, p := range reqs {
+			p.b.deliver(p.i, append(p.b.results[p.i][:0], *busy...))
+		}
+		return
+	}
 	c.mu.Lock()
 	if c.nc == nil {
 		why := c.why
@@ -228,6 +239,7 @@ func (c *backend) run() {
 
 // setDown marks the connection down and fails every queued request.
 func (c *backend) setDown(err error) {
+	c.busy.Store(nil)
 	c.mu.Lock()
 	c.nc, c.why = nil, err
 	c.wbuf = c.wbuf[:0]
@@ -273,32 +285,99 @@ func (c *backend) stallError(err error) error {
 // is progress). A stopped shard, or a host that vanished without closing
 // the connection, would otherwise hold every request on the connection, and
 // every later one queued behind them, until TCP gives up: minutes, not
-// seconds. It looks every half stall and acts on the third look in a row
-// without progress, so a connection is dropped after 1 to 1.5 stall times
-// of silence. The data path pays an atomic add per reply and per read.
+// seconds. It looks every half stall (every probeEvery at most) and drops
+// the connection after one to two looks more than the stall time of
+// silence. The data path pays an atomic add per reply and per read.
+//
+// A shard running a long script (EVAL, FCALL) is silent on the connection
+// that sent it, which it does not read until the script ends, but it
+// answers its other connections with -BUSY once the script passes its
+// busy-reply-threshold. So while requests wait in silence, watch asks the
+// shard on a connection of its own (probeBusy); a BUSY answer counts as
+// progress, keeps the connection for the script's reply, and marks it busy
+// (markBusy), so that requests submitted meanwhile get the shard's BUSY at
+// once instead of waiting behind the script.
 func (c *backend) watch(nc net.Conn, stop <-chan struct{}) {
-	tick := time.NewTicker(c.stall / 2)
+	every := min(c.stall/2, probeEvery)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	progress := func() int64 { return c.answered.Load() + c.received.Load() }
-	last, silent := progress(), 0
+	last, lastSeen := progress(), time.Now()
+	probed := make(chan []byte, 1) // holds the one probe's answer, so it never blocks
+	probing, probeFrom := false, int64(0)
 	for {
 		select {
 		case <-stop:
 			return
+		case reply := <-probed:
+			probing = false
+			if bytes.HasPrefix(reply, busyPrefix) && c.markBusy(reply, probeFrom) {
+				lastSeen = time.Now()
+			}
+			continue
 		case <-tick.C:
 		}
 		now := progress()
 		if now != last || c.answered.Load() >= c.requests.Load() {
-			last, silent = now, 0
+			last, lastSeen = now, time.Now()
 			continue
 		}
-		if silent++; silent == 3 {
+		if silent := time.Since(lastSeen); silent > c.stall {
 			c.stalled.Store(true)
 			nc.Close()
 			return
 		}
+		if !probing {
+			probing, probeFrom = true, c.answered.Load()
+			go func() { probed <- c.probeBusy(2 * every) }()
+		}
 	}
 }
+
+// probeEvery bounds how long watch waits between looks, so that a script
+// that holds a connection is found soon after the shard says BUSY.
+const probeEvery = 250 * time.Millisecond
+
+var busyPrefix = []byte("-BUSY ")
+
+// probeBusy sends PING to the shard over a new connection and returns the
+// reply, or nil if there is none within about 2*limit. Its goroutine ends
+// on its own by then; watch does not wait for it.
+func (c *backend) probeBusy(limit time.Duration) []byte {
+	d := c.dialer
+	d.timeout = limit
+	nc, r, err := d.dial(c.addr, nil, nil)
+	if err != nil {
+		return nil
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(limit))
+	if _, err := nc.Write(pingCommand); err != nil {
+		return nil
+	}
+	reply, err := readReply(r, nil)
+	if err != nil {
+		return nil
+	}
+	return reply
+}
+
+// markBusy marks the connection busy with reply unless a reply came since
+// the probe started (answered moved from from): the script has ended then,
+// and no later reply would come to clear the mark. It reports whether the
+// mark stays. readLoop counts a reply before it clears the mark, and this
+// stores the mark before it reads the count: one of the two sees the other.
+func (c *backend) markBusy(reply []byte, from int64) bool {
+	c.busy.Store(&reply)
+	if c.answered.Load() != from {
+		c.busy.Store(nil)
+		return false
+	}
+	return true
+}
+
+// Busy reports whether a script the shard runs holds the connection.
+func (c *backend) Busy() bool { return c.busy.Load() != nil }
 
 func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
 	var spare []byte
@@ -377,6 +456,9 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 		next++
 		p.b.deliver(p.i, reply)
 		c.answered.Add(1)
+		if c.busy.Load() != nil { // after the count: markBusy reads it after its store
+			c.busy.Store(nil)
+		}
 	}
 }
 

@@ -145,6 +145,12 @@ func (p *dpool) doBy(raw []byte, deadline time.Time) []byte {
 // gate (see runSync): right for WAIT and KEYS, not for a FLUSHALL, which a
 // cutover must not split.
 func (s *session) onEveryShard(c request, mayBlock bool, m merger) {
+	s.onEveryShardWithin(c, mayBlock, 0, m)
+}
+
+// onEveryShardWithin is onEveryShard where each shard must answer within
+// limit (0: no limit), or the reply is an error naming it.
+func (s *session) onEveryShardWithin(c request, mayBlock bool, limit time.Duration, m merger) {
 	s.syncMayBlock = mayBlock
 	s.syncNext = func(r *route) []byte {
 		if mayBlock {
@@ -159,7 +165,11 @@ func (s *session) onEveryShard(c request, mayBlock bool, m merger) {
 			wg.Add(1)
 			go func(slot int32, p *dpool) {
 				defer wg.Done()
-				s.b.results[slot] = p.do(c.Raw)
+				var deadline time.Time
+				if limit > 0 {
+					deadline = time.Now().Add(limit)
+				}
+				s.b.results[slot] = p.doBy(c.Raw, deadline)
 			}(all.first+int32(i), pl.dedicated(s.proto))
 		}
 		wg.Wait()

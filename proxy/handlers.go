@@ -83,9 +83,9 @@ func init() {
 		"script|load":      fanout(allOK),
 		"script|exists":    fanout(andArrays),
 		"script|flush":     fanout(allOK),
-		"script|kill":      fanout(anyKilled),
-		"function|kill":    fanout(anyKilled),
-		"function|stats":   fanout(runningFunction),
+		"script|kill":      allowBusy(anyKilled),
+		"function|kill":    allowBusy(anyKilled),
+		"function|stats":   allowBusy(runningFunction),
 		"function|load":    fanout(allOK),
 		"function|delete":  fanout(allOK),
 		"function|flush":   fanout(allOK),
@@ -434,6 +434,20 @@ func flush(s *session, r *route, info *command.Info, c request) {
 	}
 	s.onEveryShard(c, false, allOK)
 	s.syncAfterArrived = true // see order.go
+}
+
+// allowBusy serves the commands a shard answers while it runs a script
+// (SCRIPT KILL, FUNCTION KILL, FUNCTION STATS, flagged allow_busy) over
+// connections of their own: the script holds the shared connection its
+// EVAL came on (the shard reads nothing more from it until the script
+// ends), where they would wait behind it, or get the BUSY the proxy
+// answers for it meanwhile (backend.busy). A shard past its
+// busy-reply-threshold answers them at once; a stopped one gets
+// --shard-timeout to answer.
+func allowBusy(m merger) handler {
+	return func(s *session, _ *route, _ *command.Info, c request) {
+		s.onEveryShardWithin(c, false, s.srv.cfg.ShardTimeout, m)
+	}
 }
 
 // keys lists every shard's matching keys. Like a synchronous FLUSHALL, it

@@ -224,8 +224,11 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		shards := rt.table.Shards()
 		for i, p := range rt.pools {
 			status := "up"
-			if !p.up() {
+			switch {
+			case !p.up():
 				status = "down"
+			case p.busy():
+				status = "busy" // running a script past its busy-reply-threshold
 			}
 			var reconnects, requests, pending, writes int64
 			for _, bc := range p.conns {

@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/proxy"
 )
 
 const libCode = "#!lua name=rslib\nredis.register_function('getset2', function(keys, args) " +
@@ -200,5 +202,78 @@ func TestIntegrationFunctionStats(t *testing.T) {
 			t.Fatalf("FUNCTION KILL = %s", got)
 		}
 		spinner.read()
+	}
+}
+
+// TestIntegrationScriptKillHeldConnection runs a script that never ends on the shard
+// whose one shared connection (BackendConns 1) carries it: SCRIPT KILL and
+// FUNCTION KILL reach the shard at once, the script's client gets Redis's
+// error, other clients' commands for the shard get -BUSY meanwhile, as
+// from Redis, and the proxy keeps the connection however long the script
+// runs past --shard-timeout.
+func TestIntegrationScriptKillHeldConnection(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.BackendConns = 1
+	cfg.ShardTimeout = 400 * time.Millisecond
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Config: &cfg})
+	admin := dialRaw(t, c.Addr)
+	for _, kill := range []string{"SCRIPT", "FUNCTION"} {
+		if got, want := admin.do(kill, "KILL"), "-NOTBUSY No scripts in execution right now."; got != want {
+			t.Errorf("%s KILL with no script running = %s, want %s", kill, got, want)
+		}
+	}
+	admin.do("CONFIG", "SET", "busy-reply-threshold", "100")
+	if got := admin.do("FUNCTION", "LOAD", "#!lua name=spinlib\nredis.register_function('spin', function() while true do end end)"); got != `"spinlib"` {
+		t.Fatalf("FUNCTION LOAD = %s", got)
+	}
+	key := keyOn(t, c, "busy:", 0) // a keyless script runs on shard 0
+	admin.do("SET", key, "v")
+	status := regexp.MustCompile(`shard0:addr=[^,]*,status=(\w+),.*reconnects=(\d+)`)
+	tests := []struct {
+		run  []string
+		kill string
+		busy string // other clients' reply while it runs
+	}{
+		{[]string{"EVAL", "while true do end", "0"}, "SCRIPT",
+			"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."},
+		{[]string{"FCALL", "spin", "0"}, "FUNCTION",
+			"-BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.run[0], func(t *testing.T) {
+			runner := dialRaw(t, c.Addr)
+			runner.send(tt.run...)
+			shard := c.Shards[0].Client()
+			if !waitFor(10*time.Second, func() bool {
+				return strings.HasPrefix(shard.Ping(t.Context()).Err().Error(), "BUSY")
+			}) {
+				t.Fatal("the shard does not run the script")
+			}
+			if !waitFor(10*time.Second, func() bool {
+				m := status.FindStringSubmatch(admin.do("INFO", "proxy"))
+				return m != nil && m[1] == "busy"
+			}) {
+				t.Fatalf("INFO proxy does not show shard 0 busy: %s", admin.do("INFO", "proxy"))
+			}
+			time.Sleep(2 * cfg.ShardTimeout) // the watchdog's chance to drop the connection
+			if got := dialRaw(t, c.Addr).do("GET", key); got != tt.busy {
+				t.Errorf("GET while the script runs = %s, want %s", got, tt.busy)
+			}
+			if got := admin.do("FUNCTION", "STATS"); tt.kill == "FUNCTION" && !strings.Contains(got, `"name", "spin"`) {
+				t.Errorf("FUNCTION STATS while spin runs = %s", got)
+			}
+			if got := admin.do(tt.kill, "KILL"); got != "+OK" {
+				t.Errorf("%s KILL = %s, want +OK", tt.kill, got)
+			}
+			if got, want := render(runner.read()), "-ERR Script killed by user with SCRIPT KILL..."; !strings.HasPrefix(got, want) {
+				t.Errorf("the script's client got %s, want %s", got, want)
+			}
+			if got := runner.do("GET", key); got != `"v"` {
+				t.Errorf("GET after the kill = %s", got)
+			}
+			if m := status.FindStringSubmatch(admin.do("INFO", "proxy")); m == nil || m[1] != "up" || m[2] != "0" {
+				t.Errorf("shard 0 after the kill: %q, want status up, no reconnect", m)
+			}
+		})
 	}
 }

@@ -121,6 +121,16 @@ func (p *pool) resp3() []*backend {
 	return p.conns3
 }
 
+// busy reports whether a shard's script holds one of its connections.
+func (p *pool) busy() bool {
+	for _, c := range p.conns {
+		if c.Busy() {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *pool) up() bool {
 	for _, c := range p.conns {
 		if !c.Up() {
