@@ -60,12 +60,13 @@ type backend struct {
 	answered   atomic.Int64 // of those, answered or failed
 	received   atomic.Int64 // bytes read from the shard
 	stalled    atomic.Bool  // watch dropped the current connection
+	writes     atomic.Int64 // write calls that sent them
+
 	// busy is the shard's -BUSY reply while a script it runs holds this
 	// connection (watch learnt it on a connection of its own): requests
 	// submitted meanwhile get it at once, as Redis answers its other
 	// clients. The next reply read clears it.
-	busy   atomic.Pointer[[]byte]
-	writes atomic.Int64 // write calls that sent them
+	busy atomic.Pointer[[]byte]
 }
 
 // pending is one request waiting for its reply: the reply goes to slot i of
