@@ -80,9 +80,9 @@ func init() {
 		"config|resetstat": resetStats,
 		"config|rewrite":   fanout(allOK),
 
-		"script|load":      fanout(allOK),
-		"script|exists":    fanout(andArrays),
-		"script|flush":     fanout(allOK),
+		"script|load":      scriptLoad,
+		"script|exists":    fanout(scriptExists),
+		"script|flush":     scriptFlush,
 		"script|kill":      allowBusy(anyKilled),
 		"function|kill":    allowBusy(anyKilled),
 		"function|stats":   allowBusy(runningFunction),
@@ -460,21 +460,6 @@ func keys(s *session, _ *route, _ *command.Info, c request) {
 func fanout(m merger) handler {
 	return func(s *session, r *route, _ *command.Info, c request) {
 		s.fanout(r, c.Args, c.Raw, m)
-	}
-}
-
-// script routes EVAL/FCALL and friends by their keys. A script without keys
-// runs on the first shard of the table: a fixed rule, so that scripts which
-// keep state in keyless ways (none should) at least see one place.
-func script(s *session, r *route, info *command.Info, c request) {
-	slot, ok, errMsg := s.slotOf(info, c.Args)
-	switch {
-	case errMsg != "":
-		s.badKeys(info, errMsg, c.Raw)
-	case !ok:
-		s.forward(0, c.Raw)
-	default:
-		s.forward(r.table.ShardOfSlot(slot), c.Raw)
 	}
 }
 

@@ -1,6 +1,8 @@
 package proxy_test
 
 import (
+	"crypto/sha1"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/proxy"
 )
 
@@ -275,5 +278,84 @@ func TestIntegrationScriptKillHeldConnection(t *testing.T) {
 				t.Errorf("shard 0 after the kill: %q, want status up, no reconnect", m)
 			}
 		})
+	}
+}
+
+// TestIntegrationScriptEverywhere checks that a script the proxy has seen
+// in EVAL or SCRIPT LOAD runs by EVALSHA wherever its keys are: on the
+// other shards, in the same pipeline as its EVAL, and on the shards of a
+// reshard, which start with empty script caches. SCRIPT EXISTS agrees;
+// SCRIPT FLUSH and a body that does not compile leave nothing known.
+func TestIntegrationScriptEverywhere(t *testing.T) {
+	c, _ := reshardCluster(t)
+	rc := dialRaw(t, c.Addr)
+	const body = "return redis.call('INCR', KEYS[1])"
+	sha := fmt.Sprintf("%x", sha1.Sum([]byte(body)))
+	if got := rc.do("EVAL", body, "1", keyOn(t, c, "ev:", 0)); got != ":1" {
+		t.Fatalf("EVAL = %s", got)
+	}
+	if got := rc.do("SCRIPT", "EXISTS", sha, strings.ToUpper(sha)); got != "[:1, :1]" {
+		t.Errorf("SCRIPT EXISTS after EVAL = %s, want [:1, :1]", got)
+	}
+	for i := range c.Shards {
+		if got := rc.do("EVALSHA", sha, "1", keyOn(t, c, "sha:", i)); got != ":1" {
+			t.Errorf("EVALSHA of a key on shard %d = %s, want :1", i, got)
+		}
+	}
+
+	// an EVAL and an EVALSHA of the same script in one pipeline
+	const body2 = "return redis.call('INCRBY', KEYS[1], 2)"
+	sha2 := fmt.Sprintf("%x", sha1.Sum([]byte(body2)))
+	rc.write(encode("EVAL", body2, "1", keyOn(t, c, "p:", 0)) + encode("EVALSHA", sha2, "1", keyOn(t, c, "p:", 1)))
+	for _, want := range []string{":2", ":2"} {
+		if got := render(rc.read()); got != want {
+			t.Errorf("pipelined EVAL, EVALSHA: %s, want %s", got, want)
+		}
+	}
+
+	// SCRIPT LOAD's scripts too go to shards the proxy gets later
+	const body3 = "return redis.call('GET', KEYS[1])"
+	sha3 := rc.do("SCRIPT", "LOAD", body3)
+	const bad = "return +"
+	if got := rc.do("EVAL", bad, "0"); !strings.HasPrefix(got, "-ERR Error compiling script") {
+		t.Errorf("EVAL of a bad script = %s", got)
+	}
+	if got := rc.do("SCRIPT", "EXISTS", fmt.Sprintf("%x", sha1.Sum([]byte(bad)))); got != "[:0]" {
+		t.Errorf("SCRIPT EXISTS of a script that does not compile = %s, want [:0]", got)
+	}
+
+	targets := redistest.StartN(t, 2, debugArgs...)
+	if got := rc.do("PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr()); strings.HasPrefix(got, "-") {
+		t.Fatalf("PROXY RESHARD = %s", got)
+	}
+	if st := waitReshard(t, c.Client(), "done", "failed", "aborted"); !strings.Contains(st, "state:done") {
+		t.Fatalf("reshard did not finish:\n%s", st)
+	}
+	for _, target := range targets {
+		if ok := target.Client().ScriptExists(t.Context(), sha).Val(); len(ok) != 1 || ok[0] {
+			t.Fatalf("a new shard has the script before any EVALSHA: %v", ok)
+		}
+	}
+	for i := range targets {
+		key := "after:"
+		for c.Proxy.Table().ShardOf([]byte(key)) != i {
+			key += "x"
+		}
+		if got := rc.do("EVALSHA", sha, "1", key); got != ":1" {
+			t.Errorf("EVALSHA of a key on new shard %d = %s, want :1", i, got)
+		}
+		if got := rc.do("EVALSHA", strings.Trim(sha3, `"`), "1", key); got != `"1"` {
+			t.Errorf("EVALSHA of a SCRIPT LOAD's script on new shard %d = %s, want \"1\"", i, got)
+		}
+	}
+
+	if got := rc.do("SCRIPT", "FLUSH"); got != "+OK" {
+		t.Fatalf("SCRIPT FLUSH = %s", got)
+	}
+	if got := rc.do("SCRIPT", "EXISTS", sha); got != "[:0]" {
+		t.Errorf("SCRIPT EXISTS after SCRIPT FLUSH = %s, want [:0]", got)
+	}
+	if got := rc.do("EVALSHA", sha, "1", "after:"); !strings.HasPrefix(got, "-NOSCRIPT") {
+		t.Errorf("EVALSHA after SCRIPT FLUSH = %s, want NOSCRIPT", got)
 	}
 }

@@ -35,6 +35,7 @@ type Server struct {
 	pauseEnd   atomic.Int64 // unix ns it opened again
 	snaps      snapshots    // BGSAVE jobs (snapshot.go)
 	rest       restores     // PROXY RESTORE jobs (restore.go)
+	scripts    scriptCache  // the scripts EVALSHA may need on any shard (scripts.go)
 	reshard    reshards     // PROXY RESHARD (reshard.go)
 	ctx        context.Context
 	cancel     context.CancelFunc
