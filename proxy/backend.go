@@ -42,6 +42,8 @@ type backend struct {
 	stall  time.Duration                     // no reply this long with requests waiting: the connection is dropped; 0 never
 	panics *atomic.Int64                     // the server's count of connections dropped on a panic
 	hook   func(where string, args [][]byte) // Config.testHook
+	// connected runs after each connection is made, before it is used
+	connected func()
 
 	mu    sync.Mutex
 	nc    net.Conn // nil while down
@@ -125,6 +127,8 @@ func (s *Server) newBackend(addr string, dialer shardDialer, hello []byte) *back
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		firstTry: make(chan struct{}),
+		// the shard may have restarted with an empty script cache
+		connected: func() { s.scripts.shardConnected(addr) },
 	}
 	go c.run()
 	return c
@@ -212,6 +216,7 @@ func (c *backend) run() {
 			continue
 		}
 		backoff, logged = 50*time.Millisecond, ""
+		c.connected()
 		c.mu.Lock()
 		select {
 		case <-c.stop:

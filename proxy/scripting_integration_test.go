@@ -303,6 +303,19 @@ func TestIntegrationScriptEverywhere(t *testing.T) {
 		}
 	}
 
+	// a shard that restarts has lost its scripts; the proxy loads them again
+	restarted := c.Shards[1]
+	restarted.Kill()
+	<-restarted.Done()
+	restarted.Restart(debugArgs...)
+	key1 := keyOn(t, c, "sha:", 1)
+	if !waitFor(10*time.Second, func() bool { return c.Client().Get(t.Context(), key1).Err() == redis.Nil }) {
+		t.Fatal("the proxy does not serve the restarted shard")
+	}
+	if got := rc.do("EVALSHA", sha, "1", key1); got != ":1" {
+		t.Errorf("EVALSHA on a restarted shard = %s, want :1", got)
+	}
+
 	// an EVAL and an EVALSHA of the same script in one pipeline
 	const body2 = "return redis.call('INCRBY', KEYS[1], 2)"
 	sha2 := fmt.Sprintf("%x", sha1.Sum([]byte(body2)))

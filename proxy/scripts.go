@@ -23,8 +23,8 @@ import (
 // The bodies are bounded by maxScriptBytes: past it the oldest are
 // forgotten, and a forgotten script is as Redis's own cache after a
 // restart: EVALSHA may answer NOSCRIPT, clients send EVAL again. A shard
-// that restarts at the same address forgets its scripts while the proxy
-// still counts them there; the same fallback serves.
+// that restarts at the same address has forgotten its scripts: when a
+// connection to a shard is made again, the proxy counts none there.
 
 const maxScriptBytes = 16 << 20
 
@@ -52,7 +52,10 @@ func (sc *scriptCache) seen(body []byte, addrs ...string) (added bool) {
 	if sc.bodies == nil {
 		sc.bodies, sc.loaded = map[string][]byte{}, map[string]map[string]struct{}{}
 	}
-	if _, ok := sc.bodies[sha]; !ok && len(body) <= maxScriptBytes {
+	if _, ok := sc.bodies[sha]; !ok {
+		if len(body) > maxScriptBytes {
+			return false
+		}
 		added = true
 		sc.bodies[sha] = append([]byte(nil), body...)
 		sc.order = append(sc.order, sha)
@@ -70,6 +73,15 @@ func (sc *scriptCache) seen(body []byte, addrs ...string) (added bool) {
 		set[sha] = struct{}{}
 	}
 	return added
+}
+
+// shardConnected forgets what the shard at addr had: a connection to it
+// was made (again), and the shard may be a restarted one, whose cache is
+// empty. At worst a script is loaded there once more.
+func (sc *scriptCache) shardConnected(addr string) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	delete(sc.loaded, addr)
 }
 
 // forget drops a body Redis refused to cache (it does not compile).
