@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"net"
 	"strconv"
@@ -26,6 +27,10 @@ type dconn struct {
 	nc net.Conn
 	r  *bufio.Reader
 	id []byte // the shard's CLIENT ID of this connection, for CLIENT UNBLOCK
+	// made while a script ran on the shard, which answered CLIENT ID with
+	// BUSY: not kept, so no blocking command gets a connection it cannot
+	// unblock
+	noReuse bool
 }
 
 // roundTrip writes raw (n commands) and reads n replies into dst.
@@ -79,6 +84,8 @@ func (p *dpool) get() (*dconn, error) {
 	}
 	if n, ok := intReply(replies[0]); ok {
 		d.id = []byte(strconv.FormatInt(n, 10))
+	} else if bytes.HasPrefix(replies[0], busyPrefix) {
+		d.noReuse = true
 	}
 	return d, nil
 }
@@ -90,7 +97,7 @@ func (p *dpool) put(d *dconn) {
 		return
 	}
 	p.mu.Lock()
-	if p.closed || len(p.idle) >= maxIdleDedicated || d.r.Buffered() > 0 {
+	if p.closed || d.noReuse || len(p.idle) >= maxIdleDedicated || d.r.Buffered() > 0 {
 		p.mu.Unlock()
 		d.nc.Close()
 		return
