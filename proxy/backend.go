@@ -385,9 +385,6 @@ func (c *backend) markBusy(reply []byte, from int64) bool {
 	return true
 }
 
-// Busy reports whether a script the shard runs holds the connection.
-func (c *backend) Busy() bool { return c.busy.Load() != nil }
-
 func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
 	var spare []byte
 	for {
@@ -463,11 +460,11 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 			c.hook("shard reply", [][]byte{reply})
 		}
 		next++
-		p.b.deliver(p.i, reply)
 		c.answered.Add(1)
-		if c.busy.Load() != nil { // after the count: markBusy reads it after its store
-			c.busy.Store(nil)
+		if c.busy.Load() != nil { // after the count, which markBusy reads after its store
+			c.busy.Store(nil) // before the reply goes: its client sees the mark gone
 		}
+		p.b.deliver(p.i, reply)
 	}
 }
 

@@ -195,6 +195,13 @@ func ping(s *session, _ *route, info *command.Info, c request) {
 		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		return
 	}
+	if busy := s.srv.busyReply(); busy != nil {
+		// a shard runs a script past its busy-reply-threshold: the proxy
+		// answers as the one server it stands for, as Redis answers PING
+		// then (clients and Redis's own tests wait for a script so)
+		s.local(busy)
+		return
+	}
 	if s.pubsubContext { // a subscriber's PING, in RESP2: [pong, arg or ""]
 		var arg []byte
 		if len(c.Args) == 2 {

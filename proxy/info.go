@@ -227,7 +227,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			switch {
 			case !p.up():
 				status = "down"
-			case p.busy():
+			case p.busy() != nil:
 				status = "busy" // running a script past its busy-reply-threshold
 			}
 			var reconnects, requests, pending, writes int64

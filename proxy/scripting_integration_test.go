@@ -259,8 +259,10 @@ func TestIntegrationScriptKillHeldConnection(t *testing.T) {
 				t.Fatalf("INFO proxy does not show shard 0 busy: %s", admin.do("INFO", "proxy"))
 			}
 			time.Sleep(2 * cfg.ShardTimeout) // the watchdog's chance to drop the connection
-			if got := dialRaw(t, c.Addr).do("GET", key); got != tt.busy {
-				t.Errorf("GET while the script runs = %s, want %s", got, tt.busy)
+			for _, cmd := range [][]string{{"GET", key}, {"PING"}} {
+				if got := dialRaw(t, c.Addr).do(cmd...); got != tt.busy {
+					t.Errorf("%s while the script runs = %s, want %s", cmd[0], got, tt.busy)
+				}
 			}
 			if got := admin.do("FUNCTION", "STATS"); tt.kill == "FUNCTION" && !strings.Contains(got, `"name", "spin"`) {
 				t.Errorf("FUNCTION STATS while spin runs = %s", got)
@@ -270,6 +272,9 @@ func TestIntegrationScriptKillHeldConnection(t *testing.T) {
 			}
 			if got, want := render(runner.read()), "-ERR Script killed by user with SCRIPT KILL..."; !strings.HasPrefix(got, want) {
 				t.Errorf("the script's client got %s, want %s", got, want)
+			}
+			if got := admin.do("PING"); got != "+PONG" {
+				t.Errorf("PING after the kill = %s", got)
 			}
 			if got := runner.do("GET", key); got != `"v"` {
 				t.Errorf("GET after the kill = %s", got)

@@ -122,14 +122,26 @@ func (p *pool) resp3() []*backend {
 	return p.conns3
 }
 
-// busy reports whether a shard's script holds one of its connections.
-func (p *pool) busy() bool {
+// busy returns the shard's BUSY reply if a script it runs holds one of
+// the pool's connections, else nil.
+func (p *pool) busy() []byte {
 	for _, c := range p.conns {
-		if c.Busy() {
-			return true
+		if b := c.busy.Load(); b != nil {
+			return *b
 		}
 	}
-	return false
+	return nil
+}
+
+// busyReply returns a BUSY reply of a shard whose script holds a
+// connection, else nil.
+func (s *Server) busyReply() []byte {
+	for _, p := range s.route.Load().pools {
+		if b := p.busy(); b != nil {
+			return b
+		}
+	}
+	return nil
 }
 
 func (p *pool) up() bool {
