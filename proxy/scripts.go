@@ -113,22 +113,22 @@ func (sc *scriptCache) forgetLocked(sha string) {
 // at addr has not got it yet, and counts it as loaded there from now on
 // (the caller sends it ahead of the EVALSHA); else nil.
 func (sc *scriptCache) toLoad(sha []byte, addr string) []byte {
-	key := lowerHex(sha)
+	sha = lowerHex(sha)
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	body, ok := sc.bodies[key]
+	body, ok := sc.bodies[string(sha)] // string(b) in an index does not allocate
 	if !ok {
 		return nil
 	}
 	set := sc.loaded[addr]
+	if _, ok := set[string(sha)]; ok {
+		return nil
+	}
 	if set == nil {
 		set = map[string]struct{}{}
 		sc.loaded[addr] = set
 	}
-	if _, ok := set[key]; ok {
-		return nil
-	}
-	set[key] = struct{}{}
+	set[string(sha)] = struct{}{}
 	return body
 }
 
@@ -136,7 +136,7 @@ func (sc *scriptCache) toLoad(sha []byte, addr string) []byte {
 func (sc *scriptCache) known(sha []byte) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	_, ok := sc.bodies[lowerHex(sha)]
+	_, ok := sc.bodies[string(lowerHex(sha))]
 	return ok
 }
 
@@ -148,15 +148,21 @@ func (sc *scriptCache) flush() {
 }
 
 // lowerHex is a sha as a client may spell it (Redis accepts upper case) in
-// the cache's spelling.
-func lowerHex(sha []byte) string {
-	b := []byte(string(sha))
-	for i, c := range b {
+// the cache's spelling; sha itself when it is spelt so already, as clients
+// do (no copy on EVALSHA's path).
+func lowerHex(sha []byte) []byte {
+	for i, c := range sha {
 		if c >= 'A' && c <= 'F' {
-			b[i] = c + 32
+			b := append([]byte(nil), sha...)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'F' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return b
 		}
 	}
-	return string(b)
+	return sha
 }
 
 var scriptLoadWords = [][]byte{[]byte("SCRIPT"), []byte("LOAD")}
