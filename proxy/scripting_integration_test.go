@@ -248,7 +248,8 @@ func TestIntegrationScriptKillHeldConnection(t *testing.T) {
 			runner.send(tt.run...)
 			shard := c.Shards[0].Client()
 			if !waitFor(10*time.Second, func() bool {
-				return strings.HasPrefix(shard.Ping(t.Context()).Err().Error(), "BUSY")
+				err := shard.Ping(t.Context()).Err()
+				return err != nil && strings.HasPrefix(err.Error(), "BUSY")
 			}) {
 				t.Fatal("the shard does not run the script")
 			}
