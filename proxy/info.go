@@ -129,6 +129,10 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 	up := time.Since(srv.started)
 	if section("server") {
 		field("redis_version", srv.redisVersion())
+		// Redis's own words for a build not made from a git checkout:
+		// the proxy is no build of Redis's source at all.
+		field("redis_git_sha1", "00000000")
+		field("redis_git_dirty", 0)
 		field("redis_mode", "cluster") // as cluster_enabled below
 		field("reshard_version", Version)
 		field("os", runtime.GOOS+" "+runtime.GOARCH)
@@ -147,16 +151,21 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("pubsub_clients", srv.pubsubClients())
 	}
 	if section("memory") {
-		var used, peak, maxmem int64
+		var used, peak, maxmem, lazyfree int64
 		for _, sh := range shards {
 			used += atoi(sh["used_memory"])
 			peak += atoi(sh["used_memory_peak"])
 			maxmem += atoi(sh["maxmemory"])
+			lazyfree += atoi(sh["lazyfree_pending_objects"])
 		}
 		field("used_memory", used)
 		field("used_memory_human", humanBytes(used))
 		field("used_memory_peak", peak)
 		field("maxmemory", maxmem)
+		// The scripts EVALSHA runs through the proxy: those it knows,
+		// whichever shards have loaded them so far (scripts.go).
+		field("number_of_cached_scripts", srv.scripts.count())
+		field("lazyfree_pending_objects", lazyfree)
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		field("proxy_heap_inuse", ms.HeapInuse)

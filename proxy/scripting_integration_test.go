@@ -378,3 +378,52 @@ func TestIntegrationScriptEverywhere(t *testing.T) {
 		t.Errorf("EVALSHA after SCRIPT FLUSH = %s, want NOSCRIPT", got)
 	}
 }
+
+// TestIntegrationInfoScriptsAndLazyfree: INFO memory counts the scripts the
+// proxy runs anywhere (as Redis counts its cache; SCRIPT FLUSH empties it)
+// and sums the shards' lazyfree_pending_objects, two fields Redis's own
+// test suite reads; INFO server has redis_git_sha1, which it prints.
+func TestIntegrationInfoScriptsAndLazyfree(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+	memory := func() map[string]string {
+		t.Helper()
+		text, err := cl.Info(ctx, "memory").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return infoLines(text)
+	}
+	if got := memory()["number_of_cached_scripts"]; got != "0" {
+		t.Errorf("number_of_cached_scripts before any script = %q, want 0", got)
+	}
+	for i := range c.Shards { // each EVAL loads its script on one shard only
+		if err := cl.Eval(ctx, fmt.Sprintf("return redis.call('GET', KEYS[1]) or %d", i), []string{keyOn(t, c, "s:", i)}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.ScriptLoad(ctx, "return 'loaded'").Err(); err != nil {
+		t.Fatal(err)
+	}
+	m := memory()
+	if got := m["number_of_cached_scripts"]; got != "4" {
+		t.Errorf("number_of_cached_scripts after 3 EVALs on 3 shards and a SCRIPT LOAD = %q, want 4", got)
+	}
+	if got := m["lazyfree_pending_objects"]; got != "0" {
+		t.Errorf("lazyfree_pending_objects = %q, want 0", got)
+	}
+	if err := cl.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := memory()["number_of_cached_scripts"]; got != "0" {
+		t.Errorf("number_of_cached_scripts after SCRIPT FLUSH = %q, want 0", got)
+	}
+	text, err := cl.Info(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := infoLines(text)["redis_git_sha1"]; got == "" {
+		t.Error("INFO server has no redis_git_sha1")
+	}
+}

@@ -37,6 +37,13 @@ type scriptCache struct {
 	loaded map[string]map[string]struct{} // shard address -> shas it has
 }
 
+// count is the number of scripts the proxy knows.
+func (sc *scriptCache) count() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return len(sc.bodies)
+}
+
 // scriptSHA is Redis's name for a script body: its SHA1 in lowercase hex.
 func scriptSHA(body []byte) string {
 	sum := sha1.Sum(body)
