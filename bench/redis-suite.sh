@@ -90,13 +90,16 @@ fi
 run=$logdir/run
 pids=""
 
-# wait_ping waits up to 10 s for PORT $1 to answer PING.
-wait_ping() {
+# wait_for waits up to 10 s for `redis-cli -p PORT ARGS...` to print WHAT.
+wait_for() { # wait_for WHAT PORT ARGS...
+	what=$1
+	p=$2
+	shift 2
 	i=0
-	until redis-cli -h $host -p "$1" ping 2>/dev/null | grep -q PONG; do
+	until redis-cli -h $host -p "$p" "$@" 2>/dev/null | grep -q "$what"; do
 		i=$((i + 1))
 		if [ $i -gt 100 ]; then
-			echo "$0: nothing answers PING on $host:$1" >&2
+			echo "$0: no $what from $* on $host:$p" >&2
 			return 1
 		fi
 		sleep 0.1
@@ -112,7 +115,7 @@ redis() { # redis PORT DIR ARGS...
 		--enable-debug-command yes --enable-protected-configs yes \
 		--save '' --appendonly no "$@" &
 	pids="$pids $!"
-	wait_ping "$p"
+	wait_for PONG "$p" ping
 }
 
 start() {
@@ -123,15 +126,7 @@ start() {
 		redis "$port" "$run/base" --cluster-enabled yes \
 			--cluster-config-file "$run/base/nodes.conf"
 		redis-cli -h $host -p "$port" cluster addslotsrange 0 16383 >/dev/null
-		i=0
-		until redis-cli -h $host -p "$port" cluster info | grep -q 'cluster_state:ok'; do
-			i=$((i + 1))
-			if [ $i -gt 100 ]; then
-				echo "$0: the baseline cluster is not ok" >&2
-				return 1
-			fi
-			sleep 0.1
-		done
+		wait_for cluster_state:ok "$port" cluster info
 		;;
 	proxy)
 		shards=""
@@ -142,10 +137,10 @@ start() {
 		"$reshard" proxy --listen "$host:$port" --shards "$shards" \
 			--state-dir "$run/state" >"$run/proxy.log" 2>&1 &
 		pids="$pids $!"
-		wait_ping "$port"
+		wait_for PONG "$port" ping
 		;;
 	external)
-		wait_ping "$port"
+		wait_for PONG "$port" ping
 		;;
 	esac
 }
