@@ -199,7 +199,11 @@ func (p *Process) waitReady(ctx context.Context, limit time.Duration) error {
 			return ctx.Err()
 		default:
 		}
-		if ping(p.Addr()) == nil {
+		// The PING must be answered by this process: another server
+		// that took the port first (a port picked by FreePort is free
+		// only until someone binds it) would answer for one that is
+		// about to fail to bind.
+		if ping(p.Addr()) == nil && listensOn(p.PID(), p.port) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -207,6 +211,40 @@ func (p *Process) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// listensOn reports whether process pid holds the listening TCP socket of
+// port, from /proc; where there is no /proc it cannot tell and says yes.
+func listensOn(pid, port int) bool {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local_address is HEXIP:HEXPORT; state 0A is LISTEN
+			if len(f) < 10 || f[3] != "0A" {
+				continue
+			}
+			_, hexPort, _ := strings.Cut(f[1], ":")
+			if n, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(n) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		_, noProc := os.Stat("/proc/self")
+		return noProc != nil
+	}
+	for _, fd := range fds {
+		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[link] {
+			return true
+		}
+	}
+	return false
 }
 
 // ping sends an inline PING and expects +PONG, or -NOAUTH from a server
