@@ -76,7 +76,7 @@ func (srv *Server) reshardAdmin(args [][]byte, proto int) []byte {
 	}
 	job, err := srv.startReshard(args)
 	if err != nil {
-		return appendError(nil, "ERR "+err.Error())
+		return appendJobError(err)
 	}
 	return resp.AppendBulkString(nil, job.ID())
 }

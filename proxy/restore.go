@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -47,7 +49,7 @@ func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	}
 	job, err := srv.startRestore(args)
 	if err != nil {
-		return appendError(nil, "ERR "+strings.ReplaceAll(err.Error(), "\n", " "))
+		return appendJobError(err)
 	}
 	return resp.AppendBulkString(nil, job.ID())
 }
@@ -110,11 +112,24 @@ func (srv *Server) restoreSource(src string) (string, error) {
 	found, err := snapshot.Find(srv.cfg.SnapshotDir, src)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrNotSnapshot) {
-			return src, nil // a file in the proxy's working directory
+			// a file in the proxy's working directory, if there is one:
+			// a mistyped id is said at once, not as a failed job
+			if _, statErr := os.Stat(src); statErr != nil {
+				return "", fmt.Errorf("no snapshot and no file named %q (PROXY SNAPSHOT LIST lists the snapshots): %w", src, err)
+			}
+			return src, nil
 		}
 		return "", err
 	}
 	return filepath.Join(srv.cfg.SnapshotDir, found[len(found)-1].ID), nil
+}
+
+// appendJobError answers a refused PROXY RESTORE or RESHARD on one line, the
+// pre-flight's problems joined by semicolons (a RESP error has no lines).
+func appendJobError(err error) []byte {
+	msg := strings.Replace(err.Error(), " problems\n  - ", " problems: ", 1)
+	msg = strings.ReplaceAll(msg, "\n  - ", "; ")
+	return appendError(nil, "ERR "+strings.ReplaceAll(msg, "\n", " "))
 }
 
 // restoreWord is the word of PROXY RESTORE that sets a RestoreConfig

@@ -93,7 +93,8 @@ func TestIntegrationProxyRefusesLiveTargets(t *testing.T) {
 		args []any
 		want []string
 	}{
-		{[]any{"RESTORE", id, c.Shards[0].Addr(), c.Shards[1].Addr(), "FLUSH"}, []string{"target " + c.Shards[0].Addr() + " " + own, "use PROXY RESHARD"}},
+		{[]any{"RESTORE", id, c.Shards[0].Addr(), c.Shards[1].Addr(), "FLUSH"}, []string{"2 problems: target " + c.Shards[0].Addr() + " " + own, "use PROXY RESHARD; target " + c.Shards[1].Addr()}},
+		{[]any{"RESTORE", "no-such-snapshot", fresh[0].Addr()}, []string{`no snapshot and no file named "no-such-snapshot"`, "PROXY SNAPSHOT LIST"}},
 		{[]any{"RESTORE", id, c.Shards[2].Addr(), fresh[0].Addr(), "REPLACE"}, []string{"target " + c.Shards[2].Addr() + " " + own}},
 		{[]any{"RESTORE", "nightly", fresh[0].Addr(), others[1].Addr(), "FLUSH"}, []string{"target " + others[1].Addr() + " is a live shard of reshard proxy run_id " + other, "stop that proxy first"}},
 		{[]any{"RESTORE", id, others[0].Addr(), others[1].Addr()}, []string{"run_id " + other}},
