@@ -6,13 +6,11 @@ import (
 	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -134,37 +132,9 @@ func TestEmbeddedOrphansAndSIGHUP(t *testing.T) {
 	redistest.Require(t)
 	bin := proxytest.Build(t)
 	dir := t.TempDir()
-	start := func() (*exec.Cmd, string) {
-		t.Helper()
-		port, err := redisproc.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		cmd := exec.Command(bin, "proxy", "--listen", addr, "--state-dir", dir, "--log-level", "warn")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				cmd.Process.Kill()
-				cmd.Wait()
-			}
-		})
-		cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
-		defer cl.Close()
-		for i := 0; cl.Ping(context.Background()).Err() != nil; i++ {
-			if i > 500 {
-				t.Fatal("proxy did not answer")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return cmd, addr
-	}
 	ctx := context.Background()
-	cmd, addr := start()
-	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	p := proxytest.StartProcess(t, bin, dir, nil)
+	cl := redis.NewClient(&redis.Options{Addr: p.Addr, Protocol: 2})
 	if err := cl.MSet(ctx, "a", 1, "b", 2, "c", 3).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -178,21 +148,20 @@ func TestEmbeddedOrphansAndSIGHUP(t *testing.T) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	cmd.Process.Kill()
-	cmd.Wait()
+	p.Kill()
 	for _, pid := range first {
 		if !alive(pid) {
 			t.Fatalf("shard pid %d died with the proxy; this test needs orphans", pid)
 		}
 	}
 
-	cmd, addr = start()
+	p = proxytest.StartProcess(t, bin, dir, nil)
 	for _, pid := range first {
 		if alive(pid) {
 			t.Errorf("the orphaned shard pid %d still runs after the restart", pid)
 		}
 	}
-	cl = redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
+	cl = redis.NewClient(&redis.Options{Addr: p.Addr, Protocol: 2})
 	got, err := cl.MGet(ctx, "a", "b", "c").Result()
 	cl.Close()
 	if err != nil || len(got) != 3 || got[0] != "1" || got[2] != "3" {
@@ -200,8 +169,8 @@ func TestEmbeddedOrphansAndSIGHUP(t *testing.T) {
 	}
 
 	second := shardPIDs(t, dir)
-	cmd.Process.Signal(syscall.SIGHUP)
-	if err := cmd.Wait(); err != nil {
+	p.Signal(syscall.SIGHUP)
+	if err := p.Wait(); err != nil {
 		t.Errorf("proxy after SIGHUP: %v", err)
 	}
 	for _, pid := range second {

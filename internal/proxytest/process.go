@@ -44,9 +44,10 @@ func BuildCommand(tb testing.TB, pkg string) string {
 	return bin
 }
 
-// StartProcess runs bin as a proxy in front of shards (a topology spec) on
-// a free loopback port, with stateDir and any extra flags, and waits until
-// it answers PING. The process is killed at cleanup.
+// StartProcess runs bin as a proxy in front of shards (a topology spec;
+// none: the embedded shards it starts itself) on a free loopback port, with
+// stateDir and any extra flags, and waits until it answers PING. The
+// process is killed at cleanup.
 func StartProcess(tb testing.TB, bin, stateDir string, shards []string, flags ...string) *Process {
 	tb.Helper()
 	port, err := redisproc.FreePort()
@@ -54,8 +55,11 @@ func StartProcess(tb testing.TB, bin, stateDir string, shards []string, flags ..
 		tb.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	args := append([]string{"proxy", "--listen", addr, "--shards", strings.Join(shards, ","),
-		"--state-dir", stateDir, "--log-level", "warn"}, flags...)
+	args := []string{"proxy", "--listen", addr, "--state-dir", stateDir, "--log-level", "warn"}
+	if len(shards) > 0 {
+		args = append(args, "--shards", strings.Join(shards, ","))
+	}
+	args = append(args, flags...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -66,7 +70,7 @@ func StartProcess(tb testing.TB, bin, stateDir string, shards []string, flags ..
 	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2})
 	defer cl.Close()
 	for i := 0; cl.Ping(context.Background()).Err() != nil; i++ {
-		if i > 300 {
+		if i > 500 {
 			tb.Fatal("proxy process did not answer")
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -76,6 +80,12 @@ func StartProcess(tb testing.TB, bin, stateDir string, shards []string, flags ..
 
 // Pid is the process id, for reading its CPU time from /proc.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Wait waits for the process to exit and returns its exit error.
+func (p *Process) Wait() error { return p.cmd.Wait() }
 
 // Kill stops the process with SIGKILL and waits for it; it is safe to call
 // more than once.
