@@ -25,11 +25,11 @@ import (
 // blocking command sent, or its pipeline answered) before the flush runs.
 // The wait is bounded: a session that cannot progress (its client does not
 // read its replies, say) does not hold the flush up for more than
-// arrivedWait. The bound is a second, not less: under the race detector,
-// with the whole suite loading two cores, a blocking command that needed a
-// dedicated shard connection took more than 100 ms to reach its shard, and
-// the flush overtook it (TestIntegrationBlockingBeforeFlush, 1 run in about
-// 120). The wait ends as soon as every session has dispatched what it had,
+// arrivedWait. The bound is a second, not less: with 100 ms, under the
+// race detector and the whole suite loading two cores, the flush overtook
+// a blocking command about once in 120 runs
+// (TestIntegrationBlockingBeforeFlush), most likely one that was still
+// getting its dedicated shard connection when the bound ran out. The wait ends as soon as every session has dispatched what it had,
 // so only a session that cannot progress costs the flush the whole bound,
 // which a flush of a large shard takes anyway.
 
