@@ -37,7 +37,7 @@ test-short:
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./router:FuzzSlot ./router:FuzzParseSpec \
-	./proxy:FuzzReplyLen ./proxy:FuzzReqReader ./proxy:FuzzParseScanCursor \
+	./proxy/internal/wire:FuzzReplyLen ./proxy/internal/wire:FuzzReqReader ./proxy:FuzzParseScanCursor \
 	./proxy/command:FuzzKeys \
 	./snapshot:FuzzCmdParser ./snapshot:FuzzMarkScanner ./snapshot:FuzzCheckTail \
 	./snapshot/rdb:FuzzReader ./snapshot/rdb:FuzzDumpPayload ./snapshot/rdb:FuzzDecode \

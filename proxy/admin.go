@@ -6,6 +6,7 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Admin commands live under PROXY. Their replies are made by the proxy.
@@ -46,11 +47,7 @@ var proxyHelp = []string{
 
 func (srv *Server) admin(s *session, args [][]byte) []byte {
 	if len(args) == 1 || equalFold(args[1], "help") {
-		b := resp.AppendArrayHeader(nil, len(proxyHelp))
-		for _, l := range proxyHelp {
-			b = appendStatus(b, l)
-		}
-		return b
+		return wire.AppendHelp(nil, proxyHelp)
 	}
 	switch {
 	case equalFold(args[1], "topology") && len(args) == 2:
@@ -62,7 +59,7 @@ func (srv *Server) admin(s *session, args [][]byte) []byte {
 	case equalFold(args[1], "reshard"):
 		return srv.reshardAdmin(args[2:], s.proto)
 	}
-	return appendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
+	return wire.AppendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
 }
 
 // topologyReply lists epoch, the canonical spec, and per shard its address,
@@ -70,9 +67,9 @@ func (srv *Server) admin(s *session, args [][]byte) []byte {
 // name and value in RESP2.
 func (srv *Server) topologyReply(proto int) []byte {
 	r := srv.route.Load()
-	b := appendMapHeader(nil, 3, proto)
+	b := wire.AppendMapHeader(nil, 3, proto)
 	b = resp.AppendBulkString(b, "epoch")
-	b = appendInt(b, int64(r.table.Epoch()))
+	b = wire.AppendInt(b, int64(r.table.Epoch()))
 	b = resp.AppendBulkString(b, "spec")
 	b = resp.AppendBulkString(b, router.FormatSpec(r.table.Shards()))
 	b = resp.AppendBulkString(b, "shards")
@@ -83,7 +80,7 @@ func (srv *Server) topologyReply(proto int) []byte {
 		if !p.up() {
 			status = "down"
 		}
-		b = appendMapHeader(b, 3, proto)
+		b = wire.AppendMapHeader(b, 3, proto)
 		b = resp.AppendBulkString(b, "addr")
 		b = resp.AppendBulkString(b, p.addr)
 		b = resp.AppendBulkString(b, "slots")

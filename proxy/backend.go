@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // A backend is one long-lived, multiplexed connection to a shard. Many client
@@ -108,7 +109,7 @@ func (b *batch) deliver(i int32, reply []byte) {
 func (b *batch) overLimit() bool { return b.size.Load() > b.limit }
 
 func (b *batch) fail(i int32, msg string) {
-	b.deliver(i, appendError(b.results[i][:0], msg))
+	b.deliver(i, wire.AppendError(b.results[i][:0], msg))
 }
 
 // newBackend starts a backend; hello, if not nil, is sent on every new
@@ -272,7 +273,7 @@ func (c *backend) serve(nc net.Conn, r *bufio.Reader) error {
 		defer close(stop)
 		go c.watch(nc, stop)
 	}
-	err := c.writeLoop(newRawIO(nc), readErr)
+	err := c.writeLoop(wire.NewRawIO(nc), readErr)
 	nc.Close()
 	<-readErr // writeLoop puts back an error it took, so this cannot block for ever
 	return c.stallError(err)
@@ -364,7 +365,7 @@ func (c *backend) probeBusy(limit time.Duration) []byte {
 	if _, err := nc.Write(pingCommand); err != nil {
 		return nil
 	}
-	reply, err := readReply(r, nil)
+	reply, err := wire.ReadReply(r, nil)
 	if err != nil {
 		return nil
 	}
@@ -452,7 +453,7 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 			}
 		}
 		p := taken[next]
-		reply, err := readReply(r, p.b.results[p.i][:0])
+		reply, err := wire.ReadReply(r, p.b.results[p.i][:0])
 		if err != nil {
 			return err
 		}
@@ -523,7 +524,7 @@ func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (ne
 	if err != nil {
 		return nil, nil, err
 	}
-	var rd io.Reader = newRawIO(nc)
+	var rd io.Reader = wire.NewRawIO(nc)
 	if received != nil {
 		rd = countingReader{rd, received}
 	}
@@ -546,12 +547,12 @@ func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (ne
 		if !step.sent {
 			continue
 		}
-		reply, err := readReply(r, nil)
+		reply, err := wire.ReadReply(r, nil)
 		switch {
 		case err != nil:
 		case bytes.HasPrefix(reply, []byte("-NOAUTH")):
 			err = fmt.Errorf("%s needs a password (--shard-password): %s", addr, bytes.TrimSpace(reply[1:]))
-		case isError(reply) && !step.optional:
+		case wire.IsError(reply) && !step.optional:
 			err = fmt.Errorf("%s refused %s: %s", addr, step.name, bytes.TrimSpace(reply[1:]))
 		}
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/reshard/reshard/proxy/command"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // CLIENT subcommands about the proxy's own clients. The shards' clients are
@@ -21,9 +22,11 @@ func init() {
 		"client|kill":     clientKill,
 		"client|reply":    clientReply,
 		"client|no-evict": clientNoEvict,
-		"client|getredir": func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, -1)) },
+		"client|getredir": func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(wire.AppendInt(nil, -1)) },
 		"client|help":     clientHelp,
-		"acl|whoami":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(resp.AppendBulkString(nil, s.user())) },
+		"acl|whoami": func(s *session, _ *route, _ *command.Info, _ wire.Request) {
+			s.local(resp.AppendBulkString(nil, s.user()))
+		},
 	} {
 		handlers[name] = h
 	}
@@ -139,7 +142,7 @@ func parseClientType(arg []byte) (typ, msg string) {
 }
 
 // clientList answers CLIENT LIST [TYPE type | ID id ...].
-func clientList(s *session, _ *route, _ *command.Info, c request) {
+func clientList(s *session, _ *route, _ *command.Info, c wire.Request) {
 	match := func(*session) bool { return true }
 	switch {
 	case len(c.Args) == 2:
@@ -175,16 +178,16 @@ func clientList(s *session, _ *route, _ *command.Info, c request) {
 		}
 		return true
 	})
-	s.local(appendVerbatim(nil, b.String(), s.proto))
+	s.local(wire.AppendVerbatim(nil, b.String(), s.proto))
 }
 
-func clientInfo(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendVerbatim(nil, s.describe(time.Now(), true)+"\n", s.proto))
+func clientInfo(s *session, _ *route, _ *command.Info, _ wire.Request) {
+	s.local(wire.AppendVerbatim(nil, s.describe(time.Now(), true)+"\n", s.proto))
 }
 
 // clientKill closes proxy clients: CLIENT KILL addr, or the filter form
 // (ID, ADDR, LADDR, USER, TYPE, SKIPME).
-func clientKill(s *session, _ *route, _ *command.Info, c request) {
+func clientKill(s *session, _ *route, _ *command.Info, c wire.Request) {
 	args := c.Args[2:]
 	if len(args) == 1 { // old form: CLIENT KILL ip:port
 		n := s.killWhere(func(o *session) bool { return o.conn.RemoteAddr() == string(args[0]) })
@@ -192,7 +195,7 @@ func clientKill(s *session, _ *route, _ *command.Info, c request) {
 			s.errorReply("ERR No such client")
 			return
 		}
-		s.local(appendStatus(nil, "OK"))
+		s.local(wire.AppendStatus(nil, "OK"))
 		return
 	}
 	if len(args)%2 != 0 {
@@ -257,7 +260,7 @@ func clientKill(s *session, _ *route, _ *command.Info, c request) {
 		}
 		return true
 	})
-	s.local(appendInt(nil, int64(n)))
+	s.local(wire.AppendInt(nil, int64(n)))
 }
 
 // killWhere closes the connections of the sessions match selects. Closing
@@ -285,12 +288,12 @@ func (s *session) killWhere(match func(*session) bool) int {
 }
 
 // clientReply implements CLIENT REPLY ON|OFF|SKIP.
-func clientReply(s *session, _ *route, _ *command.Info, c request) {
+func clientReply(s *session, _ *route, _ *command.Info, c wire.Request) {
 	switch {
 	case equalFold(c.Args[2], "on"):
 		s.replyMode = replyOn
 		s.replyAlways = true
-		s.local(appendStatus(nil, "OK"))
+		s.local(wire.AppendStatus(nil, "OK"))
 	case equalFold(c.Args[2], "off"):
 		s.replyMode = replyOff
 	case equalFold(c.Args[2], "skip"):
@@ -303,12 +306,12 @@ func clientReply(s *session, _ *route, _ *command.Info, c request) {
 }
 
 // The proxy never evicts its clients, so NO-EVICT is accepted either way.
-func clientNoEvict(s *session, _ *route, _ *command.Info, c request) {
+func clientNoEvict(s *session, _ *route, _ *command.Info, c wire.Request) {
 	if !equalFold(c.Args[2], "on") && !equalFold(c.Args[2], "off") {
 		s.errorReply("ERR syntax error")
 		return
 	}
-	s.local(appendStatus(nil, "OK"))
+	s.local(wire.AppendStatus(nil, "OK"))
 }
 
 var clientHelpLines = []string{
@@ -318,12 +321,8 @@ var clientHelpLines = []string{
 	"Not available through the proxy: TRACKING, CACHING, TRACKINGINFO, PAUSE, UNPAUSE, UNBLOCK, NO-TOUCH.",
 }
 
-func clientHelp(s *session, _ *route, _ *command.Info, _ request) {
-	b := resp.AppendArrayHeader(nil, len(clientHelpLines))
-	for _, l := range clientHelpLines {
-		b = appendStatus(b, l)
-	}
-	s.local(b)
+func clientHelp(s *session, _ *route, _ *command.Info, _ wire.Request) {
+	s.local(wire.AppendHelp(nil, clientHelpLines))
 }
 
 const (

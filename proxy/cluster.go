@@ -11,6 +11,7 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // The CLUSTER family, answered as a cluster of one node: the proxy, at its
@@ -124,9 +125,9 @@ func clusterNodeID(addr string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func clusterInfo(s *session, r *route, _ *command.Info, _ request) {
+func clusterInfo(s *session, r *route, _ *command.Info, _ wire.Request) {
 	epoch := strconv.FormatUint(r.table.Epoch(), 10)
-	s.local(appendVerbatim(nil, "cluster_state:ok\r\n"+
+	s.local(wire.AppendVerbatim(nil, "cluster_state:ok\r\n"+
 		"cluster_slots_assigned:16384\r\n"+
 		"cluster_slots_ok:16384\r\n"+
 		"cluster_slots_pfail:0\r\n"+
@@ -141,23 +142,23 @@ func clusterInfo(s *session, r *route, _ *command.Info, _ request) {
 }
 
 // clusterSlots: one range, 0-16383, served by [endpoint, port, id, metadata].
-func clusterSlots(s *session, r *route, _ *command.Info, _ request) {
+func clusterSlots(s *session, r *route, _ *command.Info, _ wire.Request) {
 	n := s.clusterSelf(r)
 	b := resp.AppendArrayHeader(nil, 1)
 	b = resp.AppendArrayHeader(b, 3)
-	b = appendInt(b, 0)
-	b = appendInt(b, router.NumSlots-1)
+	b = wire.AppendInt(b, 0)
+	b = wire.AppendInt(b, router.NumSlots-1)
 	b = resp.AppendArrayHeader(b, 4)
 	b = resp.AppendBulkString(b, n.endpoint())
-	b = appendInt(b, int64(n.port))
+	b = wire.AppendInt(b, int64(n.port))
 	b = resp.AppendBulkString(b, n.id)
 	if n.hostname != "" {
 		// The endpoint is the host name, so the metadata gives the IP.
-		b = appendMapHeader(b, 1, s.proto)
+		b = wire.AppendMapHeader(b, 1, s.proto)
 		b = resp.AppendBulkString(b, "ip")
 		b = resp.AppendBulkString(b, n.ip)
 	} else {
-		b = appendMapHeader(b, 0, s.proto)
+		b = wire.AppendMapHeader(b, 0, s.proto)
 	}
 	s.local(b)
 }
@@ -165,25 +166,25 @@ func clusterSlots(s *session, r *route, _ *command.Info, _ request) {
 // clusterShards: one shard owning [0, 16383] with one node, in Redis 7's
 // field order; the hostname field only when one is announced, as in Redis.
 // Shards and nodes are maps, which RESP2 sends as flat arrays.
-func clusterShards(s *session, r *route, _ *command.Info, _ request) {
+func clusterShards(s *session, r *route, _ *command.Info, _ wire.Request) {
 	n := s.clusterSelf(r)
 	fields := 7
 	if n.hostname != "" {
 		fields++
 	}
 	b := resp.AppendArrayHeader(nil, 1)
-	b = appendMapHeader(b, 2, s.proto)
+	b = wire.AppendMapHeader(b, 2, s.proto)
 	b = resp.AppendBulkString(b, "slots")
 	b = resp.AppendArrayHeader(b, 2)
-	b = appendInt(b, 0)
-	b = appendInt(b, router.NumSlots-1)
+	b = wire.AppendInt(b, 0)
+	b = wire.AppendInt(b, router.NumSlots-1)
 	b = resp.AppendBulkString(b, "nodes")
 	b = resp.AppendArrayHeader(b, 1)
-	b = appendMapHeader(b, fields, s.proto)
+	b = wire.AppendMapHeader(b, fields, s.proto)
 	b = resp.AppendBulkString(b, "id")
 	b = resp.AppendBulkString(b, n.id)
 	b = resp.AppendBulkString(b, "port")
-	b = appendInt(b, int64(n.port))
+	b = wire.AppendInt(b, int64(n.port))
 	b = resp.AppendBulkString(b, "ip")
 	b = resp.AppendBulkString(b, n.ip)
 	b = resp.AppendBulkString(b, "endpoint")
@@ -195,14 +196,14 @@ func clusterShards(s *session, r *route, _ *command.Info, _ request) {
 	b = resp.AppendBulkString(b, "role")
 	b = resp.AppendBulkString(b, "master")
 	b = resp.AppendBulkString(b, "replication-offset")
-	b = appendInt(b, 0)
+	b = wire.AppendInt(b, 0)
 	b = resp.AppendBulkString(b, "health")
 	b = resp.AppendBulkString(b, "online")
 	s.local(b)
 }
 
 // clusterNodes: Redis's one line per node, "\n"-terminated.
-func clusterNodes(s *session, r *route, _ *command.Info, _ request) {
+func clusterNodes(s *session, r *route, _ *command.Info, _ wire.Request) {
 	n := s.clusterSelf(r)
 	line := make([]byte, 0, 128)
 	line = append(line, n.id...)
@@ -219,15 +220,15 @@ func clusterNodes(s *session, r *route, _ *command.Info, _ request) {
 	line = append(line, " myself,master - 0 0 "...)
 	line = strconv.AppendUint(line, n.epoch, 10)
 	line = append(line, " connected 0-16383\n"...)
-	s.local(appendVerbatim(nil, string(line), s.proto))
+	s.local(wire.AppendVerbatim(nil, string(line), s.proto))
 }
 
-func clusterMyID(s *session, _ *route, _ *command.Info, _ request) {
+func clusterMyID(s *session, _ *route, _ *command.Info, _ wire.Request) {
 	s.local(resp.AppendBulkString(nil, clusterNodeID(s.srv.AnnounceAddr())))
 }
 
-func clusterKeySlot(s *session, _ *route, _ *command.Info, c request) {
-	s.local(appendInt(nil, int64(router.Slot(c.Args[2]))))
+func clusterKeySlot(s *session, _ *route, _ *command.Info, c wire.Request) {
+	s.local(wire.AppendInt(nil, int64(router.Slot(c.Args[2]))))
 }
 
 // COUNTKEYSINSLOT and GETKEYSINSLOT check their arguments as Redis does,
@@ -239,7 +240,7 @@ func clusterKeySlot(s *session, _ *route, _ *command.Info, c request) {
 // MIGRATE loops), which the proxy replaces with its own resharding; client
 // libraries do not call them.
 
-func clusterCountKeysInSlot(s *session, _ *route, info *command.Info, c request) {
+func clusterCountKeysInSlot(s *session, _ *route, info *command.Info, c wire.Request) {
 	slot, ok := clusterParseInt(c.Args[2])
 	switch {
 	case !ok:
@@ -251,7 +252,7 @@ func clusterCountKeysInSlot(s *session, _ *route, info *command.Info, c request)
 	}
 }
 
-func clusterGetKeysInSlot(s *session, _ *route, info *command.Info, c request) {
+func clusterGetKeysInSlot(s *session, _ *route, info *command.Info, c wire.Request) {
 	slot, ok1 := clusterParseInt(c.Args[2])
 	count, ok2 := clusterParseInt(c.Args[3])
 	switch {
@@ -270,12 +271,12 @@ func keysInSlotRefusal(info *command.Info) string {
 }
 
 // clusterLinks: a cluster of one node has no links.
-func clusterLinks(s *session, _ *route, _ *command.Info, _ request) {
+func clusterLinks(s *session, _ *route, _ *command.Info, _ wire.Request) {
 	s.local(resp.AppendArrayHeader(nil, 0))
 }
 
 // clusterReplicas: the one node has no replicas; any other id is unknown.
-func clusterReplicas(s *session, _ *route, _ *command.Info, c request) {
+func clusterReplicas(s *session, _ *route, _ *command.Info, c wire.Request) {
 	if string(c.Args[2]) != clusterNodeID(s.srv.AnnounceAddr()) {
 		s.errorReply("ERR Unknown node " + clip(c.Args[2]))
 		return
@@ -283,16 +284,16 @@ func clusterReplicas(s *session, _ *route, _ *command.Info, c request) {
 	s.local(resp.AppendArrayHeader(nil, 0))
 }
 
-func clusterFailureReports(s *session, _ *route, _ *command.Info, c request) {
+func clusterFailureReports(s *session, _ *route, _ *command.Info, c wire.Request) {
 	if string(c.Args[2]) != clusterNodeID(s.srv.AnnounceAddr()) {
 		s.errorReply("ERR Unknown node " + clip(c.Args[2]))
 		return
 	}
-	s.local(appendInt(nil, 0))
+	s.local(wire.AppendInt(nil, 0))
 }
 
 // clusterManaged refuses the subcommands that change a cluster's topology.
-func clusterManaged(s *session, _ *route, info *command.Info, _ request) {
+func clusterManaged(s *session, _ *route, info *command.Info, _ wire.Request) {
 	s.errorReply("ERR " + clusterCommandName(info) +
 		" is not supported: the proxy manages its own topology (see PROXY HELP)")
 }
@@ -337,12 +338,8 @@ var clusterHelpLines = []string{
 	"    Prints this help.",
 }
 
-func clusterHelp(s *session, _ *route, _ *command.Info, _ request) {
-	b := resp.AppendArrayHeader(nil, len(clusterHelpLines))
-	for _, l := range clusterHelpLines {
-		b = appendStatus(b, l)
-	}
-	s.local(b)
+func clusterHelp(s *session, _ *route, _ *command.Info, _ wire.Request) {
+	s.local(wire.AppendHelp(nil, clusterHelpLines))
 }
 
 // clusterParseInt parses a client argument as Redis's string2ll does: an

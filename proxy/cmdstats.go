@@ -12,6 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // INFO commandstats and errorstats, as Redis counts them, for the commands
@@ -92,13 +94,13 @@ func (st *cmdStats) countError(reply []byte, log *zap.Logger) {
 // that ran nothing (a null reply: a watched key changed; EXECABORT) counts
 // none, as in Redis. It reports whether EXEC ran the commands.
 func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) bool {
-	end := indexCRLF(reply)
+	end := wire.IndexCRLF(reply)
 	if end < 2 || reply[0] != '*' || reply[1] == '-' {
 		return false
 	}
 	pos := end + 2
 	for _, stat := range stats {
-		n, err := replyLen(reply[pos:])
+		n, err := wire.ReplyLen(reply[pos:])
 		if err != nil {
 			return true // not the array of len(stats) replies EXEC sends
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Config holds the proxy's settings. DefaultConfig is the one place defaults
@@ -132,4 +134,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("proxy: pub/sub output buffer soft limit time must not be negative, got %s", c.PubsubOutputBufferSoftTime)
 	}
 	return nil
+}
+
+// limits are the request limits the client's request reader enforces.
+func (c *Config) limits() wire.Limits {
+	return wire.Limits{MaxBulkLen: c.MaxBulkLen, MaxArgs: c.MaxArgs, MaxQueryBuffer: c.MaxQueryBuffer}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // clientConn is one client connection: requests come from its reader,
@@ -34,7 +36,7 @@ type clientConn struct {
 	nc   net.Conn
 	rw   io.ReadWriter // nc's reads and writes (rawio_linux.go)
 	addr string
-	rd   *reqReader
+	rd   *wire.Reader
 	out  []byte
 
 	shared bool // set by share before any other goroutine writes
@@ -43,7 +45,7 @@ type clientConn struct {
 	spare  []byte // out's other buffer, while shared; under wmu
 	closed bool   // the serving loop writes what is queued and ends after this pipeline
 
-	pending []request // commands read but not yet handed out by ReadCommand
+	pending []wire.Request // commands read but not yet handed out by ReadCommand
 
 	st atomic.Pointer[streamer] // set while a writer of its own writes the connection
 }
@@ -73,7 +75,7 @@ type streamer struct {
 var errOutputLimit = errors.New("proxy: client output buffer limit reached")
 
 func newClientConn(nc net.Conn, cfg *Config) *clientConn {
-	return &clientConn{nc: nc, rw: newRawIO(nc), addr: nc.RemoteAddr().String(), rd: newReqReader(cfg)}
+	return &clientConn{nc: nc, rw: wire.NewRawIO(nc), addr: nc.RemoteAddr().String(), rd: wire.NewReader(cfg.limits())}
 }
 
 // WriteRaw queues reply bytes for the client.
@@ -163,7 +165,7 @@ func (c *clientConn) write(out []byte) ([]byte, error) {
 		return out, nil
 	}
 	_, err := c.rw.Write(out)
-	if cap(out) > keptReadBuf {
+	if cap(out) > wire.KeptReadBuf {
 		return nil, err
 	}
 	return out[:0], err
@@ -265,9 +267,9 @@ func (c *clientConn) NetConn() net.Conn  { return c.nc }
 
 // ReadCommand returns the next command, for the pub/sub loop, which handles
 // one at a time. The command is valid until the next call.
-func (c *clientConn) ReadCommand() (request, error) {
+func (c *clientConn) ReadCommand() (wire.Request, error) {
 	for len(c.pending) == 0 {
-		reqs, err := c.rd.next(c.rw)
+		reqs, err := c.rd.Next(c.rw)
 		c.pending = reqs
 		if err != nil {
 			if len(reqs) > 0 {
@@ -275,7 +277,7 @@ func (c *clientConn) ReadCommand() (request, error) {
 				// at the next read
 				break
 			}
-			return request{}, err
+			return wire.Request{}, err
 		}
 	}
 	r := c.pending[0]
@@ -287,9 +289,9 @@ func (c *clientConn) ReadCommand() (request, error) {
 // closes the connection, and counts the error in INFO errorstats; other
 // read errors get no reply.
 func (s *Server) answerProtocolError(c *clientConn, err error) {
-	var perr *protocolError
+	var perr *wire.ProtocolError
 	if errors.As(err, &perr) {
-		reply := appendError(nil, "ERR "+perr.Error())
+		reply := wire.AppendError(nil, "ERR "+perr.Error())
 		s.stats.countError(reply, s.log)
 		c.WriteRaw(reply)
 		c.Flush()
@@ -320,7 +322,7 @@ func (s *Server) serveConn(nc net.Conn) {
 
 // serveClient serves a client's pipelines, starting with reqs, which were
 // read already, until the connection closes or goes to a pub/sub loop.
-func (s *Server) serveClient(sess *session, reqs []request) {
+func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 	defer s.contain(sess, func() { s.endSession(sess) })
 	c := sess.conn
 	in := &arrivalReader{r: c.rw, s: sess}
@@ -336,7 +338,7 @@ func (s *Server) serveClient(sess *session, reqs []request) {
 				}
 				c.nc.SetReadDeadline(deadline)
 			}
-			reqs, err = c.rd.next(in)
+			reqs, err = c.rd.Next(in)
 			s.commands.Add(int64(len(reqs)))
 		}
 		if len(reqs) > 0 {
@@ -356,7 +358,7 @@ func (s *Server) serveClient(sess *session, reqs []request) {
 		}
 		if err != nil {
 			s.answerProtocolError(c, err)
-			if !errors.As(err, new(*protocolError)) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+			if !errors.As(err, new(*wire.ProtocolError)) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				s.log.Debug("client connection ended", zap.Uint64("client", sess.id), zap.Error(err))
 			}
 			c.Flush()

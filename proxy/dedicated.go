@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Dedicated connections serve the commands that hold state on their
@@ -41,7 +42,7 @@ func (d *dconn) roundTrip(raw []byte, n int, dst [][]byte) ([][]byte, error) {
 		}
 	}
 	for i := 0; i < n; i++ {
-		reply, err := readReply(d.r, nil)
+		reply, err := wire.ReadReply(d.r, nil)
 		if err != nil {
 			return dst, err
 		}
@@ -82,7 +83,7 @@ func (p *dpool) get() (*dconn, error) {
 		nc.Close()
 		return nil, err
 	}
-	if n, ok := intReply(replies[0]); ok {
+	if n, ok := wire.IntReply(replies[0]); ok {
 		d.id = []byte(strconv.FormatInt(n, 10))
 	} else if bytes.HasPrefix(replies[0], busyPrefix) {
 		d.noReuse = true
@@ -125,7 +126,7 @@ func (p *dpool) do(raw []byte) []byte { return p.doBy(raw, time.Time{}) }
 func (p *dpool) doBy(raw []byte, deadline time.Time) []byte {
 	d, err := p.get()
 	if err != nil {
-		return appendError(nil, p.downMessage(err))
+		return wire.AppendError(nil, p.downMessage(err))
 	}
 	if !deadline.IsZero() {
 		d.nc.SetDeadline(deadline)
@@ -133,7 +134,7 @@ func (p *dpool) doBy(raw []byte, deadline time.Time) []byte {
 	replies, err := d.roundTrip(raw, 1, nil)
 	if err != nil {
 		d.nc.Close()
-		return appendError(nil, p.downMessage(err))
+		return wire.AppendError(nil, p.downMessage(err))
 	}
 	if !deadline.IsZero() {
 		d.nc.SetDeadline(time.Time{})
@@ -151,13 +152,13 @@ func (p *dpool) doBy(raw []byte, deadline time.Time) []byte {
 // connection, theirs included. mayBlock runs the step outside the barrier's
 // gate (see runSync): right for WAIT and KEYS, not for a FLUSHALL, which a
 // cutover must not split.
-func (s *session) onEveryShard(c request, mayBlock bool, m merger) {
+func (s *session) onEveryShard(c wire.Request, mayBlock bool, m merger) {
 	s.onEveryShardWithin(c, mayBlock, 0, m)
 }
 
 // onEveryShardWithin is onEveryShard where each shard must answer within
 // limit (0: no limit), or the reply is an error naming it.
-func (s *session) onEveryShardWithin(c request, mayBlock bool, limit time.Duration, m merger) {
+func (s *session) onEveryShardWithin(c wire.Request, mayBlock bool, limit time.Duration, m merger) {
 	s.syncMayBlock = mayBlock
 	s.syncNext = func(r *route) []byte {
 		if mayBlock {

@@ -9,10 +9,11 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // handler serves a command that is not simply routed by its keys.
-type handler func(s *session, r *route, info *command.Info, cmd request)
+type handler func(s *session, r *route, info *command.Info, cmd wire.Request)
 
 // handlers maps COMMAND INFO names ("config|get") to their handler. Every
 // other command is routed by its keys (routeByKeys) or, keyless, refused.
@@ -22,7 +23,7 @@ var handlers = map[string]handler{}
 func init() {
 	for name, h := range map[string]handler{
 		"ping":      ping,
-		"echo":      func(s *session, _ *route, _ *command.Info, c request) { s.local(resp.AppendBulk(nil, c.Args[1])) },
+		"echo":      func(s *session, _ *route, _ *command.Info, c wire.Request) { s.local(resp.AppendBulk(nil, c.Args[1])) },
 		"quit":      quit,
 		"select":    selectDB,
 		"hello":     hello,
@@ -31,7 +32,7 @@ func init() {
 
 		"client|setname": clientSetName,
 		"client|getname": clientGetName,
-		"client|id":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(appendInt(nil, int64(s.id))) },
+		"client|id":      func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(wire.AppendInt(nil, int64(s.id))) },
 
 		"info": info,
 
@@ -46,7 +47,7 @@ func init() {
 		"latency|histogram": fanout(latencyHistogram),
 		"latency|reset":     fanout(sumInts),
 		// the proxy is a master with no replicas to its clients
-		"role":      func(s *session, _ *route, _ *command.Info, _ request) { s.local(roleReply) },
+		"role":      func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(roleReply) },
 		"dbsize":    fanout(sumInts),
 		"flushdb":   flush,
 		"flushall":  flush,
@@ -127,7 +128,7 @@ func init() {
 
 // clusterChecked routes SORT and COPY by their keys after the checks Redis
 // Cluster makes of their options (clusterRefusal).
-func clusterChecked(s *session, r *route, info *command.Info, c request) {
+func clusterChecked(s *session, r *route, info *command.Info, c wire.Request) {
 	if msg := clusterRefusal(info, c.Args); msg != "" {
 		s.reject(info, msg)
 		return
@@ -182,15 +183,15 @@ func clusterRefusal(info *command.Info, args [][]byte) string {
 	return ""
 }
 
-func replyOK(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendStatus(nil, "OK"))
+func replyOK(s *session, _ *route, _ *command.Info, _ wire.Request) {
+	s.local(wire.AppendStatus(nil, "OK"))
 }
 
-func refuse(s *session, _ *route, info *command.Info, _ request) {
+func refuse(s *session, _ *route, info *command.Info, _ wire.Request) {
 	s.reject(info, unsupported(info))
 }
 
-func ping(s *session, _ *route, info *command.Info, c request) {
+func ping(s *session, _ *route, info *command.Info, c wire.Request) {
 	if len(c.Args) > 2 {
 		s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		return
@@ -214,17 +215,17 @@ func ping(s *session, _ *route, info *command.Info, c request) {
 		s.local(resp.AppendBulk(nil, c.Args[1]))
 		return
 	}
-	s.local(appendStatus(nil, "PONG"))
+	s.local(wire.AppendStatus(nil, "PONG"))
 }
 
-func quit(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendStatus(nil, "OK"))
+func quit(s *session, _ *route, _ *command.Info, _ wire.Request) {
+	s.local(wire.AppendStatus(nil, "OK"))
 	s.quit = true
 }
 
-func selectDB(s *session, _ *route, _ *command.Info, c request) {
+func selectDB(s *session, _ *route, _ *command.Info, c wire.Request) {
 	if string(c.Args[1]) == "0" {
-		s.local(appendStatus(nil, "OK"))
+		s.local(wire.AppendStatus(nil, "OK"))
 		return
 	}
 	// Redis Cluster's wording: the shards serve database 0 only.
@@ -234,7 +235,7 @@ func selectDB(s *session, _ *route, _ *command.Info, c request) {
 // hello answers HELLO [2|3] [AUTH user pass] [SETNAME name]. A RESP3
 // session gets RESP3 replies from backend connections opened with HELLO 3;
 // the proxy never mixes protocols on one connection.
-func hello(s *session, _ *route, _ *command.Info, c request) {
+func hello(s *session, _ *route, _ *command.Info, c wire.Request) {
 	args := c.Args[1:]
 	proto := s.proto
 	if len(args) > 0 {
@@ -281,15 +282,15 @@ func hello(s *session, _ *route, _ *command.Info, c request) {
 		s.setProto(proto)
 		return nil
 	}
-	b := appendMapHeader(nil, 7, proto)
+	b := wire.AppendMapHeader(nil, 7, proto)
 	b = resp.AppendBulkString(b, "server")
 	b = resp.AppendBulkString(b, "redis")
 	b = resp.AppendBulkString(b, "version")
 	b = resp.AppendBulkString(b, s.srv.redisVersion())
 	b = resp.AppendBulkString(b, "proto")
-	b = appendInt(b, int64(proto))
+	b = wire.AppendInt(b, int64(proto))
 	b = resp.AppendBulkString(b, "id")
-	b = appendInt(b, int64(s.id))
+	b = wire.AppendInt(b, int64(s.id))
 	b = resp.AppendBulkString(b, "mode")
 	b = resp.AppendBulkString(b, "standalone")
 	b = resp.AppendBulkString(b, "role")
@@ -318,7 +319,7 @@ func printable(v []byte) bool {
 	return true
 }
 
-func clientSetName(s *session, _ *route, _ *command.Info, c request) {
+func clientSetName(s *session, _ *route, _ *command.Info, c wire.Request) {
 	if !printable(c.Args[2]) {
 		s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
 		return
@@ -326,12 +327,12 @@ func clientSetName(s *session, _ *route, _ *command.Info, c request) {
 	s.shown.Lock()
 	s.name = string(c.Args[2])
 	s.shown.Unlock()
-	s.local(appendStatus(nil, "OK"))
+	s.local(wire.AppendStatus(nil, "OK"))
 }
 
-func clientGetName(s *session, _ *route, _ *command.Info, _ request) {
+func clientGetName(s *session, _ *route, _ *command.Info, _ wire.Request) {
 	if s.name == "" {
-		s.local(appendNullIn(nil, s.proto))
+		s.local(wire.AppendNullIn(nil, s.proto))
 		return
 	}
 	s.local(resp.AppendBulkString(nil, s.name))
@@ -341,12 +342,12 @@ func clientGetName(s *session, _ *route, _ *command.Info, _ request) {
 // Sessions spread over the shards.
 // resetStats clears the proxy's own INFO figures that Redis's CONFIG
 // RESETSTAT clears (commandstats, errorstats), then the shards'.
-func resetStats(s *session, r *route, info *command.Info, c request) {
+func resetStats(s *session, r *route, info *command.Info, c wire.Request) {
 	s.srv.stats.reset()
 	s.fanout(r, c.Args, c.Raw, allOK)
 }
 
-func anyShard(s *session, r *route, _ *command.Info, c request) {
+func anyShard(s *session, r *route, _ *command.Info, c wire.Request) {
 	s.forward(int(s.id%uint64(len(r.pools))), c.Raw)
 }
 
@@ -370,7 +371,7 @@ var (
 )
 
 // configGet answers CONFIG GET from one shard, with the secrets replaced.
-func configGet(s *session, r *route, _ *command.Info, c request) {
+func configGet(s *session, r *route, _ *command.Info, c wire.Request) {
 	first := s.stageTo(int(s.id%uint64(len(r.pools))), c.Raw)
 	s.calls = append(s.calls, call{first: first, n: 1, merge: redactConfig})
 }
@@ -379,30 +380,30 @@ func configGet(s *session, r *route, _ *command.Info, c request) {
 // (RESP2) or a map (RESP3), with each secret's value replaced.
 func redactConfig(s *session, c *call, out []byte) []byte {
 	reply := s.b.results[c.first]
-	hdr := indexCRLF(reply)
+	hdr := wire.IndexCRLF(reply)
 	if hdr < 1 || reply[0] != '*' && reply[0] != '%' {
 		return append(out, reply...) // an error
 	}
-	n, ok := parseLen(reply[1:hdr])
+	n, ok := wire.ParseLen(reply[1:hdr])
 	if reply[0] == '%' {
 		n *= 2
 	}
 	start, pos := len(out), hdr+2
 	out = append(out, reply[:pos]...)
 	for i := int64(0); ok && i < n; i += 2 {
-		nl, err := replyLen(reply[pos:])
+		nl, err := wire.ReplyLen(reply[pos:])
 		if err != nil {
 			ok = false
 			break
 		}
-		vl, err := replyLen(reply[pos+nl:])
+		vl, err := wire.ReplyLen(reply[pos+nl:])
 		if err != nil {
 			ok = false
 			break
 		}
 		name, value := reply[pos:pos+nl], reply[pos+nl:pos+nl+vl]
 		out = append(out, name...)
-		switch text, _ := bulkText(name); {
+		switch text, _ := wire.BulkText(name); {
 		case string(text) == "requirepass":
 			out = resp.AppendBulkString(out, s.srv.cfg.RequirePass)
 		case secretConfig[string(text)]:
@@ -414,14 +415,14 @@ func redactConfig(s *session, c *call, out []byte) []byte {
 	}
 	if !ok || n%2 != 0 || pos != len(reply) {
 		// Not the reply CONFIG GET sends: pass nothing of it on.
-		return appendError(out[:start], "ERR unexpected CONFIG GET reply from the shard")
+		return wire.AppendError(out[:start], "ERR unexpected CONFIG GET reply from the shard")
 	}
 	return out
 }
 
 // configSet sets parameters on every shard, except those that are how the
 // proxy reaches the shards.
-func configSet(s *session, r *route, info *command.Info, c request) {
+func configSet(s *session, r *route, info *command.Info, c wire.Request) {
 	for i := 2; i < len(c.Args); i += 2 {
 		if name := strings.ToLower(string(c.Args[i])); shardConfig[name] {
 			s.reject(info, "ERR CONFIG SET failed (possibly related to argument '"+name+
@@ -434,7 +435,7 @@ func configSet(s *session, r *route, info *command.Info, c request) {
 
 // flush empties every shard; during a reshard it is refused, because the
 // targets would have to replay it over other sources' keys.
-func flush(s *session, r *route, info *command.Info, c request) {
+func flush(s *session, r *route, info *command.Info, c wire.Request) {
 	if s.srv.resharding() {
 		s.errorReply("ERR " + upper(info.Name()) + " is refused while a reshard runs (see PROXY RESHARD STATUS)")
 		return
@@ -452,7 +453,7 @@ func flush(s *session, r *route, info *command.Info, c request) {
 // busy-reply-threshold answers them at once; a stopped one gets
 // --shard-timeout to answer.
 func allowBusy(m merger) handler {
-	return func(s *session, _ *route, _ *command.Info, c request) {
+	return func(s *session, _ *route, _ *command.Info, c wire.Request) {
 		s.onEveryShardWithin(c, false, s.srv.cfg.ShardTimeout, m)
 	}
 }
@@ -460,19 +461,19 @@ func allowBusy(m merger) handler {
 // keys lists every shard's matching keys. Like a synchronous FLUSHALL, it
 // may keep a large shard busy for longer than --shard-timeout, so it runs
 // over dedicated connections (onEveryShard).
-func keys(s *session, _ *route, _ *command.Info, c request) {
+func keys(s *session, _ *route, _ *command.Info, c wire.Request) {
 	s.onEveryShard(c, true, concatArrays)
 }
 
 func fanout(m merger) handler {
-	return func(s *session, r *route, _ *command.Info, c request) {
+	return func(s *session, r *route, _ *command.Info, c wire.Request) {
 		s.fanout(r, c.Args, c.Raw, m)
 	}
 }
 
 // streamRead serves XREAD/XREADGROUP without BLOCK; blocking reads need a
 // dedicated connection.
-func streamRead(s *session, r *route, info *command.Info, c request) {
+func streamRead(s *session, r *route, info *command.Info, c wire.Request) {
 	for _, a := range c.Args[1:] {
 		if equalFold(a, "streams") {
 			break
@@ -498,7 +499,7 @@ func streamRead(s *session, r *route, info *command.Info, c request) {
 // and the replies are merged. When every key is on one shard the command is
 // forwarded unchanged.
 func split(step int, m merger) handler {
-	return func(s *session, r *route, info *command.Info, c request) {
+	return func(s *session, r *route, info *command.Info, c wire.Request) {
 		args := c.Args
 		if (len(args)-1)%step != 0 {
 			s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")

@@ -14,6 +14,7 @@ import (
 	"github.com/reshard/reshard/proxy/command"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // INFO is answered by the proxy: its own server, clients, stats and proxy
@@ -38,7 +39,7 @@ var (
 // (memory, persistence, keyspace, commandstats): INFO proxy, stats or clients must
 // answer at once even while a shard is stopped, which is when an operator
 // reads them.
-func info(s *session, r *route, _ *command.Info, c request) {
+func info(s *session, r *route, _ *command.Info, c wire.Request) {
 	want := infoWants(c.Args)
 	switch {
 	case want["commandstats"]:
@@ -80,7 +81,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 	keyspace := map[string][3]int64{} // db -> keys, expires, avg_ttl*keys
 	for i, r := range s.results(c) {
 		shards[i] = map[string]string{}
-		text, ok := bulkText(r)
+		text, ok := wire.BulkText(r)
 		if !ok {
 			continue
 		}
@@ -263,7 +264,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			}
 		}
 	}
-	return appendVerbatim(out, b.String(), s.proto)
+	return wire.AppendVerbatim(out, b.String(), s.proto)
 }
 
 func atoi(s string) int64 {
@@ -313,11 +314,11 @@ func (s *Server) probeVersion(d shardDialer, addr string) {
 	if _, err := c.Write(resp.AppendCommand(nil, []byte("INFO"), []byte("server"))); err != nil {
 		return
 	}
-	reply, err := readReply(r, nil)
+	reply, err := wire.ReadReply(r, nil)
 	if err != nil {
 		return
 	}
-	text, _ := bulkText(reply)
+	text, _ := wire.BulkText(reply)
 	for _, line := range bytes.Split(text, []byte("\r\n")) {
 		if v, ok := bytes.CutPrefix(line, []byte("redis_version:")); ok {
 			ver := string(v)

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Merges of replies from several shards. Each takes the call's result slots
@@ -18,7 +19,7 @@ func (s *session) results(c *call) [][]byte { return s.b.results[c.first : c.fir
 
 func firstError(rs [][]byte) []byte {
 	for _, r := range rs {
-		if isError(r) {
+		if wire.IsError(r) {
 			return r
 		}
 	}
@@ -32,13 +33,13 @@ func sumInts(s *session, c *call, out []byte) []byte {
 	}
 	var sum int64
 	for _, r := range rs {
-		n, ok := intReply(r)
+		n, ok := wire.IntReply(r)
 		if !ok {
-			return appendError(out, "ERR unexpected reply from shard")
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 		sum += n
 	}
-	return appendInt(out, sum)
+	return wire.AppendInt(out, sum)
 }
 
 // leastInt answers the smallest count (WAIT: the replicas that acknowledged
@@ -50,15 +51,15 @@ func leastInt(s *session, c *call, out []byte) []byte {
 	}
 	least := int64(-1)
 	for _, r := range rs {
-		n, ok := intReply(r)
+		n, ok := wire.IntReply(r)
 		if !ok {
-			return appendError(out, "ERR unexpected reply from shard")
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 		if least < 0 || n < least {
 			least = n
 		}
 	}
-	return appendInt(out, least)
+	return wire.AppendInt(out, least)
 }
 
 func allOK(s *session, c *call, out []byte) []byte {
@@ -77,7 +78,7 @@ func anyKilled(s *session, c *call, out []byte) []byte {
 	pick := rs[0]
 	for _, r := range rs {
 		switch {
-		case !isError(r):
+		case !wire.IsError(r):
 			return append(out, r...)
 		case !bytes.HasPrefix(r, []byte("-NOTBUSY")):
 			pick = r
@@ -96,7 +97,7 @@ func runningFunction(s *session, c *call, out []byte) []byte {
 		return append(out, e...)
 	}
 	for _, r := range rs {
-		if elems, ok := mapElems(r); ok && len(elems) >= 2 && !isNullReply(elems[1]) {
+		if elems, ok := wire.MapElems(r); ok && len(elems) >= 2 && !isNullReply(elems[1]) {
 			return append(out, r...)
 		}
 	}
@@ -111,8 +112,8 @@ func mgetMerge(s *session, c *call, out []byte) []byte {
 	elems := make([][][]byte, len(rs))
 	for i, r := range rs {
 		var ok bool
-		if elems[i], ok = arrayElems(r, nil); !ok {
-			return appendError(out, "ERR unexpected reply from shard")
+		if elems[i], ok = wire.ArrayElems(r, nil); !ok {
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 	}
 	nkeys := len(c.args) - 1
@@ -121,7 +122,7 @@ func mgetMerge(s *session, c *call, out []byte) []byte {
 	for k := 0; k < nkeys; k++ {
 		sub := s.aux[int(c.auxOff)+k]
 		if next[sub] >= len(elems[sub]) {
-			return appendError(out[:0], "ERR unexpected reply from shard")
+			return wire.AppendError(out[:0], "ERR unexpected reply from shard")
 		}
 		out = append(out, elems[sub][next[sub]]...)
 		next[sub]++
@@ -137,8 +138,8 @@ func concatArrays(s *session, c *call, out []byte) []byte {
 	var all [][]byte
 	for _, r := range rs {
 		var ok bool
-		if all, ok = arrayElems(r, all); !ok {
-			return appendError(out, "ERR unexpected reply from shard")
+		if all, ok = wire.ArrayElems(r, all); !ok {
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 	}
 	out = resp.AppendArrayHeader(out, len(all))
@@ -173,12 +174,12 @@ func andArrays(s *session, c *call, out []byte) []byte {
 	}
 	var acc []int64
 	for i, r := range rs {
-		elems, ok := arrayElems(r, nil)
+		elems, ok := wire.ArrayElems(r, nil)
 		if !ok || (i > 0 && len(elems) != len(acc)) {
-			return appendError(out, "ERR unexpected reply from shard")
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 		for j, e := range elems {
-			n, _ := intReply(e)
+			n, _ := wire.IntReply(e)
 			if i == 0 {
 				acc = append(acc, n)
 			} else if n == 0 {
@@ -188,7 +189,7 @@ func andArrays(s *session, c *call, out []byte) []byte {
 	}
 	out = resp.AppendArrayHeader(out, len(acc))
 	for _, n := range acc {
-		out = appendInt(out, n)
+		out = wire.AppendInt(out, n)
 	}
 	return out
 }
@@ -207,8 +208,8 @@ func slowlogMerge(s *session, c *call, out []byte) []byte {
 	var all []entry
 	rs := s.results(c)
 	err := eachEntry(rs, 6, func(shard int, e [][]byte) bool {
-		id, ok1 := intReply(e[0])
-		at, ok2 := intReply(e[1])
+		id, ok1 := wire.IntReply(e[0])
+		at, ok2 := wire.IntReply(e[1])
 		all = append(all, entry{id: id*int64(len(rs)) + int64(shard), at: at, elems: e})
 		return ok1 && ok2
 	})
@@ -228,7 +229,7 @@ func slowlogMerge(s *session, c *call, out []byte) []byte {
 	out = resp.AppendArrayHeader(out, len(all))
 	for _, e := range all {
 		out = resp.AppendArrayHeader(out, len(e.elems))
-		out = appendInt(out, e.id)
+		out = wire.AppendInt(out, e.id)
 		for _, el := range e.elems[1:] {
 			out = append(out, el...)
 		}
@@ -245,10 +246,10 @@ func latencyLatest(s *session, c *call, out []byte) []byte {
 	type event struct{ at, latest, max int64 }
 	events := map[string]*event{}
 	err := eachEntry(s.results(c), 4, func(_ int, e [][]byte) bool {
-		name, ok := bulkText(e[0])
-		at, ok1 := intReply(e[1])
-		latest, ok2 := intReply(e[2])
-		most, ok3 := intReply(e[3])
+		name, ok := wire.BulkText(e[0])
+		at, ok1 := wire.IntReply(e[1])
+		latest, ok2 := wire.IntReply(e[2])
+		most, ok3 := wire.IntReply(e[3])
 		if !ok || !ok1 || !ok2 || !ok3 {
 			return false
 		}
@@ -271,9 +272,9 @@ func latencyLatest(s *session, c *call, out []byte) []byte {
 		ev := events[name]
 		out = resp.AppendArrayHeader(out, 4)
 		out = resp.AppendBulkString(out, name)
-		out = appendInt(out, ev.at)
-		out = appendInt(out, ev.latest)
-		out = appendInt(out, ev.max)
+		out = wire.AppendInt(out, ev.at)
+		out = wire.AppendInt(out, ev.latest)
+		out = wire.AppendInt(out, ev.max)
 	}
 	return out
 }
@@ -283,8 +284,8 @@ func latencyLatest(s *session, c *call, out []byte) []byte {
 func latencyHistory(s *session, c *call, out []byte) []byte {
 	samples := map[int64]int64{}
 	err := eachEntry(s.results(c), 2, func(_ int, e [][]byte) bool {
-		at, ok1 := intReply(e[0])
-		ms, ok2 := intReply(e[1])
+		at, ok1 := wire.IntReply(e[0])
+		ms, ok2 := wire.IntReply(e[1])
 		if !ok1 || !ok2 {
 			return false
 		}
@@ -297,8 +298,8 @@ func latencyHistory(s *session, c *call, out []byte) []byte {
 	out = resp.AppendArrayHeader(out, len(samples))
 	for _, at := range slices.Sorted(maps.Keys(samples)) {
 		out = resp.AppendArrayHeader(out, 2)
-		out = appendInt(out, at)
-		out = appendInt(out, samples[at])
+		out = wire.AppendInt(out, at)
+		out = wire.AppendInt(out, samples[at])
 	}
 	return out
 }
@@ -311,14 +312,14 @@ func eachEntry(rs [][]byte, n int, fn func(shard int, elems [][]byte) bool) []by
 		return e
 	}
 	for shard, r := range rs {
-		entries, ok := arrayElems(r, nil)
+		entries, ok := wire.ArrayElems(r, nil)
 		if !ok {
-			return appendError(nil, "ERR unexpected reply from shard")
+			return wire.AppendError(nil, "ERR unexpected reply from shard")
 		}
 		for _, raw := range entries {
-			elems, ok := arrayElems(raw, nil)
+			elems, ok := wire.ArrayElems(raw, nil)
 			if !ok || len(elems) != n || !fn(shard, elems) {
-				return appendError(nil, "ERR unexpected reply from shard")
+				return wire.AppendError(nil, "ERR unexpected reply from shard")
 			}
 		}
 	}
@@ -340,27 +341,27 @@ func latencyHistogram(s *session, c *call, out []byte) []byte {
 		shards [][]bucket // one cumulative histogram per shard that ran it
 	}
 	cmds := map[string]*command{}
-	bad := func() []byte { return appendError(out, "ERR unexpected reply from shard") }
+	bad := func() []byte { return wire.AppendError(out, "ERR unexpected reply from shard") }
 	for _, r := range rs {
-		kv, ok := mapElems(r)
+		kv, ok := wire.MapElems(r)
 		if !ok || len(kv)%2 != 0 {
 			return bad()
 		}
 		for i := 0; i < len(kv); i += 2 {
-			name, ok1 := bulkText(kv[i])
-			fields, ok2 := mapElems(kv[i+1])
+			name, ok1 := wire.BulkText(kv[i])
+			fields, ok2 := wire.MapElems(kv[i+1])
 			if !ok1 || !ok2 || len(fields) != 4 {
 				return bad()
 			}
-			calls, ok1 := intReply(fields[1])
-			hist, ok2 := mapElems(fields[3])
+			calls, ok1 := wire.IntReply(fields[1])
+			hist, ok2 := wire.MapElems(fields[3])
 			if !ok1 || !ok2 || len(hist)%2 != 0 {
 				return bad()
 			}
 			var buckets []bucket
 			for j := 0; j < len(hist); j += 2 {
-				usec, ok1 := intReply(hist[j])
-				count, ok2 := intReply(hist[j+1])
+				usec, ok1 := wire.IntReply(hist[j])
+				count, ok2 := wire.IntReply(hist[j+1])
 				if !ok1 || !ok2 {
 					return bad()
 				}
@@ -375,7 +376,7 @@ func latencyHistogram(s *session, c *call, out []byte) []byte {
 			cmd.shards = append(cmd.shards, buckets)
 		}
 	}
-	out = appendMapHeader(out, len(cmds), s.proto)
+	out = wire.AppendMapHeader(out, len(cmds), s.proto)
 	for _, name := range slices.Sorted(maps.Keys(cmds)) {
 		cmd := cmds[name]
 		var bounds []int64
@@ -387,11 +388,11 @@ func latencyHistogram(s *session, c *call, out []byte) []byte {
 		slices.Sort(bounds)
 		bounds = slices.Compact(bounds)
 		out = resp.AppendBulkString(out, name)
-		out = appendMapHeader(out, 2, s.proto)
+		out = wire.AppendMapHeader(out, 2, s.proto)
 		out = resp.AppendBulkString(out, "calls")
-		out = appendInt(out, cmd.calls)
+		out = wire.AppendInt(out, cmd.calls)
 		out = resp.AppendBulkString(out, "histogram_usec")
-		out = appendMapHeader(out, len(bounds), s.proto)
+		out = wire.AppendMapHeader(out, len(bounds), s.proto)
 		for _, usec := range bounds {
 			var total int64
 			for _, h := range cmd.shards {
@@ -400,8 +401,8 @@ func latencyHistogram(s *session, c *call, out []byte) []byte {
 					total += h[i-1].count
 				}
 			}
-			out = appendInt(out, usec)
-			out = appendInt(out, total)
+			out = wire.AppendInt(out, usec)
+			out = wire.AppendInt(out, total)
 		}
 	}
 	return out

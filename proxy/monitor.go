@@ -10,6 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // MONITOR streams every command the proxy's clients send, as Redis streams
@@ -55,7 +57,7 @@ type monitor struct {
 
 // monitorCmd turns the session into a monitor after the replies of what
 // was planned before it.
-func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
+func monitorCmd(s *session, _ *route, _ *command.Info, _ wire.Request) {
 	s.syncNext = func(*route) []byte {
 		if s.monitor != nil {
 			return nil // already monitoring: ignored, as Redis does
@@ -77,7 +79,7 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ request) {
 		// queued, not written: the gate is held here, and a client
 		// that does not read would hold it (clientConn). The serving
 		// loop, or run, writes it before any line.
-		s.conn.WriteRaw(appendStatus(nil, "OK"))
+		s.conn.WriteRaw(wire.AppendStatus(nil, "OK"))
 		go m.run()
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/reshard/reshard/internal/proxyname"
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // A cutover moves the clients of one proxy. Another proxy in front of the
@@ -80,10 +81,10 @@ func (srv *Server) otherProxies(ctx context.Context, r *route) []peer {
 // and at most timeout, and returns the list's text.
 func shardClients(ctx context.Context, p *dpool, timeout time.Duration) ([]byte, error) {
 	reply := p.doBy(cmdClientListNormal, deadlineWithin(ctx, timeout))
-	if isError(reply) {
+	if wire.IsError(reply) {
 		return nil, fmt.Errorf("CLIENT LIST: %s", bytes.TrimSpace(reply[1:]))
 	}
-	text, ok := bulkText(reply)
+	text, ok := wire.BulkText(reply)
 	if !ok {
 		return nil, fmt.Errorf("CLIENT LIST: unexpected reply %q", clip(reply))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Pub/sub with the semantics of one Redis: every classic subscription
@@ -83,10 +84,10 @@ func init() {
 }
 
 // home sends a command to the pub/sub home shard.
-func home(s *session, _ *route, _ *command.Info, c request) { s.forward(0, c.Raw) }
+func home(s *session, _ *route, _ *command.Info, c wire.Request) { s.forward(0, c.Raw) }
 
 // shardChannel routes SPUBLISH by its channel's slot.
-func shardChannel(s *session, r *route, info *command.Info, c request) {
+func shardChannel(s *session, r *route, info *command.Info, c wire.Request) {
 	chans, err := info.RoutingKeys(c.Args, s.keys[:0])
 	if err != nil || len(chans) == 0 {
 		s.errorReply("ERR syntax error")
@@ -99,7 +100,7 @@ func shardChannel(s *session, r *route, info *command.Info, c request) {
 
 // notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode. In a
 // pub/sub loop that holds subscriptions, the loop sends it on (detachWith).
-func notSubscribed(s *session, _ *route, info *command.Info, c request) {
+func notSubscribed(s *session, _ *route, info *command.Info, c wire.Request) {
 	if info.Name() == "sunsubscribe" { // shard channels share a slot, as for SSUBSCRIBE
 		if msg := shardChannelsSlot(s, info, c); msg != "" {
 			s.errorReply(msg)
@@ -117,7 +118,7 @@ func notSubscribed(s *session, _ *route, info *command.Info, c request) {
 // notSubscribedReply is Redis's reply to (P|S)UNSUBSCRIBE from channels the
 // client is not subscribed to: one confirmation per channel (or one with a
 // null channel), count 0, pushed in RESP3.
-func notSubscribedReply(info *command.Info, c request, proto int) []byte {
+func notSubscribedReply(info *command.Info, c wire.Request, proto int) []byte {
 	kind := info.Name()
 	header := resp.AppendArrayHeader(nil, 3)
 	if proto == 3 {
@@ -127,21 +128,21 @@ func notSubscribedReply(info *command.Info, c request, proto int) []byte {
 	if len(c.Args) == 1 {
 		b = append(b, header...)
 		b = resp.AppendBulkString(b, kind)
-		b = appendNullIn(b, proto)
-		b = appendInt(b, 0)
+		b = wire.AppendNullIn(b, proto)
+		b = wire.AppendInt(b, 0)
 	}
 	for _, ch := range c.Args[1:] {
 		b = append(b, header...)
 		b = resp.AppendBulkString(b, kind)
 		b = resp.AppendBulk(b, ch)
-		b = appendInt(b, 0)
+		b = wire.AppendInt(b, 0)
 	}
 	return b
 }
 
 // subscribe enters subscribed mode: the connection goes to a pub/sub loop
 // once what is planned so far has been answered.
-func subscribe(s *session, r *route, info *command.Info, c request) {
+func subscribe(s *session, r *route, info *command.Info, c wire.Request) {
 	if info.Name() == "ssubscribe" {
 		if msg := shardChannelsSlot(s, info, c); msg != "" {
 			s.errorReply(msg)
@@ -152,7 +153,7 @@ func subscribe(s *session, r *route, info *command.Info, c request) {
 }
 
 // shardChannelsSlot checks that shard channels share one slot.
-func shardChannelsSlot(s *session, info *command.Info, c request) string {
+func shardChannelsSlot(s *session, info *command.Info, c wire.Request) string {
 	chans, err := info.RoutingKeys(c.Args, s.keys[:0])
 	if err != nil {
 		return err.Error()
@@ -180,12 +181,12 @@ func sumPairs(s *session, c *call, out []byte) []byte {
 	var names [][]byte
 	var sums []int64
 	for _, r := range rs {
-		elems, ok := arrayElems(r, nil)
+		elems, ok := wire.ArrayElems(r, nil)
 		if !ok || len(elems)%2 != 0 {
-			return appendError(out, "ERR unexpected reply from shard")
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 		for i := 0; i < len(elems); i += 2 {
-			n, _ := intReply(elems[i+1])
+			n, _ := wire.IntReply(elems[i+1])
 			j := i / 2
 			if j == len(names) {
 				names = append(names, elems[i])
@@ -197,7 +198,7 @@ func sumPairs(s *session, c *call, out []byte) []byte {
 	out = resp.AppendArrayHeader(out, 2*len(names))
 	for i := range names {
 		out = append(out, names[i]...)
-		out = appendInt(out, sums[i])
+		out = wire.AppendInt(out, sums[i])
 	}
 	return out
 }
@@ -275,7 +276,7 @@ func shardOfKey(key int) int {
 // client to read.
 func (s *session) detach() {
 	cmd, rest := s.detachWith, s.detachRest
-	s.detachWith, s.detachRest = request{}, nil
+	s.detachWith, s.detachRest = wire.Request{}, nil
 	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}, last: manyConns}
 	s.pubsub = p
 	p.out.share()
@@ -303,12 +304,12 @@ func (s *session) detach() {
 // run forwards the SUBSCRIBE that started the loop, then serves the client's
 // commands one at a time, until the client goes or, with no subscription
 // left, the connection goes back to the serving loop with what it sent.
-func (p *pubsubLoop) run(first request, queue []request) {
+func (p *pubsubLoop) run(first wire.Request, queue []wire.Request) {
 	s := p.s
 	defer s.srv.contain(s, p.end)
 	ok := p.forwardLocked(first)
 	for ok && !s.quit && p.out.Flush() == nil {
-		var cmd request
+		var cmd wire.Request
 		if len(queue) > 0 {
 			cmd, queue = queue[0], queue[1:]
 		} else {
@@ -322,7 +323,7 @@ func (p *pubsubLoop) run(first request, queue []request) {
 		var back bool
 		ok, back = p.handle(cmd)
 		if back {
-			p.handBack(append([]request{cmd}, queue...))
+			p.handBack(append([]wire.Request{cmd}, queue...))
 			return
 		}
 	}
@@ -344,7 +345,7 @@ func (p *pubsubLoop) closeAllLocked() {
 	p.closeAll()
 }
 
-func (p *pubsubLoop) forwardLocked(cmd request) bool {
+func (p *pubsubLoop) forwardLocked(cmd wire.Request) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.forward(cmd)
@@ -352,7 +353,7 @@ func (p *pubsubLoop) forwardLocked(cmd request) bool {
 
 // handBack returns the connection to the serving loop, which serves reqs
 // and then what the client sent after them.
-func (p *pubsubLoop) handBack(reqs []request) {
+func (p *pubsubLoop) handBack(reqs []wire.Request) {
 	s := p.s
 	s.srv.subscribers.Delete(p)
 	p.out.unstream() // what the loop queued goes out first
@@ -387,7 +388,7 @@ func (p *pubsubLoop) local(reply []byte) {
 // connections (before, after), not while the session serves the command:
 // that waits for the barrier's gate, and SwapTable, which holds the
 // barrier, moves the loop to the new shards under this lock (moveTo).
-func (p *pubsubLoop) handle(cmd request) (ok, back bool) {
+func (p *pubsubLoop) handle(cmd wire.Request) (ok, back bool) {
 	s := p.s
 	info := command.Lookup(cmd.Args)
 	if !p.before(info) {
@@ -445,7 +446,7 @@ func (p *pubsubLoop) after(info *command.Info, proto int) bool {
 		return true
 	}
 	c := s.detachWith
-	s.detachWith, s.detachRest = request{}, nil
+	s.detachWith, s.detachRest = wire.Request{}, nil
 	return p.forward(c)
 }
 
@@ -504,7 +505,7 @@ func nameOf(info *command.Info) string {
 
 // forward sends a (un)subscription the session planned down the
 // subscription connection it belongs to.
-func (p *pubsubLoop) forward(cmd request) bool {
+func (p *pubsubLoop) forward(cmd wire.Request) bool {
 	info := command.Lookup(cmd.Args)
 	switch info.Name() {
 	case "ssubscribe", "sunsubscribe":
@@ -654,10 +655,10 @@ func globClass(pat []byte, c byte) (rest []byte, ok, closed bool) {
 
 // shardChannels sends SSUBSCRIBE/SUNSUBSCRIBE to the shard of their slot;
 // SUNSUBSCRIBE without channels goes to every shard subscribed to.
-func (p *pubsubLoop) shardChannels(info *command.Info, cmd request) bool {
+func (p *pubsubLoop) shardChannels(info *command.Info, cmd wire.Request) bool {
 	s := p.s
 	if msg := shardChannelsSlot(s, info, cmd); msg != "" {
-		p.local(appendError(nil, msg)) // the plan has checked it (subscribe, notSubscribed): not reached
+		p.local(wire.AppendError(nil, msg)) // the plan has checked it (subscribe, notSubscribed): not reached
 		return true
 	}
 	if len(s.keys) == 0 { // SUNSUBSCRIBE from all
@@ -692,7 +693,7 @@ func (p *pubsubLoop) send(key int, raw []byte) bool {
 	if sc == nil {
 		var err error
 		if sc, err = p.open(p.s.srv.route.Load(), key); err != nil {
-			p.local(appendError(nil, err.Error()))
+			p.local(wire.AppendError(nil, err.Error()))
 			return true
 		}
 		p.conns[key] = sc
@@ -728,7 +729,7 @@ func (p *pubsubLoop) pump(sc *subConn) {
 	defer p.s.srv.contain(p.s, func() {}) // the loop's read fails and ends the client
 	r := sc.d.r
 	for {
-		reply, err := readReply(r, nil)
+		reply, err := wire.ReadReply(r, nil)
 		if err != nil {
 			if !sc.closing.Load() {
 				// A shard that dies takes the client's subscriptions with
@@ -775,11 +776,11 @@ func isMessage(reply []byte) bool {
 	if reply[0] == '>' {
 		return true
 	}
-	elems, ok := arrayElems(reply, nil)
+	elems, ok := wire.ArrayElems(reply, nil)
 	if !ok || len(elems) < 3 {
 		return false
 	}
-	k, _ := bulkText(elems[0])
+	k, _ := wire.BulkText(elems[0])
 	return bytes.HasSuffix(k, []byte("message")) || bytes.HasSuffix(k, []byte("subscribe"))
 }
 
@@ -846,16 +847,16 @@ func (sc *subConn) forgetAll() {
 
 // confirmation parses a (un)subscribe confirmation: kind, name, count.
 func confirmation(reply []byte) (kind, name string, count int64, ok bool) {
-	elems, ok := arrayElems(reply, nil)
+	elems, ok := wire.ArrayElems(reply, nil)
 	if !ok || len(elems) != 3 {
 		return "", "", 0, false
 	}
-	k, ok := bulkText(elems[0])
+	k, ok := wire.BulkText(elems[0])
 	if !ok || !bytes.HasSuffix(k, []byte("subscribe")) {
 		return "", "", 0, false
 	}
-	nm, _ := bulkText(elems[1])
-	count, ok = intReply(elems[2])
+	nm, _ := wire.BulkText(elems[1])
+	count, ok = wire.IntReply(elems[2])
 	return string(k), string(nm), count, ok
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // PROXY RESHARD moves live traffic onto a new set of shards: package migrate
@@ -50,14 +51,14 @@ func (srv *Server) reshardAdmin(args [][]byte, proto int) []byte {
 		switch {
 		case equalFold(args[0], "status"):
 			if job == nil {
-				return appendVerbatim(nil, "state:none\r\n", proto)
+				return wire.AppendVerbatim(nil, "state:none\r\n", proto)
 			}
 			var b strings.Builder
 			job.Status().WriteInfo(&b)
-			return appendVerbatim(nil, b.String(), proto)
+			return wire.AppendVerbatim(nil, b.String(), proto)
 		case equalFold(args[0], "abort"), equalFold(args[0], "cutover"):
 			if job == nil {
-				return appendError(nil, "ERR no reshard has run")
+				return wire.AppendError(nil, "ERR no reshard has run")
 			}
 			var err error
 			if equalFold(args[0], "abort") {
@@ -66,13 +67,13 @@ func (srv *Server) reshardAdmin(args [][]byte, proto int) []byte {
 				err = job.Cutover()
 			}
 			if err != nil {
-				return appendError(nil, "ERR "+err.Error())
+				return wire.AppendError(nil, "ERR "+err.Error())
 			}
-			return appendStatus(nil, "OK")
+			return wire.AppendStatus(nil, "OK")
 		}
 	}
 	if len(args) == 0 {
-		return appendError(nil, "ERR wrong arguments for PROXY RESHARD. Try PROXY HELP.")
+		return wire.AppendError(nil, "ERR wrong arguments for PROXY RESHARD. Try PROXY HELP.")
 	}
 	job, err := srv.startReshard(args)
 	if err != nil {
@@ -218,11 +219,11 @@ type fence struct {
 // getShardConfig reads one of a shard's settings.
 func getShardConfig(pl *pool, name []byte, by time.Time) ([]byte, error) {
 	reply := pl.ded.doBy(resp.AppendCommand(nil, []byte("CONFIG"), []byte("GET"), name), by)
-	if isError(reply) {
+	if wire.IsError(reply) {
 		return nil, errors.New(string(bytes.TrimSpace(reply[1:])))
 	}
-	if elems, ok := arrayElems(reply, nil); ok && len(elems) == 2 {
-		if v, ok := bulkText(elems[1]); ok {
+	if elems, ok := wire.ArrayElems(reply, nil); ok && len(elems) == 2 {
+		if v, ok := wire.BulkText(elems[1]); ok {
 			return bytes.Clone(v), nil
 		}
 	}
@@ -232,7 +233,7 @@ func getShardConfig(pl *pool, name []byte, by time.Time) ([]byte, error) {
 // setShardConfig sets one of a shard's settings.
 func setShardConfig(pl *pool, name, v []byte, by time.Time) error {
 	reply := pl.ded.doBy(resp.AppendCommand(nil, []byte("CONFIG"), []byte("SET"), name, v), by)
-	if isError(reply) {
+	if wire.IsError(reply) {
 		return errors.New(string(bytes.TrimSpace(reply[1:])))
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/reshard/reshard/snapshot"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // PROXY RESTORE runs the restore of package migrate as a background job of
@@ -38,14 +39,14 @@ func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 		job := srv.rest.job
 		srv.rest.mu.Unlock()
 		if job == nil {
-			return appendVerbatim(nil, "state:none\r\n", proto)
+			return wire.AppendVerbatim(nil, "state:none\r\n", proto)
 		}
 		var b strings.Builder
 		job.Status().WriteInfo(&b)
-		return appendVerbatim(nil, b.String(), proto)
+		return wire.AppendVerbatim(nil, b.String(), proto)
 	}
 	if len(args) < 2 {
-		return appendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
+		return wire.AppendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
 	}
 	job, err := srv.startRestore(args)
 	if err != nil {
@@ -129,7 +130,7 @@ func (srv *Server) restoreSource(src string) (string, error) {
 func appendJobError(err error) []byte {
 	msg := strings.Replace(err.Error(), " problems\n  - ", " problems: ", 1)
 	msg = strings.ReplaceAll(msg, "\n  - ", "; ")
-	return appendError(nil, "ERR "+strings.ReplaceAll(msg, "\n", " "))
+	return wire.AppendError(nil, "ERR "+strings.ReplaceAll(msg, "\n", " "))
 }
 
 // restoreWord is the word of PROXY RESTORE that sets a RestoreConfig

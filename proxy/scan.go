@@ -6,6 +6,7 @@ import (
 	"github.com/reshard/reshard/proxy/command"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // SCAN over several shards. The proxy walks the shards one after the other
@@ -51,7 +52,7 @@ func init() {
 // scanKeyspace serves SCAN cursor [MATCH pattern] [COUNT count] [TYPE type].
 // The options go to the shard unchanged, so the shard checks them and its
 // error replies (a syntax error, say) reach the client as Redis words them.
-func scanKeyspace(s *session, r *route, _ *command.Info, c request) {
+func scanKeyspace(s *session, r *route, _ *command.Info, c wire.Request) {
 	cursor, ok := parseScanCursor(c.Args[1])
 	if !ok {
 		s.errorReply("ERR invalid cursor")
@@ -81,25 +82,25 @@ func scanKeyspace(s *session, r *route, _ *command.Info, c request) {
 func scanMerger(shard, nshards int, addr string) merger {
 	return func(s *session, c *call, out []byte) []byte {
 		reply := s.b.results[c.first]
-		if isError(reply) {
+		if wire.IsError(reply) {
 			return append(out, reply...)
 		}
 		var buf [2][]byte
-		elems, ok := arrayElems(reply, buf[:0])
+		elems, ok := wire.ArrayElems(reply, buf[:0])
 		if !ok || len(elems) != 2 {
-			return appendError(out, "ERR unexpected reply from shard")
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
-		text, ok := bulkText(elems[0])
+		text, ok := wire.BulkText(elems[0])
 		if !ok {
-			return appendError(out, "ERR unexpected reply from shard")
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 		shardCursor, err := strconv.ParseUint(string(text), 10, 64)
 		if err != nil {
-			return appendError(out, "ERR unexpected reply from shard")
+			return wire.AppendError(out, "ERR unexpected reply from shard")
 		}
 		next, ok := nextScanCursor(shard, nshards, shardCursor)
 		if !ok {
-			return appendError(out, "ERR shard "+addr+" returned SCAN cursor "+string(text)+
+			return wire.AppendError(out, "ERR shard "+addr+" returned SCAN cursor "+string(text)+
 				", too large for the proxy's cursor encoding")
 		}
 		out = resp.AppendArrayHeader(out, 2)

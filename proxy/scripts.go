@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"sync"
 
-	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Redis keeps a script's body in the cache of the server that ran its EVAL
@@ -178,7 +180,7 @@ var scriptLoadWords = [][]byte{[]byte("SCRIPT"), []byte("LOAD")}
 // runs on the first shard of the table: a fixed rule, so that scripts which
 // keep state in keyless ways (none should) at least see one place. EVAL
 // and EVALSHA go through the script cache (above).
-func script(s *session, r *route, info *command.Info, c request) {
+func script(s *session, r *route, info *command.Info, c wire.Request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	shard := 0
 	switch {
@@ -213,7 +215,7 @@ func script(s *session, r *route, info *command.Info, c request) {
 func forgetUncached(s *session, c *call, out []byte) []byte {
 	reply := s.b.results[c.first]
 	if bytes.HasPrefix(reply, []byte("-ERR Error compiling script")) ||
-		bytes.HasPrefix(reply, []byte("-ERR ")) && bytes.Contains(reply[:indexCRLF(reply)+1], []byte(" shebang")) {
+		bytes.HasPrefix(reply, []byte("-ERR ")) && bytes.Contains(reply[:wire.IndexCRLF(reply)+1], []byte(" shebang")) {
 		s.srv.scripts.forget(c.args[1])
 	}
 	return append(out, reply...)
@@ -221,7 +223,7 @@ func forgetUncached(s *session, c *call, out []byte) []byte {
 
 // scriptLoad loads a script on every shard and remembers it for shards to
 // come (a reshard's).
-func scriptLoad(s *session, r *route, _ *command.Info, c request) {
+func scriptLoad(s *session, r *route, _ *command.Info, c wire.Request) {
 	addrs := make([]string, len(r.pools))
 	for i, p := range r.pools {
 		addrs[i] = p.addr
@@ -230,7 +232,7 @@ func scriptLoad(s *session, r *route, _ *command.Info, c request) {
 	if s.srv.scripts.seen(c.Args[2], addrs...) {
 		m = func(s *session, c *call, out []byte) []byte {
 			start := len(out)
-			if out = allOK(s, c, out); isError(out[start:]) {
+			if out = allOK(s, c, out); wire.IsError(out[start:]) {
 				s.srv.scripts.forget(c.args[2]) // it does not compile
 			}
 			return out
@@ -240,7 +242,7 @@ func scriptLoad(s *session, r *route, _ *command.Info, c request) {
 }
 
 // scriptFlush empties the shards' caches and the proxy's.
-func scriptFlush(s *session, r *route, _ *command.Info, c request) {
+func scriptFlush(s *session, r *route, _ *command.Info, c wire.Request) {
 	s.srv.scripts.flush()
 	s.fanout(r, c.Args, c.Raw, allOK)
 }
@@ -250,17 +252,17 @@ func scriptFlush(s *session, r *route, _ *command.Info, c request) {
 func scriptExists(s *session, c *call, out []byte) []byte {
 	start := len(out)
 	out = andArrays(s, c, out)
-	elems, ok := arrayElems(out[start:], nil)
+	elems, ok := wire.ArrayElems(out[start:], nil)
 	if !ok {
 		return out // an error
 	}
 	merged := resp.AppendArrayHeader(nil, len(elems))
 	for j, e := range elems {
-		n, _ := intReply(e)
+		n, _ := wire.IntReply(e)
 		if n == 0 && 2+j < len(c.args) && s.srv.scripts.known(c.args[2+j]) {
 			n = 1
 		}
-		merged = appendInt(merged, n)
+		merged = wire.AppendInt(merged, n)
 	}
 	return append(out[:start], merged...)
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // A session is one client connection. It handles a whole client pipeline at
@@ -65,10 +67,10 @@ type session struct {
 	created     time.Time
 	lastCmd     atomic.Int64 // unix nanoseconds of the last command
 	replyMode   int
-	replyAlways bool        // this command's reply goes out whatever replyMode says (silenced)
-	detachWith  request     // a SUBSCRIBE that hands the connection to a pub/sub loop
-	detachRest  []request   // the commands the client sent after it
-	pubsub      *pubsubLoop // the loop that owns the connection, while it has one (detach)
+	replyAlways bool           // this command's reply goes out whatever replyMode says (silenced)
+	detachWith  wire.Request   // a SUBSCRIBE that hands the connection to a pub/sub loop
+	detachRest  []wire.Request // the commands the client sent after it
+	pubsub      *pubsubLoop    // the loop that owns the connection, while it has one (detach)
 	// subscriptions the shards confirmed by kind: channels, patterns and
 	// shard channels, for CLIENT LIST (sub, psub, ssub), KILL and INFO
 	// (written by the pub/sub loop's pumps)
@@ -124,7 +126,7 @@ func newSession(srv *Server, id uint64, conn *clientConn) *session {
 	return s
 }
 
-func (s *session) serve(first request, rest []request) {
+func (s *session) serve(first wire.Request, rest []wire.Request) {
 	s.srv.gate.mu.RLock()
 	defer s.srv.gate.mu.RUnlock()
 	defer s.showCmd()
@@ -257,7 +259,7 @@ func (s *session) reject(info *command.Info, msg string) {
 
 func (s *session) errorReply(msg string) {
 	i := s.slot()
-	s.b.results[i] = appendError(s.b.results[i], msg)
+	s.b.results[i] = wire.AppendError(s.b.results[i], msg)
 	s.calls = append(s.calls, call{first: i, n: 1})
 }
 
@@ -363,7 +365,7 @@ func (s *session) sendReply(stat *cmdStat, reply []byte) {
 }
 
 // plan decides how one command is served, and applies CLIENT REPLY.
-func (s *session) plan(r *route, cmd request) {
+func (s *session) plan(r *route, cmd wire.Request) {
 	mode, n := s.replyMode, len(s.calls)
 	if len(cmd.Args) == 0 {
 		// *0 or an empty line: Redis runs nothing and counts nothing, but
@@ -408,7 +410,7 @@ func (s *session) silenced(mode int) bool {
 }
 
 // planOne decides how one command is served.
-func (s *session) planOne(r *route, cmd request) {
+func (s *session) planOne(r *route, cmd wire.Request) {
 	args := cmd.Args
 	info, h := s.lookup(args)
 	s.cmdName = "NULL" // as Redis shows a command it does not know
@@ -519,7 +521,7 @@ func (s *session) lookup(args [][]byte) (*command.Info, handler) {
 
 // routeByKeys sends a command to the shard owning its keys, which must all
 // be in one slot.
-func (s *session) routeByKeys(r *route, info *command.Info, cmd request) {
+func (s *session) routeByKeys(r *route, info *command.Info, cmd wire.Request) {
 	if info.IsBlocking() {
 		blocking(s, r, info, cmd)
 		return

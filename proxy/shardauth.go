@@ -13,8 +13,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/reshard/reshard/internal/atomicfile"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/atomicfile"
 )
 
 // The credentials of the shards belong to the routing table, not to the

@@ -11,6 +11,7 @@ import (
 	"github.com/reshard/reshard/snapshot"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // BGSAVE on the proxy takes a consistent snapshot of every shard (package
@@ -20,7 +21,7 @@ import (
 func init() {
 	for name, h := range map[string]handler{
 		"bgsave":   bgsave,
-		"save":     func(s *session, _ *route, _ *command.Info, _ request) { s.errorReply(saveRefused) },
+		"save":     func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.errorReply(saveRefused) },
 		"lastsave": lastsave,
 	} {
 		handlers[name] = h
@@ -106,7 +107,7 @@ func (srv *Server) watchSnapshot(job *snapshot.Job) {
 	}
 }
 
-func bgsave(s *session, _ *route, _ *command.Info, c request) {
+func bgsave(s *session, _ *route, _ *command.Info, c wire.Request) {
 	schedule := len(c.Args) == 2 && equalFold(c.Args[1], "schedule")
 	if len(c.Args) == 2 && !schedule {
 		s.errorReply("ERR syntax error")
@@ -115,25 +116,25 @@ func bgsave(s *session, _ *route, _ *command.Info, c request) {
 	_, err := s.srv.startSnapshot("")
 	switch {
 	case err == nil:
-		s.local(appendStatus(nil, "Background saving started"))
+		s.local(wire.AppendStatus(nil, "Background saving started"))
 	case err == errSnapshotRunning && schedule:
 		s.srv.snaps.mu.Lock()
 		s.srv.snaps.scheduled = true
 		s.srv.snaps.mu.Unlock()
-		s.local(appendStatus(nil, "Background saving scheduled"))
+		s.local(wire.AppendStatus(nil, "Background saving scheduled"))
 	default:
 		s.errorReply(err.Error())
 	}
 }
 
-func lastsave(s *session, _ *route, _ *command.Info, _ request) {
+func lastsave(s *session, _ *route, _ *command.Info, _ wire.Request) {
 	s.srv.snaps.mu.Lock()
 	t := s.srv.snaps.lastSave
 	s.srv.snaps.mu.Unlock()
 	if t.IsZero() {
 		t = s.srv.started // as Redis: the start time until a save completes
 	}
-	s.local(appendInt(nil, t.Unix()))
+	s.local(wire.AppendInt(nil, t.Unix()))
 }
 
 func (srv *Server) snapshotRunning() bool {
@@ -218,22 +219,22 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 		if len(args) == 2 {
 			found, err := snapshot.Find(srv.cfg.SnapshotDir, string(args[1]))
 			if err != nil {
-				return appendError(nil, "ERR "+err.Error())
+				return wire.AppendError(nil, "ERR "+err.Error())
 			}
 			// a name stands for the newest snapshot of that name
-			return appendVerbatim(nil, found[len(found)-1].Status(srv.cfg.SnapshotDir).Info(), proto)
+			return wire.AppendVerbatim(nil, found[len(found)-1].Status(srv.cfg.SnapshotDir).Info(), proto)
 		}
 		srv.snaps.mu.Lock()
 		job := srv.snaps.job
 		srv.snaps.mu.Unlock()
 		if job == nil {
-			return appendVerbatim(nil, "state:none\r\n", proto)
+			return wire.AppendVerbatim(nil, "state:none\r\n", proto)
 		}
-		return appendVerbatim(nil, job.Status().Info(), proto)
+		return wire.AppendVerbatim(nil, job.Status().Info(), proto)
 	case sub == "list" && len(args) == 1:
 		list, err := snapshot.List(srv.cfg.SnapshotDir)
 		if err != nil {
-			return appendError(nil, "ERR "+err.Error())
+			return wire.AppendError(nil, "ERR "+err.Error())
 		}
 		b := resp.AppendArrayHeader(nil, len(list))
 		for _, m := range list {
@@ -245,7 +246,7 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 	case sub == "delete" && len(args) == 2:
 		found, err := snapshot.Find(srv.cfg.SnapshotDir, string(args[1]))
 		if err != nil {
-			return appendError(nil, "ERR "+err.Error())
+			return wire.AppendError(nil, "ERR "+err.Error())
 		}
 		if len(found) > 1 {
 			// deleting the newest of several would surprise as often as not
@@ -253,12 +254,12 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 			for i, m := range found {
 				ids[i] = m.ID
 			}
-			return appendError(nil, "ERR "+strconv.Itoa(len(found))+" snapshots are named "+string(args[1])+" ("+strings.Join(ids, ", ")+"); delete one by its id")
+			return wire.AppendError(nil, "ERR "+strconv.Itoa(len(found))+" snapshots are named "+string(args[1])+" ("+strings.Join(ids, ", ")+"); delete one by its id")
 		}
 		if err := snapshot.Delete(srv.cfg.SnapshotDir, found[0].ID); err != nil {
-			return appendError(nil, "ERR "+err.Error())
+			return wire.AppendError(nil, "ERR "+err.Error())
 		}
-		return appendStatus(nil, "OK")
+		return wire.AppendStatus(nil, "OK")
 	case len(args) <= 1:
 		name := ""
 		if len(args) == 1 {
@@ -266,9 +267,9 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 		}
 		job, err := srv.startSnapshot(name)
 		if err != nil {
-			return appendError(nil, err.Error())
+			return wire.AppendError(nil, err.Error())
 		}
 		return resp.AppendBulkString(nil, job.ID())
 	}
-	return appendError(nil, "ERR wrong arguments for PROXY SNAPSHOT. Try PROXY HELP.")
+	return wire.AppendError(nil, "ERR wrong arguments for PROXY SNAPSHOT. Try PROXY HELP.")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Transactions, WATCH, blocking commands, WAIT, AUTH and RESET: the commands
@@ -104,7 +105,7 @@ func init() {
 // for the commands that act on the transaction itself. As in Redis, a
 // queued command shows in MONITOR when EXEC runs it, and a refused one
 // never.
-func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool) bool {
+func (s *session) inTransaction(info *command.Info, cmd wire.Request, monitoring bool) bool {
 	switch info.Name() {
 	case "exec", "discard", "multi", "quit", "reset":
 		return false
@@ -123,7 +124,7 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 	if msg := clusterRefusal(info, cmd.Args); msg != "" {
 		// Redis Cluster queues it and answers the error in EXEC's reply,
 		// the rest of the transaction running
-		s.tx.apart = append(s.tx.apart, apartCmd{at: len(s.tx.stats), reply: appendError(nil, msg)})
+		s.tx.apart = append(s.tx.apart, apartCmd{at: len(s.tx.stats), reply: wire.AppendError(nil, msg)})
 		s.queued(info, cmd, monitoring)
 		return true
 	}
@@ -179,13 +180,13 @@ func (s *session) inTransaction(info *command.Info, cmd request, monitoring bool
 }
 
 // queued answers a command queued in the transaction by the proxy alone.
-func (s *session) queued(info *command.Info, cmd request, monitoring bool) {
+func (s *session) queued(info *command.Info, cmd wire.Request, monitoring bool) {
 	s.noteQueued(info, cmd, monitoring)
-	s.local(appendStatus(nil, "QUEUED"))
+	s.local(wire.AppendStatus(nil, "QUEUED"))
 }
 
 // noteQueued counts a command queued in the transaction.
-func (s *session) noteQueued(info *command.Info, cmd request, monitoring bool) {
+func (s *session) noteQueued(info *command.Info, cmd wire.Request, monitoring bool) {
 	s.shown.Lock()
 	s.tx.stats = append(s.tx.stats, s.stat)
 	s.shown.Unlock()
@@ -228,7 +229,7 @@ func (s *session) txFlush(r *route) {
 	}
 }
 
-var queuedReply = appendStatus(nil, "QUEUED")
+var queuedReply = wire.AppendStatus(nil, "QUEUED")
 
 // txReady makes sure MULTI is open on the transaction's shard in route r:
 // it opens it, or moves it there from the shard it was opened on (nothing
@@ -258,7 +259,7 @@ func (s *session) txReady(r *route) []byte {
 	}
 	pl := r.pools[shard].dedicated(s.proto)
 	if err != nil {
-		return appendError(nil, pl.downMessage(err))
+		return wire.AppendError(nil, pl.downMessage(err))
 	}
 	t.conn, t.pool, t.shard, t.epoch, t.sent = d, pl, shard, r.table.Epoch(), -1
 	return nil
@@ -286,7 +287,7 @@ func (s *session) txSend(tail []byte, n int) ([][]byte, []byte) {
 	if err != nil {
 		t.conn.nc.Close()
 		t.conn = nil
-		return nil, appendError(nil, t.pool.downMessage(err))
+		return nil, wire.AppendError(nil, t.pool.downMessage(err))
 	}
 	if t.sent < 0 && replies[0][0] == '-' {
 		// MULTI refused (MULTI runs while a script is busy or the shard
@@ -342,7 +343,7 @@ func unsupportedInTx(info *command.Info) string {
 	return "ERR command '" + info.Name() + "' is not supported inside a transaction by the proxy"
 }
 
-func multi(s *session, _ *route, _ *command.Info, _ request) {
+func multi(s *session, _ *route, _ *command.Info, _ wire.Request) {
 	if s.tx.active {
 		s.errorReply("ERR MULTI calls can not be nested")
 		return
@@ -350,7 +351,7 @@ func multi(s *session, _ *route, _ *command.Info, _ request) {
 	s.shown.Lock()
 	s.tx = txState{active: true, raw: s.tx.raw[:0], stats: s.tx.stats[:0], mon: s.tx.mon[:0]}
 	s.shown.Unlock()
-	s.local(appendStatus(nil, "OK"))
+	s.local(wire.AppendStatus(nil, "OK"))
 }
 
 var (
@@ -360,7 +361,7 @@ var (
 	cmdDiscard = resp.AppendCommand(nil, []byte("DISCARD"))
 )
 
-func exec(s *session, r *route, info *command.Info, c request) {
+func exec(s *session, r *route, info *command.Info, c wire.Request) {
 	if !s.tx.active {
 		s.errorReply("ERR EXEC without MULTI")
 		return
@@ -394,7 +395,7 @@ func exec(s *session, r *route, info *command.Info, c request) {
 			s.txDiscard()
 			s.endTransaction()
 			s.dropWatch(r)
-			return appendError(nil, "EXECABORT Transaction discarded because of previous errors.")
+			return wire.AppendError(nil, "EXECABORT Transaction discarded because of previous errors.")
 		}
 		errReply := s.txReady(r)
 		if s.tx.watchMoved {
@@ -440,7 +441,7 @@ func exec(s *session, r *route, info *command.Info, c request) {
 // write of the transaction done. A transaction that did not run (WATCH, an
 // error) publishes nothing.
 func (s *session) afterExec(r *route, reply []byte, apart []apartCmd, pubRaw []byte) []byte {
-	elems, ok := arrayElems(reply, nil)
+	elems, ok := wire.ArrayElems(reply, nil)
 	if !ok || reply[0] != '*' || bytes.HasPrefix(reply, []byte("*-1\r\n")) {
 		return reply // a null (aborted), or not an array
 	}
@@ -489,20 +490,20 @@ func (s *session) publishAfter(r *route, raw []byte, n int) [][]byte {
 	if err != nil {
 		counts = counts[:0]
 		for range n {
-			counts = append(counts, appendError(nil, pl.downMessage(err)))
+			counts = append(counts, wire.AppendError(nil, pl.downMessage(err)))
 		}
 	}
 	return counts
 }
 
-func discard(s *session, r *route, _ *command.Info, _ request) {
+func discard(s *session, r *route, _ *command.Info, _ wire.Request) {
 	if !s.tx.active {
 		s.errorReply("ERR DISCARD without MULTI")
 		return
 	}
 	s.txAbandon(r)
 	s.endTransaction()
-	s.local(appendStatus(nil, "OK"))
+	s.local(wire.AppendStatus(nil, "OK"))
 	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
 }
 
@@ -515,7 +516,7 @@ func (s *session) endTransaction() {
 	}
 }
 
-func watch(s *session, r *route, info *command.Info, c request) {
+func watch(s *session, r *route, info *command.Info, c wire.Request) {
 	slot, _, errMsg := s.slotOf(info, c.Args)
 	if errMsg == "" && s.txSlot != noSlot && int(slot) != s.txSlot {
 		errMsg = crossSlot
@@ -529,21 +530,21 @@ func watch(s *session, r *route, info *command.Info, c request) {
 		shard := r.table.ShardOfSlot(slot)
 		d, err := s.borrowWatch(r, shard)
 		if err != nil {
-			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
+			return wire.AppendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		replies, err := d.roundTrip(c.Raw, 1, nil)
 		if err != nil {
 			d.nc.Close()
 			s.watchConn = nil
-			return appendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
+			return wire.AppendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
 		}
 		s.watchConn, s.watchPool, s.watchEpoch = d, r.pools[shard].dedicated(s.proto), r.table.Epoch()
 		return replies[0]
 	}
 }
 
-func unwatch(s *session, _ *route, _ *command.Info, _ request) {
-	s.local(appendStatus(nil, "OK"))
+func unwatch(s *session, _ *route, _ *command.Info, _ wire.Request) {
+	s.local(wire.AppendStatus(nil, "OK"))
 	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
 }
 
@@ -623,7 +624,7 @@ func (s *session) release() {
 
 // reset answers RESET as Redis does: out of any transaction and WATCH,
 // replies on, RESP2, no name, and not authenticated where a password is set.
-func reset(s *session, r *route, _ *command.Info, _ request) {
+func reset(s *session, r *route, _ *command.Info, _ wire.Request) {
 	s.txAbandon(r)
 	s.shown.Lock()
 	s.tx = txState{}
@@ -646,7 +647,7 @@ func reset(s *session, r *route, _ *command.Info, _ request) {
 		s.endMonitor()
 		s.dropWatch(r)
 		s.setProto(2)
-		return appendStatus(nil, "RESET")
+		return wire.AppendStatus(nil, "RESET")
 	}
 }
 
@@ -656,7 +657,7 @@ func reset(s *session, r *route, _ *command.Info, _ request) {
 // changes while it blocks, the command is unblocked on the old shard and,
 // unless the shard had already served it, run again on the new table with
 // what is left of its timeout.
-func blocking(s *session, r *route, info *command.Info, c request) {
+func blocking(s *session, r *route, info *command.Info, c wire.Request) {
 	slot, ok, errMsg := s.slotOf(info, c.Args)
 	switch {
 	case errMsg != "":
@@ -677,7 +678,7 @@ func blocking(s *session, r *route, info *command.Info, c request) {
 			p := r.pools[r.table.ShardOfSlot(slot)].dedicated(s.proto)
 			d, err := p.get()
 			if err != nil {
-				return appendError(nil, p.downMessage(err))
+				return wire.AppendError(nil, p.downMessage(err))
 			}
 			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped, func() { s.served(orderAside) })
 			s.orderState.Store(orderServing)
@@ -687,7 +688,7 @@ func blocking(s *session, r *route, info *command.Info, c request) {
 			}
 			if err != nil {
 				d.nc.Close()
-				return appendError(nil, p.downMessage(err))
+				return wire.AppendError(nil, p.downMessage(err))
 			}
 			p.put(d)
 			if !interrupted || !isNullReply(reply) {
@@ -742,7 +743,7 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 
 // wait runs WAIT on every shard and answers the smallest count: the writes
 // of this client may be on any shard.
-func wait(s *session, _ *route, _ *command.Info, c request) {
+func wait(s *session, _ *route, _ *command.Info, c wire.Request) {
 	s.onEveryShard(c, true, leastInt)
 	s.syncNext = s.countedBlocked(s.syncNext)
 }
@@ -763,7 +764,7 @@ func (p *dpool) downMessage(err error) string {
 
 // AUTH against the proxy's own users: "default" (--requirepass) and "admin"
 // (--admin-password), which PROXY and admin commands require when set.
-func auth(s *session, _ *route, _ *command.Info, c request) {
+func auth(s *session, _ *route, _ *command.Info, c wire.Request) {
 	args := c.Args[1:]
 	if len(args) > 2 {
 		s.errorReply("ERR syntax error")
@@ -781,7 +782,7 @@ func auth(s *session, _ *route, _ *command.Info, c request) {
 		s.errorReply(msg)
 		return
 	}
-	s.local(appendStatus(nil, "OK"))
+	s.local(wire.AppendStatus(nil, "OK"))
 }
 
 // authenticate checks a user and password; it returns an error message or "".

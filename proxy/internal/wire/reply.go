@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -14,17 +14,17 @@ import (
 // commands whose replies it merges, the elements of an array.
 
 var (
-	errIncomplete = errors.New("proxy: incomplete reply")
-	errBadReply   = errors.New("proxy: malformed reply from shard")
+	errIncomplete = errors.New("wire: incomplete reply")
+	errBadReply   = errors.New("wire: malformed reply")
 )
 
 // maxReplyElements bounds an aggregate header so a corrupt stream cannot
 // make the framer loop for long.
 const maxReplyElements = 1 << 31
 
-// parseLen parses a reply header's number; lengths beyond 1 TiB are refused
+// ParseLen parses a reply header's number; lengths beyond 1 TiB are refused
 // so a corrupt stream cannot make the framer allocate without bound.
-func parseLen(b []byte) (int64, bool) {
+func ParseLen(b []byte) (int64, bool) {
 	n, ok := resp.ParseInt(b)
 	return n, ok && n <= 1<<40
 }
@@ -51,15 +51,15 @@ const (
 	kindMap
 )
 
-// replyLen returns the length of the first complete reply in b, or
+// ReplyLen returns the length of the first complete reply in b, or
 // errIncomplete if b holds only a prefix of one.
-func replyLen(b []byte) (int, error) {
+func ReplyLen(b []byte) (int, error) {
 	pos := 0
 	for want := int64(1); want > 0; want-- {
 		if pos >= len(b) {
 			return 0, errIncomplete
 		}
-		end := indexCRLF(b[pos:])
+		end := IndexCRLF(b[pos:])
 		if end == -1 {
 			return 0, errIncomplete
 		}
@@ -75,7 +75,7 @@ func replyLen(b []byte) (int, error) {
 		if kind == kindLine {
 			continue
 		}
-		n, ok := parseLen(line[1:])
+		n, ok := ParseLen(line[1:])
 		if !ok || n < -1 {
 			return 0, errBadReply
 		}
@@ -107,9 +107,9 @@ func replyLen(b []byte) (int, error) {
 	return pos, nil
 }
 
-// indexCRLF returns where the CRLF ending b's first line is, -1 when b has no
+// IndexCRLF returns where the CRLF ending b's first line is, -1 when b has no
 // complete line yet, and -2 for a line with a bare CR or LF in it.
-func indexCRLF(b []byte) int {
+func IndexCRLF(b []byte) int {
 	for i := 0; i < len(b); i++ {
 		switch b[i] {
 		case '\n':
@@ -127,11 +127,11 @@ func indexCRLF(b []byte) int {
 	return -1
 }
 
-// readReply appends one complete reply read from r to dst. Small replies
+// ReadReply appends one complete reply read from r to dst. Small replies
 // that are already buffered are copied in one piece; large ones stream.
-func readReply(r *bufio.Reader, dst []byte) ([]byte, error) {
+func ReadReply(r *bufio.Reader, dst []byte) ([]byte, error) {
 	if buf, _ := r.Peek(r.Buffered()); len(buf) > 0 {
-		n, err := replyLen(buf)
+		n, err := ReplyLen(buf)
 		if err == nil {
 			dst = append(dst, buf[:n]...)
 			_, _ = r.Discard(n)
@@ -141,14 +141,14 @@ func readReply(r *bufio.Reader, dst []byte) ([]byte, error) {
 			return dst, err
 		}
 	}
-	return readReplyStream(r, dst)
+	return ReadReplyStream(r, dst)
 }
 
-func readReplyStream(r *bufio.Reader, dst []byte) ([]byte, error) {
+func ReadReplyStream(r *bufio.Reader, dst []byte) ([]byte, error) {
 	for want := int64(1); want > 0; want-- {
 		start := len(dst)
 		var err error
-		dst, err = readLine(r, dst)
+		dst, err = ReadLine(r, dst)
 		if err != nil {
 			return dst, err
 		}
@@ -160,7 +160,7 @@ func readReplyStream(r *bufio.Reader, dst []byte) ([]byte, error) {
 		if kind == kindLine {
 			continue
 		}
-		n, ok := parseLen(line[1:])
+		n, ok := ParseLen(line[1:])
 		if !ok || n < -1 {
 			return dst, errBadReply
 		}
@@ -192,8 +192,8 @@ func readReplyStream(r *bufio.Reader, dst []byte) ([]byte, error) {
 	return dst, nil
 }
 
-// readLine appends one CRLF-terminated line (CRLF included) to dst.
-func readLine(r *bufio.Reader, dst []byte) ([]byte, error) {
+// ReadLine appends one CRLF-terminated line (CRLF included) to dst.
+func ReadLine(r *bufio.Reader, dst []byte) ([]byte, error) {
 	start := len(dst)
 	for {
 		chunk, err := r.ReadSlice('\n')
@@ -220,35 +220,35 @@ func grow(b []byte, n int) []byte {
 	return nb
 }
 
-// arrayElems splits a complete array reply into the raw bytes of its
+// ArrayElems splits a complete array reply into the raw bytes of its
 // elements. It returns ok=false if reply is not an array (an error reply,
 // say), and appends to dst.
-func arrayElems(reply []byte, dst [][]byte) ([][]byte, bool) {
+func ArrayElems(reply []byte, dst [][]byte) ([][]byte, bool) {
 	if len(reply) == 0 || reply[0] != '*' && reply[0] != '>' && reply[0] != '~' {
 		return dst, false
 	}
-	end := indexCRLF(reply)
+	end := IndexCRLF(reply)
 	if end < 1 {
 		return dst, false
 	}
-	n, ok := parseLen(reply[1:end])
+	n, ok := ParseLen(reply[1:end])
 	if !ok {
 		return dst, false
 	}
 	return elemsFrom(reply, end+2, n, dst)
 }
 
-// mapElems is arrayElems for a map reply too (RESP3): its keys and values
+// MapElems is ArrayElems for a map reply too (RESP3): its keys and values
 // in turn.
-func mapElems(reply []byte) ([][]byte, bool) {
+func MapElems(reply []byte) ([][]byte, bool) {
 	if len(reply) == 0 || reply[0] != '%' {
-		return arrayElems(reply, nil)
+		return ArrayElems(reply, nil)
 	}
-	end := indexCRLF(reply)
+	end := IndexCRLF(reply)
 	if end < 1 {
 		return nil, false
 	}
-	n, ok := parseLen(reply[1:end])
+	n, ok := ParseLen(reply[1:end])
 	if !ok {
 		return nil, false
 	}
@@ -258,7 +258,7 @@ func mapElems(reply []byte) ([][]byte, bool) {
 // elemsFrom appends to dst the n replies that start at reply[pos:].
 func elemsFrom(reply []byte, pos int, n int64, dst [][]byte) ([][]byte, bool) {
 	for i := int64(0); i < n; i++ {
-		l, err := replyLen(reply[pos:])
+		l, err := ReplyLen(reply[pos:])
 		if err != nil {
 			return dst, false
 		}
@@ -268,35 +268,35 @@ func elemsFrom(reply []byte, pos int, n int64, dst [][]byte) ([][]byte, bool) {
 	return dst, true
 }
 
-// intReply parses an integer reply.
-func intReply(reply []byte) (int64, bool) {
+// IntReply parses an integer reply.
+func IntReply(reply []byte) (int64, bool) {
 	if len(reply) < 4 || reply[0] != ':' {
 		return 0, false
 	}
-	return parseLen(reply[1 : len(reply)-2])
+	return ParseLen(reply[1 : len(reply)-2])
 }
 
-// bulkText returns the payload of a bulk string reply.
-func bulkText(reply []byte) ([]byte, bool) {
+// BulkText returns the payload of a bulk string reply.
+func BulkText(reply []byte) ([]byte, bool) {
 	if len(reply) < 4 || (reply[0] != '$' && reply[0] != '=') {
 		return nil, false
 	}
-	end := indexCRLF(reply)
+	end := IndexCRLF(reply)
 	if end < 1 {
 		return nil, false
 	}
-	n, ok := parseLen(reply[1:end])
+	n, ok := ParseLen(reply[1:end])
 	if !ok || n < 0 || int64(len(reply)) < int64(end)+2+n {
 		return nil, false
 	}
 	return reply[end+2 : end+2+int(n)], true
 }
 
-func isError(reply []byte) bool { return len(reply) > 0 && (reply[0] == '-' || reply[0] == '!') }
+func IsError(reply []byte) bool { return len(reply) > 0 && (reply[0] == '-' || reply[0] == '!') }
 
 // Reply encoders: append RESP2 replies to a buffer.
 
-func appendError(b []byte, msg string) []byte {
+func AppendError(b []byte, msg string) []byte {
 	b = append(b, '-')
 	for i := 0; i < len(msg); i++ {
 		c := msg[i]
@@ -308,21 +308,21 @@ func appendError(b []byte, msg string) []byte {
 	return append(b, '\r', '\n')
 }
 
-func appendStatus(b []byte, s string) []byte {
+func AppendStatus(b []byte, s string) []byte {
 	b = append(b, '+')
 	b = append(b, s...)
 	return append(b, '\r', '\n')
 }
 
-func appendInt(b []byte, n int64) []byte {
+func AppendInt(b []byte, n int64) []byte {
 	b = append(b, ':')
 	b = strconv.AppendInt(b, n, 10)
 	return append(b, '\r', '\n')
 }
 
-// appendMapHeader starts a map of n pairs: a RESP3 map, or in RESP2 the
+// AppendMapHeader starts a map of n pairs: a RESP3 map, or in RESP2 the
 // flat array of 2n items Redis sends instead.
-func appendMapHeader(b []byte, n, proto int) []byte {
+func AppendMapHeader(b []byte, n, proto int) []byte {
 	if proto != 3 {
 		return resp.AppendArrayHeader(b, 2*n)
 	}
@@ -331,20 +331,20 @@ func appendMapHeader(b []byte, n, proto int) []byte {
 	return append(b, '\r', '\n')
 }
 
-func appendNull(b []byte) []byte { return append(b, "$-1\r\n"...) }
+func AppendNull(b []byte) []byte { return append(b, "$-1\r\n"...) }
 
-// appendNullIn is a null in protocol proto: RESP3's own, or RESP2's null
+// AppendNullIn is a null in protocol proto: RESP3's own, or RESP2's null
 // bulk string.
-func appendNullIn(b []byte, proto int) []byte {
+func AppendNullIn(b []byte, proto int) []byte {
 	if proto == 3 {
 		return append(b, "_\r\n"...)
 	}
-	return appendNull(b)
+	return AppendNull(b)
 }
 
-// appendVerbatim is text as Redis sends INFO, CLIENT LIST and CLUSTER NODES:
+// AppendVerbatim is text as Redis sends INFO, CLIENT LIST and CLUSTER NODES:
 // in RESP3 a verbatim string of format txt, in RESP2 a bulk string.
-func appendVerbatim(b []byte, text string, proto int) []byte {
+func AppendVerbatim(b []byte, text string, proto int) []byte {
 	if proto != 3 {
 		return resp.AppendBulkString(b, text)
 	}
@@ -353,4 +353,14 @@ func appendVerbatim(b []byte, text string, proto int) []byte {
 	b = append(b, "\r\ntxt:"...)
 	b = append(b, text...)
 	return append(b, '\r', '\n')
+}
+
+// AppendHelp is the reply of a HELP subcommand, as Redis sends it: an array
+// of status lines.
+func AppendHelp(b []byte, lines []string) []byte {
+	b = resp.AppendArrayHeader(b, len(lines))
+	for _, l := range lines {
+		b = AppendStatus(b, l)
+	}
+	return b
 }

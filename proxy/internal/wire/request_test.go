@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bytes"
@@ -25,11 +25,11 @@ func (c *chunkReader) Read(b []byte) (int, error) {
 // readAll runs the reader over input cut into reads of chunk bytes and
 // returns the commands (arguments joined by spaces, Raw kept), and the error
 // that ended it.
-func readAll(input string, chunk int, cfg Config) (cmds []string, raws []string, err error) {
-	rd := newReqReader(&cfg)
+func readAll(input string, chunk int, cfg Limits) (cmds []string, raws []string, err error) {
+	rd := NewReader(cfg)
 	r := &chunkReader{in: bytes.NewReader([]byte(input)), chunk: chunk}
 	for {
-		reqs, err := rd.next(r)
+		reqs, err := rd.Next(r)
 		for _, q := range reqs {
 			words := make([]string, len(q.Args))
 			for i, a := range q.Args {
@@ -44,8 +44,13 @@ func readAll(input string, chunk int, cfg Config) (cmds []string, raws []string,
 	}
 }
 
-func smallLimits() Config {
-	cfg := DefaultConfig()
+// defaultLimits are the proxy's default limits (proxy.DefaultConfig).
+func defaultLimits() Limits {
+	return Limits{MaxBulkLen: 512 << 20, MaxArgs: 1 << 20, MaxQueryBuffer: 1 << 30}
+}
+
+func smallLimits() Limits {
+	cfg := defaultLimits()
 	cfg.MaxBulkLen, cfg.MaxArgs, cfg.MaxQueryBuffer = 10, 3, 50
 	return cfg
 }
@@ -81,7 +86,7 @@ func TestReqReader(t *testing.T) {
 			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
 				t.Errorf("%s (chunk %d): commands %q, want %q", tt.name, chunk, got, tt.want)
 			}
-			var perr *protocolError
+			var perr *ProtocolError
 			switch {
 			case tt.wantErr == "" && err != io.EOF:
 				t.Errorf("%s (chunk %d): err = %v, want EOF", tt.name, chunk, err)
@@ -105,14 +110,14 @@ func TestReqReader(t *testing.T) {
 // bytes (the pub/sub loop serves those commands first, then reads again).
 func TestReqReaderErrorStays(t *testing.T) {
 	for _, bad := range []string{"SET k 'v\r\n", "*1\r\n:1\r\n", "*x\r\n"} {
-		cfg := DefaultConfig()
-		rd := newReqReader(&cfg)
+		cfg := defaultLimits()
+		rd := NewReader(cfg)
 		r := bytes.NewReader([]byte("PING\r\n" + bad + "PING\r\n"))
-		reqs, err := rd.next(r)
+		reqs, err := rd.Next(r)
 		if len(reqs) != 1 || err == nil {
 			t.Fatalf("%q: first read gave %d commands, err %v", bad, len(reqs), err)
 		}
-		reqs, err2 := rd.next(r)
+		reqs, err2 := rd.Next(r)
 		if len(reqs) != 0 || err2 == nil || err2.Error() != err.Error() {
 			t.Errorf("%q: second read gave %d commands, err %v; want the same error again", bad, len(reqs), err2)
 		}
@@ -145,7 +150,7 @@ func parseRESPCommand(raw string) ([]string, bool) {
 func TestReqReaderBigArgument(t *testing.T) {
 	big := strings.Repeat("x", 1<<20)
 	input := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n" + big + "\r\n*1\r\n$4\r\nPING\r\n"
-	got, _, err := readAll(input, 4096, DefaultConfig())
+	got, _, err := readAll(input, 4096, defaultLimits())
 	if err != io.EOF || len(got) != 2 || got[0] != "SET k "+big || got[1] != "PING" {
 		t.Fatalf("got %d commands, err %v", len(got), err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"io"
@@ -34,9 +34,9 @@ type rawIO struct {
 	writeFn    func(fd uintptr) bool
 }
 
-// newRawIO returns raw I/O for a TCP connection, or nc itself for any other
+// NewRawIO returns raw I/O for a TCP connection, or nc itself for any other
 // connection.
-func newRawIO(nc net.Conn) io.ReadWriter {
+func NewRawIO(nc net.Conn) io.ReadWriter {
 	tc, ok := nc.(*net.TCPConn)
 	if !ok {
 		return nc

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"io"
@@ -7,12 +7,12 @@ import (
 	"github.com/reshard/reshard/internal/resp"
 )
 
-// request is one client command. Raw is its RESP encoding as the client sent
+// Request is one client command. Raw is its RESP encoding as the client sent
 // it (an inline command is re-encoded), Args its arguments. Both point into
 // the connection's read buffer and stay valid only until the connection
 // reads again, that is for the pipeline they came in: whatever must outlive
 // it (a queued transaction) is copied.
-type request struct {
+type Request struct {
 	Raw  []byte
 	Args [][]byte
 }
@@ -21,19 +21,23 @@ type request struct {
 // (PROTO_IOBUF_LEN), an inline command may be 64 KB (PROTO_INLINE_MAX_SIZE).
 const (
 	readChunk     = 16 << 10
-	keptReadBuf   = 64 << 10 // a larger buffer is dropped once empty
 	maxInline     = 64 << 10
 	maxHeaderLine = 32 // "*<count>" or "$<length>" without CRLF; longer is malformed
 )
 
-// protocolError is a malformed or oversized request: the client gets
+// KeptReadBuf is the largest buffer kept for the next read or write; a
+// larger one is dropped once empty, so one big request or reply does not
+// pin its memory for the connection's life.
+const KeptReadBuf = 64 << 10
+
+// ProtocolError is a malformed or oversized request: the client gets
 // "-ERR Protocol error: <msg>" after the replies of the commands before it,
 // then the connection closes, as Redis does.
-type protocolError struct{ msg string }
+type ProtocolError struct{ msg string }
 
-func (e *protocolError) Error() string { return "Protocol error: " + e.msg }
+func (e *ProtocolError) Error() string { return "Protocol error: " + e.msg }
 
-// reqReader parses client requests in place. The proxy's own parser, not a
+// Reader parses client requests in place. The proxy's own parser, not a
 // library's, because it is the hot path: it allocates nothing per command
 // (arguments are slices of the read buffer, argument lists share one reused
 // array), and it enforces Redis's request limits (proto-max-bulk-len, the
@@ -44,7 +48,7 @@ func (e *protocolError) Error() string { return "Protocol error: " + e.msg }
 // command costs parsing once however it is cut. Arguments of that command are
 // kept as offsets from its start until it is whole: the buffer may move when
 // it grows.
-type reqReader struct {
+type Reader struct {
 	buf        []byte
 	start, end int // buf[start:end] is read but not yet returned as commands
 
@@ -54,22 +58,30 @@ type reqReader struct {
 	bulk  int   // length of the argument whose payload is awaited; -1 if none
 	marks []int // start and end of each argument parsed so far, from start
 
-	reqs []request
+	reqs []Request
 	args [][]byte
 
 	maxBulk, maxArgs, maxQuery int64
 }
 
-func newReqReader(cfg *Config) *reqReader {
-	return &reqReader{buf: make([]byte, readChunk), bulk: -1,
-		maxBulk: cfg.MaxBulkLen, maxArgs: cfg.MaxArgs, maxQuery: cfg.MaxQueryBuffer}
+// Limits are the request limits a Reader enforces as it parses, Redis's
+// proto-max-bulk-len, the argument count of one command and
+// client-query-buffer-limit.
+type Limits struct {
+	MaxBulkLen, MaxArgs, MaxQueryBuffer int64
 }
 
-// next returns every whole command buffered, reading once more each time none
+// NewReader returns a reader that enforces lim.
+func NewReader(lim Limits) *Reader {
+	return &Reader{buf: make([]byte, readChunk), bulk: -1,
+		maxBulk: lim.MaxBulkLen, maxArgs: lim.MaxArgs, maxQuery: lim.MaxQueryBuffer}
+}
+
+// Next returns every whole command buffered, reading once more each time none
 // is. The commands are valid until the next call. With a protocol error it
-// returns the commands before the bad one and a *protocolError; with a read
+// returns the commands before the bad one and a *ProtocolError; with a read
 // error, the commands it has and that error.
-func (rd *reqReader) next(r io.Reader) ([]request, error) {
+func (rd *Reader) Next(r io.Reader) ([]Request, error) {
 	rd.reqs = rd.reqs[:0]
 	rd.args = rd.args[:0]
 	for {
@@ -92,11 +104,11 @@ func (rd *reqReader) next(r io.Reader) ([]request, error) {
 
 // makeRoom moves a partial command to the front of the buffer and grows it
 // when less than half a read's worth is free.
-func (rd *reqReader) makeRoom() {
+func (rd *Reader) makeRoom() {
 	if rd.start == rd.end {
 		rd.pos -= rd.start
 		rd.start, rd.end = 0, 0
-		if len(rd.buf) > keptReadBuf {
+		if len(rd.buf) > KeptReadBuf {
 			rd.buf = make([]byte, readChunk)
 		}
 		return
@@ -121,7 +133,7 @@ func (rd *reqReader) makeRoom() {
 }
 
 // parse turns whole commands of buf[start:end] into requests.
-func (rd *reqReader) parse() error {
+func (rd *Reader) parse() error {
 	for rd.start < rd.end {
 		if rd.nargs == 0 {
 			if rd.buf[rd.start] != '*' {
@@ -149,21 +161,21 @@ func (rd *reqReader) parse() error {
 // header reads "*<count>\r\n". A count of 0 or less is a command of no
 // words (request{}), which Redis runs as nothing but which still takes a
 // CLIENT REPLY SKIP.
-func (rd *reqReader) header() (bool, error) {
+func (rd *Reader) header() (bool, error) {
 	line, next, ok, bad := rd.line(rd.start)
 	if bad {
-		return false, &protocolError{"invalid multibulk length"}
+		return false, &ProtocolError{"invalid multibulk length"}
 	}
 	if !ok {
 		return false, nil
 	}
 	n, isInt := resp.ParseInt(line[1:])
 	if !isInt || n > rd.maxArgs {
-		return false, &protocolError{"invalid multibulk length"}
+		return false, &ProtocolError{"invalid multibulk length"}
 	}
 	if n <= 0 {
 		rd.start, rd.pos = next, next
-		rd.reqs = append(rd.reqs, request{})
+		rd.reqs = append(rd.reqs, Request{})
 		return true, nil
 	}
 	rd.nargs, rd.pos, rd.bulk = int(n), next, -1
@@ -173,28 +185,28 @@ func (rd *reqReader) header() (bool, error) {
 
 // arguments parses "$<len>\r\n<payload>\r\n" until the command is whole
 // (true) or the buffer ends (false).
-func (rd *reqReader) arguments() (bool, error) {
+func (rd *Reader) arguments() (bool, error) {
 	for len(rd.marks) < 2*rd.nargs {
 		if rd.bulk < 0 {
 			if rd.pos == rd.end {
 				return false, nil
 			}
 			if c := rd.buf[rd.pos]; c != '$' {
-				return false, &protocolError{"expected '$', got '" + string(c) + "'"}
+				return false, &ProtocolError{"expected '$', got '" + string(c) + "'"}
 			}
 			line, next, ok, bad := rd.line(rd.pos)
 			if bad {
-				return false, &protocolError{"invalid bulk length"}
+				return false, &ProtocolError{"invalid bulk length"}
 			}
 			if !ok {
 				return false, nil
 			}
 			n, isInt := resp.ParseInt(line[1:])
 			if !isInt || n < 0 || n > rd.maxBulk {
-				return false, &protocolError{"invalid bulk length"}
+				return false, &ProtocolError{"invalid bulk length"}
 			}
 			if int64(next-rd.start)+n+2 > rd.maxQuery {
-				return false, &protocolError{"too big request"}
+				return false, &ProtocolError{"too big request"}
 			}
 			rd.bulk, rd.pos = int(n), next
 		}
@@ -203,7 +215,7 @@ func (rd *reqReader) arguments() (bool, error) {
 		}
 		endData := rd.pos + rd.bulk
 		if rd.buf[endData] != '\r' || rd.buf[endData+1] != '\n' {
-			return false, &protocolError{"invalid bulk length"}
+			return false, &ProtocolError{"invalid bulk length"}
 		}
 		rd.marks = append(rd.marks, rd.pos-rd.start, endData-rd.start)
 		rd.pos, rd.bulk = endData+2, -1
@@ -212,20 +224,20 @@ func (rd *reqReader) arguments() (bool, error) {
 }
 
 // finish makes a request of the whole command at start.
-func (rd *reqReader) finish() {
+func (rd *Reader) finish() {
 	raw := rd.buf[rd.start:rd.pos:rd.pos]
 	first := len(rd.args)
 	for i := 0; i < len(rd.marks); i += 2 {
 		rd.args = append(rd.args, raw[rd.marks[i]:rd.marks[i+1]:rd.marks[i+1]])
 	}
-	rd.reqs = append(rd.reqs, request{Raw: raw, Args: rd.args[first:len(rd.args):len(rd.args)]})
+	rd.reqs = append(rd.reqs, Request{Raw: raw, Args: rd.args[first:len(rd.args):len(rd.args)]})
 	rd.start, rd.nargs = rd.pos, 0
 }
 
 // line finds the header line at from: ok is false while it is not all
 // buffered; a line that does not end in CRLF, is empty or is too long is
 // malformed (bad).
-func (rd *reqReader) line(from int) (line []byte, next int, ok, bad bool) {
+func (rd *Reader) line(from int) (line []byte, next int, ok, bad bool) {
 	limit := min(rd.end, from+maxHeaderLine+2)
 	for i := from; i < limit; i++ {
 		if rd.buf[i] == '\n' {
@@ -241,7 +253,7 @@ func (rd *reqReader) line(from int) (line []byte, next int, ok, bad bool) {
 // inline parses a command sent as a plain line of words, as telnet sends
 // it. It is re-encoded as RESP, which is what the shards are sent; the
 // encoding is allocated, as inline commands are rare.
-func (rd *reqReader) inline() (bool, error) {
+func (rd *Reader) inline() (bool, error) {
 	nl := -1
 	for i := rd.start; i < rd.end; i++ {
 		if rd.buf[i] == '\n' {
@@ -251,12 +263,12 @@ func (rd *reqReader) inline() (bool, error) {
 	}
 	if nl < 0 {
 		if rd.end-rd.start > maxInline {
-			return false, &protocolError{"too big inline request"}
+			return false, &ProtocolError{"too big inline request"}
 		}
 		return false, nil
 	}
 	if nl-rd.start > maxInline {
-		return false, &protocolError{"too big inline request"}
+		return false, &ProtocolError{"too big inline request"}
 	}
 	line := rd.buf[rd.start:nl]
 	if len(line) > 0 && line[len(line)-1] == '\r' {
@@ -268,7 +280,7 @@ func (rd *reqReader) inline() (bool, error) {
 	}
 	rd.start, rd.pos = nl+1, nl+1
 	if len(words) == 0 {
-		rd.reqs = append(rd.reqs, request{}) // an empty line: as *0
+		rd.reqs = append(rd.reqs, Request{}) // an empty line: as *0
 		return true, nil
 	}
 	raw := resp.AppendArrayHeader(nil, len(words))
@@ -281,11 +293,11 @@ func (rd *reqReader) inline() (bool, error) {
 	for i, w := range words {
 		args[i] = raw[ends[i]-len(w) : ends[i] : ends[i]]
 	}
-	rd.reqs = append(rd.reqs, request{Raw: raw, Args: args})
+	rd.reqs = append(rd.reqs, Request{Raw: raw, Args: args})
 	return true, nil
 }
 
-var errUnbalancedQuotes = &protocolError{"unbalanced quotes in request"}
+var errUnbalancedQuotes = &ProtocolError{"unbalanced quotes in request"}
 
 // splitArgs splits an inline command into words as Redis's sdssplitargs
 // does: words separated by spaces; "double quotes" with \n \r \t \b \a \\ \"

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bytes"
@@ -42,9 +42,9 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 // connection.
 func TestRawIO(t *testing.T) {
 	a, b := tcpPair(t)
-	ra, rb := newRawIO(a), newRawIO(b)
+	ra, rb := NewRawIO(a), NewRawIO(b)
 	if _, ok := ra.(*rawIO); !ok && runtime.GOOS == "linux" {
-		t.Fatalf("newRawIO gave %T for a TCP connection", ra)
+		t.Fatalf("NewRawIO gave %T for a TCP connection", ra)
 	}
 	const size = 8 << 20
 	payload := func(seed byte) []byte {
@@ -105,7 +105,7 @@ func TestRawIO(t *testing.T) {
 
 	// A read deadline ends a read that waits.
 	c, _ := tcpPair(t)
-	rc := newRawIO(c)
+	rc := NewRawIO(c)
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := rc.Read(make([]byte, 10)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline: %v, want a deadline error", err)
@@ -129,7 +129,7 @@ func TestRawIO(t *testing.T) {
 
 	// The peer's reset shows as an error on write, not a hang.
 	e, f := tcpPair(t)
-	re := newRawIO(e)
+	re := NewRawIO(e)
 	f.(*net.TCPConn).SetLinger(0)
 	f.Close()
 	var err error

@@ -1,4 +1,4 @@
-package proxy
+package wire
 
 import (
 	"bufio"
@@ -34,13 +34,13 @@ var replyCases = []string{
 func TestReplyLen(t *testing.T) {
 	for _, c := range replyCases {
 		buf := c + "+NEXT\r\n"
-		got, err := replyLen([]byte(buf))
+		got, err := ReplyLen([]byte(buf))
 		if err != nil || got != len(c) {
-			t.Errorf("replyLen(%q) = %d, %v; want %d", c, got, err, len(c))
+			t.Errorf("ReplyLen(%q) = %d, %v; want %d", c, got, err, len(c))
 		}
 		for cut := 0; cut < len(c); cut++ {
-			if _, err := replyLen([]byte(c[:cut])); err != errIncomplete {
-				t.Errorf("replyLen(%q[:%d]) err = %v, want errIncomplete", c, cut, err)
+			if _, err := ReplyLen([]byte(c[:cut])); err != errIncomplete {
+				t.Errorf("ReplyLen(%q[:%d]) err = %v, want errIncomplete", c, cut, err)
 			}
 		}
 	}
@@ -48,8 +48,8 @@ func TestReplyLen(t *testing.T) {
 
 func TestReplyLenMalformed(t *testing.T) {
 	for _, c := range []string{"\r\n", "?x\r\n", "$abc\r\n", "$3\r\nabcde\r\n", "*x\r\n", "$-2\r\n", ":1\rX\n"} {
-		if _, err := replyLen([]byte(c)); err == nil || err == errIncomplete {
-			t.Errorf("replyLen(%q) err = %v, want errBadReply", c, err)
+		if _, err := ReplyLen([]byte(c)); err == nil || err == errIncomplete {
+			t.Errorf("ReplyLen(%q) err = %v, want errBadReply", c, err)
 		}
 	}
 }
@@ -60,32 +60,32 @@ func TestReadReply(t *testing.T) {
 	for _, size := range []int{16, 4096} {
 		r := bufio.NewReaderSize(strings.NewReader(all), size)
 		for _, want := range replyCases {
-			got, err := readReply(r, nil)
+			got, err := ReadReply(r, nil)
 			if err != nil || string(got) != want {
-				t.Fatalf("size %d: readReply = %q, %v; want %q", size, got, err, want)
+				t.Fatalf("size %d: ReadReply = %q, %v; want %q", size, got, err, want)
 			}
 		}
 	}
 	big := "$100000\r\n" + strings.Repeat("x", 100000) + "\r\n"
-	got, err := readReply(bufio.NewReaderSize(strings.NewReader(big), 16), nil)
+	got, err := ReadReply(bufio.NewReaderSize(strings.NewReader(big), 16), nil)
 	if err != nil || string(got) != big {
 		t.Fatalf("big bulk: len %d, %v", len(got), err)
 	}
 }
 
 func TestArrayElems(t *testing.T) {
-	elems, ok := arrayElems([]byte("*3\r\n$1\r\na\r\n$-1\r\n:5\r\n"), nil)
+	elems, ok := ArrayElems([]byte("*3\r\n$1\r\na\r\n$-1\r\n:5\r\n"), nil)
 	want := []string{"$1\r\na\r\n", "$-1\r\n", ":5\r\n"}
 	if !ok || len(elems) != len(want) {
-		t.Fatalf("arrayElems = %q, %v", elems, ok)
+		t.Fatalf("ArrayElems = %q, %v", elems, ok)
 	}
 	for i := range want {
 		if string(elems[i]) != want[i] {
 			t.Errorf("elem %d = %q, want %q", i, elems[i], want[i])
 		}
 	}
-	if _, ok := arrayElems([]byte("-ERR x\r\n"), nil); ok {
-		t.Error("arrayElems accepted an error reply")
+	if _, ok := ArrayElems([]byte("-ERR x\r\n"), nil); ok {
+		t.Error("ArrayElems accepted an error reply")
 	}
 }
 
@@ -96,13 +96,13 @@ func FuzzReplyLen(f *testing.F) {
 		f.Add([]byte(c))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		n, err := replyLen(b)
+		n, err := ReplyLen(b)
 		if err != nil {
 			return
 		}
-		got, err := readReplyStream(bufio.NewReaderSize(bytes.NewReader(b), 16), nil)
+		got, err := ReadReplyStream(bufio.NewReaderSize(bytes.NewReader(b), 16), nil)
 		if err != nil || !bytes.Equal(got, b[:n]) {
-			t.Fatalf("replyLen framed %q, stream read %q (%v)", b[:n], got, err)
+			t.Fatalf("ReplyLen framed %q, stream read %q (%v)", b[:n], got, err)
 		}
 	})
 }
