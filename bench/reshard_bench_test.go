@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/proxy/control"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/internal/resp"
-	"github.com/reshard/reshard/proxy"
 )
 
 // reshardSetup starts a proxy over 3 shards with a state directory,
@@ -20,10 +21,8 @@ import (
 // returned as PROXY RESHARD arguments.
 func reshardSetup(tb testing.TB, keys int) (*proxytest.Cluster, []string) {
 	tb.Helper()
-	cfg := proxy.DefaultConfig()
-	cfg.StateDir = tb.TempDir()
-	cfg.SnapshotDir = tb.TempDir()
-	c := proxytest.Start(tb, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: []string{"--repl-diskless-sync-delay", "0"}})
+	cfg := control.Config{StateDir: tb.TempDir(), SnapshotDir: tb.TempDir()}
+	c := proxytest.Start(tb, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: []string{"--repl-diskless-sync-delay", "0"}})
 	if err := preload(tb.Context(), c.Addr, keys); err != nil {
 		tb.Fatal(err)
 	}

@@ -9,17 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/proxy/control"
+
 	"github.com/reshard/reshard/internal/proxytest"
-	"github.com/reshard/reshard/proxy"
 )
 
 // BenchmarkSnapshotPause takes BGSAVE-style snapshots through the proxy
 // (3 shards) while the load generator writes, and reports how long the
 // write barrier was held (pause_us) and the load's latency over the run.
 func BenchmarkSnapshotPause(b *testing.B) {
-	cfg := proxy.DefaultConfig()
-	cfg.SnapshotDir = b.TempDir()
-	c := proxytest.Start(b, proxytest.Options{Shards: 3, Config: &cfg,
+	cfg := control.Config{SnapshotDir: b.TempDir()}
+	c := proxytest.Start(b, proxytest.Options{Shards: 3, Control: &cfg,
 		ShardArgs: []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"}})
 	ctx := context.Background()
 	admin := c.Client()

@@ -16,9 +16,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/proxytest"
-	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/snapshot"
+
+	"github.com/reshard/reshard/internal/proxytest"
 )
 
 // BenchmarkSnapshotRSS1M is issue 4's memory acceptance: a snapshot
@@ -38,9 +39,8 @@ import (
 //	REQUIRE_REDIS=1 go test -run '^$' -bench SnapshotRSS1M -benchtime 1x ./bench/
 func BenchmarkSnapshotRSS1M(b *testing.B) {
 	const keys = 1_000_000
-	cfg := proxy.DefaultConfig()
-	cfg.SnapshotDir = b.TempDir()
-	c := proxytest.Start(b, proxytest.Options{Shards: 1, Config: &cfg, ShardArgs: []string{
+	cfg := control.Config{SnapshotDir: b.TempDir()}
+	c := proxytest.Start(b, proxytest.Options{Shards: 1, Control: &cfg, ShardArgs: []string{
 		// Redis 7.0 refuses DEBUG unless enabled; "local" allows loopback.
 		"--enable-debug-command", "local",
 		// Redis 7's default transfer form, without its 5 s wait.

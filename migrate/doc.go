@@ -121,10 +121,10 @@
 //   - ready: every source's lag (bytes received but not answered, age of
 //     the oldest such command) within MaxLagBytes and MaxLagTime. A
 //     Manual job waits there for Cutover.
-//   - cutover (reshard_cutover.go): Barrier.Pause, Seal (the proxy has
+//   - cutover (reshard_cutover.go): Proxy.Pause, Proxy.Seal (the proxy has
 //     the sources refuse everyone else's writes), every source's
 //     master_repl_offset, every stream applied up to it and stopped, every
-//     expiry guard set right, Commit, resume; all within CutoverTimeout,
+//     expiry guard set right, Proxy.Commit, resume; all within CutoverTimeout,
 //     or the barrier is lifted on the old table and the job aborted.
 //
 // Expiry: targets are masters and would expire keys by their own clock

@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/router"
-	"github.com/reshard/reshard/snapshot"
 )
 
 // ReshardConfig describes a live reshard: from the table the proxy routes
@@ -37,26 +36,9 @@ type ReshardConfig struct {
 	// directory of the job's own, removed when the job ends. It needs room
 	// for the sources' RDBs plus the stream written until the cutover.
 	WorkDir string
-	// Barrier is the proxy's write barrier (proxy.Server.Pause): while it
-	// is held no client command is dispatched and every dispatched one has
-	// been answered.
-	Barrier snapshot.Barrier
-	// Commit is called inside the barrier once every source's stream has
-	// been applied up to the cut: the proxy persists the new table (the
-	// point of no return) and swaps its route. A nil return is the
-	// commit; an error aborts the job, and Commit must then have left the
-	// persisted table as it was. Its ctx ends at the cutover's deadline.
-	Commit func(ctx context.Context) error
-	// Seal, if set, is called inside the barrier before the sources'
-	// offsets are read: the proxy makes the sources refuse writes from
-	// anyone else (another proxy, an application connected directly), so
-	// that every write a source takes is before the cut and reaches the
-	// targets, or is refused. An error aborts the job, and Seal must then
-	// have left the sources as they were. If the job then
-	// does not commit (a timeout, a failure, a Commit error), the unseal
-	// it returned is called, still inside the barrier, before the proxy
-	// resumes on the old table. Its ctx ends at the cutover's deadline.
-	Seal func(ctx context.Context) (unseal func(), err error)
+	// Proxy is the proxy whose traffic moves: its write barrier, the seal
+	// of the sources and the commit. Required.
+	Proxy Proxy
 	// RunID is the run id of the proxy running the reshard (its shard
 	// connections are named after it, package proxyname). A target that
 	// another reshard proxy is connected to is refused; this proxy's own
@@ -100,8 +82,36 @@ type ReshardConfig struct {
 	testHoldCatchUp bool                                  // never declare ready
 }
 
+// Proxy is what a reshard needs of the proxy whose traffic it moves
+// (package proxy/control implements it). The job calls Pause once per
+// cutover attempt, then Seal and Commit inside that barrier, from the
+// job's own goroutine; an implementation need not be safe for concurrent
+// use by more than one job.
+type Proxy interface {
+	// Pause closes the proxy's write barrier: when it returns, no client
+	// command is dispatched and every dispatched one has been answered.
+	// resume reopens it. ctx bounds the wait for the drain.
+	Pause(ctx context.Context) (resume func(), err error)
+	// Seal is called inside the barrier before the sources' offsets are
+	// read: the proxy makes the sources refuse writes from anyone else
+	// (another proxy, an application connected directly), so that every
+	// write a source takes is before the cut and reaches the targets, or
+	// is refused. An error aborts the job, and Seal must then have left
+	// the sources as they were. If the job then does not commit (a
+	// timeout, a failure, a Commit error), the unseal it returned is
+	// called, still inside the barrier, before the proxy resumes on the
+	// old table. Its ctx ends at the cutover's deadline.
+	Seal(ctx context.Context) (unseal func(), err error)
+	// Commit is called inside the barrier once every source's stream has
+	// been applied up to the cut: the proxy persists the new table (the
+	// point of no return) and swaps its route. A nil return is the
+	// commit; an error aborts the job, and Commit must then have left the
+	// persisted table as it was. Its ctx ends at the cutover's deadline.
+	Commit(ctx context.Context) error
+}
+
 // DefaultReshardConfig returns the defaults; the caller fills in the
-// tables, WorkDir, Barrier and Commit.
+// tables, WorkDir and Proxy.
 func DefaultReshardConfig() ReshardConfig {
 	return ReshardConfig{
 		MaxLagBytes:    1 << 20,
@@ -127,10 +137,8 @@ func (c *ReshardConfig) validate() error {
 		return bad("To", "epoch "+strconv.FormatUint(c.To.Epoch(), 10), fmt.Sprintf("the new table's epoch must be the current one's plus one (%d)", c.From.Epoch()+1))
 	case c.WorkDir == "":
 		return bad("WorkDir", `""`, "give a directory for the spool")
-	case c.Barrier == nil:
-		return bad("Barrier", nil, "the cutover needs the proxy's write barrier")
-	case c.Commit == nil:
-		return bad("Commit", nil, "the cutover needs a commit (persist the table, swap the route)")
+	case c.Proxy == nil:
+		return bad("Proxy", nil, "the cutover needs the proxy's barrier, seal and commit")
 	case c.MaxLagBytes < 0:
 		return bad("MaxLagBytes", c.MaxLagBytes, "must not be negative")
 	case c.MaxLagTime <= 0:

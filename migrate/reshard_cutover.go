@@ -55,7 +55,7 @@ func (j *ReshardJob) cutover() (ReshardState, error) {
 	deadline := start.Add(j.cfg.CutoverTimeout)
 	cctx, cancel := context.WithDeadline(j.ctx, deadline)
 	defer cancel()
-	resume, err := j.cfg.Barrier.Pause(cctx)
+	resume, err := j.cfg.Proxy.Pause(cctx)
 	if err != nil {
 		if j.ctx.Err() != nil || j.fail.err() != nil {
 			return j.ended()
@@ -84,20 +84,18 @@ func (j *ReshardJob) cutover() (ReshardState, error) {
 // cutInside is steps 3 to 5, with the barrier held. A job that seals and
 // then does not commit unseals before it returns.
 func (j *ReshardJob) cutInside(ctx context.Context, clients []*redis.Client) (state ReshardState, err error) {
-	if j.cfg.Seal != nil {
-		unseal, err := j.cfg.Seal(ctx)
-		if err != nil {
-			if j.ctx.Err() != nil || j.fail.err() != nil {
-				return j.ended()
-			}
-			return ReshardAborted, fmt.Errorf("%w: %w; still on the old table", ErrSeal, err)
+	unseal, err := j.cfg.Proxy.Seal(ctx)
+	if err != nil {
+		if j.ctx.Err() != nil || j.fail.err() != nil {
+			return j.ended()
 		}
-		defer func() {
-			if state != ReshardDone {
-				unseal()
-			}
-		}()
+		return ReshardAborted, fmt.Errorf("%w: %w; still on the old table", ErrSeal, err)
 	}
+	defer func() {
+		if state != ReshardDone {
+			unseal()
+		}
+	}()
 	return j.cut(ctx, clients)
 }
 
@@ -154,7 +152,7 @@ func (j *ReshardJob) cut(ctx context.Context, clients []*redis.Client) (ReshardS
 	}
 	j.committing = true
 	j.mu.Unlock()
-	if err := j.cfg.Commit(ctx); err != nil {
+	if err := j.cfg.Proxy.Commit(ctx); err != nil {
 		j.mu.Lock()
 		j.committing = false
 		j.mu.Unlock()

@@ -13,8 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/redistest"
 )
 
 // reshardArgs: sources fork at once for a replica (Redis 7 waits 5 s by
@@ -24,11 +25,16 @@ var reshardArgs = append([]string{"--repl-diskless-sync", "yes", "--repl-diskles
 // testProxy stands in for the proxy: writers route by its table pointer
 // and hold its gate (a read lock) for each write, as sessions hold the
 // proxy's gate for a batch; Pause takes the gate exclusively, as
-// proxy.Server.Pause does; Commit swaps the pointer.
+// proxy.Server.Pause does; Commit swaps the pointer to the table to. A
+// test may set seal and commitErr before the job starts.
 type testProxy struct {
 	gate    sync.RWMutex
 	route   atomic.Pointer[router.Table]
+	to      *router.Table
 	clients map[string]*redis.Client
+
+	seal      func(ctx context.Context) (func(), error) // nil: Seal does nothing
+	commitErr error                                     // Commit's error, without a swap
 
 	pauses  atomic.Int32
 	commits atomic.Int32
@@ -88,12 +94,20 @@ func (p *testProxy) paused() bool {
 	return true
 }
 
-func (p *testProxy) commit(to *router.Table) func(context.Context) error {
-	return func(context.Context) error {
-		p.route.Store(to)
-		p.commits.Add(1)
-		return nil
+func (p *testProxy) Seal(ctx context.Context) (func(), error) {
+	if p.seal == nil {
+		return func() {}, nil
 	}
+	return p.seal(ctx)
+}
+
+func (p *testProxy) Commit(context.Context) error {
+	if p.commitErr != nil {
+		return p.commitErr
+	}
+	p.route.Store(p.to)
+	p.commits.Add(1)
+	return nil
 }
 
 // do runs one command on the shard of key by the current table.
@@ -529,8 +543,8 @@ func testReshardConfig(tb testing.TB, p *testProxy, from, to *router.Table) Resh
 	cfg := DefaultReshardConfig()
 	cfg.From, cfg.To = from, to
 	cfg.WorkDir = tb.TempDir()
-	cfg.Barrier = p
-	cfg.Commit = p.commit(to)
+	p.to = to
+	cfg.Proxy = p
 	return cfg
 }
 

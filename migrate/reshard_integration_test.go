@@ -13,8 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/snapshot"
+
+	"github.com/reshard/reshard/internal/redistest"
 )
 
 // TestReshardLive is the whole reshard under load: 3 sources to 5 targets
@@ -563,7 +564,7 @@ func TestReshardSeal(t *testing.T) {
 		r := newRig(t, 2, 2)
 		fillDataset(t, r.proxy, r.from, 2000)
 		var rec record
-		r.cfg.Seal = func(ctx context.Context) (func(), error) {
+		r.proxy.seal = func(ctx context.Context) (func(), error) {
 			rec.sealed++
 			if sealErr != nil {
 				return nil, sealErr
@@ -579,9 +580,7 @@ func TestReshardSeal(t *testing.T) {
 				t.Errorf("cut read with %d seals before it", rec.sealed)
 			}
 		}
-		if commitErr != nil {
-			r.cfg.Commit = func(context.Context) error { return commitErr }
-		}
+		r.proxy.commitErr = commitErr
 		st := waitDone(t, r.start(t), 30*time.Second)
 		return st, &rec, r
 	}

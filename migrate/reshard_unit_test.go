@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -115,8 +114,7 @@ func TestReshardConfigValidate(t *testing.T) {
 	to := mustTable(t, 4, []router.Shard{{Addr: "b:1", Ranges: all}})
 	base := DefaultReshardConfig()
 	base.From, base.To, base.WorkDir = from, to, "/tmp"
-	base.Barrier = &writesBarrier{writes: func() {}}
-	base.Commit = func(context.Context) error { return nil }
+	base.Proxy = &testProxy{}
 	for _, tt := range []struct {
 		field string
 		edit  func(c *ReshardConfig)
@@ -124,8 +122,7 @@ func TestReshardConfigValidate(t *testing.T) {
 		{"From", func(c *ReshardConfig) { c.From = nil }},
 		{"To", func(c *ReshardConfig) { c.To = from }},
 		{"WorkDir", func(c *ReshardConfig) { c.WorkDir = "" }},
-		{"Barrier", func(c *ReshardConfig) { c.Barrier = nil }},
-		{"Commit", func(c *ReshardConfig) { c.Commit = nil }},
+		{"Proxy", func(c *ReshardConfig) { c.Proxy = nil }},
 		{"MaxLagTime", func(c *ReshardConfig) { c.MaxLagTime = 0 }},
 		{"CutoverTimeout", func(c *ReshardConfig) { c.CutoverTimeout = -time.Second }},
 		{"ExpiryGuard", func(c *ReshardConfig) { c.ExpiryGuard = -1 }},

@@ -486,7 +486,7 @@ func (c *backend) failTaken(taken []pending, msg string) {
 }
 
 // shardDialer opens connections to shards. A new connection first sends AUTH
-// when the shards need a password (the route's shardAuth), then HELLO 3 for
+// when the shards need a password (the route's Auth), then HELLO 3 for
 // a RESP3 session's connection, in one write, and checks each reply before
 // the connection is used. Last comes CLIENT SETNAME with the proxy's name
 // (peers.go), so that a shard's CLIENT LIST tells which proxy a connection
@@ -503,9 +503,9 @@ type shardDialer struct {
 	setname []byte // CLIENT SETNAME name, encoded; nil: PING
 }
 
-func newShardDialer(timeout time.Duration, auth shardAuth) shardDialer {
+func newShardDialer(timeout time.Duration, auth Auth) shardDialer {
 	d := shardDialer{timeout: timeout}
-	if args := resp.AuthArgs(auth.username, auth.password); args != nil {
+	if args := resp.AuthArgs(auth.Username, auth.Password); args != nil {
 		raw := make([][]byte, len(args))
 		for i, a := range args {
 			raw[i] = []byte(a)

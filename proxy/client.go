@@ -138,7 +138,7 @@ func parseClientType(arg []byte) (typ, msg string) {
 	case "replica", "slave":
 		return "replica", ""
 	}
-	return "", "ERR Unknown client type '" + clip(arg) + "'"
+	return "", "ERR Unknown client type '" + wire.Clip(arg) + "'"
 }
 
 // clientList answers CLIENT LIST [TYPE type | ID id ...].
@@ -146,14 +146,14 @@ func clientList(s *session, _ *route, _ *command.Info, c wire.Request) {
 	match := func(*session) bool { return true }
 	switch {
 	case len(c.Args) == 2:
-	case len(c.Args) == 4 && equalFold(c.Args[2], "type"):
+	case len(c.Args) == 4 && wire.EqualFold(c.Args[2], "type"):
 		typ, msg := parseClientType(c.Args[3])
 		if msg != "" {
 			s.errorReply(msg)
 			return
 		}
 		match = func(o *session) bool { return o.clientType() == typ }
-	case len(c.Args) >= 4 && equalFold(c.Args[2], "id"):
+	case len(c.Args) >= 4 && wire.EqualFold(c.Args[2], "id"):
 		want := map[uint64]bool{}
 		for _, a := range c.Args[3:] {
 			id, err := strconv.ParseUint(string(a), 10, 64)
@@ -207,38 +207,38 @@ func clientKill(s *session, _ *route, _ *command.Info, c wire.Request) {
 	for i := 0; i < len(args); i += 2 {
 		val := string(args[i+1])
 		switch {
-		case equalFold(args[i], "id"):
+		case wire.EqualFold(args[i], "id"):
 			id, err := strconv.ParseUint(val, 10, 64)
 			if err != nil || id == 0 || id > math.MaxInt64 { // Redis takes 1 to LLONG_MAX
 				s.errorReply("ERR client-id should be greater than 0")
 				return
 			}
 			tests = append(tests, func(o *session) bool { return o.id == id })
-		case equalFold(args[i], "addr"):
+		case wire.EqualFold(args[i], "addr"):
 			tests = append(tests, func(o *session) bool { return o.conn.RemoteAddr() == val })
-		case equalFold(args[i], "laddr"):
+		case wire.EqualFold(args[i], "laddr"):
 			tests = append(tests, func(o *session) bool {
 				nc := o.conn.NetConn()
 				return nc != nil && nc.LocalAddr().String() == val
 			})
-		case equalFold(args[i], "user"):
+		case wire.EqualFold(args[i], "user"):
 			if val != "default" && (val != "admin" || s.srv.cfg.AdminPassword == "") {
-				s.errorReply("ERR No such user '" + clip(args[i+1]) + "'")
+				s.errorReply("ERR No such user '" + wire.Clip(args[i+1]) + "'")
 				return
 			}
 			tests = append(tests, func(o *session) bool { return o.user() == val })
-		case equalFold(args[i], "type"):
+		case wire.EqualFold(args[i], "type"):
 			typ, msg := parseClientType(args[i+1])
 			if msg != "" {
 				s.errorReply(msg)
 				return
 			}
 			tests = append(tests, func(o *session) bool { return o.clientType() == typ })
-		case equalFold(args[i], "skipme"):
+		case wire.EqualFold(args[i], "skipme"):
 			switch {
-			case equalFold(args[i+1], "yes"):
+			case wire.EqualFold(args[i+1], "yes"):
 				skipMe = true
-			case equalFold(args[i+1], "no"):
+			case wire.EqualFold(args[i+1], "no"):
 				skipMe = false
 			default:
 				s.errorReply("ERR syntax error")
@@ -290,13 +290,13 @@ func (s *session) killWhere(match func(*session) bool) int {
 // clientReply implements CLIENT REPLY ON|OFF|SKIP.
 func clientReply(s *session, _ *route, _ *command.Info, c wire.Request) {
 	switch {
-	case equalFold(c.Args[2], "on"):
+	case wire.EqualFold(c.Args[2], "on"):
 		s.replyMode = replyOn
 		s.replyAlways = true
 		s.local(wire.AppendStatus(nil, "OK"))
-	case equalFold(c.Args[2], "off"):
+	case wire.EqualFold(c.Args[2], "off"):
 		s.replyMode = replyOff
-	case equalFold(c.Args[2], "skip"):
+	case wire.EqualFold(c.Args[2], "skip"):
 		if s.replyMode != replyOff { // Redis ignores SKIP under OFF
 			s.replyMode = replySkipNext
 		}
@@ -307,7 +307,7 @@ func clientReply(s *session, _ *route, _ *command.Info, c wire.Request) {
 
 // The proxy never evicts its clients, so NO-EVICT is accepted either way.
 func clientNoEvict(s *session, _ *route, _ *command.Info, c wire.Request) {
-	if !equalFold(c.Args[2], "on") && !equalFold(c.Args[2], "off") {
+	if !wire.EqualFold(c.Args[2], "on") && !wire.EqualFold(c.Args[2], "off") {
 		s.errorReply("ERR syntax error")
 		return
 	}

@@ -278,7 +278,7 @@ func clusterLinks(s *session, _ *route, _ *command.Info, _ wire.Request) {
 // clusterReplicas: the one node has no replicas; any other id is unknown.
 func clusterReplicas(s *session, _ *route, _ *command.Info, c wire.Request) {
 	if string(c.Args[2]) != clusterNodeID(s.srv.AnnounceAddr()) {
-		s.errorReply("ERR Unknown node " + clip(c.Args[2]))
+		s.errorReply("ERR Unknown node " + wire.Clip(c.Args[2]))
 		return
 	}
 	s.local(resp.AppendArrayHeader(nil, 0))
@@ -286,7 +286,7 @@ func clusterReplicas(s *session, _ *route, _ *command.Info, c wire.Request) {
 
 func clusterFailureReports(s *session, _ *route, _ *command.Info, c wire.Request) {
 	if string(c.Args[2]) != clusterNodeID(s.srv.AnnounceAddr()) {
-		s.errorReply("ERR Unknown node " + clip(c.Args[2]))
+		s.errorReply("ERR Unknown node " + wire.Clip(c.Args[2]))
 		return
 	}
 	s.local(wire.AppendInt(nil, 0))

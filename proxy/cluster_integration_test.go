@@ -16,11 +16,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/router"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redisproc"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
-	"github.com/reshard/reshard/router"
 )
 
 // startClusterRedis starts a cluster-enabled redis-server that owns every

@@ -21,18 +21,10 @@ type Config struct {
 	AdminPassword string
 	// ShardUsername and ShardPassword authenticate the proxy's connections
 	// to the shards of the table it starts on (AUTH [username] password):
-	// the data path, snapshots, and the sources of a reshard. A reshard or
-	// restore gives its targets the credentials of its AUTH or AUTH2
-	// argument, or the current shards'. After a cutover the new shards keep
-	// theirs, persisted in StateDir, across restarts (shardauth.go). Empty:
-	// the shards need none.
+	// the data path, snapshots, and the sources of a reshard. A route
+	// prepared for a cutover carries its own (Prepare). Empty: the shards
+	// need none.
 	ShardUsername, ShardPassword string
-	// StateDir is where a reshard persists the new table (the point of no
-	// return) and spools its data; empty disables PROXY RESHARD.
-	StateDir string
-	// SnapshotDir is where BGSAVE writes snapshots (STATE_DIR/snapshots);
-	// empty disables snapshots.
-	SnapshotDir string
 	// Announce is the address the proxy gives clients as its own in
 	// CLUSTER SLOTS/SHARDS/NODES; empty means the listening address.
 	Announce string

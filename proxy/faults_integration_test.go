@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
 )
 
 // isShardDown reports whether a rendered reply is an -ERR naming addr.
@@ -434,7 +436,7 @@ func TestIntegrationFirstCommandAfterStart(t *testing.T) {
 	}
 	failed := 0
 	for i := 0; i < 50; i++ {
-		addr, stop := serveTable(t, proxy.DefaultConfig(), table, nil)
+		addr, stop := serveTable(t, proxy.DefaultConfig(), control.Config{}, table, nil)
 		rc := dialRaw(t, addr)
 		for _, k := range keys {
 			if got := rc.do("SET", k, "v"); got != "+OK" {

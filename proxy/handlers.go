@@ -151,11 +151,11 @@ func clusterRefusal(info *command.Info, args [][]byte) string {
 		for j := 2; j+1 < len(args); j++ {
 			opt, pat := args[j], args[j+1]
 			switch {
-			case equalFold(opt, "limit"):
+			case wire.EqualFold(opt, "limit"):
 				j += 2
-			case equalFold(opt, "store"):
+			case wire.EqualFold(opt, "store"):
 				j++
-			case equalFold(opt, "by"), equalFold(opt, "get"):
+			case wire.EqualFold(opt, "by"), wire.EqualFold(opt, "get"):
 				j++
 				if bytes.IndexByte(pat, '*') < 0 {
 					continue // one key (BY nosort, GET #, ...): Redis reads no pattern
@@ -167,7 +167,7 @@ func clusterRefusal(info *command.Info, args [][]byte) string {
 		}
 	case "copy":
 		for j := 3; j+1 < len(args); j++ {
-			if equalFold(args[j], "db") {
+			if wire.EqualFold(args[j], "db") {
 				// Redis checks the index (its 16 databases), then cluster mode
 				switch n, err := strconv.ParseInt(string(args[j+1]), 10, 64); {
 				case err != nil || n == 0:
@@ -254,19 +254,19 @@ func hello(s *session, _ *route, _ *command.Info, c wire.Request) {
 		}
 		for i := 1; i < len(args); i++ {
 			switch {
-			case equalFold(args[i], "auth") && i+2 < len(args):
+			case wire.EqualFold(args[i], "auth") && i+2 < len(args):
 				if msg := s.authenticate(args[i+1], args[i+2]); msg != "" {
 					s.errorReply(msg)
 					return
 				}
 				i += 2
-			case equalFold(args[i], "setname") && i+1 < len(args):
+			case wire.EqualFold(args[i], "setname") && i+1 < len(args):
 				s.shown.Lock()
 				s.name = string(args[i+1])
 				s.shown.Unlock()
 				i++
 			default:
-				s.errorReply("ERR Syntax error in HELLO option '" + clip(args[i]) + "'")
+				s.errorReply("ERR Syntax error in HELLO option '" + wire.Clip(args[i]) + "'")
 				return
 			}
 		}
@@ -436,8 +436,8 @@ func configSet(s *session, r *route, info *command.Info, c wire.Request) {
 // flush empties every shard; during a reshard it is refused, because the
 // targets would have to replay it over other sources' keys.
 func flush(s *session, r *route, info *command.Info, c wire.Request) {
-	if s.srv.resharding() {
-		s.errorReply("ERR " + upper(info.Name()) + " is refused while a reshard runs (see PROXY RESHARD STATUS)")
+	if msg := s.srv.refusal(info.Name()); msg != "" {
+		s.errorReply(msg)
 		return
 	}
 	s.onEveryShard(c, false, allOK)
@@ -475,10 +475,10 @@ func fanout(m merger) handler {
 // dedicated connection.
 func streamRead(s *session, r *route, info *command.Info, c wire.Request) {
 	for _, a := range c.Args[1:] {
-		if equalFold(a, "streams") {
+		if wire.EqualFold(a, "streams") {
 			break
 		}
-		if equalFold(a, "block") {
+		if wire.EqualFold(a, "block") {
 			blocking(s, r, info, c)
 			return
 		}

@@ -17,10 +17,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
+	"github.com/reshard/reshard/router"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
-	"github.com/reshard/reshard/router"
 )
 
 // evenTable is a table at epoch that splits the slots evenly over shards.
@@ -44,12 +46,19 @@ func evenTable(t testing.TB, epoch uint64, shards []*redistest.Server) *router.T
 // serveTable runs a proxy over table on a free loopback port, for tests
 // that need it without proxytest's wait for every shard; stop closes it and
 // checks that Serve ended the way Close ends it.
-func serveTable(t testing.TB, cfg proxy.Config, table *router.Table, log *zap.Logger) (addr string, stop func()) {
+func serveTable(t testing.TB, cfg proxy.Config, ccfg control.Config, table *router.Table, log *zap.Logger) (addr string, stop func()) {
 	t.Helper()
+	ccfg.ShardUsername, ccfg.ShardPassword = cfg.ShardUsername, cfg.ShardPassword
+	auth, err := control.TableAuth(ccfg, table, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ShardUsername, cfg.ShardPassword = auth.Username, auth.Password
 	srv, err := proxy.New(cfg, table, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctl := control.New(ccfg, srv, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +66,7 @@ func serveTable(t testing.TB, cfg proxy.Config, table *router.Table, log *zap.Lo
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	return ln.Addr().String(), func() {
+		ctl.Close()
 		srv.Close()
 		if err := <-done; !errors.Is(err, net.ErrClosed) {
 			t.Errorf("serve: %v", err)

@@ -179,7 +179,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 				answered = append(answered, sh)
 			}
 		}
-		srv.persistenceInfo(field, answered)
+		srv.controlInfo("persistence", field, answered)
 	}
 	if section("stats") {
 		field("total_connections_received", srv.accepted.Load())
@@ -220,16 +220,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("client_panics", srv.panics.Load())
 		field("shard_connection_panics", srv.shardPanics.Load())
 		field("epoch", rt.table.Epoch())
-		srv.reshard.mu.Lock()
-		job := srv.reshard.job
-		srv.reshard.mu.Unlock()
-		if job != nil {
-			st := job.Status()
-			field("reshard_state", st.State)
-			field("reshard_lag_bytes", st.LagBytes)
-			field("reshard_lag_ms", st.LagTime.Milliseconds())
-			field("reshard_pause_us", st.PauseUS)
-		}
+		srv.controlInfo("proxy", field, nil) // the reshard
 		field("shards", len(rt.pools))
 		shards := rt.table.Shards()
 		for i, p := range rt.pools {
@@ -249,7 +240,7 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 				writes += bc.writes.Load()
 			}
 			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s,status=%s,slots=%s,reconnects=%d,requests=%d,pending=%d,writes=%d",
-				p.addr, status, rangesText(shards[i]), reconnects, requests, pending, writes))
+				p.addr, status, shards[i].RangeSpec(), reconnects, requests, pending, writes))
 		}
 	}
 	if section("keyspace") {

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/proxy"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
 )
 
 // TestIntegrationRequestLimits sends requests over the bulk length and

@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/proxy"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
 )
 
 // monitorLine is one MONITOR line: time, client address, arguments.

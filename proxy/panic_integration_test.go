@@ -9,8 +9,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/proxy"
+
+	"github.com/reshard/reshard/internal/proxytest"
 )
 
 // TestIntegrationPanic checks that a panic while serving one client ends

@@ -12,9 +12,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/snapshot"
+
+	"github.com/reshard/reshard/internal/redistest"
 )
 
 // runID reads a proxy's run_id from its INFO server.
@@ -52,9 +54,7 @@ func TestIntegrationReshardOtherProxy(t *testing.T) {
 
 	// another proxy on the same shards, in its own state directory
 	startOther := func() (id string, stop func()) {
-		cfg := proxy.DefaultConfig()
-		cfg.StateDir = t.TempDir()
-		addr, stop := serveTable(t, cfg, c.Table, nil)
+		addr, stop := serveTable(t, proxy.DefaultConfig(), control.Config{StateDir: t.TempDir()}, c.Table, nil)
 		cl := redis.NewClient(&redis.Options{Addr: addr})
 		t.Cleanup(func() { cl.Close() })
 		return runID(t, cl), stop
@@ -367,9 +367,7 @@ func TestIntegrationSnapshotOtherProxy(t *testing.T) {
 		t.Errorf("snapshot with no other proxy warns: %s", st["warning"])
 	}
 
-	other := proxy.DefaultConfig()
-	other.StateDir = t.TempDir()
-	addr, stop := serveTable(t, other, c.Table, nil)
+	addr, stop := serveTable(t, proxy.DefaultConfig(), control.Config{StateDir: t.TempDir()}, c.Table, nil)
 	defer stop()
 	ocl := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { ocl.Close() })

@@ -7,8 +7,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/proxytest"
 )
 
 // placementCorpus returns distinct keys that exercise the slot function:

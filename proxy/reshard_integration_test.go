@@ -10,10 +10,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/reshard/reshard/proxy/control"
+	"github.com/reshard/reshard/router"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
-	"github.com/reshard/reshard/router"
 )
 
 // writerLoad runs writers through the proxy: each writes increasing
@@ -64,11 +65,9 @@ func (w *writerLoad) halt() { close(w.stop); w.wg.Wait() }
 // refuses DEBUG unless enabled).
 var debugArgs = []string{"--enable-debug-command", "local", "--repl-diskless-sync-delay", "0"}
 
-func reshardCluster(t *testing.T) (*proxytest.Cluster, proxy.Config) {
-	cfg := proxy.DefaultConfig()
-	cfg.StateDir = t.TempDir()
-	cfg.SnapshotDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: debugArgs})
+func reshardCluster(t *testing.T) (*proxytest.Cluster, control.Config) {
+	cfg := control.Config{StateDir: t.TempDir(), SnapshotDir: t.TempDir()}
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: debugArgs})
 	return c, cfg
 }
 

@@ -6,10 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/proxy/control"
+	"github.com/reshard/reshard/router"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
-	"github.com/reshard/reshard/router"
 )
 
 // waitJob polls an INFO-style status command until its state is no longer
@@ -31,9 +32,8 @@ func waitJob(t *testing.T, c *proxytest.Cluster, args ...any) string {
 }
 
 func TestIntegrationProxyRestore(t *testing.T) {
-	cfg := proxy.DefaultConfig()
-	cfg.SnapshotDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg})
+	cfg := control.Config{SnapshotDir: t.TempDir()}
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg})
 	ctx := t.Context()
 	cl := c.Client()
 	for i := 0; i < 3000; i++ {

@@ -10,8 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/proxytest"
 )
 
 // The proxy cursor's low 14 bits name the shard (proxy/scan.go); the tests

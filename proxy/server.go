@@ -33,10 +33,8 @@ type Server struct {
 	lastPause  atomic.Int64 // µs the last barrier was held
 	pauseStart atomic.Int64 // unix ns the last barrier closed
 	pauseEnd   atomic.Int64 // unix ns it opened again
-	snaps      snapshots    // BGSAVE jobs (snapshot.go)
-	rest       restores     // PROXY RESTORE jobs (restore.go)
 	scripts    scriptCache  // the scripts EVALSHA may need on any shard (scripts.go)
-	reshard    reshards     // PROXY RESHARD (reshard.go)
+	ctl        Controller   // the control plane (controller.go); set before Serve
 	ctx        context.Context
 	cancel     context.CancelFunc
 
@@ -72,7 +70,7 @@ type Server struct {
 // every new connection to them, however it is made, must use theirs.
 type route struct {
 	table *router.Table
-	auth  shardAuth // of every shard of the table
+	auth  Auth // of every shard of the table
 	pools []*pool
 }
 
@@ -167,11 +165,8 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{},
 		stats: newCmdStats(), runID: newRunID()}
-	auth, err := s.tableAuth(table)
-	if err != nil {
-		return nil, err
-	}
-	s.ctx, s.cancel = context.WithCancel(context.Background()) // jobs live until Close
+	auth := Auth{cfg.ShardUsername, cfg.ShardPassword}
+	s.ctx, s.cancel = context.WithCancel(context.Background()) // retired pools wait until Close
 	r := s.newRoute(table, auth, nil)
 	s.route.Store(r)
 	s.swapped = make(chan struct{})
@@ -276,7 +271,7 @@ func (s *Server) AnnounceAddr() string {
 // pools of old (if any) whose addresses it still has, when old's shards
 // take the same credentials: a connection made with others would be
 // refused, or would be a different ACL user.
-func (s *Server) newRoute(table *router.Table, auth shardAuth, old *route) *route {
+func (s *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 	reuse := map[string]*pool{}
 	if old != nil && old.auth == auth {
 		for _, p := range old.pools {
@@ -296,7 +291,7 @@ func (s *Server) newRoute(table *router.Table, auth shardAuth, old *route) *rout
 }
 
 // dialer makes the connections to shards that take auth.
-func (s *Server) dialer(auth shardAuth) shardDialer {
+func (s *Server) dialer(auth Auth) shardDialer {
 	d := newShardDialer(s.cfg.DialTimeout, auth)
 	d.setname = setnameCommand(s.runID)
 	return d
@@ -338,21 +333,21 @@ func (r *route) waitFirstTry() {
 // PrepareTable connects to the shards of t that the proxy does not use yet,
 // ahead of a SwapTable, so the swap itself does not wait for connections.
 // They take the credentials of the current table's shards. It returns the
-// route to pass to SwapTable.
-func (s *Server) PrepareTable(t *router.Table) *Prepared {
-	return s.prepare(t, s.route.Load().auth)
+// route to pass to SwapTable, or to Discard.
+func (s *Server) PrepareTable(t *router.Table) Route {
+	return s.Prepare(t, s.route.Load().auth)
 }
 
-// prepare is PrepareTable for shards that take auth.
-func (s *Server) prepare(t *router.Table, auth shardAuth) *Prepared {
+// Prepare is PrepareTable for shards that take auth.
+func (s *Server) Prepare(t *router.Table, auth Auth) Route {
 	r := s.newRoute(t, auth, s.route.Load())
 	r.waitFirstTry()
-	return &Prepared{r: r}
+	return Route{r}
 }
 
-// discard closes the connections of a prepared route that was never
+// Discard closes the connections of a prepared route that was never
 // swapped in, except those it shares with the route in use.
-func (s *Server) discard(p *Prepared) {
+func (s *Server) Discard(p Route) {
 	inUse := map[*pool]bool{}
 	for _, pl := range s.route.Load().pools {
 		inUse[pl] = true
@@ -364,16 +359,13 @@ func (s *Server) discard(p *Prepared) {
 	}
 }
 
-// Prepared is a route built by PrepareTable.
-type Prepared struct{ r *route }
-
 // SwapTable makes the prepared table the one every new batch routes by. Call
 // it with the barrier held (Pause), after the new shards hold every write:
 // no batch is in flight then, so none straddles the swap. Sessions waiting
 // on a shard outside any batch (blocked commands, subscriptions) are told
 // through Swapped and move to the new table themselves. Pools the new table
 // no longer uses are closed after sessions have had time to move.
-func (s *Server) SwapTable(p *Prepared) {
+func (s *Server) SwapTable(p Route) {
 	old := s.route.Swap(p.r)
 	s.swapMu.Lock()
 	close(s.swapped)

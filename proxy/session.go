@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -428,7 +427,7 @@ func (s *session) planOne(r *route, cmd wire.Request) {
 		}
 	}
 	if info == nil && isProxyCommand(args[0]) {
-		s.local(s.srv.admin(s, args))
+		s.controlCommand(args)
 		return
 	}
 	if info == nil {
@@ -441,7 +440,7 @@ func (s *session) planOne(r *route, cmd wire.Request) {
 		if len(args) < 2 {
 			s.errorReply("ERR wrong number of arguments for '" + info.Name() + "' command")
 		} else {
-			s.errorReply("ERR unknown subcommand '" + clip(args[1]) + "'. Try " + upper(info.Name()) + " HELP.")
+			s.errorReply("ERR unknown subcommand '" + wire.Clip(args[1]) + "'. Try " + upper(info.Name()) + " HELP.")
 		}
 		return
 	}
@@ -589,30 +588,12 @@ func unknownCommand(args [][]byte) string {
 		if len(list) >= 128 {
 			break
 		}
-		a = cString(a)
+		a = wire.CString(a)
 		list = append(list, '\'')
 		list = append(list, a[:min(len(a), 128-len(list)+1)]...)
 		list = append(list, '\'', ' ')
 	}
-	return "ERR unknown command '" + clip(args[0]) + "', with args beginning with: " + string(list)
-}
-
-// clip shortens a client argument for an error message as Redis's "%.128s"
-// does: at 128 bytes or at a NUL byte.
-func clip(b []byte) string {
-	b = cString(b)
-	if len(b) > 128 {
-		b = b[:128]
-	}
-	return string(b)
-}
-
-// cString is b up to its first NUL byte.
-func cString(b []byte) []byte {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		return b[:i]
-	}
-	return b
+	return "ERR unknown command '" + wire.Clip(args[0]) + "', with args beginning with: " + string(list)
 }
 
 func upper(s string) string {
@@ -625,21 +606,4 @@ func upper(s string) string {
 	return string(b)
 }
 
-// equalFold compares a client argument with a lowercase ASCII word.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 32
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func isProxyCommand(name []byte) bool { return equalFold(name, "proxy") }
+func isProxyCommand(name []byte) bool { return wire.EqualFold(name, "proxy") }

@@ -11,9 +11,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
 )
 
 const shardPassword = "shard-secret-4f1c"
@@ -52,9 +54,8 @@ func passwordCluster(t *testing.T, shards int) (*proxytest.Cluster, *observer.Ob
 	core, logs := observer.New(zap.DebugLevel)
 	cfg := proxy.DefaultConfig()
 	cfg.ShardPassword = shardPassword
-	cfg.StateDir = t.TempDir()
-	cfg.SnapshotDir = t.TempDir()
-	return proxytest.Start(t, proxytest.Options{Shards: shards, Config: &cfg, ShardArgs: passwordShards, Log: zap.New(core)}), logs
+	ccfg := control.Config{StateDir: t.TempDir(), SnapshotDir: t.TempDir()}
+	return proxytest.Start(t, proxytest.Options{Shards: shards, Config: &cfg, Control: &ccfg, ShardArgs: passwordShards, Log: zap.New(core)}), logs
 }
 
 // subscribe subscribes cl to channel and waits for the confirmation.
@@ -155,7 +156,7 @@ func TestIntegrationShardPasswordWrong(t *testing.T) {
 			core, logs := observer.New(zap.DebugLevel)
 			cfg := proxy.DefaultConfig()
 			cfg.ShardPassword = tc.password
-			addr, stop := serveTable(t, cfg, table, zap.New(core))
+			addr, stop := serveTable(t, cfg, control.Config{}, table, zap.New(core))
 			defer stop()
 			cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
 			defer cl.Close()

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/proxy"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
 )
 
 // A subscriber that does not read its messages is disconnected once more

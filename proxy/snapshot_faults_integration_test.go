@@ -15,9 +15,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/proxytest"
-	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/snapshot"
+
+	"github.com/reshard/reshard/internal/proxytest"
 )
 
 // Issue 4's fault acceptance, shown through the proxy: a shard that dies
@@ -365,9 +366,8 @@ func TestIntegrationSnapshotShardKilled(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := proxy.DefaultConfig()
-			cfg.SnapshotDir = t.TempDir()
-			c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: faultShardArgs})
+			cfg := control.Config{SnapshotDir: t.TempDir()}
+			c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: faultShardArgs})
 			ctx := t.Context()
 			admin := c.Client()
 			down := c.Shards[victim]
@@ -422,9 +422,8 @@ func TestIntegrationSnapshotShardKilled(t *testing.T) {
 // TestCaptureOutputBufferLimit covers a capture that stops reading.
 func TestIntegrationSnapshotReplicaBufferLimit(t *testing.T) {
 	const victim = 1
-	cfg := proxy.DefaultConfig()
-	cfg.SnapshotDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: faultShardArgs})
+	cfg := control.Config{SnapshotDir: t.TempDir()}
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: faultShardArgs})
 	ctx := t.Context()
 	admin := c.Client()
 	shard := c.Shards[victim].Client()

@@ -14,10 +14,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/reshard/reshard/proxy/control"
+	"github.com/reshard/reshard/snapshot"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redisproc"
-	"github.com/reshard/reshard/proxy"
-	"github.com/reshard/reshard/snapshot"
 )
 
 // TestIntegrationSnapshotConsistentCut is issue 4's acceptance test: writers
@@ -50,9 +51,8 @@ type ack struct {
 }
 
 func testConsistentCut(t *testing.T, shardArgs []string) {
-	cfg := proxy.DefaultConfig()
-	cfg.SnapshotDir = t.TempDir()
-	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg, ShardArgs: shardArgs})
+	cfg := control.Config{SnapshotDir: t.TempDir()}
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: shardArgs})
 	ctx := t.Context()
 
 	const writers = 40
@@ -217,11 +217,10 @@ func rebuildShard(t *testing.T, dir, rdbFile, tailFile string) *redis.Client {
 // Redis says before its first save ends), the changes not saved are the
 // shards' sum, and aof_enabled is 1 only once every shard has AOF on.
 func TestIntegrationInfoPersistence(t *testing.T) {
-	cfg := proxy.DefaultConfig()
-	cfg.SnapshotDir = t.TempDir()
+	cfg := control.Config{SnapshotDir: t.TempDir()}
 	// the fork waits a second for more replicas: time to read INFO while
 	// the snapshot runs
-	c := proxytest.Start(t, proxytest.Options{Shards: 3, Config: &cfg,
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg,
 		ShardArgs: []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "1"}})
 	ctx := t.Context()
 	cl := c.Client()

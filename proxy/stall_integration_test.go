@@ -12,10 +12,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
+	"github.com/reshard/reshard/router"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
-	"github.com/reshard/reshard/router"
 )
 
 // A shard that stops answering (SIGSTOP: the process is alive, its
@@ -130,7 +132,7 @@ func TestIntegrationShardSlowReply(t *testing.T) {
 	}
 	cfg := proxy.DefaultConfig()
 	cfg.ShardTimeout = timeout
-	addr, stop := serveTable(t, cfg, table, nil)
+	addr, stop := serveTable(t, cfg, control.Config{}, table, nil)
 	defer stop()
 	cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, ReadTimeout: 30 * time.Second})
 	defer cl.Close()

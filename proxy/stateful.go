@@ -715,7 +715,7 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 	case "xread", "xreadgroup":
 		unit = time.Millisecond
 		for j := 1; j < len(args)-1; j++ {
-			if equalFold(args[j], "block") {
+			if wire.EqualFold(args[j], "block") {
 				i = j + 1
 				break
 			}
@@ -789,14 +789,14 @@ func auth(s *session, _ *route, _ *command.Info, c wire.Request) {
 func (s *session) authenticate(user, pass []byte) string {
 	cfg := s.srv.cfg
 	switch {
-	case equalFold(user, "default"):
+	case wire.EqualFold(user, "default"):
 		if cfg.RequirePass != "" && !secretEqual(pass, cfg.RequirePass) {
 			return wrongPass
 		}
 		s.shown.Lock()
 		s.authed, s.admin = true, cfg.AdminPassword == ""
 		s.shown.Unlock()
-	case equalFold(user, "admin") && cfg.AdminPassword != "":
+	case wire.EqualFold(user, "admin") && cfg.AdminPassword != "":
 		if !secretEqual(pass, cfg.AdminPassword) {
 			return wrongPass
 		}

@@ -8,9 +8,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/reshard/reshard/proxy"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/proxy"
 )
 
 // sameAsRedis runs each script of commands on a fresh connection to the proxy

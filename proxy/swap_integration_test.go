@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reshard/reshard/router"
+
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
-	"github.com/reshard/reshard/router"
 )
 
 // swapTo moves the proxy onto fresh shards with the barrier held, as a

@@ -10,8 +10,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
+
+	"github.com/reshard/reshard/internal/redistest"
 )
 
 // dbsizesOf returns the key count of every server.
@@ -72,9 +74,7 @@ func TestIntegrationProxyRefusesLiveTargets(t *testing.T) {
 
 	// another proxy over two other shards, with keys of its own
 	others := redistest.StartN(t, 2, debugArgs...)
-	ocfg := proxy.DefaultConfig()
-	ocfg.StateDir = t.TempDir()
-	oaddr, stop := serveTable(t, ocfg, evenTable(t, 1, others), nil)
+	oaddr, stop := serveTable(t, proxy.DefaultConfig(), control.Config{StateDir: t.TempDir()}, evenTable(t, 1, others), nil)
 	defer stop()
 	ocl := redis.NewClient(&redis.Options{Addr: oaddr})
 	t.Cleanup(func() { ocl.Close() })

@@ -44,14 +44,23 @@ func FormatSpec(shards []Shard) string {
 			b.WriteByte(',')
 		}
 		b.WriteString(sh.Addr)
-		for j, r := range normalizeRanges(sh.Ranges) {
-			if j == 0 {
-				b.WriteByte('=')
-			} else {
-				b.WriteByte('/')
-			}
-			writeRange(&b, r)
+		if ranges := sh.RangeSpec(); ranges != "" {
+			b.WriteByte('=')
+			b.WriteString(ranges)
 		}
+	}
+	return b.String()
+}
+
+// RangeSpec is the shard's slot ranges as a topology spec writes them
+// after "=": "0-5460/8000".
+func (sh Shard) RangeSpec() string {
+	var b strings.Builder
+	for j, r := range normalizeRanges(sh.Ranges) {
+		if j > 0 {
+			b.WriteByte('/')
+		}
+		writeRange(&b, r)
 	}
 	return b.String()
 }

@@ -18,10 +18,12 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
-	"github.com/reshard/reshard/internal/redisproc"
 	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/router"
 	"github.com/reshard/reshard/snapshot"
+
+	"github.com/reshard/reshard/internal/redisproc"
 )
 
 type proxyFlags struct {
@@ -183,22 +185,31 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		}
 	}
 
-	f.cfg.StateDir = f.stateDir
-	f.cfg.SnapshotDir = filepath.Join(f.stateDir, "snapshots")
-	if err := os.MkdirAll(f.cfg.SnapshotDir, 0o700); err != nil {
+	ccfg := control.Config{StateDir: f.stateDir, SnapshotDir: filepath.Join(f.stateDir, "snapshots"),
+		ShardUsername: f.cfg.ShardUsername, ShardPassword: f.cfg.ShardPassword}
+	if err := os.MkdirAll(ccfg.SnapshotDir, 0o700); err != nil {
 		return fmt.Errorf("snapshot directory: %w", err)
 	}
-	if stale, err := snapshot.RemoveStale(f.cfg.SnapshotDir); err != nil {
+	if stale, err := snapshot.RemoveStale(ccfg.SnapshotDir); err != nil {
 		return err
 	} else if len(stale) > 0 {
 		log.Info("removed unfinished snapshot directories", zap.Strings("dirs", stale))
 	}
+	// The data plane dials the shards with the credentials a cutover
+	// persisted for this table, if any, else the flags'.
+	auth, err := control.TableAuth(ccfg, table, log)
+	if err != nil {
+		return err
+	}
+	f.cfg.ShardUsername, f.cfg.ShardPassword = auth.Username, auth.Password
 	srv, err := proxy.New(f.cfg, table, log)
 	if err != nil {
 		return err
 	}
+	ctl := control.New(ccfg, srv, log)
 	if !persisted {
 		if err := router.Save(f.stateDir, table); err != nil {
+			ctl.Close()
 			srv.Close()
 			return err
 		}
@@ -219,10 +230,12 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+		ctl.Close() // jobs end first: a reshard not committed aborts
 		srv.Close()
 		<-errc
 		return nil
 	case err := <-errc:
+		ctl.Close()
 		srv.Close()
 		return err
 	}

@@ -11,18 +11,21 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
-	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/redistest"
 )
 
 // Cluster is a proxy and its shards.
 type Cluster struct {
-	Shards []*redistest.Server
-	Proxy  *proxy.Server
-	Table  *router.Table
-	Addr   string // the proxy's client address
-	tb     testing.TB
+	Shards  []*redistest.Server
+	Proxy   *proxy.Server
+	Control *control.Plane
+	Table   *router.Table
+	Addr    string // the proxy's client address
+	tb      testing.TB
 
 	password string // the proxy's requirepass, for Client
 
@@ -33,6 +36,7 @@ type Cluster struct {
 type Options struct {
 	Shards    int
 	Config    *proxy.Config
+	Control   *control.Config  // state and snapshot directories; nil: none
 	Ranges    [][]router.Range // per shard; nil splits evenly
 	ShardArgs []string         // extra redis-server arguments
 	Log       *zap.Logger
@@ -67,9 +71,20 @@ func Start(tb testing.TB, opt Options) *Cluster {
 	}
 	cfg.Listen = "127.0.0.1:0"
 	c.password = cfg.RequirePass
+	var ccfg control.Config
+	if opt.Control != nil {
+		ccfg = *opt.Control
+	}
+	ccfg.ShardUsername, ccfg.ShardPassword = cfg.ShardUsername, cfg.ShardPassword
+	auth, err := control.TableAuth(ccfg, c.Table, opt.Log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.ShardUsername, cfg.ShardPassword = auth.Username, auth.Password
 	if c.Proxy, err = proxy.New(cfg, c.Table, opt.Log); err != nil {
 		tb.Fatal(err)
 	}
+	c.Control = control.New(ccfg, c.Proxy, opt.Log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -78,6 +93,7 @@ func Start(tb testing.TB, opt Options) *Cluster {
 	done := make(chan error, 1)
 	go func() { done <- c.Proxy.Serve(ln) }()
 	tb.Cleanup(func() {
+		c.Control.Close()
 		c.Proxy.Close()
 		if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
 			tb.Errorf("proxy serve: %v", err)

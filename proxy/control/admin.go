@@ -1,15 +1,15 @@
-package proxy
+package control
 
 import (
-	"strings"
-
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
-// Admin commands live under PROXY. Their replies are made by the proxy.
+// Admin commands live under PROXY. Their replies are made by the control
+// plane; each subcommand family has its file (snapshot.go, restore.go,
+// reshard.go), and a new one is added to admin's switch and to proxyHelp.
 
 var proxyHelp = []string{
 	"PROXY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -45,54 +45,51 @@ var proxyHelp = []string{
 	"    Print this help.",
 }
 
-func (srv *Server) admin(s *session, args [][]byte) []byte {
-	if len(args) == 1 || equalFold(args[1], "help") {
+// admin serves PROXY: args as the client sent them.
+func (p *Plane) admin(proto int, args [][]byte) []byte {
+	if len(args) == 1 || wire.EqualFold(args[1], "help") {
 		return wire.AppendHelp(nil, proxyHelp)
 	}
 	switch {
-	case equalFold(args[1], "topology") && len(args) == 2:
-		return srv.topologyReply(s.proto)
-	case equalFold(args[1], "snapshot"):
-		return srv.snapshotAdmin(args[2:], s.proto)
-	case equalFold(args[1], "restore"):
-		return srv.restoreAdmin(args[2:], s.proto)
-	case equalFold(args[1], "reshard"):
-		return srv.reshardAdmin(args[2:], s.proto)
+	case wire.EqualFold(args[1], "topology") && len(args) == 2:
+		return p.topologyReply(proto)
+	case wire.EqualFold(args[1], "snapshot"):
+		return p.snapshotAdmin(args[2:], proto)
+	case wire.EqualFold(args[1], "restore"):
+		return p.restoreAdmin(args[2:], proto)
+	case wire.EqualFold(args[1], "reshard"):
+		return p.reshardAdmin(args[2:], proto)
 	}
-	return wire.AppendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+clip(args[1])+"'. Try PROXY HELP.")
+	return wire.AppendError(nil, "ERR unknown subcommand or wrong number of arguments for '"+wire.Clip(args[1])+"'. Try PROXY HELP.")
 }
 
 // topologyReply lists epoch, the canonical spec, and per shard its address,
 // slot ranges and status: maps in RESP3, as HELLO's reply, flat arrays of
 // name and value in RESP2.
-func (srv *Server) topologyReply(proto int) []byte {
-	r := srv.route.Load()
+func (p *Plane) topologyReply(proto int) []byte {
+	r := p.srv.Route()
+	table := r.Table()
 	b := wire.AppendMapHeader(nil, 3, proto)
 	b = resp.AppendBulkString(b, "epoch")
-	b = wire.AppendInt(b, int64(r.table.Epoch()))
+	b = wire.AppendInt(b, int64(table.Epoch()))
 	b = resp.AppendBulkString(b, "spec")
-	b = resp.AppendBulkString(b, router.FormatSpec(r.table.Shards()))
+	b = resp.AppendBulkString(b, router.FormatSpec(table.Shards()))
 	b = resp.AppendBulkString(b, "shards")
-	b = resp.AppendArrayHeader(b, len(r.pools))
-	shards := r.table.Shards()
-	for i, p := range r.pools {
+	shards := r.Shards()
+	b = resp.AppendArrayHeader(b, len(shards))
+	spec := table.Shards()
+	for i, sh := range shards {
 		status := "up"
-		if !p.up() {
+		if !sh.Up() {
 			status = "down"
 		}
 		b = wire.AppendMapHeader(b, 3, proto)
 		b = resp.AppendBulkString(b, "addr")
-		b = resp.AppendBulkString(b, p.addr)
+		b = resp.AppendBulkString(b, sh.Addr())
 		b = resp.AppendBulkString(b, "slots")
-		b = resp.AppendBulkString(b, rangesText(shards[i]))
+		b = resp.AppendBulkString(b, spec[i].RangeSpec())
 		b = resp.AppendBulkString(b, "status")
 		b = resp.AppendBulkString(b, status)
 	}
 	return b
-}
-
-// rangesText is a shard's slot ranges as in a topology spec ("0-5460/8000").
-func rangesText(sh router.Shard) string {
-	_, ranges, _ := strings.Cut(router.FormatSpec([]router.Shard{sh}), "=")
-	return ranges
 }

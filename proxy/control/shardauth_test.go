@@ -1,4 +1,4 @@
-package proxy
+package control
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/router"
 )
 
@@ -21,15 +21,15 @@ func TestParseTargetArgs(t *testing.T) {
 		args    string
 		targets []string
 		options map[string]bool
-		auth    *shardAuth
+		auth    *proxy.Auth
 		err     string
 	}{
 		{args: "a:1 b:2", targets: []string{"a:1", "b:2"}},
 		{args: "a:1 MANUAL b:2 flush", targets: []string{"a:1", "b:2"}, options: map[string]bool{"manual": true, "flush": true}},
-		{args: "a:1 AUTH pw", targets: []string{"a:1"}, auth: &shardAuth{password: "pw"}},
-		{args: "a:1 auth2 user pw FLUSH", targets: []string{"a:1"}, options: map[string]bool{"flush": true}, auth: &shardAuth{"user", "pw"}},
-		{args: "AUTH b:2 a:1", targets: []string{"a:1"}, auth: &shardAuth{password: "b:2"}},       // the word after AUTH is the password
-		{args: "a:1 AUTH MANUAL", targets: []string{"a:1"}, auth: &shardAuth{password: "MANUAL"}}, // even an option word
+		{args: "a:1 AUTH pw", targets: []string{"a:1"}, auth: &proxy.Auth{Password: "pw"}},
+		{args: "a:1 auth2 user pw FLUSH", targets: []string{"a:1"}, options: map[string]bool{"flush": true}, auth: &proxy.Auth{Username: "user", Password: "pw"}},
+		{args: "AUTH b:2 a:1", targets: []string{"a:1"}, auth: &proxy.Auth{Password: "b:2"}},       // the word after AUTH is the password
+		{args: "a:1 AUTH MANUAL", targets: []string{"a:1"}, auth: &proxy.Auth{Password: "MANUAL"}}, // even an option word
 		{args: "a:1 AUTH", err: "syntax error: AUTH needs a password"},
 		{args: "a:1 AUTH2 user", err: "syntax error: AUTH2 needs a username and a password"},
 		{args: "a:1 AUTH2", err: "syntax error: AUTH2 needs a username and a password"},
@@ -66,9 +66,8 @@ func TestParseTargetArgs(t *testing.T) {
 // start only for the table they were written for.
 func TestTableAuthFile(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	cfg := DefaultConfig()
-	cfg.ShardPassword, cfg.StateDir = "flag-pw", t.TempDir()
-	srv := &Server{cfg: cfg, log: zap.New(core)}
+	cfg := Config{ShardPassword: "flag-pw", StateDir: t.TempDir()}
+	p := &Plane{cfg: cfg, log: zap.New(core)}
 	table := func(epoch uint64, spec string) *router.Table {
 		shards, err := router.ParseSpec(spec)
 		if err != nil {
@@ -81,25 +80,25 @@ func TestTableAuthFile(t *testing.T) {
 		return tb
 	}
 	t1, t2 := table(1, "127.0.0.1:7001"), table(2, "127.0.0.1:7101,127.0.0.1:7102")
-	other := shardAuth{"mover", "file-pw"}
-	load := func(tb *router.Table) shardAuth {
+	other := proxy.Auth{Username: "mover", Password: "file-pw"}
+	load := func(tb *router.Table) proxy.Auth {
 		t.Helper()
-		a, err := srv.tableAuth(tb)
+		a, err := TableAuth(p.cfg, tb, p.log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return a
 	}
-	if got := load(t1); got != srv.flagAuth() {
+	if got := load(t1); got != cfg.flagAuth() {
 		t.Errorf("without a file: %v, want the flags'", got)
 	}
-	missing := &Server{cfg: cfg, log: zap.NewNop()}
-	missing.cfg.StateDir = filepath.Join(cfg.StateDir, "not-made-yet")
-	if got, err := missing.tableAuth(t1); err != nil || got != srv.flagAuth() {
+	missing := cfg
+	missing.StateDir = filepath.Join(cfg.StateDir, "not-made-yet")
+	if got, err := TableAuth(missing, t1, nil); err != nil || got != cfg.flagAuth() {
 		t.Errorf("without a state directory yet: %v, %v; want the flags'", got, err)
 	}
 
-	if err := srv.persistAuth(t2, other); err != nil {
+	if err := p.persistAuth(t2, other); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(cfg.StateDir, "shard-auth-2.json")
@@ -109,26 +108,26 @@ func TestTableAuthFile(t *testing.T) {
 	if got := load(t2); got != other {
 		t.Errorf("the table of the file: %v, want %v", got, other)
 	}
-	if got := load(table(2, "127.0.0.1:7101")); got != srv.flagAuth() || logs.FilterMessage("shard credentials file ignored: it is for other shards than the persisted routing table's").Len() != 1 {
+	if got := load(table(2, "127.0.0.1:7101")); got != cfg.flagAuth() || logs.FilterMessage("shard credentials file ignored: it is for other shards than the persisted routing table's").Len() != 1 {
 		t.Errorf("same epoch, other shards: %v, want the flags' and a warning", got)
 	}
-	if got := load(t1); got != srv.flagAuth() || logs.FilterMessage("shard credentials file ignored: it is not for the persisted routing table").Len() != 1 {
+	if got := load(t1); got != cfg.flagAuth() || logs.FilterMessage("shard credentials file ignored: it is not for the persisted routing table").Len() != 1 {
 		t.Errorf("another epoch: %v, want the flags' and a warning", got)
 	}
 
-	srv.dropStaleAuth(t2)
+	p.dropStaleAuth(t2)
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("dropStaleAuth removed the file of the table in use: %v", err)
 	}
-	srv.dropStaleAuth(table(3, "127.0.0.1:7201"))
+	p.dropStaleAuth(table(3, "127.0.0.1:7201"))
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("dropStaleAuth left the file of another table: %v", err)
 	}
 
-	if err := srv.persistAuth(t2, other); err != nil {
+	if err := p.persistAuth(t2, other); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.persistAuth(t2, srv.flagAuth()); err != nil {
+	if err := p.persistAuth(t2, cfg.flagAuth()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
@@ -138,20 +137,20 @@ func TestTableAuthFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"password":"secret-in-broken-json`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.tableAuth(t2); err == nil || strings.Contains(err.Error(), "secret") {
+	if _, err := TableAuth(p.cfg, t2, p.log); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("a broken file: %v, want an error that does not quote it", err)
 	}
 }
 
-// AUTH "" says the targets need no password: nothing is sent, whatever
-// the current shards take.
+// AUTH "" says the targets need no password, whatever the current shards
+// take (and then the data plane's dialer sends no AUTH:
+// proxy.TestDialerEmptyAuth).
 func TestTargetAuthEmpty(t *testing.T) {
 	ta, err := parseTargetArgs([][]byte{[]byte("a:1"), []byte("AUTH"), []byte("")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := ta.authOr(shardAuth{"user", "current-pw"})
-	if d := newShardDialer(time.Second, auth); auth != (shardAuth{}) || d.auth != nil {
-		t.Errorf("AUTH \"\": credentials %v, AUTH sent %q; want none", auth, d.auth)
+	if auth := ta.authOr(proxy.Auth{Username: "user", Password: "current-pw"}); auth != (proxy.Auth{}) {
+		t.Errorf("AUTH \"\": credentials %v; want none", auth)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package control
 
 import (
 	"encoding/json"
@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/atomicfile"
@@ -35,13 +35,9 @@ import (
 // table is persisted: a crash in between comes back on the old table with
 // its own credentials, and the new epoch's file is ignored.
 
-// shardAuth is what the proxy sends as AUTH [username] password on every
-// connection to the shards of one table; an empty password sends none.
-type shardAuth struct{ username, password string }
-
 // flagAuth is the credentials of the proxy's configuration.
-func (srv *Server) flagAuth() shardAuth {
-	return shardAuth{srv.cfg.ShardUsername, srv.cfg.ShardPassword}
+func (c Config) flagAuth() proxy.Auth {
+	return proxy.Auth{Username: c.ShardUsername, Password: c.ShardPassword}
 }
 
 // authFile is the on-disk form of a table's credentials. Shards is the
@@ -60,39 +56,43 @@ func authFileName(epoch uint64) string {
 	return authFilePrefix + strconv.FormatUint(epoch, 10) + ".json"
 }
 
-// tableAuth is the credentials of table's shards at start: those persisted
-// at the cutover that made table, if the state directory holds them, else
-// the flags'. Files for any other table are ignored with a warning; a file
-// for this table that cannot be read stops the start, as a damaged table
-// does.
-func (srv *Server) tableAuth(table *router.Table) (shardAuth, error) {
-	if srv.cfg.StateDir == "" {
-		return srv.flagAuth(), nil
+// TableAuth is the credentials of table's shards at start, for the data
+// plane's Config: those persisted at the cutover that made table, if the
+// state directory holds them, else the flags' (cfg.ShardUsername and
+// ShardPassword). Files for any other table are ignored with a warning; a
+// file for this table that cannot be read stops the start, as a damaged
+// table does.
+func TableAuth(cfg Config, table *router.Table, log *zap.Logger) (proxy.Auth, error) {
+	if log == nil {
+		log = zap.NewNop()
 	}
-	names, err := authFiles(srv.cfg.StateDir)
+	if cfg.StateDir == "" {
+		return cfg.flagAuth(), nil
+	}
+	names, err := authFiles(cfg.StateDir)
 	if err != nil {
-		return shardAuth{}, err
+		return proxy.Auth{}, err
 	}
-	auth, found := srv.flagAuth(), false
+	auth, found := cfg.flagAuth(), false
 	for _, name := range names {
 		if name != authFileName(table.Epoch()) {
-			srv.log.Warn("shard credentials file ignored: it is not for the persisted routing table",
+			log.Warn("shard credentials file ignored: it is not for the persisted routing table",
 				zap.String("file", name), zap.Uint64("epoch", table.Epoch()))
 			continue
 		}
-		f, err := readAuthFile(filepath.Join(srv.cfg.StateDir, name))
+		f, err := readAuthFile(filepath.Join(cfg.StateDir, name))
 		if err != nil {
-			return shardAuth{}, err
+			return proxy.Auth{}, err
 		}
 		if f.Epoch != table.Epoch() || f.Shards != router.FormatSpec(table.Shards()) {
-			srv.log.Warn("shard credentials file ignored: it is for other shards than the persisted routing table's",
+			log.Warn("shard credentials file ignored: it is for other shards than the persisted routing table's",
 				zap.String("file", name), zap.Uint64("epoch", table.Epoch()))
 			continue
 		}
-		auth, found = shardAuth{f.Username, f.Password}, true
+		auth, found = proxy.Auth{Username: f.Username, Password: f.Password}, true
 	}
 	if found {
-		srv.log.Info("shard credentials persisted at the cutover are used for the routing table's shards, not --shard-user/--shard-password",
+		log.Info("shard credentials persisted at the cutover are used for the routing table's shards, not --shard-user/--shard-password",
 			zap.String("file", authFileName(table.Epoch())), zap.Uint64("epoch", table.Epoch()))
 	}
 	return auth, nil
@@ -136,21 +136,21 @@ func readAuthFile(path string) (authFile, error) {
 // flags', and otherwise removes a file for t's epoch left from an earlier
 // life. The current table's file is left alone: until t is saved, a
 // restart comes back on the current table and needs it.
-func (srv *Server) persistAuth(t *router.Table, auth shardAuth) error {
+func (p *Plane) persistAuth(t *router.Table, auth proxy.Auth) error {
 	name := authFileName(t.Epoch())
-	if auth == srv.flagAuth() {
-		err := os.Remove(filepath.Join(srv.cfg.StateDir, name))
+	if auth == p.cfg.flagAuth() {
+		err := os.Remove(filepath.Join(p.cfg.StateDir, name))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("proxy: shard credentials: %w", err)
 		}
 		return nil
 	}
-	data, err := json.Marshal(authFile{Epoch: t.Epoch(), Shards: router.FormatSpec(t.Shards()), Username: auth.username, Password: auth.password})
+	data, err := json.Marshal(authFile{Epoch: t.Epoch(), Shards: router.FormatSpec(t.Shards()), Username: auth.Username, Password: auth.Password})
 	if err != nil {
 		return fmt.Errorf("proxy: shard credentials: %w", err)
 	}
 	// 0600: it holds a password. The error names the file, never the data.
-	if err := atomicfile.Write(srv.cfg.StateDir, name, append(data, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(p.cfg.StateDir, name, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("proxy: save shard credentials of epoch %d: %w", t.Epoch(), err)
 	}
 	return nil
@@ -160,8 +160,8 @@ func (srv *Server) persistAuth(t *router.Table, auth shardAuth) error {
 // of other tables are of no use any more. It is past the point of no
 // return, so a failure is logged, not returned; a file left behind is
 // ignored at the next start anyway.
-func (srv *Server) dropStaleAuth(t *router.Table) {
-	dir := srv.cfg.StateDir
+func (p *Plane) dropStaleAuth(t *router.Table) {
+	dir := p.cfg.StateDir
 	names, err := authFiles(dir)
 	if err == nil {
 		for _, name := range names {
@@ -177,83 +177,6 @@ func (srv *Server) dropStaleAuth(t *router.Table) {
 		err = atomicfile.SyncDir(dir)
 	}
 	if err != nil {
-		srv.log.Warn("old shard credentials files not removed", zap.String("state_dir", dir), zap.Error(err))
+		p.log.Warn("old shard credentials files not removed", zap.String("state_dir", dir), zap.Error(err))
 	}
-}
-
-// errSyntax prefixes the parse errors of the admin commands' arguments, as
-// Redis words them.
-var errSyntax = errors.New("syntax error")
-
-// targetArgs is the tail of PROXY RESHARD and PROXY RESTORE: the targets
-// (HOST:PORT[=RANGES] each), option words, and the targets' credentials
-// as Redis's MIGRATE takes them.
-type targetArgs struct {
-	targets []string
-	options map[string]bool // the option words given, lowercase
-	auth    *shardAuth      // nil: neither AUTH nor AUTH2 was given
-	db      int             // DB n, where "db" is an option; -1 if not given
-}
-
-// parseTargetArgs reads TARGET... [OPTION...] [AUTH password | AUTH2
-// username password] in any order, options being the words allowed; the
-// option "db" takes a database number (DB n). The
-// argument after AUTH is the password, whatever it looks like, never a
-// target, so it can never show in an error about targets.
-func parseTargetArgs(args [][]byte, options ...string) (targetArgs, error) {
-	ta := targetArgs{options: map[string]bool{}, db: -1}
-	for i := 0; i < len(args); i++ {
-		word := strings.ToLower(string(args[i]))
-		switch {
-		case word == "auth" || word == "auth2":
-			if ta.auth != nil {
-				return ta, fmt.Errorf("%w: AUTH or AUTH2 given twice", errSyntax)
-			}
-			auth, n, err := parseAuth(word, args[i+1:])
-			if err != nil {
-				return ta, err
-			}
-			ta.auth, i = &auth, i+n
-		case word == "db" && slices.Contains(options, word):
-			if ta.options[word] {
-				return ta, fmt.Errorf("%w: DB given twice", errSyntax)
-			}
-			if i+1 == len(args) {
-				return ta, fmt.Errorf("%w: DB needs a database number", errSyntax)
-			}
-			n, err := strconv.Atoi(string(args[i+1]))
-			if err != nil || n < 0 {
-				return ta, fmt.Errorf("%w: DB %q is not a database number", errSyntax, args[i+1])
-			}
-			ta.options[word], ta.db, i = true, n, i+1
-		case slices.Contains(options, word):
-			ta.options[word] = true
-		default:
-			ta.targets = append(ta.targets, string(args[i]))
-		}
-	}
-	return ta, nil
-}
-
-// parseAuth reads the arguments of AUTH (password) or AUTH2 (username
-// password) from rest and says how many it took.
-func parseAuth(word string, rest [][]byte) (auth shardAuth, n int, err error) {
-	if word == "auth" {
-		if len(rest) < 1 {
-			return auth, 0, fmt.Errorf("%w: AUTH needs a password", errSyntax)
-		}
-		return shardAuth{password: string(rest[0])}, 1, nil
-	}
-	if len(rest) < 2 {
-		return auth, 0, fmt.Errorf("%w: AUTH2 needs a username and a password", errSyntax)
-	}
-	return shardAuth{username: string(rest[0]), password: string(rest[1])}, 2, nil
-}
-
-// authOr is the credentials given, or else def.
-func (ta targetArgs) authOr(def shardAuth) shardAuth {
-	if ta.auth != nil {
-		return *ta.auth
-	}
-	return def
 }

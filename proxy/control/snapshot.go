@@ -1,4 +1,4 @@
-package proxy
+package control
 
 import (
 	"errors"
@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/snapshot"
 
 	"github.com/reshard/reshard/internal/resp"
@@ -17,16 +16,6 @@ import (
 // BGSAVE on the proxy takes a consistent snapshot of every shard (package
 // snapshot does the capture; the proxy gives it the write barrier). One job
 // runs at a time; its status stays readable after it ends.
-
-func init() {
-	for name, h := range map[string]handler{
-		"bgsave":   bgsave,
-		"save":     func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.errorReply(saveRefused) },
-		"lastsave": lastsave,
-	} {
-		handlers[name] = h
-	}
-}
 
 const saveRefused = "ERR SAVE is not supported by the proxy: it would block every shard. Use BGSAVE, which snapshots all shards at one point in time"
 
@@ -46,53 +35,53 @@ type snapshots struct {
 var errSnapshotRunning = errors.New("ERR Background save already in progress")
 
 // startSnapshot starts a job unless one runs.
-func (srv *Server) startSnapshot(name string) (*snapshot.Job, error) {
-	if srv.cfg.SnapshotDir == "" {
+func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
+	if p.cfg.SnapshotDir == "" {
 		return nil, errors.New("ERR snapshots need a state directory (reshard proxy --state-dir)")
 	}
-	if srv.resharding() {
+	if p.resharding() {
 		return nil, errors.New("ERR a reshard is running; snapshot when it is done")
 	}
-	r := srv.route.Load() // the table and the credentials of its shards
+	r := p.srv.Route() // the table and the credentials of its shards
 	var warning string
-	if peers := srv.otherProxies(srv.ctx, r); len(peers) > 0 {
+	if peers := p.otherProxies(p.ctx, r); len(peers) > 0 {
 		warning = peersWarning(peers)
 	}
-	sn := &srv.snaps
+	sn := &p.snaps
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
 	if sn.job != nil && sn.job.Status().State == snapshot.StateRunning {
 		return nil, errSnapshotRunning
 	}
 	cfg := snapshot.DefaultJobConfig()
-	cfg.Dir = srv.cfg.SnapshotDir
+	cfg.Dir = p.cfg.SnapshotDir
 	cfg.Name = name
-	cfg.Table = r.table
+	cfg.Table = r.Table()
 	cfg.Warning = warning
-	cfg.Barrier = srv
-	cfg.Logger = srv.log
-	cfg.Username, cfg.Password = r.auth.username, r.auth.password
-	job, err := snapshot.StartJob(srv.ctx, cfg)
+	cfg.Barrier = p.srv
+	cfg.Logger = p.log
+	cfg.Username, cfg.Password = r.Auth().Username, r.Auth().Password
+	job, err := snapshot.StartJob(p.ctx, cfg)
 	if err != nil {
 		return nil, errors.New("ERR " + err.Error())
 	}
 	sn.job = job
 	if warning != "" {
-		srv.log.Warn("snapshot " + job.ID() + ": " + warning)
+		p.log.Warn("snapshot " + job.ID() + ": " + warning)
 	}
-	go srv.watchSnapshot(job)
+	go p.watchSnapshot(job)
 	return job, nil
 }
 
 // watchSnapshot records the end of a job and starts a scheduled one.
-func (srv *Server) watchSnapshot(job *snapshot.Job) {
+func (p *Plane) watchSnapshot(job *snapshot.Job) {
 	select {
 	case <-job.Done():
-	case <-srv.ctx.Done():
+	case <-p.ctx.Done():
 		return
 	}
 	st := job.Status()
-	sn := &srv.snaps
+	sn := &p.snaps
 	sn.mu.Lock()
 	sn.lastFailed = st.State != snapshot.StateDone
 	sn.lastTook = st.Finished.Sub(st.Started)
@@ -103,44 +92,44 @@ func (srv *Server) watchSnapshot(job *snapshot.Job) {
 	sn.scheduled = false
 	sn.mu.Unlock()
 	if again {
-		srv.startSnapshot("")
+		p.startSnapshot("")
 	}
 }
 
-func bgsave(s *session, _ *route, _ *command.Info, c wire.Request) {
-	schedule := len(c.Args) == 2 && equalFold(c.Args[1], "schedule")
-	if len(c.Args) == 2 && !schedule {
-		s.errorReply("ERR syntax error")
-		return
+// bgsave serves BGSAVE [SCHEDULE] (the data plane checked its arity).
+func (p *Plane) bgsave(args [][]byte) []byte {
+	schedule := len(args) == 2 && wire.EqualFold(args[1], "schedule")
+	if len(args) == 2 && !schedule {
+		return wire.AppendError(nil, "ERR syntax error")
 	}
-	_, err := s.srv.startSnapshot("")
+	_, err := p.startSnapshot("")
 	switch {
 	case err == nil:
-		s.local(wire.AppendStatus(nil, "Background saving started"))
+		return wire.AppendStatus(nil, "Background saving started")
 	case err == errSnapshotRunning && schedule:
-		s.srv.snaps.mu.Lock()
-		s.srv.snaps.scheduled = true
-		s.srv.snaps.mu.Unlock()
-		s.local(wire.AppendStatus(nil, "Background saving scheduled"))
-	default:
-		s.errorReply(err.Error())
+		p.snaps.mu.Lock()
+		p.snaps.scheduled = true
+		p.snaps.mu.Unlock()
+		return wire.AppendStatus(nil, "Background saving scheduled")
 	}
+	return wire.AppendError(nil, err.Error())
 }
 
-func lastsave(s *session, _ *route, _ *command.Info, _ wire.Request) {
-	s.srv.snaps.mu.Lock()
-	t := s.srv.snaps.lastSave
-	s.srv.snaps.mu.Unlock()
+// lastsave serves LASTSAVE: the end of the last snapshot that completed.
+func (p *Plane) lastsave() []byte {
+	p.snaps.mu.Lock()
+	t := p.snaps.lastSave
+	p.snaps.mu.Unlock()
 	if t.IsZero() {
-		t = s.srv.started // as Redis: the start time until a save completes
+		t = p.srv.Started() // as Redis: the start time until a save completes
 	}
-	s.local(wire.AppendInt(nil, t.Unix()))
+	return wire.AppendInt(nil, t.Unix())
 }
 
-func (srv *Server) snapshotRunning() bool {
-	srv.snaps.mu.Lock()
-	defer srv.snaps.mu.Unlock()
-	return srv.snaps.job != nil && srv.snaps.job.Status().State == snapshot.StateRunning
+func (p *Plane) snapshotRunning() bool {
+	p.snaps.mu.Lock()
+	defer p.snaps.mu.Unlock()
+	return p.snaps.job != nil && p.snaps.job.Status().State == snapshot.StateRunning
 }
 
 // persistenceInfo renders the INFO persistence fields Redis tools read.
@@ -154,15 +143,15 @@ func (srv *Server) snapshotRunning() bool {
 // monitor that checks it must not be told the data is logged when a shard
 // logs none of its part; aof_enabled_shards counts those that have it.
 // A shard's rewrite or write error shows, as Redis shows its own.
-func (srv *Server) persistenceInfo(field func(string, any), shards []map[string]string) {
-	sn := &srv.snaps
+func (p *Plane) persistenceInfo(field func(string, any), shards []map[string]string) {
+	sn := &p.snaps
 	sn.mu.Lock()
 	running := sn.job != nil && sn.job.Status().State == snapshot.StateRunning
 	last := sn.lastSave
 	failed, took := sn.lastFailed, sn.lastTook
 	sn.mu.Unlock()
 	if last.IsZero() {
-		last = srv.started
+		last = p.srv.Started()
 	}
 	var loading, changes, aof, rewriting int64
 	aofWrite, aofRewrite := "ok", "ok"
@@ -209,7 +198,7 @@ func b2i(b bool) int {
 
 // snapshotAdmin serves PROXY SNAPSHOT [NAME] | STATUS [ID|NAME] | LIST |
 // DELETE ID|NAME.
-func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
+func (p *Plane) snapshotAdmin(args [][]byte, proto int) []byte {
 	sub := ""
 	if len(args) > 0 {
 		sub = strings.ToLower(string(args[0]))
@@ -217,22 +206,22 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 	switch {
 	case sub == "status" && len(args) <= 2:
 		if len(args) == 2 {
-			found, err := snapshot.Find(srv.cfg.SnapshotDir, string(args[1]))
+			found, err := snapshot.Find(p.cfg.SnapshotDir, string(args[1]))
 			if err != nil {
 				return wire.AppendError(nil, "ERR "+err.Error())
 			}
 			// a name stands for the newest snapshot of that name
-			return wire.AppendVerbatim(nil, found[len(found)-1].Status(srv.cfg.SnapshotDir).Info(), proto)
+			return wire.AppendVerbatim(nil, found[len(found)-1].Status(p.cfg.SnapshotDir).Info(), proto)
 		}
-		srv.snaps.mu.Lock()
-		job := srv.snaps.job
-		srv.snaps.mu.Unlock()
+		p.snaps.mu.Lock()
+		job := p.snaps.job
+		p.snaps.mu.Unlock()
 		if job == nil {
 			return wire.AppendVerbatim(nil, "state:none\r\n", proto)
 		}
 		return wire.AppendVerbatim(nil, job.Status().Info(), proto)
 	case sub == "list" && len(args) == 1:
-		list, err := snapshot.List(srv.cfg.SnapshotDir)
+		list, err := snapshot.List(p.cfg.SnapshotDir)
 		if err != nil {
 			return wire.AppendError(nil, "ERR "+err.Error())
 		}
@@ -244,7 +233,7 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 		}
 		return b
 	case sub == "delete" && len(args) == 2:
-		found, err := snapshot.Find(srv.cfg.SnapshotDir, string(args[1]))
+		found, err := snapshot.Find(p.cfg.SnapshotDir, string(args[1]))
 		if err != nil {
 			return wire.AppendError(nil, "ERR "+err.Error())
 		}
@@ -256,7 +245,7 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 			}
 			return wire.AppendError(nil, "ERR "+strconv.Itoa(len(found))+" snapshots are named "+string(args[1])+" ("+strings.Join(ids, ", ")+"); delete one by its id")
 		}
-		if err := snapshot.Delete(srv.cfg.SnapshotDir, found[0].ID); err != nil {
+		if err := snapshot.Delete(p.cfg.SnapshotDir, found[0].ID); err != nil {
 			return wire.AppendError(nil, "ERR "+err.Error())
 		}
 		return wire.AppendStatus(nil, "OK")
@@ -265,11 +254,17 @@ func (srv *Server) snapshotAdmin(args [][]byte, proto int) []byte {
 		if len(args) == 1 {
 			name = string(args[0])
 		}
-		job, err := srv.startSnapshot(name)
+		job, err := p.startSnapshot(name)
 		if err != nil {
 			return wire.AppendError(nil, err.Error())
 		}
 		return resp.AppendBulkString(nil, job.ID())
 	}
 	return wire.AppendError(nil, "ERR wrong arguments for PROXY SNAPSHOT. Try PROXY HELP.")
+}
+
+// atoi reads a shard's INFO number; a field it did not give counts 0.
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }

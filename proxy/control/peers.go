@@ -1,10 +1,8 @@
-package proxy
+package control
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/reshard/reshard/internal/proxyname"
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -32,21 +31,8 @@ import (
 // What this cannot see: a proxy that connects to the old shards after the
 // cut (restarted with a stale --shards), and proxies older than the
 // names; for those the old shards are fenced inside the barrier
-// (reshard.go). It does not make several proxies share a cutover; it keeps
+// (fence.go). It does not make several proxies share a cutover; it keeps
 // one proxy's cutover from silently losing another's writes.
-
-// newRunID returns 40 random hex digits, as Redis's run_id.
-func newRunID() string {
-	var b [20]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// setnameCommand is the CLIENT SETNAME that names a shard connection after
-// the proxy whose run id is id.
-func setnameCommand(id string) []byte {
-	return resp.AppendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), []byte(proxyname.Name(id)))
-}
 
 // peer is another proxy's connection seen on a shard.
 type peer = proxyname.Conn
@@ -58,35 +44,34 @@ var cmdClientListNormal = resp.AppendCommand(nil, []byte("CLIENT"), []byte("LIST
 // be asked (down, or CLIENT LIST refused to the proxy's ACL user) is
 // logged and passed over: the look is a guard, not a condition of the
 // reshard, whose own steps fail on a shard that is down.
-func (srv *Server) otherProxies(ctx context.Context, r *route) []peer {
-	found := make([][]peer, len(r.pools))
+func (p *Plane) otherProxies(ctx context.Context, r proxy.Route) []peer {
+	shards := r.Shards()
+	found := make([][]peer, len(shards))
 	var wg sync.WaitGroup
-	for i, pl := range r.pools {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			list, err := shardClients(ctx, pl.ded, srv.cfg.DialTimeout)
+	for i, sh := range shards {
+		wg.Go(func() {
+			list, err := shardClients(ctx, sh, p.srv.DialTimeout())
 			if err != nil {
-				srv.log.Warn("cannot look for other proxies on a shard", zap.String("shard", pl.addr), zap.Error(err))
+				p.log.Warn("cannot look for other proxies on a shard", zap.String("shard", sh.Addr()), zap.Error(err))
 				return
 			}
-			found[i] = proxyname.In(list, pl.addr, srv.runID)
-		}()
+			found[i] = proxyname.In(list, sh.Addr(), p.srv.RunID())
+		})
 	}
 	wg.Wait()
 	return slices.Concat(found...)
 }
 
-// shardClients runs CLIENT LIST TYPE normal on a connection of p, within ctx
-// and at most timeout, and returns the list's text.
-func shardClients(ctx context.Context, p *dpool, timeout time.Duration) ([]byte, error) {
-	reply := p.doBy(cmdClientListNormal, deadlineWithin(ctx, timeout))
+// shardClients runs CLIENT LIST TYPE normal on sh, within ctx and at most
+// timeout, and returns the list's text.
+func shardClients(ctx context.Context, sh proxy.Shard, timeout time.Duration) ([]byte, error) {
+	reply := sh.Do(cmdClientListNormal, deadlineWithin(ctx, timeout))
 	if wire.IsError(reply) {
 		return nil, fmt.Errorf("CLIENT LIST: %s", bytes.TrimSpace(reply[1:]))
 	}
 	text, ok := wire.BulkText(reply)
 	if !ok {
-		return nil, fmt.Errorf("CLIENT LIST: unexpected reply %q", clip(reply))
+		return nil, fmt.Errorf("CLIENT LIST: unexpected reply %q", wire.Clip(reply))
 	}
 	return text, nil
 }

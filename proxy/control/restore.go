@@ -1,4 +1,4 @@
-package proxy
+package control
 
 import (
 	"context"
@@ -33,11 +33,11 @@ type restores struct {
 // restoreAdmin serves PROXY RESTORE ID|NAME|PATH[,PATH...] TARGET...
 // [REPLACE|FLUSH] [ALLOW-DUPLICATES] [DB n] [AUTH password | AUTH2 username
 // password] and PROXY RESTORE STATUS.
-func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
-	if len(args) == 1 && equalFold(args[0], "status") {
-		srv.rest.mu.Lock()
-		job := srv.rest.job
-		srv.rest.mu.Unlock()
+func (p *Plane) restoreAdmin(args [][]byte, proto int) []byte {
+	if len(args) == 1 && wire.EqualFold(args[0], "status") {
+		p.rest.mu.Lock()
+		job := p.rest.job
+		p.rest.mu.Unlock()
 		if job == nil {
 			return wire.AppendVerbatim(nil, "state:none\r\n", proto)
 		}
@@ -48,14 +48,14 @@ func (srv *Server) restoreAdmin(args [][]byte, proto int) []byte {
 	if len(args) < 2 {
 		return wire.AppendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
 	}
-	job, err := srv.startRestore(args)
+	job, err := p.startRestore(args)
 	if err != nil {
 		return appendJobError(err)
 	}
 	return resp.AppendBulkString(nil, job.ID())
 }
 
-func (srv *Server) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
+func (p *Plane) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 	ta, err := parseTargetArgs(args[1:], "replace", "flush", "allow-duplicates", "db")
 	if err != nil {
 		return nil, err
@@ -68,25 +68,25 @@ func (srv *Server) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 		return nil, err
 	}
 	cfg := migrate.DefaultRestoreConfig()
-	cfg.Logger = srv.log
-	r := srv.route.Load()
+	cfg.Logger = p.log
+	r := p.srv.Route()
 	// Without AUTH or AUTH2 the targets take the credentials of the
 	// current table's shards.
-	auth := ta.authOr(r.auth)
-	cfg.Username, cfg.Password = auth.username, auth.password
+	auth := ta.authOr(r.Auth())
+	cfg.Username, cfg.Password = auth.Username, auth.Password
 	cfg.Replace, cfg.Flush, cfg.DB = ta.options["replace"], ta.options["flush"], ta.db
 	cfg.AllowDuplicates = ta.options["allow-duplicates"]
 	for _, src := range strings.Split(string(args[0]), ",") {
-		dir, err := srv.restoreSource(src)
+		dir, err := p.restoreSource(src)
 		if err != nil {
 			return nil, err
 		}
 		cfg.Sources = append(cfg.Sources, dir)
 	}
 	cfg.Targets = shards
-	cfg.Proxy = migrate.ProxyInfo{RunID: srv.runID, Shards: r.table.Addrs(), Epoch: r.table.Epoch()}
+	cfg.Proxy = migrate.ProxyInfo{RunID: p.srv.RunID(), Shards: r.Table().Addrs(), Epoch: r.Table().Epoch()}
 	// outside the lock: STATUS must not wait for the targets
-	ctx, cancel := context.WithTimeout(srv.ctx, srv.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(p.ctx, p.srv.DialTimeout())
 	defer cancel()
 	if err := migrate.CheckTargets(ctx, cfg); err != nil {
 		var ce *migrate.ConfigError
@@ -95,22 +95,22 @@ func (srv *Server) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 		}
 		return nil, err
 	}
-	srv.rest.mu.Lock()
-	defer srv.rest.mu.Unlock()
-	if srv.rest.job != nil && srv.rest.job.Status().State == migrate.JobRunning {
+	p.rest.mu.Lock()
+	defer p.rest.mu.Unlock()
+	if p.rest.job != nil && p.rest.job.Status().State == migrate.JobRunning {
 		return nil, errors.New("a restore is already running; see PROXY RESTORE STATUS")
 	}
-	srv.rest.job = migrate.StartRestore(srv.ctx, cfg)
-	return srv.rest.job, nil
+	p.rest.job = migrate.StartRestore(p.ctx, cfg)
+	return p.rest.job, nil
 }
 
 // restoreSource maps a snapshot id or name (the newest snapshot of that
 // name) to its directory; anything else is a path as given.
-func (srv *Server) restoreSource(src string) (string, error) {
-	if srv.cfg.SnapshotDir == "" || strings.ContainsAny(src, `/\`) {
+func (p *Plane) restoreSource(src string) (string, error) {
+	if p.cfg.SnapshotDir == "" || strings.ContainsAny(src, `/\`) {
 		return src, nil
 	}
-	found, err := snapshot.Find(srv.cfg.SnapshotDir, src)
+	found, err := snapshot.Find(p.cfg.SnapshotDir, src)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrNotSnapshot) {
 			// a file in the proxy's working directory, if there is one:
@@ -122,7 +122,7 @@ func (srv *Server) restoreSource(src string) (string, error) {
 		}
 		return "", err
 	}
-	return filepath.Join(srv.cfg.SnapshotDir, found[len(found)-1].ID), nil
+	return filepath.Join(p.cfg.SnapshotDir, found[len(found)-1].ID), nil
 }
 
 // appendJobError answers a refused PROXY RESTORE or RESHARD on one line, the

@@ -1,0 +1,109 @@
+package control
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/internal/wire"
+)
+
+// Config holds the control plane's settings.
+type Config struct {
+	// StateDir is where a reshard persists the new table (the point of no
+	// return), the new shards' credentials, and spools its data; empty
+	// disables PROXY RESHARD.
+	StateDir string
+	// SnapshotDir is where BGSAVE writes snapshots (STATE_DIR/snapshots);
+	// empty disables snapshots.
+	SnapshotDir string
+	// ShardUsername and ShardPassword are the shard credentials the proxy
+	// was given (--shard-user, --shard-password). A table whose shards
+	// take these needs no credentials file (shardauth.go).
+	ShardUsername, ShardPassword string
+}
+
+// Plane is the control plane of one proxy: its admin commands, its jobs
+// (snapshots, restores, a reshard) and what a cutover persists. It is
+// safe for concurrent use; every job goroutine it starts ends at Close.
+type Plane struct {
+	cfg Config
+	srv *proxy.Server
+	log *zap.Logger
+
+	ctx    context.Context // ends at Close; every job runs within it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the goroutines that follow a job's end
+
+	snaps   snapshots // BGSAVE and PROXY SNAPSHOT (snapshot.go)
+	rest    restores  // PROXY RESTORE (restore.go)
+	reshard reshards  // PROXY RESHARD (reshard.go)
+}
+
+// New returns the control plane of srv and makes it srv's Controller.
+// Call it before srv serves.
+func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	p := &Plane{cfg: cfg, srv: srv, log: log}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	srv.SetController(p)
+	return p
+}
+
+// Close ends every running job (each stops as its context ends; a
+// reshard not yet committed aborts and leaves the proxy on its table)
+// and waits for the goroutines that follow them. It is safe to call more
+// than once.
+func (p *Plane) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return nil
+}
+
+// Command answers the commands the control plane owns
+// (proxy.ControlCommands).
+func (p *Plane) Command(proto int, args [][]byte) []byte {
+	switch strings.ToLower(string(args[0])) {
+	case "bgsave":
+		return p.bgsave(args)
+	case "save":
+		return wire.AppendError(nil, saveRefused)
+	case "lastsave":
+		return p.lastsave()
+	}
+	return p.admin(proto, args)
+}
+
+// Info adds the snapshots' fields to INFO persistence and the reshard's
+// to INFO proxy.
+func (p *Plane) Info(section string, field func(string, any), shards []map[string]string) {
+	switch section {
+	case "persistence":
+		p.persistenceInfo(field, shards)
+	case "proxy":
+		p.reshardInfo(field)
+	}
+}
+
+// Refusal refuses FLUSHALL and FLUSHDB while a reshard runs: the targets
+// would have to replay them over other sources' keys.
+func (p *Plane) Refusal(name string) string {
+	if (name == "flushall" || name == "flushdb") && p.resharding() {
+		return "ERR " + strings.ToUpper(name) + " is refused while a reshard runs (see PROXY RESHARD STATUS)"
+	}
+	return ""
+}
+
+// watch runs fn in a goroutine Close waits for.
+func (p *Plane) watch(fn func()) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		fn()
+	}()
+}

@@ -1,0 +1,223 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/migrate"
+	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/router"
+
+	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
+)
+
+// PROXY RESHARD moves live traffic onto a new set of shards: package migrate
+// copies the data and keeps it in step; at the cutover, inside the write
+// barrier, the proxy persists the new table (the point of no return) and
+// swaps its route. Clients keep their connections throughout.
+
+type reshards struct {
+	mu  sync.Mutex
+	job *migrate.ReshardJob
+}
+
+// resharding reports whether a reshard job is running.
+func (p *Plane) resharding() bool {
+	p.reshard.mu.Lock()
+	defer p.reshard.mu.Unlock()
+	return p.reshard.job != nil && !reshardEnded(p.reshard.job.Status().State)
+}
+
+func reshardEnded(s migrate.ReshardState) bool {
+	return s == migrate.ReshardDone || s == migrate.ReshardAborted || s == migrate.ReshardFailed
+}
+
+// reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH] [FORCE]
+// [AUTH password | AUTH2 username password], STATUS, ABORT and CUTOVER.
+func (p *Plane) reshardAdmin(args [][]byte, proto int) []byte {
+	if len(args) == 1 {
+		p.reshard.mu.Lock()
+		job := p.reshard.job
+		p.reshard.mu.Unlock()
+		switch {
+		case wire.EqualFold(args[0], "status"):
+			if job == nil {
+				return wire.AppendVerbatim(nil, "state:none\r\n", proto)
+			}
+			var b strings.Builder
+			job.Status().WriteInfo(&b)
+			return wire.AppendVerbatim(nil, b.String(), proto)
+		case wire.EqualFold(args[0], "abort"), wire.EqualFold(args[0], "cutover"):
+			if job == nil {
+				return wire.AppendError(nil, "ERR no reshard has run")
+			}
+			var err error
+			if wire.EqualFold(args[0], "abort") {
+				err = job.Abort()
+			} else {
+				err = job.Cutover()
+			}
+			if err != nil {
+				return wire.AppendError(nil, "ERR "+err.Error())
+			}
+			return wire.AppendStatus(nil, "OK")
+		}
+	}
+	if len(args) == 0 {
+		return wire.AppendError(nil, "ERR wrong arguments for PROXY RESHARD. Try PROXY HELP.")
+	}
+	job, err := p.startReshard(args)
+	if err != nil {
+		return appendJobError(err)
+	}
+	return resp.AppendBulkString(nil, job.ID())
+}
+
+func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
+	ta, err := parseTargetArgs(args, "manual", "flush", "force")
+	if err != nil {
+		return nil, err
+	}
+	if p.cfg.StateDir == "" {
+		return nil, errors.New("a reshard needs a state directory to persist the new table (reshard proxy --state-dir)")
+	}
+	p.reshard.mu.Lock()
+	defer p.reshard.mu.Unlock()
+	if p.reshard.job != nil && !reshardEnded(p.reshard.job.Status().State) {
+		return nil, errors.New("a reshard is already running; see PROXY RESHARD STATUS")
+	}
+	if p.snapshotRunning() {
+		return nil, errors.New("a snapshot is running; try again when it is done")
+	}
+	shards, err := router.ParseShardArgs(ta.targets)
+	if err != nil {
+		return nil, err
+	}
+	cur := p.srv.Route()
+	to, err := router.NewTable(cur.Table().Epoch()+1, shards)
+	if err != nil {
+		return nil, err
+	}
+	c := &cutover{p: p, from: cur, force: ta.options["force"]}
+	if !c.force {
+		if peers := p.otherProxies(p.ctx, cur); len(peers) > 0 {
+			return nil, peersError(peers)
+		}
+	}
+	// The sources are the current table's shards, with its credentials;
+	// the targets take what AUTH or AUTH2 gave, or the same.
+	auth := ta.authOr(cur.Auth())
+	c.to = p.srv.Prepare(to, auth)
+	lifted := p.unfence(c.to)
+	cfg := migrate.DefaultReshardConfig()
+	cfg.Manual, cfg.Flush = ta.options["manual"], ta.options["flush"]
+	cfg.RunID = p.srv.RunID()
+	cfg.SourceUsername, cfg.SourcePassword = cur.Auth().Username, cur.Auth().Password
+	cfg.TargetUsername, cfg.TargetPassword = auth.Username, auth.Password
+	cfg.From, cfg.To = cur.Table(), to
+	cfg.WorkDir = filepath.Join(p.cfg.StateDir, "reshard")
+	cfg.Proxy = c
+	cfg.Logger = p.log
+	job, err := migrate.StartReshard(p.ctx, cfg)
+	if err != nil {
+		p.srv.Discard(c.to)
+		p.lift(lifted) // fenced again: the rollback did not start
+		return nil, err
+	}
+	p.reshard.job = job
+	p.watch(func() { c.afterJob(job) })
+	return job, nil
+}
+
+// cutover is what the reshard job needs of the proxy (migrate.Proxy): the
+// barrier, the fence of the shards it leaves (Seal) and the commit. One
+// is made per PROXY RESHARD.
+type cutover struct {
+	p     *Plane
+	from  proxy.Route // the route the reshard started on
+	to    proxy.Route // the new table's, prepared
+	force bool        // FORCE: no look for other proxies
+
+	// fenced is set by Seal inside the barrier, from the job's
+	// goroutine, and read by afterJob once the job is done.
+	fenced []fence
+}
+
+// Pause closes the proxy's write barrier.
+func (c *cutover) Pause(ctx context.Context) (func(), error) { return c.p.srv.Pause(ctx) }
+
+// Seal looks for other proxies once more (one that connected while the
+// job ran is caught before the cut), then fences the shards the new table
+// leaves.
+func (c *cutover) Seal(ctx context.Context) (func(), error) {
+	if !c.force {
+		if peers := c.p.otherProxies(ctx, c.from); len(peers) > 0 {
+			return nil, peersError(peers)
+		}
+	}
+	c.fenced = c.p.fenceLeaving(c.from, c.to, deadlineWithin(ctx, c.p.srv.DialTimeout()))
+	return func() {
+		c.p.lift(c.fenced)
+		c.fenced = nil
+	}, nil
+}
+
+// Commit is the cutover's point of no return, inside the barrier: it
+// persists the new table's credentials, then the table (a crash before
+// that comes back on the old table), and swaps the route.
+func (c *cutover) Commit(context.Context) error {
+	p := c.p
+	if p.srv.Route().Table() != c.from.Table() {
+		return errors.New("the routing table changed since the reshard started")
+	}
+	to := c.to.Table()
+	if err := p.persistAuth(to, c.to.Auth()); err != nil {
+		return err // the persisted table is still the old one
+	}
+	if err := router.Save(p.cfg.StateDir, to); err != nil {
+		return err
+	}
+	p.srv.SwapTable(c.to)
+	p.dropStaleAuth(to)
+	return nil
+}
+
+// afterJob closes the connections prepared for a job's table if it ended
+// without a cutover (a refused target would otherwise be redialled for as
+// long as the proxy runs), and says which old shards stay fenced if it cut
+// over.
+func (c *cutover) afterJob(job *migrate.ReshardJob) {
+	<-job.Done() // the job ends at the latest when the plane closes
+	if job.Status().State != migrate.ReshardDone {
+		c.p.srv.Discard(c.to)
+		return
+	}
+	for _, f := range c.fenced {
+		undo := "CONFIG SET min-replicas-to-write " + string(f.was)
+		if f.lagOff() {
+			undo += " min-replicas-max-lag 0"
+		}
+		c.p.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until "+undo, zap.String("shard", f.sh.Addr()))
+	}
+}
+
+// reshardInfo adds the running or last reshard to INFO proxy.
+func (p *Plane) reshardInfo(field func(string, any)) {
+	p.reshard.mu.Lock()
+	job := p.reshard.job
+	p.reshard.mu.Unlock()
+	if job == nil {
+		return
+	}
+	st := job.Status()
+	field("reshard_state", st.State)
+	field("reshard_lag_bytes", st.LagBytes)
+	field("reshard_lag_ms", st.LagTime.Milliseconds())
+	field("reshard_pause_us", st.PauseUS)
+}
