@@ -1,9 +1,3 @@
-// Command reshard is a Redis-protocol proxy with live resharding.
-//
-//	reshard proxy [flags]     serve clients (the daemon)
-//	reshard bench [flags]     load generator and proxy-vs-direct comparison
-//
-// Flags live here, bound to each package's Config; business logic does not.
 package main
 
 import (

@@ -1,0 +1,7 @@
+// Package redisproc starts and stops local redis-server processes.
+//
+// It serves two owners: the proxy's embedded default (reshard proxy without
+// --shards starts its own shards) and the test rig internal/redistest. Every
+// process it starts listens on 127.0.0.1 on a port the kernel handed out, and
+// is stopped by its PID, never by name.
+package redisproc
