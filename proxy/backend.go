@@ -118,7 +118,7 @@ func (s *Server) newBackend(addr string, dialer shardDialer, hello []byte) *back
 	c := &backend{
 		hello:    hello,
 		stall:    s.cfg.ShardTimeout,
-		panics:   &s.shardPanics,
+		panics:   &s.counters.shardPanics,
 		hook:     s.cfg.testHook,
 		addr:     addr,
 		log:      s.log.With(zap.String("shard", addr)),

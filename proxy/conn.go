@@ -300,19 +300,19 @@ func (s *Server) answerProtocolError(c *clientConn, err error) {
 
 // serveConn runs one client connection until it closes or is detached.
 func (s *Server) serveConn(nc net.Conn) {
-	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
-		s.unregistered.Add(-1)
-		s.clients.Add(-1)
-		s.rejected.Add(1)
+	if s.counters.clients.Add(1) > int64(s.cfg.MaxClients) {
+		s.counters.unregistered.Add(-1)
+		s.counters.clients.Add(-1)
+		s.counters.rejected.Add(1)
 		nc.Write([]byte("-ERR max number of clients reached\r\n"))
 		nc.Close()
 		return
 	}
-	s.accepted.Add(1)
+	s.counters.accepted.Add(1)
 	c := newClientConn(nc, &s.cfg)
-	sess := newSession(s, s.nextID.Add(1), c)
+	sess := newSession(s, s.counters.nextID.Add(1), c)
 	s.register(sess)
-	s.unregistered.Add(-1)
+	s.counters.unregistered.Add(-1)
 	if !s.trackConn(c) {
 		s.endSession(sess)
 		return
@@ -339,7 +339,7 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 				c.nc.SetReadDeadline(deadline)
 			}
 			reqs, err = c.rd.Next(in)
-			s.commands.Add(int64(len(reqs)))
+			s.counters.commands.Add(int64(len(reqs)))
 		}
 		if len(reqs) > 0 {
 			sess.orderState.Store(orderServing) // reqs read before: handed back by a pub/sub loop
@@ -382,7 +382,7 @@ func (s *Server) contain(sess *session, end func()) {
 	if v == nil {
 		return
 	}
-	s.panics.Add(1)
+	s.counters.panics.Add(1)
 	s.log.Error("panic while serving a client, closing its connection",
 		zap.Uint64("client", sess.id), zap.Any("panic", v), zap.StackSkip("stack", 1))
 	sess.conn.nc.Close()
@@ -401,5 +401,5 @@ func (s *Server) endSession(sess *session) {
 	s.untrackConn(sess.conn)
 	sess.release()
 	s.unregister(sess)
-	s.clients.Add(-1)
+	s.counters.clients.Add(-1)
 }

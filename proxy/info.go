@@ -145,9 +145,9 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("uptime_in_days", int64(up.Hours()/24))
 	}
 	if section("clients") {
-		field("connected_clients", srv.clients.Load())
+		field("connected_clients", srv.counters.clients.Load())
 		field("maxclients", srv.cfg.MaxClients)
-		field("blocked_clients", srv.blocked.Load())
+		field("blocked_clients", srv.counters.blocked.Load())
 		field("tracking_clients", 0) // CLIENT TRACKING is refused
 		field("pubsub_clients", srv.pubsubClients())
 	}
@@ -182,10 +182,10 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		srv.controlInfo("persistence", field, answered)
 	}
 	if section("stats") {
-		field("total_connections_received", srv.accepted.Load())
-		field("total_commands_processed", srv.commands.Load())
-		field("instantaneous_ops_per_sec", srv.opsSampler.value())
-		field("rejected_connections", srv.rejected.Load())
+		field("total_connections_received", srv.counters.accepted.Load())
+		field("total_commands_processed", srv.counters.commands.Load())
+		field("instantaneous_ops_per_sec", srv.counters.ops.value())
+		field("rejected_connections", srv.counters.rejected.Load())
 		field("total_error_replies", srv.stats.errors.Load())
 	}
 	if section("replication") {
@@ -214,11 +214,11 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		rt := srv.route.Load()
 		field("proxy_version", Version)
 		field("uptime_in_seconds", int64(up.Seconds()))
-		field("connected_clients", srv.clients.Load())
-		field("total_commands_processed", srv.commands.Load())
-		field("instantaneous_ops_per_sec", srv.opsSampler.value())
-		field("client_panics", srv.panics.Load())
-		field("shard_connection_panics", srv.shardPanics.Load())
+		field("connected_clients", srv.counters.clients.Load())
+		field("total_commands_processed", srv.counters.commands.Load())
+		field("instantaneous_ops_per_sec", srv.counters.ops.value())
+		field("client_panics", srv.counters.panics.Load())
+		field("shard_connection_panics", srv.counters.shardPanics.Load())
 		field("epoch", rt.table.Epoch())
 		srv.controlInfo("proxy", field, nil) // the reshard
 		field("shards", len(rt.pools))

@@ -96,7 +96,7 @@ func (srv *Server) letArrivedFirst(self *session) {
 // acceptPending reports whether a client connection waits to be accepted,
 // or to have its session registered.
 func (srv *Server) acceptPending() bool {
-	if srv.unregistered.Load() > 0 {
+	if srv.counters.unregistered.Load() > 0 {
 		return true
 	}
 	srv.mu.Lock()

@@ -318,7 +318,7 @@ func (p *pubsubLoop) run(first wire.Request, queue []wire.Request) {
 				s.srv.answerProtocolError(p.out, err)
 				break
 			}
-			s.srv.commands.Add(1) // the queued ones were counted by serveConn
+			s.srv.counters.commands.Add(1) // the queued ones were counted by serveConn
 		}
 		var back bool
 		ok, back = p.handle(cmd)
@@ -357,7 +357,7 @@ func (p *pubsubLoop) handBack(reqs []wire.Request) {
 	s := p.s
 	s.srv.subscribers.Delete(p)
 	p.out.unstream() // what the loop queued goes out first
-	s.srv.commands.Add(int64(len(p.out.pending)))
+	s.srv.counters.commands.Add(int64(len(p.out.pending)))
 	reqs = append(reqs, p.out.pending...)
 	p.out.pending = nil
 	s.pubsub = nil

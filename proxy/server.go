@@ -49,19 +49,9 @@ type Server struct {
 	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
 	monitors    monitors
-	clients     atomic.Int64
-	blocked     atomic.Int64 // sessions in a blocking command or WAIT (INFO blocked_clients)
-	nextID      atomic.Uint64
-	accepted    atomic.Int64
-	rejected    atomic.Int64
-	commands    atomic.Int64
-	panics      atomic.Int64 // clients closed because serving them panicked (contain)
-	shardPanics atomic.Int64 // shard connections dropped because reading them panicked
-	stats       *cmdStats    // INFO commandstats and errorstats (cmdstats.go)
-	opsSampler  sampler
-	stopSample  chan struct{}
-
-	unregistered atomic.Int64 // connections accepted whose session is not registered yet (letArrivedFirst)
+	counters    serverStats   // INFO's clients, stats and proxy figures (serverstats.go)
+	stats       *cmdStats     // INFO commandstats and errorstats (cmdstats.go)
+	stopSample  chan struct{} // stops counters' sampler
 }
 
 // route pairs a routing table with the backends of its shards, so that one
@@ -184,7 +174,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	case <-probed:
 	case <-time.After(time.Second):
 	}
-	go s.opsSampler.run(&s.commands, s.stopSample)
+	go s.counters.sample(s.stopSample)
 	return s, nil
 }
 
@@ -216,7 +206,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		s.unregistered.Add(1) // until serveConn registers its session
+		s.counters.unregistered.Add(1) // until serveConn registers its session
 		go s.serveConn(nc)
 	}
 }
@@ -443,42 +433,4 @@ func (s *Server) untrackConn(c *clientConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
-}
-
-// sampler computes instantaneous_ops_per_sec as Redis does: the mean of the
-// last 16 samples taken every 100 ms.
-type sampler struct {
-	mu      sync.Mutex
-	samples [16]float64
-	idx     int
-}
-
-func (sm *sampler) run(counter *atomic.Int64, stop chan struct{}) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	last, lastT := counter.Load(), time.Now()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			n := counter.Load()
-			rate := float64(n-last) / now.Sub(lastT).Seconds()
-			last, lastT = n, now
-			sm.mu.Lock()
-			sm.samples[sm.idx] = rate
-			sm.idx = (sm.idx + 1) % len(sm.samples)
-			sm.mu.Unlock()
-		}
-	}
-}
-
-func (sm *sampler) value() int64 {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	var sum float64
-	for _, v := range sm.samples {
-		sum += v
-	}
-	return int64(sum / float64(len(sm.samples)))
 }

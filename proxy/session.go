@@ -369,7 +369,7 @@ func (s *session) plan(r *route, cmd wire.Request) {
 	if len(cmd.Args) == 0 {
 		// *0 or an empty line: Redis runs nothing and counts nothing, but
 		// the command still takes a CLIENT REPLY SKIP
-		s.srv.commands.Add(-1)
+		s.srv.counters.commands.Add(-1)
 		s.silenced(mode)
 		return
 	}

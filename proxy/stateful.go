@@ -752,8 +752,8 @@ func wait(s *session, _ *route, _ *command.Info, c wire.Request) {
 // runs, as Redis counts a client in BLPOP or WAIT.
 func (s *session) countedBlocked(step func(*route) []byte) func(*route) []byte {
 	return func(r *route) []byte {
-		s.srv.blocked.Add(1)
-		defer s.srv.blocked.Add(-1)
+		s.srv.counters.blocked.Add(1)
+		defer s.srv.counters.blocked.Add(-1)
 		return step(r)
 	}
 }
