@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/reshard/reshard/proxy/command"
@@ -32,6 +34,26 @@ func init() {
 	}
 }
 
+// shownState is what other sessions read of this one: CLIENT LIST, CLIENT
+// INFO, CLIENT KILL's filters and INFO. mu also guards the fields of
+// settings and mon that they read (see there): the serving goroutine writes
+// those only holding it, and reads them without it.
+type shownState struct {
+	mu      sync.Mutex
+	cmd     string       // the last command of the last pipeline, written once per pipeline (showCmd)
+	created time.Time    // set before the session is registered, then only read
+	lastCmd atomic.Int64 // unix nanoseconds of the last command
+}
+
+// showCmd lets other sessions' CLIENT LIST see the last command planned.
+func (s *session) showCmd() {
+	if s.shown.cmd != s.cmdName {
+		s.shown.mu.Lock()
+		s.shown.cmd = s.cmdName
+		s.shown.mu.Unlock()
+	}
+}
+
 // register and unregister keep the sessions CLIENT LIST and KILL see.
 func (srv *Server) register(s *session)   { srv.sessions.Store(s.id, s) }
 func (srv *Server) unregister(s *session) { srv.sessions.Delete(s.id) }
@@ -41,10 +63,10 @@ func (srv *Server) unregister(s *session) { srv.sessions.Delete(s.id) }
 // go-redis's skip what they do not find). self: s is the session asking,
 // whose cmd is the command running.
 func (s *session) describe(now time.Time, self bool) string {
-	s.shown.Lock()
-	flags, multi, name, proto, cmd := "N", -1, s.name, s.proto, s.cmdShown
+	s.shown.mu.Lock()
+	flags, multi, name, proto, cmd := "N", -1, s.name, s.proto, s.shown.cmd
 	switch {
-	case s.monitor != nil:
+	case s.mon.active != nil:
 		flags = "O"
 	case s.subscriptions() > 0:
 		flags = "P"
@@ -55,10 +77,10 @@ func (s *session) describe(now time.Time, self bool) string {
 		multi = len(s.tx.stats)
 	}
 	omem := s.conn.streamed()
-	if m := s.monitor; m != nil {
+	if m := s.mon.active; m != nil {
 		omem += m.queued()
 	}
-	s.shown.Unlock()
+	s.shown.mu.Unlock()
 	if self {
 		cmd = s.cmdName
 	}
@@ -80,13 +102,13 @@ func (s *session) describe(now time.Time, self bool) string {
 	field("addr", s.conn.RemoteAddr())
 	field("laddr", laddr)
 	field("name", name)
-	num("age", int64(now.Sub(s.created).Seconds()))
-	num("idle", int64(now.Sub(time.Unix(0, s.lastCmd.Load())).Seconds()))
+	num("age", int64(now.Sub(s.shown.created).Seconds()))
+	num("idle", int64(now.Sub(time.Unix(0, s.shown.lastCmd.Load())).Seconds()))
 	field("flags", flags)
 	field("db", "0")
-	num("sub", s.subKinds[subChannel].Load())
-	num("psub", s.subKinds[subPattern].Load())
-	num("ssub", s.subKinds[subShard].Load())
+	num("sub", s.sub.kinds[subChannel].Load())
+	num("psub", s.sub.kinds[subPattern].Load())
+	num("ssub", s.sub.kinds[subShard].Load())
 	num("multi", int64(multi))
 	num("omem", int64(omem))
 	field("cmd", cmd)
@@ -98,8 +120,8 @@ func (s *session) describe(now time.Time, self bool) string {
 // user is the user name CLIENT LIST shows: admin for a session that
 // authenticated with the admin password, else default.
 func (s *session) user() string {
-	s.shown.Lock()
-	defer s.shown.Unlock()
+	s.shown.mu.Lock()
+	defer s.shown.mu.Unlock()
 	if s.admin && s.srv.cfg.AdminPassword != "" {
 		return "admin"
 	}

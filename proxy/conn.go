@@ -333,7 +333,7 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 				// Redis times out neither monitors (replicas to it) nor
 				// subscribers (detach)
 				deadline := time.Time{}
-				if sess.monitor == nil {
+				if sess.mon.active == nil {
 					deadline = time.Now().Add(s.cfg.IdleTimeout)
 				}
 				c.nc.SetReadDeadline(deadline)
@@ -345,7 +345,7 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 			sess.orderState.Store(orderServing) // reqs read before: handed back by a pub/sub loop
 			sess.serve(reqs[0], reqs[1:])
 			reqs = nil
-			if sess.detachWith.Raw != nil {
+			if sess.sub.detachWith.Raw != nil {
 				sess.served(orderAside)
 				sess.detach()
 				return

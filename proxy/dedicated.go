@@ -159,8 +159,8 @@ func (s *session) onEveryShard(c wire.Request, mayBlock bool, m merger) {
 // onEveryShardWithin is onEveryShard where each shard must answer within
 // limit (0: no limit), or the reply is an error naming it.
 func (s *session) onEveryShardWithin(c wire.Request, mayBlock bool, limit time.Duration, m merger) {
-	s.syncMayBlock = mayBlock
-	s.syncNext = func(r *route) []byte {
+	s.step.mayBlock = mayBlock
+	s.step.next = func(r *route) []byte {
 		if mayBlock {
 			s.flushClient() // inside the gate the replies wait: a write may block (clientConn)
 		}

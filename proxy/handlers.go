@@ -203,7 +203,7 @@ func ping(s *session, _ *route, info *command.Info, c wire.Request) {
 		s.local(busy)
 		return
 	}
-	if s.pubsubContext { // a subscriber's PING, in RESP2: [pong, arg or ""]
+	if s.sub.restricted { // a subscriber's PING, in RESP2: [pong, arg or ""]
 		var arg []byte
 		if len(c.Args) == 2 {
 			arg = c.Args[1]
@@ -261,9 +261,9 @@ func hello(s *session, _ *route, _ *command.Info, c wire.Request) {
 				}
 				i += 2
 			case wire.EqualFold(args[i], "setname") && i+1 < len(args):
-				s.shown.Lock()
+				s.shown.mu.Lock()
 				s.name = string(args[i+1])
-				s.shown.Unlock()
+				s.shown.mu.Unlock()
 				i++
 			default:
 				s.errorReply("ERR Syntax error in HELLO option '" + wire.Clip(args[i]) + "'")
@@ -277,7 +277,7 @@ func hello(s *session, _ *route, _ *command.Info, c wire.Request) {
 	}
 	// The commands planned before HELLO go to backends of the protocol they
 	// were sent in; those after it, of the new one.
-	s.syncNext = func(r *route) []byte {
+	s.step.next = func(r *route) []byte {
 		s.switchWatch(r, proto)
 		s.setProto(proto)
 		return nil
@@ -303,9 +303,9 @@ func hello(s *session, _ *route, _ *command.Info, c wire.Request) {
 // setProto switches the protocol of the session's replies, and so the
 // backend connections its commands go to.
 func (s *session) setProto(proto int) {
-	s.shown.Lock()
+	s.shown.mu.Lock()
 	s.proto = proto
-	s.shown.Unlock()
+	s.shown.mu.Unlock()
 }
 
 // printable reports whether v has only the characters Redis allows in a
@@ -324,9 +324,9 @@ func clientSetName(s *session, _ *route, _ *command.Info, c wire.Request) {
 		s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
 		return
 	}
-	s.shown.Lock()
+	s.shown.mu.Lock()
 	s.name = string(c.Args[2])
-	s.shown.Unlock()
+	s.shown.mu.Unlock()
 	s.local(wire.AppendStatus(nil, "OK"))
 }
 
@@ -441,7 +441,7 @@ func flush(s *session, r *route, info *command.Info, c wire.Request) {
 		return
 	}
 	s.onEveryShard(c, false, allOK)
-	s.syncAfterArrived = true // see order.go
+	s.step.afterArrived = true // see order.go
 }
 
 // allowBusy serves the commands a shard answers while it runs a script

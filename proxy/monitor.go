@@ -55,11 +55,19 @@ type monitor struct {
 	exited chan struct{} // closed when run has returned
 }
 
+// monitoring is the session's side of MONITOR. The serving goroutine
+// alone writes it; it writes active holding shown.mu, which other sessions'
+// CLIENT LIST reads it under.
+type monitoring struct {
+	active *monitor // while in MONITOR mode
+	lines  []byte   // MONITOR lines of the pipeline's commands, not yet fed
+}
+
 // monitorCmd turns the session into a monitor after the replies of what
 // was planned before it.
 func monitorCmd(s *session, _ *route, _ *command.Info, _ wire.Request) {
-	s.syncNext = func(*route) []byte {
-		if s.monitor != nil {
+	s.step.next = func(*route) []byte {
+		if s.mon.active != nil {
 			return nil // already monitoring: ignored, as Redis does
 		}
 		// Registered before +OK goes out: a command any client sends
@@ -67,9 +75,9 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ wire.Request) {
 		// run starts wait in buf, so +OK still goes out before them.
 		m := &monitor{s: s, limit: s.srv.cfg.MaxOutputBuffer,
 			wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
-		s.shown.Lock()
-		s.monitor = m
-		s.shown.Unlock()
+		s.shown.mu.Lock()
+		s.mon.active = m
+		s.shown.mu.Unlock()
 		srv := s.srv
 		srv.monitors.mu.Lock()
 		srv.monitors.list = append(srv.monitors.list, m)
@@ -94,7 +102,7 @@ func (s *session) stopMonitor() {
 // leaveMonitors takes the session's monitor out of the server's list: it is
 // fed no line from then on, RESET's own included, as in Redis.
 func (s *session) leaveMonitors() {
-	m := s.monitor
+	m := s.mon.active
 	if m == nil {
 		return
 	}
@@ -114,7 +122,7 @@ func (s *session) leaveMonitors() {
 // queues the lines it had not taken. It waits for the writer, which waits
 // for the client to read, so it must not run inside the barrier's gate.
 func (s *session) endMonitor() {
-	m := s.monitor
+	m := s.mon.active
 	if m == nil {
 		return
 	}
@@ -126,9 +134,9 @@ func (s *session) endMonitor() {
 	// is why the session waits for it to return.
 	s.conn.WriteRaw(m.buf)
 	m.buf = nil
-	s.shown.Lock()
-	s.monitor = nil
-	s.shown.Unlock()
+	s.shown.mu.Lock()
+	s.mon.active = nil
+	s.shown.mu.Unlock()
 }
 
 // run writes the lines fed to the monitor until it stops.
@@ -198,7 +206,7 @@ func (srv *Server) feedMonitors(lines []byte) {
 // monitored formats the monitor line of a command about to run, unless it
 // is one Redis keeps from monitors. The caller has seen a monitor exist.
 func (s *session) monitored(info *command.Info, args [][]byte) {
-	s.monLines = s.monitorLine(s.monLines, info, args)
+	s.mon.lines = s.monitorLine(s.mon.lines, info, args)
 }
 
 // monitorLine appends the monitor line of a command to dst, unless it is
@@ -212,9 +220,9 @@ func (s *session) monitorLine(dst []byte, info *command.Info, args [][]byte) []b
 
 // flushMonitored hands the lines formatted so far to the monitors.
 func (s *session) flushMonitored() {
-	if len(s.monLines) > 0 {
-		s.srv.feedMonitors(s.monLines)
-		s.monLines = s.monLines[:0]
+	if len(s.mon.lines) > 0 {
+		s.srv.feedMonitors(s.mon.lines)
+		s.mon.lines = s.mon.lines[:0]
 	}
 }
 

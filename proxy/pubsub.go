@@ -99,7 +99,7 @@ func shardChannel(s *session, r *route, info *command.Info, c wire.Request) {
 }
 
 // notSubscribed answers (P|S)UNSUBSCRIBE outside subscribed mode. In a
-// pub/sub loop that holds subscriptions, the loop sends it on (detachWith).
+// pub/sub loop that holds subscriptions, the loop sends it on (sub.detachWith).
 func notSubscribed(s *session, _ *route, info *command.Info, c wire.Request) {
 	if info.Name() == "sunsubscribe" { // shard channels share a slot, as for SSUBSCRIBE
 		if msg := shardChannelsSlot(s, info, c); msg != "" {
@@ -107,8 +107,8 @@ func notSubscribed(s *session, _ *route, info *command.Info, c wire.Request) {
 			return
 		}
 	}
-	if s.pubsub != nil && s.pubsub.subscribed {
-		s.detachWith = c
+	if s.sub.loop != nil && s.sub.loop.subscribed {
+		s.sub.detachWith = c
 		return
 	}
 	s.local(notSubscribedReply(info, c, s.proto))
@@ -149,7 +149,7 @@ func subscribe(s *session, r *route, info *command.Info, c wire.Request) {
 			return
 		}
 	}
-	s.detachWith = c
+	s.sub.detachWith = c
 }
 
 // shardChannelsSlot checks that shard channels share one slot.
@@ -270,37 +270,6 @@ func shardOfKey(key int) int {
 	return key
 }
 
-// detach hands the client connection to a pub/sub loop that starts with the
-// SUBSCRIBE planned (detachWith) and then the rest of the pipeline. It runs
-// after serve, outside the barrier's gate: its first write waits for the
-// client to read.
-func (s *session) detach() {
-	cmd, rest := s.detachWith, s.detachRest
-	s.detachWith, s.detachRest = wire.Request{}, nil
-	p := &pubsubLoop{s: s, out: s.conn, conns: map[int]*subConn{}, last: manyConns}
-	s.pubsub = p
-	p.out.share()
-	if s.srv.cfg.IdleTimeout > 0 {
-		p.out.nc.SetReadDeadline(time.Time{}) // Redis does not time out subscribers
-	}
-	if err := p.out.Flush(); err != nil {
-		s.srv.endSession(s)
-		return
-	}
-	// From here on nothing waits for the client to read: not the pumps,
-	// whose waits the loop's syncs would share, nor the loop, which a table
-	// swap waits for (moveTo).
-	cfg := &s.srv.cfg
-	limit := outputLimit{hard: cfg.MaxPubsubOutputBuffer, soft: cfg.PubsubOutputBufferSoft, softFor: cfg.PubsubOutputBufferSoftTime}
-	p.out.stream(limit, func(queued int, why string) {
-		s.srv.log.Warn("pub/sub client output buffer limit reached, closing it", zap.Uint64("client", s.id),
-			zap.Int("queued", queued), zap.String("limit", why), zap.Int64("hard", limit.hard),
-			zap.Int64("soft", limit.soft), zap.Duration("soft_time", limit.softFor))
-	})
-	s.srv.subscribers.Store(p, true)
-	go p.run(cmd, rest)
-}
-
 // run forwards the SUBSCRIBE that started the loop, then serves the client's
 // commands one at a time, until the client goes or, with no subscription
 // left, the connection goes back to the serving loop with what it sent.
@@ -351,19 +320,6 @@ func (p *pubsubLoop) forwardLocked(cmd wire.Request) bool {
 	return p.forward(cmd)
 }
 
-// handBack returns the connection to the serving loop, which serves reqs
-// and then what the client sent after them.
-func (p *pubsubLoop) handBack(reqs []wire.Request) {
-	s := p.s
-	s.srv.subscribers.Delete(p)
-	p.out.unstream() // what the loop queued goes out first
-	s.srv.counters.commands.Add(int64(len(p.out.pending)))
-	reqs = append(reqs, p.out.pending...)
-	p.out.pending = nil
-	s.pubsub = nil
-	s.srv.serveClient(s, reqs)
-}
-
 // local writes a reply the loop makes itself, after every reply the shards
 // owe for earlier commands, so order is kept.
 func (p *pubsubLoop) local(reply []byte) {
@@ -380,8 +336,8 @@ func (p *pubsubLoop) local(reply []byte) {
 //
 // The session plans every command, as for any client, so its checks, CLIENT
 // REPLY, MONITOR and statistics apply alike; while the client is
-// subscribed in RESP2 it refuses what Redis refuses there (pubsubContext).
-// A (un)subscription the plan accepts comes back in detachWith, for the
+// subscribed in RESP2 it refuses what Redis refuses there (sub.restricted).
+// A (un)subscription the plan accepts comes back in sub.detachWith, for the
 // loop to send down its subscription connection.
 //
 // The loop's lock is held while the loop deals with its subscription
@@ -396,7 +352,7 @@ func (p *pubsubLoop) handle(cmd wire.Request) (ok, back bool) {
 	}
 	proto := s.proto
 	s.serve(cmd, nil)
-	s.pubsubContext = false
+	s.sub.restricted = false
 	return p.after(info, proto), false
 }
 
@@ -417,7 +373,7 @@ func (p *pubsubLoop) before(info *command.Info) bool {
 		if !p.settle() {
 			return false
 		}
-		p.s.pubsubContext = p.s.proto == 2
+		p.s.sub.restricted = p.s.proto == 2
 	}
 	p.subscribed = len(p.conns) > 0
 	return true
@@ -437,16 +393,16 @@ func (p *pubsubLoop) after(info *command.Info, proto int) bool {
 	if s.proto != proto {
 		defer close(p.switchProto(s.proto)) // once HELLO's reply is out
 	}
-	if len(s.held) > 0 {
+	if len(s.sub.held) > 0 {
 		p.caughtUp()
-		p.out.WriteRaw(s.held)
-		s.held = s.held[:0]
+		p.out.WriteRaw(s.sub.held)
+		s.sub.held = s.sub.held[:0]
 	}
-	if s.detachWith.Raw == nil {
+	if s.sub.detachWith.Raw == nil {
 		return true
 	}
-	c := s.detachWith
-	s.detachWith, s.detachRest = wire.Request{}, nil
+	c := s.sub.detachWith
+	s.sub.detachWith, s.sub.detachRest = wire.Request{}, nil
 	return p.forward(c)
 }
 
@@ -718,7 +674,7 @@ func (p *pubsubLoop) open(r *route, key int) (*subConn, error) {
 	}
 	sc := &subConn{d: d, addr: pl.addr, mirror: isMirrorKey(key), synced: make(chan struct{}, 1), done: make(chan struct{}),
 		names: map[string]map[string]bool{"subscribe": {}, "psubscribe": {}, "ssubscribe": {}},
-		kinds: &p.s.subKinds}
+		kinds: &p.s.sub.kinds}
 	go p.pump(sc)
 	return sc, nil
 }

@@ -1,11 +1,8 @@
 package proxy
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/router"
@@ -19,109 +16,60 @@ import (
 // with one lock per shard, wait for the last reply, then write the replies
 // back in the client's order, merging where one command went to several
 // shards. All buffers are kept from pipeline to pipeline.
+//
+// Its state comes in parts, each with its own rules for who may touch it:
+// the pipeline being served and the settings the client made are the
+// serving goroutine's (embedded: the data path reads them at no extra
+// cost); what other sessions read for CLIENT LIST (shown), the pub/sub
+// hand-off (sub) and MONITOR (mon) are named, so that every use says which
+// rules apply. The serving goroutine is the session's own, or the pub/sub
+// loop's while one owns the connection (sub), never both at once.
 type session struct {
 	srv  *Server
 	id   uint64
-	conn *clientConn
-	name string
+	conn *clientConn // its lifecycle state says who serves it (connState)
 
-	b      batch
-	nslots int32
-	calls  []call
-	stages []stage
-	aux    []int32 // per-key bookkeeping of split commands
-	keys   []int
-	out    []byte
-	quit   bool
+	pipeline
+	settings
 
-	lookups    [4]cachedLookup // the last commands looked up (lookup)
-	nextLookup int
+	shown shownState // what other sessions' CLIENT LIST, INFO and KILL read
+	sub   subscriber // the hand-off to a pub/sub loop and back (handoff.go)
+	mon   monitoring // MONITOR mode (monitor.go)
 
-	// shown guards what CLIENT LIST and CLIENT INFO show of this session
-	// (name, proto, admin, tx.active, tx.stats), which other sessions'
-	// goroutines read: the session writes those fields only while holding
-	// it, and reads them without it.
-	shown sync.Mutex
+	// for letArrivedFirst (order.go), which other sessions run: what the
+	// serving loop is doing; a count of the times it dispatched what it
+	// had read
+	orderState atomic.Int32
+	progress   atomic.Uint64
+}
 
-	// connection state (stateful.go)
+// settings is what the client set on its connection: protocol (HELLO),
+// authentication (AUTH), name (CLIENT SETNAME), reply mode (CLIENT REPLY),
+// transaction and WATCH (stateful.go). Only the serving goroutine writes
+// them; it writes name, proto, authed, admin, tx.active and tx.stats
+// holding shown.mu, because other sessions' CLIENT LIST reads them, and
+// reads them without it.
+type settings struct {
+	name          string
 	proto         int // 2 or 3 (HELLO)
 	authed, admin bool
-	tx            txState
-	txSlot        int // the slot WATCH or the transaction fixed, or noSlot
-	watchConn     *dconn
-	watchPool     *dpool                // where watchConn goes back
-	watchEpoch    uint64                // the table's epoch at WATCH
-	syncNext      func(r *route) []byte // a step to run after what is planned so far
-	syncMayBlock  bool                  // syncNext may block for long (BLPOP, WAIT)
-	syncSilent    bool                  // syncNext's reply is not sent (CLIENT REPLY)
+	replyMode     int  // CLIENT REPLY: replyOn, replyOff, replySkipNext or replySkipThis
+	replyAlways   bool // this command's reply goes out whatever replyMode says (silenced)
 
-	// for letArrivedFirst (order.go): syncNext runs after what other
-	// clients had sent before; what the serving loop is doing; a count of
-	// the times it dispatched what it had read
-	syncAfterArrived bool
-	orderState       atomic.Int32
-	progress         atomic.Uint64
-
-	// for CLIENT LIST/INFO/REPLY (client.go)
-	created     time.Time
-	lastCmd     atomic.Int64 // unix nanoseconds of the last command
-	replyMode   int
-	replyAlways bool           // this command's reply goes out whatever replyMode says (silenced)
-	detachWith  wire.Request   // a SUBSCRIBE that hands the connection to a pub/sub loop
-	detachRest  []wire.Request // the commands the client sent after it
-	pubsub      *pubsubLoop    // the loop that owns the connection, while it has one (detach)
-	// subscriptions the shards confirmed by kind: channels, patterns and
-	// shard channels, for CLIENT LIST (sub, psub, ssub), KILL and INFO
-	// (written by the pub/sub loop's pumps)
-	subKinds [3]atomic.Int64
-	held     []byte // replies for the pub/sub loop to write (sendReply)
-
-	// cmdName is the command being planned, as CLIENT LIST's cmd shows it;
-	// cmdShown is what other sessions see, the last command of the last
-	// pipeline (written under shown once per pipeline)
-	cmdName, cmdShown string
-
-	// pubsubContext: the client is subscribed in RESP2, where Redis allows
-	// only (un)subscriptions, PING, QUIT and RESET, and PING answers as a
-	// subscriber (set by the pub/sub loop around the command's plan)
-	pubsubContext bool
-
-	stat *cmdStat // the command being planned, once past the checks that reject it (cmdstats.go)
-
-	monitor  *monitor // in MONITOR mode (monitor.go); written under shown
-	monLines []byte   // MONITOR lines of the pipeline's commands, not yet fed
-}
-
-type cachedLookup struct {
-	name []byte // as the client spelt it
-	info *command.Info
-	h    handler
-}
-
-// call is one client command of the pipeline: its reply is result slot
-// first, or, with a merge, built from slots first..first+n-1.
-type call struct {
-	first, n int32
-	silent   bool     // CLIENT REPLY OFF/SKIP: the reply is not sent
-	stat     *cmdStat // the command's figures; nil for a rejected one
-	merge    merger
-	args     [][]byte
-	auxOff   int32
-}
-
-type merger func(s *session, c *call, out []byte) []byte
-
-// stage gathers the requests of one pipeline for one shard.
-type stage struct {
-	raw  []byte
-	reqs []pending
+	tx         txState
+	txSlot     int // the slot WATCH or the transaction fixed, or noSlot
+	watchConn  *dconn
+	watchPool  *dpool // where watchConn goes back
+	watchEpoch uint64 // the table's epoch at WATCH
 }
 
 func newSession(srv *Server, id uint64, conn *clientConn) *session {
 	authed := srv.cfg.RequirePass == ""
-	s := &session{srv: srv, id: id, conn: conn, b: batch{done: make(chan struct{}, 1), limit: srv.cfg.MaxOutputBuffer},
-		authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, created: time.Now(), proto: 2}
-	s.lastCmd.Store(s.created.UnixNano())
+	s := &session{srv: srv, id: id, conn: conn}
+	s.b = batch{done: make(chan struct{}, 1), limit: srv.cfg.MaxOutputBuffer}
+	s.settings = settings{authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, proto: 2}
+	s.shown.created = time.Now()
+	s.shown.lastCmd.Store(s.shown.created.UnixNano())
 	return s
 }
 
@@ -131,19 +79,19 @@ func (s *session) serve(first wire.Request, rest []wire.Request) {
 	defer s.showCmd()
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
-	s.lastCmd.Store(time.Now().UnixNano())
+	s.shown.lastCmd.Store(time.Now().UnixNano())
 	cmd := first
 	for i := 0; ; i++ {
 		s.plan(r, cmd)
-		if s.syncNext != nil {
+		if s.step.next != nil {
 			r = s.runSync(r)
 		}
-		if s.detachWith.Raw != nil {
+		if s.sub.detachWith.Raw != nil {
 			// the connection goes to a pub/sub loop (detach) once this
 			// returns: its first write must not be made inside the gate
 			s.submit(r)
 			s.reply()
-			s.detachRest = rest[i:]
+			s.sub.detachRest = rest[i:]
 			return
 		}
 		if i == len(rest) || s.quit {
@@ -155,44 +103,30 @@ func (s *session) serve(first wire.Request, rest []wire.Request) {
 	s.reply()
 }
 
-// subscriptions counts the subscriptions the shards confirmed.
-func (s *session) subscriptions() int64 {
-	return s.subKinds[subChannel].Load() + s.subKinds[subPattern].Load() + s.subKinds[subShard].Load()
-}
-
-// showCmd lets other sessions' CLIENT LIST see the last command planned.
-func (s *session) showCmd() {
-	if s.cmdShown != s.cmdName {
-		s.shown.Lock()
-		s.cmdShown = s.cmdName
-		s.shown.Unlock()
-	}
-}
-
 // runSync answers everything planned so far, runs the pending sync step and
 // starts a new batch on the table now current.
 func (s *session) runSync(r *route) *route {
 	s.submit(r)
 	s.reply()
-	fn := s.syncNext
-	s.syncNext = nil
-	if s.syncAfterArrived {
-		s.syncAfterArrived = false
+	fn := s.step.next
+	s.step.next = nil
+	if s.step.afterArrived {
+		s.step.afterArrived = false
 		s.outsideGate(func(*route) []byte { s.srv.letArrivedFirst(s); return nil })
 		r = s.srv.route.Load()
 	}
 	var reply []byte
-	if s.syncMayBlock {
+	if s.step.mayBlock {
 		// BLPOP, WAIT: outside the barrier's gate, so they cannot hold a
 		// barrier up; the table may change meanwhile, so the step gets a
 		// fresh one. (EXEC and WATCH are quick and stay inside: the cut
 		// must not split a write from its acknowledgement.)
-		s.syncMayBlock = false
+		s.step.mayBlock = false
 		reply = s.outsideGate(fn)
 	} else {
 		reply = fn(r)
 	}
-	if reply != nil && !s.syncSilent {
+	if reply != nil && !s.step.silent {
 		s.sendReply(s.stat, reply)
 	}
 	r = s.srv.route.Load()
@@ -210,157 +144,6 @@ func (s *session) outsideGate(fn func(*route) []byte) []byte {
 		h("outside gate", nil)
 	}
 	return fn(s.srv.route.Load())
-}
-
-func (s *session) begin(shards int) {
-	s.nslots = 0
-	s.b.size.Store(0)
-	s.calls = s.calls[:0]
-	s.aux = s.aux[:0]
-	for len(s.stages) < shards {
-		s.stages = append(s.stages, stage{})
-	}
-	for i := range s.stages {
-		s.stages[i].raw = s.stages[i].raw[:0]
-		s.stages[i].reqs = s.stages[i].reqs[:0]
-	}
-}
-
-// slot reserves a result slot, keeping the buffer it had last time.
-func (s *session) slot() int32 {
-	i := s.nslots
-	s.nslots++
-	for int(i) >= len(s.b.results) {
-		// reply drops the buffers after a huge pipeline; a sync step
-		// (onEveryShard) reserves slots after that
-		s.b.results = append(s.b.results, nil)
-	}
-	s.b.results[i] = s.b.results[i][:0]
-	return i
-}
-
-// local answers a command with a reply the proxy makes itself.
-func (s *session) local(reply []byte) {
-	i := s.slot()
-	s.b.results[i] = append(s.b.results[i], reply...)
-	s.calls = append(s.calls, call{first: i, n: 1})
-}
-
-// reject answers a command refused before it runs: a rejected call in
-// INFO commandstats, not a call.
-func (s *session) reject(info *command.Info, msg string) {
-	if info != nil {
-		s.srv.stats.of(info).rejected.Add(1)
-	}
-	s.stat = nil
-	s.errorReply(msg)
-}
-
-func (s *session) errorReply(msg string) {
-	i := s.slot()
-	s.b.results[i] = wire.AppendError(s.b.results[i], msg)
-	s.calls = append(s.calls, call{first: i, n: 1})
-}
-
-// stageTo queues raw for shard and returns its result slot.
-func (s *session) stageTo(shard int, raw []byte) int32 {
-	i := s.slot()
-	st := &s.stages[shard]
-	st.raw = append(st.raw, raw...)
-	st.reqs = append(st.reqs, pending{b: &s.b, i: i})
-	return i
-}
-
-// forward sends the command unchanged to one shard.
-func (s *session) forward(shard int, raw []byte) {
-	i := s.stageTo(shard, raw)
-	s.calls = append(s.calls, call{first: i, n: 1})
-}
-
-// fanout sends the command unchanged to every shard and merges the replies.
-func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
-	first := s.nslots
-	for sh := range r.pools {
-		s.stageTo(sh, raw)
-	}
-	s.calls = append(s.calls, call{first: first, n: int32(len(r.pools)), merge: m, args: args})
-}
-
-func (s *session) submit(r *route) {
-	if len(s.tx.waiting) > 0 {
-		s.txFlush(r)
-	}
-	total := int32(0)
-	for i := range r.pools {
-		total += int32(len(s.stages[i].reqs))
-	}
-	if total == 0 {
-		return
-	}
-	s.b.remaining.Store(total)
-	for i, p := range r.pools {
-		if st := &s.stages[i]; len(st.reqs) > 0 {
-			p.pick(s.id, s.proto).submit(st.raw, st.reqs)
-		}
-	}
-	<-s.b.done
-}
-
-func (s *session) reply() {
-	// Monitors see the commands once the shards have run them, as Redis
-	// shows a command once it has run (a monitor may act on what it sees),
-	// and after their replies, which is where a monitor's own commands
-	// show in its stream.
-	defer s.flushMonitored()
-	// Replies are written back before the next read, so what the proxy holds
-	// for a client is one pipeline's replies; this caps that.
-	var size int64
-	for _, r := range s.b.results[:s.nslots] {
-		size += int64(len(r))
-	}
-	if size > s.srv.cfg.MaxOutputBuffer || s.b.overLimit() {
-		size = max(size, s.b.size.Load())
-		s.srv.log.Warn("client output buffer limit reached, closing client",
-			zap.Uint64("client", s.id), zap.Int64("bytes", size))
-		s.b.results = nil
-		s.conn.drop()
-		return
-	}
-	for i := range s.calls {
-		c := &s.calls[i]
-		if c.silent {
-			continue
-		}
-		if c.merge == nil {
-			s.sendReply(c.stat, s.b.results[c.first])
-			continue
-		}
-		s.out = c.merge(s, c, s.out[:0])
-		s.sendReply(c.stat, s.out)
-	}
-	if cap(s.out) > 1<<20 {
-		s.out = nil
-	}
-	if size > 1<<20 || cap(s.b.results) > 4096 {
-		s.b.results = nil // after a huge pipeline, do not keep its buffers
-	}
-	if s.quit {
-		s.conn.closed = true // serveConn writes the replies, outside the gate, and closes
-	}
-}
-
-// sendReply queues the reply of one call of stat for the client.
-func (s *session) sendReply(stat *cmdStat, reply []byte) {
-	if len(reply) > 0 && reply[0] == '-' {
-		s.srv.stats.errorReplied(stat, reply, s.srv.log)
-	}
-	if s.pubsub != nil {
-		// the pub/sub loop writes it after what the shards still owe the
-		// client for earlier commands (pubsubLoop.handle)
-		s.held = append(s.held, reply...)
-		return
-	}
-	s.conn.WriteRaw(reply)
 }
 
 // plan decides how one command is served, and applies CLIENT REPLY.
@@ -390,7 +173,7 @@ func (s *session) plan(r *route, cmd wire.Request) {
 			s.calls[i].silent = true
 		}
 	}
-	s.syncSilent = silent
+	s.step.silent = silent
 }
 
 // silenced applies CLIENT REPLY to a command just handled, which found the
@@ -449,12 +232,12 @@ func (s *session) planOne(r *route, cmd wire.Request) {
 		s.reject(info, "ERR wrong number of arguments for '"+info.Name()+"' command")
 		return
 	}
-	if s.pubsubContext && !allowedSubscribed(info) {
+	if s.sub.restricted && !allowedSubscribed(info) {
 		s.reject(info, "ERR Can't execute '"+info.Name()+
 			"': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")
 		return
 	}
-	if s.monitor != nil && touchesKeyspace(info) {
+	if s.mon.active != nil && touchesKeyspace(info) {
 		s.tx.dirty = s.tx.active
 		s.reject(info, "ERR Replica can't interact with the keyspace")
 		return

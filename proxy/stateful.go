@@ -187,9 +187,9 @@ func (s *session) queued(info *command.Info, cmd wire.Request, monitoring bool) 
 
 // noteQueued counts a command queued in the transaction.
 func (s *session) noteQueued(info *command.Info, cmd wire.Request, monitoring bool) {
-	s.shown.Lock()
+	s.shown.mu.Lock()
 	s.tx.stats = append(s.tx.stats, s.stat)
-	s.shown.Unlock()
+	s.shown.mu.Unlock()
 	s.stat = nil // QUEUED is not a call: Redis counts the command when EXEC runs it
 	if monitoring {
 		s.tx.mon = s.monitorLine(s.tx.mon, info, cmd.Args)
@@ -348,9 +348,9 @@ func multi(s *session, _ *route, _ *command.Info, _ wire.Request) {
 		s.errorReply("ERR MULTI calls can not be nested")
 		return
 	}
-	s.shown.Lock()
+	s.shown.mu.Lock()
 	s.tx = txState{active: true, raw: s.tx.raw[:0], stats: s.tx.stats[:0], mon: s.tx.mon[:0]}
-	s.shown.Unlock()
+	s.shown.mu.Unlock()
 	s.local(wire.AppendStatus(nil, "OK"))
 }
 
@@ -372,22 +372,22 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 		execLine = s.monitorLine(nil, info, c.Args)
 	}
 	if s.tx.dirty {
-		s.monLines = append(s.monLines, execLine...)
+		s.mon.lines = append(s.mon.lines, execLine...)
 		s.txAbandon(r)
 		s.endTransaction()
 		s.errorReply("EXECABORT Transaction discarded because of previous errors.")
-		s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+		s.step.next = func(r *route) []byte { s.dropWatch(r); return nil }
 		return
 	}
-	s.syncNext = func(r *route) []byte {
+	s.step.next = func(r *route) []byte {
 		ran := false
 		queued := s.tx.mon // intact until this step returns, as stats below
 		defer func() {
 			if ran {
 				restamp(queued, time.Now())
-				s.monLines = append(s.monLines, queued...)
+				s.mon.lines = append(s.mon.lines, queued...)
 			}
-			s.monLines = append(s.monLines, execLine...)
+			s.mon.lines = append(s.mon.lines, execLine...)
 			s.flushMonitored()
 		}()
 		if s.tx.dirty {
@@ -504,13 +504,13 @@ func discard(s *session, r *route, _ *command.Info, _ wire.Request) {
 	s.txAbandon(r)
 	s.endTransaction()
 	s.local(wire.AppendStatus(nil, "OK"))
-	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+	s.step.next = func(r *route) []byte { s.dropWatch(r); return nil }
 }
 
 func (s *session) endTransaction() {
-	s.shown.Lock()
+	s.shown.mu.Lock()
 	s.tx = txState{raw: s.tx.raw[:0], stats: s.tx.stats[:0], mon: s.tx.mon[:0]}
-	s.shown.Unlock()
+	s.shown.mu.Unlock()
 	if s.watchConn == nil {
 		s.txSlot = noSlot
 	}
@@ -526,7 +526,7 @@ func watch(s *session, r *route, info *command.Info, c wire.Request) {
 		return
 	}
 	s.txSlot = int(slot)
-	s.syncNext = func(r *route) []byte {
+	s.step.next = func(r *route) []byte {
 		shard := r.table.ShardOfSlot(slot)
 		d, err := s.borrowWatch(r, shard)
 		if err != nil {
@@ -545,7 +545,7 @@ func watch(s *session, r *route, info *command.Info, c wire.Request) {
 
 func unwatch(s *session, _ *route, _ *command.Info, _ wire.Request) {
 	s.local(wire.AppendStatus(nil, "OK"))
-	s.syncNext = func(r *route) []byte { s.dropWatch(r); return nil }
+	s.step.next = func(r *route) []byte { s.dropWatch(r); return nil }
 }
 
 // errWatchMoved: the routing table changed since WATCH, so the watched keys
@@ -626,24 +626,24 @@ func (s *session) release() {
 // replies on, RESP2, no name, and not authenticated where a password is set.
 func reset(s *session, r *route, _ *command.Info, _ wire.Request) {
 	s.txAbandon(r)
-	s.shown.Lock()
+	s.shown.mu.Lock()
 	s.tx = txState{}
 	s.name = ""
 	s.authed = s.srv.cfg.RequirePass == ""
 	s.admin = s.authed && s.srv.cfg.AdminPassword == ""
-	s.shown.Unlock()
+	s.shown.mu.Unlock()
 	// RESET turns replies back on before it answers, so OFF does not
 	// silence its +RESET; a SKIP does, as in Redis.
 	s.replyAlways = s.replyMode == replyOff
 	s.replyMode = replyOn
-	if s.monitor != nil {
+	if s.mon.active != nil {
 		// Out of MONITOR mode: off the list now, and the writer stopped
 		// outside the barrier's gate (endMonitor waits for the client to
 		// read), so RESET's reply follows the lines the monitor still had.
 		s.leaveMonitors()
-		s.syncMayBlock = true
+		s.step.mayBlock = true
 	}
-	s.syncNext = func(r *route) []byte {
+	s.step.next = func(r *route) []byte {
 		s.endMonitor()
 		s.dropWatch(r)
 		s.setProto(2)
@@ -667,8 +667,8 @@ func blocking(s *session, r *route, info *command.Info, c wire.Request) {
 		s.reject(info, unsupported(info))
 		return
 	}
-	s.syncMayBlock = true
-	s.syncNext = s.countedBlocked(func(*route) []byte {
+	s.step.mayBlock = true
+	s.step.next = s.countedBlocked(func(*route) []byte {
 		s.flushClient() // replies so far reach the client before it blocks
 		start := time.Now()
 		raw := c.Raw
@@ -745,7 +745,7 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 // of this client may be on any shard.
 func wait(s *session, _ *route, _ *command.Info, c wire.Request) {
 	s.onEveryShard(c, true, leastInt)
-	s.syncNext = s.countedBlocked(s.syncNext)
+	s.step.next = s.countedBlocked(s.step.next)
 }
 
 // countedBlocked counts the client in INFO's blocked_clients while step
@@ -793,16 +793,16 @@ func (s *session) authenticate(user, pass []byte) string {
 		if cfg.RequirePass != "" && !secretEqual(pass, cfg.RequirePass) {
 			return wrongPass
 		}
-		s.shown.Lock()
+		s.shown.mu.Lock()
 		s.authed, s.admin = true, cfg.AdminPassword == ""
-		s.shown.Unlock()
+		s.shown.mu.Unlock()
 	case wire.EqualFold(user, "admin") && cfg.AdminPassword != "":
 		if !secretEqual(pass, cfg.AdminPassword) {
 			return wrongPass
 		}
-		s.shown.Lock()
+		s.shown.mu.Lock()
 		s.authed, s.admin = true, true
-		s.shown.Unlock()
+		s.shown.mu.Unlock()
 	default:
 		return wrongPass
 	}
