@@ -39,15 +39,17 @@ type clientConn struct {
 	rd   *wire.Reader
 	out  []byte
 
-	shared bool // set by share before any other goroutine writes
-	mu     sync.Mutex
-	wmu    sync.Mutex
-	spare  []byte // out's other buffer, while shared; under wmu
-	closed bool   // the serving loop writes what is queued and ends after this pipeline
+	shared  bool // set by share before any other goroutine writes
+	mu      sync.Mutex
+	wmu     sync.Mutex
+	spare   []byte // out's other buffer, while shared; under wmu
+	closing bool   // the serving loop writes what is queued and ends after this pipeline
 
 	pending []wire.Request // commands read but not yet handed out by ReadCommand
 
 	st atomic.Pointer[streamer] // set while a writer of its own writes the connection
+
+	state atomic.Int32 // a connState: where the connection is in its life (connstate.go)
 }
 
 // outputLimit is a streamed connection's limits, as Redis's
@@ -247,14 +249,14 @@ func (c *clientConn) writeStream(st *streamer) {
 func (c *clientConn) Close() error {
 	c.unstream()
 	c.Flush()
-	c.closed = true
+	c.closing = true
 	return c.nc.Close()
 }
 
 // drop closes the connection without writing what is queued, as Redis
 // drops a client past its output buffer limit.
 func (c *clientConn) drop() {
-	c.closed = true
+	c.closing = true
 	c.nc.Close()
 }
 
@@ -325,7 +327,7 @@ func (s *Server) serveConn(nc net.Conn) {
 func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 	defer s.contain(sess, func() { s.endSession(sess) })
 	c := sess.conn
-	in := &arrivalReader{r: c.rw, s: sess}
+	in := &arrivalReader{r: c.rw, c: c}
 	for {
 		var err error
 		if len(reqs) == 0 {
@@ -342,17 +344,17 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 			s.counters.commands.Add(int64(len(reqs)))
 		}
 		if len(reqs) > 0 {
-			sess.orderState.Store(orderServing) // reqs read before: handed back by a pub/sub loop
+			c.setState(connActive) // reqs read before: handed back by a pub/sub loop
 			sess.serve(reqs[0], reqs[1:])
 			reqs = nil
 			if sess.sub.detachWith.Raw != nil {
-				sess.served(orderAside)
+				sess.served(connHijacked)
 				sess.detach()
 				return
 			}
-			sess.served(orderIdle)
+			sess.served(connIdle)
 		}
-		if c.closed {
+		if c.closing {
 			c.Flush() // QUIT's reply; on a dropped connection the write fails at once
 			break
 		}
@@ -401,5 +403,6 @@ func (s *Server) endSession(sess *session) {
 	s.untrackConn(sess.conn)
 	sess.release()
 	s.unregister(sess)
+	sess.conn.setState(connClosed)
 	s.counters.clients.Add(-1)
 }

@@ -33,27 +33,26 @@ import (
 // so only a session that cannot progress costs the flush the whole bound,
 // which a flush of a large shard takes anyway.
 
-// The states a session's serving loop is in, for letArrivedFirst.
-const (
-	orderIdle    = iota // waiting for the client's next command
-	orderServing        // serving a pipeline
-	orderAside          // blocked, subscribed, monitoring, or waiting in letArrivedFirst: nothing to wait for
-)
+// letArrivedFirst reads the sessions' connection states (connstate.go):
+// it waits for an active one, and for a new or idle one with bytes in its
+// socket; a blocked or hijacked one has nothing to dispatch it could wait
+// for.
 
 const arrivedWait = time.Second
 
 // served records that the session has dispatched what it had read: its
 // pipeline answered, or its blocking command sent to the shard.
-func (s *session) served(state int32) {
+func (s *session) served(state connState) {
 	s.progress.Add(1)
-	s.orderState.Store(state)
+	s.conn.setState(state)
 }
 
 // letArrivedFirst waits until every other session has dispatched what had
 // reached the proxy before now, or arrivedWait has passed.
 func (srv *Server) letArrivedFirst(self *session) {
-	self.orderState.Store(orderAside)
-	defer self.orderState.Store(orderServing)
+	was := self.conn.loadState() // active, or hijacked for a RESP3 subscriber's flush
+	self.conn.setState(connBlocked)
+	defer self.conn.setState(was)
 	deadline := time.Now().Add(arrivedWait)
 	seen := map[*session]uint64{} // progress when first seen
 	for i := 0; ; i++ {
@@ -71,14 +70,14 @@ func (srv *Server) letArrivedFirst(self *session) {
 			if p != at {
 				return true // it moved on since
 			}
-			switch s.orderState.Load() {
-			case orderServing:
+			switch s.conn.loadState() {
+			case connActive:
 				waiting = true
-			case orderIdle:
+			case connNew, connIdle:
 				// bytes in the socket, or read from it since the state
 				// was loaded (arrivalReader marks the session serving
 				// right after the read)
-				waiting = waiting || readable(s.conn.nc) || s.orderState.Load() == orderServing
+				waiting = waiting || readable(s.conn.nc) || s.conn.loadState() == connActive
 			}
 			return true
 		})
@@ -137,17 +136,17 @@ func pollNow(c any, events int16) (revents int16, err error) {
 }
 
 // arrivalReader is the client connection's reader for the serving loop: a
-// read that returns bytes marks the session serving at once, so that
+// read that returns bytes marks the connection active at once, so that
 // letArrivedFirst, finding the socket drained, finds the session busy.
 type arrivalReader struct {
 	r io.Reader
-	s *session
+	c *clientConn
 }
 
 func (a *arrivalReader) Read(p []byte) (int, error) {
 	n, err := a.r.Read(p)
 	if n > 0 {
-		a.s.orderState.Store(orderServing)
+		a.c.setState(connActive)
 	}
 	return n, err
 }

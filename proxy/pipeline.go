@@ -199,7 +199,7 @@ func (s *session) reply() {
 		s.b.results = nil // after a huge pipeline, do not keep its buffers
 	}
 	if s.quit {
-		s.conn.closed = true // serveConn writes the replies, outside the gate, and closes
+		s.conn.closing = true // serveConn writes the replies, outside the gate, and closes
 	}
 }
 

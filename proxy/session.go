@@ -36,11 +36,9 @@ type session struct {
 	sub   subscriber // the hand-off to a pub/sub loop and back (handoff.go)
 	mon   monitoring // MONITOR mode (monitor.go)
 
-	// for letArrivedFirst (order.go), which other sessions run: what the
-	// serving loop is doing; a count of the times it dispatched what it
-	// had read
-	orderState atomic.Int32
-	progress   atomic.Uint64
+	// times the session dispatched what it had read, for letArrivedFirst
+	// (order.go), which other sessions run
+	progress atomic.Uint64
 }
 
 // settings is what the client set on its connection: protocol (HELLO),

@@ -672,6 +672,7 @@ func blocking(s *session, r *route, info *command.Info, c wire.Request) {
 		s.flushClient() // replies so far reach the client before it blocks
 		start := time.Now()
 		raw := c.Raw
+		was := s.conn.loadState() // active, or hijacked for a RESP3 subscriber
 		for {
 			swapped := s.srv.Swapped()
 			r := s.srv.route.Load() // each attempt on the table then current
@@ -680,8 +681,8 @@ func blocking(s *session, r *route, info *command.Info, c wire.Request) {
 			if err != nil {
 				return wire.AppendError(nil, p.downMessage(err))
 			}
-			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped, func() { s.served(orderAside) })
-			s.orderState.Store(orderServing)
+			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped, func() { s.served(connBlocked) })
+			s.conn.setState(was)
 			if err == errClientGone {
 				s.quit = true
 				return nil
