@@ -369,6 +369,9 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 		if err := c.Flush(); err != nil {
 			break
 		}
+		if s.isDraining() {
+			break // Shutdown: the pipeline is answered and its replies written
+		}
 	}
 	s.endSession(sess)
 }

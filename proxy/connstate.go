@@ -51,9 +51,5 @@ const (
 	connClosed                    // the session has ended
 )
 
-var connStateNames = [...]string{"new", "idle", "active", "blocked", "hijacked", "closed"}
-
-func (cs connState) String() string { return connStateNames[cs] }
-
 func (c *clientConn) setState(cs connState) { c.state.Store(int32(cs)) }
 func (c *clientConn) loadState() connState  { return connState(c.state.Load()) }

@@ -219,8 +219,9 @@ func (p *dpool) unblock(d *dconn) error {
 // d (so the shard drops the blocked command) and returns errClientGone. When
 // swapped closes (the routing table changed), it unblocks the command on the
 // shard and reports interrupted, so the caller can run it on the new table.
-// sent runs once the command is written.
-func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped <-chan struct{}, sent func()) (reply []byte, interrupted bool, err error) {
+// sent runs once the command is written. When stop closes (Shutdown), it
+// ends as if the client had hung up.
+func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped, stop <-chan struct{}, sent func()) (reply []byte, interrupted bool, err error) {
 	type result struct {
 		replies [][]byte
 		err     error
@@ -248,13 +249,16 @@ func roundTripWatching(d *dconn, p *dpool, raw []byte, client net.Conn, swapped 
 			if err := p.unblock(d); err == nil {
 				interrupted = true
 			}
+			continue
 		case <-tick.C:
-			if hungUp(client) {
-				d.nc.Close()
-				<-done
-				return nil, interrupted, errClientGone
+			if !hungUp(client) {
+				continue
 			}
+		case <-stop:
 		}
+		d.nc.Close()
+		<-done
+		return nil, interrupted, errClientGone
 	}
 }
 

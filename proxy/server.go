@@ -41,10 +41,13 @@ type Server struct {
 	version atomic.Pointer[string] // the shards' redis_version
 	runID   string                 // INFO's run_id; names the shard connections (peers.go)
 
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[*clientConn]struct{} // open client connections, closed by Close
-	closed bool
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*clientConn]struct{} // open client connections, closed by Close
+	closed   bool
+	serving  int           // Serve calls still accepting, which Shutdown waits for
+	retiring int           // retire goroutines that have pools to close, which Shutdown waits for
+	draining chan struct{} // closed, under mu, when Shutdown starts (shutdown.go)
 
 	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
@@ -154,7 +157,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{},
-		stats: newCmdStats(), runID: newRunID()}
+		draining: make(chan struct{}), stats: newCmdStats(), runID: newRunID()}
 	auth := Auth{cfg.ShardUsername, cfg.ShardPassword}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // retired pools wait until Close
 	r := s.newRoute(table, auth, nil)
@@ -178,22 +181,28 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Serve accepts clients on ln until Close. It always returns a non-nil error;
-// after Close that error is net.ErrClosed.
+// Serve accepts clients on ln until Close or Shutdown. It always returns a
+// non-nil error; after Close or Shutdown that error is net.ErrClosed.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.isDraining() {
 		s.mu.Unlock()
 		return net.ErrClosed
 	}
 	s.ln = ln
+	s.serving++
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.serving--
+		s.mu.Unlock()
+	}()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
-			closed := s.closed
+			closed := s.closed || s.isDraining()
 			s.mu.Unlock()
 			if closed || errors.Is(err, net.ErrClosed) {
 				return net.ErrClosed
@@ -220,8 +229,14 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(ln)
 }
 
-// Close stops accepting clients, closes every client connection and the
-// backends. It is safe to call more than once.
+// Close closes the server at once: it stops accepting clients and closes
+// every client connection, whatever it is doing, and the connections to the
+// shards. A client in the middle of a pipeline may get some of its replies
+// or none. For a graceful stop, which lets the pipelines in flight finish,
+// use Shutdown.
+//
+// Close returns nil. It is safe to call more than once, and during or after
+// Shutdown, which it then cuts short.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -392,6 +407,9 @@ func (s *Server) SwapTable(p Route) {
 		}
 	}
 	if len(retired) > 0 {
+		s.mu.Lock()
+		s.retiring++
+		s.mu.Unlock()
 		go s.retire(retired)
 	}
 }
@@ -405,6 +423,9 @@ func (s *Server) retire(pools []*pool) {
 	for _, p := range pools {
 		p.close()
 	}
+	s.mu.Lock()
+	s.retiring--
+	s.mu.Unlock()
 }
 
 // Swapped returns a channel closed at the next SwapTable.
@@ -418,11 +439,11 @@ func (s *Server) Swapped() <-chan struct{} {
 func (s *Server) Table() *router.Table { return s.route.Load().table }
 
 // trackConn records an open client connection, so Close can close it; it
-// reports false once the server is closed.
+// reports false once the server is closed or shutting down.
 func (s *Server) trackConn(c *clientConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.isDraining() {
 		return false
 	}
 	s.conns[c] = struct{}{}

@@ -681,7 +681,7 @@ func blocking(s *session, r *route, info *command.Info, c wire.Request) {
 			if err != nil {
 				return wire.AppendError(nil, p.downMessage(err))
 			}
-			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped, func() { s.served(connBlocked) })
+			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped, s.srv.draining, func() { s.served(connBlocked) })
 			s.conn.setState(was)
 			if err == errClientGone {
 				s.quit = true

@@ -229,9 +229,13 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	}
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
+		log.Info("shutting down", zap.Duration("bound", shutdownBound))
 		ctl.Close() // jobs end first: a reshard not committed aborts
-		srv.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownBound)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("clients still served at the shutdown bound were cut off", zap.Duration("bound", shutdownBound), zap.Error(err))
+		}
 		<-errc
 		return nil
 	case err := <-errc:
@@ -240,6 +244,17 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		return err
 	}
 }
+
+// shutdownBound is how long a signal lets the pipelines in flight finish
+// before the proxy closes what is left. A pipeline's commands take
+// milliseconds; what outlasts that is a client that does not read its
+// replies or a WAIT without replicas, which no wait would end. Ten seconds,
+// with the embedded shards' own 10 s to save their data after it, stays
+// within the 30 s a service manager commonly gives a process between
+// SIGTERM and SIGKILL (Kubernetes' default grace period). A constant, not
+// a flag: no flag of the proxy bounds a stop, and one figure does until a
+// deployment needs another.
+const shutdownBound = 10 * time.Second
 
 // listen opens the client address, saying what to do when it is taken.
 func listen(addr string) (net.Listener, error) {
