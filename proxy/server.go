@@ -20,6 +20,13 @@ const Version = "0.1.0"
 
 // Server is the proxy: a RESP front end that routes every command through
 // the current routing table to the shards' backends.
+//
+// Its life, as net/http's Server's: New connects to the shards, Serve
+// accepts clients, and Shutdown ends it gracefully, Close at once. The
+// goroutines it starts (the accept loop, a serving loop per client and the
+// pub/sub loops and writers those start, the backends, the ops sampler,
+// the retiring of former tables' pools) are its own: Shutdown ends them
+// all and waits for them.
 type Server struct {
 	cfg     Config
 	log     *zap.Logger
