@@ -10,29 +10,11 @@ import (
 
 	"github.com/reshard/reshard/proxy/command"
 
-	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // CLIENT subcommands about the proxy's own clients. The shards' clients are
 // the proxy's backend connections, so nothing here is forwarded.
-
-func init() {
-	for name, h := range map[string]handler{
-		"client|list":     clientList,
-		"client|info":     clientInfo,
-		"client|kill":     clientKill,
-		"client|reply":    clientReply,
-		"client|no-evict": clientNoEvict,
-		"client|getredir": func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(wire.AppendInt(nil, -1)) },
-		"client|help":     clientHelp,
-		"acl|whoami": func(s *session, _ *route, _ *command.Info, _ wire.Request) {
-			s.local(resp.AppendBulkString(nil, s.user()))
-		},
-	} {
-		handlers[name] = h
-	}
-}
 
 // shownState is what other sessions read of this one: CLIENT LIST, CLIENT
 // INFO, CLIENT KILL's filters and INFO. mu also guards the fields of

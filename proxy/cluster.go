@@ -29,35 +29,6 @@ import (
 // FAILOVER, RESET, ...) are refused: the proxy's topology is its routing
 // table, changed through the proxy's own admin commands.
 
-func init() {
-	for name, h := range map[string]handler{
-		"cluster|info":                  clusterInfo,
-		"cluster|slots":                 clusterSlots,
-		"cluster|shards":                clusterShards,
-		"cluster|nodes":                 clusterNodes,
-		"cluster|myid":                  clusterMyID,
-		"cluster|keyslot":               clusterKeySlot,
-		"cluster|countkeysinslot":       clusterCountKeysInSlot,
-		"cluster|getkeysinslot":         clusterGetKeysInSlot,
-		"cluster|links":                 clusterLinks,
-		"cluster|replicas":              clusterReplicas,
-		"cluster|slaves":                clusterReplicas,
-		"cluster|count-failure-reports": clusterFailureReports,
-		"cluster|help":                  clusterHelp,
-	} {
-		handlers[name] = h
-	}
-	// Every other subcommand of the table, so that one added by a newer
-	// command table is refused rather than forwarded to a shard.
-	if c := command.LookupName("cluster"); c != nil {
-		for _, sub := range c.Subcommands() {
-			if _, ok := handlers[sub.Name()]; !ok {
-				handlers[sub.Name()] = clusterManaged
-			}
-		}
-	}
-}
-
 // clusterSelf describes the proxy as the cluster's one node, as a client
 // connected on this session sees it.
 type clusterSelf struct {

@@ -63,26 +63,6 @@ var (
 	syncPongBulk = resp.AppendBulkString(nil, syncToken)
 )
 
-func init() {
-	for name, h := range map[string]handler{
-		"subscribe":            subscribe,
-		"psubscribe":           subscribe,
-		"ssubscribe":           subscribe,
-		"unsubscribe":          notSubscribed,
-		"punsubscribe":         notSubscribed,
-		"sunsubscribe":         notSubscribed,
-		"publish":              home,
-		"pubsub|channels":      home,
-		"pubsub|numsub":        home,
-		"pubsub|numpat":        home,
-		"spublish":             shardChannel,
-		"pubsub|shardchannels": fanout(concatArrays),
-		"pubsub|shardnumsub":   fanout(sumPairs),
-	} {
-		handlers[name] = h
-	}
-}
-
 // home sends a command to the pub/sub home shard.
 func home(s *session, _ *route, _ *command.Info, c wire.Request) { s.forward(0, c.Raw) }
 

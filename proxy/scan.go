@@ -45,10 +45,6 @@ const (
 	scanMaxShardCursor = 1<<(63-scanShardBits) - 1
 )
 
-func init() {
-	handlers["scan"] = scanKeyspace
-}
-
 // scanKeyspace serves SCAN cursor [MATCH pattern] [COUNT count] [TYPE type].
 // The options go to the shard unchanged, so the shard checks them and its
 // error replies (a syntax error, say) reach the client as Redis words them.

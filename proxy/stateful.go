@@ -85,22 +85,6 @@ type apartCmd struct {
 // noSlot marks that neither WATCH nor a queued command has fixed the slot.
 const noSlot = -1
 
-func init() {
-	for name, h := range map[string]handler{
-		"multi":   multi,
-		"exec":    exec,
-		"discard": discard,
-		"watch":   watch,
-		"unwatch": unwatch,
-		"reset":   reset,
-		"wait":    wait,
-		"monitor": monitorCmd,
-		"auth":    auth,
-	} {
-		handlers[name] = h
-	}
-}
-
 // inTransaction queues a command between MULTI and EXEC; it reports false
 // for the commands that act on the transaction itself. As in Redis, a
 // queued command shows in MONITOR when EXEC runs it, and a refused one
