@@ -21,7 +21,8 @@ var handlers = commandTable()
 
 func commandTable() map[string]handler {
 	t := map[string]handler{}
-	// The connection (handlers.go; AUTH and RESET in stateful.go).
+	// The connection (handlers.go; HELLO and AUTH in auth.go, RESET in
+	// reset.go).
 	addHandlers(t, map[string]handler{
 		"ping":      ping,
 		"echo":      func(s *session, _ *route, _ *command.Info, c wire.Request) { s.local(resp.AppendBulk(nil, c.Args[1])) },
@@ -157,8 +158,9 @@ func commandTable() map[string]handler {
 		"move":    refuse,
 	})
 
-	// Transactions and WAIT (stateful.go; the blocking commands themselves
-	// are routed by their keys, see routeByKeys), MONITOR (monitor.go).
+	// Transactions (transaction.go), WAIT (blocking.go; the blocking
+	// commands themselves are routed by their keys, see routeByKeys),
+	// MONITOR (monitor.go).
 	addHandlers(t, map[string]handler{
 		"multi":   multi,
 		"exec":    exec,

@@ -271,3 +271,7 @@ func hungUp(c net.Conn) bool {
 	}
 	return err != nil || revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
 }
+
+func (p *dpool) downMessage(err error) string {
+	return "ERR shard " + p.addr + " is unavailable: " + err.Error()
+}

@@ -43,7 +43,7 @@ type session struct {
 
 // settings is what the client set on its connection: protocol (HELLO),
 // authentication (AUTH), name (CLIENT SETNAME), reply mode (CLIENT REPLY),
-// transaction and WATCH (stateful.go). Only the serving goroutine writes
+// transaction and WATCH (transaction.go). Only the serving goroutine writes
 // them; it writes name, proto, authed, admin, tx.active and tx.stats
 // holding shown.mu, because other sessions' CLIENT LIST reads them, and
 // reads them without it.
