@@ -10,6 +10,7 @@ import (
 
 	"github.com/reshard/reshard/proxy/command"
 
+	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -34,6 +35,36 @@ func (s *session) showCmd() {
 		s.shown.cmd = s.cmdName
 		s.shown.mu.Unlock()
 	}
+}
+
+// printable reports whether v has only the characters Redis allows in a
+// client's name and library attributes: '!' to '~'.
+func printable(v []byte) bool {
+	for _, ch := range v {
+		if ch < '!' || ch > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func clientSetName(s *session, _ *route, _ *command.Info, c wire.Request) {
+	if !printable(c.Args[2]) {
+		s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
+		return
+	}
+	s.shown.mu.Lock()
+	s.name = string(c.Args[2])
+	s.shown.mu.Unlock()
+	s.local(wire.AppendStatus(nil, "OK"))
+}
+
+func clientGetName(s *session, _ *route, _ *command.Info, _ wire.Request) {
+	if s.name == "" {
+		s.local(wire.AppendNullIn(nil, s.proto))
+		return
+	}
+	s.local(resp.AppendBulkString(nil, s.name))
 }
 
 // register and unregister keep the sessions CLIENT LIST and KILL see.

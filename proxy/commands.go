@@ -35,8 +35,7 @@ func commandTable() map[string]handler {
 		"readwrite": replyOK,
 	})
 
-	// CLIENT subcommands about the proxy's own clients (client.go; SETNAME,
-	// GETNAME and ID in handlers.go).
+	// CLIENT subcommands about the proxy's own clients (client.go).
 	addHandlers(t, map[string]handler{
 		"client|setname":  clientSetName,
 		"client|getname":  clientGetName,

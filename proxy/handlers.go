@@ -12,6 +12,11 @@ import (
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
+// The handlers of the families too small for a file of their own (PING,
+// QUIT, SELECT; CONFIG; FLUSHALL, KEYS; SORT and COPY as Redis Cluster
+// checks them; XREAD), and the handler builders the command table uses for
+// the rest: fanout, split, allowBusy, anyShard, refuse.
+
 // clusterChecked routes SORT and COPY by their keys after the checks Redis
 // Cluster makes of their options (clusterRefusal).
 func clusterChecked(s *session, r *route, info *command.Info, c wire.Request) {
@@ -118,38 +123,6 @@ func selectDB(s *session, _ *route, _ *command.Info, c wire.Request) {
 	s.errorReply("ERR SELECT is not allowed in cluster mode")
 }
 
-// printable reports whether v has only the characters Redis allows in a
-// client's name and library attributes: '!' to '~'.
-func printable(v []byte) bool {
-	for _, ch := range v {
-		if ch < '!' || ch > '~' {
-			return false
-		}
-	}
-	return true
-}
-
-func clientSetName(s *session, _ *route, _ *command.Info, c wire.Request) {
-	if !printable(c.Args[2]) {
-		s.errorReply("ERR Client names cannot contain spaces, newlines or special characters.")
-		return
-	}
-	s.shown.mu.Lock()
-	s.name = string(c.Args[2])
-	s.shown.mu.Unlock()
-	s.local(wire.AppendStatus(nil, "OK"))
-}
-
-func clientGetName(s *session, _ *route, _ *command.Info, _ wire.Request) {
-	if s.name == "" {
-		s.local(wire.AppendNullIn(nil, s.proto))
-		return
-	}
-	s.local(resp.AppendBulkString(nil, s.name))
-}
-
-// anyShard serves a keyless read whose answer is the same on every shard.
-// Sessions spread over the shards.
 // resetStats clears the proxy's own INFO figures that Redis's CONFIG
 // RESETSTAT clears (commandstats, errorstats), then the shards'.
 func resetStats(s *session, r *route, info *command.Info, c wire.Request) {
@@ -157,6 +130,8 @@ func resetStats(s *session, r *route, info *command.Info, c wire.Request) {
 	s.fanout(r, c.Args, c.Raw, allOK)
 }
 
+// anyShard serves a keyless read whose answer is the same on every shard.
+// Sessions spread over the shards.
 func anyShard(s *session, r *route, _ *command.Info, c wire.Request) {
 	s.forward(int(s.id%uint64(len(r.pools))), c.Raw)
 }
