@@ -187,6 +187,15 @@ func commandTable() map[string]handler {
 		"pubsub|shardnumsub":   fanout(sumPairs),
 	})
 
+	// The commands the control plane answers (controller.go), but PROXY,
+	// which is not in Redis's command table: the session hands it over when
+	// its lookup finds nothing (planOne).
+	control := map[string]handler{}
+	for _, name := range ControlCommands[1:] {
+		control[name] = func(s *session, _ *route, _ *command.Info, c wire.Request) { s.controlCommand(c.Args) }
+	}
+	addHandlers(t, control)
+
 	// SCAN over every shard (scan.go).
 	addHandlers(t, map[string]handler{
 		"scan": scanKeyspace,

@@ -5,12 +5,10 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/proxyname"
 	"github.com/reshard/reshard/internal/resp"
-	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // This file is the data plane's side of its seam with the control plane
@@ -139,10 +137,4 @@ func newRunID() string {
 // proxies by these names before a reshard).
 func setnameCommand(id string) []byte {
 	return resp.AppendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), []byte(proxyname.Name(id)))
-}
-
-func init() {
-	for _, name := range ControlCommands[1:] { // PROXY is not in Redis's command table
-		handlers[name] = func(s *session, _ *route, _ *command.Info, c wire.Request) { s.controlCommand(c.Args) }
-	}
 }
