@@ -7,6 +7,7 @@ import (
 	"github.com/reshard/reshard/proxy/command"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -42,22 +43,22 @@ func blocking(s *session, r *route, info *command.Info, c wire.Request) {
 		for {
 			swapped := s.srv.Swapped()
 			r := s.srv.route.Load() // each attempt on the table then current
-			p := r.pools[r.table.ShardOfSlot(slot)].dedicated(s.proto)
-			d, err := p.get()
+			p := r.pools[r.table.ShardOfSlot(slot)].DedicatedPool(s.proto)
+			d, err := p.Get()
 			if err != nil {
-				return wire.AppendError(nil, p.downMessage(err))
+				return wire.AppendError(nil, p.DownMessage(err))
 			}
-			reply, interrupted, err := roundTripWatching(d, p, raw, s.conn.NetConn(), swapped, s.srv.draining, func() { s.served(connBlocked) })
+			reply, interrupted, err := backend.RoundTripWatching(d, p, raw, s.conn.NetConn(), swapped, s.srv.draining, func() { s.served(connBlocked) })
 			s.conn.setState(was)
-			if err == errClientGone {
+			if err == backend.ErrClientGone {
 				s.quit = true
 				return nil
 			}
 			if err != nil {
-				d.nc.Close()
-				return wire.AppendError(nil, p.downMessage(err))
+				d.NetConn.Close()
+				return wire.AppendError(nil, p.DownMessage(err))
 			}
-			p.put(d)
+			p.Put(d)
 			if !interrupted || !isNullReply(reply) {
 				return reply
 			}

@@ -34,7 +34,7 @@ import (
 // dropped, as Redis drops a subscriber at client-output-buffer-limit pubsub.
 type clientConn struct {
 	nc   net.Conn
-	rw   io.ReadWriter // nc's reads and writes (rawio_linux.go)
+	rw   io.ReadWriter // nc's reads and writes (wire.NewRawIO)
 	addr string
 	rd   *wire.Reader
 	out  []byte

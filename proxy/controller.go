@@ -9,6 +9,7 @@ import (
 
 	"github.com/reshard/reshard/internal/proxyname"
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 )
 
 // This file is the data plane's side of its seam with the control plane
@@ -96,19 +97,21 @@ func (rt Route) Shards() []Shard {
 }
 
 // Shard is one shard of a route, for the control plane's own commands.
-type Shard struct{ p *pool }
+type Shard struct{ p *backend.Pool }
 
 // Addr is the shard's address.
-func (sh Shard) Addr() string { return sh.p.addr }
+func (sh Shard) Addr() string { return sh.p.Addr }
 
 // Up reports whether every shared connection to the shard is up.
-func (sh Shard) Up() bool { return sh.p.up() }
+func (sh Shard) Up() bool { return sh.p.Up() }
 
 // Do runs one command (raw, RESP-encoded) on a dedicated connection of
 // the shard and returns its reply: an error reply naming the shard if it
 // cannot be reached or has not answered by deadline (none if zero). It
 // never runs on a connection a client's commands use.
-func (sh Shard) Do(raw []byte, deadline time.Time) []byte { return sh.p.ded.doBy(raw, deadline) }
+func (sh Shard) Do(raw []byte, deadline time.Time) []byte {
+	return sh.p.DedicatedPool(2).DoBy(raw, deadline)
+}
 
 // Route returns the route in use.
 func (s *Server) Route() Route { return Route{s.route.Load()} }

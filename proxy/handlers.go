@@ -9,6 +9,7 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -164,7 +165,7 @@ func configGet(s *session, r *route, _ *command.Info, c wire.Request) {
 // redactConfig copies CONFIG GET's reply, name and value pairs in an array
 // (RESP2) or a map (RESP3), with each secret's value replaced.
 func redactConfig(s *session, c *call, out []byte) []byte {
-	reply := s.b.results[c.first]
+	reply := s.b.Results[c.first]
 	hdr := wire.IndexCRLF(reply)
 	if hdr < 1 || reply[0] != '*' && reply[0] != '%' {
 		return append(out, reply...) // an error
@@ -320,7 +321,7 @@ func split(step int, m merger) handler {
 			n++
 			i := s.slot()
 			st := &s.stages[sh]
-			st.reqs = append(st.reqs, pending{b: &s.b, i: i})
+			st.reqs = append(st.reqs, backend.Pending{B: &s.b, I: i})
 			st.raw = resp.AppendArrayHeader(st.raw, 1+cnt*step)
 			st.raw = resp.AppendBulk(st.raw, args[0])
 		}

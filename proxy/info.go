@@ -14,6 +14,7 @@ import (
 	"github.com/reshard/reshard/proxy/command"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -226,21 +227,21 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		for i, p := range rt.pools {
 			status := "up"
 			switch {
-			case !p.up():
+			case !p.Up():
 				status = "down"
-			case p.busy() != nil:
+			case p.Busy() != nil:
 				status = "busy" // running a script past its busy-reply-threshold
 			}
 			var reconnects, requests, pending, writes int64
-			for _, bc := range p.conns {
-				reconnects += bc.reconnects.Load()
-				n := bc.requests.Load()
+			for _, bc := range p.Conns {
+				reconnects += bc.Reconnects.Load()
+				n := bc.Requests.Load()
 				requests += n
-				pending += max(0, n-bc.answered.Load())
-				writes += bc.writes.Load()
+				pending += max(0, n-bc.Answered.Load())
+				writes += bc.Writes.Load()
 			}
 			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s,status=%s,slots=%s,reconnects=%d,requests=%d,pending=%d,writes=%d",
-				p.addr, status, shards[i].RangeSpec(), reconnects, requests, pending, writes))
+				p.Addr, status, shards[i].RangeSpec(), reconnects, requests, pending, writes))
 		}
 	}
 	if section("keyspace") {
@@ -295,8 +296,8 @@ func (s *Server) port() int {
 
 // probeVersion asks one shard for its version once at start, so HELLO and
 // INFO report it before any INFO has gone through.
-func (s *Server) probeVersion(d shardDialer, addr string) {
-	c, r, err := d.dial(addr, nil, nil)
+func (s *Server) probeVersion(d backend.Dialer, addr string) {
+	c, r, err := d.Dial(addr, nil, nil)
 	if err != nil {
 		return
 	}

@@ -15,7 +15,7 @@ import (
 // and appends one reply to out. A shard's error reply wins: the client sees
 // the first error, which names the shard when the shard was unreachable.
 
-func (s *session) results(c *call) [][]byte { return s.b.results[c.first : c.first+c.n] }
+func (s *session) results(c *call) [][]byte { return s.b.Results[c.first : c.first+c.n] }
 
 func firstError(rs [][]byte) []byte {
 	for _, r := range rs {

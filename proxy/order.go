@@ -1,13 +1,13 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"runtime"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
 // Each client has a goroutine of its own, so two clients' commands that
@@ -107,32 +107,8 @@ func (srv *Server) acceptPending() bool {
 // readable reports whether c (a connection or a listener) has something to
 // read, without reading it.
 func readable(c any) bool {
-	revents, err := pollNow(c, unix.POLLIN)
+	revents, err := wire.PollNow(c, unix.POLLIN)
 	return err == nil && revents&unix.POLLIN != 0
-}
-
-var errNoSocket = errors.New("not a socket")
-
-// pollNow polls c's socket for events once, without waiting, and returns
-// what it reports.
-func pollNow(c any, events int16) (revents int16, err error) {
-	sc, ok := c.(interface {
-		SyscallConn() (syscall.RawConn, error)
-	})
-	if !ok {
-		return 0, errNoSocket
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	raw.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
-		if n, e := unix.Poll(fds, 0); e == nil && n > 0 {
-			revents = fds[0].Revents
-		}
-	})
-	return revents, nil
 }
 
 // arrivalReader is the client connection's reader for the serving loop: a

@@ -4,6 +4,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/proxy/command"
+
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -13,7 +15,7 @@ import (
 // except b's reply slots, which the backends' readers fill between submit
 // and the batch's done signal, which submit waits for.
 type pipeline struct {
-	b      batch
+	b      backend.Batch
 	nslots int32
 	calls  []call
 	stages []stage
@@ -63,12 +65,12 @@ type merger func(s *session, c *call, out []byte) []byte
 // stage gathers the requests of one pipeline for one shard.
 type stage struct {
 	raw  []byte
-	reqs []pending
+	reqs []backend.Pending
 }
 
 func (s *session) begin(shards int) {
 	s.nslots = 0
-	s.b.size.Store(0)
+	s.b.Size.Store(0)
 	s.calls = s.calls[:0]
 	s.aux = s.aux[:0]
 	for len(s.stages) < shards {
@@ -84,19 +86,19 @@ func (s *session) begin(shards int) {
 func (s *session) slot() int32 {
 	i := s.nslots
 	s.nslots++
-	for int(i) >= len(s.b.results) {
+	for int(i) >= len(s.b.Results) {
 		// reply drops the buffers after a huge pipeline; a sync step
 		// (onEveryShard) reserves slots after that
-		s.b.results = append(s.b.results, nil)
+		s.b.Results = append(s.b.Results, nil)
 	}
-	s.b.results[i] = s.b.results[i][:0]
+	s.b.Results[i] = s.b.Results[i][:0]
 	return i
 }
 
 // local answers a command with a reply the proxy makes itself.
 func (s *session) local(reply []byte) {
 	i := s.slot()
-	s.b.results[i] = append(s.b.results[i], reply...)
+	s.b.Results[i] = append(s.b.Results[i], reply...)
 	s.calls = append(s.calls, call{first: i, n: 1})
 }
 
@@ -112,7 +114,7 @@ func (s *session) reject(info *command.Info, msg string) {
 
 func (s *session) errorReply(msg string) {
 	i := s.slot()
-	s.b.results[i] = wire.AppendError(s.b.results[i], msg)
+	s.b.Results[i] = wire.AppendError(s.b.Results[i], msg)
 	s.calls = append(s.calls, call{first: i, n: 1})
 }
 
@@ -121,7 +123,7 @@ func (s *session) stageTo(shard int, raw []byte) int32 {
 	i := s.slot()
 	st := &s.stages[shard]
 	st.raw = append(st.raw, raw...)
-	st.reqs = append(st.reqs, pending{b: &s.b, i: i})
+	st.reqs = append(st.reqs, backend.Pending{B: &s.b, I: i})
 	return i
 }
 
@@ -151,13 +153,13 @@ func (s *session) submit(r *route) {
 	if total == 0 {
 		return
 	}
-	s.b.remaining.Store(total)
+	s.b.Remaining.Store(total)
 	for i, p := range r.pools {
 		if st := &s.stages[i]; len(st.reqs) > 0 {
-			p.pick(s.id, s.proto).submit(st.raw, st.reqs)
+			p.Pick(s.id, s.proto).Submit(st.raw, st.reqs)
 		}
 	}
-	<-s.b.done
+	<-s.b.Done
 }
 
 func (s *session) reply() {
@@ -169,14 +171,14 @@ func (s *session) reply() {
 	// Replies are written back before the next read, so what the proxy holds
 	// for a client is one pipeline's replies; this caps that.
 	var size int64
-	for _, r := range s.b.results[:s.nslots] {
+	for _, r := range s.b.Results[:s.nslots] {
 		size += int64(len(r))
 	}
-	if size > s.srv.cfg.MaxOutputBuffer || s.b.overLimit() {
-		size = max(size, s.b.size.Load())
+	if size > s.srv.cfg.MaxOutputBuffer || s.b.OverLimit() {
+		size = max(size, s.b.Size.Load())
 		s.srv.log.Warn("client output buffer limit reached, closing client",
 			zap.Uint64("client", s.id), zap.Int64("bytes", size))
-		s.b.results = nil
+		s.b.Results = nil
 		s.conn.drop()
 		return
 	}
@@ -186,7 +188,7 @@ func (s *session) reply() {
 			continue
 		}
 		if c.merge == nil {
-			s.sendReply(c.stat, s.b.results[c.first])
+			s.sendReply(c.stat, s.b.Results[c.first])
 			continue
 		}
 		s.out = c.merge(s, c, s.out[:0])
@@ -195,8 +197,8 @@ func (s *session) reply() {
 	if cap(s.out) > 1<<20 {
 		s.out = nil
 	}
-	if size > 1<<20 || cap(s.b.results) > 4096 {
-		s.b.results = nil // after a huge pipeline, do not keep its buffers
+	if size > 1<<20 || cap(s.b.Results) > 4096 {
+		s.b.Results = nil // after a huge pipeline, do not keep its buffers
 	}
 	if s.quit {
 		s.conn.closing = true // serveConn writes the replies, outside the gate, and closes

@@ -53,12 +53,12 @@ func (p *pubsubLoop) mirror(kind string, names [][]byte) bool {
 				// be one the client does not expect. That shard's
 				// notifications do not come, as while it is down.
 				p.s.srv.log.Warn("pub/sub: keyspace notifications of a shard not subscribed",
-					zap.Uint64("client", p.s.id), zap.String("shard", r.pools[shard].addr), zap.Error(err))
+					zap.Uint64("client", p.s.id), zap.String("shard", r.pools[shard].Addr), zap.Error(err))
 				continue
 			}
 			p.conns[key] = sc
 		}
-		if _, err := sc.d.nc.Write(raw); err != nil {
+		if _, err := sc.d.NetConn.Write(raw); err != nil {
 			return false
 		}
 		sent = append(sent, sc)

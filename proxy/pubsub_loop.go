@@ -226,7 +226,7 @@ func (p *pubsubLoop) switchProto(proto int) chan struct{} {
 	hello := resp.AppendCommand(nil, []byte("HELLO"), []byte(strconv.Itoa(proto)))
 	for _, sc := range p.conns {
 		sc.hello.Store(&release)
-		if _, err := sc.d.nc.Write(hello); err != nil {
+		if _, err := sc.d.NetConn.Write(hello); err != nil {
 			continue // the pump ends and closes the client
 		}
 		select {
@@ -290,7 +290,7 @@ func (p *pubsubLoop) shardChannels(info *command.Info, cmd wire.Request) bool {
 		sent := false
 		for k, sc := range p.conns {
 			if k >= 0 {
-				if _, err := sc.d.nc.Write(cmd.Raw); err != nil {
+				if _, err := sc.d.NetConn.Write(cmd.Raw); err != nil {
 					return false
 				}
 				sent, p.unsynced = true, true
@@ -325,7 +325,7 @@ func (p *pubsubLoop) send(key int, raw []byte) bool {
 		p.caughtUp()
 		p.last = key
 	}
-	if _, err := sc.d.nc.Write(raw); err != nil {
+	if _, err := sc.d.NetConn.Write(raw); err != nil {
 		return false
 	}
 	p.unsynced = true

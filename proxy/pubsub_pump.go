@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -34,7 +35,7 @@ var (
 
 // subConn is one subscription connection and its pump.
 type subConn struct {
-	d       *dconn
+	d       *backend.Dedicated
 	addr    string
 	mirror  bool          // a mirror (keyspace notifications): its confirmations are not the client's
 	count   atomic.Int64  // subscriptions the shard last reported on it
@@ -60,12 +61,12 @@ type subConn struct {
 
 // open starts a subscription connection for key on route r, and its pump.
 func (p *pubsubLoop) open(r *route, key int) (*subConn, error) {
-	pl := r.pools[shardOfKey(key)].dedicated(p.s.proto)
-	d, err := pl.get()
+	pl := r.pools[shardOfKey(key)].DedicatedPool(p.s.proto)
+	d, err := pl.Get()
 	if err != nil {
-		return nil, errors.New(pl.downMessage(err))
+		return nil, errors.New(pl.DownMessage(err))
 	}
-	sc := &subConn{d: d, addr: pl.addr, mirror: isMirrorKey(key), synced: make(chan struct{}, 1), done: make(chan struct{}),
+	sc := &subConn{d: d, addr: pl.Addr, mirror: isMirrorKey(key), synced: make(chan struct{}, 1), done: make(chan struct{}),
 		names: map[string]map[string]bool{"subscribe": {}, "psubscribe": {}, "ssubscribe": {}},
 		kinds: &p.s.sub.kinds}
 	go p.pump(sc)
@@ -76,7 +77,7 @@ func (p *pubsubLoop) open(r *route, key int) (*subConn, error) {
 func (p *pubsubLoop) pump(sc *subConn) {
 	defer close(sc.done)
 	defer p.s.srv.contain(p.s, func() {}) // the loop's read fails and ends the client
-	r := sc.d.r
+	r := sc.d.R
 	for {
 		reply, err := wire.ReadReply(r, nil)
 		if err != nil {
@@ -248,7 +249,7 @@ func (p *pubsubLoop) sync() {
 // was sent on it before, and its pump has forwarded all that came before.
 func syncConns(srv *Server, conns []*subConn) {
 	for _, sc := range conns {
-		if _, err := sc.d.nc.Write(syncPing); err != nil {
+		if _, err := sc.d.NetConn.Write(syncPing); err != nil {
 			continue
 		}
 		select {
@@ -272,7 +273,7 @@ func (p *pubsubLoop) closeAll() {
 // subscriptions end with it.
 func (p *pubsubLoop) closeConn(sc *subConn) {
 	sc.closing.Store(true)
-	sc.d.nc.Close()
+	sc.d.NetConn.Close()
 	<-sc.done
 	sc.forgetAll()
 }

@@ -55,7 +55,7 @@ func (p *pubsubLoop) moveTo(r *route) {
 		// Keep a connection of the same kind already on the right shard.
 		var keep *subConn
 		for sc, key := range oldKey {
-			if sc.addr == r.pools[shardOfKey(nk)].addr && connKind(key) == connKind(nk) {
+			if sc.addr == r.pools[shardOfKey(nk)].Addr && connKind(key) == connKind(nk) {
 				keep = sc
 			}
 		}
@@ -81,7 +81,7 @@ func (p *pubsubLoop) moveTo(r *route) {
 		sc.mu.Lock()
 		sc.swallow, sc.moved = n, make(chan struct{})
 		sc.mu.Unlock()
-		if _, err := sc.d.nc.Write(raw); err == nil {
+		if _, err := sc.d.NetConn.Write(raw); err == nil {
 			select {
 			case <-sc.moved:
 			case <-sc.done:

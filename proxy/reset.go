@@ -13,11 +13,11 @@ import (
 func (s *session) release() {
 	s.stopMonitor()
 	if s.tx.conn != nil {
-		s.tx.conn.nc.Close()
+		s.tx.conn.NetConn.Close()
 		s.tx.conn = nil
 	}
 	if s.watchConn != nil {
-		s.watchConn.nc.Close()
+		s.watchConn.NetConn.Close()
 		s.watchConn = nil
 	}
 }

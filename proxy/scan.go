@@ -71,13 +71,13 @@ func scanKeyspace(s *session, r *route, _ *command.Info, c wire.Request) {
 		raw = resp.AppendBulk(raw, a)
 	}
 	i := s.stageTo(shard, raw)
-	s.calls = append(s.calls, call{first: i, n: 1, merge: scanMerger(shard, nshards, r.pools[shard].addr)})
+	s.calls = append(s.calls, call{first: i, n: 1, merge: scanMerger(shard, nshards, r.pools[shard].Addr)})
 }
 
 // scanMerger rewrites the shard's [cursor, keys] reply with the proxy cursor.
 func scanMerger(shard, nshards int, addr string) merger {
 	return func(s *session, c *call, out []byte) []byte {
-		reply := s.b.results[c.first]
+		reply := s.b.Results[c.first]
 		if wire.IsError(reply) {
 			return append(out, reply...)
 		}

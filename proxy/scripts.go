@@ -192,7 +192,7 @@ func script(s *session, r *route, info *command.Info, c wire.Request) {
 	}
 	switch name := info.Name(); {
 	case name == "eval" || name == "eval_ro":
-		if s.srv.scripts.seen(c.Args[1], r.pools[shard].addr) {
+		if s.srv.scripts.seen(c.Args[1], r.pools[shard].Addr) {
 			// known from now on, for the EVALSHAs that may follow in this
 			// pipeline, unless the shard finds it does not compile
 			i := s.stageTo(shard, c.Raw)
@@ -200,7 +200,7 @@ func script(s *session, r *route, info *command.Info, c wire.Request) {
 			return
 		}
 	case name == "evalsha" || name == "evalsha_ro":
-		if body := s.srv.scripts.toLoad(c.Args[1], r.pools[shard].addr); body != nil {
+		if body := s.srv.scripts.toLoad(c.Args[1], r.pools[shard].Addr); body != nil {
 			// its reply is nobody's: no call reads the slot
 			s.stageTo(shard, resp.AppendCommand(nil, scriptLoadWords[0], scriptLoadWords[1], body))
 		}
@@ -213,7 +213,7 @@ func script(s *session, r *route, info *command.Info, c wire.Request) {
 // whose shebang line it refuses. (An EVAL refused before it ran, a wrong
 // number of keys, OOM, BUSY, leaves a good body that the proxy may keep.)
 func forgetUncached(s *session, c *call, out []byte) []byte {
-	reply := s.b.results[c.first]
+	reply := s.b.Results[c.first]
 	if bytes.HasPrefix(reply, []byte("-ERR Error compiling script")) ||
 		bytes.HasPrefix(reply, []byte("-ERR ")) && bytes.Contains(reply[:wire.IndexCRLF(reply)+1], []byte(" shebang")) {
 		s.srv.scripts.forget(c.args[1])
@@ -226,7 +226,7 @@ func forgetUncached(s *session, c *call, out []byte) []byte {
 func scriptLoad(s *session, r *route, _ *command.Info, c wire.Request) {
 	addrs := make([]string, len(r.pools))
 	for i, p := range r.pools {
-		addrs[i] = p.addr
+		addrs[i] = p.Addr
 	}
 	m := allOK
 	if s.srv.scripts.seen(c.Args[2], addrs...) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/reshard/reshard/router"
 
-	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 )
 
 // Version is the proxy's version, reported by INFO and HELLO.
@@ -37,16 +37,17 @@ type Server struct {
 	swapped chan struct{} // closed and replaced at every SwapTable
 	gate    gate          // the write barrier (barrier.go)
 
-	lastPause  atomic.Int64 // µs the last barrier was held
-	pauseStart atomic.Int64 // unix ns the last barrier closed
-	pauseEnd   atomic.Int64 // unix ns it opened again
-	scripts    scriptCache  // the scripts EVALSHA may need on any shard (scripts.go)
-	ctl        Controller   // the control plane (controller.go); set before Serve
+	lastPause  atomic.Int64   // µs the last barrier was held
+	pauseStart atomic.Int64   // unix ns the last barrier closed
+	pauseEnd   atomic.Int64   // unix ns it opened again
+	scripts    scriptCache    // the scripts EVALSHA may need on any shard (scripts.go)
+	ctl        Controller     // the control plane (controller.go); set before Serve
+	backends   backend.Config // what every shard connection shares
 	ctx        context.Context
 	cancel     context.CancelFunc
 
 	version atomic.Pointer[string] // the shards' redis_version
-	runID   string                 // INFO's run_id; names the shard connections (peers.go)
+	runID   string                 // INFO's run_id; names the shard connections (setnameCommand)
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -71,84 +72,18 @@ type Server struct {
 type route struct {
 	table *router.Table
 	auth  Auth // of every shard of the table
-	pools []*pool
-}
-
-// pool is the set of backends of one shard: multiplexed connections and
-// dedicated ones, for RESP2 sessions and (opened on first use, with HELLO 3)
-// for RESP3 sessions. A connection never carries both protocols.
-type pool struct {
-	addr  string
-	conns []*backend
-	ded   *dpool // dedicated connections for stateful and blocking commands
-
-	resp3Once sync.Once
-	conns3    []*backend
-	ded3      *dpool
-	newConns  func(hello []byte) []*backend
-}
-
-// pick spreads sessions over the pool's connections. A session always uses
-// the same connection, so its requests to a shard stay in order.
-func (p *pool) pick(session uint64, proto int) *backend {
-	conns := p.conns
-	if proto == 3 {
-		conns = p.resp3()
-	}
-	return conns[session%uint64(len(conns))]
-}
-
-// dedicated returns the dedicated-connection pool for a protocol.
-func (p *pool) dedicated(proto int) *dpool {
-	if proto == 3 {
-		p.resp3()
-		return p.ded3
-	}
-	return p.ded
-}
-
-var hello3 = resp.AppendCommand(nil, []byte("HELLO"), []byte("3"))
-
-func (p *pool) resp3() []*backend {
-	p.resp3Once.Do(func() {
-		p.conns3 = p.newConns(hello3)
-		p.ded3 = &dpool{addr: p.addr, dialer: p.ded.dialer, hello: hello3}
-		for _, c := range p.conns3 {
-			<-c.firstTry // as at start: no "connecting" errors for the first commands
-		}
-	})
-	return p.conns3
-}
-
-// busy returns the shard's BUSY reply if a script it runs holds one of
-// the pool's connections, else nil.
-func (p *pool) busy() []byte {
-	for _, c := range p.conns {
-		if b := c.busy.Load(); b != nil {
-			return *b
-		}
-	}
-	return nil
+	pools []*backend.Pool
 }
 
 // busyReply returns a BUSY reply of a shard whose script holds a
 // connection, else nil.
 func (s *Server) busyReply() []byte {
 	for _, p := range s.route.Load().pools {
-		if b := p.busy(); b != nil {
+		if b := p.Busy(); b != nil {
 			return b
 		}
 	}
 	return nil
-}
-
-func (p *pool) up() bool {
-	for _, c := range p.conns {
-		if !c.Up() {
-			return false
-		}
-	}
-	return true
 }
 
 // New returns a proxy that routes through table. It starts connecting to the
@@ -165,6 +100,8 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{},
 		draining: make(chan struct{}), stats: newCmdStats(), runID: newRunID()}
+	s.backends = backend.Config{Conns: cfg.BackendConns, Stall: cfg.ShardTimeout, Panics: &s.counters.shardPanics,
+		Hook: cfg.testHook, Log: log, Connected: s.scripts.shardConnected}
 	auth := Auth{cfg.ShardUsername, cfg.ShardPassword}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // retired pools wait until Close
 	r := s.newRoute(table, auth, nil)
@@ -261,7 +198,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	close(s.stopSample)
 	for _, p := range s.route.Load().pools {
-		p.close()
+		p.Close()
 	}
 	return nil
 }
@@ -284,10 +221,10 @@ func (s *Server) AnnounceAddr() string {
 // take the same credentials: a connection made with others would be
 // refused, or would be a different ACL user.
 func (s *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
-	reuse := map[string]*pool{}
+	reuse := map[string]*backend.Pool{}
 	if old != nil && old.auth == auth {
 		for _, p := range old.pools {
-			reuse[p.addr] = p
+			reuse[p.Addr] = p
 		}
 	}
 	r := &route{table: table, auth: auth}
@@ -297,47 +234,20 @@ func (s *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 			r.pools = append(r.pools, p)
 			continue
 		}
-		r.pools = append(r.pools, s.newPool(addr, d))
+		r.pools = append(r.pools, backend.NewPool(addr, d, &s.backends))
 	}
 	return r
 }
 
 // dialer makes the connections to shards that take auth.
-func (s *Server) dialer(auth Auth) shardDialer {
-	d := newShardDialer(s.cfg.DialTimeout, auth)
-	d.setname = setnameCommand(s.runID)
-	return d
-}
-
-func (s *Server) newPool(addr string, d shardDialer) *pool {
-	p := &pool{addr: addr, ded: &dpool{addr: addr, dialer: d}}
-	p.newConns = func(hello []byte) []*backend {
-		conns := make([]*backend, s.cfg.BackendConns)
-		for i := range conns {
-			conns[i] = s.newBackend(addr, d, hello)
-		}
-		return conns
-	}
-	p.conns = p.newConns(nil)
-	return p
-}
-
-// close closes every connection of the pool and opens no more.
-func (p *pool) close() {
-	p.resp3Once.Do(func() {}) // no RESP3 connections from now on
-	for _, c := range append(p.conns, p.conns3...) {
-		c.Close()
-	}
-	p.ded.close()
-	if p.ded3 != nil {
-		p.ded3.close()
-	}
+func (s *Server) dialer(auth Auth) backend.Dialer {
+	return backend.NewDialer(s.cfg.DialTimeout, auth.Username, auth.Password, setnameCommand(s.runID))
 }
 
 func (r *route) waitFirstTry() {
 	for _, p := range r.pools {
-		for _, c := range p.conns {
-			<-c.firstTry
+		for _, c := range p.Conns {
+			<-c.FirstTry
 		}
 	}
 }
@@ -360,13 +270,13 @@ func (s *Server) Prepare(t *router.Table, auth Auth) Route {
 // Discard closes the connections of a prepared route that was never
 // swapped in, except those it shares with the route in use.
 func (s *Server) Discard(p Route) {
-	inUse := map[*pool]bool{}
+	inUse := map[*backend.Pool]bool{}
 	for _, pl := range s.route.Load().pools {
 		inUse[pl] = true
 	}
 	for _, pl := range p.r.pools {
 		if !inUse[pl] {
-			pl.close()
+			pl.Close()
 		}
 	}
 }
@@ -403,11 +313,11 @@ func (s *Server) SwapTable(p Route) {
 	}
 	s.log.Info("routing table swapped", zap.Uint64("epoch", p.r.table.Epoch()),
 		zap.String("shards", router.FormatSpec(p.r.table.Shards())))
-	keep := map[*pool]bool{}
+	keep := map[*backend.Pool]bool{}
 	for _, pl := range p.r.pools {
 		keep[pl] = true
 	}
-	var retired []*pool
+	var retired []*backend.Pool
 	for _, pl := range old.pools {
 		if !keep[pl] {
 			retired = append(retired, pl)
@@ -422,13 +332,13 @@ func (s *Server) SwapTable(p Route) {
 }
 
 // retire closes pools of a previous table once sessions have moved off them.
-func (s *Server) retire(pools []*pool) {
+func (s *Server) retire(pools []*backend.Pool) {
 	select {
 	case <-time.After(30 * time.Second):
 	case <-s.ctx.Done():
 	}
 	for _, p := range pools {
-		p.close()
+		p.Close()
 	}
 	s.mu.Lock()
 	s.retiring--

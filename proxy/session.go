@@ -7,6 +7,7 @@ import (
 	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/router"
 
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -56,15 +57,15 @@ type settings struct {
 
 	tx         txState
 	txSlot     int // the slot WATCH or the transaction fixed, or noSlot
-	watchConn  *dconn
-	watchPool  *dpool // where watchConn goes back
-	watchEpoch uint64 // the table's epoch at WATCH
+	watchConn  *backend.Dedicated
+	watchPool  *backend.DedicatedPool // where watchConn goes back
+	watchEpoch uint64                 // the table's epoch at WATCH
 }
 
 func newSession(srv *Server, id uint64, conn *clientConn) *session {
 	authed := srv.cfg.RequirePass == ""
 	s := &session{srv: srv, id: id, conn: conn}
-	s.b = batch{done: make(chan struct{}, 1), limit: srv.cfg.MaxOutputBuffer}
+	s.b = backend.Batch{Done: make(chan struct{}, 1), Limit: srv.cfg.MaxOutputBuffer}
 	s.settings = settings{authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, proto: 2}
 	s.shown.created = time.Now()
 	s.shown.lastCmd.Store(s.shown.created.UnixNano())

@@ -10,6 +10,7 @@ import (
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -56,8 +57,8 @@ type txState struct {
 	// the shard's replies. watched: conn holds the session's WATCH.
 	// watchMoved: the watched keys moved (a table swap), so EXEC answers
 	// null and nothing is sent.
-	conn       *dconn
-	pool       *dpool
+	conn       *backend.Dedicated
+	pool       *backend.DedicatedPool
 	shard      int
 	epoch      uint64
 	sent       int
@@ -208,7 +209,7 @@ func (s *session) txFlush(r *route) {
 		if len(reply) > 0 && reply[0] == '-' && w.stat != nil {
 			w.stat.rejected.Add(1) // refused at queue time, as Redis counts it
 		}
-		s.b.results[w.slot] = append(s.b.results[w.slot][:0], reply...)
+		s.b.Results[w.slot] = append(s.b.Results[w.slot][:0], reply...)
 	}
 }
 
@@ -228,7 +229,7 @@ func (s *session) txReady(r *route) []byte {
 	if t.conn != nil {
 		if t.watched {
 			// the WATCH was on the old table's shard: it cannot hold
-			t.conn.nc.Close()
+			t.conn.NetConn.Close()
 			t.conn, t.watchMoved = nil, true
 			return nil
 		}
@@ -240,9 +241,9 @@ func (s *session) txReady(r *route) []byte {
 		t.watchMoved = true
 		return nil
 	}
-	pl := r.pools[shard].dedicated(s.proto)
+	pl := r.pools[shard].DedicatedPool(s.proto)
 	if err != nil {
-		return wire.AppendError(nil, pl.downMessage(err))
+		return wire.AppendError(nil, pl.DownMessage(err))
 	}
 	t.conn, t.pool, t.shard, t.epoch, t.sent = d, pl, shard, r.table.Epoch(), -1
 	return nil
@@ -266,17 +267,17 @@ func (s *session) txSend(tail []byte, n int) ([][]byte, []byte) {
 		out = append(out, raw...)
 	}
 	out = append(out, tail...)
-	replies, err := t.conn.roundTrip(out, skip+want, nil)
+	replies, err := t.conn.RoundTrip(out, skip+want, nil)
 	if err != nil {
-		t.conn.nc.Close()
+		t.conn.NetConn.Close()
 		t.conn = nil
-		return nil, wire.AppendError(nil, t.pool.downMessage(err))
+		return nil, wire.AppendError(nil, t.pool.DownMessage(err))
 	}
 	if t.sent < 0 && replies[0][0] == '-' {
 		// MULTI refused (MULTI runs while a script is busy or the shard
 		// loads, so hardly ever): the connection is in no transaction,
 		// and is closed so that nothing more runs on it.
-		t.conn.nc.Close()
+		t.conn.NetConn.Close()
 		t.conn = nil
 		return nil, replies[0]
 	}
@@ -305,14 +306,14 @@ func (s *session) txDiscard() {
 			s.watchConn = d // still the session's WATCH
 			return
 		}
-		t.pool.put(d)
+		t.pool.Put(d)
 		return
 	}
-	if _, err := d.roundTrip(cmdDiscard, 1, nil); err != nil {
-		d.nc.Close()
+	if _, err := d.RoundTrip(cmdDiscard, 1, nil); err != nil {
+		d.NetConn.Close()
 		return
 	}
-	t.pool.put(d)
+	t.pool.Put(d)
 }
 
 // keylessInTx are the keyless commands that mean the same on whichever shard
@@ -400,7 +401,7 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 			s.dropWatch(r)
 			return errReply
 		}
-		s.tx.pool.put(s.tx.conn) // EXEC leaves it unwatched and out of MULTI
+		s.tx.pool.Put(s.tx.conn) // EXEC leaves it unwatched and out of MULTI
 		s.tx.conn = nil
 		s.endTransaction()
 		reply := replies[len(replies)-1]
@@ -460,20 +461,20 @@ func (s *session) afterExec(r *route, reply []byte, apart []apartCmd, pubRaw []b
 // publishAfter runs a transaction's n PUBLISHes on the pub/sub home shard
 // and returns their replies.
 func (s *session) publishAfter(r *route, raw []byte, n int) [][]byte {
-	pl := r.pools[0].dedicated(s.proto)
-	d, err := pl.get()
+	pl := r.pools[0].DedicatedPool(s.proto)
+	d, err := pl.Get()
 	var counts [][]byte
 	if err == nil {
-		if counts, err = d.roundTrip(raw, n, nil); err != nil {
-			d.nc.Close()
+		if counts, err = d.RoundTrip(raw, n, nil); err != nil {
+			d.NetConn.Close()
 		} else {
-			pl.put(d)
+			pl.Put(d)
 		}
 	}
 	if err != nil {
 		counts = counts[:0]
 		for range n {
-			counts = append(counts, wire.AppendError(nil, pl.downMessage(err)))
+			counts = append(counts, wire.AppendError(nil, pl.DownMessage(err)))
 		}
 	}
 	return counts
@@ -513,15 +514,15 @@ func watch(s *session, r *route, info *command.Info, c wire.Request) {
 		shard := r.table.ShardOfSlot(slot)
 		d, err := s.borrowWatch(r, shard)
 		if err != nil {
-			return wire.AppendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
+			return wire.AppendError(nil, r.pools[shard].DedicatedPool(s.proto).DownMessage(err))
 		}
-		replies, err := d.roundTrip(c.Raw, 1, nil)
+		replies, err := d.RoundTrip(c.Raw, 1, nil)
 		if err != nil {
-			d.nc.Close()
+			d.NetConn.Close()
 			s.watchConn = nil
-			return wire.AppendError(nil, r.pools[shard].dedicated(s.proto).downMessage(err))
+			return wire.AppendError(nil, r.pools[shard].DedicatedPool(s.proto).DownMessage(err))
 		}
-		s.watchConn, s.watchPool, s.watchEpoch = d, r.pools[shard].dedicated(s.proto), r.table.Epoch()
+		s.watchConn, s.watchPool, s.watchEpoch = d, r.pools[shard].DedicatedPool(s.proto), r.table.Epoch()
 		return replies[0]
 	}
 }
@@ -537,16 +538,16 @@ var errWatchMoved = errors.New("watched keys moved")
 
 // borrowWatch returns the connection holding this session's WATCH, or a
 // fresh one of shard.
-func (s *session) borrowWatch(r *route, shard int) (*dconn, error) {
+func (s *session) borrowWatch(r *route, shard int) (*backend.Dedicated, error) {
 	if d := s.watchConn; d != nil {
 		s.watchConn = nil
 		if s.watchEpoch == r.table.Epoch() {
 			return d, nil // WATCH fixed the slot, so this is the slot's shard
 		}
-		d.nc.Close()
+		d.NetConn.Close()
 		return nil, errWatchMoved
 	}
-	return r.pools[shard].dedicated(s.proto).get()
+	return r.pools[shard].DedicatedPool(s.proto).Get()
 }
 
 // switchWatch moves the connection that holds a WATCH to the protocol the
@@ -560,10 +561,10 @@ func (s *session) switchWatch(r *route, proto int) {
 		return // none, the same protocol, or moved (EXEC aborts)
 	}
 	hello := resp.AppendCommand(nil, []byte("HELLO"), []byte(strconv.Itoa(proto)))
-	if _, err := d.roundTrip(hello, 1, nil); err != nil {
-		d.nc.Close()
+	if _, err := d.RoundTrip(hello, 1, nil); err != nil {
+		d.NetConn.Close()
 	}
-	s.watchPool = r.pools[s.txShard(r)].dedicated(proto)
+	s.watchPool = r.pools[s.txShard(r)].DedicatedPool(proto)
 }
 
 // dropWatch ends a WATCH: UNWATCH on its connection, which goes back to its
@@ -575,11 +576,11 @@ func (s *session) dropWatch(_ *route) {
 	if d == nil {
 		return
 	}
-	if _, err := d.roundTrip(cmdUnwatch, 1, nil); err != nil {
-		d.nc.Close()
+	if _, err := d.RoundTrip(cmdUnwatch, 1, nil); err != nil {
+		d.NetConn.Close()
 		return
 	}
-	s.watchPool.put(d)
+	s.watchPool.Put(d)
 }
 
 func (s *session) txShard(r *route) int {

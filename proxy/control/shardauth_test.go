@@ -144,7 +144,7 @@ func TestTableAuthFile(t *testing.T) {
 
 // AUTH "" says the targets need no password, whatever the current shards
 // take (and then the data plane's dialer sends no AUTH:
-// proxy.TestDialerEmptyAuth).
+// backend.TestDialerEmptyAuth).
 func TestTargetAuthEmpty(t *testing.T) {
 	ta, err := parseTargetArgs([][]byte{[]byte("a:1"), []byte("AUTH"), []byte("")})
 	if err != nil {

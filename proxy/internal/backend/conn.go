@@ -1,4 +1,4 @@
-package proxy
+package backend
 
 import (
 	"bufio"
@@ -14,11 +14,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
-// A backend is one long-lived, multiplexed connection to a shard. Many client
+// A Conn is one long-lived, multiplexed connection to a shard. Many client
 // sessions submit requests to it at once; a writer goroutine sends whatever
 // has gathered in one write, and a reader goroutine frames the replies and
 // hands each to the request at the head of the FIFO. Because every request
@@ -35,10 +34,10 @@ import (
 // While the shard cannot be reached, submit fails requests at once with an
 // error naming the shard; the backend reconnects in the background with
 // exponential backoff.
-type backend struct {
-	addr   string
+type Conn struct {
+	Addr   string
 	log    *zap.Logger
-	dialer shardDialer
+	dialer Dialer
 	hello  []byte                            // sent on every new connection (after AUTH), or nil
 	stall  time.Duration                     // no reply this long with requests waiting: the connection is dropped; 0 never
 	panics *atomic.Int64                     // the server's count of connections dropped on a panic
@@ -54,16 +53,16 @@ type backend struct {
 	wake  chan struct{}
 
 	stop     chan struct{}
-	done     chan struct{}
+	Done     chan struct{}
 	once     sync.Once
-	firstTry chan struct{} // closed after the first connection attempt
+	FirstTry chan struct{} // closed after the first connection attempt
 
-	reconnects atomic.Int64
-	requests   atomic.Int64 // requests sent
-	answered   atomic.Int64 // of those, answered or failed
+	Reconnects atomic.Int64
+	Requests   atomic.Int64 // requests sent
+	Answered   atomic.Int64 // of those, answered or failed
 	received   atomic.Int64 // bytes read from the shard
 	stalled    atomic.Bool  // watch dropped the current connection
-	writes     atomic.Int64 // write calls that sent them
+	Writes     atomic.Int64 // write calls that sent them
 
 	// busy is the shard's -BUSY reply while a script it runs holds this
 	// connection (watch learnt it on a connection of its own): requests
@@ -72,82 +71,63 @@ type backend struct {
 	busy atomic.Pointer[[]byte]
 }
 
-// pending is one request waiting for its reply: the reply goes to slot i of
-// batch b.
-type pending struct {
-	b *batch
-	i int32
+// Config is what every connection to the shards of one proxy shares.
+type Config struct {
+	// Conns is the number of multiplexed connections per shard and
+	// protocol (proxy.Config.BackendConns).
+	Conns int
+	// Stall drops a connection on which requests have waited this long
+	// without any reply (proxy.Config.ShardTimeout); 0 never does.
+	Stall time.Duration
+	// Panics counts the connections dropped because reading them
+	// panicked (INFO shard_connection_panics).
+	Panics *atomic.Int64
+	// Hook, set by tests only, is called with each reply a connection
+	// reads ("shard reply"), where a panic must drop the connection and
+	// no more.
+	Hook func(where string, args [][]byte)
+	// Log receives the connections' lines, with the shard's address.
+	Log *zap.Logger
+	// Connected runs after each new connection to addr is made, before it
+	// is used (the shard may have restarted with an empty script cache).
+	Connected func(addr string)
 }
 
-// batch collects the replies of one client pipeline. Slot buffers are owned
-// by the session and reused from pipeline to pipeline.
-//
-// The replies are held until the last one arrives, so the client's output
-// buffer limit applies as they arrive: once their bytes pass it, the rest
-// are read from the shards (the connections must stay in step) but not
-// kept, and the session drops the client. Without that, a pipeline of GETs
-// of a large value would hold all its replies, whatever the limit.
-type batch struct {
-	results   [][]byte
-	remaining atomic.Int32
-	done      chan struct{}
-	limit     int64        // the client's output buffer limit
-	size      atomic.Int64 // bytes delivered
-}
-
-func (b *batch) deliver(i int32, reply []byte) {
-	if b.size.Add(int64(len(reply))) > b.limit {
-		reply = nil // the session drops the client (overLimit)
-	}
-	b.results[i] = reply
-	if b.remaining.Add(-1) == 0 {
-		b.done <- struct{}{}
-	}
-}
-
-// overLimit reports whether the replies delivered passed the limit.
-func (b *batch) overLimit() bool { return b.size.Load() > b.limit }
-
-func (b *batch) fail(i int32, msg string) {
-	b.deliver(i, wire.AppendError(b.results[i][:0], msg))
-}
-
-// newBackend starts a backend; hello, if not nil, is sent on every new
-// connection (HELLO 3 for the RESP3 backends) and its reply checked.
-func (s *Server) newBackend(addr string, dialer shardDialer, hello []byte) *backend {
-	c := &backend{
-		hello:    hello,
-		stall:    s.cfg.ShardTimeout,
-		panics:   &s.counters.shardPanics,
-		hook:     s.cfg.testHook,
-		addr:     addr,
-		log:      s.log.With(zap.String("shard", addr)),
-		dialer:   dialer,
-		why:      errors.New("connecting"),
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		firstTry: make(chan struct{}),
-		// the shard may have restarted with an empty script cache
-		connected: func() { s.scripts.shardConnected(addr) },
+// newConn starts a multiplexed connection; hello, if not nil, is sent on
+// every new connection (HELLO 3 for the RESP3 ones) and its reply checked.
+func newConn(addr string, dialer Dialer, hello []byte, cfg *Config) *Conn {
+	c := &Conn{
+		hello:     hello,
+		stall:     cfg.Stall,
+		panics:    cfg.Panics,
+		hook:      cfg.Hook,
+		Addr:      addr,
+		log:       cfg.Log.With(zap.String("shard", addr)),
+		dialer:    dialer,
+		why:       errors.New("connecting"),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		Done:      make(chan struct{}),
+		FirstTry:  make(chan struct{}),
+		connected: func() { cfg.Connected(addr) },
 	}
 	go c.run()
 	return c
 }
 
 // Up reports whether the connection is established.
-func (c *backend) Up() bool {
+func (c *Conn) Up() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nc != nil
 }
 
-// submit queues encoded requests (raw holds them back to back, reqs their
+// Submit queues encoded requests (raw holds them back to back, reqs their
 // reply slots in the same order) for the writer.
-func (c *backend) submit(raw []byte, reqs []pending) {
+func (c *Conn) Submit(raw []byte, reqs []Pending) {
 	if busy := c.busy.Load(); busy != nil {
 		for _, p := range reqs {
-			p.b.deliver(p.i, append(p.b.results[p.i][:0], *busy...))
+			p.B.Deliver(p.I, append(p.B.Results[p.I][:0], *busy...))
 		}
 		return
 	}
@@ -157,7 +137,7 @@ func (c *backend) submit(raw []byte, reqs []pending) {
 		c.mu.Unlock()
 		msg := c.downMessage(why)
 		for _, p := range reqs {
-			p.b.fail(p.i, msg)
+			p.B.Fail(p.I, msg)
 		}
 		return
 	}
@@ -166,19 +146,19 @@ func (c *backend) submit(raw []byte, reqs []pending) {
 		c.queue.push(p)
 	}
 	c.mu.Unlock()
-	c.requests.Add(int64(len(reqs)))
+	c.Requests.Add(int64(len(reqs)))
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (c *backend) downMessage(why error) string {
-	return fmt.Sprintf("ERR shard %s is unavailable: %v", c.addr, why)
+func (c *Conn) downMessage(why error) string {
+	return fmt.Sprintf("ERR shard %s is unavailable: %v", c.Addr, why)
 }
 
 // Close stops the backend and fails every request still waiting.
-func (c *backend) Close() {
+func (c *Conn) Close() {
 	c.once.Do(func() {
 		close(c.stop)
 		c.mu.Lock()
@@ -187,26 +167,26 @@ func (c *backend) Close() {
 		}
 		c.mu.Unlock()
 	})
-	<-c.done
+	<-c.Done
 }
 
 var errShutdown = errors.New("proxy shutting down")
 
-func (c *backend) run() {
-	defer close(c.done)
+func (c *Conn) run() {
+	defer close(c.Done)
 	backoff := 50 * time.Millisecond
 	var tried sync.Once
-	defer tried.Do(func() { close(c.firstTry) })
+	defer tried.Do(func() { close(c.FirstTry) })
 	logged := "" // the last dial error logged: each new one is logged once, not each retry
 	for {
-		nc, r, err := c.dialer.dial(c.addr, c.hello, &c.received)
+		nc, r, err := c.dialer.Dial(c.Addr, c.hello, &c.received)
 		if err != nil {
 			if err.Error() != logged {
 				logged = err.Error()
 				c.log.Warn("shard unreachable, retrying", zap.Error(err))
 			}
 			c.setDown(err)
-			tried.Do(func() { close(c.firstTry) })
+			tried.Do(func() { close(c.FirstTry) })
 			select {
 			case <-c.stop:
 				c.setDown(errShutdown)
@@ -229,7 +209,7 @@ func (c *backend) run() {
 		}
 		c.nc, c.why = nc, nil
 		c.mu.Unlock()
-		tried.Do(func() { close(c.firstTry) })
+		tried.Do(func() { close(c.FirstTry) })
 		c.log.Info("shard connected")
 		err = c.serve(nc, r)
 		select {
@@ -238,33 +218,33 @@ func (c *backend) run() {
 			return
 		default:
 		}
-		c.reconnects.Add(1)
+		c.Reconnects.Add(1)
 		c.log.Warn("shard connection lost", zap.Error(err))
 		c.setDown(err)
 	}
 }
 
 // setDown marks the connection down and fails every queued request.
-func (c *backend) setDown(err error) {
+func (c *Conn) setDown(err error) {
 	c.busy.Store(nil)
 	c.mu.Lock()
 	c.nc, c.why = nil, err
 	c.wbuf = c.wbuf[:0]
-	var failed []pending
+	var failed []Pending
 	for c.queue.len() > 0 {
 		failed = append(failed, c.queue.pop())
 	}
 	c.mu.Unlock()
 	msg := c.downMessage(err)
 	for _, p := range failed {
-		p.b.fail(p.i, msg)
+		p.B.Fail(p.I, msg)
 	}
-	c.answered.Add(int64(len(failed)))
+	c.Answered.Add(int64(len(failed)))
 }
 
 // serve runs the writer on this goroutine and the reader on another until
 // either fails or the backend is closed.
-func (c *backend) serve(nc net.Conn, r *bufio.Reader) error {
+func (c *Conn) serve(nc net.Conn, r *bufio.Reader) error {
 	readErr := make(chan error, 1)
 	go func() { readErr <- c.readLoop(r) }()
 	c.stalled.Store(false)
@@ -280,7 +260,7 @@ func (c *backend) serve(nc net.Conn, r *bufio.Reader) error {
 }
 
 // stallError is err, or why the connection was dropped if watch did it.
-func (c *backend) stallError(err error) error {
+func (c *Conn) stallError(err error) error {
 	if c.stalled.Load() {
 		return fmt.Errorf("no reply for %s (--shard-timeout)", c.stall)
 	}
@@ -304,11 +284,11 @@ func (c *backend) stallError(err error) error {
 // progress, keeps the connection for the script's reply, and marks it busy
 // (markBusy), so that requests submitted meanwhile get the shard's BUSY at
 // once instead of waiting behind the script.
-func (c *backend) watch(nc net.Conn, stop <-chan struct{}) {
+func (c *Conn) watch(nc net.Conn, stop <-chan struct{}) {
 	every := min(c.stall/2, probeEvery)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-	progress := func() int64 { return c.answered.Load() + c.received.Load() }
+	progress := func() int64 { return c.Answered.Load() + c.received.Load() }
 	last, lastSeen := progress(), time.Now()
 	probed := make(chan []byte, 1) // holds the one probe's answer, so it never blocks
 	probing, probeFrom := false, int64(0)
@@ -325,7 +305,7 @@ func (c *backend) watch(nc net.Conn, stop <-chan struct{}) {
 		case <-tick.C:
 		}
 		now := progress()
-		if now != last || c.answered.Load() >= c.requests.Load() {
+		if now != last || c.Answered.Load() >= c.Requests.Load() {
 			last, lastSeen = now, time.Now()
 			continue
 		}
@@ -335,7 +315,7 @@ func (c *backend) watch(nc net.Conn, stop <-chan struct{}) {
 			return
 		}
 		if !probing {
-			probing, probeFrom = true, c.answered.Load()
+			probing, probeFrom = true, c.Answered.Load()
 			go func() { probed <- c.probeBusy(2 * every) }()
 		}
 	}
@@ -353,10 +333,10 @@ var busyPrefix = []byte("-BUSY ")
 // probeBusy sends PING to the shard over a new connection and returns the
 // reply, or nil if there is none within about 2*limit. Its goroutine ends
 // on its own by then; watch does not wait for it.
-func (c *backend) probeBusy(limit time.Duration) []byte {
+func (c *Conn) probeBusy(limit time.Duration) []byte {
 	d := c.dialer
 	d.timeout = limit
-	nc, r, err := d.dial(c.addr, nil, nil)
+	nc, r, err := d.Dial(c.Addr, nil, nil)
 	if err != nil {
 		return nil
 	}
@@ -377,16 +357,16 @@ func (c *backend) probeBusy(limit time.Duration) []byte {
 // and no later reply would come to clear the mark. It reports whether the
 // mark stays. readLoop counts a reply before it clears the mark, and this
 // stores the mark before it reads the count: one of the two sees the other.
-func (c *backend) markBusy(reply []byte, from int64) bool {
+func (c *Conn) markBusy(reply []byte, from int64) bool {
 	c.busy.Store(&reply)
-	if c.answered.Load() != from {
+	if c.Answered.Load() != from {
 		c.busy.Store(nil)
 		return false
 	}
 	return true
 }
 
-func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
+func (c *Conn) writeLoop(w io.Writer, readErr chan error) error {
 	var spare []byte
 	for {
 		select {
@@ -406,7 +386,7 @@ func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
 			if _, err := w.Write(out); err != nil {
 				return err
 			}
-			c.writes.Add(1)
+			c.Writes.Add(1)
 		}
 		if cap(out) > 4<<20 {
 			out = nil // do not keep a huge buffer after a burst
@@ -423,8 +403,8 @@ func (c *backend) writeLoop(w io.Writer, readErr chan error) error {
 // A panic here, in code every client shares, would stop the proxy; it is
 // turned into the loss of this connection instead: its requests fail, as
 // when a shard goes away, and the connection is made again.
-func (c *backend) readLoop(r *bufio.Reader) (err error) {
-	var taken []pending
+func (c *Conn) readLoop(r *bufio.Reader) (err error) {
+	var taken []Pending
 	next := 0
 	defer func() {
 		if v := recover(); v != nil {
@@ -453,7 +433,7 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 			}
 		}
 		p := taken[next]
-		reply, err := wire.ReadReply(r, p.b.results[p.i][:0])
+		reply, err := wire.ReadReply(r, p.B.Results[p.I][:0])
 		if err != nil {
 			return err
 		}
@@ -461,18 +441,18 @@ func (c *backend) readLoop(r *bufio.Reader) (err error) {
 			c.hook("shard reply", [][]byte{reply})
 		}
 		next++
-		c.answered.Add(1)
+		c.Answered.Add(1)
 		if c.busy.Load() != nil { // after the count, which markBusy reads after its store
 			c.busy.Store(nil) // before the reply goes: its client sees the mark gone
 		}
-		p.b.deliver(p.i, reply)
+		p.B.Deliver(p.I, reply)
 	}
 }
 
 // failTaken fails requests readLoop took and did not answer. Should that
 // panic too (after readLoop's own panic, say), the rest are left to wait
 // rather than the proxy stopped.
-func (c *backend) failTaken(taken []pending, msg string) {
+func (c *Conn) failTaken(taken []Pending, msg string) {
 	defer func() {
 		if v := recover(); v != nil {
 			c.log.Error("panic while failing a shard connection's requests",
@@ -480,114 +460,23 @@ func (c *backend) failTaken(taken []pending, msg string) {
 		}
 	}()
 	for _, p := range taken {
-		p.b.fail(p.i, msg)
-		c.answered.Add(1)
+		p.B.Fail(p.I, msg)
+		c.Answered.Add(1)
 	}
-}
-
-// shardDialer opens connections to shards. A new connection first sends AUTH
-// when the shards need a password (the route's Auth), then HELLO 3 for
-// a RESP3 session's connection, in one write, and checks each reply before
-// the connection is used. Last comes CLIENT SETNAME with the proxy's name
-// (peers.go), so that a shard's CLIENT LIST tells which proxy a connection
-// belongs to; it also makes a shard that wants a password the proxy was
-// not given say so (NOAUTH), and the shard is then reported down instead
-// of answering every client command with its own NOAUTH. A shard that
-// refuses CLIENT SETNAME otherwise (an ACL user without it) is used all
-// the same: the name only helps the reshard's check for other proxies.
-// Without a name the dialer sends PING in its place. Errors name the
-// command refused, never its arguments.
-type shardDialer struct {
-	timeout time.Duration
-	auth    []byte // AUTH [username] password, encoded; nil without a password
-	setname []byte // CLIENT SETNAME name, encoded; nil: PING
-}
-
-func newShardDialer(timeout time.Duration, auth Auth) shardDialer {
-	d := shardDialer{timeout: timeout}
-	if args := resp.AuthArgs(auth.Username, auth.Password); args != nil {
-		raw := make([][]byte, len(args))
-		for i, a := range args {
-			raw[i] = []byte(a)
-		}
-		d.auth = resp.AppendCommand(nil, raw...)
-	}
-	return d
-}
-
-var pingCommand = resp.AppendCommand(nil, []byte("PING"))
-
-// dial connects to addr; hello, if not nil, is sent after AUTH. With
-// received set, every byte read from the connection is counted there.
-func (d shardDialer) dial(addr string, hello []byte, received *atomic.Int64) (net.Conn, *bufio.Reader, error) {
-	nc, err := net.DialTimeout("tcp", addr, d.timeout)
-	if err != nil {
-		return nil, nil, err
-	}
-	var rd io.Reader = wire.NewRawIO(nc)
-	if received != nil {
-		rd = countingReader{rd, received}
-	}
-	r := bufio.NewReaderSize(rd, 64<<10)
-	last, lastName := d.setname, "CLIENT SETNAME"
-	if last == nil {
-		last, lastName = pingCommand, "PING"
-	}
-	nc.SetDeadline(time.Now().Add(d.timeout))
-	setup := append(append(append([]byte(nil), d.auth...), hello...), last...)
-	if _, err := nc.Write(setup); err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	for _, step := range [...]struct {
-		name     string
-		sent     bool
-		optional bool // an error other than NOAUTH is not the connection's
-	}{{"AUTH", d.auth != nil, false}, {"HELLO", hello != nil, false}, {lastName, true, d.setname != nil}} {
-		if !step.sent {
-			continue
-		}
-		reply, err := wire.ReadReply(r, nil)
-		switch {
-		case err != nil:
-		case bytes.HasPrefix(reply, []byte("-NOAUTH")):
-			err = fmt.Errorf("%s needs a password (--shard-password): %s", addr, bytes.TrimSpace(reply[1:]))
-		case wire.IsError(reply) && !step.optional:
-			err = fmt.Errorf("%s refused %s: %s", addr, step.name, bytes.TrimSpace(reply[1:]))
-		}
-		if err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
-	}
-	nc.SetDeadline(time.Time{})
-	return nc, r, nil
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // fifo is a growable ring of pending requests.
 type fifo struct {
-	buf  []pending
+	buf  []Pending
 	head int
 	n    int
 }
 
 func (q *fifo) len() int { return q.n }
 
-func (q *fifo) push(p pending) {
+func (q *fifo) push(p Pending) {
 	if q.n == len(q.buf) {
-		nb := make([]pending, max(16, 2*len(q.buf)))
+		nb := make([]Pending, max(16, 2*len(q.buf)))
 		for i := 0; i < q.n; i++ {
 			nb[i] = q.buf[(q.head+i)%len(q.buf)]
 		}
@@ -597,11 +486,11 @@ func (q *fifo) push(p pending) {
 	q.n++
 }
 
-func (q *fifo) front() pending { return q.buf[q.head] }
+func (q *fifo) front() Pending { return q.buf[q.head] }
 
-func (q *fifo) pop() pending {
+func (q *fifo) pop() Pending {
 	p := q.buf[q.head]
-	q.buf[q.head] = pending{}
+	q.buf[q.head] = Pending{}
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
 	return p

@@ -1,4 +1,4 @@
-package proxy
+package backend
 
 import (
 	"testing"
@@ -8,7 +8,7 @@ import (
 // A route whose shards need no password (PROXY RESHARD ... AUTH "") dials
 // them without AUTH, whatever the proxy's flags say.
 func TestDialerEmptyAuth(t *testing.T) {
-	if d := newShardDialer(time.Second, Auth{}); d.auth != nil {
+	if d := NewDialer(time.Second, "", "", nil); d.auth != nil {
 		t.Errorf("no password: AUTH sent %q; want none", d.auth)
 	}
 }

@@ -1,0 +1,235 @@
+package backend
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
+)
+
+// Dedicated connections serve the commands that hold state on their
+// connection or block it: transactions (WATCH ... EXEC), blocking pops, WAIT.
+// A session borrows one from its shard's pool for the length of that command
+// (or from WATCH to EXEC) and returns it only in a clean state; a connection
+// whose state is unknown (a client vanished while it was blocked) is closed
+// instead, which also makes the shard forget the blocked client.
+
+// Dedicated is a plain request/response connection to one shard, used by one
+// session at a time.
+type Dedicated struct {
+	NetConn net.Conn
+	R       *bufio.Reader
+	id      []byte // the shard's CLIENT ID of this connection, for CLIENT UNBLOCK
+	// made while a script ran on the shard, which answered CLIENT ID with
+	// BUSY: not kept, so no blocking command gets a connection it cannot
+	// unblock
+	noReuse bool
+}
+
+// RoundTrip writes raw (n commands) and reads n replies into dst.
+func (d *Dedicated) RoundTrip(raw []byte, n int, dst [][]byte) ([][]byte, error) {
+	if len(raw) > 0 {
+		if _, err := d.NetConn.Write(raw); err != nil {
+			return dst, err
+		}
+	}
+	for i := 0; i < n; i++ {
+		reply, err := wire.ReadReply(d.R, nil)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, reply)
+	}
+	return dst, nil
+}
+
+// DedicatedPool keeps the idle dedicated connections of one shard.
+type DedicatedPool struct {
+	Addr   string
+	dialer Dialer
+	hello  []byte // HELLO 3 for RESP3 sessions' connections, or nil
+
+	mu     sync.Mutex
+	idle   []*Dedicated
+	closed bool
+}
+
+const maxIdleDedicated = 32
+
+func (p *DedicatedPool) Get() (*Dedicated, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		d := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return d, nil
+	}
+	p.mu.Unlock()
+	nc, r, err := p.dialer.Dial(p.Addr, p.hello, nil)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dedicated{NetConn: nc, R: r}
+	replies, err := d.RoundTrip(cmdClientID, 1, nil)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if n, ok := wire.IntReply(replies[0]); ok {
+		d.id = []byte(strconv.FormatInt(n, 10))
+	} else if bytes.HasPrefix(replies[0], busyPrefix) {
+		d.noReuse = true
+	}
+	return d, nil
+}
+
+// Put returns a connection in a clean state (no WATCH, no MULTI, not
+// blocked); put(nil) is a no-op.
+func (p *DedicatedPool) Put(d *Dedicated) {
+	if d == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.closed || d.noReuse || len(p.idle) >= maxIdleDedicated || d.R.Buffered() > 0 {
+		p.mu.Unlock()
+		d.NetConn.Close()
+		return
+	}
+	p.idle = append(p.idle, d)
+	p.mu.Unlock()
+}
+
+func (p *DedicatedPool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, d := range p.idle {
+		d.NetConn.Close()
+	}
+	p.idle = nil
+}
+
+// Do runs one command on a connection of the pool and returns its reply, or
+// an error reply naming the shard.
+func (p *DedicatedPool) Do(raw []byte) []byte { return p.DoBy(raw, time.Time{}) }
+
+// DoBy is do with a deadline (none if zero): a shard that has not answered
+// by then gives the error reply, and the connection is closed.
+func (p *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
+	d, err := p.Get()
+	if err != nil {
+		return wire.AppendError(nil, p.DownMessage(err))
+	}
+	if !deadline.IsZero() {
+		d.NetConn.SetDeadline(deadline)
+	}
+	replies, err := d.RoundTrip(raw, 1, nil)
+	if err != nil {
+		d.NetConn.Close()
+		return wire.AppendError(nil, p.DownMessage(err))
+	}
+	if !deadline.IsZero() {
+		d.NetConn.SetDeadline(time.Time{})
+	}
+	p.Put(d)
+	return replies[0]
+}
+
+// ErrClientGone reports that the client hung up while its command blocked.
+var ErrClientGone = errors.New("client disconnected")
+
+var (
+	cmdClientID = resp.AppendCommand(nil, []byte("CLIENT"), []byte("ID"))
+	clientBytes = []byte("CLIENT")
+	unblockWord = []byte("UNBLOCK")
+)
+
+// Unblock asks the shard, over another connection of the pool, to end d's
+// blocked command as if it had timed out. An element the shard already
+// popped for d still arrives as d's reply: nothing is lost.
+func (p *DedicatedPool) Unblock(d *Dedicated) error {
+	if d.id == nil {
+		return errors.New("no client id")
+	}
+	u, err := p.Get()
+	if err != nil {
+		return err
+	}
+	if _, err := u.RoundTrip(resp.AppendCommand(nil, clientBytes, unblockWord, d.id), 1, nil); err != nil {
+		u.NetConn.Close()
+		return err
+	}
+	p.Put(u)
+	return nil
+}
+
+// RoundTripWatching is RoundTrip for a command that may block for long: it
+// watches the client's socket meanwhile, and if the client hangs up it closes
+// d (so the shard drops the blocked command) and returns ErrClientGone. When
+// swapped closes (the routing table changed), it unblocks the command on the
+// shard and reports interrupted, so the caller can run it on the new table.
+// sent runs once the command is written. When stop closes (Shutdown), it
+// ends as if the client had hung up.
+func RoundTripWatching(d *Dedicated, p *DedicatedPool, raw []byte, client net.Conn, swapped, stop <-chan struct{}, sent func()) (reply []byte, interrupted bool, err error) {
+	type result struct {
+		replies [][]byte
+		err     error
+	}
+	if _, err := d.NetConn.Write(raw); err != nil {
+		return nil, false, err
+	}
+	sent()
+	done := make(chan result, 1)
+	go func() {
+		replies, err := d.RoundTrip(nil, 1, nil)
+		done <- result{replies, err}
+	}()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case res := <-done:
+			if res.err != nil {
+				return nil, interrupted, res.err
+			}
+			return res.replies[0], interrupted, nil
+		case <-swapped:
+			swapped = nil
+			if err := p.Unblock(d); err == nil {
+				interrupted = true
+			}
+			continue
+		case <-tick.C:
+			if !hungUp(client) {
+				continue
+			}
+		case <-stop:
+		}
+		d.NetConn.Close()
+		<-done
+		return nil, interrupted, ErrClientGone
+	}
+}
+
+// hungUp reports whether the peer of c has closed its side, without reading
+// from it (the bytes belong to the RESP reader).
+func hungUp(c net.Conn) bool {
+	revents, err := wire.PollNow(c, unix.POLLRDHUP)
+	if err == wire.ErrNoSocket {
+		return false
+	}
+	return err != nil || revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0
+}
+
+// DownMessage is the error text of a command the shard could not take.
+func (p *DedicatedPool) DownMessage(err error) string {
+	return "ERR shard " + p.Addr + " is unavailable: " + err.Error()
+}

@@ -1,0 +1,105 @@
+package backend
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/wire"
+)
+
+// Dialer opens connections to shards. A new connection first sends AUTH
+// when the shards need a password (the route's credentials), then HELLO 3 for
+// a RESP3 session's connection, in one write, and checks each reply before
+// the connection is used. Last comes CLIENT SETNAME with the proxy's name
+// (NewDialer's setname), so that a shard's CLIENT LIST tells which proxy a
+// connection belongs to; it also makes a shard that wants a password the proxy was
+// not given say so (NOAUTH), and the shard is then reported down instead
+// of answering every client command with its own NOAUTH. A shard that
+// refuses CLIENT SETNAME otherwise (an ACL user without it) is used all
+// the same: the name only helps the reshard's check for other proxies.
+// Without a name the dialer sends PING in its place. Errors name the
+// command refused, never its arguments.
+type Dialer struct {
+	timeout time.Duration
+	auth    []byte // AUTH [username] password, encoded; nil without a password
+	setname []byte // CLIENT SETNAME name, encoded; nil: PING
+}
+
+func NewDialer(timeout time.Duration, username, password string, setname []byte) Dialer {
+	d := Dialer{timeout: timeout, setname: setname}
+	if args := resp.AuthArgs(username, password); args != nil {
+		raw := make([][]byte, len(args))
+		for i, a := range args {
+			raw[i] = []byte(a)
+		}
+		d.auth = resp.AppendCommand(nil, raw...)
+	}
+	return d
+}
+
+var pingCommand = resp.AppendCommand(nil, []byte("PING"))
+
+// Dial connects to addr; hello, if not nil, is sent after AUTH. With
+// received set, every byte read from the connection is counted there.
+func (d Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Conn, *bufio.Reader, error) {
+	nc, err := net.DialTimeout("tcp", addr, d.timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rd io.Reader = wire.NewRawIO(nc)
+	if received != nil {
+		rd = countingReader{rd, received}
+	}
+	r := bufio.NewReaderSize(rd, 64<<10)
+	last, lastName := d.setname, "CLIENT SETNAME"
+	if last == nil {
+		last, lastName = pingCommand, "PING"
+	}
+	nc.SetDeadline(time.Now().Add(d.timeout))
+	setup := append(append(append([]byte(nil), d.auth...), hello...), last...)
+	if _, err := nc.Write(setup); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	for _, step := range [...]struct {
+		name     string
+		sent     bool
+		optional bool // an error other than NOAUTH is not the connection's
+	}{{"AUTH", d.auth != nil, false}, {"HELLO", hello != nil, false}, {lastName, true, d.setname != nil}} {
+		if !step.sent {
+			continue
+		}
+		reply, err := wire.ReadReply(r, nil)
+		switch {
+		case err != nil:
+		case bytes.HasPrefix(reply, []byte("-NOAUTH")):
+			err = fmt.Errorf("%s needs a password (--shard-password): %s", addr, bytes.TrimSpace(reply[1:]))
+		case wire.IsError(reply) && !step.optional:
+			err = fmt.Errorf("%s refused %s: %s", addr, step.name, bytes.TrimSpace(reply[1:]))
+		}
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+	}
+	nc.SetDeadline(time.Time{})
+	return nc, r, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,100 @@
+package backend
+
+import (
+	"sync"
+
+	"github.com/reshard/reshard/internal/resp"
+)
+
+// Pool is the set of backends of one shard: multiplexed connections and
+// DedicatedPool ones, for RESP2 sessions and (opened on first use, with HELLO 3)
+// for RESP3 sessions. A connection never carries both protocols.
+type Pool struct {
+	Addr  string
+	Conns []*Conn
+	ded   *DedicatedPool // dedicated connections for stateful and blocking commands
+
+	resp3Once sync.Once
+	conns3    []*Conn
+	ded3      *DedicatedPool
+	newConns  func(hello []byte) []*Conn
+}
+
+// Pick spreads sessions over the pool's connections. A session always uses
+// the same connection, so its requests to a shard stay in order.
+func (p *Pool) Pick(session uint64, proto int) *Conn {
+	conns := p.Conns
+	if proto == 3 {
+		conns = p.resp3()
+	}
+	return conns[session%uint64(len(conns))]
+}
+
+// DedicatedPool returns the dedicated-connection pool for a protocol.
+func (p *Pool) DedicatedPool(proto int) *DedicatedPool {
+	if proto == 3 {
+		p.resp3()
+		return p.ded3
+	}
+	return p.ded
+}
+
+var hello3 = resp.AppendCommand(nil, []byte("HELLO"), []byte("3"))
+
+func (p *Pool) resp3() []*Conn {
+	p.resp3Once.Do(func() {
+		p.conns3 = p.newConns(hello3)
+		p.ded3 = &DedicatedPool{Addr: p.Addr, dialer: p.ded.dialer, hello: hello3}
+		for _, c := range p.conns3 {
+			<-c.FirstTry // as at start: no "connecting" errors for the first commands
+		}
+	})
+	return p.conns3
+}
+
+// Busy returns the shard's BUSY reply if a script it runs holds one of
+// the pool's connections, else nil.
+func (p *Pool) Busy() []byte {
+	for _, c := range p.Conns {
+		if b := c.busy.Load(); b != nil {
+			return *b
+		}
+	}
+	return nil
+}
+
+func (p *Pool) Up() bool {
+	for _, c := range p.Conns {
+		if !c.Up() {
+			return false
+		}
+	}
+	return true
+}
+
+// NewPool starts the connections of the shard at Addr: cfg.Conns
+// multiplexed ones at once, the dedicated ones as they are needed.
+func NewPool(addr string, d Dialer, cfg *Config) *Pool {
+	p := &Pool{Addr: addr, ded: &DedicatedPool{Addr: addr, dialer: d}}
+	p.newConns = func(hello []byte) []*Conn {
+		conns := make([]*Conn, cfg.Conns)
+		for i := range conns {
+			conns[i] = newConn(addr, d, hello, cfg)
+		}
+		return conns
+	}
+	p.Conns = p.newConns(nil)
+	return p
+}
+
+// Close closes every connection of the pool and opens no more.
+func (p *Pool) Close() {
+	p.resp3Once.Do(func() {}) // no RESP3 connections from now on
+	for _, c := range append(p.Conns, p.conns3...) {
+		c.Close()
+	}
+	p.ded.Close()
+	if p.ded3 != nil {
+		p.ded3.Close()
+	}
+}
