@@ -22,10 +22,10 @@ type gate struct {
 
 // Pause closes the barrier and returns once every in-flight batch has been
 // answered; resume reopens it. ctx bounds the wait for the drain.
-func (s *Server) Pause(ctx context.Context) (resume func(), err error) {
+func (srv *Server) Pause(ctx context.Context) (resume func(), err error) {
 	got := make(chan struct{})
 	go func() {
-		s.gate.mu.Lock()
+		srv.gate.mu.Lock()
 		close(got)
 	}()
 	select {
@@ -35,10 +35,10 @@ func (s *Server) Pause(ctx context.Context) (resume func(), err error) {
 		return func() {
 			once.Do(func() {
 				end := time.Now()
-				s.lastPause.Store(int64(end.Sub(start) / time.Microsecond))
-				s.pauseStart.Store(start.UnixNano())
-				s.pauseEnd.Store(end.UnixNano())
-				s.gate.mu.Unlock()
+				srv.lastPause.Store(int64(end.Sub(start) / time.Microsecond))
+				srv.pauseStart.Store(start.UnixNano())
+				srv.pauseEnd.Store(end.UnixNano())
+				srv.gate.mu.Unlock()
 			})
 		}, nil
 	case <-ctx.Done():
@@ -46,7 +46,7 @@ func (s *Server) Pause(ctx context.Context) (resume func(), err error) {
 		// back at once, so the proxy is never left paused.
 		go func() {
 			<-got
-			s.gate.mu.Unlock()
+			srv.gate.mu.Unlock()
 		}()
 		return nil, ctx.Err()
 	}
@@ -55,9 +55,9 @@ func (s *Server) Pause(ctx context.Context) (resume func(), err error) {
 // LastPause returns when the last barrier closed (every in-flight command
 // answered, none new dispatched) and when it opened again; zero times if
 // there was none.
-func (s *Server) LastPause() (closed, opened time.Time) {
-	if s.pauseEnd.Load() == 0 {
+func (srv *Server) LastPause() (closed, opened time.Time) {
+	if srv.pauseEnd.Load() == 0 {
 		return time.Time{}, time.Time{}
 	}
-	return time.Unix(0, s.pauseStart.Load()), time.Unix(0, s.pauseEnd.Load())
+	return time.Unix(0, srv.pauseStart.Load()), time.Unix(0, srv.pauseEnd.Load())
 }

@@ -56,34 +56,34 @@ func newCmdStats() *cmdStats {
 	return &cmdStats{cmds: make([]cmdStat, command.Count()), errs: map[string]int64{}}
 }
 
-func (st *cmdStats) of(info *command.Info) *cmdStat { return &st.cmds[info.ID()] }
+func (cs *cmdStats) of(info *command.Info) *cmdStat { return &cs.cmds[info.ID()] }
 
 // errorReplied counts an error reply sent for a call of stat (nil for a
 // rejected or unknown command): a failed call.
-func (st *cmdStats) errorReplied(stat *cmdStat, reply []byte, log *zap.Logger) {
+func (cs *cmdStats) errorReplied(stat *cmdStat, reply []byte, log *zap.Logger) {
 	if stat != nil {
 		stat.failed.Add(1)
 	}
-	st.countError(reply, log)
+	cs.countError(reply, log)
 }
 
 // countError counts one error reply by its code: the text after '-' up to
 // the first space, at most 32 bytes, as Redis takes it.
-func (st *cmdStats) countError(reply []byte, log *zap.Logger) {
-	st.errors.Add(1)
+func (cs *cmdStats) countError(reply []byte, log *zap.Logger) {
+	cs.errors.Add(1)
 	code := reply[1:]
 	if i := strings.IndexAny(string(code[:min(len(code), 34)]), " \r"); i >= 0 {
 		code = code[:i]
 	}
 	code = code[:min(len(code), 32)]
-	st.errMu.Lock()
-	defer st.errMu.Unlock()
-	if _, ok := st.errs[string(code)]; ok || len(st.errs) < maxErrorCodes {
-		st.errs[string(code)]++
+	cs.errMu.Lock()
+	defer cs.errMu.Unlock()
+	if _, ok := cs.errs[string(code)]; ok || len(cs.errs) < maxErrorCodes {
+		cs.errs[string(code)]++
 		return
 	}
-	if !st.errFull {
-		st.errFull = true
+	if !cs.errFull {
+		cs.errFull = true
 		log.Warn("errorstats: too many distinct error codes, new ones are not counted by code",
 			zap.Int("limit", maxErrorCodes))
 	}
@@ -93,7 +93,7 @@ func (st *cmdStats) countError(reply []byte, log *zap.Logger) {
 // call, and one whose element of EXEC's reply is an error failed. An EXEC
 // that ran nothing (a null reply: a watched key changed; EXECABORT) counts
 // none, as in Redis. It reports whether EXEC ran the commands.
-func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) bool {
+func (cs *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) bool {
 	end := wire.IndexCRLF(reply)
 	if end < 2 || reply[0] != '*' || reply[1] == '-' {
 		return false
@@ -106,7 +106,7 @@ func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) boo
 		}
 		stat.calls.Add(1)
 		if reply[pos] == '-' {
-			st.errorReplied(stat, reply[pos:pos+n], log)
+			cs.errorReplied(stat, reply[pos:pos+n], log)
 		}
 		pos += n
 	}
@@ -114,26 +114,26 @@ func (st *cmdStats) execRan(stats []*cmdStat, reply []byte, log *zap.Logger) boo
 }
 
 // reset clears every figure (CONFIG RESETSTAT).
-func (st *cmdStats) reset() {
-	for i := range st.cmds {
-		c := &st.cmds[i]
+func (cs *cmdStats) reset() {
+	for i := range cs.cmds {
+		c := &cs.cmds[i]
 		c.calls.Store(0)
 		c.rejected.Store(0)
 		c.failed.Store(0)
 	}
-	st.errMu.Lock()
-	clear(st.errs)
-	st.errFull = false
-	st.errMu.Unlock()
-	st.errors.Store(0)
+	cs.errMu.Lock()
+	clear(cs.errs)
+	cs.errFull = false
+	cs.errMu.Unlock()
+	cs.errors.Store(0)
 }
 
 // writeCommands writes a cmdstat_ line for every command clients sent or
 // had rejected, with usec from the shards' own commandstats (shardUsec, by
 // the name Redis gives there: "get", "config|get").
-func (st *cmdStats) writeCommands(field func(string, any), shardUsec map[string]int64) {
+func (cs *cmdStats) writeCommands(field func(string, any), shardUsec map[string]int64) {
 	visit := func(info *command.Info) {
-		c := st.of(info)
+		c := cs.of(info)
 		calls, rejected, failed := c.calls.Load(), c.rejected.Load(), c.failed.Load()
 		if calls == 0 && rejected == 0 && failed == 0 {
 			return
@@ -157,10 +157,10 @@ func (st *cmdStats) writeCommands(field func(string, any), shardUsec map[string]
 }
 
 // writeErrors writes an errorstat_ line per error code, in name order.
-func (st *cmdStats) writeErrors(field func(string, any)) {
-	st.errMu.Lock()
-	counts := maps.Clone(st.errs)
-	st.errMu.Unlock()
+func (cs *cmdStats) writeErrors(field func(string, any)) {
+	cs.errMu.Lock()
+	counts := maps.Clone(cs.errs)
+	cs.errMu.Unlock()
 	codes := slices.Sorted(maps.Keys(counts))
 	for _, code := range codes {
 		field("errorstat_"+code, "count="+strconv.FormatInt(counts[code], 10))

@@ -81,32 +81,32 @@ func newClientConn(nc net.Conn, cfg *Config) *clientConn {
 }
 
 // WriteRaw queues reply bytes for the client.
-func (c *clientConn) WriteRaw(b []byte) {
-	if !c.shared {
-		c.out = append(c.out, b...)
+func (cc *clientConn) WriteRaw(b []byte) {
+	if !cc.shared {
+		cc.out = append(cc.out, b...)
 		return
 	}
-	c.mu.Lock()
-	st := c.st.Load()
+	cc.mu.Lock()
+	st := cc.st.Load()
 	if st == nil {
-		c.out = append(c.out, b...)
-		c.mu.Unlock()
+		cc.out = append(cc.out, b...)
+		cc.mu.Unlock()
 		return
 	}
 	if st.err != nil {
-		c.mu.Unlock()
+		cc.mu.Unlock()
 		return
 	}
-	queued := len(c.out) + st.writing + len(b)
+	queued := len(cc.out) + st.writing + len(b)
 	if why := st.over(int64(queued)); why != "" {
-		st.err, c.out = errOutputLimit, nil
-		c.mu.Unlock()
+		st.err, cc.out = errOutputLimit, nil
+		cc.mu.Unlock()
 		st.onCut(queued, why)
-		c.nc.Close() // the loop's read fails and ends the client
+		cc.nc.Close() // the loop's read fails and ends the client
 		return
 	}
-	c.out = append(c.out, b...)
-	c.mu.Unlock()
+	cc.out = append(cc.out, b...)
+	cc.mu.Unlock()
 }
 
 // over reports which limit queued bytes pass, "hard" or "soft", or "". As
@@ -134,39 +134,39 @@ func (st *streamer) over(queued int64) string {
 
 // Flush writes the queued replies; on a streamed connection it only wakes
 // the writer, and reports whether the writer has failed.
-func (c *clientConn) Flush() error {
+func (cc *clientConn) Flush() error {
 	var err error
-	if !c.shared {
-		c.out, err = c.write(c.out)
+	if !cc.shared {
+		cc.out, err = cc.write(cc.out)
 		return err
 	}
-	if st := c.st.Load(); st != nil {
-		c.mu.Lock()
+	if st := cc.st.Load(); st != nil {
+		cc.mu.Lock()
 		err = st.err
-		c.mu.Unlock()
+		cc.mu.Unlock()
 		select {
 		case st.wake <- struct{}{}:
 		default:
 		}
 		return err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
-	out := c.out
-	c.out, c.spare = c.spare[:0], nil
-	c.mu.Unlock()
-	c.spare, err = c.write(out)
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	cc.mu.Lock()
+	out := cc.out
+	cc.out, cc.spare = cc.spare[:0], nil
+	cc.mu.Unlock()
+	cc.spare, err = cc.write(out)
 	return err
 }
 
 // write writes out and gives its buffer back emptied, or nil after a burst
 // (a huge buffer is not kept).
-func (c *clientConn) write(out []byte) ([]byte, error) {
+func (cc *clientConn) write(out []byte) ([]byte, error) {
 	if len(out) == 0 {
 		return out, nil
 	}
-	_, err := c.rw.Write(out)
+	_, err := cc.rw.Write(out)
 	if cap(out) > wire.KeptReadBuf {
 		return nil, err
 	}
@@ -178,39 +178,39 @@ func (c *clientConn) write(out []byte) ([]byte, error) {
 // Past the limit, counting bytes queued or being written, the connection is
 // closed and onCut told which limit it passed. The connection must be
 // shared.
-func (c *clientConn) stream(limit outputLimit, onCut func(queued int, why string)) {
+func (cc *clientConn) stream(limit outputLimit, onCut func(queued int, why string)) {
 	st := &streamer{limit: limit, onCut: onCut, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), exited: make(chan struct{})}
-	c.st.Store(st)
-	go c.writeStream(st)
+	cc.st.Store(st)
+	go cc.writeStream(st)
 }
 
 // streamed returns the bytes queued or being written on a streamed
 // connection (CLIENT LIST's omem), 0 on any other.
-func (c *clientConn) streamed() int {
-	st := c.st.Load()
+func (cc *clientConn) streamed() int {
+	st := cc.st.Load()
 	if st == nil {
 		return 0 // out is the session goroutine's alone
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.out) + st.writing
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.out) + st.writing
 }
 
 // unstream stops the writer once it has written what is queued; the caller
 // writes on its own from then on. No other goroutine may queue meanwhile.
-func (c *clientConn) unstream() {
-	st := c.st.Load()
+func (cc *clientConn) unstream() {
+	st := cc.st.Load()
 	if st == nil {
 		return
 	}
 	close(st.stop)
 	<-st.exited
-	c.st.Store(nil)
+	cc.st.Store(nil)
 }
 
 // writeStream is the writer of a streamed connection.
-func (c *clientConn) writeStream(st *streamer) {
+func (cc *clientConn) writeStream(st *streamer) {
 	defer close(st.exited)
 	var spare []byte
 	for {
@@ -220,23 +220,23 @@ func (c *clientConn) writeStream(st *streamer) {
 		case <-st.stop:
 			stopping = true
 		}
-		c.mu.Lock()
-		out := c.out
-		c.out = spare[:0]
+		cc.mu.Lock()
+		out := cc.out
+		cc.out = spare[:0]
 		st.writing = len(out)
-		c.mu.Unlock()
-		c.wmu.Lock()
+		cc.mu.Unlock()
+		cc.wmu.Lock()
 		var err error
-		spare, err = c.write(out)
-		c.wmu.Unlock()
-		c.mu.Lock()
+		spare, err = cc.write(out)
+		cc.wmu.Unlock()
+		cc.mu.Lock()
 		st.writing = 0
 		if err != nil && st.err == nil {
 			st.err = err
 		}
-		c.mu.Unlock()
+		cc.mu.Unlock()
 		if err != nil {
-			c.nc.Close() // the loop's read fails and ends the client
+			cc.nc.Close() // the loop's read fails and ends the client
 			return
 		}
 		if stopping {
@@ -246,33 +246,33 @@ func (c *clientConn) writeStream(st *streamer) {
 }
 
 // Close writes what is queued and closes the connection.
-func (c *clientConn) Close() error {
-	c.unstream()
-	c.Flush()
-	c.closing = true
-	return c.nc.Close()
+func (cc *clientConn) Close() error {
+	cc.unstream()
+	cc.Flush()
+	cc.closing = true
+	return cc.nc.Close()
 }
 
 // drop closes the connection without writing what is queued, as Redis
 // drops a client past its output buffer limit.
-func (c *clientConn) drop() {
-	c.closing = true
-	c.nc.Close()
+func (cc *clientConn) drop() {
+	cc.closing = true
+	cc.nc.Close()
 }
 
 // share marks the connection as written by more than one goroutine from now
 // on; it must be called before any other goroutine writes.
-func (c *clientConn) share() { c.shared = true }
+func (cc *clientConn) share() { cc.shared = true }
 
-func (c *clientConn) RemoteAddr() string { return c.addr }
-func (c *clientConn) NetConn() net.Conn  { return c.nc }
+func (cc *clientConn) RemoteAddr() string { return cc.addr }
+func (cc *clientConn) NetConn() net.Conn  { return cc.nc }
 
 // ReadCommand returns the next command, for the pub/sub loop, which handles
 // one at a time. The command is valid until the next call.
-func (c *clientConn) ReadCommand() (wire.Request, error) {
-	for len(c.pending) == 0 {
-		reqs, err := c.rd.Next(c.rw)
-		c.pending = reqs
+func (cc *clientConn) ReadCommand() (wire.Request, error) {
+	for len(cc.pending) == 0 {
+		reqs, err := cc.rd.Next(cc.rw)
+		cc.pending = reqs
 		if err != nil {
 			if len(reqs) > 0 {
 				// serve what came before the error; the error comes back
@@ -282,66 +282,66 @@ func (c *clientConn) ReadCommand() (wire.Request, error) {
 			return wire.Request{}, err
 		}
 	}
-	r := c.pending[0]
-	c.pending = c.pending[1:]
+	r := cc.pending[0]
+	cc.pending = cc.pending[1:]
 	return r, nil
 }
 
 // answerProtocolError answers a malformed request, as Redis does before it
 // closes the connection, and counts the error in INFO errorstats; other
 // read errors get no reply.
-func (s *Server) answerProtocolError(c *clientConn, err error) {
+func (srv *Server) answerProtocolError(c *clientConn, err error) {
 	var perr *wire.ProtocolError
 	if errors.As(err, &perr) {
 		reply := wire.AppendError(nil, "ERR "+perr.Error())
-		s.stats.countError(reply, s.log)
+		srv.stats.countError(reply, srv.log)
 		c.WriteRaw(reply)
 		c.Flush()
 	}
 }
 
 // serveConn runs one client connection until it closes or is detached.
-func (s *Server) serveConn(nc net.Conn) {
-	if s.counters.clients.Add(1) > int64(s.cfg.MaxClients) {
-		s.counters.unregistered.Add(-1)
-		s.counters.clients.Add(-1)
-		s.counters.rejected.Add(1)
+func (srv *Server) serveConn(nc net.Conn) {
+	if srv.counters.clients.Add(1) > int64(srv.cfg.MaxClients) {
+		srv.counters.unregistered.Add(-1)
+		srv.counters.clients.Add(-1)
+		srv.counters.rejected.Add(1)
 		nc.Write([]byte("-ERR max number of clients reached\r\n"))
 		nc.Close()
 		return
 	}
-	s.counters.accepted.Add(1)
-	c := newClientConn(nc, &s.cfg)
-	sess := newSession(s, s.counters.nextID.Add(1), c)
-	s.register(sess)
-	s.counters.unregistered.Add(-1)
-	if !s.trackConn(c) {
-		s.endSession(sess)
+	srv.counters.accepted.Add(1)
+	c := newClientConn(nc, &srv.cfg)
+	sess := newSession(srv, srv.counters.nextID.Add(1), c)
+	srv.register(sess)
+	srv.counters.unregistered.Add(-1)
+	if !srv.trackConn(c) {
+		srv.endSession(sess)
 		return
 	}
-	s.serveClient(sess, nil)
+	srv.serveClient(sess, nil)
 }
 
 // serveClient serves a client's pipelines, starting with reqs, which were
 // read already, until the connection closes or goes to a pub/sub loop.
-func (s *Server) serveClient(sess *session, reqs []wire.Request) {
-	defer s.contain(sess, func() { s.endSession(sess) })
+func (srv *Server) serveClient(sess *session, reqs []wire.Request) {
+	defer srv.contain(sess, func() { srv.endSession(sess) })
 	c := sess.conn
 	in := &arrivalReader{r: c.rw, c: c}
 	for {
 		var err error
 		if len(reqs) == 0 {
-			if s.cfg.IdleTimeout > 0 {
+			if srv.cfg.IdleTimeout > 0 {
 				// Redis times out neither monitors (replicas to it) nor
 				// subscribers (detach)
 				deadline := time.Time{}
 				if sess.mon.active == nil {
-					deadline = time.Now().Add(s.cfg.IdleTimeout)
+					deadline = time.Now().Add(srv.cfg.IdleTimeout)
 				}
 				c.nc.SetReadDeadline(deadline)
 			}
 			reqs, err = c.rd.Next(in)
-			s.counters.commands.Add(int64(len(reqs)))
+			srv.counters.commands.Add(int64(len(reqs)))
 		}
 		if len(reqs) > 0 {
 			c.setState(connActive) // reqs read before: handed back by a pub/sub loop
@@ -359,9 +359,9 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 			break
 		}
 		if err != nil {
-			s.answerProtocolError(c, err)
+			srv.answerProtocolError(c, err)
 			if !errors.As(err, new(*wire.ProtocolError)) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
-				s.log.Debug("client connection ended", zap.Uint64("client", sess.id), zap.Error(err))
+				srv.log.Debug("client connection ended", zap.Uint64("client", sess.id), zap.Error(err))
 			}
 			c.Flush()
 			break
@@ -369,11 +369,11 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 		if err := c.Flush(); err != nil {
 			break
 		}
-		if s.isDraining() {
+		if srv.isDraining() {
 			break // Shutdown: the pipeline is answered and its replies written
 		}
 	}
-	s.endSession(sess)
+	srv.endSession(sess)
 }
 
 // contain, deferred by a goroutine that serves one client, turns a panic into
@@ -382,18 +382,18 @@ func (s *Server) serveClient(sess *session, reqs []wire.Request) {
 // panic would stop the proxy and every client with it. The locks such a
 // goroutine takes are released by defers on the way up, or held only around
 // code that cannot panic, so none stays held (TestIntegrationPanic).
-func (s *Server) contain(sess *session, end func()) {
+func (srv *Server) contain(sess *session, end func()) {
 	v := recover()
 	if v == nil {
 		return
 	}
-	s.counters.panics.Add(1)
-	s.log.Error("panic while serving a client, closing its connection",
+	srv.counters.panics.Add(1)
+	srv.log.Error("panic while serving a client, closing its connection",
 		zap.Uint64("client", sess.id), zap.Any("panic", v), zap.StackSkip("stack", 1))
 	sess.conn.nc.Close()
 	defer func() {
 		if v := recover(); v != nil {
-			s.log.Error("panic while closing a client after a panic",
+			srv.log.Error("panic while closing a client after a panic",
 				zap.Uint64("client", sess.id), zap.Any("panic", v), zap.StackSkip("stack", 1))
 		}
 	}()
@@ -401,11 +401,11 @@ func (s *Server) contain(sess *session, end func()) {
 }
 
 // endSession frees what a closed client connection held.
-func (s *Server) endSession(sess *session) {
+func (srv *Server) endSession(sess *session) {
 	sess.conn.nc.Close()
-	s.untrackConn(sess.conn)
+	srv.untrackConn(sess.conn)
 	sess.release()
-	s.unregister(sess)
+	srv.unregister(sess)
 	sess.conn.setState(connClosed)
-	s.counters.clients.Add(-1)
+	srv.counters.clients.Add(-1)
 }

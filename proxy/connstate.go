@@ -51,5 +51,5 @@ const (
 	connClosed                    // the session has ended
 )
 
-func (c *clientConn) setState(cs connState) { c.state.Store(int32(cs)) }
-func (c *clientConn) loadState() connState  { return connState(c.state.Load()) }
+func (cc *clientConn) setState(cs connState) { cc.state.Store(int32(cs)) }
+func (cc *clientConn) loadState() connState  { return connState(cc.state.Load()) }

@@ -45,7 +45,7 @@ var ControlCommands = []string{"proxy", "bgsave", "save", "lastsave"}
 
 // SetController makes c answer the control commands. Call it before
 // Serve; without one they are refused.
-func (s *Server) SetController(c Controller) { s.ctl = c }
+func (srv *Server) SetController(c Controller) { srv.ctl = c }
 
 // controlCommand answers a command the control plane owns.
 func (s *session) controlCommand(args [][]byte) {
@@ -57,17 +57,17 @@ func (s *session) controlCommand(args [][]byte) {
 }
 
 // refusal is the control plane's reason to refuse the command name now.
-func (s *Server) refusal(name string) string {
-	if s.ctl == nil {
+func (srv *Server) refusal(name string) string {
+	if srv.ctl == nil {
 		return ""
 	}
-	return s.ctl.Refusal(name)
+	return srv.ctl.Refusal(name)
 }
 
 // controlInfo adds the control plane's fields to an INFO section.
-func (s *Server) controlInfo(section string, field func(string, any), shards []map[string]string) {
-	if s.ctl != nil {
-		s.ctl.Info(section, field, shards)
+func (srv *Server) controlInfo(section string, field func(string, any), shards []map[string]string) {
+	if srv.ctl != nil {
+		srv.ctl.Info(section, field, shards)
 	}
 }
 
@@ -114,18 +114,18 @@ func (sh Shard) Do(raw []byte, deadline time.Time) []byte {
 }
 
 // Route returns the route in use.
-func (s *Server) Route() Route { return Route{s.route.Load()} }
+func (srv *Server) Route() Route { return Route{srv.route.Load()} }
 
 // RunID is the proxy's run id: INFO's run_id, and the name of its shard
 // connections (CLIENT SETNAME reshard-proxy-RUNID).
-func (s *Server) RunID() string { return s.runID }
+func (srv *Server) RunID() string { return srv.runID }
 
 // Started is when the proxy started (LASTSAVE before any snapshot).
-func (s *Server) Started() time.Time { return s.started }
+func (srv *Server) Started() time.Time { return srv.started }
 
 // DialTimeout bounds one connection attempt to a shard; the control
 // plane bounds its own shard commands by it.
-func (s *Server) DialTimeout() time.Duration { return s.cfg.DialTimeout }
+func (srv *Server) DialTimeout() time.Duration { return srv.cfg.DialTimeout }
 
 // newRunID returns 40 random hex digits, as Redis's run_id.
 func newRunID() string {

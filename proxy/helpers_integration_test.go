@@ -307,55 +307,55 @@ func dialRaw(t testing.TB, addr string) *rawConn {
 }
 
 // write sends bytes as they are.
-func (c *rawConn) write(s string) {
-	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c.nc, s); err != nil {
-		c.t.Fatalf("write: %v", err)
+func (rc *rawConn) write(s string) {
+	rc.t.Helper()
+	rc.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(rc.nc, s); err != nil {
+		rc.t.Fatalf("write: %v", err)
 	}
 }
 
 // send writes one command.
-func (c *rawConn) send(args ...string) {
-	c.t.Helper()
-	c.write(encode(args...))
+func (rc *rawConn) send(args ...string) {
+	rc.t.Helper()
+	rc.write(encode(args...))
 }
 
 // tryRead reads one reply, waiting at most 10 s.
-func (c *rawConn) tryRead() (any, error) {
-	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	return readReply(c.br)
+func (rc *rawConn) tryRead() (any, error) {
+	rc.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return readReply(rc.br)
 }
 
-func (c *rawConn) read() any {
-	c.t.Helper()
-	v, err := c.tryRead()
+func (rc *rawConn) read() any {
+	rc.t.Helper()
+	v, err := rc.tryRead()
 	if err != nil {
-		c.t.Fatalf("read reply: %v", err)
+		rc.t.Fatalf("read reply: %v", err)
 	}
 	return v
 }
 
 // do sends one command and returns its reply rendered.
-func (c *rawConn) do(args ...string) string {
-	c.t.Helper()
-	c.send(args...)
-	return render(c.read())
+func (rc *rawConn) do(args ...string) string {
+	rc.t.Helper()
+	rc.send(args...)
+	return render(rc.read())
 }
 
 // expectClosed checks that the server closes the connection within limit
 // without sending anything more.
-func (c *rawConn) expectClosed(limit time.Duration) {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(limit))
-	b, err := c.br.ReadByte()
+func (rc *rawConn) expectClosed(limit time.Duration) {
+	rc.t.Helper()
+	rc.nc.SetReadDeadline(time.Now().Add(limit))
+	b, err := rc.br.ReadByte()
 	switch {
 	case err == nil:
-		rest, _ := c.br.Peek(c.br.Buffered())
-		c.t.Fatalf("expected the connection to be closed, got more data %q", append([]byte{b}, rest...))
+		rest, _ := rc.br.Peek(rc.br.Buffered())
+		rc.t.Fatalf("expected the connection to be closed, got more data %q", append([]byte{b}, rest...))
 	case isClosed(err):
 	default:
-		c.t.Fatalf("expected the connection to be closed within %s, got %v", limit, err)
+		rc.t.Fatalf("expected the connection to be closed within %s, got %v", limit, err)
 	}
 }
 

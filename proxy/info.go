@@ -278,25 +278,25 @@ func humanBytes(n int64) string {
 
 // redisVersion is the Redis version the proxy reports: the first shard's,
 // learnt from INFO, or a Redis 7 default until a shard has answered.
-func (s *Server) redisVersion() string {
-	if v := s.version.Load(); v != nil {
+func (srv *Server) redisVersion() string {
+	if v := srv.version.Load(); v != nil {
 		return *v
 	}
 	return "7.0.0"
 }
 
-func (s *Server) port() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
+func (srv *Server) port() int {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.ln == nil {
 		return 0
 	}
-	return s.ln.Addr().(*net.TCPAddr).Port
+	return srv.ln.Addr().(*net.TCPAddr).Port
 }
 
 // probeVersion asks one shard for its version once at start, so HELLO and
 // INFO report it before any INFO has gone through.
-func (s *Server) probeVersion(d backend.Dialer, addr string) {
+func (srv *Server) probeVersion(d backend.Dialer, addr string) {
 	c, r, err := d.Dial(addr, nil, nil)
 	if err != nil {
 		return
@@ -314,7 +314,7 @@ func (s *Server) probeVersion(d backend.Dialer, addr string) {
 	for _, line := range bytes.Split(text, []byte("\r\n")) {
 		if v, ok := bytes.CutPrefix(line, []byte("redis_version:")); ok {
 			ver := string(v)
-			s.version.Store(&ver)
+			srv.version.Store(&ver)
 			return
 		}
 	}

@@ -443,7 +443,7 @@ func (g *pipeGen) inlineWord(a string) string {
 // write, or in two with a pause between when split is above 0 (the first
 // ends before cmds[split]), and reads replies up to the bulk reply marker,
 // which it leaves out, or, with no marker, up to the end of the connection.
-func (d *rawConn) exchange(cmds []pcmd, split int, marker string) ([]any, error) {
+func (rc *rawConn) exchange(cmds []pcmd, split int, marker string) ([]any, error) {
 	var first, second bytes.Buffer
 	for i, c := range cmds {
 		if split > 0 && i >= split {
@@ -452,13 +452,13 @@ func (d *rawConn) exchange(cmds []pcmd, split int, marker string) ([]any, error)
 			first.WriteString(c.wire())
 		}
 	}
-	d.nc.SetDeadline(time.Now().Add(60 * time.Second))
+	rc.nc.SetDeadline(time.Now().Add(60 * time.Second))
 	written := make(chan error, 1)
 	go func() {
-		_, err := d.nc.Write(first.Bytes())
+		_, err := rc.nc.Write(first.Bytes())
 		if err == nil && second.Len() > 0 {
 			time.Sleep(2 * time.Millisecond)
-			_, err = d.nc.Write(second.Bytes())
+			_, err = rc.nc.Write(second.Bytes())
 		}
 		written <- err
 	}()
@@ -466,7 +466,7 @@ func (d *rawConn) exchange(cmds []pcmd, split int, marker string) ([]any, error)
 	var err error
 	for {
 		var v any
-		if v, err = readReply(d.br); err != nil {
+		if v, err = readReply(rc.br); err != nil {
 			break
 		}
 		if b, ok := v.([]byte); ok && marker != "" && string(b) == marker {

@@ -40,10 +40,10 @@ type scriptCache struct {
 }
 
 // count is the number of scripts the proxy knows.
-func (sc *scriptCache) count() int {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	return len(sc.bodies)
+func (cache *scriptCache) count() int {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	return len(cache.bodies)
 }
 
 // scriptSHA is Redis's name for a script body: its SHA1 in lowercase hex.
@@ -54,30 +54,30 @@ func scriptSHA(body []byte) string {
 
 // seen records that body is loaded on the shards at addrs. It reports
 // whether the body is new to the proxy.
-func (sc *scriptCache) seen(body []byte, addrs ...string) (added bool) {
+func (cache *scriptCache) seen(body []byte, addrs ...string) (added bool) {
 	sha := scriptSHA(body)
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if sc.bodies == nil {
-		sc.bodies, sc.loaded = map[string][]byte{}, map[string]map[string]struct{}{}
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	if cache.bodies == nil {
+		cache.bodies, cache.loaded = map[string][]byte{}, map[string]map[string]struct{}{}
 	}
-	if _, ok := sc.bodies[sha]; !ok {
+	if _, ok := cache.bodies[sha]; !ok {
 		if len(body) > maxScriptBytes {
 			return false
 		}
 		added = true
-		sc.bodies[sha] = append([]byte(nil), body...)
-		sc.order = append(sc.order, sha)
-		sc.bytes += len(body)
-		for sc.bytes > maxScriptBytes {
-			sc.forgetLocked(sc.order[0])
+		cache.bodies[sha] = append([]byte(nil), body...)
+		cache.order = append(cache.order, sha)
+		cache.bytes += len(body)
+		for cache.bytes > maxScriptBytes {
+			cache.forgetLocked(cache.order[0])
 		}
 	}
 	for _, a := range addrs {
-		set := sc.loaded[a]
+		set := cache.loaded[a]
 		if set == nil {
 			set = map[string]struct{}{}
-			sc.loaded[a] = set
+			cache.loaded[a] = set
 		}
 		set[sha] = struct{}{}
 	}
@@ -87,33 +87,33 @@ func (sc *scriptCache) seen(body []byte, addrs ...string) (added bool) {
 // shardConnected forgets what the shard at addr had: a connection to it
 // was made (again), and the shard may be a restarted one, whose cache is
 // empty. At worst a script is loaded there once more.
-func (sc *scriptCache) shardConnected(addr string) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	delete(sc.loaded, addr)
+func (cache *scriptCache) shardConnected(addr string) {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	delete(cache.loaded, addr)
 }
 
 // forget drops a body Redis refused to cache (it does not compile).
-func (sc *scriptCache) forget(body []byte) {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	sc.forgetLocked(scriptSHA(body))
+func (cache *scriptCache) forget(body []byte) {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	cache.forgetLocked(scriptSHA(body))
 }
 
-func (sc *scriptCache) forgetLocked(sha string) {
-	body, ok := sc.bodies[sha]
+func (cache *scriptCache) forgetLocked(sha string) {
+	body, ok := cache.bodies[sha]
 	if !ok {
 		return
 	}
-	delete(sc.bodies, sha)
-	sc.bytes -= len(body)
-	for i, o := range sc.order {
+	delete(cache.bodies, sha)
+	cache.bytes -= len(body)
+	for i, o := range cache.order {
 		if o == sha {
-			sc.order = append(sc.order[:i], sc.order[i+1:]...)
+			cache.order = append(cache.order[:i], cache.order[i+1:]...)
 			break
 		}
 	}
-	for _, set := range sc.loaded {
+	for _, set := range cache.loaded {
 		delete(set, sha)
 	}
 }
@@ -121,39 +121,39 @@ func (sc *scriptCache) forgetLocked(sha string) {
 // toLoad returns the body of script sha if the proxy knows it and the shard
 // at addr has not got it yet, and counts it as loaded there from now on
 // (the caller sends it ahead of the EVALSHA); else nil.
-func (sc *scriptCache) toLoad(sha []byte, addr string) []byte {
+func (cache *scriptCache) toLoad(sha []byte, addr string) []byte {
 	sha = lowerHex(sha)
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	body, ok := sc.bodies[string(sha)] // string(b) in an index does not allocate
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	body, ok := cache.bodies[string(sha)] // string(b) in an index does not allocate
 	if !ok {
 		return nil
 	}
-	set := sc.loaded[addr]
+	set := cache.loaded[addr]
 	if _, ok := set[string(sha)]; ok {
 		return nil
 	}
 	if set == nil {
 		set = map[string]struct{}{}
-		sc.loaded[addr] = set
+		cache.loaded[addr] = set
 	}
 	set[string(sha)] = struct{}{}
 	return body
 }
 
 // known reports whether the proxy has the body of script sha.
-func (sc *scriptCache) known(sha []byte) bool {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	_, ok := sc.bodies[string(lowerHex(sha))]
+func (cache *scriptCache) known(sha []byte) bool {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	_, ok := cache.bodies[string(lowerHex(sha))]
 	return ok
 }
 
 // flush forgets every script, as SCRIPT FLUSH empties the shards' caches.
-func (sc *scriptCache) flush() {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	sc.bodies, sc.order, sc.bytes, sc.loaded = nil, nil, 0, nil
+func (cache *scriptCache) flush() {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	cache.bodies, cache.order, cache.bytes, cache.loaded = nil, nil, 0, nil
 }
 
 // lowerHex is a sha as a client may spell it (Redis accepts upper case) in

@@ -77,8 +77,8 @@ type route struct {
 
 // busyReply returns a BUSY reply of a shard whose script holds a
 // connection, else nil.
-func (s *Server) busyReply() []byte {
-	for _, p := range s.route.Load().pools {
+func (srv *Server) busyReply() []byte {
+	for _, p := range srv.route.Load().pools {
 		if b := p.Busy(); b != nil {
 			return b
 		}
@@ -127,50 +127,50 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 
 // Serve accepts clients on ln until Close or Shutdown. It always returns a
 // non-nil error; after Close or Shutdown that error is net.ErrClosed.
-func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed || s.isDraining() {
-		s.mu.Unlock()
+func (srv *Server) Serve(ln net.Listener) error {
+	srv.mu.Lock()
+	if srv.closed || srv.isDraining() {
+		srv.mu.Unlock()
 		return net.ErrClosed
 	}
-	s.ln = ln
-	s.serving++
-	s.mu.Unlock()
+	srv.ln = ln
+	srv.serving++
+	srv.mu.Unlock()
 	defer func() {
-		s.mu.Lock()
-		s.serving--
-		s.mu.Unlock()
+		srv.mu.Lock()
+		srv.serving--
+		srv.mu.Unlock()
 	}()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closed := s.closed || s.isDraining()
-			s.mu.Unlock()
+			srv.mu.Lock()
+			closed := srv.closed || srv.isDraining()
+			srv.mu.Unlock()
 			if closed || errors.Is(err, net.ErrClosed) {
 				return net.ErrClosed
 			}
 			// out of file descriptors and the like: wait and go on, as
 			// net/http does
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed, retrying", zap.Error(err), zap.Duration("delay", delay))
+			srv.log.Warn("accept failed, retrying", zap.Error(err), zap.Duration("delay", delay))
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		s.counters.unregistered.Add(1) // until serveConn registers its session
-		go s.serveConn(nc)
+		srv.counters.unregistered.Add(1) // until serveConn registers its session
+		go srv.serveConn(nc)
 	}
 }
 
 // ListenAndServe listens on cfg.Listen and serves.
-func (s *Server) ListenAndServe() error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+func (srv *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", srv.cfg.Listen)
 	if err != nil {
 		return err
 	}
-	return s.Serve(ln)
+	return srv.Serve(ln)
 }
 
 // Close closes the server at once: it stops accepting clients and closes
@@ -181,46 +181,46 @@ func (s *Server) ListenAndServe() error {
 //
 // Close returns nil. It is safe to call more than once, and during or after
 // Shutdown, which it then cuts short.
-func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+func (srv *Server) Close() error {
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
 		return nil
 	}
-	s.closed = true
-	if s.ln != nil {
-		s.ln.Close()
+	srv.closed = true
+	if srv.ln != nil {
+		srv.ln.Close()
 	}
-	for c := range s.conns {
+	for c := range srv.conns {
 		c.nc.Close()
 	}
-	s.mu.Unlock()
-	s.cancel()
-	close(s.stopSample)
-	for _, p := range s.route.Load().pools {
+	srv.mu.Unlock()
+	srv.cancel()
+	close(srv.stopSample)
+	for _, p := range srv.route.Load().pools {
 		p.Close()
 	}
 	return nil
 }
 
 // AnnounceAddr is the address the proxy gives clients as its own.
-func (s *Server) AnnounceAddr() string {
-	if s.cfg.Announce != "" {
-		return s.cfg.Announce
+func (srv *Server) AnnounceAddr() string {
+	if srv.cfg.Announce != "" {
+		return srv.cfg.Announce
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return s.cfg.Listen
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.ln == nil {
+		return srv.cfg.Listen
 	}
-	return s.ln.Addr().String()
+	return srv.ln.Addr().String()
 }
 
 // newRoute builds the route of table, whose shards take auth, reusing the
 // pools of old (if any) whose addresses it still has, when old's shards
 // take the same credentials: a connection made with others would be
 // refused, or would be a different ACL user.
-func (s *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
+func (srv *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 	reuse := map[string]*backend.Pool{}
 	if old != nil && old.auth == auth {
 		for _, p := range old.pools {
@@ -228,20 +228,20 @@ func (s *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 		}
 	}
 	r := &route{table: table, auth: auth}
-	d := s.dialer(auth)
+	d := srv.dialer(auth)
 	for _, addr := range table.Addrs() {
 		if p, ok := reuse[addr]; ok {
 			r.pools = append(r.pools, p)
 			continue
 		}
-		r.pools = append(r.pools, backend.NewPool(addr, d, &s.backends))
+		r.pools = append(r.pools, backend.NewPool(addr, d, &srv.backends))
 	}
 	return r
 }
 
 // dialer makes the connections to shards that take auth.
-func (s *Server) dialer(auth Auth) backend.Dialer {
-	return backend.NewDialer(s.cfg.DialTimeout, auth.Username, auth.Password, setnameCommand(s.runID))
+func (srv *Server) dialer(auth Auth) backend.Dialer {
+	return backend.NewDialer(srv.cfg.DialTimeout, auth.Username, auth.Password, setnameCommand(srv.runID))
 }
 
 func (r *route) waitFirstTry() {
@@ -256,22 +256,22 @@ func (r *route) waitFirstTry() {
 // ahead of a SwapTable, so the swap itself does not wait for connections.
 // They take the credentials of the current table's shards. It returns the
 // route to pass to SwapTable, or to Discard.
-func (s *Server) PrepareTable(t *router.Table) Route {
-	return s.Prepare(t, s.route.Load().auth)
+func (srv *Server) PrepareTable(t *router.Table) Route {
+	return srv.Prepare(t, srv.route.Load().auth)
 }
 
 // Prepare is PrepareTable for shards that take auth.
-func (s *Server) Prepare(t *router.Table, auth Auth) Route {
-	r := s.newRoute(t, auth, s.route.Load())
+func (srv *Server) Prepare(t *router.Table, auth Auth) Route {
+	r := srv.newRoute(t, auth, srv.route.Load())
 	r.waitFirstTry()
 	return Route{r}
 }
 
 // Discard closes the connections of a prepared route that was never
 // swapped in, except those it shares with the route in use.
-func (s *Server) Discard(p Route) {
+func (srv *Server) Discard(p Route) {
 	inUse := map[*backend.Pool]bool{}
-	for _, pl := range s.route.Load().pools {
+	for _, pl := range srv.route.Load().pools {
 		inUse[pl] = true
 	}
 	for _, pl := range p.r.pools {
@@ -287,16 +287,16 @@ func (s *Server) Discard(p Route) {
 // on a shard outside any batch (blocked commands, subscriptions) are told
 // through Swapped and move to the new table themselves. Pools the new table
 // no longer uses are closed after sessions have had time to move.
-func (s *Server) SwapTable(p Route) {
-	old := s.route.Swap(p.r)
-	s.swapMu.Lock()
-	close(s.swapped)
-	s.swapped = make(chan struct{})
-	s.swapMu.Unlock()
+func (srv *Server) SwapTable(p Route) {
+	old := srv.route.Swap(p.r)
+	srv.swapMu.Lock()
+	close(srv.swapped)
+	srv.swapped = make(chan struct{})
+	srv.swapMu.Unlock()
 	// Subscribers move before the barrier lifts: no message can be
 	// published to the new shards before they listen there.
 	var wg sync.WaitGroup
-	s.subscribers.Range(func(k, _ any) bool {
+	srv.subscribers.Range(func(k, _ any) bool {
 		wg.Add(1)
 		go func(l *pubsubLoop) {
 			defer wg.Done()
@@ -309,9 +309,9 @@ func (s *Server) SwapTable(p Route) {
 	select {
 	case <-moved:
 	case <-time.After(time.Second):
-		s.log.Warn("subscribers still moving to the new table after 1 s")
+		srv.log.Warn("subscribers still moving to the new table after 1 s")
 	}
-	s.log.Info("routing table swapped", zap.Uint64("epoch", p.r.table.Epoch()),
+	srv.log.Info("routing table swapped", zap.Uint64("epoch", p.r.table.Epoch()),
 		zap.String("shards", router.FormatSpec(p.r.table.Shards())))
 	keep := map[*backend.Pool]bool{}
 	for _, pl := range p.r.pools {
@@ -324,51 +324,51 @@ func (s *Server) SwapTable(p Route) {
 		}
 	}
 	if len(retired) > 0 {
-		s.mu.Lock()
-		s.retiring++
-		s.mu.Unlock()
-		go s.retire(retired)
+		srv.mu.Lock()
+		srv.retiring++
+		srv.mu.Unlock()
+		go srv.retire(retired)
 	}
 }
 
 // retire closes pools of a previous table once sessions have moved off them.
-func (s *Server) retire(pools []*backend.Pool) {
+func (srv *Server) retire(pools []*backend.Pool) {
 	select {
 	case <-time.After(30 * time.Second):
-	case <-s.ctx.Done():
+	case <-srv.ctx.Done():
 	}
 	for _, p := range pools {
 		p.Close()
 	}
-	s.mu.Lock()
-	s.retiring--
-	s.mu.Unlock()
+	srv.mu.Lock()
+	srv.retiring--
+	srv.mu.Unlock()
 }
 
 // Swapped returns a channel closed at the next SwapTable.
-func (s *Server) Swapped() <-chan struct{} {
-	s.swapMu.Lock()
-	defer s.swapMu.Unlock()
-	return s.swapped
+func (srv *Server) Swapped() <-chan struct{} {
+	srv.swapMu.Lock()
+	defer srv.swapMu.Unlock()
+	return srv.swapped
 }
 
 // Table returns the routing table in use.
-func (s *Server) Table() *router.Table { return s.route.Load().table }
+func (srv *Server) Table() *router.Table { return srv.route.Load().table }
 
 // trackConn records an open client connection, so Close can close it; it
 // reports false once the server is closed or shutting down.
-func (s *Server) trackConn(c *clientConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.isDraining() {
+func (srv *Server) trackConn(c *clientConn) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.closed || srv.isDraining() {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	srv.conns[c] = struct{}{}
 	return true
 }
 
-func (s *Server) untrackConn(c *clientConn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
+func (srv *Server) untrackConn(c *clientConn) {
+	srv.mu.Lock()
+	delete(srv.conns, c)
+	srv.mu.Unlock()
 }

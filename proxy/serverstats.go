@@ -43,8 +43,8 @@ type sampler struct {
 
 // sample runs the ops sampler on the commands counter until stop closes. Its
 // owner is the Server: New starts it, Close stops it.
-func (st *serverStats) sample(stop chan struct{}) {
-	st.ops.run(&st.commands, stop)
+func (ss *serverStats) sample(stop chan struct{}) {
+	ss.ops.run(&ss.commands, stop)
 }
 
 func (sm *sampler) run(counter *atomic.Int64, stop chan struct{}) {

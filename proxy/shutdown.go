@@ -24,28 +24,28 @@ import (
 // called meanwhile, to end it at once, or after it. Shutdown ends only the
 // Server's own goroutines: the serving loops, the accept loop, the
 // sampler, the backends and the retiring of former tables' pools.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.isDraining() {
-		close(s.draining)
+func (srv *Server) Shutdown(ctx context.Context) error {
+	srv.mu.Lock()
+	if !srv.isDraining() {
+		close(srv.draining)
 	}
-	if s.ln != nil {
-		s.ln.Close()
+	if srv.ln != nil {
+		srv.ln.Close()
 	}
-	s.mu.Unlock()
-	err := s.waitUntil(ctx, s.closeIdle)
-	s.Close()
+	srv.mu.Unlock()
+	err := srv.waitUntil(ctx, srv.closeIdle)
+	srv.Close()
 	if err != nil {
 		return err
 	}
-	return s.waitUntil(ctx, s.retired)
+	return srv.waitUntil(ctx, srv.retired)
 }
 
 // isDraining reports whether Shutdown has started. The serving loop asks
 // once per pipeline.
-func (s *Server) isDraining() bool {
+func (srv *Server) isDraining() bool {
 	select {
-	case <-s.draining:
+	case <-srv.draining:
 		return true
 	default:
 		return false
@@ -59,10 +59,10 @@ func (s *Server) isDraining() bool {
 // pipeline it answered (session.served), and those must go out. The cut is
 // made again at every call, because the loop sets a read deadline of its
 // own before each read (Config.IdleTimeout), which may undo it.
-func (s *Server) closeIdle() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
+func (srv *Server) closeIdle() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for c := range srv.conns {
 		switch c.loadState() {
 		case connNew, connIdle:
 			c.nc.SetReadDeadline(aLongTimeAgo)
@@ -72,7 +72,7 @@ func (s *Server) closeIdle() bool {
 	}
 	// unregistered first: a connection leaves it only once it is counted
 	// in clients, which it leaves once its session has ended
-	return s.serving == 0 && s.counters.unregistered.Load() == 0 && s.counters.clients.Load() == 0
+	return srv.serving == 0 && srv.counters.unregistered.Load() == 0 && srv.counters.clients.Load() == 0
 }
 
 // aLongTimeAgo is a read deadline that has passed, which makes a read
@@ -80,10 +80,10 @@ func (s *Server) closeIdle() bool {
 var aLongTimeAgo = time.Unix(1, 0)
 
 // retired reports whether every pool of a former table has been closed.
-func (s *Server) retired() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.retiring == 0
+func (srv *Server) retired() bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.retiring == 0
 }
 
 // shutdownPollMax bounds how long Shutdown waits before it looks again at
@@ -94,7 +94,7 @@ func (s *Server) retired() bool {
 const shutdownPollMax = 100 * time.Millisecond
 
 // waitUntil polls done until it reports true, or ctx ends.
-func (s *Server) waitUntil(ctx context.Context, done func() bool) error {
+func (srv *Server) waitUntil(ctx context.Context, done func() bool) error {
 	wait := time.Millisecond
 	t := time.NewTimer(wait)
 	defer t.Stop()

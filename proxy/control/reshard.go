@@ -150,40 +150,40 @@ type cutover struct {
 }
 
 // Pause closes the proxy's write barrier.
-func (c *cutover) Pause(ctx context.Context) (func(), error) { return c.p.srv.Pause(ctx) }
+func (co *cutover) Pause(ctx context.Context) (func(), error) { return co.p.srv.Pause(ctx) }
 
 // Seal looks for other proxies once more (one that connected while the
 // job ran is caught before the cut), then fences the shards the new table
 // leaves.
-func (c *cutover) Seal(ctx context.Context) (func(), error) {
-	if !c.force {
-		if peers := c.p.otherProxies(ctx, c.from); len(peers) > 0 {
+func (co *cutover) Seal(ctx context.Context) (func(), error) {
+	if !co.force {
+		if peers := co.p.otherProxies(ctx, co.from); len(peers) > 0 {
 			return nil, peersError(peers)
 		}
 	}
-	c.fenced = c.p.fenceLeaving(c.from, c.to, deadlineWithin(ctx, c.p.srv.DialTimeout()))
+	co.fenced = co.p.fenceLeaving(co.from, co.to, deadlineWithin(ctx, co.p.srv.DialTimeout()))
 	return func() {
-		c.p.lift(c.fenced)
-		c.fenced = nil
+		co.p.lift(co.fenced)
+		co.fenced = nil
 	}, nil
 }
 
 // Commit is the cutover's point of no return, inside the barrier: it
 // persists the new table's credentials, then the table (a crash before
 // that comes back on the old table), and swaps the route.
-func (c *cutover) Commit(context.Context) error {
-	p := c.p
-	if p.srv.Route().Table() != c.from.Table() {
+func (co *cutover) Commit(context.Context) error {
+	p := co.p
+	if p.srv.Route().Table() != co.from.Table() {
 		return errors.New("the routing table changed since the reshard started")
 	}
-	to := c.to.Table()
-	if err := p.persistAuth(to, c.to.Auth()); err != nil {
+	to := co.to.Table()
+	if err := p.persistAuth(to, co.to.Auth()); err != nil {
 		return err // the persisted table is still the old one
 	}
 	if err := router.Save(p.cfg.StateDir, to); err != nil {
 		return err
 	}
-	p.srv.SwapTable(c.to)
+	p.srv.SwapTable(co.to)
 	p.dropStaleAuth(to)
 	return nil
 }
@@ -192,18 +192,18 @@ func (c *cutover) Commit(context.Context) error {
 // without a cutover (a refused target would otherwise be redialled for as
 // long as the proxy runs), and says which old shards stay fenced if it cut
 // over.
-func (c *cutover) afterJob(job *migrate.ReshardJob) {
+func (co *cutover) afterJob(job *migrate.ReshardJob) {
 	<-job.Done() // the job ends at the latest when the plane closes
 	if job.Status().State != migrate.ReshardDone {
-		c.p.srv.Discard(c.to)
+		co.p.srv.Discard(co.to)
 		return
 	}
-	for _, f := range c.fenced {
+	for _, f := range co.fenced {
 		undo := "CONFIG SET min-replicas-to-write " + string(f.was)
 		if f.lagOff() {
 			undo += " min-replicas-max-lag 0"
 		}
-		c.p.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until "+undo, zap.String("shard", f.sh.Addr()))
+		co.p.log.Info("retired shard fenced: it refuses writes (NOREPLICAS) until "+undo, zap.String("shard", f.sh.Addr()))
 	}
 }
 

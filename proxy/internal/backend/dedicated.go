@@ -64,16 +64,16 @@ type DedicatedPool struct {
 
 const maxIdleDedicated = 32
 
-func (p *DedicatedPool) Get() (*Dedicated, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
-		d := p.idle[n-1]
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
+func (dp *DedicatedPool) Get() (*Dedicated, error) {
+	dp.mu.Lock()
+	if n := len(dp.idle); n > 0 {
+		d := dp.idle[n-1]
+		dp.idle = dp.idle[:n-1]
+		dp.mu.Unlock()
 		return d, nil
 	}
-	p.mu.Unlock()
-	nc, r, err := p.dialer.Dial(p.Addr, p.hello, nil)
+	dp.mu.Unlock()
+	nc, r, err := dp.dialer.Dial(dp.Addr, dp.hello, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -93,40 +93,40 @@ func (p *DedicatedPool) Get() (*Dedicated, error) {
 
 // Put returns a connection in a clean state (no WATCH, no MULTI, not
 // blocked); put(nil) is a no-op.
-func (p *DedicatedPool) Put(d *Dedicated) {
+func (dp *DedicatedPool) Put(d *Dedicated) {
 	if d == nil {
 		return
 	}
-	p.mu.Lock()
-	if p.closed || d.noReuse || len(p.idle) >= maxIdleDedicated || d.R.Buffered() > 0 {
-		p.mu.Unlock()
+	dp.mu.Lock()
+	if dp.closed || d.noReuse || len(dp.idle) >= maxIdleDedicated || d.R.Buffered() > 0 {
+		dp.mu.Unlock()
 		d.NetConn.Close()
 		return
 	}
-	p.idle = append(p.idle, d)
-	p.mu.Unlock()
+	dp.idle = append(dp.idle, d)
+	dp.mu.Unlock()
 }
 
-func (p *DedicatedPool) Close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, d := range p.idle {
+func (dp *DedicatedPool) Close() {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	dp.closed = true
+	for _, d := range dp.idle {
 		d.NetConn.Close()
 	}
-	p.idle = nil
+	dp.idle = nil
 }
 
 // Do runs one command on a connection of the pool and returns its reply, or
 // an error reply naming the shard.
-func (p *DedicatedPool) Do(raw []byte) []byte { return p.DoBy(raw, time.Time{}) }
+func (dp *DedicatedPool) Do(raw []byte) []byte { return dp.DoBy(raw, time.Time{}) }
 
 // DoBy is do with a deadline (none if zero): a shard that has not answered
 // by then gives the error reply, and the connection is closed.
-func (p *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
-	d, err := p.Get()
+func (dp *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
+	d, err := dp.Get()
 	if err != nil {
-		return wire.AppendError(nil, p.DownMessage(err))
+		return wire.AppendError(nil, dp.DownMessage(err))
 	}
 	if !deadline.IsZero() {
 		d.NetConn.SetDeadline(deadline)
@@ -134,12 +134,12 @@ func (p *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
 	replies, err := d.RoundTrip(raw, 1, nil)
 	if err != nil {
 		d.NetConn.Close()
-		return wire.AppendError(nil, p.DownMessage(err))
+		return wire.AppendError(nil, dp.DownMessage(err))
 	}
 	if !deadline.IsZero() {
 		d.NetConn.SetDeadline(time.Time{})
 	}
-	p.Put(d)
+	dp.Put(d)
 	return replies[0]
 }
 
@@ -155,11 +155,11 @@ var (
 // Unblock asks the shard, over another connection of the pool, to end d's
 // blocked command as if it had timed out. An element the shard already
 // popped for d still arrives as d's reply: nothing is lost.
-func (p *DedicatedPool) Unblock(d *Dedicated) error {
+func (dp *DedicatedPool) Unblock(d *Dedicated) error {
 	if d.id == nil {
 		return errors.New("no client id")
 	}
-	u, err := p.Get()
+	u, err := dp.Get()
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (p *DedicatedPool) Unblock(d *Dedicated) error {
 		u.NetConn.Close()
 		return err
 	}
-	p.Put(u)
+	dp.Put(u)
 	return nil
 }
 
@@ -230,6 +230,6 @@ func hungUp(c net.Conn) bool {
 }
 
 // DownMessage is the error text of a command the shard could not take.
-func (p *DedicatedPool) DownMessage(err error) string {
-	return "ERR shard " + p.Addr + " is unavailable: " + err.Error()
+func (dp *DedicatedPool) DownMessage(err error) string {
+	return "ERR shard " + dp.Addr + " is unavailable: " + err.Error()
 }

@@ -47,8 +47,8 @@ var pingCommand = resp.AppendCommand(nil, []byte("PING"))
 
 // Dial connects to addr; hello, if not nil, is sent after AUTH. With
 // received set, every byte read from the connection is counted there.
-func (d Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Conn, *bufio.Reader, error) {
-	nc, err := net.DialTimeout("tcp", addr, d.timeout)
+func (dl Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Conn, *bufio.Reader, error) {
+	nc, err := net.DialTimeout("tcp", addr, dl.timeout)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,12 +57,12 @@ func (d Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Con
 		rd = countingReader{rd, received}
 	}
 	r := bufio.NewReaderSize(rd, 64<<10)
-	last, lastName := d.setname, "CLIENT SETNAME"
+	last, lastName := dl.setname, "CLIENT SETNAME"
 	if last == nil {
 		last, lastName = pingCommand, "PING"
 	}
-	nc.SetDeadline(time.Now().Add(d.timeout))
-	setup := append(append(append([]byte(nil), d.auth...), hello...), last...)
+	nc.SetDeadline(time.Now().Add(dl.timeout))
+	setup := append(append(append([]byte(nil), dl.auth...), hello...), last...)
 	if _, err := nc.Write(setup); err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -71,7 +71,7 @@ func (d Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Con
 		name     string
 		sent     bool
 		optional bool // an error other than NOAUTH is not the connection's
-	}{{"AUTH", d.auth != nil, false}, {"HELLO", hello != nil, false}, {lastName, true, d.setname != nil}} {
+	}{{"AUTH", dl.auth != nil, false}, {"HELLO", hello != nil, false}, {lastName, true, dl.setname != nil}} {
 		if !step.sent {
 			continue
 		}
@@ -98,8 +98,8 @@ type countingReader struct {
 	n *atomic.Int64
 }
 
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.n.Add(int64(n))
 	return n, err
 }
