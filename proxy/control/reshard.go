@@ -13,7 +13,6 @@ import (
 	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/router"
 
-	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -72,11 +71,7 @@ func (p *Plane) reshardAdmin(args [][]byte, proto int) []byte {
 	if len(args) == 0 {
 		return wire.AppendError(nil, "ERR wrong arguments for PROXY RESHARD. Try PROXY HELP.")
 	}
-	job, err := p.startReshard(args)
-	if err != nil {
-		return appendJobError(err)
-	}
-	return resp.AppendBulkString(nil, job.ID())
+	return jobReply(p.startReshard(args))
 }
 
 func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {

@@ -48,11 +48,7 @@ func (p *Plane) restoreAdmin(args [][]byte, proto int) []byte {
 	if len(args) < 2 {
 		return wire.AppendError(nil, "ERR wrong arguments for PROXY RESTORE. Try PROXY HELP.")
 	}
-	job, err := p.startRestore(args)
-	if err != nil {
-		return appendJobError(err)
-	}
-	return resp.AppendBulkString(nil, job.ID())
+	return jobReply(p.startRestore(args))
 }
 
 func (p *Plane) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
@@ -123,6 +119,15 @@ func (p *Plane) restoreSource(src string) (string, error) {
 		return "", err
 	}
 	return filepath.Join(p.cfg.SnapshotDir, found[len(found)-1].ID), nil
+}
+
+// jobReply answers a PROXY RESTORE or RESHARD: the id of the job it
+// started, or why it did not start.
+func jobReply(job interface{ ID() string }, err error) []byte {
+	if err != nil {
+		return appendJobError(err)
+	}
+	return resp.AppendBulkString(nil, job.ID())
 }
 
 // appendJobError answers a refused PROXY RESTORE or RESHARD on one line, the
