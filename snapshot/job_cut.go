@@ -1,0 +1,276 @@
+package snapshot
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/reshard/reshard/internal/resp"
+)
+
+// The cut: the barrier's pause, during which every shard's offset and key
+// count are read over plain client connections dialed before it, and the
+// INFO helpers those connections (and probe.go) use.
+
+// cutPoint is what the barrier yielded.
+type cutPoint struct {
+	at     time.Time // when the barrier was lifted
+	pause  time.Duration
+	shards []shardCut
+}
+
+type shardCut struct {
+	redisVersion string
+	offset       int64 // master_repl_offset
+	keys         int64 // over every database
+}
+
+func (c cutPoint) keys() int64 {
+	var n int64
+	for _, s := range c.shards {
+		n += s.keys
+	}
+	return n
+}
+
+func (c cutPoint) offsets() []int64 {
+	out := make([]int64, len(c.shards))
+	for i, s := range c.shards {
+		out[i] = s.offset
+	}
+	return out
+}
+
+// cut pauses the barrier, reads every shard's offset and key count, and
+// lifts it. Everything that can be done before the pause is: connections
+// are dialed, authenticated and asked for INFO server first, so the barrier
+// is held for one pipelined round trip per shard, in parallel.
+func (j *Job) cut(ctx context.Context, streams []*Stream) (cutPoint, error) {
+	conns, err := j.dialShards(ctx)
+	if err != nil {
+		return cutPoint{}, err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.conn.Close()
+		}
+	}()
+	for _, st := range streams {
+		// A capture that already failed would only fail StopAt: do not
+		// stop the clients for it.
+		if err := st.Err(); err != nil {
+			return cutPoint{}, err
+		}
+	}
+
+	pctx, cancel := context.WithTimeout(ctx, j.cfg.PauseTimeout)
+	defer cancel()
+	start := time.Now()
+	resume, err := j.cfg.Barrier.Pause(pctx)
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return cutPoint{}, fmt.Errorf("%w: commands in flight did not drain within the pause timeout (%s)", ErrBarrier, j.cfg.PauseTimeout)
+		}
+		return cutPoint{}, fmt.Errorf("%w: %w", ErrBarrier, err)
+	}
+	cuts, err := readCuts(conns, time.Now().Add(j.cfg.OffsetTimeout))
+	resume()
+	cp := cutPoint{at: time.Now(), pause: time.Since(start), shards: cuts}
+	if err != nil {
+		return cutPoint{}, err
+	}
+	for i, c := range conns {
+		cp.shards[i].redisVersion = c.version
+		st := streams[i]
+		switch {
+		case c.replID != st.ReplID():
+			return cutPoint{}, fmt.Errorf("%w: shard %s: replication id %s at the cut, %s at the fork: it restarted, failed over or was replaced",
+				ErrShardChanged, c.addr, c.replID, st.ReplID())
+		case cp.shards[i].offset < st.ForkOffset():
+			return cutPoint{}, fmt.Errorf("%w: shard %s: offset %d at the cut is before the fork offset %d",
+				ErrShardChanged, c.addr, cp.shards[i].offset, st.ForkOffset())
+		}
+	}
+	return cp, nil
+}
+
+// shardConn is a plain client connection to a shard, for the cut.
+type shardConn struct {
+	addr    string
+	conn    net.Conn
+	r       *bufio.Reader
+	version string // redis_version
+	replID  string // master_replid at the cut
+}
+
+// dialShards connects to every shard in parallel and reads INFO server.
+func (j *Job) dialShards(ctx context.Context) ([]*shardConn, error) {
+	n := j.cfg.Table.NumShards()
+	conns := make([]*shardConn, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], errs[i] = j.dialShard(ctx, j.cfg.Table.Addr(i))
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.conn.Close()
+			}
+		}
+		return nil, err
+	}
+	return conns, nil
+}
+
+func (j *Job) dialShard(ctx context.Context, addr string) (*shardConn, error) {
+	d := net.Dialer{Timeout: j.cfg.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: connect to shard %s: %w", addr, err)
+	}
+	c := &shardConn{addr: addr, conn: conn, r: bufio.NewReader(conn)}
+	conn.SetDeadline(time.Now().Add(j.cfg.DialTimeout))
+	if err := c.setup(j.cfg.Username, j.cfg.Password); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("snapshot: shard %s: %w", addr, err)
+	}
+	conn.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// authenticate sends AUTH when there is a password and checks the reply.
+func authenticate(w io.Writer, r *bufio.Reader, username, password string) error {
+	args := resp.AuthArgs(username, password)
+	if args == nil {
+		return nil
+	}
+	if _, err := w.Write(resp.AppendCommandString(nil, args...)); err != nil {
+		return err
+	}
+	// Both of AUTH's replies, +OK and an error, are one line, and a line
+	// fits r's buffer.
+	reply, err := resp.ReadReply(r, nil, r.Size())
+	if err != nil {
+		return err
+	}
+	if reply[0] != '+' {
+		return fmt.Errorf("AUTH answered %q", bytes.TrimSpace(reply))
+	}
+	return nil
+}
+
+func (c *shardConn) setup(username, password string) error {
+	if err := authenticate(c.conn, c.r, username, password); err != nil {
+		return err
+	}
+	body, err := infoSection(c.conn, c.r, "server")
+	if err != nil {
+		return err
+	}
+	c.version = infoValue(body, "redis_version")
+	return nil
+}
+
+// readCuts asks every shard, in parallel, for INFO replication and INFO
+// keyspace in one pipelined write, and reads both before deadline.
+func readCuts(conns []*shardConn, deadline time.Time) ([]shardCut, error) {
+	cuts := make([]shardCut, len(conns))
+	errs := make([]error, len(conns))
+	req := resp.AppendCommandString(resp.AppendCommandString(nil, "INFO", "replication"), "INFO", "keyspace")
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.conn.SetDeadline(deadline)
+			repl, keyspace, err := c.readCut(req)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					err = fmt.Errorf("%w: no answer within the offset timeout", ErrTimeout)
+				}
+				errs[i] = fmt.Errorf("snapshot: read the cut offset of shard %s: %w", c.addr, err)
+				return
+			}
+			info := parseReplInfo(repl)
+			c.replID = info.replID
+			cuts[i] = shardCut{offset: info.offset, keys: keyspaceKeys(keyspace)}
+			if infoValue(repl, "master_repl_offset") == "" {
+				errs[i] = fmt.Errorf("snapshot: shard %s: INFO replication has no master_repl_offset", c.addr)
+			}
+		}()
+	}
+	wg.Wait()
+	return cuts, errors.Join(errs...)
+}
+
+func (c *shardConn) readCut(req []byte) (repl, keyspace string, err error) {
+	if _, err := c.conn.Write(req); err != nil {
+		return "", "", err
+	}
+	if repl, err = readBulk(c.r); err != nil {
+		return "", "", err
+	}
+	keyspace, err = readBulk(c.r)
+	return repl, keyspace, err
+}
+
+// maxInfoReply bounds an INFO reply: a text of up to 1 MiB and its
+// header. Redis's are a few KiB.
+const maxInfoReply = 1<<20 + len("$1048576\r\n\r\n")
+
+// readBulk reads a bulk string reply (INFO's).
+func readBulk(r *bufio.Reader) (string, error) {
+	reply, err := resp.ReadReply(r, nil, maxInfoReply)
+	if err != nil {
+		return "", err
+	}
+	body, ok := resp.Payload(reply)
+	if reply[0] != '$' || !ok {
+		line, _, _ := bytes.Cut(reply, []byte("\r\n"))
+		return "", fmt.Errorf("expected a bulk string, got %q", line)
+	}
+	return string(body), nil
+}
+
+// infoField returns one field of an INFO reply, "" if absent.
+func infoValue(text, field string) string {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// keyspaceKeys sums keys= over the dbN lines of INFO keyspace.
+func keyspaceKeys(text string) int64 {
+	var n int64
+	for _, line := range strings.Split(text, "\n") {
+		key, val, ok := strings.Cut(strings.TrimRight(line, "\r"), ":")
+		if !ok || !strings.HasPrefix(key, "db") {
+			continue
+		}
+		for _, f := range strings.Split(val, ",") {
+			if v, ok := strings.CutPrefix(f, "keys="); ok {
+				k, _ := strconv.ParseInt(v, 10, 64)
+				n += k
+			}
+		}
+	}
+	return n
+}
