@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// nodeDir holds compat.mjs, package.json and package-lock.json; .ci/run
-// installs node_modules there with `npm ci --prefix proxy/compat/node`.
+// nodeDir holds compat.mjs and the modules it imports, package.json and
+// package-lock.json; .ci/run installs node_modules there with
+// `npm ci --prefix proxy/compat/node`.
 const nodeDir = "node"
 
 // ioredis 6 and node-redis 6 speak RESP3 by default (ioredis falls back
