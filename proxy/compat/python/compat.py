@@ -13,7 +13,8 @@ for EXEC's null reply) are values like any other; anything else (no
 connection, a timeout, a client-side exception) ends the run with a message on
 stderr and a non-zero exit status. proxy/compat/python_test.go runs this
 against redis-server or a one-node Redis Cluster and against the proxy, and
-compares. The scenarios mirror proxy/compat/node/compat.mjs.
+compares. The scenarios mirror those of proxy/compat/node (ioredis.mjs,
+node-redis.mjs).
 
 Every scenario starts on an empty keyspace and script cache (FLUSHALL, SCRIPT
 FLUSH). Keys of multi-key operations share a {hash tag}. RedisCluster refuses,
@@ -25,6 +26,11 @@ RedisCluster 4.3 has no transactions and no WATCH (its pipeline refuses
 them): the cluster run has them on the client of the node that owns the key
 (get_redis_connection). redis-py 4.3 has no sharded pub/sub, so no scenario
 uses it.
+
+Over 600 lines and kept as one file: it is one suite, one library's scenarios
+as methods of one class over the same clients, with the recording only they
+use; python_test.go runs it by this path, and a module beside it would leave
+__pycache__ in the source tree.
 """
 
 import argparse
