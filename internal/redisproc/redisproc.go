@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/reshard/reshard/internal/proc"
 )
 
 // ErrNotInstalled is returned when no redis-server binary can be found.
@@ -32,11 +32,9 @@ type Config struct {
 
 // Process is a running redis-server.
 type Process struct {
-	cmd  *exec.Cmd
+	*proc.Process
 	port int
 	dir  string
-	done chan struct{}
-	err  error
 }
 
 // LookPath returns the redis-server binary to use, or ErrNotInstalled.
@@ -52,23 +50,7 @@ func LookPath(bin string) (string, error) {
 }
 
 // FreePort asks the kernel for a free loopback TCP port.
-func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// portFree checks that nothing listens on the loopback port.
-func portFree(port int) error {
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return err
-	}
-	return ln.Close()
-}
+func FreePort() (int, error) { return proc.FreePort() }
 
 // Start launches redis-server and waits until it answers PING. A port picked
 // by FreePort can be taken by someone else before redis binds it, so a start
@@ -89,7 +71,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	attempts := 1
 	if cfg.Port == 0 {
 		attempts = 5
-	} else if err := portFree(cfg.Port); err != nil {
+	} else if err := proc.PortFree(cfg.Port); err != nil {
 		// Another server there would answer the readiness PING for
 		// the one that failed to bind.
 		return nil, fmt.Errorf("redisproc: port %d is in use: %w", cfg.Port, err)
@@ -125,70 +107,29 @@ func startOn(ctx context.Context, bin string, cfg Config, port int) (*Process, e
 	args = append(args, cfg.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = cfg.Dir
-	// What redis-server prints before its log file is open (a bad argument,
-	// a log file it cannot open) goes to its standard streams.
-	var out tailBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	// A process group of its own: a Ctrl-C at the terminal reaches the
-	// proxy, which then stops its shards in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("redisproc: start %s: %w", bin, err)
+	pr, err := proc.Start(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("redisproc: %w", err)
 	}
-	p := &Process{cmd: cmd, port: port, dir: cfg.Dir, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
+	p := &Process{Process: pr, port: port, dir: cfg.Dir}
 	if err := p.waitReady(ctx, 10*time.Second); err != nil {
 		p.Kill()
 		tail, _ := os.ReadFile(logfile)
-		if len(strings.TrimSpace(string(tail))) == 0 {
-			tail = out.Bytes()
+		out := proc.LastLines(string(tail), 5)
+		if len(strings.TrimSpace(out)) == 0 {
+			out = p.Output(5)
 		}
-		return nil, fmt.Errorf("redisproc: redis-server on port %d: %w\n%s", port, err, lastLines(string(tail), 5))
+		return nil, fmt.Errorf("redisproc: redis-server on port %d: %w\n%s", port, err, out)
 	}
 	return p, nil
-}
-
-// tailBuffer keeps the last tailBytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-const tailBytes = 4096
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - tailBytes; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]byte(nil), b.buf...)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func (p *Process) waitReady(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		select {
-		case <-p.done:
-			return fmt.Errorf("exited early: %v", p.err)
+		case <-p.Done():
+			return fmt.Errorf("exited early: %v", p.Err())
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
@@ -197,7 +138,7 @@ func (p *Process) waitReady(ctx context.Context, limit time.Duration) error {
 		// that took the port first (a port picked by FreePort is free
 		// only until someone binds it) would answer for one that is
 		// about to fail to bind.
-		if ping(p.Addr()) == nil && listensOn(p.PID(), p.port) {
+		if ping(p.Addr()) == nil && proc.ListensOn(p.PID(), p.port) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -205,40 +146,6 @@ func (p *Process) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// listensOn reports whether process pid holds the listening TCP socket of
-// port, from /proc; where there is no /proc it cannot tell and says yes.
-func listensOn(pid, port int) bool {
-	inodes := map[string]bool{}
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(table)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			// local_address is HEXIP:HEXPORT; state 0A is LISTEN
-			if len(f) < 10 || f[3] != "0A" {
-				continue
-			}
-			_, hexPort, _ := strings.Cut(f[1], ":")
-			if n, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(n) == port {
-				inodes["socket:["+f[9]+"]"] = true
-			}
-		}
-	}
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		_, noProc := os.Stat("/proc/self")
-		return noProc != nil
-	}
-	for _, fd := range fds {
-		if link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[link] {
-			return true
-		}
-	}
-	return false
 }
 
 // ping sends an inline PING and expects +PONG, or -NOAUTH from a server
@@ -272,40 +179,3 @@ func (p *Process) Port() int { return p.port }
 
 // Dir is the server's data directory.
 func (p *Process) Dir() string { return p.dir }
-
-// PID is the operating system process id.
-func (p *Process) PID() int { return p.cmd.Process.Pid }
-
-// Done is closed when the process has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Signal sends sig to the process (SIGSTOP and SIGCONT simulate a stall).
-func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
-
-// Kill stops the process at once (SIGKILL) and waits for it.
-func (p *Process) Kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process must run to die cleanly
-	p.cmd.Process.Kill()
-	<-p.done
-}
-
-// Stop asks the process to exit (SIGTERM), and kills it after timeout.
-func (p *Process) Stop(timeout time.Duration) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGCONT)
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		p.Kill()
-	}
-}

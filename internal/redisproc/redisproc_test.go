@@ -70,20 +70,3 @@ func TestStartExitEarlyShowsOutput(t *testing.T) {
 		t.Errorf("error %q does not carry redis-server's own message", err)
 	}
 }
-
-// A server started on a port that another one took between the pick and
-// the bind must not take the other's PONG for its own readiness.
-func TestListensOn(t *testing.T) {
-	requireRedis(t)
-	first, err := Start(context.Background(), Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Stop(5 * time.Second)
-	if !listensOn(first.PID(), first.Port()) {
-		t.Errorf("listensOn(%d, %d) = false for the server listening there", first.PID(), first.Port())
-	}
-	if listensOn(os.Getpid(), first.Port()) {
-		t.Errorf("listensOn says the test process holds port %d", first.Port())
-	}
-}
