@@ -22,8 +22,8 @@ run: build
 
 # The whole suite, under the race detector (the proxy is many goroutines
 # sharing sessions, backends and tables; -race costs about half a minute
-# here). REQUIRE_REDIS=1 turns a missing redis-server into a failure instead
-# of a skip, so integration tests always run here and in CI.
+# here). REQUIRE_REDIS=1 turns a missing redis-server or etcd into a failure
+# instead of a skip, so integration tests always run here and in CI.
 test:
 	@unformatted="$$("$$($(GO) env GOROOT)/bin/gofmt" -l .)" || exit 1; if [ -n "$$unformatted" ]; then echo "not gofmt-ed (run gofmt -w):"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
