@@ -31,6 +31,10 @@ type pipeline struct {
 	stat    *cmdStat // the command being planned, once past the checks that reject it (cmdstats.go)
 
 	step syncStep // a step to run after what is planned so far (runSync)
+
+	// refused is why this pipeline may not serve data commands (lease.go),
+	// or ""; read once at its start
+	refused string
 }
 
 type cachedLookup struct {

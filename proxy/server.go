@@ -37,12 +37,13 @@ type Server struct {
 	swapped chan struct{} // closed and replaced at every SwapTable
 	gate    gate          // the write barrier (barrier.go)
 
-	lastPause  atomic.Int64   // µs the last barrier was held
-	pauseStart atomic.Int64   // unix ns the last barrier closed
-	pauseEnd   atomic.Int64   // unix ns it opened again
-	scripts    scriptCache    // the scripts EVALSHA may need on any shard (scripts.go)
-	ctl        Controller     // the control plane (controller.go); set before Serve
-	backends   backend.Config // what every shard connection shares
+	lastPause  atomic.Int64               // µs the last barrier was held
+	pauseStart atomic.Int64               // unix ns the last barrier closed
+	pauseEnd   atomic.Int64               // unix ns it opened again
+	scripts    scriptCache                // the scripts EVALSHA may need on any shard (scripts.go)
+	ctl        Controller                 // the control plane (controller.go); set before Serve
+	lease      atomic.Pointer[leaseState] // until when data commands are served (lease.go); nil: always
+	backends   backend.Config             // what every shard connection shares
 	ctx        context.Context
 	cancel     context.CancelFunc
 

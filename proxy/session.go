@@ -78,7 +78,9 @@ func (s *session) serve(first wire.Request, rest []wire.Request) {
 	defer s.showCmd()
 	r := s.srv.route.Load()
 	s.begin(r.table.NumShards())
-	s.shown.lastCmd.Store(time.Now().UnixNano())
+	now := time.Now()
+	s.shown.lastCmd.Store(now.UnixNano())
+	s.refused = s.srv.leaseRefusal(now)
 	cmd := first
 	for i := 0; ; i++ {
 		s.plan(r, cmd)
@@ -210,6 +212,11 @@ func (s *session) planOne(r *route, cmd wire.Request) {
 	}
 	if info == nil && isProxyCommand(args[0]) {
 		s.controlCommand(args)
+		return
+	}
+	if s.refused != "" && info != nil && refusedWithoutLease(info.Name()) {
+		s.tx.dirty = s.tx.active
+		s.reject(info, s.refused)
 		return
 	}
 	if info == nil {

@@ -49,6 +49,21 @@ func tableChecksum(epoch uint64, shards []Shard) string {
 // old table or the new one, never a mix. dir must exist. A crash can leave
 // a stray topology.json.tmp-* file behind; Load ignores it.
 func Save(dir string, t *Table) error {
+	data, err := Encode(t)
+	if err != nil {
+		return fmt.Errorf("router: save table: %w", err)
+	}
+	// 0644: the table holds no secrets, and operators read it with
+	// `reshard inspect` or plain tools.
+	if err := atomicfile.Write(dir, TableFile, data, 0o644); err != nil {
+		return fmt.Errorf("router: save table epoch %d: %w", t.Epoch(), err)
+	}
+	return nil
+}
+
+// Encode is t in the form Save writes and Decode reads: JSON with the
+// epoch, each shard's address and ranges, and a checksum.
+func Encode(t *Table) ([]byte, error) {
 	shards := t.Shards()
 	f := tableFile{
 		Version:  tableFileVersion,
@@ -65,15 +80,20 @@ func Save(dir string, t *Table) error {
 	}
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
-		return fmt.Errorf("router: save table: %w", err)
+		return nil, err
 	}
-	data = append(data, '\n')
-	// 0644: the table holds no secrets, and operators read it with
-	// `reshard inspect` or plain tools.
-	if err := atomicfile.Write(dir, TableFile, data, 0o644); err != nil {
-		return fmt.Errorf("router: save table epoch %d: %w", t.Epoch(), err)
+	return append(data, '\n'), nil
+}
+
+// Decode reads a table in Encode's form; an error wraps ErrCorruptTable
+// when data is malformed, fails its checksum or does not describe a valid
+// topology.
+func Decode(data []byte) (*Table, error) {
+	t, err := decodeTable(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptTable, err)
 	}
-	return nil
+	return t, nil
 }
 
 // Load reads the table persisted by Save in dir. It returns an error

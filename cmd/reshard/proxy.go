@@ -28,6 +28,7 @@ import (
 
 type proxyFlags struct {
 	cfg      proxy.Config
+	etcd     control.EtcdConfig
 	shards   string
 	stateDir string
 	logLevel string
@@ -62,6 +63,9 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&f.cfg.PubsubOutputBufferSoftTime, "pubsub-output-buffer-soft-time", f.cfg.PubsubOutputBufferSoftTime, "how long a subscribed client may stay over --pubsub-output-buffer-soft-limit")
 	fs.IntVar(&f.procs, "procs", 0, "threads running the proxy's Go code at once (GOMAXPROCS); 0: the GOMAXPROCS environment variable if set, else half the CPUs available, at least 1")
 	fs.IntVar(&f.embedded, "embedded-shards", 3, "number of local redis-server shards to start when --shards is empty")
+	fs.StringSliceVar(&f.etcd.Endpoints, "etcd", nil, "etcd client URLs (comma-separated): share the routing table with the other proxies of --etcd-prefix; empty: one proxy, the table in --state-dir")
+	fs.StringVar(&f.etcd.Prefix, "etcd-prefix", control.DefaultEtcdPrefix, "etcd key prefix of the proxies that share a table")
+	fs.DurationVar(&f.etcd.LeaseTTL, "etcd-lease-ttl", control.DefaultLeaseTTL, "membership lease: a proxy that cannot renew it stops serving data commands within it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: reshard proxy [flags]\n\nFlags:\n%s", fs.FlagUsages())
 	}
@@ -136,53 +140,25 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	}
 	defer ln.Close()
 	raiseFileLimit(f.cfg.MaxClients, log)
-	table, err := router.Load(f.stateDir)
-	switch {
-	case err == nil:
-		if f.shards != "" {
-			log.Warn("persisted routing table wins over --shards; to serve --shards instead, start with another --state-dir or remove the persisted table (STATE_DIR/topology.json) while the proxy is stopped",
-				zap.String("state_dir", f.stateDir), zap.Uint64("epoch", table.Epoch()), zap.String("persisted", router.FormatSpec(table.Shards())))
-		} else {
-			log.Info("serving the persisted routing table", zap.Uint64("epoch", table.Epoch()))
-		}
-	case errors.Is(err, router.ErrNoTable):
-		table = nil
-	default:
-		return err
-	}
-	persisted := table != nil
-
-	var shards []*redisproc.Process
+	var (
+		table     *router.Table
+		etcd      *control.Etcd
+		etcdAuth  proxy.Auth
+		persisted bool
+		shards    []*redisproc.Process
+	)
 	defer func() {
 		for _, p := range shards {
 			p.Stop(10 * time.Second)
 		}
 	}()
-	if (f.shards == "" && table == nil) || (table != nil && embeddedState(f.stateDir)) {
-		if f.cfg.ShardPassword != "" {
-			return errors.New("--shard-password is for shards given with --shards: the embedded shards have no password")
-		}
-		shards, table, err = startEmbedded(ctx, f, table, log)
-		if err != nil {
+	if len(f.etcd.Endpoints) > 0 {
+		if etcd, table, etcdAuth, err = etcdTable(ctx, f, log); err != nil {
 			return err
 		}
-	}
-	if table == nil {
-		spec, err := router.ParseSpec(f.shards)
-		if err != nil {
-			return fmt.Errorf("--shards: %w", err)
-		}
-		if table, err = router.NewTable(1, spec); err != nil {
-			return fmt.Errorf("--shards: %w", err)
-		}
-	}
-	if !persisted {
-		// The first table is persisted only once every shard has
-		// answered: a mistyped address must not become the table the
-		// next start is bound to.
-		if err := reachShards(ctx, table.Addrs(), f.cfg); err != nil {
-			return err
-		}
+		defer etcd.Close()
+	} else if table, persisted, shards, err = localTable(ctx, f, log); err != nil {
+		return err
 	}
 
 	ccfg := control.Config{StateDir: f.stateDir, SnapshotDir: filepath.Join(f.stateDir, "snapshots"),
@@ -201,13 +177,17 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	if etcd != nil {
+		auth, ccfg.Etcd = etcdAuth, etcd // they follow the table in etcd
+	}
 	f.cfg.ShardUsername, f.cfg.ShardPassword = auth.Username, auth.Password
 	srv, err := proxy.New(f.cfg, table, log)
 	if err != nil {
 		return err
 	}
 	ctl := control.New(ccfg, srv, log)
-	if !persisted {
+	// With etcd the local table is a copy, never the authority.
+	if !persisted || etcd != nil {
 		if err := router.Save(f.stateDir, table); err != nil {
 			ctl.Close()
 			srv.Close()
@@ -255,6 +235,89 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 // a flag: no flag of the proxy bounds a stop, and one figure does until a
 // deployment needs another.
 const shutdownBound = 10 * time.Second
+
+// localTable is the table of a proxy alone: the one persisted in the state
+// directory, else the embedded shards' (which it starts) or --shards'.
+// persisted says whether it was persisted already; shards are the embedded
+// shards started, which the caller stops.
+func localTable(ctx context.Context, f proxyFlags, log *zap.Logger) (table *router.Table, persisted bool, shards []*redisproc.Process, err error) {
+	table, err = router.Load(f.stateDir)
+	switch {
+	case err == nil:
+		if f.shards != "" {
+			log.Warn("persisted routing table wins over --shards; to serve --shards instead, start with another --state-dir or remove the persisted table (STATE_DIR/topology.json) while the proxy is stopped",
+				zap.String("state_dir", f.stateDir), zap.Uint64("epoch", table.Epoch()), zap.String("persisted", router.FormatSpec(table.Shards())))
+		} else {
+			log.Info("serving the persisted routing table", zap.Uint64("epoch", table.Epoch()))
+		}
+	case errors.Is(err, router.ErrNoTable):
+		table = nil
+	default:
+		return nil, false, shards, err
+	}
+	persisted = table != nil
+	if (f.shards == "" && table == nil) || (table != nil && embeddedState(f.stateDir)) {
+		if f.cfg.ShardPassword != "" {
+			return nil, false, shards, errors.New("--shard-password is for shards given with --shards: the embedded shards have no password")
+		}
+		shards, table, err = startEmbedded(ctx, f, table, log)
+		if err != nil {
+			return nil, false, shards, err
+		}
+	}
+	if table == nil {
+		spec, err := router.ParseSpec(f.shards)
+		if err != nil {
+			return nil, false, shards, fmt.Errorf("--shards: %w", err)
+		}
+		if table, err = router.NewTable(1, spec); err != nil {
+			return nil, false, shards, fmt.Errorf("--shards: %w", err)
+		}
+	}
+	if !persisted {
+		// The first table is persisted only once every shard has
+		// answered: a mistyped address must not become the table the
+		// next start is bound to.
+		if err := reachShards(ctx, table.Addrs(), f.cfg); err != nil {
+			return nil, false, shards, err
+		}
+	}
+	return table, persisted, shards, nil
+}
+
+// etcdTable opens etcd and returns the table the proxies of the prefix
+// share: etcd's, or --shards' (after every shard answered) when etcd holds
+// none yet.
+func etcdTable(ctx context.Context, f proxyFlags, log *zap.Logger) (*control.Etcd, *router.Table, proxy.Auth, error) {
+	var start *router.Table
+	if f.shards != "" {
+		spec, err := router.ParseSpec(f.shards)
+		if err != nil {
+			return nil, nil, proxy.Auth{}, fmt.Errorf("--shards: %w", err)
+		}
+		if start, err = router.NewTable(1, spec); err != nil {
+			return nil, nil, proxy.Auth{}, fmt.Errorf("--shards: %w", err)
+		}
+	}
+	f.etcd.DialTimeout = f.cfg.DialTimeout
+	etcd, err := control.OpenEtcd(f.etcd, log)
+	if err != nil {
+		return nil, nil, proxy.Auth{}, err
+	}
+	if start != nil {
+		// A mistyped address must not become the table of every proxy.
+		if err := reachShards(ctx, start.Addrs(), f.cfg); err != nil {
+			etcd.Close()
+			return nil, nil, proxy.Auth{}, err
+		}
+	}
+	table, auth, err := etcd.Table(ctx, start, proxy.Auth{Username: f.cfg.ShardUsername, Password: f.cfg.ShardPassword})
+	if err != nil {
+		etcd.Close()
+		return nil, nil, proxy.Auth{}, fmt.Errorf("--etcd: %w", err)
+	}
+	return etcd, table, auth, nil
+}
 
 // listen opens the client address, saying what to do when it is taken.
 func listen(addr string) (net.Listener, error) {

@@ -15,6 +15,9 @@ var proxyHelp = []string{
 	"PROXY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
 	"TOPOLOGY",
 	"    Return the routing table: its epoch and, per shard, the address, slot ranges and status.",
+	"MEMBERS",
+	"    The live proxies that share this one's routing table through etcd (--etcd): address, run id,",
+	"    epoch and the seconds left on each one's lease.",
 	"SNAPSHOT [<name>]",
 	"    Snapshot every shard at one point in time (as BGSAVE); returns the snapshot id.",
 	"SNAPSHOT STATUS [<id>|<name>]",
@@ -53,6 +56,8 @@ func (p *Plane) admin(proto int, args [][]byte) []byte {
 	switch {
 	case wire.EqualFold(args[1], "topology") && len(args) == 2:
 		return p.topologyReply(proto)
+	case wire.EqualFold(args[1], "members") && len(args) == 2:
+		return p.membersReply()
 	case wire.EqualFold(args[1], "snapshot"):
 		return p.snapshotAdmin(args[2:], proto)
 	case wire.EqualFold(args[1], "restore"):
@@ -90,6 +95,22 @@ func (p *Plane) topologyReply(proto int) []byte {
 		b = resp.AppendBulkString(b, spec[i].RangeSpec())
 		b = resp.AppendBulkString(b, "status")
 		b = resp.AppendBulkString(b, status)
+	}
+	return b
+}
+
+// membersReply lists the proxies of the etcd group, one line each.
+func (p *Plane) membersReply() []byte {
+	if p.cfg.Etcd == nil {
+		return wire.AppendError(nil, "ERR this proxy shares its routing table with no other: PROXY MEMBERS needs --etcd")
+	}
+	list, err := p.cfg.Etcd.members(p.ctx)
+	if err != nil {
+		return wire.AppendError(nil, "ERR "+err.Error())
+	}
+	b := resp.AppendArrayHeader(nil, len(list))
+	for _, m := range list {
+		b = resp.AppendBulkString(b, m)
 	}
 	return b
 }

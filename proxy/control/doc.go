@@ -21,7 +21,9 @@
 // and in proxyHelp, and its handler in a file of its own), snapshot.go,
 // restore.go, reshard.go (the job and the cutover), fence.go, peers.go,
 // shardauth.go (credentials persisted per table), args.go (the target
-// arguments RESTORE and RESHARD share).
+// arguments RESTORE and RESHARD share), etcd.go (with --etcd: the table
+// shared with other proxies, the membership lease and the data plane's
+// serving deadline it sets).
 //
 // Every method of Plane is safe for concurrent use. Plane owns its job
 // goroutines: they run within its context, and Close ends them and waits

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -24,6 +25,10 @@ type Config struct {
 	// was given (--shard-user, --shard-password). A table whose shards
 	// take these needs no credentials file (shardauth.go).
 	ShardUsername, ShardPassword string
+	// Etcd, when set, is the group of proxies this one shares its table
+	// with (etcd.go); the plane runs the membership and closes it. Nil:
+	// the proxy is alone, its table in StateDir.
+	Etcd *Etcd
 }
 
 // Plane is the control plane of one proxy: its admin commands, its jobs
@@ -52,6 +57,12 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 	p := &Plane{cfg: cfg, srv: srv, log: log}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	srv.SetController(p)
+	if e := cfg.Etcd; e != nil {
+		// no data served before the first lease and a read of the table
+		srv.ServeUntil(time.Time{}, lostLease)
+		p.watch(func() { e.run(p.ctx, p) })
+		p.watch(func() { e.follow(p.ctx, p) })
+	}
 	return p
 }
 
@@ -62,6 +73,9 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 func (p *Plane) Close() error {
 	p.cancel()
 	p.wg.Wait()
+	if p.cfg.Etcd != nil {
+		return p.cfg.Etcd.Close()
+	}
 	return nil
 }
 

@@ -166,12 +166,15 @@ func (co *cutover) Seal(ctx context.Context) (func(), error) {
 // Commit is the cutover's point of no return, inside the barrier: it
 // persists the new table's credentials, then the table (a crash before
 // that comes back on the old table), and swaps the route.
-func (co *cutover) Commit(context.Context) error {
+func (co *cutover) Commit(ctx context.Context) error {
 	p := co.p
 	if p.srv.Route().Table() != co.from.Table() {
 		return errors.New("the routing table changed since the reshard started")
 	}
 	to := co.to.Table()
+	if e := p.cfg.Etcd; e != nil {
+		return co.commitEtcd(ctx, e)
+	}
 	if err := p.persistAuth(to, co.to.Auth()); err != nil {
 		return err // the persisted table is still the old one
 	}
@@ -180,6 +183,23 @@ func (co *cutover) Commit(context.Context) error {
 	}
 	p.srv.SwapTable(co.to)
 	p.dropStaleAuth(to)
+	return nil
+}
+
+// commitEtcd is Commit for a proxy that shares its table through etcd:
+// the new table, with its shards' credentials, replaces the old in one
+// transaction, and the local table file is only a copy.
+func (co *cutover) commitEtcd(ctx context.Context, e *Etcd) error {
+	p := co.p
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.commit(ctx, co.from.Table(), co.to.Table(), co.to.Auth()); err != nil {
+		return err
+	}
+	p.srv.SwapTable(co.to)
+	if err := router.Save(p.cfg.StateDir, co.to.Table()); err != nil {
+		p.log.Warn("local copy of the routing table not saved", zap.Error(err))
+	}
 	return nil
 }
 
