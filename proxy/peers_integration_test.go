@@ -16,6 +16,7 @@ import (
 	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/snapshot"
 
+	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redistest"
 )
 
@@ -345,9 +346,12 @@ func TestIntegrationReshardTimeoutUnfences(t *testing.T) {
 }
 
 // TestIntegrationSnapshotOtherProxy: BGSAVE with another proxy on the same
-// shards still runs (backup tools call it unattended), but its status and
-// its manifest say that the cut holds this proxy's writes only, naming the
-// other proxy; alone, a snapshot carries no warning.
+// shards runs (backup tools call it unattended). Its cut pauses the
+// shards' writes, so it holds the other proxy's writes too, and neither its
+// status nor its manifest warns; only when the shards refuse CLIENT PAUSE
+// does the cut hold this proxy's writes only, and both say so, naming the
+// other proxy (TestJobCutHoldsDirectWriters shows both cuts). Alone, a
+// snapshot carries no warning.
 func TestIntegrationSnapshotOtherProxy(t *testing.T) {
 	c, cfg := reshardCluster(t)
 	ctx := t.Context()
@@ -371,16 +375,38 @@ func TestIntegrationSnapshotOtherProxy(t *testing.T) {
 	defer stop()
 	ocl := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { ocl.Close() })
-	id := runID(t, ocl)
+	runID(t, ocl) // its connections are on the shards
 	st := bgsave()
-	if w := st["warning"]; !strings.Contains(w, id) || !strings.Contains(w, "consistent for this proxy's writes only") {
-		t.Errorf("snapshot with another proxy connected: warning %q, want it to name run_id %s", w, id)
+	if w := st["warning"]; w != "" {
+		t.Errorf("snapshot with another proxy connected, the shards paused: warning %q, want none", w)
 	}
 	manifest, err := os.ReadFile(filepath.Join(cfg.SnapshotDir, st["id"], snapshot.ManifestFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(manifest), `"warning"`) || !strings.Contains(string(manifest), id) {
-		t.Errorf("manifest without the warning:\n%s", manifest)
+	if strings.Contains(string(manifest), `"warning"`) {
+		t.Errorf("manifest with a warning, the shards paused:\n%s", manifest)
+	}
+
+	// shards whose ACL refuses CLIENT PAUSE: the barrier's cut, and the warning
+	acl := []string{"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-client|pause"}
+	rcfg := control.Config{StateDir: t.TempDir(), SnapshotDir: t.TempDir()}
+	rc := proxytest.Start(t, proxytest.Options{Shards: 2, Control: &rcfg, ShardArgs: append(acl, debugArgs...)})
+	raddr, rstop := serveTable(t, proxy.DefaultConfig(), control.Config{StateDir: t.TempDir()}, rc.Table, nil)
+	defer rstop()
+	rcl := redis.NewClient(&redis.Options{Addr: raddr})
+	t.Cleanup(func() { rcl.Close() })
+	rid := runID(t, rcl)
+	admin = rc.Client()
+	st = bgsave()
+	if w := st["warning"]; !strings.Contains(w, rid) || !strings.Contains(w, "consistent for this proxy's writes only") {
+		t.Errorf("snapshot with another proxy connected, CLIENT PAUSE refused: warning %q, want it to name run_id %s", w, rid)
+	}
+	manifest, err = os.ReadFile(filepath.Join(rcfg.SnapshotDir, st["id"], snapshot.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(manifest), `"warning"`) || !strings.Contains(string(manifest), rid) {
+		t.Errorf("manifest without the warning, CLIENT PAUSE refused:\n%s", manifest)
 	}
 }

@@ -108,9 +108,11 @@ type JobConfig struct {
 	Password string
 	// Barrier stops client commands for the cut. Required.
 	Barrier Barrier
-	// Warning, if set, says what the cut does not hold (writers the
-	// barrier does not stop, such as another proxy on the same shards);
-	// it goes to the manifest and the status.
+	// Warning, if set, says what the cut does not hold when the shards
+	// could not be paused themselves (writers the barrier does not stop,
+	// such as another proxy on the same shards); it then goes to the
+	// manifest and the status. A cut taken with every shard's writes
+	// paused (job_cut.go) holds every writer, and drops it.
 	Warning string
 	// Logger receives a few Info lines per job (and the captures' own);
 	// nil logs nothing.
@@ -129,12 +131,22 @@ type JobConfig struct {
 	// OffsetTimeout bounds reading every shard's master_repl_offset while
 	// the barrier is held; it is the longest the barrier is held for.
 	OffsetTimeout time.Duration
+	// ShardPause is how long CLIENT PAUSE ... WRITE holds the writes of
+	// every shard's other clients at the cut, at most: the proxy lifts it
+	// as soon as the offsets are read, which must happen within it. It
+	// must exceed OffsetTimeout.
+	ShardPause time.Duration
 	// DialTimeout and LinkTimeout go to every capture (CaptureConfig).
 	DialTimeout time.Duration
 	LinkTimeout time.Duration
 	// Verify, when set, is an extra check of each RDB after the job's own
 	// (structure and CRC64 through package rdb), e.g. redis-check-rdb.
 	Verify func(path string) error
+
+	// testBeforeOffset, set by tests only, runs before each shard's
+	// offset is asked for at the cut (to read the shards at different
+	// moments, as a slow network would).
+	testBeforeOffset func(shard int)
 }
 
 // DefaultJobConfig returns the defaults; the caller fills in Dir, Table and
@@ -146,6 +158,7 @@ func DefaultJobConfig() JobConfig {
 		CaptureTimeout: time.Hour,
 		PauseTimeout:   2 * time.Second,
 		OffsetTimeout:  time.Second,
+		ShardPause:     2 * time.Second,
 		DialTimeout:    cc.DialTimeout,
 		LinkTimeout:    cc.LinkTimeout,
 	}
@@ -167,6 +180,8 @@ func (c JobConfig) validate() error {
 		return fmt.Errorf("snapshot: pause timeout must be positive, got %s", c.PauseTimeout)
 	case c.OffsetTimeout <= 0:
 		return fmt.Errorf("snapshot: offset timeout must be positive, got %s", c.OffsetTimeout)
+	case c.ShardPause <= c.OffsetTimeout:
+		return fmt.Errorf("snapshot: shard pause %s must exceed the offset timeout %s", c.ShardPause, c.OffsetTimeout)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("snapshot: dial timeout must be positive, got %s", c.DialTimeout)
 	case c.LinkTimeout <= 0:
@@ -375,6 +390,9 @@ func (j *Job) take(ctx context.Context) (Manifest, error) {
 	}
 	j.mu.Lock()
 	j.status.PauseUS = cut.pause.Microseconds()
+	if cut.shardsPaused {
+		j.status.Warning = "" // every writer was held at the shards themselves
+	}
 	j.status.Keys = cut.keys()
 	j.mu.Unlock()
 	j.log.Info("snapshot cut", zap.Int64("pause_us", cut.pause.Microseconds()), zap.Int64s("cut_offsets", cut.offsets()))
@@ -402,6 +420,9 @@ func (j *Job) take(ctx context.Context) (Manifest, error) {
 		PauseUS: cut.pause.Microseconds(),
 		Warning: j.cfg.Warning,
 		Shards:  shards,
+	}
+	if cut.shardsPaused {
+		m.Warning = "" // every writer was held at the shards themselves
 	}
 	for _, sh := range shards {
 		m.Keys += sh.KeysAtCut

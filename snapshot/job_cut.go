@@ -14,17 +14,33 @@ import (
 	"time"
 
 	"github.com/reshard/reshard/internal/resp"
+	"go.uber.org/zap"
 )
 
 // The cut: the barrier's pause, during which every shard's offset and key
 // count are read over plain client connections dialed before it, and the
 // INFO helpers those connections (and probe.go) use.
+//
+// The barrier holds this proxy's clients only. Inside it, the cut also
+// pauses the writes of every shard's other clients (other proxies,
+// applications connected directly): CLIENT PAUSE <ms> WRITE on every
+// shard, every OK awaited, then every master_repl_offset read, then
+// CLIENT UNPAUSE. Each shard's pause starts after t0, the time the pauses
+// were sent, and lasts until t0 + ShardPause at the earliest; every
+// offset is read after every pause began, and must arrive before t0 +
+// ShardPause, so all the offsets were read while every shard took no
+// write: they are one moment's, across shards and writers. So a write any
+// client had acknowledged before it caused another write is in every
+// snapshot that holds the later one. A shard that refuses CLIENT PAUSE
+// (an ACL user without it, a renamed command) leaves the cut to the
+// barrier alone, and the job's Warning stands.
 
 // cutPoint is what the barrier yielded.
 type cutPoint struct {
-	at     time.Time // when the barrier was lifted
-	pause  time.Duration
-	shards []shardCut
+	at           time.Time // when the barrier was lifted
+	pause        time.Duration
+	shards       []shardCut
+	shardsPaused bool // every shard's writes were paused for the cut
 }
 
 type shardCut struct {
@@ -81,9 +97,9 @@ func (j *Job) cut(ctx context.Context, streams []*Stream) (cutPoint, error) {
 		}
 		return cutPoint{}, fmt.Errorf("%w: %w", ErrBarrier, err)
 	}
-	cuts, err := readCuts(conns, time.Now().Add(j.cfg.OffsetTimeout))
+	cuts, paused, err := j.readPausedCuts(conns)
 	resume()
-	cp := cutPoint{at: time.Now(), pause: time.Since(start), shards: cuts}
+	cp := cutPoint{at: time.Now(), pause: time.Since(start), shards: cuts, shardsPaused: paused}
 	if err != nil {
 		return cutPoint{}, err
 	}
@@ -100,6 +116,67 @@ func (j *Job) cut(ctx context.Context, streams []*Stream) (cutPoint, error) {
 		}
 	}
 	return cp, nil
+}
+
+// readPausedCuts reads every shard's cut with every shard's writes paused
+// (see the top of this file), or with the barrier alone if a shard refuses
+// CLIENT PAUSE; paused says which.
+func (j *Job) readPausedCuts(conns []*shardConn) (cuts []shardCut, paused bool, err error) {
+	t0 := time.Now()
+	ms := strconv.FormatInt(j.cfg.ShardPause.Milliseconds(), 10)
+	perr := sendAll(conns, resp.AppendCommandString(nil, "CLIENT", "PAUSE", ms, "WRITE"), t0.Add(j.cfg.OffsetTimeout))
+	if perr != nil {
+		sendAll(conns, cmdUnpause, time.Now().Add(j.cfg.OffsetTimeout))
+		var refused *refusedError
+		if !errors.As(perr, &refused) {
+			return nil, false, perr
+		}
+		j.log.Warn("snapshot cut without pausing the shards: only this proxy's clients are held", zap.Error(perr))
+		cuts, err = readCuts(conns, time.Now().Add(j.cfg.OffsetTimeout), j.cfg.testBeforeOffset)
+		return cuts, false, err
+	}
+	deadline := time.Now().Add(j.cfg.OffsetTimeout)
+	if end := t0.Add(j.cfg.ShardPause); end.Before(deadline) {
+		deadline = end // an offset read after the earliest pause could end proves nothing
+	}
+	cuts, err = readCuts(conns, deadline, j.cfg.testBeforeOffset)
+	if uerr := sendAll(conns, cmdUnpause, time.Now().Add(j.cfg.OffsetTimeout)); uerr != nil && err == nil {
+		// the pause ends by itself at ShardPause
+		j.log.Warn("snapshot cut: CLIENT UNPAUSE failed", zap.Error(uerr))
+	}
+	return cuts, err == nil, err
+}
+
+var cmdUnpause = resp.AppendCommandString(nil, "CLIENT", "UNPAUSE")
+
+// refusedError is a shard's error reply to a command of the cut.
+type refusedError struct{ addr, reply string }
+
+func (e *refusedError) Error() string { return "shard " + e.addr + " refused: " + e.reply }
+
+// sendAll sends cmd to every shard in parallel and reads each one's reply
+// before deadline; an error reply is a *refusedError.
+func sendAll(conns []*shardConn, cmd []byte, deadline time.Time) error {
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			c.conn.SetDeadline(deadline)
+			if _, err := c.conn.Write(cmd); err != nil {
+				errs[i] = fmt.Errorf("snapshot: shard %s: %w", c.addr, err)
+				return
+			}
+			reply, err := resp.ReadReply(c.r, nil, c.r.Size())
+			switch {
+			case err != nil:
+				errs[i] = fmt.Errorf("snapshot: shard %s: %w", c.addr, err)
+			case reply[0] == '-':
+				errs[i] = &refusedError{c.addr, string(bytes.TrimSpace(reply[1:]))}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // shardConn is a plain client connection to a shard, for the cut.
@@ -187,7 +264,7 @@ func (c *shardConn) setup(username, password string) error {
 
 // readCuts asks every shard, in parallel, for INFO replication and INFO
 // keyspace in one pipelined write, and reads both before deadline.
-func readCuts(conns []*shardConn, deadline time.Time) ([]shardCut, error) {
+func readCuts(conns []*shardConn, deadline time.Time, before func(shard int)) ([]shardCut, error) {
 	cuts := make([]shardCut, len(conns))
 	errs := make([]error, len(conns))
 	req := resp.AppendCommandString(resp.AppendCommandString(nil, "INFO", "replication"), "INFO", "keyspace")
@@ -197,6 +274,9 @@ func readCuts(conns []*shardConn, deadline time.Time) ([]shardCut, error) {
 		go func() {
 			defer wg.Done()
 			c.conn.SetDeadline(deadline)
+			if before != nil {
+				before(i)
+			}
 			repl, keyspace, err := c.readCut(req)
 			if err != nil {
 				var ne net.Error
