@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,10 +20,8 @@ import (
 // it; one given other --shards serves etcd's all the same. PROXY MEMBERS
 // on any of them lists them all.
 func TestEtcdSharedTable(t *testing.T) {
-	etcd := etcdtest.Start(t)
-	shards := redistest.StartN(t, 3)
-	bin := proxytest.Build(t)
-	flags := []string{"--etcd", etcd.Endpoint(), "--etcd-prefix", "/reshard/" + t.Name()}
+	rig := newEtcdRig(t, 3, 0)
+	bin, flags, shards := rig.bin, rig.flags, rig.shards
 	a := proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards), flags...)
 	b := proxytest.StartProcess(t, bin, t.TempDir(), nil, flags...)
 	other := redistest.Start(t) // a --shards that etcd's table wins over
@@ -60,11 +59,8 @@ func TestEtcdSharedTable(t *testing.T) {
 // A proxy follows a table another proxy commits: after a reshard through
 // one of them, every other serves the new shards.
 func TestEtcdFollowsCommit(t *testing.T) {
-	etcd := etcdtest.Start(t)
-	shards := redistest.StartN(t, 2, "--repl-diskless-sync-delay", "0")
-	targets := redistest.StartN(t, 3)
-	bin := proxytest.Build(t)
-	flags := []string{"--etcd", etcd.Endpoint(), "--etcd-prefix", "/reshard/" + t.Name()}
+	rig := newEtcdRig(t, 2, 3)
+	bin, flags, shards, targets := rig.bin, rig.flags, rig.shards, rig.targets
 	a := proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards), flags...)
 	b := proxytest.StartProcess(t, bin, t.TempDir(), nil, flags...)
 	ca, cb := etcdClient(t, a.Addr), etcdClient(t, b.Addr)
@@ -75,11 +71,7 @@ func TestEtcdFollowsCommit(t *testing.T) {
 	}
 	// FORCE: b is another proxy on the shards; a cutover that waits for
 	// every member is not built yet, so b follows the commit through etcd
-	args := []any{"PROXY", "RESHARD"}
-	for _, s := range targets {
-		args = append(args, s.Addr())
-	}
-	if err := ca.Do(t.Context(), append(args, "FORCE")...).Err(); err != nil {
+	if err := ca.Do(t.Context(), append(reshardArgs(targets), "FORCE")...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -117,11 +109,9 @@ func TestEtcdFollowsCommit(t *testing.T) {
 // lease can have expired: its clients get -CLUSTERDOWN naming etcd, PING
 // still answers, and it serves again once etcd is back.
 func TestEtcdSelfFence(t *testing.T) {
-	etcd := etcdtest.Start(t)
-	shards := redistest.StartN(t, 2)
-	bin := proxytest.Build(t)
-	a := proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards),
-		"--etcd", etcd.Endpoint(), "--etcd-prefix", "/reshard/"+t.Name(), "--etcd-lease-ttl", "2s")
+	rig := newEtcdRig(t, 2, 0, "--etcd-lease-ttl", "2s")
+	etcd := rig.etcd
+	a := proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), rig.flags...)
 	cl := etcdClient(t, a.Addr)
 	if err := cl.Set(t.Context(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -156,11 +146,8 @@ func TestEtcdSelfFence(t *testing.T) {
 // table committed meanwhile by another proxy is what it serves, or it
 // refuses until it has read it.
 func TestEtcdStoppedProxyServesNothingStale(t *testing.T) {
-	etcd := etcdtest.Start(t)
-	shards := redistest.StartN(t, 2, "--repl-diskless-sync-delay", "0")
-	targets := redistest.StartN(t, 2)
-	bin := proxytest.Build(t)
-	flags := []string{"--etcd", etcd.Endpoint(), "--etcd-prefix", "/reshard/" + t.Name(), "--etcd-lease-ttl", "1s"}
+	rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "1s")
+	bin, flags, shards, targets := rig.bin, rig.flags, rig.shards, rig.targets
 	a := proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards), flags...)
 	b := proxytest.StartProcess(t, bin, t.TempDir(), nil, flags...)
 	ca, cb := etcdClient(t, a.Addr), etcdClient(t, b.Addr)
@@ -175,17 +162,7 @@ func TestEtcdStoppedProxyServesNothingStale(t *testing.T) {
 	if err := cb.Do(t.Context(), "PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr(), "FORCE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, _ := cb.Do(t.Context(), "PROXY", "RESHARD", "STATUS").Text()
-		if strings.Contains(st, "state:done") {
-			break
-		}
-		if time.Now().After(deadline) || strings.Contains(st, "state:failed") || strings.Contains(st, "state:aborted") {
-			t.Fatalf("reshard: %s", st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReshardDone(t, cb)
 	if err := cb.Set(t.Context(), "k", "new", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +181,36 @@ func TestEtcdStoppedProxyServesNothingStale(t *testing.T) {
 	if got, err := ca.Get(t.Context(), "k").Result(); err != nil || got != "new" {
 		t.Fatalf("GET once serving again = %q, %v; want \"new\"", got, err)
 	}
+}
+
+// etcdRig is etcd, source shards and reshard targets, the proxy binary, and
+// the flags of a proxy of the test's group.
+type etcdRig struct {
+	etcd            *etcdtest.Server
+	shards, targets []*redistest.Server
+	bin             string
+	flags           []string
+}
+
+// newEtcdRig starts etcd, sources shards (forking at once for a reshard's
+// capture) and targets empty ones; extra flags go to every proxy.
+func newEtcdRig(t *testing.T, sources, targets int, extra ...string) etcdRig {
+	r := etcdRig{etcd: etcdtest.Start(t), bin: proxytest.Build(t)}
+	r.shards = redistest.StartN(t, sources, "--repl-diskless-sync-delay", "0")
+	if targets > 0 {
+		r.targets = redistest.StartN(t, targets)
+	}
+	r.flags = append([]string{"--etcd", r.etcd.Endpoint(), "--etcd-prefix", "/reshard/" + t.Name()}, extra...)
+	return r
+}
+
+// reshardArgs is PROXY RESHARD onto targets.
+func reshardArgs(targets []*redistest.Server) []any {
+	args := []any{"PROXY", "RESHARD"}
+	for _, s := range targets {
+		args = append(args, s.Addr())
+	}
+	return args
 }
 
 func addrsOf(servers []*redistest.Server) []string {
@@ -237,4 +244,90 @@ func waitServing(t *testing.T, cl *redis.Client) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("proxy at %s does not serve data: %v", cl.Options().Addr, err)
+}
+
+// Three proxies cut over together: PROXY RESHARD on one of them, without
+// FORCE (the others are members, not strangers), while writers write
+// through every proxy and read each write back through another. Every
+// member pauses for the cut, so no client sees an error, no acknowledged
+// write is lost, and every proxy ends on the new table.
+func TestEtcdCoordinatedCutover(t *testing.T) {
+	rig := newEtcdRig(t, 2, 3)
+	bin, flags, shards, targets := rig.bin, rig.flags, rig.shards, rig.targets
+	procs := []*proxytest.Process{proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards), flags...)}
+	for range 2 {
+		procs = append(procs, proxytest.StartProcess(t, bin, t.TempDir(), nil, flags...))
+	}
+	clients := make([]*redis.Client, len(procs))
+	for i, p := range procs {
+		clients[i] = etcdClient(t, p.Addr)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	t.Cleanup(stop)
+	type result struct {
+		acked  map[string]int
+		errors []error
+	}
+	results := make([]result, 6)
+	done := make(chan int, len(results))
+	for w := range results {
+		go func() {
+			defer func() { done <- w }()
+			cl := redis.NewClient(&redis.Options{Addr: procs[w%3].Addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+			defer cl.Close()
+			other := clients[(w+1)%3]
+			r := result{acked: map[string]int{}}
+			for i := 0; ctx.Err() == nil; i++ {
+				key := "w" + string(rune('0'+w)) + ":" + string(rune('a'+i%26)) + strings.Repeat("y", i%7)
+				if err := cl.Set(ctx, key, i, 0).Err(); err != nil {
+					if ctx.Err() == nil {
+						r.errors = append(r.errors, err)
+					}
+					continue
+				}
+				r.acked[key] = i
+				if got, err := other.Get(ctx, key).Int(); ctx.Err() == nil && (err != nil || got != i) {
+					r.errors = append(r.errors, fmt.Errorf("read back %s through another proxy = %d, %v; want %d", key, got, err, i))
+				}
+			}
+			results[w] = r
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := clients[0].Do(t.Context(), reshardArgs(targets)...).Err(); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	waitReshardDone(t, clients[0])
+	time.Sleep(300 * time.Millisecond) // writes after the cutover
+	stop()
+	for range results {
+		<-done
+	}
+	for i, cl := range clients {
+		topo, err := cl.Do(t.Context(), "PROXY", "TOPOLOGY").Slice()
+		if err != nil || len(topo) < 2 || topo[1] != int64(2) {
+			t.Errorf("proxy %d: topology %v, %v; want epoch 2", i, topo, err)
+		}
+	}
+	total := 0
+	for w, r := range results {
+		for _, err := range r.errors {
+			t.Errorf("writer %d (through proxy %d): %v", w, w%3, err)
+		}
+		for key, v := range r.acked {
+			if got, err := clients[(w+2)%3].Get(t.Context(), key).Int(); err != nil || got != v {
+				t.Errorf("writer %d: %s = %d, %v after the cutover; want %d", w, key, got, err, v)
+			}
+		}
+		total += len(r.acked)
+	}
+	var onTargets int64
+	for _, s := range targets {
+		n, _ := s.Client().DBSize(t.Context()).Result()
+		onTargets += n
+	}
+	if onTargets == 0 || total == 0 {
+		t.Errorf("%d keys on the new shards, %d writes acknowledged; want both above 0", onTargets, total)
+	}
 }

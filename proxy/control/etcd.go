@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -66,6 +67,7 @@ type Etcd struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	leaseID   atomic.Int64 // the membership lease, 0 while there is none
 
 	// mu guards the fields below and orders a commit against the watch:
 	// whichever holds it sees the other's table.
@@ -259,6 +261,7 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 		sent := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 		err := e.renew(rctx, &lease, ttl)
+		e.leaseID.Store(int64(lease))
 		if err == nil && (deadline.IsZero() || !sent.Before(deadline)) {
 			// serving again, or for the first time: on etcd's table
 			err = e.reread(rctx, p)
@@ -285,6 +288,9 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 		}
 	}
 }
+
+// lease is the membership lease, 0 while there is none.
+func (e *Etcd) lease() clientv3.LeaseID { return clientv3.LeaseID(e.leaseID.Load()) }
 
 // renew keeps the lease alive, or grants a new one when it has expired.
 func (e *Etcd) renew(ctx context.Context, lease *clientv3.LeaseID, ttl time.Duration) error {

@@ -59,7 +59,14 @@ func (p *Plane) otherProxies(ctx context.Context, r proxy.Route) []peer {
 		})
 	}
 	wg.Wait()
-	return slices.Concat(found...)
+	peers := slices.Concat(found...)
+	if e := p.cfg.Etcd; e != nil && len(peers) > 0 {
+		// the members of the group cut over together (etcd_cutover.go)
+		if ids, err := e.memberIDs(ctx); err == nil {
+			peers = slices.DeleteFunc(peers, func(pr peer) bool { return slices.Contains(ids, pr.RunID) })
+		}
+	}
+	return peers
 }
 
 // shardClients runs CLIENT LIST TYPE normal on sh, within ctx and at most

@@ -62,6 +62,7 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 		srv.ServeUntil(time.Time{}, lostLease)
 		p.watch(func() { e.run(p.ctx, p) })
 		p.watch(func() { e.follow(p.ctx, p) })
+		p.watch(func() { e.participate(p.ctx, p) })
 	}
 	return p
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -145,7 +146,21 @@ type cutover struct {
 }
 
 // Pause closes the proxy's write barrier.
-func (co *cutover) Pause(ctx context.Context) (func(), error) { return co.p.srv.Pause(ctx) }
+// With etcd, every other member of the group closes its barrier too
+// (etcd_cutover.go) before Pause returns.
+func (co *cutover) Pause(ctx context.Context) (func(), error) {
+	resume, err := co.p.srv.Pause(ctx)
+	if err != nil || co.p.cfg.Etcd == nil {
+		return resume, err
+	}
+	job := co.p.srv.RunID()[:8] + "-" + strconv.FormatUint(co.to.Table().Epoch(), 10)
+	lift, err := co.p.cfg.Etcd.pauseMembers(ctx, co.p, job, resume)
+	if err != nil {
+		resume()
+		return nil, err
+	}
+	return lift, nil
+}
 
 // Seal looks for other proxies once more (one that connected while the
 // job ran is caught before the cut), then fences the shards the new table

@@ -1,0 +1,196 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// A cutover that every member of the group takes together. The proxy that
+// runs the reshard (the coordinator) closes its own barrier, then writes
+// the job, PREFIX/cutover, under its own lease: the participants (every
+// other live member) and a deadline. Each participant closes its barrier
+// too, lets what it had in flight drain, and acks (PREFIX/acks/JOB/RUN_ID,
+// under its lease). The coordinator waits for every ack, or for the
+// member's lease to end (a member gone holds no client), never around a
+// live member: a member that neither acks nor goes by the deadline aborts
+// the job. Only then does the job fence the old shards, read the cut,
+// catch the targets up and commit the table (one etcd transaction). A
+// participant resumes when the job key goes (the coordinator deletes it
+// when its barrier lifts, after a commit or an abort; etcd deletes it when
+// the coordinator's lease ends, if it dies), or at the job's deadline, and
+// always only after reading the table from etcd: it serves the new table if
+// the commit happened, the old one if not, whatever it saw of the job.
+
+// cutoverJob is the job key's value.
+type cutoverJob struct {
+	ID           string   `json:"id"`
+	Coordinator  string   `json:"coordinator"` // run id
+	Participants []string `json:"participants"`
+	Epoch        uint64   `json:"epoch"`    // of the table being left
+	Deadline     int64    `json:"deadline"` // unix ms: participants resume then at the latest
+}
+
+func (e *Etcd) cutoverKey() string              { return e.cfg.Prefix + "/cutover" }
+func (e *Etcd) ackKey(job, runID string) string { return e.cfg.Prefix + "/acks/" + job + "/" + runID }
+
+// memberIDs returns the run ids of the live members.
+func (e *Etcd) memberIDs(ctx context.Context) ([]string, error) {
+	resp, err := e.cli.Get(ctx, e.cfg.Prefix+"/members/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	var ids []string
+	for _, kv := range resp.Kvs {
+		ids = append(ids, strings.TrimPrefix(string(kv.Key), e.cfg.Prefix+"/members/"))
+	}
+	return ids, nil
+}
+
+// pauseMembers is the coordinator's side: with its own barrier closed
+// (resume lifts it), it has every other live member close theirs, and
+// returns what lifts them all: the job key goes, then its own barrier.
+// ctx ends at the cutover's deadline.
+func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume func()) (func(), error) {
+	self := p.srv.RunID()
+	ids, err := e.memberIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return id == self })
+	if len(ids) == 0 {
+		return resume, nil
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(2 * time.Second)
+	}
+	v, _ := json.Marshal(cutoverJob{ID: job, Coordinator: self, Participants: ids, Deadline: deadline.UnixMilli()})
+	lease := e.lease()
+	if lease == 0 {
+		return nil, fmt.Errorf("etcd: this proxy holds no lease")
+	}
+	if _, err := e.cli.Put(ctx, e.cutoverKey(), string(v), clientv3.WithLease(lease)); err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	lift := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+		defer cancel()
+		if _, err := e.cli.Delete(dctx, e.cutoverKey()); err != nil {
+			e.log.Warn("cutover job key not deleted: the other proxies resume at its deadline", zap.Error(err))
+		}
+		e.cli.Delete(dctx, e.cfg.Prefix+"/acks/"+job+"/", clientv3.WithPrefix())
+		resume()
+	}
+	for {
+		waiting, err := e.notAcked(ctx, job, ids)
+		if err == nil && len(waiting) == 0 {
+			e.log.Info("every proxy of the group paused for the cutover", zap.Strings("members", ids))
+			return lift, nil
+		}
+		if ctx.Err() != nil {
+			lift()
+			if err == nil {
+				err = fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(waiting, ", "))
+			}
+			return nil, err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// notAcked returns the participants that have not acked and are still
+// members.
+func (e *Etcd) notAcked(ctx context.Context, job string, ids []string) ([]string, error) {
+	acks, err := e.cli.Get(ctx, e.cfg.Prefix+"/acks/"+job+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, err
+	}
+	live, err := e.memberIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var waiting []string
+	for _, id := range ids {
+		acked := slices.ContainsFunc(acks.Kvs, func(kv *mvccpb.KeyValue) bool { return string(kv.Key) == e.ackKey(job, id) })
+		if !acked && slices.Contains(live, id) {
+			waiting = append(waiting, id)
+		}
+	}
+	return waiting, nil
+}
+
+// participate is a member's side, until ctx ends: it watches the job key
+// and pauses for each job that names it.
+func (e *Etcd) participate(ctx context.Context, p *Plane) {
+	self := p.srv.RunID()
+	for ctx.Err() == nil {
+		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.cutoverKey())
+		for wr := range wch {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				var job cutoverJob
+				if ev.Type != mvccpb.PUT || json.Unmarshal(ev.Kv.Value, &job) != nil ||
+					job.Coordinator == self || !slices.Contains(job.Participants, self) {
+					continue
+				}
+				e.pauseFor(ctx, p, job, ev.Kv.ModRevision)
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// pauseFor closes the barrier for job, acks, and lifts it once the job key
+// goes or its deadline passes, serving the table etcd then holds.
+func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64) {
+	deadline := time.UnixMilli(job.Deadline)
+	jctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	resume, err := p.srv.Pause(jctx)
+	if err != nil {
+		e.log.Warn("could not pause for the cutover", zap.String("job", job.ID), zap.Error(err))
+		return
+	}
+	defer resume()
+	lease := e.lease()
+	if _, err := e.cli.Put(jctx, e.ackKey(job.ID, p.srv.RunID()), "paused", clientv3.WithLease(lease)); err != nil {
+		e.log.Warn("could not ack the cutover", zap.String("job", job.ID), zap.Error(err))
+		return
+	}
+	// the job key's end: a delete, or a new job in its place
+	wch := e.cli.Watch(jctx, e.cutoverKey(), clientv3.WithRev(rev+1))
+	for wr := range wch {
+		if len(wr.Events) > 0 || wr.Err() != nil {
+			break
+		}
+	}
+	// whatever happened, serve etcd's table: the new one if it committed
+	rctx, rcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	defer rcancel()
+	t, a, trev, err := e.get(rctx)
+	if err != nil {
+		// the lease deadline stops data commands if etcd stays away
+		e.log.Warn("routing table not read after the cutover", zap.Error(err))
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if trev > e.rev && t.Epoch() > e.table.Epoch() {
+		p.srv.SwapTable(p.srv.Prepare(t, a))
+		e.rev, e.table, e.auth = trev, t, a
+		e.log.Info("cut over with the group", zap.String("job", job.ID), zap.Uint64("epoch", t.Epoch()))
+	}
+}
