@@ -6,7 +6,7 @@ STATE_DIR ?= .reshard
 LISTEN    ?= 127.0.0.1:6380
 BENCHTIME ?= 1x
 
-.PHONY: all build run test test-short fuzz bench lint clean
+.PHONY: all build run run-many test test-short fuzz bench lint clean
 
 all: build
 
@@ -19,6 +19,14 @@ build:
 # Both can be set: make run LISTEN=127.0.0.1:6390 STATE_DIR=/var/lib/reshard
 run: build
 	./$(BIN) proxy --listen $(LISTEN) --state-dir $(STATE_DIR)
+
+# Several proxies sharing one routing table through etcd, for trying it:
+# etcd, 3 redis-server shards and 3 proxies on 127.0.0.1:6380-6382, their
+# state and logs in $(MANY_DIR); Ctrl-C stops them all. Needs etcd
+# (apt-get install -y etcd-server). See README, Several proxies.
+MANY_DIR ?= .reshard-many
+run-many: build
+	MANY_DIR=$(MANY_DIR) ./cmd/reshard/run-many.sh
 
 # The whole suite, under the race detector (the proxy is many goroutines
 # sharing sessions, backends and tables; -race costs about half a minute

@@ -124,42 +124,66 @@ func (e *Etcd) memberKey(runID string) string { return e.cfg.Prefix + "/members/
 // Table returns the table the group serves and its shards' credentials.
 // When etcd holds none, start (the table of --shards, with the flags'
 // credentials) becomes it, unless another proxy's got there first; with no
-// start either, it returns ErrNoEtcdTable. A start that differs from
-// etcd's table loses, with a log line.
+// start either, it waits for one until ctx ends (then ErrNoEtcdTable). A
+// start that differs from etcd's table loses, with a log line.
 func (e *Etcd) Table(ctx context.Context, start *router.Table, auth proxy.Auth) (*router.Table, proxy.Auth, error) {
+	if start == nil {
+		return e.waitTable(ctx)
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer cancel()
-	if start != nil {
-		val, err := encodeEtcdTable(start, auth)
-		if err != nil {
-			return nil, proxy.Auth{}, err
-		}
-		// created only if no proxy has made it yet
-		txn, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(e.tableKey()), "=", 0)).
-			Then(clientv3.OpPut(e.tableKey(), val)).Commit()
-		if err != nil {
-			return nil, proxy.Auth{}, fmt.Errorf("control: etcd: %w", err)
-		}
-		if txn.Succeeded {
-			e.log.Info("routing table initialised in etcd", zap.Uint64("epoch", start.Epoch()),
-				zap.String("shards", router.FormatSpec(start.Shards())))
-			e.set(txn.Header.Revision, start, auth)
-			return start, auth, nil
-		}
-	}
-	t, a, rev, err := e.get(ctx)
-	if errors.Is(err, ErrNoEtcdTable) {
-		return nil, proxy.Auth{}, fmt.Errorf("%w under %s: give the first proxy --shards", err, e.cfg.Prefix)
-	}
+	val, err := encodeEtcdTable(start, auth)
 	if err != nil {
 		return nil, proxy.Auth{}, err
 	}
-	if start != nil && router.FormatSpec(start.Shards()) != router.FormatSpec(t.Shards()) {
+	// created only if no proxy has made it yet
+	txn, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(e.tableKey()), "=", 0)).
+		Then(clientv3.OpPut(e.tableKey(), val)).Commit()
+	if err != nil {
+		return nil, proxy.Auth{}, fmt.Errorf("control: etcd: %w", err)
+	}
+	if txn.Succeeded {
+		e.log.Info("routing table initialised in etcd", zap.Uint64("epoch", start.Epoch()),
+			zap.String("shards", router.FormatSpec(start.Shards())))
+		e.set(txn.Header.Revision, start, auth)
+		return start, auth, nil
+	}
+	t, a, rev, err := e.get(ctx)
+	if err != nil {
+		return nil, proxy.Auth{}, err
+	}
+	if router.FormatSpec(start.Shards()) != router.FormatSpec(t.Shards()) {
 		e.log.Warn("etcd's routing table wins over --shards", zap.Uint64("epoch", t.Epoch()),
 			zap.String("etcd", router.FormatSpec(t.Shards())), zap.String("shards_flag", router.FormatSpec(start.Shards())))
 	}
 	e.set(rev, t, a)
 	return t, a, nil
+}
+
+// waitTable is Table for a proxy given no --shards: it waits, until ctx
+// ends, for a proxy that has them to put the table in etcd, so that the
+// proxies of a group may be started in any order.
+func (e *Etcd) waitTable(ctx context.Context) (*router.Table, proxy.Auth, error) {
+	for logged := false; ; logged = true {
+		gctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+		t, a, rev, err := e.get(gctx)
+		cancel()
+		if err == nil {
+			e.set(rev, t, a)
+			return t, a, nil
+		}
+		if !errors.Is(err, ErrNoEtcdTable) {
+			return nil, proxy.Auth{}, err
+		}
+		if !logged {
+			e.log.Warn("waiting for a routing table in etcd: start one proxy of the group with --shards")
+		}
+		select {
+		case <-ctx.Done():
+			return nil, proxy.Auth{}, fmt.Errorf("%w under %s: give one proxy --shards", ErrNoEtcdTable, e.cfg.Prefix)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // get reads the table key.
