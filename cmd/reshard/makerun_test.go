@@ -71,15 +71,29 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// makeRun runs `make run` in dir as a user does at a terminal: in a process
-// group of its own, so that interrupt reaches make and the proxy together,
-// as Ctrl-C does. It returns once the proxy answers.
+// makeRun starts `make run` in dir, serving on listen, and waits until the
+// proxy answers PING. interrupt is Ctrl-C: SIGINT to make's process group,
+// as a terminal sends it; it waits for make to exit.
 func makeRun(t *testing.T, dir, listen string) (interrupt func()) {
 	t.Helper()
-	cmd := exec.Command("make", "run", "LISTEN="+listen)
+	cl := redis.NewClient(&redis.Options{Addr: listen, Protocol: 2, MaxRetries: -1})
+	defer cl.Close()
+	interrupt, _ = startMake(t, dir, []string{"run", "LISTEN=" + listen}, nil, func() error { return cl.Ping(context.Background()).Err() })
+	return interrupt
+}
+
+// startMake starts make with args (and env added to the environment) in
+// dir, in a process group of its own, and waits up to three minutes (make
+// builds the binary first) until ready reports nil. interrupt sends the
+// group SIGINT, as a terminal's Ctrl-C does, and waits for make to exit;
+// out is what make and its children printed.
+func startMake(t *testing.T, dir string, args, env []string, ready func() error) (interrupt func(), out *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command("make", args...)
 	cmd.Dir = dir
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = append(os.Environ(), env...)
+	out = &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -93,17 +107,15 @@ func makeRun(t *testing.T, dir, listen string) (interrupt func()) {
 			<-done
 		}
 	})
-	cl := redis.NewClient(&redis.Options{Addr: listen, Protocol: 2, MaxRetries: -1})
-	defer cl.Close()
-	deadline := time.Now().Add(3 * time.Minute) // make builds the binary first
-	for cl.Ping(context.Background()).Err() != nil {
+	deadline := time.Now().Add(3 * time.Minute)
+	for err := ready(); err != nil; err = ready() {
 		select {
 		case <-done:
-			t.Fatalf("make run exited before serving:\n%s", out.String())
+			t.Fatalf("make %s exited before it was ready:\n%s", strings.Join(args, " "), out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("make run did not serve on %s:\n%s", listen, out.String())
+			t.Fatalf("make %s not ready: %v\n%s", strings.Join(args, " "), err, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -116,9 +128,9 @@ func makeRun(t *testing.T, dir, listen string) (interrupt func()) {
 		case <-time.After(time.Minute):
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
-			t.Fatalf("make run did not stop on SIGINT:\n%s", out.String())
+			t.Fatalf("make %s did not stop on SIGINT:\n%s", strings.Join(args, " "), out.String())
 		}
-	}
+	}, out
 }
 
 // TestMakeRun is the README's first command on a fresh copy of the

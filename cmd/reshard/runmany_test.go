@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,45 +26,21 @@ func TestMakeRunMany(t *testing.T) {
 	dir := copyRepoTo(t, freshCopyDir(t))
 	taken := map[string]string{}
 	proxyPort, shardPort, etcdPort := freeRun(t, 3, taken), freeRun(t, 3, taken), freeRun(t, 2, taken)
-	cmd := exec.Command("make", "run-many")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PROXY_PORT="+strconv.Itoa(proxyPort), "SHARD_PORT="+strconv.Itoa(shardPort),
-		"ETCD_PORT="+strconv.Itoa(etcdPort))
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(proxyPort+i) }
 	last := redis.NewClient(&redis.Options{Addr: addr(2), Protocol: 2, MaxRetries: -1})
 	defer last.Close()
 	ctx := context.Background()
-	deadline := time.Now().Add(3 * time.Minute) // make builds the binary first
-	for {
+	env := []string{"PROXY_PORT=" + strconv.Itoa(proxyPort), "SHARD_PORT=" + strconv.Itoa(shardPort), "ETCD_PORT=" + strconv.Itoa(etcdPort)}
+	interrupt, out := startMake(t, dir, []string{"run-many"}, env, func() error {
 		members, err := last.Do(ctx, "PROXY", "MEMBERS").StringSlice()
-		if err == nil && len(members) == 3 && last.Exists(ctx, "k").Err() == nil {
-			break
+		if err == nil && len(members) != 3 {
+			err = fmt.Errorf("members %q, want 3", members)
 		}
-		select {
-		case <-done:
-			t.Fatalf("make run-many exited:\n%s", out.String())
-		default:
+		if err == nil {
+			err = last.Exists(ctx, "k").Err()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("make run-many: members %q, %v:\n%s", members, err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 	first := redis.NewClient(&redis.Options{Addr: addr(0), Protocol: 2})
 	defer first.Close()
 	if err := first.Set(ctx, "k", "v", 0).Err(); err != nil {
@@ -75,14 +49,7 @@ func TestMakeRunMany(t *testing.T) {
 	if got, err := last.Get(ctx, "k").Result(); err != nil || got != "v" {
 		t.Fatalf("GET through the third proxy = %q, %v; want v", got, err)
 	}
-	stopped = true
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		t.Fatalf("make run-many did not stop on SIGINT:\n%s", out.String())
-	}
+	interrupt()
 	for _, port := range []int{proxyPort, proxyPort + 1, proxyPort + 2, shardPort, shardPort + 1, shardPort + 2, etcdPort} {
 		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 200*time.Millisecond); err == nil {
 			c.Close()
