@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -329,5 +330,69 @@ func TestEtcdCoordinatedCutover(t *testing.T) {
 	}
 	if onTargets == 0 || total == 0 {
 		t.Errorf("%d keys on the new shards, %d writes acknowledged; want both above 0", onTargets, total)
+	}
+}
+
+// SIGKILL of a member during a reshard's copy: the participant's lease
+// ends, the cutover does not wait for it, and the others cut over; SIGKILL
+// of the coordinator: the job dies with it, and the others go on serving
+// one table (the old one, unless the copy beat the kill). Either way every
+// write is there through every live proxy.
+func TestEtcdMemberKilledDuringReshard(t *testing.T) {
+	for _, victim := range []string{"participant", "coordinator"} {
+		t.Run(victim, func(t *testing.T) {
+			rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "1s")
+			procs := []*proxytest.Process{proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), rig.flags...)}
+			for range 2 {
+				procs = append(procs, proxytest.StartProcess(t, rig.bin, t.TempDir(), nil, rig.flags...))
+			}
+			clients := make([]*redis.Client, 3)
+			for i, p := range procs {
+				clients[i] = etcdClient(t, p.Addr)
+			}
+			for i := range 200 {
+				if err := clients[0].Set(t.Context(), "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := clients[0].Do(t.Context(), reshardArgs(rig.targets)...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			dead, live := 1, []int{0, 2} // the participant
+			if victim == "coordinator" {
+				dead, live = 0, []int{1, 2}
+			}
+			procs[dead].Kill()
+			if victim == "participant" {
+				waitReshardDone(t, clients[0])
+			}
+			// every live proxy serves, on one table, with every write
+			var epochs []int64
+			for _, i := range live {
+				waitServing(t, clients[i])
+				for k := range 200 {
+					if got, err := clients[i].Get(t.Context(), "k"+strconv.Itoa(k)).Int(); err != nil || got != k {
+						t.Fatalf("proxy %d: k%d = %d, %v; want %d", i, k, got, err, k)
+					}
+				}
+				topo, err := clients[i].Do(t.Context(), "PROXY", "TOPOLOGY").Slice()
+				if err != nil {
+					t.Fatal(err)
+				}
+				epochs = append(epochs, topo[1].(int64))
+			}
+			// the participant's death leaves the cutover to the others; the
+			// coordinator's ends the job before its commit, unless the copy
+			// was quicker than the kill: either way, one table for all
+			want := int64(2)
+			if victim == "coordinator" {
+				want = epochs[0]
+			}
+			for i, e := range epochs {
+				if e != want {
+					t.Errorf("proxy %d serves epoch %d, want %d (epochs of the live proxies: %v)", live[i], e, want, epochs)
+				}
+			}
+		})
 	}
 }
