@@ -117,6 +117,9 @@ func TestEtcdSelfFence(t *testing.T) {
 	if err := cl.Set(t.Context(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
+	if info, err := cl.Info(t.Context(), "proxy").Result(); err != nil || !strings.Contains(info, "etcd_lease:held") {
+		t.Errorf("INFO proxy = %v; want etcd_lease:held:\n%s", err, info)
+	}
 	if err := etcd.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +139,9 @@ func TestEtcdSelfFence(t *testing.T) {
 	}
 	if err := cl.Ping(t.Context()).Err(); err != nil {
 		t.Errorf("PING while fenced: %v", err)
+	}
+	if info, err := cl.Info(t.Context(), "proxy").Result(); err != nil || !strings.Contains(info, "etcd_lease:lost") {
+		t.Errorf("INFO proxy while fenced = %v; want etcd_lease:lost:\n%s", err, info)
 	}
 	if err := etcd.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)

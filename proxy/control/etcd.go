@@ -68,6 +68,7 @@ type Etcd struct {
 	closeOnce sync.Once
 	closeErr  error
 	leaseID   atomic.Int64 // the membership lease, 0 while there is none
+	serving   atomic.Int64 // the data plane's serving deadline, unix ns; 0 before the first
 
 	// mu guards the fields below and orders a commit against the watch:
 	// whichever holds it sees the other's table.
@@ -305,6 +306,7 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 		} else {
 			deadline = sent.Add(ttl - margin)
 			p.srv.ServeUntil(deadline, lostLease)
+			e.serving.Store(deadline.UnixNano())
 		}
 		select {
 		case <-ctx.Done():
@@ -418,6 +420,19 @@ func (e *Etcd) adopt(ctx context.Context, p *Plane, rev int64, t *router.Table, 
 	}
 	e.log.Info("serving the routing table another proxy committed", zap.Uint64("epoch", t.Epoch()), zap.Int64("revision", rev))
 	return nil
+}
+
+// info adds the membership to INFO proxy: the prefix, whether the proxy
+// serves data (it holds its lease), and for how long at least.
+func (e *Etcd) info(field func(string, any)) {
+	field("etcd_prefix", e.cfg.Prefix)
+	left := time.Duration(e.serving.Load() - time.Now().UnixNano())
+	if e.serving.Load() == 0 || left <= 0 {
+		field("etcd_lease", "lost")
+		return
+	}
+	field("etcd_lease", "held")
+	field("etcd_lease_ms_left", left.Milliseconds())
 }
 
 // members lists the live members: one line each, as PROXY SNAPSHOT LIST

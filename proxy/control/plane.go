@@ -102,6 +102,9 @@ func (p *Plane) Info(section string, field func(string, any), shards []map[strin
 		p.persistenceInfo(field, shards)
 	case "proxy":
 		p.reshardInfo(field)
+		if p.cfg.Etcd != nil {
+			p.cfg.Etcd.info(field)
+		}
 	}
 }
 
