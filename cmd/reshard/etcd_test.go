@@ -402,3 +402,60 @@ func TestEtcdMemberKilledDuringReshard(t *testing.T) {
 		})
 	}
 }
+
+// etcd stopped while a reshard copies: the proxies stop serving data
+// within their lease (CLUSTERDOWN, never a stale answer), the cutover,
+// which needs the group's members from etcd, aborts on the old table
+// rather than cutting half the group over (or completed, if the copy beat
+// the stop), and once etcd is back every proxy serves again, on one table,
+// with every acknowledged write.
+func TestEtcdStoppedDuringReshard(t *testing.T) {
+	rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "2s")
+	a := proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), rig.flags...)
+	b := proxytest.StartProcess(t, rig.bin, t.TempDir(), nil, rig.flags...)
+	ca, cb := etcdClient(t, a.Addr), etcdClient(t, b.Addr)
+	for i := range 500 {
+		if err := ca.Set(t.Context(), "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ca.Do(t.Context(), reshardArgs(rig.targets)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rig.etcd.Stop()
+	var st string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, _ = ca.Do(t.Context(), "PROXY", "RESHARD", "STATUS").Text()
+		if strings.Contains(st, "state:done") || strings.Contains(st, "state:aborted") || strings.Contains(st, "state:failed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reshard still running with etcd stopped: %s", st)
+		}
+	}
+	// aborted, unless the copy beat the stop: never half done
+	t.Logf("reshard with etcd stopped: %s", strings.SplitN(st, "\r\n", 3)[:2])
+	for _, cl := range []*redis.Client{ca, cb} {
+		if err := cl.Get(t.Context(), "k1").Err(); err == nil || !strings.HasPrefix(err.Error(), "CLUSTERDOWN") {
+			t.Errorf("GET through %s with etcd stopped = %v, want CLUSTERDOWN", cl.Options().Addr, err)
+		}
+	}
+	rig.etcd.Restart()
+	var epochs []any
+	for _, cl := range []*redis.Client{ca, cb} {
+		waitServing(t, cl)
+		for i := range 500 {
+			if got, err := cl.Get(t.Context(), "k"+strconv.Itoa(i)).Int(); err != nil || got != i {
+				t.Fatalf("%s: k%d = %d, %v; want %d", cl.Options().Addr, i, got, err, i)
+			}
+		}
+		topo, err := cl.Do(t.Context(), "PROXY", "TOPOLOGY").Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		epochs = append(epochs, topo[1])
+	}
+	if epochs[0] != epochs[1] {
+		t.Errorf("the proxies serve epochs %v, want one table", epochs)
+	}
+}

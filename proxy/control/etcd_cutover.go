@@ -62,7 +62,9 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume fu
 	self := p.srv.RunID()
 	ids, err := e.memberIDs(ctx)
 	if err != nil {
-		return nil, err
+		// %v: not the job's own cutover timeout, whose message speaks of
+		// the proxy's drain
+		return nil, fmt.Errorf("the group's members are unknown: %v", err)
 	}
 	ids = slices.DeleteFunc(ids, func(id string) bool { return id == self })
 	if len(ids) == 0 {
@@ -78,7 +80,7 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume fu
 		return nil, fmt.Errorf("etcd: this proxy holds no lease")
 	}
 	if _, err := e.cli.Put(ctx, e.cutoverKey(), string(v), clientv3.WithLease(lease)); err != nil {
-		return nil, fmt.Errorf("etcd: %w", err)
+		return nil, fmt.Errorf("the cutover job not written to etcd: %v", err)
 	}
 	lift := func() {
 		dctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
@@ -97,10 +99,10 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume fu
 		}
 		if ctx.Err() != nil {
 			lift()
-			if err == nil {
-				err = fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(waiting, ", "))
+			if err != nil {
+				return nil, fmt.Errorf("the members' acks not read from etcd: %v", err)
 			}
-			return nil, err
+			return nil, fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(waiting, ", "))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
