@@ -317,6 +317,16 @@ func TestEtcdCoordinatedCutover(t *testing.T) {
 			t.Errorf("proxy %d: topology %v, %v; want epoch 2", i, topo, err)
 		}
 	}
+	// any member shows the group's reshard
+	var st string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st, _ = clients[2].Do(t.Context(), "PROXY", "RESHARD", "STATUS").Text(); strings.Contains(st, "state:done") {
+			break
+		}
+	}
+	if !strings.Contains(st, "state:done") || !strings.Contains(st, "coordinator:"+procs[0].Addr) {
+		t.Errorf("PROXY RESHARD STATUS on another member = %q, want the coordinator's job, done", st)
+	}
 	total := 0
 	for w, r := range results {
 		for _, err := range r.errors {

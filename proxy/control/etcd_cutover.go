@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reshard/reshard/migrate"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -195,4 +196,50 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64
 		e.rev, e.table, e.auth = trev, t, a
 		e.log.Info("cut over with the group", zap.String("job", job.ID), zap.Uint64("epoch", t.Epoch()))
 	}
+}
+
+// The running or last reshard of the group, for PROXY RESHARD STATUS on
+// any member: the coordinator writes its status to PREFIX/reshard while
+// the job runs and once more when it ends.
+
+func (e *Etcd) reshardKey() string { return e.cfg.Prefix + "/reshard" }
+
+// publishStatus writes job's status every half second until it ends, then
+// its final status; ctx ends it early (the plane closes).
+func (e *Etcd) publishStatus(ctx context.Context, coordinator string, job *migrate.ReshardJob) {
+	put := func() {
+		var b strings.Builder
+		b.WriteString("coordinator:" + coordinator + "\r\n")
+		job.Status().WriteInfo(&b)
+		pctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+		defer cancel()
+		if _, err := e.cli.Put(pctx, e.reshardKey(), b.String()); err != nil {
+			e.log.Debug("reshard status not written to etcd", zap.Error(err))
+		}
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		put()
+		select {
+		case <-job.Done():
+			put()
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// reshardStatus is the group's running or last reshard, as its
+// coordinator last wrote it.
+func (e *Etcd) reshardStatus(ctx context.Context) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	defer cancel()
+	resp, err := e.cli.Get(ctx, e.reshardKey())
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", false
+	}
+	return string(resp.Kvs[0].Value), true
 }

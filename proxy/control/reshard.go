@@ -48,6 +48,12 @@ func (p *Plane) reshardAdmin(args [][]byte, proto int) []byte {
 		switch {
 		case wire.EqualFold(args[0], "status"):
 			if job == nil {
+				if e := p.cfg.Etcd; e != nil {
+					// a reshard another member of the group runs, or ran
+					if text, ok := e.reshardStatus(p.ctx); ok {
+						return wire.AppendVerbatim(nil, text, proto)
+					}
+				}
 				return wire.AppendVerbatim(nil, "state:none\r\n", proto)
 			}
 			var b strings.Builder
@@ -128,6 +134,9 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	}
 	p.reshard.job = job
 	p.watch(func() { c.afterJob(job) })
+	if e := p.cfg.Etcd; e != nil {
+		p.watch(func() { e.publishStatus(p.ctx, p.srv.AnnounceAddr(), job) })
+	}
 	return job, nil
 }
 
