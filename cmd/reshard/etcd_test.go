@@ -469,3 +469,65 @@ func TestEtcdStoppedDuringReshard(t *testing.T) {
 		t.Errorf("the proxies serve epochs %v, want one table", epochs)
 	}
 }
+
+// A proxy that joins the group while a reshard copies takes part in its
+// cutover: its clients see no error, and it ends on the new table.
+func TestEtcdJoinDuringCopy(t *testing.T) {
+	rig := newEtcdRig(t, 2, 3)
+	a := proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), rig.flags...)
+	ca := etcdClient(t, a.Addr)
+	if err := preloadKeys(t, ca, 20000); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Do(t.Context(), reshardArgs(rig.targets)...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c := proxytest.StartProcess(t, rig.bin, t.TempDir(), nil, rig.flags...)
+	cc := etcdClient(t, c.Addr)
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-errs:
+				return
+			default:
+			}
+			st, _ := ca.Do(t.Context(), "PROXY", "RESHARD", "STATUS").Text()
+			if err := cc.Set(t.Context(), "join:"+strconv.Itoa(i), i, 0).Err(); err != nil {
+				errs <- fmt.Errorf("SET through the proxy that joined: %w", err)
+				return
+			}
+			if strings.Contains(st, "state:done") || strings.Contains(st, "state:aborted") || strings.Contains(st, "state:failed") {
+				return
+			}
+		}
+	}()
+	waitReshardDone(t, ca)
+	<-done
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	topo, err := cc.Do(t.Context(), "PROXY", "TOPOLOGY").Slice()
+	if err != nil || topo[1] != int64(2) {
+		t.Fatalf("the proxy that joined: topology %v, %v; want epoch 2", topo, err)
+	}
+}
+
+// preloadKeys writes pre:0..n-1 through cl, pipelined.
+func preloadKeys(t *testing.T, cl *redis.Client, n int) error {
+	t.Helper()
+	for lo := 0; lo < n; lo += 1000 {
+		pipe := cl.Pipeline()
+		for i := lo; i < min(lo+1000, n); i++ {
+			pipe.Set(t.Context(), "pre:"+strconv.Itoa(i), strings.Repeat("v", 64), 0)
+		}
+		if _, err := pipe.Exec(t.Context()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -130,23 +130,37 @@ func (e *Etcd) notAcked(ctx context.Context, job string, ids []string) ([]string
 	return waiting, nil
 }
 
-// participate is a member's side, until ctx ends: it watches the job key
-// and pauses for each job that names it.
+// participate is a member's side, until ctx ends: it pauses for every
+// job another proxy coordinates. A member that is not among the job's
+// participants (it joined after the coordinator listed them) pauses all
+// the same, so that it serves nothing while the others cut over; the
+// coordinator does not wait for its ack. A job already running when the
+// member starts is found by a Get before the watch.
 func (e *Etcd) participate(ctx context.Context, p *Plane) {
 	self := p.srv.RunID()
 	for ctx.Err() == nil {
-		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.cutoverKey())
+		gctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+		resp, err := e.cli.Get(gctx, e.cutoverKey())
+		cancel()
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if len(resp.Kvs) > 0 {
+			e.pauseIfOthers(ctx, p, self, resp.Kvs[0])
+		}
+		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.cutoverKey(), clientv3.WithRev(resp.Header.Revision+1))
 		for wr := range wch {
 			if wr.Err() != nil {
 				break
 			}
 			for _, ev := range wr.Events {
-				var job cutoverJob
-				if ev.Type != mvccpb.PUT || json.Unmarshal(ev.Kv.Value, &job) != nil ||
-					job.Coordinator == self || !slices.Contains(job.Participants, self) {
-					continue
+				if ev.Type == mvccpb.PUT {
+					e.pauseIfOthers(ctx, p, self, ev.Kv)
 				}
-				e.pauseFor(ctx, p, job, ev.Kv.ModRevision)
 			}
 		}
 		select {
@@ -154,6 +168,18 @@ func (e *Etcd) participate(ctx context.Context, p *Plane) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// pauseIfOthers pauses for the job in kv unless this proxy coordinates it.
+func (e *Etcd) pauseIfOthers(ctx context.Context, p *Plane, self string, kv *mvccpb.KeyValue) {
+	var job cutoverJob
+	if json.Unmarshal(kv.Value, &job) != nil || job.Coordinator == self {
+		return
+	}
+	if time.Now().After(time.UnixMilli(job.Deadline)) {
+		return // a job its coordinator left behind: etcd removes it with its lease
+	}
+	e.pauseFor(ctx, p, job, kv.ModRevision)
 }
 
 // pauseFor closes the barrier for job, acks, and lifts it once the job key
