@@ -70,9 +70,8 @@ func TestEtcdFollowsCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// FORCE: b is another proxy on the shards; a cutover that waits for
-	// every member is not built yet, so b follows the commit through etcd
-	if err := ca.Do(t.Context(), append(reshardArgs(targets), "FORCE")...).Err(); err != nil {
+	// no FORCE: b is a member of the group, not a stranger on the shards
+	if err := ca.Do(t.Context(), reshardArgs(targets)...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -149,9 +148,10 @@ func TestEtcdSelfFence(t *testing.T) {
 	waitServing(t, cl)
 }
 
-// A proxy stopped past its lease serves nothing stale when it wakes: a
-// table committed meanwhile by another proxy is what it serves, or it
-// refuses until it has read it.
+// A proxy stopped past its lease serves nothing stale when it wakes: the
+// cutover another member runs meanwhile waits for the stopped member's
+// lease to end, not for its ack, and once awake the stopped proxy serves
+// the table committed meanwhile, or refuses until it has read it.
 func TestEtcdStoppedProxyServesNothingStale(t *testing.T) {
 	rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "1s")
 	bin, flags, shards, targets := rig.bin, rig.flags, rig.shards, rig.targets
@@ -166,7 +166,7 @@ func TestEtcdStoppedProxyServesNothingStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Signal(syscall.SIGCONT)
-	if err := cb.Do(t.Context(), "PROXY", "RESHARD", targets[0].Addr(), targets[1].Addr(), "FORCE").Err(); err != nil {
+	if err := cb.Do(t.Context(), reshardArgs(targets)...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	waitReshardDone(t, cb)

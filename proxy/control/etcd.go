@@ -121,6 +121,7 @@ func OpenEtcd(cfg EtcdConfig, log *zap.Logger) (*Etcd, error) {
 
 func (e *Etcd) tableKey() string              { return e.cfg.Prefix + "/table" }
 func (e *Etcd) memberKey(runID string) string { return e.cfg.Prefix + "/members/" + runID }
+func (e *Etcd) knownKey(runID string) string  { return e.cfg.Prefix + "/known/" + runID }
 
 // Table returns the table the group serves and its shards' credentials.
 // When etcd holds none, start (the table of --shards, with the flags'
@@ -276,12 +277,14 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 	var deadline time.Time
 	member := etcdMember{Addr: p.srv.AnnounceAddr(), RunID: p.srv.RunID(), Started: time.Now().UTC().Format(time.RFC3339)}
 	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+		defer cancel()
 		if lease != 0 {
-			rctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
 			e.cli.Revoke(rctx, lease) // the member key goes with it
-			cancel()
 		}
+		e.cli.Delete(rctx, e.knownKey(member.RunID)) // its shard connections close with it
 	}()
+	known := false
 	for ctx.Err() == nil {
 		sent := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
@@ -297,6 +300,13 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 			e.mu.Unlock()
 			v, _ := json.Marshal(member)
 			_, err = e.cli.Put(rctx, e.memberKey(member.RunID), string(v), clientv3.WithLease(lease))
+		}
+		if err == nil && !known {
+			// without a lease: a member whose lease ended while it was
+			// stopped still holds shard connections, and is still of the
+			// group (it serves nothing before it has re-read the table)
+			_, err = e.cli.Put(rctx, e.knownKey(member.RunID), member.Addr)
+			known = err == nil
 		}
 		cancel()
 		if err != nil {

@@ -42,6 +42,22 @@ type cutoverJob struct {
 func (e *Etcd) cutoverKey() string              { return e.cfg.Prefix + "/cutover" }
 func (e *Etcd) ackKey(job, runID string) string { return e.cfg.Prefix + "/acks/" + job + "/" + runID }
 
+// groupIDs returns the run ids of every proxy of the group that has not
+// stopped for good: live members, and those whose lease ended while they
+// were stopped or cut off (each serves nothing until it has re-read the
+// table, so its shard connections are no stranger's).
+func (e *Etcd) groupIDs(ctx context.Context) ([]string, error) {
+	resp, err := e.cli.Get(ctx, e.cfg.Prefix+"/known/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	var ids []string
+	for _, kv := range resp.Kvs {
+		ids = append(ids, strings.TrimPrefix(string(kv.Key), e.cfg.Prefix+"/known/"))
+	}
+	return ids, nil
+}
+
 // memberIDs returns the run ids of the live members.
 func (e *Etcd) memberIDs(ctx context.Context) ([]string, error) {
 	resp, err := e.cli.Get(ctx, e.cfg.Prefix+"/members/", clientv3.WithPrefix(), clientv3.WithKeysOnly())

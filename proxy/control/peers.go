@@ -61,8 +61,8 @@ func (p *Plane) otherProxies(ctx context.Context, r proxy.Route) []peer {
 	wg.Wait()
 	peers := slices.Concat(found...)
 	if e := p.cfg.Etcd; e != nil && len(peers) > 0 {
-		// the members of the group cut over together (etcd_cutover.go)
-		if ids, err := e.memberIDs(ctx); err == nil {
+		// the proxies of the group cut over together (etcd_cutover.go)
+		if ids, err := e.groupIDs(ctx); err == nil {
 			peers = slices.DeleteFunc(peers, func(pr peer) bool { return slices.Contains(ids, pr.RunID) })
 		}
 	}
