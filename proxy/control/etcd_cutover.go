@@ -46,27 +46,20 @@ func (e *Etcd) ackKey(job, runID string) string { return e.cfg.Prefix + "/acks/"
 // stopped for good: live members, and those whose lease ended while they
 // were stopped or cut off (each serves nothing until it has re-read the
 // table, so its shard connections are no stranger's).
-func (e *Etcd) groupIDs(ctx context.Context) ([]string, error) {
-	resp, err := e.cli.Get(ctx, e.cfg.Prefix+"/known/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, fmt.Errorf("etcd: %w", err)
-	}
-	var ids []string
-	for _, kv := range resp.Kvs {
-		ids = append(ids, strings.TrimPrefix(string(kv.Key), e.cfg.Prefix+"/known/"))
-	}
-	return ids, nil
-}
+func (e *Etcd) groupIDs(ctx context.Context) ([]string, error) { return e.runIDs(ctx, "/known/") }
 
 // memberIDs returns the run ids of the live members.
-func (e *Etcd) memberIDs(ctx context.Context) ([]string, error) {
-	resp, err := e.cli.Get(ctx, e.cfg.Prefix+"/members/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+func (e *Etcd) memberIDs(ctx context.Context) ([]string, error) { return e.runIDs(ctx, "/members/") }
+
+// runIDs returns the last part of the keys under PREFIX+dir.
+func (e *Etcd) runIDs(ctx context.Context, dir string) ([]string, error) {
+	resp, err := e.cli.Get(ctx, e.cfg.Prefix+dir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
 	var ids []string
 	for _, kv := range resp.Kvs {
-		ids = append(ids, strings.TrimPrefix(string(kv.Key), e.cfg.Prefix+"/members/"))
+		ids = append(ids, strings.TrimPrefix(string(kv.Key), e.cfg.Prefix+dir))
 	}
 	return ids, nil
 }
