@@ -98,8 +98,9 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume fu
 		if _, err := e.cli.Delete(dctx, e.cutoverKey()); err != nil {
 			e.log.Warn("cutover job key not deleted: the other proxies resume at its deadline", zap.Error(err))
 		}
-		e.cli.Delete(dctx, e.cfg.Prefix+"/acks/"+job+"/", clientv3.WithPrefix())
 		resume()
+		// after the barrier: no client waits for this write
+		e.cli.Delete(dctx, e.cfg.Prefix+"/acks/"+job+"/", clientv3.WithPrefix())
 	}
 	for {
 		waiting, err := e.notAcked(ctx, job, ids)
