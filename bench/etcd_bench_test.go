@@ -49,18 +49,8 @@ func BenchmarkReshardEtcd3Proxies(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		addrs := etcdGroup(b, 3, keys)
-		ranges := []string{"0-2999", "3000-3100", "3101-9000", "9001-15000", "15001-16383"}
-		var spec []string
-		for i, s := range redistest.StartN(b, 5, "--repl-diskless-sync-delay", "0") {
-			spec = append(spec, s.Addr()+"="+ranges[i])
-		}
-		cfg := DefaultConfig()
-		cfg.Conns = 8
-		cfg.Keyspace = keys
-		cfg.KeyPrefix = "pre:"
-		cfg.Duration = 2 * time.Minute
-		opt := DefaultTimelineOptions()
-		opt.Rate = rate
+		spec := reshardTargets(b)
+		cfg, opt := reshardLoad("", 8, keys, rate)
 		ctx, cancel := context.WithTimeout(b.Context(), 3*time.Minute)
 		b.StartTimer()
 		// the other proxies' loads, until the first one's ends (their

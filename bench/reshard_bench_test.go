@@ -26,12 +26,33 @@ func reshardSetup(tb testing.TB, keys int) (*proxytest.Cluster, []string) {
 	if err := preload(tb.Context(), c.Addr, keys); err != nil {
 		tb.Fatal(err)
 	}
+	return c, reshardTargets(tb)
+}
+
+// reshardTargets starts 5 targets and returns them with an uneven layout,
+// as PROXY RESHARD arguments.
+func reshardTargets(tb testing.TB) []string {
 	ranges := []string{"0-2999", "3000-3100", "3101-9000", "9001-15000", "15001-16383"}
 	var spec []string
 	for i, s := range redistest.StartN(tb, 5, "--repl-diskless-sync-delay", "0") {
 		spec = append(spec, s.Addr()+"="+ranges[i])
 	}
-	return c, spec
+	return spec
+}
+
+// reshardLoad is the paced load of the reshard benchmarks: conns
+// connections over keys preloaded keys at rate ops/s in all, for at most
+// two minutes.
+func reshardLoad(addr string, conns, keys int, rate float64) (Config, TimelineOptions) {
+	cfg := DefaultConfig()
+	cfg.Addr = addr
+	cfg.Conns = conns
+	cfg.Keyspace = keys
+	cfg.KeyPrefix = "pre:"
+	cfg.Duration = 2 * time.Minute
+	opt := DefaultTimelineOptions()
+	opt.Rate = rate
+	return cfg, opt
 }
 
 // preload SETs pre:0..n-1 through addr, 1000 to a pipeline.
@@ -146,14 +167,7 @@ func BenchmarkReshardUnderLoad(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		c, spec := reshardSetup(b, keys)
-		cfg := DefaultConfig()
-		cfg.Addr = c.Addr
-		cfg.Conns = 20
-		cfg.Keyspace = keys
-		cfg.KeyPrefix = "pre:"
-		cfg.Duration = 2 * time.Minute
-		opt := DefaultTimelineOptions()
-		opt.Rate = rate
+		cfg, opt := reshardLoad(c.Addr, 20, keys, rate)
 		ctx, cancel := context.WithTimeout(b.Context(), 3*time.Minute)
 		b.StartTimer()
 		res, status := reshardUnderLoad(ctx, b, cfg, opt, c.Addr, spec, time.Second)
