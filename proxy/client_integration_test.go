@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -179,4 +180,36 @@ func TestIntegrationClientListWhileSessionsChange(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// CLIENT KILL of a client blocked in BLPOP ends its blocked command on the
+// shard at once: the proxy closes the dedicated connection the command
+// holds, as Redis unblocks a killed client, instead of leaving it blocked
+// until its timeout.
+func TestIntegrationClientKillBlocked(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 1})
+	a, b := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	aID := strings.TrimPrefix(a.do("CLIENT", "ID"), ":")
+	a.send("BLPOP", "nothing", "30")
+	shard := c.Shards[0].Client()
+	blocked := func() int64 {
+		info, err := shard.Info(t.Context(), "clients").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "blocked_clients:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		return -1
+	}
+	waitFor(5*time.Second, func() bool { return blocked() == 1 })
+	if got := b.do("CLIENT", "KILL", "ID", aID); got != ":1" {
+		t.Fatalf("CLIENT KILL ID %s = %s, want :1", aID, got)
+	}
+	if !waitFor(2*time.Second, func() bool { return blocked() == 0 }) {
+		t.Errorf("the shard still has %d blocked clients 2s after the proxy's client was killed; want 0", blocked())
+	}
 }

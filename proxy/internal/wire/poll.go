@@ -23,11 +23,14 @@ func PollNow(c any, events int16) (revents int16, err error) {
 	if err != nil {
 		return 0, err
 	}
-	raw.Control(func(fd uintptr) {
+	// Control fails on a connection closed meanwhile (CLIENT KILL closes
+	// a client's from another goroutine): say so, or a closed socket
+	// would read as a quiet one.
+	err = raw.Control(func(fd uintptr) {
 		fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 		if n, e := unix.Poll(fds, 0); e == nil && n > 0 {
 			revents = fds[0].Revents
 		}
 	})
-	return revents, nil
+	return revents, err
 }
