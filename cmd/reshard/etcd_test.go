@@ -214,6 +214,24 @@ func newEtcdRig(t *testing.T, sources, targets int, extra ...string) etcdRig {
 	return r
 }
 
+// startProxies starts n proxies of the group, the first given the source
+// shards, and returns them with a client of each that waits until it
+// serves.
+func (r etcdRig) startProxies(t *testing.T, n int) ([]*proxytest.Process, []*redis.Client) {
+	t.Helper()
+	procs := make([]*proxytest.Process, n)
+	clients := make([]*redis.Client, n)
+	for i := range procs {
+		var shards []string
+		if i == 0 {
+			shards = addrsOf(r.shards)
+		}
+		procs[i] = proxytest.StartProcess(t, r.bin, t.TempDir(), shards, r.flags...)
+		clients[i] = etcdClient(t, procs[i].Addr)
+	}
+	return procs, clients
+}
+
 // reshardArgs is PROXY RESHARD onto targets.
 func reshardArgs(targets []*redistest.Server) []any {
 	args := []any{"PROXY", "RESHARD"}
@@ -263,15 +281,8 @@ func waitServing(t *testing.T, cl *redis.Client) {
 // write is lost, and every proxy ends on the new table.
 func TestEtcdCoordinatedCutover(t *testing.T) {
 	rig := newEtcdRig(t, 2, 3)
-	bin, flags, shards, targets := rig.bin, rig.flags, rig.shards, rig.targets
-	procs := []*proxytest.Process{proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards), flags...)}
-	for range 2 {
-		procs = append(procs, proxytest.StartProcess(t, bin, t.TempDir(), nil, flags...))
-	}
-	clients := make([]*redis.Client, len(procs))
-	for i, p := range procs {
-		clients[i] = etcdClient(t, p.Addr)
-	}
+	targets := rig.targets
+	procs, clients := rig.startProxies(t, 3)
 	ctx, stop := context.WithCancel(t.Context())
 	t.Cleanup(stop)
 	type result struct {
@@ -361,14 +372,7 @@ func TestEtcdMemberKilledDuringReshard(t *testing.T) {
 	for _, victim := range []string{"participant", "coordinator"} {
 		t.Run(victim, func(t *testing.T) {
 			rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "1s")
-			procs := []*proxytest.Process{proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), rig.flags...)}
-			for range 2 {
-				procs = append(procs, proxytest.StartProcess(t, rig.bin, t.TempDir(), nil, rig.flags...))
-			}
-			clients := make([]*redis.Client, 3)
-			for i, p := range procs {
-				clients[i] = etcdClient(t, p.Addr)
-			}
+			procs, clients := rig.startProxies(t, 3)
 			for i := range 200 {
 				if err := clients[0].Set(t.Context(), "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
 					t.Fatal(err)
@@ -554,14 +558,7 @@ func TestEtcdKillDuringCutover(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "1s")
-			procs := []*proxytest.Process{proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), rig.flags...)}
-			for range 2 {
-				procs = append(procs, proxytest.StartProcess(t, rig.bin, t.TempDir(), nil, rig.flags...))
-			}
-			clients := make([]*redis.Client, 3)
-			for i, p := range procs {
-				clients[i] = etcdClient(t, p.Addr)
-			}
+			procs, clients := rig.startProxies(t, 3)
 			prefix := rig.flags[3]
 			watch := rig.etcd.Client().Watch(t.Context(), prefix+tc.trigger, clientv3.WithPrefix())
 			killed := make(chan struct{})
