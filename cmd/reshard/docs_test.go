@@ -10,9 +10,9 @@ import (
 
 // TestDocsNameFilesThatExist keeps the map of the code true: every Go file
 // docs/DESIGN.md names (`proxy/barrier.go`, or `barrier.go` in a sentence
-// about a package), and every file the command table's family comments
-// name (proxy/commands.go), must exist, so a newcomer who follows them
-// lands on the code they describe.
+// about a package), and every file named by the command table's family
+// comments (proxy/commands.go) and the proxy's package docs, must exist,
+// so a newcomer who follows them lands on the code they describe.
 func TestDocsNameFilesThatExist(t *testing.T) {
 	root := "../.."
 	var all []string // every Go file of the repository, relative to root
@@ -38,13 +38,13 @@ func TestDocsNameFilesThatExist(t *testing.T) {
 		return false
 	}
 	goFile := regexp.MustCompile(`[A-Za-z0-9_./]*[A-Za-z0-9_]\.go\b`)
-	for _, doc := range []string{"docs/DESIGN.md", "proxy/commands.go"} {
+	for _, doc := range []string{"docs/DESIGN.md", "proxy/commands.go", "proxy/doc.go", "proxy/control/doc.go"} {
 		text, err := os.ReadFile(filepath.Join(root, doc))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, line := range strings.Split(string(text), "\n") {
-			if doc == "proxy/commands.go" && !strings.HasPrefix(strings.TrimSpace(line), "//") {
+			if strings.HasSuffix(doc, ".go") && !strings.HasPrefix(strings.TrimSpace(line), "//") {
 				continue
 			}
 			for _, name := range goFile.FindAllString(line, -1) {
