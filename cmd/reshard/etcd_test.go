@@ -539,11 +539,14 @@ func preloadKeys(t *testing.T, cl *redis.Client, n int) error {
 	return nil
 }
 
-// SIGKILL at three steps inside a coordinated cutover, each triggered by
-// the key that step writes to etcd: the coordinator once it has written
-// the job (its members pausing), a participant once the first ack is in
-// (its own, or before it), and the
-// coordinator once the new table is committed. Always: the surviving
+// SIGKILL at four steps inside a coordinated cutover, each triggered by
+// what that step writes: the coordinator once it has written the job to
+// etcd (its members pausing), a participant once the first ack is in (its
+// own, or before it), the coordinator once it has fenced the old shards
+// (seen on a shard), and the coordinator once the new table is committed.
+// A survivor that gives a job up at its deadline ends it in etcd, so the
+// dead coordinator's commit can no longer land, and lifts a fence left on
+// the shards it goes on serving. Always: the surviving
 // proxies serve again, all on etcd's table, with every write acknowledged
 // through them, and their writers see no error.
 func TestEtcdKillDuringCutover(t *testing.T) {
@@ -555,6 +558,7 @@ func TestEtcdKillDuringCutover(t *testing.T) {
 		{"coordinator in prepare", "/cutover", 0, 0},
 		{"participant in prepare", "/acks/", 1, 2},
 		{"coordinator after the commit", "/table", 0, 2},
+		{"coordinator after the fence", "fence", 0, 0}, // "fence": the old shards', not a key
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "1s")
@@ -562,17 +566,30 @@ func TestEtcdKillDuringCutover(t *testing.T) {
 			prefix := rig.flags[3]
 			watch := rig.etcd.Client().Watch(t.Context(), prefix+tc.trigger, clientv3.WithPrefix())
 			killed := make(chan struct{})
-			go func() {
-				defer close(killed)
-				for wr := range watch {
-					for _, ev := range wr.Events {
-						if ev.Type == mvccpb.PUT && ev.Kv.Version >= 1 && (tc.trigger != "/table" || ev.Kv.Version > 1) {
+			if tc.trigger == "fence" {
+				go func() {
+					defer close(killed)
+					old := rig.shards[0].Client()
+					for t.Context().Err() == nil {
+						if v, _ := old.ConfigGet(t.Context(), "min-replicas-to-write").Result(); v["min-replicas-to-write"] == "2147483647" {
 							procs[tc.victim].Kill()
 							return
 						}
 					}
-				}
-			}()
+				}()
+			} else {
+				go func() {
+					defer close(killed)
+					for wr := range watch {
+						for _, ev := range wr.Events {
+							if ev.Type == mvccpb.PUT && ev.Kv.Version >= 1 && (tc.trigger != "/table" || ev.Kv.Version > 1) {
+								procs[tc.victim].Kill()
+								return
+							}
+						}
+					}
+				}()
+			}
 			var survivors []int
 			for i := range procs {
 				if i != tc.victim {
@@ -638,6 +655,13 @@ func TestEtcdKillDuringCutover(t *testing.T) {
 			}
 			if epochs[0] != epochs[1] || (tc.wantEpoch != 0 && epochs[0] != tc.wantEpoch) {
 				t.Errorf("the survivors serve epochs %v, want one table (epoch %d)", epochs, tc.wantEpoch)
+			}
+			if epochs[0] == 1 { // no commit: the shards they serve take writes again
+				for _, sh := range rig.shards {
+					if v, _ := sh.Client().ConfigGet(t.Context(), "min-replicas-to-write").Result(); v["min-replicas-to-write"] != "0" {
+						t.Errorf("shard %s served on the old table is still fenced: min-replicas-to-write %v", sh.Addr(), v)
+					}
+				}
 			}
 		})
 	}

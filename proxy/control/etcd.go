@@ -236,7 +236,11 @@ func decodeEtcdTable(v []byte) (*router.Table, proxy.Auth, error) {
 // commit writes to, whose shards take auth, in place of from: the
 // cutover's point of no return, one transaction that succeeds only if the
 // table key is still the one this proxy serves. The caller holds e.mu.
-func (e *Etcd) commit(ctx context.Context, from, to *router.Table, auth proxy.Auth) error {
+// jobRev, when not 0, is the create revision of the cutover's job key
+// (etcd_cutover.go): the commit lands only while that job is still there,
+// so that no member that gave the job up and resumed on the old table can
+// see it land after.
+func (e *Etcd) commit(ctx context.Context, from, to *router.Table, auth proxy.Auth, jobRev int64) error {
 	if e.table != from {
 		return errors.New("the routing table changed since the reshard started")
 	}
@@ -244,13 +248,16 @@ func (e *Etcd) commit(ctx context.Context, from, to *router.Table, auth proxy.Au
 	if err != nil {
 		return err
 	}
-	txn, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.tableKey()), "=", e.rev)).
-		Then(clientv3.OpPut(e.tableKey(), val)).Commit()
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(e.tableKey()), "=", e.rev)}
+	if jobRev != 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(e.cutoverKey()), "=", jobRev))
+	}
+	txn, err := e.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(e.tableKey(), val)).Commit()
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err) // unknown outcome: the watch says which
 	}
 	if !txn.Succeeded {
-		return errors.New("etcd's routing table changed since the reshard started")
+		return errors.New("etcd's routing table or the cutover job changed since the cutover began (a member gave it up at its deadline?)")
 	}
 	e.rev, e.table, e.auth = txn.Header.Revision, to, auth
 	return nil

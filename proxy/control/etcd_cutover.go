@@ -68,17 +68,17 @@ func (e *Etcd) runIDs(ctx context.Context, dir string) ([]string, error) {
 // (resume lifts it), it has every other live member close theirs, and
 // returns what lifts them all: the job key goes, then its own barrier.
 // ctx ends at the cutover's deadline.
-func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume func()) (func(), error) {
+func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume func()) (lift func(), jobRev int64, err error) {
 	self := p.srv.RunID()
 	ids, err := e.memberIDs(ctx)
 	if err != nil {
 		// %v: not the job's own cutover timeout, whose message speaks of
 		// the proxy's drain
-		return nil, fmt.Errorf("the group's members are unknown: %v", err)
+		return nil, 0, fmt.Errorf("the group's members are unknown: %v", err)
 	}
 	ids = slices.DeleteFunc(ids, func(id string) bool { return id == self })
 	if len(ids) == 0 {
-		return resume, nil
+		return resume, 0, nil
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -87,12 +87,14 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume fu
 	v, _ := json.Marshal(cutoverJob{ID: job, Coordinator: self, Participants: ids, Deadline: deadline.UnixMilli()})
 	lease := e.lease()
 	if lease == 0 {
-		return nil, fmt.Errorf("etcd: this proxy holds no lease")
+		return nil, 0, fmt.Errorf("etcd: this proxy holds no lease")
 	}
-	if _, err := e.cli.Put(ctx, e.cutoverKey(), string(v), clientv3.WithLease(lease)); err != nil {
-		return nil, fmt.Errorf("the cutover job not written to etcd: %v", err)
+	put, err := e.cli.Put(ctx, e.cutoverKey(), string(v), clientv3.WithLease(lease))
+	if err != nil {
+		return nil, 0, fmt.Errorf("the cutover job not written to etcd: %v", err)
 	}
-	lift := func() {
+	jobRev = put.Header.Revision // the job key's create revision: the commit requires it
+	lift = func() {
 		dctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
 		defer cancel()
 		if _, err := e.cli.Delete(dctx, e.cutoverKey()); err != nil {
@@ -106,14 +108,14 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume fu
 		waiting, err := e.notAcked(ctx, job, ids)
 		if err == nil && len(waiting) == 0 {
 			e.log.Info("every proxy of the group paused for the cutover", zap.Strings("members", ids))
-			return lift, nil
+			return lift, jobRev, nil
 		}
 		if ctx.Err() != nil {
 			lift()
 			if err != nil {
-				return nil, fmt.Errorf("the members' acks not read from etcd: %v", err)
+				return nil, 0, fmt.Errorf("the members' acks not read from etcd: %v", err)
 			}
-			return nil, fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(waiting, ", "))
+			return nil, 0, fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(waiting, ", "))
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -189,12 +191,12 @@ func (e *Etcd) pauseIfOthers(ctx context.Context, p *Plane, self string, kv *mvc
 	if time.Now().After(time.UnixMilli(job.Deadline)) {
 		return // a job its coordinator left behind: etcd removes it with its lease
 	}
-	e.pauseFor(ctx, p, job, kv.ModRevision)
+	e.pauseFor(ctx, p, job, kv.ModRevision, kv.CreateRevision)
 }
 
 // pauseFor closes the barrier for job, acks, and lifts it once the job key
 // goes or its deadline passes, serving the table etcd then holds.
-func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64) {
+func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev, created int64) {
 	deadline := time.UnixMilli(job.Deadline)
 	jctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -216,6 +218,19 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64
 			break
 		}
 	}
+	// At the deadline the job may still be there, its coordinator alive
+	// but late: delete it, so that its commit, which requires the job key,
+	// cannot land once this proxy has resumed on the old table (and lifted
+	// the fence, below). A delete refused or not sent leaves the job key
+	// to its coordinator or to its lease; until it goes, a commit may land,
+	// and the table read next shows it.
+	dctx, dcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	_, derr := e.cli.Txn(dctx).If(clientv3.Compare(clientv3.CreateRevision(e.cutoverKey()), "=", created)).
+		Then(clientv3.OpDelete(e.cutoverKey())).Commit()
+	dcancel()
+	if derr != nil {
+		e.log.Warn("cutover job not ended in etcd; serving etcd's table, fence left as it is", zap.String("job", job.ID), zap.Error(derr))
+	}
 	// whatever happened, serve etcd's table: the new one if it committed
 	rctx, rcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer rcancel()
@@ -231,6 +246,18 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64
 		p.srv.SwapTable(p.srv.Prepare(t, a))
 		e.rev, e.table, e.auth = trev, t, a
 		e.log.Info("cut over with the group", zap.String("job", job.ID), zap.Uint64("epoch", t.Epoch()))
+		return
+	}
+	// No commit, and none can land any more (the job key is gone, and a
+	// commit requires it): the group stays on this table. A coordinator
+	// that died between the fence and the commit left the shards fenced;
+	// lift it, still paused, before any client writes to them (a job that
+	// aborted normally lifted it already, and this finds nothing).
+	if derr != nil {
+		return
+	}
+	if lifted := p.unfence(p.srv.Route()); len(lifted) > 0 {
+		e.log.Warn("lifted the fence a cutover left on the group's shards", zap.String("job", job.ID), zap.Int("shards", len(lifted)))
 	}
 }
 

@@ -152,6 +152,9 @@ type cutover struct {
 	// fenced is set by Seal inside the barrier, from the job's
 	// goroutine, and read by afterJob once the job is done.
 	fenced []fence
+	// jobRev is the create revision of the group's cutover job in etcd
+	// (set by Pause), which Commit requires; 0 without one.
+	jobRev int64
 }
 
 // Pause closes the proxy's write barrier.
@@ -163,11 +166,12 @@ func (co *cutover) Pause(ctx context.Context) (func(), error) {
 		return resume, err
 	}
 	job := co.p.srv.RunID()[:8] + "-" + strconv.FormatUint(co.to.Table().Epoch(), 10)
-	lift, err := co.p.cfg.Etcd.pauseMembers(ctx, co.p, job, resume)
+	lift, jobRev, err := co.p.cfg.Etcd.pauseMembers(ctx, co.p, job, resume)
 	if err != nil {
 		resume()
 		return nil, err
 	}
+	co.jobRev = jobRev
 	return lift, nil
 }
 
@@ -217,7 +221,7 @@ func (co *cutover) commitEtcd(ctx context.Context, e *Etcd) error {
 	p := co.p
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.commit(ctx, co.from.Table(), co.to.Table(), co.to.Auth()); err != nil {
+	if err := e.commit(ctx, co.from.Table(), co.to.Table(), co.to.Auth(), co.jobRev); err != nil {
 		return err
 	}
 	p.srv.SwapTable(co.to)
