@@ -344,6 +344,17 @@ type pairIter interface {
 	next() (elem, bool, error)
 }
 
+// openPairs opens a compact blob of pairs: a listpack (Redis 7) or a
+// ziplist (older RDB files).
+func openPairs(b []byte, listpackFormat bool) (pairIter, error) {
+	if listpackFormat {
+		lp, err := openListpack(b)
+		return &lp, err
+	}
+	zl, err := openZiplist(b)
+	return &zl, err
+}
+
 // eachGroup feeds the elements of it to fn size (2 or 3) at a time: field
 // and value, member and score, or field, value and expiry.
 func eachGroup(it pairIter, size int, fn func(a, b, c elem) error) error {

@@ -15,19 +15,9 @@ func EachHashField(e *Entry, fn func(field, value []byte, expireMs int64) error)
 	c := cursor{b: e.Value}
 	var blob, fbuf, vbuf []byte
 	compact := func(b []byte, listpackFormat bool, triplets bool) error {
-		var it pairIter
-		if listpackFormat {
-			lp, err := openListpack(b)
-			if err != nil {
-				return err
-			}
-			it = &lp
-		} else {
-			zl, err := openZiplist(b)
-			if err != nil {
-				return err
-			}
-			it = &zl
+		it, err := openPairs(b, listpackFormat)
+		if err != nil {
+			return err
 		}
 		size := 2
 		if triplets {

@@ -44,19 +44,9 @@ func EachZSetMember(e *Entry, fn func(member []byte, score float64) error) error
 		if err != nil {
 			return err
 		}
-		var it pairIter
-		if e.Type == TypeZSetListpack {
-			lp, err := openListpack(b)
-			if err != nil {
-				return err
-			}
-			it = &lp
-		} else {
-			zl, err := openZiplist(b)
-			if err != nil {
-				return err
-			}
-			it = &zl
+		it, err := openPairs(b, e.Type == TypeZSetListpack)
+		if err != nil {
+			return err
 		}
 		err = eachGroup(it, 2, func(m, s, _ elem) error {
 			score := float64(s.v)
