@@ -106,7 +106,8 @@ type Proxy interface {
 	// been applied up to the cut: the proxy persists the new table (the
 	// point of no return) and swaps its route. A nil return is the
 	// commit; an error aborts the job, and Commit must then have left the
-	// persisted table as it was. Its ctx ends at the cutover's deadline.
+	// persisted table as it was, unless it wraps ErrCommitUnknown: the job
+	// then fails without unsealing. Its ctx ends at the cutover's deadline.
 	Commit(ctx context.Context) error
 }
 
@@ -195,6 +196,12 @@ var (
 	// ErrCommit: Commit returned an error; the barrier was lifted on the
 	// old table.
 	ErrCommit = errors.New("migrate: commit failed")
+	// ErrCommitUnknown: Commit could not tell whether its commit landed
+	// (the store that holds the table went away while it wrote), and
+	// wrapped this error. The job fails, the sources stay sealed (the new
+	// table may be the persisted one), and the proxy, not the job, finds
+	// out which table is current before it serves again.
+	ErrCommitUnknown = errors.New("migrate: commit outcome unknown")
 	// ErrSeal: Seal returned an error; the barrier was lifted on the old
 	// table.
 	ErrSeal = errors.New("migrate: sealing the sources failed")
@@ -406,12 +413,13 @@ var errJobEnded = errors.New("migrate: reshard ended")
 
 // ended classifies why the job's context or its failure ended it.
 func (j *ReshardJob) ended() (ReshardState, error) {
-	if err := j.fail.err(); err != nil {
-		return ReshardFailed, err
-	}
+	// an Abort first: the captures and appliers it stops fail with it
 	cause := context.Cause(j.ctx)
 	if errors.Is(cause, ErrReshardAborted) {
 		return ReshardAborted, ErrReshardAborted
+	}
+	if err := j.fail.err(); err != nil {
+		return ReshardFailed, err
 	}
 	return ReshardAborted, fmt.Errorf("%w: %w", ErrReshardAborted, cause)
 }

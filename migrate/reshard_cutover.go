@@ -92,7 +92,7 @@ func (j *ReshardJob) cutInside(ctx context.Context, clients []*redis.Client) (st
 		return ReshardAborted, fmt.Errorf("%w: %w; still on the old table", ErrSeal, err)
 	}
 	defer func() {
-		if state != ReshardDone {
+		if state != ReshardDone && !errors.Is(err, ErrCommitUnknown) {
 			unseal()
 		}
 	}()
@@ -156,6 +156,9 @@ func (j *ReshardJob) cut(ctx context.Context, clients []*redis.Client) (ReshardS
 		j.mu.Lock()
 		j.committing = false
 		j.mu.Unlock()
+		if errors.Is(err, ErrCommitUnknown) {
+			return ReshardFailed, fmt.Errorf("%w: %w; the sources stay fenced until the proxy has read which table is current", ErrCommit, err)
+		}
 		return ReshardAborted, fmt.Errorf("%w: %w; still on the old table", ErrCommit, err)
 	}
 	return ReshardDone, nil

@@ -367,8 +367,9 @@ func TestReshardPasswords(t *testing.T) {
 
 // TestReshardSeal: Seal runs inside the barrier before the cut is read;
 // a job that commits leaves the sources sealed, one that does not (a
-// Commit error) unseals them before the barrier lifts, and a Seal error
-// aborts the job on the old table without a commit.
+// Commit error) unseals them before the barrier lifts, unless the commit's
+// outcome is unknown, and a Seal error aborts the job on the old table
+// without a commit.
 func TestReshardSeal(t *testing.T) {
 	type record struct {
 		sealed, unsealed, cut int
@@ -412,6 +413,15 @@ func TestReshardSeal(t *testing.T) {
 		}
 		if rec.sealed != 1 || rec.unsealed != 1 || !rec.unsealedPaused || r.proxy.route.Load() != r.from {
 			t.Errorf("sealed %d, unsealed %d (barrier held: %v); want one each, inside the barrier, on the old table", rec.sealed, rec.unsealed, rec.unsealedPaused)
+		}
+	})
+	t.Run("commit outcome unknown", func(t *testing.T) {
+		st, rec, _ := run(t, nil, fmt.Errorf("etcd: context deadline exceeded: %w", ErrCommitUnknown))
+		if st.State != ReshardFailed || !errors.Is(st.Err, ErrCommitUnknown) {
+			t.Fatalf("state %s, error %v; want failed with ErrCommitUnknown", st.State, st.Err)
+		}
+		if rec.sealed != 1 || rec.unsealed != 0 {
+			t.Errorf("sealed %d, unsealed %d; want sealed once, never unsealed (the new table may be the persisted one)", rec.sealed, rec.unsealed)
 		}
 	})
 	t.Run("seal error", func(t *testing.T) {

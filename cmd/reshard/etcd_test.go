@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/reshard/reshard/internal/etcdtest"
 	"github.com/reshard/reshard/internal/proxytest"
@@ -537,132 +534,4 @@ func preloadKeys(t *testing.T, cl *redis.Client, n int) error {
 		}
 	}
 	return nil
-}
-
-// SIGKILL at four steps inside a coordinated cutover, each triggered by
-// what that step writes: the coordinator once it has written the job to
-// etcd (its members pausing), a participant once the first ack is in (its
-// own, or before it), the coordinator once it has fenced the old shards
-// (seen on a shard), and the coordinator once the new table is committed.
-// A survivor that gives a job up at its deadline ends it in etcd, so the
-// dead coordinator's commit can no longer land, and lifts a fence left on
-// the shards it goes on serving. Always: the surviving
-// proxies serve again, all on etcd's table, with every write acknowledged
-// through them, and their writers see no error.
-func TestEtcdKillDuringCutover(t *testing.T) {
-	for _, tc := range []struct {
-		name, trigger string // the key under the prefix whose PUT kills the victim
-		victim        int    // 0: the coordinator
-		wantEpoch     int64  // 0: either, as long as all agree
-	}{
-		{"coordinator in prepare", "/cutover", 0, 0},
-		{"participant in prepare", "/acks/", 1, 2},
-		{"coordinator after the commit", "/table", 0, 2},
-		{"coordinator after the fence", "fence", 0, 0}, // "fence": the old shards', not a key
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rig := newEtcdRig(t, 2, 2, "--etcd-lease-ttl", "1s")
-			procs, clients := rig.startProxies(t, 3)
-			prefix := rig.flags[3]
-			watch := rig.etcd.Client().Watch(t.Context(), prefix+tc.trigger, clientv3.WithPrefix())
-			killed := make(chan struct{})
-			if tc.trigger == "fence" {
-				go func() {
-					defer close(killed)
-					old := rig.shards[0].Client()
-					for t.Context().Err() == nil {
-						if v, _ := old.ConfigGet(t.Context(), "min-replicas-to-write").Result(); v["min-replicas-to-write"] == "2147483647" {
-							procs[tc.victim].Kill()
-							return
-						}
-					}
-				}()
-			} else {
-				go func() {
-					defer close(killed)
-					for wr := range watch {
-						for _, ev := range wr.Events {
-							if ev.Type == mvccpb.PUT && ev.Kv.Version >= 1 && (tc.trigger != "/table" || ev.Kv.Version > 1) {
-								procs[tc.victim].Kill()
-								return
-							}
-						}
-					}
-				}()
-			}
-			var survivors []int
-			for i := range procs {
-				if i != tc.victim {
-					survivors = append(survivors, i)
-				}
-			}
-			// writers on the survivors, until the victim is dead and a
-			// second has passed
-			ctx, stop := context.WithCancel(t.Context())
-			t.Cleanup(stop)
-			acked := make([]map[string]int, len(survivors))
-			errs := make(chan error, 100)
-			var wg sync.WaitGroup
-			for w, i := range survivors {
-				acked[w] = map[string]int{}
-				wg.Go(func() {
-					for n := 0; ctx.Err() == nil; n++ {
-						key := "s" + strconv.Itoa(i) + ":" + strconv.Itoa(n%500)
-						if err := clients[i].Set(ctx, key, n, 0).Err(); err != nil {
-							if ctx.Err() == nil {
-								select {
-								case errs <- fmt.Errorf("proxy %d: %w", i, err):
-								default:
-								}
-							}
-							return
-						}
-						acked[w][key] = n
-					}
-				})
-			}
-			if err := clients[0].Do(t.Context(), reshardArgs(rig.targets)...).Err(); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case <-killed:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the trigger never came")
-			}
-			time.Sleep(3 * time.Second) // leases end, deadlines pass
-			stop()
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Errorf("writer: %v", err)
-			}
-			var epochs []int64
-			for w, i := range survivors {
-				waitServing(t, clients[i])
-				topo, err := clients[i].Do(t.Context(), "PROXY", "TOPOLOGY").Slice()
-				if err != nil {
-					t.Fatal(err)
-				}
-				epochs = append(epochs, topo[1].(int64))
-				for key, v := range acked[w] {
-					// read through the other survivor
-					other := clients[survivors[(w+1)%len(survivors)]]
-					if got, err := other.Get(t.Context(), key).Int(); err != nil || got != v {
-						t.Errorf("%s = %d, %v through another proxy; want %d", key, got, err, v)
-						break
-					}
-				}
-			}
-			if epochs[0] != epochs[1] || (tc.wantEpoch != 0 && epochs[0] != tc.wantEpoch) {
-				t.Errorf("the survivors serve epochs %v, want one table (epoch %d)", epochs, tc.wantEpoch)
-			}
-			if epochs[0] == 1 { // no commit: the shards they serve take writes again
-				for _, sh := range rig.shards {
-					if v, _ := sh.Client().ConfigGet(t.Context(), "min-replicas-to-write").Result(); v["min-replicas-to-write"] != "0" {
-						t.Errorf("shard %s served on the old table is still fenced: min-replicas-to-write %v", sh.Addr(), v)
-					}
-				}
-			}
-		})
-	}
 }

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/router"
 )
@@ -70,6 +71,17 @@ type Etcd struct {
 	leaseID   atomic.Int64 // the membership lease, 0 while there is none
 	serving   atomic.Int64 // the data plane's serving deadline, unix ns; 0 before the first
 
+	// stale counts the times the proxy stopped serving because it could
+	// not tell which table is current (stopServing): run serves again only
+	// once it has re-read the table after the last. serveMu orders the two.
+	stale   atomic.Uint64
+	serveMu sync.Mutex
+	wake    chan struct{} // stopServing wakes run
+	// fenceMu orders the lift of a fence an earlier cutover left
+	// (reconcile) before this member's ack of a later cutover, whose
+	// coordinator fences only once every ack is in.
+	fenceMu sync.Mutex
+
 	// mu guards the fields below and orders a commit against the watch:
 	// whichever holds it sees the other's table.
 	mu    sync.Mutex
@@ -116,7 +128,7 @@ func OpenEtcd(cfg EtcdConfig, log *zap.Logger) (*Etcd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: etcd %v: %w", cfg.Endpoints, err)
 	}
-	return &Etcd{cfg: cfg, cli: cli, log: log.With(zap.String("etcd_prefix", cfg.Prefix))}, nil
+	return &Etcd{cfg: cfg, cli: cli, log: log.With(zap.String("etcd_prefix", cfg.Prefix)), wake: make(chan struct{}, 1)}, nil
 }
 
 func (e *Etcd) tableKey() string              { return e.cfg.Prefix + "/table" }
@@ -236,10 +248,11 @@ func decodeEtcdTable(v []byte) (*router.Table, proxy.Auth, error) {
 // commit writes to, whose shards take auth, in place of from: the
 // cutover's point of no return, one transaction that succeeds only if the
 // table key is still the one this proxy serves. The caller holds e.mu.
-// jobRev, when not 0, is the create revision of the cutover's job key
+// jobRev, when not 0, is the revision the cutover's job key was written at
 // (etcd_cutover.go): the commit lands only while that job is still there,
 // so that no member that gave the job up and resumed on the old table can
-// see it land after.
+// see it land after. An error that leaves the outcome unknown wraps
+// migrate.ErrCommitUnknown.
 func (e *Etcd) commit(ctx context.Context, from, to *router.Table, auth proxy.Auth, jobRev int64) error {
 	if e.table != from {
 		return errors.New("the routing table changed since the reshard started")
@@ -250,11 +263,11 @@ func (e *Etcd) commit(ctx context.Context, from, to *router.Table, auth proxy.Au
 	}
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(e.tableKey()), "=", e.rev)}
 	if jobRev != 0 {
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(e.cutoverKey()), "=", jobRev))
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(e.cutoverKey()), "=", jobRev))
 	}
 	txn, err := e.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(e.tableKey(), val)).Commit()
 	if err != nil {
-		return fmt.Errorf("etcd: %w", err) // unknown outcome: the watch says which
+		return fmt.Errorf("%w: etcd: %w", migrate.ErrCommitUnknown, err)
 	}
 	if !txn.Succeeded {
 		return errors.New("etcd's routing table or the cutover job changed since the cutover began (a member gave it up at its deadline?)")
@@ -292,13 +305,16 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 		e.cli.Delete(rctx, e.knownKey(member.RunID)) // its shard connections close with it
 	}()
 	known := false
+	read := e.stale.Load() - 1 // the stale count at the last re-read: none yet
 	for ctx.Err() == nil {
+		stale := e.stale.Load()
 		sent := time.Now()
+		// serving again, or for the first time: on etcd's table
+		resuming := deadline.IsZero() || !sent.Before(deadline) || stale != read
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 		err := e.renew(rctx, &lease, ttl)
 		e.leaseID.Store(int64(lease))
-		if err == nil && (deadline.IsZero() || !sent.Before(deadline)) {
-			// serving again, or for the first time: on etcd's table
+		if err == nil && resuming {
 			err = e.reread(rctx, p)
 		}
 		if err == nil {
@@ -315,20 +331,97 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 			_, err = e.cli.Put(rctx, e.knownKey(member.RunID), member.Addr)
 			known = err == nil
 		}
+		if err == nil && resuming {
+			// after the member key: a cutover written from now on waits
+			// for this member's ack
+			err = e.reconcile(rctx, p)
+		}
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Warn("etcd lease not renewed", zap.Error(err), zap.Duration("serving_for", time.Until(deadline).Round(time.Millisecond)))
 			}
 		} else {
-			deadline = sent.Add(ttl - margin)
-			p.srv.ServeUntil(deadline, lostLease)
-			e.serving.Store(deadline.UnixNano())
+			if resuming {
+				read = stale
+			}
+			e.serveMu.Lock()
+			if e.stale.Load() == read { // else: stopped meanwhile, re-read first
+				deadline = sent.Add(ttl - margin)
+				p.srv.ServeUntil(deadline, lostLease)
+				e.serving.Store(deadline.UnixNano())
+			}
+			e.serveMu.Unlock()
 		}
 		select {
 		case <-ctx.Done():
+		case <-e.wake:
 		case <-time.After(ttl / 4):
 		}
+	}
+}
+
+// unknownTable is what a data command gets after stopServing.
+const unknownTable = "CLUSTERDOWN the proxy cannot tell from etcd whether a cutover committed a new routing table; it serves again once it has read the table from etcd"
+
+// stopServing stops the data plane serving at once, until run has re-read
+// the table from etcd: the proxy took part in a cutover whose outcome it
+// cannot tell, so the table it serves may be stale.
+func (e *Etcd) stopServing(p *Plane, why string, fields ...zap.Field) {
+	e.serveMu.Lock()
+	e.stale.Add(1)
+	p.srv.ServeUntil(time.Now(), unknownTable)
+	e.serving.Store(time.Now().UnixNano())
+	e.serveMu.Unlock()
+	e.log.Warn(why+": serving nothing until the routing table is read from etcd", fields...)
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile runs before the proxy serves again: it ends a cutover job left
+// past its deadline (its commit can then no longer land), and lifts a fence
+// that a cutover which did not commit left on the shards of the table
+// served. The job key and the table are read at one revision; a job
+// within its deadline is its members' (pauseFor), and a later one waits for
+// this member's ack, which fenceMu holds back until the lift is done.
+func (e *Etcd) reconcile(ctx context.Context, p *Plane) error {
+	e.fenceMu.Lock()
+	defer e.fenceMu.Unlock()
+	for {
+		txn, err := e.cli.Txn(ctx).Then(clientv3.OpGet(e.cutoverKey()), clientv3.OpGet(e.tableKey())).Commit()
+		if err != nil {
+			return err
+		}
+		if jobs := txn.Responses[0].GetResponseRange().Kvs; len(jobs) > 0 {
+			var job cutoverJob
+			if json.Unmarshal(jobs[0].Value, &job) == nil && !job.expired() {
+				return nil
+			}
+			end, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(e.cutoverKey()), "=", jobs[0].ModRevision)).
+				Then(clientv3.OpDelete(e.cutoverKey())).Commit()
+			if err != nil {
+				return err
+			}
+			if end.Succeeded {
+				e.log.Warn("ended a cutover job left past its deadline", zap.String("job", job.ID))
+			}
+			continue // read both again
+		}
+		if tables := txn.Responses[1].GetResponseRange().Kvs; len(tables) > 0 {
+			t, a, err := decodeEtcdTable(tables[0].Value)
+			if err != nil {
+				return err
+			}
+			if err := e.adopt(ctx, p, tables[0].ModRevision, t, a); err != nil {
+				return err
+			}
+		}
+		if lifted := p.unfence(p.srv.Route()); len(lifted) > 0 {
+			e.log.Warn("lifted the fence a cutover that did not commit left on the group's shards", zap.Int("shards", len(lifted)))
+		}
+		return nil
 	}
 }
 

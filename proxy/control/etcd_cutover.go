@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -16,28 +17,41 @@ import (
 
 // A cutover that every member of the group takes together. The proxy that
 // runs the reshard (the coordinator) closes its own barrier, then writes
-// the job, PREFIX/cutover, under its own lease: the participants (every
-// other live member) and a deadline. Each participant closes its barrier
-// too, lets what it had in flight drain, and acks (PREFIX/acks/JOB/RUN_ID,
-// under its lease). The coordinator waits for every ack, or for the
-// member's lease to end (a member gone holds no client), never around a
-// live member: a member that neither acks nor goes by the deadline aborts
-// the job. Only then does the job fence the old shards, read the cut,
-// catch the targets up and commit the table (one etcd transaction). A
-// participant resumes when the job key goes (the coordinator deletes it
-// when its barrier lifts, after a commit or an abort; etcd deletes it when
-// the coordinator's lease ends, if it dies), or at the job's deadline, and
-// always only after reading the table from etcd: it serves the new table if
-// the commit happened, the old one if not, whatever it saw of the job.
+// the job, PREFIX/cutover, under its own lease, with a deadline, in one
+// transaction that also reads the live members: the job key is the
+// group's cutover lock (written only where there is none, or one past its
+// deadline), and the members it read are the participants, so that a
+// member whose key came after the job sees the job when it looks for one.
+// Each participant closes its barrier too, lets what it had in flight
+// drain, and acks (PREFIX/acks/JOB/RUN_ID, under its lease). The
+// coordinator watches for every ack, or for the member's key to go with
+// its lease (a member gone holds no client), never around a live member:
+// a member that neither acks nor goes by the deadline aborts the job,
+// which keeps every client's pause within the deadline. Only then does
+// the job fence the old shards, read the cut, catch the targets up and
+// commit the table (one etcd transaction, which requires the table and
+// the job key unchanged since the job was written).
+//
+// A participant watches the table and the job key from the job's
+// revision: it serves the new table as soon as the commit is in, and the
+// old one once the job key goes without a commit (the coordinator deletes
+// it after an abort, or etcd with the coordinator's lease). At the
+// deadline it ends the job itself, in one transaction that deletes the job
+// key if unchanged and reads the table: a commit can then no longer land,
+// and it serves what etcd holds. A member that cannot tell the outcome (an
+// ack, the job's end or the commit not answered: etcd unreachable) serves
+// nothing until it has read etcd again (stopServing).
 
 // cutoverJob is the job key's value.
 type cutoverJob struct {
-	ID           string   `json:"id"`
-	Coordinator  string   `json:"coordinator"` // run id
-	Participants []string `json:"participants"`
-	Epoch        uint64   `json:"epoch"`    // of the table being left
-	Deadline     int64    `json:"deadline"` // unix ms: participants resume then at the latest
+	ID          string `json:"id"`
+	Coordinator string `json:"coordinator"` // run id
+	Epoch       uint64 `json:"epoch"`       // of the table being left
+	Deadline    int64  `json:"deadline"`    // unix ms: participants resume then at the latest
 }
+
+// expired reports whether the job is past its deadline.
+func (j cutoverJob) expired() bool { return !time.Now().Before(time.UnixMilli(j.Deadline)) }
 
 func (e *Etcd) cutoverKey() string              { return e.cfg.Prefix + "/cutover" }
 func (e *Etcd) ackKey(job, runID string) string { return e.cfg.Prefix + "/acks/" + job + "/" + runID }
@@ -48,98 +62,130 @@ func (e *Etcd) ackKey(job, runID string) string { return e.cfg.Prefix + "/acks/"
 // table, so its shard connections are no stranger's).
 func (e *Etcd) groupIDs(ctx context.Context) ([]string, error) { return e.runIDs(ctx, "/known/") }
 
-// memberIDs returns the run ids of the live members.
-func (e *Etcd) memberIDs(ctx context.Context) ([]string, error) { return e.runIDs(ctx, "/members/") }
-
 // runIDs returns the last part of the keys under PREFIX+dir.
 func (e *Etcd) runIDs(ctx context.Context, dir string) ([]string, error) {
 	resp, err := e.cli.Get(ctx, e.cfg.Prefix+dir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
+	return e.lastParts(resp.Kvs, dir), nil
+}
+
+// lastParts returns the part of each key after PREFIX+dir.
+func (e *Etcd) lastParts(kvs []*mvccpb.KeyValue, dir string) []string {
 	var ids []string
-	for _, kv := range resp.Kvs {
+	for _, kv := range kvs {
 		ids = append(ids, strings.TrimPrefix(string(kv.Key), e.cfg.Prefix+dir))
 	}
-	return ids, nil
+	return ids
 }
 
 // pauseMembers is the coordinator's side: with its own barrier closed
 // (resume lifts it), it has every other live member close theirs, and
-// returns what lifts them all: the job key goes, then its own barrier.
-// ctx ends at the cutover's deadline.
-func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, resume func()) (lift func(), jobRev int64, err error) {
+// returns what lifts them all: its own barrier, then the job key. ctx
+// ends at the cutover's deadline.
+func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, epoch uint64, resume func()) (lift func(), jobRev int64, err error) {
 	self := p.srv.RunID()
-	ids, err := e.memberIDs(ctx)
-	if err != nil {
-		// %v: not the job's own cutover timeout, whose message speaks of
-		// the proxy's drain
-		return nil, 0, fmt.Errorf("the group's members are unknown: %v", err)
-	}
-	ids = slices.DeleteFunc(ids, func(id string) bool { return id == self })
-	if len(ids) == 0 {
-		return resume, 0, nil
-	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(2 * time.Second)
 	}
-	v, _ := json.Marshal(cutoverJob{ID: job, Coordinator: self, Participants: ids, Deadline: deadline.UnixMilli()})
 	lease := e.lease()
 	if lease == 0 {
 		return nil, 0, fmt.Errorf("etcd: this proxy holds no lease")
 	}
-	put, err := e.cli.Put(ctx, e.cutoverKey(), string(v), clientv3.WithLease(lease))
+	v, _ := json.Marshal(cutoverJob{ID: job, Coordinator: self, Epoch: epoch, Deadline: deadline.UnixMilli()})
+	ids, jobRev, err := e.writeJob(ctx, string(v), lease)
 	if err != nil {
-		return nil, 0, fmt.Errorf("the cutover job not written to etcd: %v", err)
+		return nil, 0, err
 	}
-	jobRev = put.Header.Revision // the job key's create revision: the commit requires it
 	lift = func() {
+		resume()
+		// after the barrier: no client of this proxy waits for these
 		dctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
 		defer cancel()
-		if _, err := e.cli.Delete(dctx, e.cutoverKey()); err != nil {
+		if _, err := e.cli.Txn(dctx).If(clientv3.Compare(clientv3.ModRevision(e.cutoverKey()), "=", jobRev)).
+			Then(clientv3.OpDelete(e.cutoverKey())).Commit(); err != nil {
 			e.log.Warn("cutover job key not deleted: the other proxies resume at its deadline", zap.Error(err))
 		}
-		resume()
-		// after the barrier: no client waits for this write
 		e.cli.Delete(dctx, e.cfg.Prefix+"/acks/"+job+"/", clientv3.WithPrefix())
 	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return id == self })
+	if len(ids) == 0 {
+		return lift, jobRev, nil
+	}
+	if err := e.waitAcks(ctx, job, jobRev, ids); err != nil {
+		lift()
+		return nil, 0, err
+	}
+	e.log.Info("every proxy of the group paused for the cutover", zap.Strings("members", ids))
+	return lift, jobRev, nil
+}
+
+// writeJob writes the job key, unless another proxy's job holds it and is
+// within its deadline, and returns the live members and the job key's
+// revision.
+func (e *Etcd) writeJob(ctx context.Context, job string, lease clientv3.LeaseID) (members []string, rev int64, err error) {
+	members0 := e.cfg.Prefix + "/members/"
+	held := clientv3.Compare(clientv3.Version(e.cutoverKey()), "=", 0) // no job
 	for {
-		waiting, err := e.notAcked(ctx, job, ids)
-		if err == nil && len(waiting) == 0 {
-			e.log.Info("every proxy of the group paused for the cutover", zap.Strings("members", ids))
-			return lift, jobRev, nil
+		txn, err := e.cli.Txn(ctx).If(held).
+			Then(clientv3.OpPut(e.cutoverKey(), job, clientv3.WithLease(lease)),
+				clientv3.OpGet(members0, clientv3.WithPrefix(), clientv3.WithKeysOnly())).
+			Else(clientv3.OpGet(e.cutoverKey())).Commit()
+		if err != nil {
+			// %v: not the job's own cutover timeout, whose message speaks
+			// of the proxy's drain. If the job was written after all, the
+			// members pause until its deadline, and no fence was set.
+			return nil, 0, fmt.Errorf("the cutover job not written to etcd: %v", err)
 		}
-		if ctx.Err() != nil {
-			lift()
-			if err != nil {
-				return nil, 0, fmt.Errorf("the members' acks not read from etcd: %v", err)
-			}
-			return nil, 0, fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(waiting, ", "))
+		if txn.Succeeded {
+			return e.lastParts(txn.Responses[1].GetResponseRange().Kvs, "/members/"), txn.Header.Revision, nil
 		}
-		time.Sleep(2 * time.Millisecond)
+		kvs := txn.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue // gone meanwhile
+		}
+		var other cutoverJob
+		if json.Unmarshal(kvs[0].Value, &other) == nil && !other.expired() {
+			return nil, 0, fmt.Errorf("another proxy's cutover (job %s) is running in the group", other.ID)
+		}
+		// one left past its deadline: its commit cannot land once this
+		// job replaces it
+		held = clientv3.Compare(clientv3.ModRevision(e.cutoverKey()), "=", kvs[0].ModRevision)
 	}
 }
 
-// notAcked returns the participants that have not acked and are still
-// members.
-func (e *Etcd) notAcked(ctx context.Context, job string, ids []string) ([]string, error) {
-	acks, err := e.cli.Get(ctx, e.cfg.Prefix+"/acks/"+job+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, err
-	}
-	live, err := e.memberIDs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var waiting []string
+// waitAcks watches, from the job's revision, until every participant has
+// acked or its member key has gone, or ctx ends.
+func (e *Etcd) waitAcks(ctx context.Context, job string, jobRev int64, ids []string) error {
+	acks, members := e.cfg.Prefix+"/acks/"+job+"/", e.cfg.Prefix+"/members/"
+	waiting := map[string]bool{}
 	for _, id := range ids {
-		acked := slices.ContainsFunc(acks.Kvs, func(kv *mvccpb.KeyValue) bool { return string(kv.Key) == e.ackKey(job, id) })
-		if !acked && slices.Contains(live, id) {
-			waiting = append(waiting, id)
+		waiting[id] = true
+	}
+	// one watch from the acks to the members: the keys in between (the job
+	// key, PREFIX/known/) are skipped
+	wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), acks, clientv3.WithRange(e.cfg.Prefix+"/members0"), clientv3.WithRev(jobRev+1))
+	for len(waiting) > 0 {
+		wr, ok := <-wch
+		if ctx.Err() != nil {
+			return fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "))
+		}
+		if !ok || wr.Err() != nil {
+			return fmt.Errorf("the members' acks not read from etcd: %v", wr.Err())
+		}
+		for _, ev := range wr.Events {
+			key := string(ev.Kv.Key)
+			switch {
+			case ev.Type == mvccpb.PUT && strings.HasPrefix(key, acks):
+				delete(waiting, strings.TrimPrefix(key, acks))
+			case ev.Type == mvccpb.DELETE && strings.HasPrefix(key, members):
+				delete(waiting, strings.TrimPrefix(key, members))
+			}
 		}
 	}
-	return waiting, nil
+	return nil
 }
 
 // participate is a member's side, until ctx ends: it pauses for every
@@ -188,77 +234,114 @@ func (e *Etcd) pauseIfOthers(ctx context.Context, p *Plane, self string, kv *mvc
 	if json.Unmarshal(kv.Value, &job) != nil || job.Coordinator == self {
 		return
 	}
-	if time.Now().After(time.UnixMilli(job.Deadline)) {
-		return // a job its coordinator left behind: etcd removes it with its lease
+	if job.expired() {
+		return // one its coordinator left behind: reconcile or the next job ends it
 	}
-	e.pauseFor(ctx, p, job, kv.ModRevision, kv.CreateRevision)
+	e.pauseFor(ctx, p, job, kv.ModRevision)
 }
 
-// pauseFor closes the barrier for job, acks, and lifts it once the job key
-// goes or its deadline passes, serving the table etcd then holds.
-func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev, created int64) {
-	deadline := time.UnixMilli(job.Deadline)
-	jctx, cancel := context.WithDeadline(ctx, deadline)
+// pauseFor closes the barrier for job (its key written at rev), acks, and
+// lifts it once the job has committed or ended, or at its deadline,
+// serving the table etcd then holds.
+func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64) {
+	jctx, cancel := context.WithDeadline(ctx, time.UnixMilli(job.Deadline))
 	defer cancel()
+	// the ack comes after a fence an earlier cutover left is lifted
+	// (reconcile, which takes fenceMu, then the barrier): the coordinator
+	// fences only once every ack is in
+	e.fenceMu.Lock()
 	resume, err := p.srv.Pause(jctx)
 	if err != nil {
+		e.fenceMu.Unlock()
 		e.log.Warn("could not pause for the cutover", zap.String("job", job.ID), zap.Error(err))
 		return
 	}
 	defer resume()
-	lease := e.lease()
-	if _, err := e.cli.Put(jctx, e.ackKey(job.ID, p.srv.RunID()), "paused", clientv3.WithLease(lease)); err != nil {
-		e.log.Warn("could not ack the cutover", zap.String("job", job.ID), zap.Error(err))
-		return
-	}
-	// the job key's end: a delete, or a new job in its place
-	wch := e.cli.Watch(jctx, e.cutoverKey(), clientv3.WithRev(rev+1))
-	for wr := range wch {
-		if len(wr.Events) > 0 || wr.Err() != nil {
-			break
-		}
-	}
-	// At the deadline the job may still be there, its coordinator alive
-	// but late: delete it, so that its commit, which requires the job key,
-	// cannot land once this proxy has resumed on the old table (and lifted
-	// the fence, below). A delete refused or not sent leaves the job key
-	// to its coordinator or to its lease; until it goes, a commit may land,
-	// and the table read next shows it.
-	dctx, dcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
-	_, derr := e.cli.Txn(dctx).If(clientv3.Compare(clientv3.CreateRevision(e.cutoverKey()), "=", created)).
-		Then(clientv3.OpDelete(e.cutoverKey())).Commit()
-	dcancel()
-	if derr != nil {
-		e.log.Warn("cutover job not ended in etcd; serving etcd's table, fence left as it is", zap.String("job", job.ID), zap.Error(derr))
-	}
-	// whatever happened, serve etcd's table: the new one if it committed
-	rctx, rcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
-	defer rcancel()
-	t, a, trev, err := e.get(rctx)
+	_, err = e.cli.Put(jctx, e.ackKey(job.ID, p.srv.RunID()), "paused", clientv3.WithLease(e.lease()))
+	e.fenceMu.Unlock()
 	if err != nil {
-		// the lease deadline stops data commands if etcd stays away
-		e.log.Warn("routing table not read after the cutover", zap.Error(err))
+		// an ack that landed unanswered lets the commit go on
+		e.stopServing(p, "the cutover's ack not answered", zap.String("job", job.ID), zap.Error(err))
 		return
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if trev > e.rev && t.Epoch() > e.table.Epoch() {
-		p.srv.SwapTable(p.srv.Prepare(t, a))
-		e.rev, e.table, e.auth = trev, t, a
-		e.log.Info("cut over with the group", zap.String("job", job.ID), zap.Uint64("epoch", t.Epoch()))
+	if kv, ended := e.awaitJob(jctx, rev); ended {
+		if kv == nil || !e.serveCommitted(p, job, kv) {
+			e.unfenceServed(p, job)
+		}
 		return
 	}
-	// No commit, and none can land any more (the job key is gone, and a
-	// commit requires it): the group stays on this table. A coordinator
-	// that died between the fence and the commit left the shards fenced;
-	// lift it, still paused, before any client writes to them (a job that
-	// aborted normally lifted it already, and this finds nothing).
-	if derr != nil {
+	// The deadline, with the job key still there or etcd away: end the
+	// job, so that its commit, which requires the job key unchanged,
+	// cannot land once this proxy has resumed, and read the table.
+	dctx, dcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	defer dcancel()
+	get := clientv3.OpGet(e.tableKey())
+	txn, err := e.cli.Txn(dctx).If(clientv3.Compare(clientv3.ModRevision(e.cutoverKey()), "=", rev)).
+		Then(clientv3.OpDelete(e.cutoverKey()), get).Else(get).Commit()
+	if err != nil {
+		e.stopServing(p, "the cutover's outcome not read from etcd", zap.String("job", job.ID), zap.Error(err))
 		return
 	}
+	kvs := txn.Responses[len(txn.Responses)-1].GetResponseRange().Kvs
+	if len(kvs) == 0 || !e.serveCommitted(p, job, kvs[0]) {
+		e.unfenceServed(p, job)
+	}
+}
+
+// unfenceServed is for a job that ended without a commit, none of which
+// can land any more: the group stays on the table served. A coordinator
+// that died between the fence and the commit left its shards fenced; this
+// lifts the fence, still paused, before any client writes to them (a job
+// that aborted lifted it already, and this finds nothing).
+func (e *Etcd) unfenceServed(p *Plane, job cutoverJob) {
 	if lifted := p.unfence(p.srv.Route()); len(lifted) > 0 {
 		e.log.Warn("lifted the fence a cutover left on the group's shards", zap.String("job", job.ID), zap.Int("shards", len(lifted)))
 	}
+}
+
+// awaitJob watches the table and the job key from the job's revision
+// until the commit (the table key's PUT, returned) or the job's end
+// (true, nil), or ctx ends or the watch fails (false).
+func (e *Etcd) awaitJob(ctx context.Context, rev int64) (*mvccpb.KeyValue, bool) {
+	// the range from the job key to the table key holds both (and the
+	// members' keys, skipped)
+	wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.cutoverKey(), clientv3.WithRange(e.tableKey()+"\x00"), clientv3.WithRev(rev+1))
+	for wr := range wch {
+		if wr.Err() != nil {
+			return nil, false
+		}
+		for _, ev := range wr.Events {
+			switch string(ev.Kv.Key) {
+			case e.tableKey():
+				if ev.Type == mvccpb.PUT {
+					return ev.Kv, true
+				}
+			case e.cutoverKey():
+				return nil, true // deleted, or another job in its place
+			}
+		}
+	}
+	return nil, false
+}
+
+// serveCommitted serves the table in kv if it is newer than the one
+// served, and reports whether it was; one it cannot decode stops the
+// proxy serving.
+func (e *Etcd) serveCommitted(p *Plane, job cutoverJob, kv *mvccpb.KeyValue) bool {
+	t, a, err := decodeEtcdTable(kv.Value)
+	if err != nil {
+		e.stopServing(p, "the committed routing table cannot be read", zap.Error(err))
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if kv.ModRevision <= e.rev || t.Epoch() <= e.table.Epoch() {
+		return false
+	}
+	p.srv.SwapTable(p.srv.Prepare(t, a))
+	e.rev, e.table, e.auth = kv.ModRevision, t, a
+	e.log.Info("cut over with the group", zap.String("job", job.ID), zap.Uint64("epoch", t.Epoch()))
+	return true
 }
 
 // The running or last reshard of the group, for PROXY RESHARD STATUS on
@@ -267,30 +350,32 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev, crea
 
 func (e *Etcd) reshardKey() string { return e.cfg.Prefix + "/reshard" }
 
+// putStatus writes job's status, with its coordinator's address.
+func (e *Etcd) putStatus(coordinator string, job *migrate.ReshardJob) {
+	var b strings.Builder
+	b.WriteString("coordinator:" + coordinator + "\r\n")
+	job.Status().WriteInfo(&b)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+	defer cancel()
+	if _, err := e.cli.Put(ctx, e.reshardKey(), b.String()); err != nil {
+		e.log.Debug("reshard status not written to etcd", zap.Error(err))
+	}
+}
+
 // publishStatus writes job's status every half second until it ends, then
 // its final status; ctx ends it early (the plane closes).
 func (e *Etcd) publishStatus(ctx context.Context, coordinator string, job *migrate.ReshardJob) {
-	put := func() {
-		var b strings.Builder
-		b.WriteString("coordinator:" + coordinator + "\r\n")
-		job.Status().WriteInfo(&b)
-		pctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
-		defer cancel()
-		if _, err := e.cli.Put(pctx, e.reshardKey(), b.String()); err != nil {
-			e.log.Debug("reshard status not written to etcd", zap.Error(err))
-		}
-	}
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
-		put()
 		select {
 		case <-job.Done():
-			put()
+			e.putStatus(coordinator, job)
 			return
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			e.putStatus(coordinator, job)
 		}
 	}
 }
@@ -305,4 +390,39 @@ func (e *Etcd) reshardStatus(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	return string(resp.Kvs[0].Value), true
+}
+
+// groupReshard returns the address of the member that runs the group's
+// reshard, if one other than self (its announce address) runs one: its
+// status key says it runs, and its coordinator is still a live member.
+func (e *Etcd) groupReshard(ctx context.Context, self string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	defer cancel()
+	txn, err := e.cli.Txn(ctx).Then(clientv3.OpGet(e.reshardKey()), clientv3.OpGet(e.cfg.Prefix+"/members/", clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return "", fmt.Errorf("the group's reshards not read from etcd: %v", err)
+	}
+	status := txn.Responses[0].GetResponseRange().Kvs
+	if len(status) == 0 {
+		return "", nil
+	}
+	var coordinator string
+	var state migrate.ReshardState
+	for line := range strings.SplitSeq(string(status[0].Value), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "coordinator:"); ok {
+			coordinator = v
+		} else if v, ok := strings.CutPrefix(line, "state:"); ok {
+			state = migrate.ReshardState(v)
+		}
+	}
+	if coordinator == self || reshardEnded(state) {
+		return "", nil
+	}
+	for _, kv := range txn.Responses[1].GetResponseRange().Kvs {
+		var m etcdMember
+		if json.Unmarshal(kv.Value, &m) == nil && m.Addr == coordinator {
+			return coordinator, nil
+		}
+	}
+	return "", nil // its coordinator is gone, and the job with it
 }

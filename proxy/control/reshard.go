@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -97,6 +98,15 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	if p.snapshotRunning() {
 		return nil, errors.New("a snapshot is running; try again when it is done")
 	}
+	if e := p.cfg.Etcd; e != nil {
+		addr, err := e.groupReshard(p.ctx, p.srv.AnnounceAddr())
+		if err != nil {
+			return nil, err
+		}
+		if addr != "" {
+			return nil, errors.New("proxy " + addr + " of the group is running a reshard; see PROXY RESHARD STATUS")
+		}
+	}
 	shards, err := router.ParseShardArgs(ta.targets)
 	if err != nil {
 		return nil, err
@@ -135,6 +145,9 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	p.reshard.job = job
 	p.watch(func() { c.afterJob(job) })
 	if e := p.cfg.Etcd; e != nil {
+		// before the reply: from then on, the other members refuse a
+		// reshard of their own
+		e.putStatus(p.srv.AnnounceAddr(), job)
 		p.watch(func() { e.publishStatus(p.ctx, p.srv.AnnounceAddr(), job) })
 	}
 	return job, nil
@@ -152,8 +165,8 @@ type cutover struct {
 	// fenced is set by Seal inside the barrier, from the job's
 	// goroutine, and read by afterJob once the job is done.
 	fenced []fence
-	// jobRev is the create revision of the group's cutover job in etcd
-	// (set by Pause), which Commit requires; 0 without one.
+	// jobRev is the revision the group's cutover job was written at in
+	// etcd (set by Pause), which Commit requires; 0 without one.
 	jobRev int64
 }
 
@@ -165,8 +178,9 @@ func (co *cutover) Pause(ctx context.Context) (func(), error) {
 	if err != nil || co.p.cfg.Etcd == nil {
 		return resume, err
 	}
-	job := co.p.srv.RunID()[:8] + "-" + strconv.FormatUint(co.to.Table().Epoch(), 10)
-	lift, jobRev, err := co.p.cfg.Etcd.pauseMembers(ctx, co.p, job, resume)
+	// unique: the acks of an earlier attempt are not this one's
+	job := co.p.srv.RunID()[:8] + "-" + strconv.FormatUint(co.to.Table().Epoch(), 10) + "-" + strconv.FormatInt(time.Now().UnixMilli(), 36)
+	lift, jobRev, err := co.p.cfg.Etcd.pauseMembers(ctx, co.p, job, co.from.Table().Epoch(), resume)
 	if err != nil {
 		resume()
 		return nil, err
@@ -222,6 +236,11 @@ func (co *cutover) commitEtcd(ctx context.Context, e *Etcd) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.commit(ctx, co.from.Table(), co.to.Table(), co.to.Auth(), co.jobRev); err != nil {
+		if errors.Is(err, migrate.ErrCommitUnknown) {
+			// the fence stays (the job does not unseal): etcd's table
+			// decides, once this proxy can read it
+			e.stopServing(p, "the cutover's commit not answered", zap.Error(err))
+		}
 		return err
 	}
 	p.srv.SwapTable(co.to)
