@@ -73,7 +73,6 @@ func BenchmarkReshardEtcd3Proxies(b *testing.B) {
 		res, status := reshardUnderLoad(ctx, b, first, opt, addrs[0], spec, time.Second)
 		close(end)
 		wg.Wait()
-		cancel()
 		for _, err := range otherErr {
 			if err != nil {
 				b.Fatal(err)
@@ -89,14 +88,32 @@ func BenchmarkReshardEtcd3Proxies(b *testing.B) {
 			othersErrors += o.Errors
 			lost += int64(o.Lost)
 		}
+		// what the cutover cost in etcd, from each proxy's INFO: the
+		// requests sent inside the barriers, the coordinator's time in
+		// them and in the wait for the members' acks
+		var requests, coordUS, acksUS int64
+		for i, addr := range addrs {
+			info, err := proxyInfo(ctx, addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			requests += field(info, "etcd_cutover_requests")
+			if i == 0 {
+				coordUS, acksUS = field(info, "etcd_cutover_us"), field(info, "etcd_cutover_acks_wait_us")
+			}
+		}
+		cancel()
 		b.ReportMetric(pause/1000, "pause-ms")
+		b.ReportMetric(float64(requests), "etcd-requests")
+		b.ReportMetric(float64(coordUS)/1000, "etcd-ms")
+		b.ReportMetric(float64(acksUS)/1000, "acks-wait-ms")
 		b.ReportMetric(ms(cut.Max), "cutover-max-ms")
 		b.ReportMetric(ms(othersMax), "others-max-ms")
 		b.ReportMetric(float64(res.Errors+othersErrors), "errors")
 		b.ReportMetric(float64(int64(res.Lost)+lost), "lost-writes")
 		b.ReportMetric(0, "ns/op")
-		fmt.Printf("\nreshard 3->5 of %d keys, 3 proxies through etcd, %d ops/s each:\n%s  pause_us    %s\n  other proxies: max %s, errors %d, lost writes %d\n",
-			keys, rate, res, st["pause_us"], othersMax, othersErrors, lost)
+		fmt.Printf("\nreshard 3->5 of %d keys, 3 proxies through etcd, %d ops/s each:\n%s  pause_us    %s\n  other proxies: max %s, errors %d, lost writes %d\n  etcd inside the barriers: %d requests; the coordinator's %d µs in them, %d µs waiting for the acks\n",
+			keys, rate, res, st["pause_us"], othersMax, othersErrors, lost, requests, coordUS, acksUS)
 	}
 }
 
@@ -145,4 +162,14 @@ func BenchmarkEtcdTwoProxiesVsOne(b *testing.B) {
 		fmt.Printf("\none proxy %.0f ops/s, two proxies %.0f ops/s (%.2fx), same 20 connections, pipeline 16, on this machine's cores\n",
 			r1.OpsPerSec, two, two/r1.OpsPerSec)
 	}
+}
+
+// proxyInfo is INFO proxy of the proxy at addr.
+func proxyInfo(ctx context.Context, addr string) (string, error) {
+	a, err := dialAdmin(ctx, addr, "")
+	if err != nil {
+		return "", err
+	}
+	defer a.close()
+	return a.do(ctx, "INFO", "proxy")
 }

@@ -328,6 +328,21 @@ func TestEtcdCoordinatedCutover(t *testing.T) {
 			t.Errorf("proxy %d: topology %v, %v; want epoch 2", i, topo, err)
 		}
 	}
+	// inside the barriers, etcd saw the job and the commit from the
+	// coordinator and one ack from each participant: no polling
+	for i, cl := range clients {
+		info, err := cl.Info(t.Context(), "proxy").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "etcd_cutover_requests:1\r\n"
+		if i == 0 {
+			want = "etcd_cutover_requests:2\r\n"
+		}
+		if !strings.Contains(info, want) {
+			t.Errorf("proxy %d: INFO proxy has no %q:\n%s", i, want, info)
+		}
+	}
 	// any member shows the group's reshard
 	var st string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/reshard/reshard/migrate"
 	"github.com/reshard/reshard/proxy"
@@ -81,6 +82,7 @@ type Etcd struct {
 	// (reconcile) before this member's ack of a later cutover, whose
 	// coordinator fences only once every ack is in.
 	fenceMu sync.Mutex
+	cost    cutoverCost // the last cutover's (etcd_cost.go)
 
 	// mu guards the fields below and orders a commit against the watch:
 	// whichever holds it sees the other's table.
@@ -124,11 +126,16 @@ func OpenEtcd(cfg EtcdConfig, log *zap.Logger) (*Etcd, error) {
 	if cfg.LeaseTTL < time.Second {
 		return nil, fmt.Errorf("control: etcd lease TTL must be at least 1s, got %s", cfg.LeaseTTL)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop()})
+	e := &Etcd{cfg: cfg, log: log.With(zap.String("etcd_prefix", cfg.Prefix)), wake: make(chan struct{}, 1)}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: cfg.Endpoints, DialTimeout: cfg.DialTimeout, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(e.countCutover)},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("control: etcd %v: %w", cfg.Endpoints, err)
 	}
-	return &Etcd{cfg: cfg, cli: cli, log: log.With(zap.String("etcd_prefix", cfg.Prefix)), wake: make(chan struct{}, 1)}, nil
+	e.cli = cli
+	return e, nil
 }
 
 func (e *Etcd) tableKey() string              { return e.cfg.Prefix + "/table" }
@@ -536,6 +543,7 @@ func (e *Etcd) adopt(ctx context.Context, p *Plane, rev int64, t *router.Table, 
 // serves data (it holds its lease), and for how long at least.
 func (e *Etcd) info(field func(string, any)) {
 	field("etcd_prefix", e.cfg.Prefix)
+	e.costInfo(field)
 	left := time.Duration(e.serving.Load() - time.Now().UnixNano())
 	if e.serving.Load() == 0 || left <= 0 {
 		field("etcd_lease", "lost")

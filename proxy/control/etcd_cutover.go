@@ -94,6 +94,8 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, epoch uin
 	if lease == 0 {
 		return nil, 0, fmt.Errorf("etcd: this proxy holds no lease")
 	}
+	e.cost.reset()
+	ctx = cutoverCtx(ctx)
 	v, _ := json.Marshal(cutoverJob{ID: job, Coordinator: self, Epoch: epoch, Deadline: deadline.UnixMilli()})
 	ids, jobRev, err := e.writeJob(ctx, string(v), lease)
 	if err != nil {
@@ -114,7 +116,10 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, epoch uin
 	if len(ids) == 0 {
 		return lift, jobRev, nil
 	}
-	if err := e.waitAcks(ctx, job, jobRev, ids); err != nil {
+	waited := time.Now()
+	err = e.waitAcks(ctx, job, jobRev, ids)
+	e.cost.acksNS.Store(int64(time.Since(waited)))
+	if err != nil {
 		lift()
 		return nil, 0, err
 	}
@@ -244,7 +249,8 @@ func (e *Etcd) pauseIfOthers(ctx context.Context, p *Plane, self string, kv *mvc
 // lifts it once the job has committed or ended, or at its deadline,
 // serving the table etcd then holds.
 func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64) {
-	jctx, cancel := context.WithDeadline(ctx, time.UnixMilli(job.Deadline))
+	e.cost.reset()
+	jctx, cancel := context.WithDeadline(cutoverCtx(ctx), time.UnixMilli(job.Deadline))
 	defer cancel()
 	// the ack comes after a fence an earlier cutover left is lifted
 	// (reconcile, which takes fenceMu, then the barrier): the coordinator
@@ -273,7 +279,7 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64
 	// The deadline, with the job key still there or etcd away: end the
 	// job, so that its commit, which requires the job key unchanged,
 	// cannot land once this proxy has resumed, and read the table.
-	dctx, dcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	dctx, dcancel := context.WithTimeout(cutoverCtx(ctx), e.cfg.DialTimeout)
 	defer dcancel()
 	get := clientv3.OpGet(e.tableKey())
 	txn, err := e.cli.Txn(dctx).If(clientv3.Compare(clientv3.ModRevision(e.cutoverKey()), "=", rev)).

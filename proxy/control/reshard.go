@@ -235,7 +235,7 @@ func (co *cutover) commitEtcd(ctx context.Context, e *Etcd) error {
 	p := co.p
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.commit(ctx, co.from.Table(), co.to.Table(), co.to.Auth(), co.jobRev); err != nil {
+	if err := e.commit(cutoverCtx(ctx), co.from.Table(), co.to.Table(), co.to.Auth(), co.jobRev); err != nil {
 		if errors.Is(err, migrate.ErrCommitUnknown) {
 			// the fence stays (the job does not unseal): etcd's table
 			// decides, once this proxy can read it
