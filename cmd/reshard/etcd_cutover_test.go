@@ -28,10 +28,10 @@ type cutoverFault struct {
 	wantEpoch int64
 }
 
-// SIGKILL at four steps: the coordinator once it has written the job, a
-// participant once the first ack is in (its own, or before it), the
-// coordinator once it has fenced the old shards, and once it has
-// committed. A survivor that gives a job up at its deadline ends it in
+// SIGKILL at the cutover's steps: the coordinator once it has written the
+// job, a participant once the first ack is in (its own, or before it),
+// the coordinator or a participant once the old shards are fenced, and
+// once the table is committed. A survivor that gives a job up at its deadline ends it in
 // etcd, so the dead coordinator's commit can no longer land, and lifts a
 // fence left on the shards it goes on serving. The survivors' writers see
 // no error.
@@ -41,6 +41,8 @@ func TestEtcdKillDuringCutover(t *testing.T) {
 		{"participant in prepare", "/acks/", 1, 2},
 		{"coordinator after the commit", "/table", 0, 2},
 		{"coordinator after the fence", "fence", 0, 0},
+		{"participant after the fence", "fence", 1, 2},
+		{"participant after the commit", "/table", 1, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runCutoverFault(t, tc) })
 	}

@@ -58,11 +58,14 @@ func TestEtcdSharedTable(t *testing.T) {
 }
 
 // A proxy follows a table another proxy commits: after a reshard through
-// one of them, every other serves the new shards.
+// one of them, every other serves the new shards, and so do a proxy
+// started with the old --shards and the one that ran the reshard,
+// restarted with them after a SIGKILL.
 func TestEtcdFollowsCommit(t *testing.T) {
 	rig := newEtcdRig(t, 2, 3)
 	bin, flags, shards, targets := rig.bin, rig.flags, rig.shards, rig.targets
-	a := proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards), flags...)
+	aDir := t.TempDir()
+	a := proxytest.StartProcess(t, bin, aDir, addrsOf(shards), flags...)
 	b := proxytest.StartProcess(t, bin, t.TempDir(), nil, flags...)
 	ca, cb := etcdClient(t, a.Addr), etcdClient(t, b.Addr)
 	for i := range 50 {
@@ -102,6 +105,22 @@ func TestEtcdFollowsCommit(t *testing.T) {
 	}
 	if onTargets != 100 {
 		t.Errorf("the new shards hold %d keys, want 100", onTargets)
+	}
+	a.Kill()
+	for _, p := range []*proxytest.Process{
+		proxytest.StartProcess(t, bin, aDir, addrsOf(shards), flags...),        // restarted
+		proxytest.StartProcess(t, bin, t.TempDir(), addrsOf(shards), flags...), // new, stale --shards
+	} {
+		cl := etcdClient(t, p.Addr)
+		if topo, err := cl.Do(t.Context(), "PROXY", "TOPOLOGY").Slice(); err != nil || len(topo) < 2 || topo[1] != int64(2) {
+			t.Errorf("proxy started with the old --shards: topology %v, %v; want etcd's, epoch 2", topo, err)
+		}
+		for i := range 50 {
+			key := "after:" + string(rune('a'+i%26)) + strings.Repeat("x", i)
+			if got, err := cl.Get(t.Context(), key).Int(); err != nil || got != i {
+				t.Fatalf("GET %s through a proxy started with the old --shards = %d, %v; want %d", key, got, err, i)
+			}
+		}
 	}
 }
 
