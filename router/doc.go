@@ -14,6 +14,11 @@
 //
 //	127.0.0.1:7001=0-5000/8000-9000,127.0.0.1:7002=5001-7999/9001-16383
 //
+// A shard with replicas is written PRIMARY+REPLICA[+REPLICA...][=RANGES]
+// (127.0.0.1:7001+127.0.0.1:7101=0-8191): the slots belong to the shard,
+// writes go to its primary, and reads may go to its replicas. An address
+// appears once in a spec, as a primary or as a replica.
+//
 // IPv6 addresses are written in brackets ([::1]:7001). Either every entry
 // has ranges or none has; without ranges the slots are split the way
 // `redis-cli --cluster create` splits them among masters (3 shards:

@@ -44,6 +44,10 @@ func FormatSpec(shards []Shard) string {
 			b.WriteByte(',')
 		}
 		b.WriteString(sh.Addr)
+		for _, r := range sh.Replicas {
+			b.WriteByte('+')
+			b.WriteString(r)
+		}
 		if ranges := sh.RangeSpec(); ranges != "" {
 			b.WriteByte('=')
 			b.WriteString(ranges)
@@ -108,20 +112,28 @@ func parseEntries(entries []string) ([]Shard, error) {
 			return nil, badTopology("topology entry %q: give one shard per argument, without commas", entry)
 		}
 		addrText, rangesText, hasRanges := strings.Cut(entry, "=")
-		addr, err := canonicalAddr(strings.TrimSpace(addrText))
-		if err != nil {
-			return nil, badTopology("topology entry %q: %v", entry, err)
+		// PRIMARY+REPLICA+...: the first address is the shard's primary
+		for j, part := range strings.Split(addrText, "+") {
+			addr, err := canonicalAddr(strings.TrimSpace(part))
+			if err != nil {
+				return nil, badTopology("topology entry %q: %v", entry, err)
+			}
+			if prev, dup := seen[addr]; dup {
+				return nil, badTopology("topology entry %q: address %s is already listed in entry %q", entry, addr, prev)
+			}
+			seen[addr] = entry
+			if j == 0 {
+				shards[i].Addr = addr
+			} else {
+				shards[i].Replicas = append(shards[i].Replicas, addr)
+			}
 		}
-		if prev, dup := seen[addr]; dup {
-			return nil, badTopology("topology entry %q: address %s is already listed in entry %q", entry, addr, prev)
-		}
-		seen[addr] = entry
-		shards[i].Addr = addr
 		if !hasRanges {
 			withoutRanges = cmp.Or(withoutRanges, entry)
 			continue
 		}
 		withRanges = cmp.Or(withRanges, entry)
+		var err error
 		if shards[i].Ranges, err = parseRanges(rangesText); err != nil {
 			return nil, badTopology("topology entry %q: %v", entry, err)
 		}

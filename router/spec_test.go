@@ -31,6 +31,14 @@ func TestParseSpec(t *testing.T) {
 			},
 		},
 		{
+			name: "replicas",
+			spec: "a:1+a:2+a:3=0-8191, b:1 + b:2=8192-16383",
+			want: []Shard{
+				{Addr: "a:1", Replicas: []string{"a:2", "a:3"}, Ranges: []Range{{0, 8191}}},
+				{Addr: "b:1", Replicas: []string{"b:2"}, Ranges: []Range{{8192, 16383}}},
+			},
+		},
+		{
 			name: "one shard",
 			spec: "redis:6379",
 			want: []Shard{{Addr: "redis:6379", Ranges: []Range{{0, 16383}}}},
@@ -92,7 +100,10 @@ func TestParseSpecErrors(t *testing.T) {
 		{"127.0.0.1:65536", `router: topology entry "127.0.0.1:65536": port 65536 is out of range 1-65535`},
 		{"127.0.0.1:123456", `router: topology entry "127.0.0.1:123456": port "123456" is not a number in 1-65535`},
 		{"127.0.0.1:http", `router: topology entry "127.0.0.1:http": port "http" is not a number in 1-65535`},
-		{"127.0.0.1:+7", `router: topology entry "127.0.0.1:+7": port "+7" is not a number in 1-65535`},
+		{"127.0.0.1:+7", `router: topology entry "127.0.0.1:+7": port "" is not a number in 1-65535`},
+		{"a:1+a:1", `router: topology entry "a:1+a:1": address a:1 is already listed in entry "a:1+a:1"`},
+		{"a:1+b:2,b:2", `router: topology entry "b:2": address b:2 is already listed in entry "a:1+b:2"`},
+		{"a:1+", `router: topology entry "a:1+": address "" is not HOST:PORT (write IPv6 as [::1]:6379)`},
 		{"127.0.0.1:", `router: topology entry "127.0.0.1:": port "" is not a number in 1-65535`},
 		{":7001", `router: topology entry ":7001": address ":7001" has no host`},
 		{"[127.0.0.1]:7001", `router: topology entry "[127.0.0.1]:7001": "[127.0.0.1]" is not an IPv6 address`},
@@ -197,6 +208,7 @@ func TestSpecRoundTrip(t *testing.T) {
 		"a:1,b:2,c:3,d:4,e:5",
 		"[::1]:7001=0/2/4-16383,[::1]:7002=1/3",
 		"host.example:6379",
+		"a:1+a:2=0-100,b:1+b:2+b:3=101-16383",
 	} {
 		shards, err := ParseSpec(spec)
 		if err != nil {

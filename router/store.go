@@ -34,8 +34,9 @@ type tableFile struct {
 }
 
 type shardFile struct {
-	Addr   string   `json:"addr"`
-	Ranges []string `json:"ranges"`
+	Addr     string   `json:"addr"`
+	Replicas []string `json:"replicas,omitempty"`
+	Ranges   []string `json:"ranges"`
 }
 
 func tableChecksum(epoch uint64, shards []Shard) string {
@@ -73,6 +74,7 @@ func Encode(t *Table) ([]byte, error) {
 	}
 	for i, sh := range shards {
 		f.Shards[i].Addr = sh.Addr
+		f.Shards[i].Replicas = sh.Replicas
 		f.Shards[i].Ranges = make([]string, len(sh.Ranges))
 		for j, r := range sh.Ranges {
 			f.Shards[i].Ranges[j] = strconv.Itoa(int(r.From)) + "-" + strconv.Itoa(int(r.To))
@@ -142,6 +144,13 @@ func decodeTable(data []byte) (*Table, error) {
 			return nil, fmt.Errorf("shard %d: address %q is not in canonical form %q", i, sf.Addr, addr)
 		}
 		shards[i].Addr = addr
+		for _, ra := range sf.Replicas {
+			r, err := canonicalAddr(ra)
+			if err != nil || r != ra {
+				return nil, fmt.Errorf("shard %s: bad replica address %q", addr, ra)
+			}
+			shards[i].Replicas = append(shards[i].Replicas, r)
+		}
 		for _, rs := range sf.Ranges {
 			r, err := parseRanges(rs)
 			if err != nil || len(r) != 1 {

@@ -12,7 +12,7 @@ import (
 
 func TestSaveLoadRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	shards, err := ParseSpec("127.0.0.1:7001=0-5000/8000-9000,[::1]:7002=5001-7999/9001-16382,redis.internal:7003=16383")
+	shards, err := ParseSpec("127.0.0.1:7001+127.0.0.1:7101=0-5000/8000-9000,[::1]:7002=5001-7999/9001-16382,redis.internal:7003=16383")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +32,9 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 	if got.slots != want.slots {
 		t.Error("slot maps differ")
+	}
+	if r := got.Replicas(0); !reflect.DeepEqual(r, []string{"127.0.0.1:7101"}) || got.Replicas(1) != nil {
+		t.Errorf("replicas = %q, %q; want shard 0's one, none of shard 1", r, got.Replicas(1))
 	}
 
 	// The file is readable JSON with "A-B" range strings.

@@ -1,24 +1,28 @@
 package router
 
 import (
+	"slices"
 	"sync/atomic"
 )
 
 // Table is an immutable slot -> shard assignment. Build one with NewTable;
 // never modify it after it has been published.
 type Table struct {
-	epoch  uint64
-	shards []string // shard addresses, index = shard id
-	slots  [NumSlots]uint16
+	epoch    uint64
+	shards   []string   // shard (primary) addresses, index = shard id
+	replicas [][]string // each shard's replicas; nil when none has any
+	slots    [NumSlots]uint16
 }
 
 // Range is an inclusive slot range.
 type Range struct{ From, To uint16 }
 
-// Shard is one entry of a topology: an address and the slot ranges it owns.
+// Shard is one entry of a topology: an address (the shard's primary), its
+// replicas, and the slot ranges it owns.
 type Shard struct {
-	Addr   string
-	Ranges []Range
+	Addr     string
+	Replicas []string
+	Ranges   []Range
 }
 
 // NewTable builds a table from shards whose ranges cover every slot exactly
@@ -47,6 +51,21 @@ func NewTable(epoch uint64, shards []Shard) (*Table, error) {
 		}
 		seen[sh.Addr] = true
 		t.shards[i] = sh.Addr
+		for _, r := range sh.Replicas {
+			if r == "" {
+				return nil, badTopology("shard %s has a replica with no address", sh.Addr)
+			}
+			if seen[r] {
+				return nil, badTopology("address %s is listed twice (replica of %s)", r, sh.Addr)
+			}
+			seen[r] = true
+		}
+		if len(sh.Replicas) > 0 {
+			if t.replicas == nil {
+				t.replicas = make([][]string, len(shards))
+			}
+			t.replicas[i] = slices.Clone(sh.Replicas)
+		}
 		if len(sh.Ranges) == 0 {
 			return nil, badTopology("shard %s owns no slots", sh.Addr)
 		}
@@ -111,6 +130,18 @@ func (t *Table) Addr(i int) string { return t.shards[i] }
 // Addrs returns a copy of the shard addresses.
 func (t *Table) Addrs() []string { return append([]string(nil), t.shards...) }
 
+// Replicas returns the addresses of shard i's replicas (nil when it has
+// none); the caller must not modify them.
+func (t *Table) Replicas(i int) []string {
+	if t.replicas == nil {
+		return nil
+	}
+	return t.replicas[i]
+}
+
+// HasReplicas reports whether any shard has a replica.
+func (t *Table) HasReplicas() bool { return t.replicas != nil }
+
 // ShardOfSlot returns the shard index that owns slot.
 func (t *Table) ShardOfSlot(slot uint16) int { return int(t.slots[slot]) }
 
@@ -122,6 +153,7 @@ func (t *Table) Shards() []Shard {
 	out := make([]Shard, len(t.shards))
 	for i, a := range t.shards {
 		out[i].Addr = a
+		out[i].Replicas = slices.Clone(t.Replicas(i))
 	}
 	start := 0
 	for s := 1; s <= NumSlots; s++ {
