@@ -31,8 +31,8 @@ func commandTable() map[string]handler {
 		"hello":     hello,
 		"auth":      auth,
 		"reset":     reset,
-		"readonly":  replyOK,
-		"readwrite": replyOK,
+		"readonly":  readonlyCmd,
+		"readwrite": readwriteCmd,
 	})
 
 	// CLIENT subcommands about the proxy's own clients (client.go).

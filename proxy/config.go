@@ -35,6 +35,12 @@ type Config struct {
 	IdleTimeout time.Duration
 	// BackendConns is the number of multiplexed connections per shard.
 	BackendConns int
+	// ReadFrom is where connections' reads go, until READONLY or
+	// READWRITE (replicas.go).
+	ReadFrom ReadFrom
+	// ReplicaMaxLag is how many bytes of replication stream a replica
+	// may be behind its primary and still be read from.
+	ReplicaMaxLag int64
 	// DialTimeout bounds one connection attempt to a shard.
 	DialTimeout time.Duration
 	// ShardTimeout drops a shared shard connection on which requests have
@@ -82,6 +88,7 @@ func DefaultConfig() Config {
 		Listen:          "127.0.0.1:6380",
 		MaxClients:      10000,
 		BackendConns:    2,
+		ReplicaMaxLag:   DefaultReplicaMaxLag,
 		DialTimeout:     2 * time.Second,
 		ShardTimeout:    15 * time.Second, // Redis Cluster's cluster-node-timeout
 		MaxBulkLen:      512 << 20,
@@ -102,6 +109,8 @@ func (c Config) validate() error {
 	switch {
 	case c.MaxClients < 1:
 		return fmt.Errorf("proxy: maxclients must be at least 1, got %d", c.MaxClients)
+	case c.ReplicaMaxLag < 0:
+		return fmt.Errorf("proxy: replica max lag must not be negative, got %d", c.ReplicaMaxLag)
 	case c.BackendConns < 1 || c.BackendConns > 64:
 		return fmt.Errorf("proxy: backend connections per shard must be 1 to 64, got %d", c.BackendConns)
 	case c.IdleTimeout < 0:

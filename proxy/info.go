@@ -243,6 +243,8 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s,status=%s,slots=%s,reconnects=%d,requests=%d,pending=%d,writes=%d",
 				p.Addr, status, shards[i].RangeSpec(), reconnects, requests, pending, writes))
 		}
+		field("read_from", srv.cfg.ReadFrom.String())
+		rt.replicasInfo(field)
 	}
 	if section("keyspace") {
 		for db := 0; db < 16; db++ {

@@ -151,14 +151,14 @@ func (s *session) submit(r *route) {
 		s.txFlush(r)
 	}
 	total := int32(0)
-	for i := range r.pools {
+	for i := range r.stagePools {
 		total += int32(len(s.stages[i].reqs))
 	}
 	if total == 0 {
 		return
 	}
 	s.b.Remaining.Store(total)
-	for i, p := range r.pools {
+	for i, p := range r.stagePools {
 		if st := &s.stages[i]; len(st.reqs) > 0 {
 			p.Pick(s.id, s.proto).Submit(st.raw, st.reqs)
 		}

@@ -36,6 +36,7 @@ func reset(s *session, r *route, _ *command.Info, _ wire.Request) {
 	// silence its +RESET; a SKIP does, as in Redis.
 	s.replyAlways = s.replyMode == replyOff
 	s.replyMode = replyOn
+	s.readFrom = s.srv.cfg.ReadFrom // out of READONLY, as in Redis Cluster
 	if s.mon.active != nil {
 		// Out of MONITOR mode: off the list now, and the writer stopped
 		// outside the barrier's gate (endMonitor waits for the client to

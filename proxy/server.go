@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,8 +73,16 @@ type Server struct {
 // every new connection to them, however it is made, must use theirs.
 type route struct {
 	table *router.Table
-	auth  Auth // of every shard of the table
-	pools []*backend.Pool
+	auth  Auth            // of every shard of the table
+	pools []*backend.Pool // the shards' primaries', in the table's order
+
+	// replicas are each shard's replicas (replicas.go); nil when no shard
+	// has any. A pipeline stages a shard's commands at the shard's index
+	// and reads from its replica j at replicaStage[shard]+j: stagePools
+	// is pools followed by every replica's pool, in stage order.
+	replicas     [][]*replica
+	replicaStage []int
+	stagePools   []*backend.Pool
 }
 
 // busyReply returns a BUSY reply of a shard whose script holds a
@@ -198,7 +207,7 @@ func (srv *Server) Close() error {
 	srv.mu.Unlock()
 	srv.cancel()
 	close(srv.stopSample)
-	for _, p := range srv.route.Load().pools {
+	for _, p := range srv.route.Load().stagePools {
 		p.Close()
 	}
 	return nil
@@ -223,9 +232,15 @@ func (srv *Server) AnnounceAddr() string {
 // refused, or would be a different ACL user.
 func (srv *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 	reuse := map[string]*backend.Pool{}
+	reuseReplica := map[string]*replica{} // by primary+replica address
 	if old != nil && old.auth == auth {
 		for _, p := range old.pools {
 			reuse[p.Addr] = p
+		}
+		for _, rs := range old.replicas {
+			for _, rp := range rs {
+				reuseReplica[rp.primary.Addr+"+"+rp.pool.Addr] = rp
+			}
 		}
 	}
 	r := &route{table: table, auth: auth}
@@ -236,6 +251,23 @@ func (srv *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 			continue
 		}
 		r.pools = append(r.pools, backend.NewPool(addr, d, &srv.backends))
+	}
+	r.stagePools = slices.Clone(r.pools)
+	if table.HasReplicas() {
+		r.replicas = make([][]*replica, len(r.pools))
+		r.replicaStage = make([]int, len(r.pools))
+		for i, primary := range r.pools {
+			r.replicaStage[i] = len(r.stagePools)
+			for _, addr := range table.Replicas(i) {
+				rp, ok := reuseReplica[primary.Addr+"+"+addr]
+				if !ok {
+					rp = &replica{pool: backend.NewPool(addr, d, &srv.backends), primary: primary}
+					go rp.monitor(srv.cfg.ReplicaMaxLag)
+				}
+				r.replicas[i] = append(r.replicas[i], rp)
+				r.stagePools = append(r.stagePools, rp.pool)
+			}
+		}
 	}
 	return r
 }
@@ -272,10 +304,10 @@ func (srv *Server) Prepare(t *router.Table, auth Auth) Route {
 // swapped in, except those it shares with the route in use.
 func (srv *Server) Discard(p Route) {
 	inUse := map[*backend.Pool]bool{}
-	for _, pl := range srv.route.Load().pools {
+	for _, pl := range srv.route.Load().stagePools {
 		inUse[pl] = true
 	}
-	for _, pl := range p.r.pools {
+	for _, pl := range p.r.stagePools {
 		if !inUse[pl] {
 			pl.Close()
 		}
@@ -315,11 +347,11 @@ func (srv *Server) SwapTable(p Route) {
 	srv.log.Info("routing table swapped", zap.Uint64("epoch", p.r.table.Epoch()),
 		zap.String("shards", router.FormatSpec(p.r.table.Shards())))
 	keep := map[*backend.Pool]bool{}
-	for _, pl := range p.r.pools {
+	for _, pl := range p.r.stagePools {
 		keep[pl] = true
 	}
 	var retired []*backend.Pool
-	for _, pl := range old.pools {
+	for _, pl := range old.stagePools {
 		if !keep[pl] {
 			retired = append(retired, pl)
 		}

@@ -52,8 +52,9 @@ type settings struct {
 	name          string
 	proto         int // 2 or 3 (HELLO)
 	authed, admin bool
-	replyMode     int  // CLIENT REPLY: replyOn, replyOff, replySkipNext or replySkipThis
-	replyAlways   bool // this command's reply goes out whatever replyMode says (silenced)
+	replyMode     int      // CLIENT REPLY: replyOn, replyOff, replySkipNext or replySkipThis
+	replyAlways   bool     // this command's reply goes out whatever replyMode says (silenced)
+	readFrom      ReadFrom // where reads go: Config.ReadFrom, or READONLY/READWRITE's
 
 	tx         txState
 	txSlot     int // the slot WATCH or the transaction fixed, or noSlot
@@ -66,7 +67,7 @@ func newSession(srv *Server, id uint64, conn *clientConn) *session {
 	authed := srv.cfg.RequirePass == ""
 	s := &session{srv: srv, id: id, conn: conn}
 	s.b = backend.Batch{Done: make(chan struct{}, 1), Limit: srv.cfg.MaxOutputBuffer}
-	s.settings = settings{authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, proto: 2}
+	s.settings = settings{authed: authed, admin: authed && srv.cfg.AdminPassword == "", txSlot: noSlot, proto: 2, readFrom: srv.cfg.ReadFrom}
 	s.shown.created = time.Now()
 	s.shown.lastCmd.Store(s.shown.created.UnixNano())
 	return s
@@ -77,7 +78,7 @@ func (s *session) serve(first wire.Request, rest []wire.Request) {
 	defer s.srv.gate.mu.RUnlock()
 	defer s.showCmd()
 	r := s.srv.route.Load()
-	s.begin(r.table.NumShards())
+	s.begin(len(r.stagePools))
 	now := time.Now()
 	s.shown.lastCmd.Store(now.UnixNano())
 	s.refused = s.srv.leaseRefusal(now)
@@ -131,7 +132,7 @@ func (s *session) runSync(r *route) *route {
 		s.sendReply(s.stat, reply)
 	}
 	r = s.srv.route.Load()
-	s.begin(r.table.NumShards())
+	s.begin(len(r.stagePools))
 	return r
 }
 
@@ -325,7 +326,13 @@ func (s *session) routeByKeys(r *route, info *command.Info, cmd wire.Request) {
 		s.reject(info, unsupported(info))
 		return
 	}
-	s.forward(r.table.ShardOfSlot(slot), cmd.Raw)
+	shard := r.table.ShardOfSlot(slot)
+	stage, ok := s.readStage(r, info, shard)
+	if !ok {
+		s.errorReply(noReplica(r.pools[shard].Addr))
+		return
+	}
+	s.forward(stage, cmd.Raw)
 }
 
 // slotOf returns the one slot of the command's keys. ok is false for a

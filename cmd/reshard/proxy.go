@@ -34,6 +34,7 @@ type proxyFlags struct {
 	logLevel string
 	embedded int
 	procs    int
+	readFrom string
 }
 
 func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
@@ -46,12 +47,14 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.cfg.AdminPassword, "admin-password", "", "password of the \"admin\" user, required for PROXY and admin commands when set; or set "+envAdminPassword+"; never logged")
 	fs.StringVar(&f.cfg.ShardUsername, "shard-user", "", "ACL user for AUTH on the shards (with --shard-password)")
 	fs.StringVar(&f.cfg.ShardPassword, "shard-password", "", "password for AUTH on the shards of --shards (a reshard's new shards take PROXY RESHARD ... AUTH, persisted in --state-dir); or set "+envShardPassword+"; never logged")
-	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
+	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[+REPLICA...][=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&f.cfg.MaxClients, "maxclients", f.cfg.MaxClients, "maximum concurrent client connections")
 	fs.DurationVar(&f.cfg.IdleTimeout, "timeout", f.cfg.IdleTimeout, "close clients idle this long (0: never)")
 	fs.IntVar(&f.cfg.BackendConns, "backend-conns", f.cfg.BackendConns, "multiplexed connections per shard")
+	fs.StringVar(&f.readFrom, "read-from", "primary", "where reads go when shards list replicas (PRIMARY+REPLICA in --shards): primary, prefer-replica (a readable replica, else the primary) or replica (a readable replica only); READONLY and READWRITE opt a connection in and out")
+	sizeVar(fs, &f.cfg.ReplicaMaxLag, "replica-max-lag", f.cfg.ReplicaMaxLag, "a replica further behind its primary than this (replication stream bytes) is not read from")
 	fs.DurationVar(&f.cfg.DialTimeout, "dial-timeout", f.cfg.DialTimeout, "timeout of one connection attempt to a shard")
 	fs.DurationVar(&f.cfg.ShardTimeout, "shard-timeout", f.cfg.ShardTimeout, "requests waiting this long on a shard connection with no reply at all fail, and the connection is replaced (0: wait for ever)")
 	sizeVar(fs, &f.cfg.MaxBulkLen, "proto-max-bulk-len", f.cfg.MaxBulkLen, "largest bulk argument a client may send (sizes take Redis's units: 512mb, 1gb, 1k)")
@@ -69,11 +72,15 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: reshard proxy [flags]\n\nFlags:\n%s", fs.FlagUsages())
 	}
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if f.cfg.ReadFrom, err = proxy.ParseReadFrom(f.readFrom); err != nil {
+		return err
 	}
 	secretFromEnv(fs, "requirepass", envRequirePass, &f.cfg.RequirePass)
 	secretFromEnv(fs, "admin-password", envAdminPassword, &f.cfg.AdminPassword)

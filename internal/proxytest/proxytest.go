@@ -17,12 +17,13 @@ import (
 
 // Cluster is a proxy and its shards.
 type Cluster struct {
-	Shards  []*redistest.Server
-	Proxy   *proxy.Server
-	Control *control.Plane
-	Table   *router.Table
-	Addr    string // the proxy's client address
-	tb      testing.TB
+	Shards   []*redistest.Server
+	Replicas [][]*redistest.Server // each shard's, with Options.Replicas
+	Proxy    *proxy.Server
+	Control  *control.Plane
+	Table    *router.Table
+	Addr     string // the proxy's client address
+	tb       testing.TB
 
 	password string // the proxy's requirepass, for Client
 
@@ -36,6 +37,7 @@ type Options struct {
 	Control   *control.Config  // state and snapshot directories; nil: none
 	Ranges    [][]router.Range // per shard; nil splits evenly
 	ShardArgs []string         // extra redis-server arguments
+	Replicas  int              // replicas per shard, in the table (PRIMARY+REPLICA)
 	Log       *zap.Logger
 }
 
@@ -57,6 +59,16 @@ func Start(tb testing.TB, opt Options) *Cluster {
 	if opt.Ranges != nil {
 		for i := range spec {
 			spec[i].Ranges = opt.Ranges[i]
+		}
+	}
+	if opt.Replicas > 0 {
+		c.Replicas = make([][]*redistest.Server, len(c.Shards))
+		for i, s := range c.Shards {
+			for range opt.Replicas {
+				r := redistest.StartReplica(tb, s, opt.ShardArgs...)
+				c.Replicas[i] = append(c.Replicas[i], r)
+				spec[i].Replicas = append(spec[i].Replicas, r.Addr())
+			}
 		}
 	}
 	if c.Table, err = router.NewTable(1, spec); err != nil {

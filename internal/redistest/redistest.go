@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,3 +62,35 @@ func (s *Server) Client() *redis.Client {
 
 // Sleep pauses for ms milliseconds; for polling loops in tests.
 func Sleep(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }
+
+// StartReplica starts a redis-server replicating primary (--replicaof),
+// with the given extra arguments, and waits until its link to the
+// primary is up and its first sync done. The primary's
+// repl-diskless-sync-delay is set to 0 first: its default waits 5 s for
+// more replicas before each sync.
+func StartReplica(tb testing.TB, primary *Server, args ...string) *Server {
+	tb.Helper()
+	if err := primary.Client().ConfigSet(tb.Context(), "repl-diskless-sync-delay", "0").Err(); err != nil {
+		tb.Fatalf("primary %s: %v", primary.Addr(), err)
+	}
+	host, port, _ := strings.Cut(primary.Addr(), ":")
+	r := Start(tb, append([]string{"--replicaof", host, port}, args...)...)
+	WaitInSync(tb, r)
+	return r
+}
+
+// WaitInSync waits until replica's link to its primary is up and no sync
+// is in progress.
+func WaitInSync(tb testing.TB, replica *Server) {
+	tb.Helper()
+	cl := replica.Client()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := cl.Info(tb.Context(), "replication").Result()
+		if err == nil && strings.Contains(info, "master_link_status:up") && strings.Contains(info, "master_sync_in_progress:0") {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("replica %s not in sync after 10s: %v\n%s", replica.Addr(), err, info)
+		}
+	}
+}

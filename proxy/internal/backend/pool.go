@@ -18,7 +18,13 @@ type Pool struct {
 	conns3    []*Conn
 	ded3      *DedicatedPool
 	newConns  func(hello []byte) []*Conn
+
+	closeOnce sync.Once
+	closed    chan struct{}
 }
+
+// Closed is closed once Close has been called.
+func (p *Pool) Closed() <-chan struct{} { return p.closed }
 
 // Pick spreads sessions over the pool's connections. A session always uses
 // the same connection, so its requests to a shard stay in order.
@@ -75,7 +81,7 @@ func (p *Pool) Up() bool {
 // NewPool starts the connections of the shard at Addr: cfg.Conns
 // multiplexed ones at once, the dedicated ones as they are needed.
 func NewPool(addr string, d Dialer, cfg *Config) *Pool {
-	p := &Pool{Addr: addr, ded: &DedicatedPool{Addr: addr, dialer: d}}
+	p := &Pool{Addr: addr, ded: &DedicatedPool{Addr: addr, dialer: d}, closed: make(chan struct{})}
 	p.newConns = func(hello []byte) []*Conn {
 		conns := make([]*Conn, cfg.Conns)
 		for i := range conns {
@@ -89,6 +95,7 @@ func NewPool(addr string, d Dialer, cfg *Config) *Pool {
 
 // Close closes every connection of the pool and opens no more.
 func (p *Pool) Close() {
+	p.closeOnce.Do(func() { close(p.closed) })
 	p.resp3Once.Do(func() {}) // no RESP3 connections from now on
 	for _, c := range append(p.Conns, p.conns3...) {
 		c.Close()

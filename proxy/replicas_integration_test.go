@@ -1,0 +1,183 @@
+package proxy_test
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/reshard/reshard/proxy"
+
+	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redistest"
+)
+
+// getCalls is cmdstat_get's calls on a server, 0 when it ran none.
+func getCalls(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	info, err := s.Client().Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`cmdstat_get:calls=(\d+)`).FindStringSubmatch(info)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// readOnlyClient is a client of the proxy whose one connection has sent
+// READONLY.
+func readOnlyClient(t *testing.T, c *proxytest.Cluster) *redis.Client {
+	cl := redis.NewClient(&redis.Options{Addr: c.Addr, Protocol: 2, DisableIdentity: true, PoolSize: 1,
+		OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.ReadOnly(ctx).Err() }})
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// waitReplicaState waits until INFO proxy shows the replica at addr in
+// state.
+func waitReplicaState(t *testing.T, c *proxytest.Cluster, addr, state string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, _ := c.Client().Info(t.Context(), "proxy").Result()
+		if strings.Contains(info, "addr="+addr+",state="+state+",") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s never %s in INFO proxy:\n%s", addr, state, info)
+		}
+	}
+}
+
+// Reads go to the primaries unless a connection opts in with READONLY
+// (or --read-from says so); then each connection's reads of a shard go to
+// one of its readable replicas, spread over the replicas by connection,
+// never to one whose link to its primary is down. Writes always go to the
+// primary. READWRITE and RESET opt the connection out again.
+func TestIntegrationReadFromReplicas(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Replicas: 2})
+	cl := c.Client()
+	const keys = 200
+	for i := range keys {
+		if err := cl.Set(t.Context(), "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := cl.Do(t.Context(), "WAIT", 2, 5000).Int(); err != nil || n != 2 {
+		t.Fatalf("WAIT 2 = %d, %v; want both replicas of every shard", n, err)
+	}
+	for _, rs := range c.Replicas {
+		for _, r := range rs {
+			waitReplicaState(t, c, r.Addr(), "readable")
+		}
+	}
+	readAll := func(cl *redis.Client) {
+		t.Helper()
+		for i := range keys {
+			if got, err := cl.Get(t.Context(), "k"+strconv.Itoa(i)).Int(); err != nil || got != i {
+				t.Fatalf("GET k%d = %d, %v; want %d", i, got, err, i)
+			}
+		}
+	}
+	replicaGets := func() []int {
+		var n []int
+		for _, rs := range c.Replicas {
+			for _, r := range rs {
+				n = append(n, getCalls(t, r))
+			}
+		}
+		return n
+	}
+
+	readAll(cl)
+	for _, n := range replicaGets() {
+		if n != 0 {
+			t.Fatalf("GETs on the replicas without READONLY: %v; want none", replicaGets())
+		}
+	}
+
+	// eight READONLY connections: every replica serves some of their reads
+	for range 8 {
+		readAll(readOnlyClient(t, c))
+	}
+	spread := replicaGets()
+	for i, n := range spread {
+		if n == 0 {
+			t.Errorf("replica %d served no read of the READONLY connections (GETs per replica: %v)", i, spread)
+		}
+	}
+	primaryGets := getCalls(t, c.Shards[0]) + getCalls(t, c.Shards[1])
+	if primaryGets != keys {
+		t.Errorf("the primaries served %d GETs, want the %d of the connection that did not opt in", primaryGets, keys)
+	}
+
+	// a replica whose link to its primary is down is not read from
+	down := c.Replicas[0][0]
+	if err := down.Client().SlaveOf(t.Context(), "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicaState(t, c, down.Addr(), "link_down")
+	before := getCalls(t, down)
+	for range 8 {
+		readAll(readOnlyClient(t, c))
+	}
+	if n := getCalls(t, down) - before; n != 0 {
+		t.Errorf("the replica with its link down served %d reads, want none", n)
+	}
+
+	// READWRITE, and RESET, send the connection's reads back to the primary
+	ro := readOnlyClient(t, c)
+	for _, optOut := range []string{"READWRITE", "RESET"} {
+		if err := ro.Do(t.Context(), "READONLY").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ro.Do(t.Context(), optOut).Err(); err != nil {
+			t.Fatal(err)
+		}
+		p0 := getCalls(t, c.Shards[0]) + getCalls(t, c.Shards[1])
+		readAll(ro)
+		if p := getCalls(t, c.Shards[0]) + getCalls(t, c.Shards[1]) - p0; p != keys {
+			t.Errorf("after %s the primaries served %d of %d reads", optOut, p, keys)
+		}
+	}
+}
+
+// --read-from replica sends every connection's reads to the replicas, and
+// a read of a shard without a readable replica gets an error rather than
+// a read from the primary.
+func TestIntegrationReadFromReplicaOnly(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.ReadFrom = proxy.ReadReplica
+	c := proxytest.Start(t, proxytest.Options{Shards: 1, Replicas: 1, Config: &cfg})
+	cl := c.Client()
+	if err := cl.Set(t.Context(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Do(t.Context(), "WAIT", 1, 5000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicaState(t, c, c.Replicas[0][0].Addr(), "readable")
+	if got, err := cl.Get(t.Context(), "k").Result(); err != nil || got != "v" {
+		t.Fatalf("GET = %q, %v", got, err)
+	}
+	if n := getCalls(t, c.Replicas[0][0]); n != 1 {
+		t.Errorf("the replica served %d GETs, want 1", n)
+	}
+	if err := c.Replicas[0][0].Client().SlaveOf(t.Context(), "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicaState(t, c, c.Replicas[0][0].Addr(), "link_down")
+	err := cl.Get(t.Context(), "k").Err()
+	if err == nil || !strings.HasPrefix(err.Error(), "CLUSTERDOWN no readable replica of shard "+c.Shards[0].Addr()) {
+		t.Errorf("GET with no readable replica = %v, want CLUSTERDOWN naming the shard", err)
+	}
+	if err := cl.Set(t.Context(), "k", "w", 0).Err(); err != nil {
+		t.Errorf("SET with no readable replica: %v (writes go to the primary)", err)
+	}
+}
