@@ -81,17 +81,8 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 	shards := make([]map[string]string, c.n)
 	keyspace := map[string][3]int64{} // db -> keys, expires, avg_ttl*keys
 	for i, r := range s.results(c) {
-		shards[i] = map[string]string{}
-		text, ok := wire.BulkText(r)
-		if !ok {
-			continue
-		}
-		for _, line := range strings.Split(string(text), "\r\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if !ok || strings.HasPrefix(line, "#") {
-				continue
-			}
-			shards[i][k] = v
+		shards[i] = infoFields(r)
+		for k, v := range shards[i] {
 			if strings.HasPrefix(k, "db") {
 				ks := keyspace[k]
 				for _, f := range strings.Split(v, ",") {

@@ -1,9 +1,9 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -119,15 +119,15 @@ func (rp *replica) probe(maxLag int64) {
 	state := replicaReadable
 	lag := int64(0)
 	switch {
-	case mine == nil || string(mine["role"]) != "slave":
+	case mine["role"] != "slave":
 		state = replicaDown
-	case string(mine["master_link_status"]) != "up":
+	case mine["master_link_status"] != "up":
 		state = replicaLinkDown
-	case string(mine["loading"]) != "0" || string(mine["master_sync_in_progress"]) != "0":
+	case mine["loading"] != "0" || mine["master_sync_in_progress"] != "0":
 		state = replicaSyncing
 	default:
-		at, err1 := strconv.ParseInt(string(primary["master_repl_offset"]), 10, 64)
-		got, err2 := strconv.ParseInt(string(mine["slave_repl_offset"]), 10, 64)
+		at, err1 := strconv.ParseInt(primary["master_repl_offset"], 10, 64)
+		got, err2 := strconv.ParseInt(mine["slave_repl_offset"], 10, 64)
 		if err1 != nil || err2 != nil {
 			state = replicaLinkDown // the primary's offset unknown: its replica's lag too
 			break
@@ -141,17 +141,17 @@ func (rp *replica) probe(maxLag int64) {
 	rp.state.Store(state)
 }
 
-// infoFields splits an INFO bulk reply into its fields; nil for any other
-// reply.
-func infoFields(reply []byte) map[string][]byte {
+// infoFields splits an INFO reply into its fields; an empty map for any
+// reply but a bulk string.
+func infoFields(reply []byte) map[string]string {
+	fields := map[string]string{}
 	text, ok := wire.BulkText(reply)
 	if !ok {
-		return nil
+		return fields
 	}
-	fields := map[string][]byte{}
-	for line := range bytes.SplitSeq(text, []byte("\r\n")) {
-		if k, v, ok := bytes.Cut(line, []byte(":")); ok {
-			fields[string(k)] = v
+	for line := range strings.SplitSeq(string(text), "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			fields[k] = v
 		}
 	}
 	return fields

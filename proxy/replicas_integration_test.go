@@ -69,11 +69,9 @@ func TestIntegrationReadFromReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := cl.Do(t.Context(), "WAIT", 2, 5000).Int(); err != nil || n != 2 {
-		t.Fatalf("WAIT 2 = %d, %v; want both replicas of every shard", n, err)
-	}
-	for _, rs := range c.Replicas {
+	for i, rs := range c.Replicas {
 		for _, r := range rs {
+			redistest.WaitCaughtUp(t, c.Shards[i], r)
 			waitReplicaState(t, c, r.Addr(), "readable")
 		}
 	}
@@ -159,9 +157,7 @@ func TestIntegrationReadFromReplicaOnly(t *testing.T) {
 	if err := cl.Set(t.Context(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.Do(t.Context(), "WAIT", 1, 5000).Err(); err != nil {
-		t.Fatal(err)
-	}
+	redistest.WaitCaughtUp(t, c.Shards[0], c.Replicas[0][0])
 	waitReplicaState(t, c, c.Replicas[0][0].Addr(), "readable")
 	if got, err := cl.Get(t.Context(), "k").Result(); err != nil || got != "v" {
 		t.Fatalf("GET = %q, %v", got, err)

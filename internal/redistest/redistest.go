@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +92,29 @@ func WaitInSync(tb testing.TB, replica *Server) {
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("replica %s not in sync after 10s: %v\n%s", replica.Addr(), err, info)
+		}
+	}
+}
+
+// WaitCaughtUp waits until replica has applied everything primary had
+// written when it was called (its slave_repl_offset reaches primary's
+// master_repl_offset).
+func WaitCaughtUp(tb testing.TB, primary, replica *Server) {
+	tb.Helper()
+	field := func(s *Server, name string) int64 {
+		info, _ := s.Client().Info(tb.Context(), "replication").Result()
+		for line := range strings.SplitSeq(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		return -1
+	}
+	want := field(primary, "master_repl_offset")
+	for deadline := time.Now().Add(10 * time.Second); field(replica, "slave_repl_offset") < want; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("replica %s did not reach its primary's offset %d in 10s", replica.Addr(), want)
 		}
 	}
 }

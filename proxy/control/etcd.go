@@ -316,14 +316,10 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 	for ctx.Err() == nil {
 		stale := e.stale.Load()
 		sent := time.Now()
-		// serving again, or for the first time: on etcd's table
 		resuming := deadline.IsZero() || !sent.Before(deadline) || stale != read
 		rctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 		err := e.renew(rctx, &lease, ttl)
 		e.leaseID.Store(int64(lease))
-		if err == nil && resuming {
-			err = e.reread(rctx, p)
-		}
 		if err == nil {
 			e.mu.Lock()
 			member.Epoch = e.table.Epoch()
@@ -339,8 +335,9 @@ func (e *Etcd) run(ctx context.Context, p *Plane) {
 			known = err == nil
 		}
 		if err == nil && resuming {
-			// after the member key: a cutover written from now on waits
-			// for this member's ack
+			// serving again, or for the first time: on etcd's table, read
+			// after the member key, so that a cutover written from now on
+			// waits for this member's ack
 			err = e.reconcile(rctx, p)
 		}
 		cancel()
@@ -387,10 +384,10 @@ func (e *Etcd) stopServing(p *Plane, why string, fields ...zap.Field) {
 	}
 }
 
-// reconcile runs before the proxy serves again: it ends a cutover job left
-// past its deadline (its commit can then no longer land), and lifts a fence
-// that a cutover which did not commit left on the shards of the table
-// served. The job key and the table are read at one revision; a job
+// reconcile runs before the proxy serves again: it serves the table etcd
+// holds, ends a cutover job left past its deadline (its commit can then no
+// longer land), and lifts a fence that a cutover which did not commit left
+// on the shards of that table. The job key and the table are read at one revision; a job
 // within its deadline is its members' (pauseFor), and a later one waits for
 // this member's ack, which fenceMu holds back until the lift is done.
 func (e *Etcd) reconcile(ctx context.Context, p *Plane) error {
@@ -425,9 +422,7 @@ func (e *Etcd) reconcile(ctx context.Context, p *Plane) error {
 				return err
 			}
 		}
-		if lifted := p.unfence(p.srv.Route()); len(lifted) > 0 {
-			e.log.Warn("lifted the fence a cutover that did not commit left on the group's shards", zap.Int("shards", len(lifted)))
-		}
+		e.unfenceServed(p)
 		return nil
 	}
 }

@@ -272,7 +272,7 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64
 	}
 	if kv, ended := e.awaitJob(jctx, rev); ended {
 		if kv == nil || !e.serveCommitted(p, job, kv) {
-			e.unfenceServed(p, job)
+			e.unfenceServed(p, zap.String("job", job.ID))
 		}
 		return
 	}
@@ -290,7 +290,7 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64
 	}
 	kvs := txn.Responses[len(txn.Responses)-1].GetResponseRange().Kvs
 	if len(kvs) == 0 || !e.serveCommitted(p, job, kvs[0]) {
-		e.unfenceServed(p, job)
+		e.unfenceServed(p, zap.String("job", job.ID))
 	}
 }
 
@@ -299,9 +299,9 @@ func (e *Etcd) pauseFor(ctx context.Context, p *Plane, job cutoverJob, rev int64
 // that died between the fence and the commit left its shards fenced; this
 // lifts the fence, still paused, before any client writes to them (a job
 // that aborted lifted it already, and this finds nothing).
-func (e *Etcd) unfenceServed(p *Plane, job cutoverJob) {
+func (e *Etcd) unfenceServed(p *Plane, fields ...zap.Field) {
 	if lifted := p.unfence(p.srv.Route()); len(lifted) > 0 {
-		e.log.Warn("lifted the fence a cutover left on the group's shards", zap.String("job", job.ID), zap.Int("shards", len(lifted)))
+		e.log.Warn("lifted the fence a cutover that did not commit left on the group's shards", append(fields, zap.Int("shards", len(lifted)))...)
 	}
 }
 
