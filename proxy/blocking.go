@@ -112,9 +112,20 @@ func withRemainingTimeout(name string, args [][]byte, elapsed time.Duration) []b
 // wait runs WAIT on every shard and answers the smallest count: the writes
 // of this client may be on any shard.
 func wait(s *session, _ *route, _ *command.Info, c wire.Request) {
-	s.onEveryShard(c, true, leastInt)
+	s.onEveryShardWithin(c, waitOffset, true, 0, leastInt)
 	s.step.next = s.countedBlocked(s.step.next)
 }
+
+// waitOffset precedes WAIT on each shard's dedicated connection. Redis's
+// WAIT waits for the replication offset of the connection's own last
+// write, and the dedicated connection wrote nothing: the client's writes
+// went over the shared connections. SPUBLISH is propagated to replicas
+// (cluster mode off), so it sets the connection's offset to the shard's
+// current one, past every write the client was answered, without touching
+// the data; only a client subscribed with SSUBSCRIBE to this very channel
+// would see it. A shard that refuses it (ACL, before Redis 7) leaves
+// WAIT as it was.
+var waitOffset = resp.AppendCommand(nil, []byte("SPUBLISH"), []byte("__reshard__:wait"), []byte(""))
 
 // countedBlocked counts the client in INFO's blocked_clients while step
 // runs, as Redis counts a client in BLPOP or WAIT.

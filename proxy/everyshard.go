@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -18,12 +19,17 @@ import (
 // gate (see runSync): right for WAIT and KEYS, not for a FLUSHALL, which a
 // cutover must not split.
 func (s *session) onEveryShard(c wire.Request, mayBlock bool, m merger) {
-	s.onEveryShardWithin(c, mayBlock, 0, m)
+	s.onEveryShardWithin(c, nil, mayBlock, 0, m)
 }
 
 // onEveryShardWithin is onEveryShard where each shard must answer within
-// limit (0: no limit), or the reply is an error naming it.
-func (s *session) onEveryShardWithin(c wire.Request, mayBlock bool, limit time.Duration, m merger) {
+// limit (0: no limit), or the reply is an error naming it. before, if not
+// nil, is one command each connection runs first, its reply dropped.
+func (s *session) onEveryShardWithin(c wire.Request, before []byte, mayBlock bool, limit time.Duration, m merger) {
+	raw, n := c.Raw, 1
+	if before != nil {
+		raw, n = append(slices.Clip(before), c.Raw...), 2
+	}
 	s.step.mayBlock = mayBlock
 	s.step.next = func(r *route) []byte {
 		if mayBlock {
@@ -42,7 +48,7 @@ func (s *session) onEveryShardWithin(c wire.Request, mayBlock bool, limit time.D
 				if limit > 0 {
 					deadline = time.Now().Add(limit)
 				}
-				s.b.Results[slot] = p.DoBy(c.Raw, deadline)
+				s.b.Results[slot] = p.DoLastBy(raw, n, deadline)
 			}(all.first+int32(i), pl.DedicatedPool(s.proto))
 		}
 		wg.Wait()

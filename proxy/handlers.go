@@ -240,7 +240,7 @@ func flush(s *session, r *route, info *command.Info, c wire.Request) {
 // --shard-timeout to answer.
 func allowBusy(m merger) handler {
 	return func(s *session, _ *route, _ *command.Info, c wire.Request) {
-		s.onEveryShardWithin(c, false, s.srv.cfg.ShardTimeout, m)
+		s.onEveryShardWithin(c, nil, false, s.srv.cfg.ShardTimeout, m)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,5 +176,34 @@ func TestIntegrationReadFromReplicaOnly(t *testing.T) {
 	}
 	if err := cl.Set(t.Context(), "k", "w", 0).Err(); err != nil {
 		t.Errorf("SET with no readable replica: %v (writes go to the primary)", err)
+	}
+}
+
+// WAIT through the proxy waits for the client's own writes to reach the
+// replicas, as on one Redis: with a replica stopped, a write is not
+// acknowledged by it, and WAIT counts it only once it runs again.
+func TestIntegrationWaitCountsOwnWrites(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 2, Replicas: 1})
+	cl := c.Client()
+	stopped := c.Replicas[0][0]
+	key := "w" // a key of the stopped replica's shard
+	for i := 0; c.Table.ShardOf([]byte(key)) != 0; i++ {
+		key = "w" + strconv.Itoa(i)
+	}
+	if err := stopped.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer stopped.Signal(syscall.SIGCONT)
+	if err := cl.Set(t.Context(), key, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := cl.Do(t.Context(), "WAIT", 1, 300).Int(); err != nil || n != 0 {
+		t.Errorf("WAIT 1 300 with the write's replica stopped = %d, %v; want 0", n, err)
+	}
+	if err := stopped.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := cl.Do(t.Context(), "WAIT", 1, 5000).Int(); err != nil || n != 1 {
+		t.Errorf("WAIT 1 5000 with every replica running = %d, %v; want 1", n, err)
 	}
 }

@@ -124,6 +124,12 @@ func (dp *DedicatedPool) Do(raw []byte) []byte { return dp.DoBy(raw, time.Time{}
 // DoBy is do with a deadline (none if zero): a shard that has not answered
 // by then gives the error reply, and the connection is closed.
 func (dp *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
+	return dp.DoLastBy(raw, 1, deadline)
+}
+
+// DoLastBy is DoBy for raw holding n commands, run in order on one
+// connection: it returns the last one's reply.
+func (dp *DedicatedPool) DoLastBy(raw []byte, n int, deadline time.Time) []byte {
 	d, err := dp.Get()
 	if err != nil {
 		return wire.AppendError(nil, dp.DownMessage(err))
@@ -131,7 +137,7 @@ func (dp *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
 	if !deadline.IsZero() {
 		d.NetConn.SetDeadline(deadline)
 	}
-	replies, err := d.RoundTrip(raw, 1, nil)
+	replies, err := d.RoundTrip(raw, n, nil)
 	if err != nil {
 		d.NetConn.Close()
 		return wire.AppendError(nil, dp.DownMessage(err))
@@ -140,7 +146,7 @@ func (dp *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
 		d.NetConn.SetDeadline(time.Time{})
 	}
 	dp.Put(d)
-	return replies[0]
+	return replies[n-1]
 }
 
 // ErrClientGone reports that the client hung up while its command blocked.
