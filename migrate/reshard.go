@@ -260,7 +260,8 @@ type ReshardJob struct {
 // StartReshard checks the configuration and every shard (reachable,
 // primaries, Redis 7.0 or later, no cluster mode, targets distinct from
 // the sources, empty unless Flush, able to load the sources' RDB version,
-// data only in database 0), then starts the job and returns. Problems are
+// data only in database 0; the targets' replicas likewise, but for the
+// role), then starts the job and returns. Problems are
 // reported together in a *PreflightError; nothing has been written then.
 // ctx bounds the whole job: its end aborts the job before the commit, so
 // give a long-lived context, not a request's.
@@ -489,6 +490,9 @@ func (j *ReshardJob) startCopy() error {
 		if err := j.flushTargets(); err != nil {
 			return err
 		}
+	}
+	if err := j.attachReplicas(); err != nil {
+		return err
 	}
 	for _, s := range j.sources {
 		if err := s.dial(j.ctx); err != nil {

@@ -14,8 +14,9 @@ import (
 
 // cutover moves the proxy to the new table, or leaves it on the old one:
 //
-//  1. Before the barrier: a connection to every source, so reading the
-//     offsets costs one round trip in the barrier.
+//  1. Before the barrier: the targets' replicas through their first sync
+//     (reshard_replicas.go), and a connection to every source, so reading
+//     the offsets costs one round trip in the barrier.
 //  2. Barrier.Pause: no client command is dispatched any more, every
 //     dispatched one has been answered. No write reaches a source through
 //     the proxy from here on.
@@ -28,6 +29,7 @@ import (
 //     on nothing writes to the targets but the proxy. Commands a source
 //     received after the cut (from its own clients, or its expiry) are
 //     not applied: after the commit they would race the proxy's writes.
+//     The targets' replicas then reach their targets' offsets.
 //  5. Commit: the proxy persists the new table and swaps its route.
 //  6. Resume: queued client commands go to the new table.
 //
@@ -36,6 +38,16 @@ import (
 // table; the job then ends (aborted or failed): its appliers may have
 // stopped, so it cannot go back to catching up.
 func (j *ReshardJob) cutover() (ReshardState, error) {
+	// the targets' replicas through their first sync, before the barrier
+	sctx, scancel := context.WithTimeout(j.ctx, j.cfg.LinkTimeout)
+	err := j.replicasInSync(sctx)
+	scancel()
+	if err != nil {
+		if st, e := j.ended(); j.fail.err() != nil || j.ctx.Err() != nil {
+			return st, e
+		}
+		return ReshardFailed, fmt.Errorf("%w: not in sync with its target after %s: %w", ErrTarget, j.cfg.LinkTimeout, err)
+	}
 	j.setState(ReshardCutover)
 	j.log.Info("cutover started")
 	rc := j.cfg.sourceConfig()
@@ -142,6 +154,13 @@ func (j *ReshardJob) cut(ctx context.Context, clients []*redis.Client) (ReshardS
 		}
 	}
 
+	// reads from the targets' replicas after the commit see the copy
+	if err := j.replicasCaughtUp(ctx); err != nil {
+		if ctx.Err() != nil {
+			return timeout(err.Error())
+		}
+		return ReshardFailed, fmt.Errorf("%w: %w", ErrTarget, err)
+	}
 	if ctx.Err() != nil {
 		return timeout("before the commit")
 	}

@@ -126,6 +126,7 @@ func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
 				p.addr, count(p.target.Keys, "key"), p.target.KeysByDB, count(len(p.target.Libraries), "function library")))
 		}
 	}
+	problems = append(problems, j.probeReplicas(ctx, runIDs)...)
 	if len(problems) > 0 {
 		return nil, &PreflightError{Problems: problems}
 	}

@@ -96,6 +96,19 @@ func (rt Route) Shards() []Shard {
 	return out
 }
 
+// Replicas are the replicas of the route's shard i (the table's order),
+// as Shards for the control plane's own commands.
+func (rt Route) Replicas(i int) []Shard {
+	if rt.r.replicas == nil {
+		return nil
+	}
+	out := make([]Shard, len(rt.r.replicas[i]))
+	for j, rp := range rt.r.replicas[i] {
+		out[j] = Shard{rp.pool}
+	}
+	return out
+}
+
 // Shard is one shard of a route, for the control plane's own commands.
 type Shard struct{ p *backend.Pool }
 

@@ -97,13 +97,17 @@ func (f *fence) lift(by time.Time) error {
 // cannot be fenced (CONFIG renamed or denied) is logged and left: writes
 // sent to it directly are then not refused.
 func (p *Plane) fenceLeaving(old, now proxy.Route, by time.Time) []fence {
-	shards := old.Shards()
+	var shards []proxy.Shard
+	for i, sh := range old.Shards() {
+		if !slices.Contains(now.Table().Addrs(), sh.Addr()) {
+			// its replicas too: CONFIG SET is not replicated, and a
+			// replica promoted after the cut would take writes
+			shards = append(append(shards, sh), old.Replicas(i)...)
+		}
+	}
 	got := make([]*fence, len(shards))
 	var wg sync.WaitGroup
 	for i, sh := range shards {
-		if slices.Contains(now.Table().Addrs(), sh.Addr()) {
-			continue
-		}
 		wg.Go(func() {
 			f := &fence{sh: sh}
 			var err error
@@ -147,7 +151,11 @@ func (p *Plane) lift(fs []fence) {
 func (p *Plane) unfence(r proxy.Route) []fence {
 	by := time.Now().Add(p.srv.DialTimeout())
 	var lifted []fence
-	for _, sh := range r.Shards() {
+	var shards []proxy.Shard
+	for i, sh := range r.Shards() {
+		shards = append(append(shards, sh), r.Replicas(i)...)
+	}
+	for _, sh := range shards {
 		if v, err := getShardConfig(sh, minReplicas, by); err != nil || !bytes.Equal(v, fenceValue) {
 			continue
 		}
