@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/reshard/reshard/snapshot/rdb"
 )
 
@@ -174,6 +175,9 @@ func (j *job) preflight(ctx context.Context) error {
 			problems = append(problems, err)
 		}
 	}
+	problems = append(problems, j.replicas.probe(ctx, map[string]string{}, cfg.Flush, func(ctx context.Context, c *redis.Client, addr string) (error, string) {
+		return liveTarget(ctx, cfg, c, addr)
+	})...)
 	if len(problems) > 0 {
 		return &PreflightError{Problems: problems}
 	}

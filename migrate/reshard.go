@@ -235,18 +235,20 @@ func (s ReshardState) final() bool {
 // may call them from a session that holds the barrier's gate (the cutover
 // could not close the barrier while such a call waited for it).
 type ReshardJob struct {
-	cfg     ReshardConfig
-	log     *zap.Logger
-	id      string
-	dir     string
-	ctx     context.Context
-	cancel  context.CancelCauseFunc
-	fail    *jobState // the first failure of any source, target or stream
-	done    chan struct{}
-	cutReq  chan struct{}
-	sources []*reshardSource
-	infos   []targetInfo
-	wg      sync.WaitGroup // the sources' goroutines
+	cfg      ReshardConfig
+	log      *zap.Logger
+	id       string
+	dir      string
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	fail     *jobState // the first failure of any source, target or stream
+	done     chan struct{}
+	cutReq   chan struct{}
+	sources  []*reshardSource
+	infos    []targetInfo
+	replicas replicaSet // the targets'
+
+	wg sync.WaitGroup // the sources' goroutines
 
 	mu         sync.Mutex
 	state      ReshardState
@@ -284,6 +286,8 @@ func StartReshard(ctx context.Context, cfg ReshardConfig) (*ReshardJob, error) {
 		cutReq: make(chan struct{}, 1),
 		state:  ReshardCopying,
 	}
+	rc := cfg.restoreConfig()
+	j.replicas = newReplicaSet(cfg.To, &rc, j.log)
 	infos, err := j.preflight(ctx)
 	if err != nil {
 		return nil, err
@@ -491,7 +495,7 @@ func (j *ReshardJob) startCopy() error {
 			return err
 		}
 	}
-	if err := j.attachReplicas(); err != nil {
+	if err := j.replicas.attach(j.ctx); err != nil {
 		return err
 	}
 	for _, s := range j.sources {

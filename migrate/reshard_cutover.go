@@ -15,7 +15,7 @@ import (
 // cutover moves the proxy to the new table, or leaves it on the old one:
 //
 //  1. Before the barrier: the targets' replicas through their first sync
-//     (reshard_replicas.go), and a connection to every source, so reading
+//     (replicas.go), and a connection to every source, so reading
 //     the offsets costs one round trip in the barrier.
 //  2. Barrier.Pause: no client command is dispatched any more, every
 //     dispatched one has been answered. No write reaches a source through
@@ -40,7 +40,7 @@ import (
 func (j *ReshardJob) cutover() (ReshardState, error) {
 	// the targets' replicas through their first sync, before the barrier
 	sctx, scancel := context.WithTimeout(j.ctx, j.cfg.LinkTimeout)
-	err := j.replicasInSync(sctx)
+	err := j.replicas.inSync(sctx)
 	scancel()
 	if err != nil {
 		if st, e := j.ended(); j.fail.err() != nil || j.ctx.Err() != nil {
@@ -155,7 +155,7 @@ func (j *ReshardJob) cut(ctx context.Context, clients []*redis.Client) (ReshardS
 	}
 
 	// reads from the targets' replicas after the commit see the copy
-	if err := j.replicasCaughtUp(ctx); err != nil {
+	if err := j.replicas.caughtUp(ctx); err != nil {
 		if ctx.Err() != nil {
 			return timeout(err.Error())
 		}

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -19,6 +20,7 @@ type shardProbe struct {
 	version string
 	rdb     uint16
 	role    string
+	master  string // a replica's primary, master_host:master_port
 	cluster bool
 	runID   string
 	dbs     map[int]int64 // keys per database
@@ -126,7 +128,9 @@ func (j *ReshardJob) preflight(ctx context.Context) ([]targetInfo, error) {
 				p.addr, count(p.target.Keys, "key"), p.target.KeysByDB, count(len(p.target.Libraries), "function library")))
 		}
 	}
-	problems = append(problems, j.probeReplicas(ctx, runIDs)...)
+	problems = append(problems, j.replicas.probe(ctx, runIDs, j.cfg.Flush, func(ctx context.Context, c *redis.Client, addr string) (error, string) {
+		return liveProblem(ctx, c, addr, j.cfg.RunID, true, "Stop that proxy first, or give replicas that no proxy serves")
+	})...)
 	if len(problems) > 0 {
 		return nil, &PreflightError{Problems: problems}
 	}
@@ -144,6 +148,9 @@ func probeShard(ctx context.Context, c *redis.Client, addr string, target bool) 
 	p.version = f["redis_version"]
 	p.rdb = rdbVersionFor(p.version)
 	p.role = f["role"]
+	if p.role == "slave" {
+		p.master = net.JoinHostPort(f["master_host"], f["master_port"])
+	}
 	p.cluster = f["cluster_enabled"] == "1"
 	p.runID = f["run_id"]
 	p.dbs = map[int]int64{}

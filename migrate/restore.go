@@ -47,9 +47,10 @@ type job struct {
 	// are not restored.
 	skipRDB []bool
 
-	targets []*target
-	state   *jobState
-	rep     *Report
+	targets  []*target
+	replicas replicaSet // the targets'
+	state    *jobState
+	rep      *Report
 
 	phase                 atomic.Value // string
 	keysDone, bytesDone   atomic.Int64
@@ -108,6 +109,7 @@ func restore(ctx context.Context, cfg RestoreConfig, rep *Report) error {
 	var nonce [6]byte
 	_, _ = rand.Read(nonce[:])
 	j := &job{cfg: cfg, log: cfg.Logger, table: table, srcs: srcs, state: newJobState(), rep: rep, nonce: hex.EncodeToString(nonce[:])}
+	j.replicas = newReplicaSet(table, &j.cfg, cfg.Logger)
 	j.phase.Store("preflight")
 	defer j.closeAdmin()
 	if err := j.preflight(ctx); err != nil {
@@ -160,6 +162,9 @@ func (j *job) run(ctx context.Context) (err error) {
 			}
 		}
 		j.log.Info("targets flushed", zap.Int("targets", len(j.targets)))
+	}
+	if err := j.replicas.attach(ctx); err != nil {
+		return err
 	}
 	for _, t := range j.targets {
 		for range j.cfg.ConnsPerTarget {
@@ -220,6 +225,12 @@ func (j *job) run(ctx context.Context) (err error) {
 	}
 	stopProgress()
 	j.log.Info("restore written", zap.Int64("keys", j.keysDone.Load()), zap.Duration("elapsed", time.Since(j.started)))
+	if len(j.replicas.reps) > 0 {
+		j.phase.Store("replicas")
+		if err := j.replicasDone(ctx); err != nil {
+			return err
+		}
+	}
 	if j.cfg.Verify {
 		j.phase.Store("verify")
 		j.collect()
@@ -470,4 +481,19 @@ func (j *job) progress() Progress {
 		}
 	}
 	return p
+}
+
+// replicasDone waits for every replica of the targets to hold everything
+// written, bounded by Timeout.
+func (j *job) replicasDone(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, j.cfg.Timeout)
+	defer cancel()
+	if err := j.replicas.inSync(ctx); err != nil {
+		return fmt.Errorf("%w: not in sync with its target after %s: %w", ErrTarget, j.cfg.Timeout, err)
+	}
+	if err := j.replicas.caughtUp(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrTarget, err)
+	}
+	j.log.Info("every replica holds the restore", zap.Int("replicas", len(j.replicas.reps)))
+	return nil
 }

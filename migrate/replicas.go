@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/router"
 )
 
 // Targets with replicas (router: PRIMARY+REPLICA). The job writes to each
@@ -32,40 +34,44 @@ type targetReplica struct {
 	primary string // its target's address
 }
 
-// targetReplicas lists the replicas of every target.
-func (j *ReshardJob) targetReplicas() []targetReplica {
-	var out []targetReplica
-	for i := range j.cfg.To.NumShards() {
-		for _, r := range j.cfg.To.Replicas(i) {
-			out = append(out, targetReplica{addr: r, primary: j.cfg.To.Addr(i)})
-		}
-	}
-	return out
+// replicaSet is the replicas of a job's targets.
+type replicaSet struct {
+	reps []targetReplica
+	rc   *RestoreConfig
+	log  *zap.Logger
 }
 
-// probeReplicas is the pre-flight of the targets' replicas; runIDs maps
-// the run ids of the sources and targets already checked to their
-// addresses, and gets the replicas'.
-func (j *ReshardJob) probeReplicas(ctx context.Context, runIDs map[string]string) []error {
-	reps := j.targetReplicas()
-	probes := make([]shardProbe, len(reps))
-	rc := j.cfg.restoreConfig()
+func newReplicaSet(targets *router.Table, rc *RestoreConfig, log *zap.Logger) replicaSet {
+	rs := replicaSet{rc: rc, log: log}
+	for i := range targets.NumShards() {
+		for _, r := range targets.Replicas(i) {
+			rs.reps = append(rs.reps, targetReplica{addr: r, primary: targets.Addr(i)})
+		}
+	}
+	return rs
+}
+
+// probe is the pre-flight of the replicas. runIDs maps the run ids of
+// the shards already checked to their addresses, and gets the
+// replicas'; live says whether a proxy serves a replica, as for a target.
+func (rs replicaSet) probe(ctx context.Context, runIDs map[string]string, flush bool,
+	live func(ctx context.Context, c *redis.Client, addr string) (error, string)) []error {
+	probes := make([]shardProbe, len(rs.reps))
 	var wg sync.WaitGroup
-	for i, r := range reps {
+	for i, r := range rs.reps {
 		wg.Go(func() {
-			c := adminClient(&rc, r.addr)
+			c := adminClient(rs.rc, r.addr)
 			defer c.Close()
 			probes[i] = probeShard(ctx, c, r.addr, false)
 			if probes[i].err == nil {
-				probes[i].live, probes[i].note = liveProblem(ctx, c, r.addr, j.cfg.RunID, true,
-					"Stop that proxy first, or give replicas that no proxy serves")
+				probes[i].live, probes[i].note = live(ctx, c, r.addr)
 			}
 		})
 	}
 	wg.Wait()
 	var problems []error
 	for i, p := range probes {
-		r := reps[i]
+		r := rs.reps[i]
 		switch {
 		case p.err != nil:
 			problems = append(problems, problemf(ErrTarget, "replica %s of target %s: %v", r.addr, r.primary, p.err))
@@ -84,43 +90,42 @@ func (j *ReshardJob) probeReplicas(ctx context.Context, runIDs map[string]string
 			problems = append(problems, p.live)
 		}
 		if p.note != "" {
-			j.log.Warn("replica not checked for reshard proxies", zap.String("shard", r.addr), zap.String("why", p.note))
+			rs.log.Warn("replica not checked for proxies", zap.String("shard", r.addr), zap.String("why", p.note))
 		}
 		var keys int64
 		for _, n := range p.dbs {
 			keys += n
 		}
-		if keys > 0 && !j.cfg.Flush {
-			problems = append(problems, problemf(ErrTargetNotEmpty, "replica %s of target %s holds %s, which replicating the target would discard; empty it, or add FLUSH to PROXY RESHARD",
+		if keys > 0 && !flush && p.master != r.primary {
+			problems = append(problems, problemf(ErrTargetNotEmpty, "replica %s of target %s holds %s, which replicating the target would discard; empty it, or add FLUSH",
 				r.addr, r.primary, count(keys, "key")))
 		}
 	}
 	return problems
 }
 
-// attachReplicas makes every replica replicate its target.
-func (j *ReshardJob) attachReplicas() error {
-	rc := j.cfg.restoreConfig()
-	for _, r := range j.targetReplicas() {
+// attach makes every replica replicate its target.
+func (rs replicaSet) attach(ctx context.Context) error {
+	for _, r := range rs.reps {
 		host, port, err := net.SplitHostPort(r.primary)
 		if err != nil {
 			return fmt.Errorf("%w: target %s: %v", ErrTarget, r.primary, err)
 		}
-		c := adminClient(&rc, r.addr)
-		err = c.SlaveOf(j.ctx, host, port).Err()
+		c := adminClient(rs.rc, r.addr)
+		err = c.SlaveOf(ctx, host, port).Err()
 		c.Close()
 		if err != nil {
 			return fmt.Errorf("%w: replica %s: REPLICAOF %s %s: %v", ErrTarget, r.addr, host, port, err)
 		}
-		j.log.Info("replica follows its target", zap.String("replica", r.addr), zap.String("target", r.primary))
+		rs.log.Info("replica follows its target", zap.String("replica", r.addr), zap.String("target", r.primary))
 	}
 	return nil
 }
 
-// replicasInSync waits until every replica's link to its target is up
+// inSync waits until every replica's link to its target is up
 // and its first sync done, until ctx ends.
-func (j *ReshardJob) replicasInSync(ctx context.Context) error {
-	return j.eachReplica(ctx, 10*time.Millisecond, func(c replicaClients) (bool, string, error) {
+func (rs replicaSet) inSync(ctx context.Context) error {
+	return rs.each(ctx, 10*time.Millisecond, func(c replicaClients) (bool, string, error) {
 		f, err := c.info(ctx, c.replica)
 		if err != nil {
 			return false, "", err
@@ -130,11 +135,11 @@ func (j *ReshardJob) replicasInSync(ctx context.Context) error {
 	})
 }
 
-// replicasCaughtUp waits until every replica has reached its target's
+// caughtUp waits until every replica has reached its target's
 // replication offset, until ctx ends: called with the targets holding
 // everything up to the cut and taking no more writes.
-func (j *ReshardJob) replicasCaughtUp(ctx context.Context) error {
-	return j.eachReplica(ctx, time.Millisecond, func(c replicaClients) (bool, string, error) {
+func (rs replicaSet) caughtUp(ctx context.Context) error {
+	return rs.each(ctx, time.Millisecond, func(c replicaClients) (bool, string, error) {
 		pf, err := c.info(ctx, c.primary)
 		if err != nil {
 			return false, "", err
@@ -163,17 +168,15 @@ func (replicaClients) info(ctx context.Context, c *redis.Client) (map[string]str
 	return parseInfo(text), nil
 }
 
-// eachReplica runs check on every replica at once, each again every
+// each runs check on every replica at once, each again every
 // interval until it reports done or ctx ends; the error names the first
 // replica that is not done, with what check last said of it.
-func (j *ReshardJob) eachReplica(ctx context.Context, interval time.Duration, check func(replicaClients) (done bool, state string, err error)) error {
-	reps := j.targetReplicas()
-	rc := j.cfg.restoreConfig()
-	errs := make([]error, len(reps))
+func (rs replicaSet) each(ctx context.Context, interval time.Duration, check func(replicaClients) (done bool, state string, err error)) error {
+	errs := make([]error, len(rs.reps))
 	var wg sync.WaitGroup
-	for i, r := range reps {
+	for i, r := range rs.reps {
 		wg.Go(func() {
-			c := replicaClients{primary: adminClient(&rc, r.primary), replica: adminClient(&rc, r.addr)}
+			c := replicaClients{primary: adminClient(rs.rc, r.primary), replica: adminClient(rs.rc, r.addr)}
 			defer c.primary.Close()
 			defer c.replica.Close()
 			last := "not checked"
