@@ -44,7 +44,7 @@ func (j *Job) startCaptures(ctx context.Context) ([]*Stream, error) {
 		go func() {
 			defer wg.Done()
 			cc := DefaultCaptureConfig()
-			cc.Addr = j.cfg.Table.Addr(i)
+			cc.Addr = j.captureAddr(forkCtx, i)
 			cc.Username = j.cfg.Username
 			cc.Password = j.cfg.Password
 			cc.RDBPath = filepath.Join(j.tmp, j.rdbName(i))

@@ -59,9 +59,14 @@ func (j *Job) verifyShard(i int, res Result, cut shardCut) (ShardManifest, error
 		return ShardManifest{}, fmt.Errorf("snapshot: shard %s: tail has %d commands in %d bytes, the capture wrote %d in %d",
 			res.Addr, tail.Commands, tail.Size, res.TailCommands, res.TailSize)
 	}
+	from := res.Addr
+	if from == j.cfg.Table.Addr(i) {
+		from = ""
+	}
 	return ShardManifest{
 		Index:        i,
-		Addr:         res.Addr,
+		Addr:         j.cfg.Table.Addr(i),
+		From:         from,
 		RedisVersion: cut.redisVersion,
 		RDBVersion:   sum.Version,
 		ReplID:       res.ReplID,

@@ -68,8 +68,11 @@ type ManifestTableShard struct {
 // ShardManifest describes one shard's part of a snapshot: RDBFile stands at
 // ForkOffset, and replaying TailFile on it brings it to CutOffset.
 type ShardManifest struct {
-	Index        int    `json:"index"`
-	Addr         string `json:"addr"`
+	Index int    `json:"index"`
+	Addr  string `json:"addr"`
+	// From is the replica of the shard the RDB and the tail came from;
+	// empty when they came from the shard's primary, Addr.
+	From         string `json:"from,omitempty"`
 	RedisVersion string `json:"redis_version"`
 	RDBVersion   int    `json:"rdb_version"`
 	ReplID       string `json:"replid"`

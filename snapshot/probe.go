@@ -29,6 +29,8 @@ type replInfo struct {
 	offset       int64
 	replicas     []int  // the port= field of each slaveN line
 	bgsaveStatus string // rdb_last_bgsave_status: ok or err
+	linkUp       bool   // a replica's master_link_status:up
+	syncing      bool   // a replica's master_sync_in_progress, or loading
 }
 
 // classify explains a link error by probing the shard.
@@ -152,6 +154,10 @@ func parseReplInfo(text string) replInfo {
 			info.replID2 = val
 		case key == "rdb_last_bgsave_status":
 			info.bgsaveStatus = val
+		case key == "master_link_status":
+			info.linkUp = val == "up"
+		case key == "master_sync_in_progress", key == "loading":
+			info.syncing = info.syncing || val != "0"
 		case key == "master_repl_offset":
 			info.offset, _ = strconv.ParseInt(val, 10, 64)
 		case strings.HasPrefix(key, "slave") && strings.Contains(val, "port="):
