@@ -207,3 +207,41 @@ func TestIntegrationWaitCountsOwnWrites(t *testing.T) {
 		t.Errorf("WAIT 1 5000 with every replica running = %d, %v; want 1", n, err)
 	}
 }
+
+// A replica more than --replica-max-lag bytes behind its primary is not
+// read from, and is again once it has caught up: CLIENT PAUSE WRITE on
+// the replica holds its replication stream while it still answers INFO.
+func TestIntegrationReplicaLagging(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.ReadFrom = proxy.ReadPreferReplica
+	cfg.ReplicaMaxLag = 1000
+	c := proxytest.Start(t, proxytest.Options{Shards: 1, Replicas: 1, Config: &cfg})
+	cl := c.Client()
+	replica := c.Replicas[0][0]
+	waitReplicaState(t, c, replica.Addr(), "readable")
+	if err := replica.Client().Do(t.Context(), "CLIENT", "PAUSE", 2000, "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 { // well over 1000 bytes of stream
+		if err := cl.Set(t.Context(), "k"+strconv.Itoa(i), strings.Repeat("v", 50), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitReplicaState(t, c, replica.Addr(), "lagging")
+	before := getCalls(t, replica)
+	for i := range 100 {
+		if got, err := cl.Get(t.Context(), "k"+strconv.Itoa(i)).Result(); err != nil || len(got) != 50 {
+			t.Fatalf("GET k%d with the replica lagging = %q, %v", i, got, err)
+		}
+	}
+	if n := getCalls(t, replica) - before; n != 0 {
+		t.Errorf("the lagging replica served %d reads, want none", n)
+	}
+	waitReplicaState(t, c, replica.Addr(), "readable") // the pause ends
+	if err := cl.Get(t.Context(), "k1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := getCalls(t, replica) - before; n != 1 {
+		t.Errorf("the replica served %d reads once caught up, want 1", n)
+	}
+}
