@@ -245,3 +245,25 @@ func TestIntegrationReplicaLagging(t *testing.T) {
 		t.Errorf("the replica served %d reads once caught up, want 1", n)
 	}
 }
+
+// A cluster-mode client with go-redis's ReadOnly option sends READONLY on
+// its connections, so its reads go to the replicas through the proxy,
+// which CLUSTER SLOTS shows as the one node.
+func TestIntegrationClusterClientReadsReplicas(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 1, Replicas: 1})
+	if err := c.Client().Set(t.Context(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	redistest.WaitCaughtUp(t, c.Shards[0], c.Replicas[0][0])
+	waitReplicaState(t, c, c.Replicas[0][0].Addr(), "readable")
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{c.Addr}, ReadOnly: true, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { cc.Close() })
+	for range 10 {
+		if got, err := cc.Get(t.Context(), "k").Result(); err != nil || got != "v" {
+			t.Fatalf("GET through a ReadOnly cluster client = %q, %v", got, err)
+		}
+	}
+	if n := getCalls(t, c.Replicas[0][0]); n != 10 {
+		t.Errorf("the replica served %d of the cluster client's 10 reads", n)
+	}
+}
