@@ -28,6 +28,11 @@ type Config struct {
 	Args []string
 	// Port to listen on; 0 picks a free loopback port.
 	Port int
+	// Sentinel, when not empty, runs a Redis Sentinel (redis-server
+	// CONFIG --sentinel) with these configuration lines ("sentinel
+	// monitor ..."), written to Dir/sentinel.conf, which Sentinel
+	// rewrites as it learns the replicas and the failovers.
+	Sentinel string
 }
 
 // Process is a running redis-server.
@@ -95,7 +100,15 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 
 func startOn(ctx context.Context, bin string, cfg Config, port int) (*Process, error) {
 	logfile := filepath.Join(cfg.Dir, "redis.log")
-	args := []string{
+	var args []string
+	if cfg.Sentinel != "" {
+		conf := filepath.Join(cfg.Dir, "sentinel.conf")
+		if err := os.WriteFile(conf, []byte(cfg.Sentinel+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("redisproc: %w", err)
+		}
+		args = []string{conf, "--sentinel"}
+	}
+	args = append(args,
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--dir", cfg.Dir,
@@ -103,7 +116,7 @@ func startOn(ctx context.Context, bin string, cfg Config, port int) (*Process, e
 		"--daemonize", "no",
 		"--save", "",
 		"--appendonly", "no",
-	}
+	)
 	args = append(args, cfg.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = cfg.Dir
