@@ -41,6 +41,12 @@ type Config struct {
 	// ReplicaMaxLag is how many bytes of replication stream a replica
 	// may be behind its primary and still be read from.
 	ReplicaMaxLag int64
+	// Sentinels are the Redis Sentinels that name the primaries of the
+	// shards given as sentinel:NAME (HOST:PORT each), and
+	// SentinelUsername and SentinelPassword authenticate to them, if
+	// they need it.
+	Sentinels                          []string
+	SentinelUsername, SentinelPassword string
 	// DialTimeout bounds one connection attempt to a shard.
 	DialTimeout time.Duration
 	// ShardTimeout drops a shared shard connection on which requests have

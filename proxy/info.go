@@ -14,6 +14,7 @@ import (
 	"github.com/reshard/reshard/proxy/command"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/internal/sentinel"
 	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
@@ -220,8 +221,15 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			switch {
 			case !p.Up():
 				status = "down"
+			case p.Held():
+				status = "failover" // requests held while Sentinel promotes a replica
 			case p.Busy() != nil:
 				status = "busy" // running a script past its busy-reply-threshold
+			}
+			at := ""
+			if name, ok := sentinel.Name(p.Addr); ok && srv.sentinels != nil {
+				primary, _ := srv.sentinels.Known(name)
+				at = ",primary=" + primary
 			}
 			var reconnects, requests, pending, writes int64
 			for _, bc := range p.Conns {
@@ -231,8 +239,12 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 				pending += max(0, n-bc.Answered.Load())
 				writes += bc.Writes.Load()
 			}
-			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s,status=%s,slots=%s,reconnects=%d,requests=%d,pending=%d,writes=%d",
-				p.Addr, status, shards[i].RangeSpec(), reconnects, requests, pending, writes))
+			field("shard"+strconv.Itoa(i), fmt.Sprintf("addr=%s%s,status=%s,slots=%s,reconnects=%d,requests=%d,pending=%d,writes=%d",
+				p.Addr, at, status, shards[i].RangeSpec(), reconnects, requests, pending, writes))
+		}
+		if srv.sentinels != nil {
+			field("sentinel_failovers", srv.counters.failovers.Load())
+			field("sentinel_refused_retried", srv.counters.refusedRetried.Load())
 		}
 		field("read_from", srv.cfg.ReadFrom.String())
 		rt.replicasInfo(field)

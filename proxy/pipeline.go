@@ -32,6 +32,8 @@ type pipeline struct {
 
 	step syncStep // a step to run after what is planned so far (runSync)
 
+	gens []int64 // the pools' Redial counts when the requests went (failover.go)
+
 	// refused is why this pipeline may not serve data commands (lease.go),
 	// or ""; read once at its start
 	refused string
@@ -158,12 +160,18 @@ func (s *session) submit(r *route) {
 		return
 	}
 	s.b.Remaining.Store(total)
+	if r.sentinel {
+		s.noteGens(r)
+	}
 	for i, p := range r.stagePools {
 		if st := &s.stages[i]; len(st.reqs) > 0 {
 			p.Pick(s.id, s.proto).Submit(st.raw, st.reqs)
 		}
 	}
 	<-s.b.Done
+	if r.sentinel {
+		s.retryRefused(r)
+	}
 }
 
 func (s *session) reply() {

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/internal/sentinel"
 	"github.com/reshard/reshard/router"
 
 	"github.com/reshard/reshard/proxy/internal/backend"
@@ -29,9 +30,10 @@ const Version = "0.1.0"
 // the retiring of former tables' pools) are its own: Shutdown ends them
 // all and waits for them.
 type Server struct {
-	cfg     Config
-	log     *zap.Logger
-	started time.Time
+	sentinels *sentinel.Watcher // nil without sentinel:NAME shards (failover.go)
+	cfg       Config
+	log       *zap.Logger
+	started   time.Time
 
 	route   atomic.Pointer[route]
 	swapMu  sync.Mutex
@@ -83,6 +85,8 @@ type route struct {
 	replicas     [][]*replica
 	replicaStage []int
 	stagePools   []*backend.Pool
+
+	sentinel bool // some shard is sentinel:NAME (failover.go)
 }
 
 // busyReply returns a BUSY reply of a shard whose script holds a
@@ -114,6 +118,10 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 		Hook: cfg.testHook, Log: log, Connected: s.scripts.shardConnected}
 	auth := Auth{cfg.ShardUsername, cfg.ShardPassword}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // retired pools wait until Close
+	if err := s.startSentinels(table); err != nil {
+		s.cancel()
+		return nil, err
+	}
 	r := s.newRoute(table, auth, nil)
 	s.route.Store(r)
 	s.swapped = make(chan struct{})
@@ -210,6 +218,9 @@ func (srv *Server) Close() error {
 	for _, p := range srv.route.Load().stagePools {
 		p.Close()
 	}
+	if srv.sentinels != nil {
+		srv.sentinels.Close()
+	}
 	return nil
 }
 
@@ -245,6 +256,12 @@ func (srv *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 	}
 	r := &route{table: table, auth: auth}
 	d := srv.dialer(auth)
+	if names := sentinelNames(table); len(names) > 0 {
+		r.sentinel = true
+		if srv.sentinels != nil {
+			srv.sentinels.Follow(names...)
+		}
+	}
 	for _, addr := range table.Addrs() {
 		if p, ok := reuse[addr]; ok {
 			r.pools = append(r.pools, p)
@@ -274,7 +291,8 @@ func (srv *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 
 // dialer makes the connections to shards that take auth.
 func (srv *Server) dialer(auth Auth) backend.Dialer {
-	return backend.NewDialer(srv.cfg.DialTimeout, auth.Username, auth.Password, setnameCommand(srv.runID))
+	return backend.NewDialer(srv.cfg.DialTimeout, auth.Username, auth.Password, setnameCommand(srv.runID)).
+		WithResolver(srv.resolveSentinel)
 }
 
 func (r *route) waitFirstTry() {

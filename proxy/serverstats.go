@@ -26,6 +26,9 @@ type serverStats struct {
 	panics      atomic.Int64 // clients closed because serving them panicked (contain)
 	shardPanics atomic.Int64 // shard connections dropped because reading them panicked
 
+	failovers      atomic.Int64 // Sentinel failovers of a shard seen starting (failover.go)
+	refusedRetried atomic.Int64 // requests sent again after a -READONLY refusal
+
 	// connections accepted whose session is not registered yet: a flush
 	// waits for them too (letArrivedFirst), and Shutdown for their end
 	unregistered atomic.Int64

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/reshard/reshard/internal/sentinel"
 )
 
 // ParseSpec parses a topology spec (the format is in the package
@@ -113,10 +115,14 @@ func parseEntries(entries []string) ([]Shard, error) {
 		}
 		addrText, rangesText, hasRanges := strings.Cut(entry, "=")
 		// PRIMARY+REPLICA+...: the first address is the shard's primary
-		for j, part := range strings.Split(addrText, "+") {
+		parts := strings.Split(addrText, "+")
+		for j, part := range parts {
 			addr, err := canonicalAddr(strings.TrimSpace(part))
 			if err != nil {
 				return nil, badTopology("topology entry %q: %v", entry, err)
+			}
+			if _, ok := sentinel.Name(addr); ok && len(parts) > 1 {
+				return nil, badTopology("topology entry %q: a sentinel: shard's replicas are the ones Sentinel knows; list none", entry)
 			}
 			if prev, dup := seen[addr]; dup {
 				return nil, badTopology("topology entry %q: address %s is already listed in entry %q", entry, addr, prev)
@@ -199,7 +205,16 @@ func parseSlot(text, rangeText string) (uint16, error) {
 // address, so that duplicates are caught however they are written: IP
 // addresses in their shortest form (an IPv4-mapped IPv6 address as IPv4),
 // host names in lower case, the port without leading zeros.
+//
+// sentinel:NAME names the primary Redis Sentinel knows by NAME; it passes
+// unchanged once NAME is valid.
 func canonicalAddr(s string) (string, error) {
+	if name, ok := sentinel.Name(s); ok {
+		if !sentinel.ValidName(name) {
+			return "", fmt.Errorf("%q is not a Sentinel master name (letters, digits and ._-)", name)
+		}
+		return s, nil
+	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return "", fmt.Errorf("address %q is not HOST:PORT (write IPv6 as [::1]:6379)", s)

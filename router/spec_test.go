@@ -31,6 +31,14 @@ func TestParseSpec(t *testing.T) {
 			},
 		},
 		{
+			name: "sentinel masters",
+			spec: "sentinel:cache-a=0-8191,sentinel:cache_b.2=8192-16383",
+			want: []Shard{
+				{Addr: "sentinel:cache-a", Ranges: []Range{{0, 8191}}},
+				{Addr: "sentinel:cache_b.2", Ranges: []Range{{8192, 16383}}},
+			},
+		},
+		{
 			name: "replicas",
 			spec: "a:1+a:2+a:3=0-8191, b:1 + b:2=8192-16383",
 			want: []Shard{
@@ -101,6 +109,10 @@ func TestParseSpecErrors(t *testing.T) {
 		{"127.0.0.1:123456", `router: topology entry "127.0.0.1:123456": port "123456" is not a number in 1-65535`},
 		{"127.0.0.1:http", `router: topology entry "127.0.0.1:http": port "http" is not a number in 1-65535`},
 		{"127.0.0.1:+7", `router: topology entry "127.0.0.1:+7": port "" is not a number in 1-65535`},
+		{"sentinel:", `router: topology entry "sentinel:": "" is not a Sentinel master name (letters, digits and ._-)`},
+		{"sentinel:a b", `router: topology entry "sentinel:a b": "a b" is not a Sentinel master name (letters, digits and ._-)`},
+		{"sentinel:a+b:1", `router: topology entry "sentinel:a+b:1": a sentinel: shard's replicas are the ones Sentinel knows; list none`},
+		{"sentinel:a,sentinel:a", `router: topology entry "sentinel:a": address sentinel:a is already listed in entry "sentinel:a"`},
 		{"a:1+a:1", `router: topology entry "a:1+a:1": address a:1 is already listed in entry "a:1+a:1"`},
 		{"a:1+b:2,b:2", `router: topology entry "b:2": address b:2 is already listed in entry "a:1+b:2"`},
 		{"a:1+", `router: topology entry "a:1+": address "" is not HOST:PORT (write IPv6 as [::1]:6379)`},

@@ -24,6 +24,7 @@ import (
 	"github.com/reshard/reshard/snapshot"
 
 	"github.com/reshard/reshard/internal/redisproc"
+	"github.com/reshard/reshard/internal/sentinel"
 )
 
 type proxyFlags struct {
@@ -47,7 +48,10 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.cfg.AdminPassword, "admin-password", "", "password of the \"admin\" user, required for PROXY and admin commands when set; or set "+envAdminPassword+"; never logged")
 	fs.StringVar(&f.cfg.ShardUsername, "shard-user", "", "ACL user for AUTH on the shards (with --shard-password)")
 	fs.StringVar(&f.cfg.ShardPassword, "shard-password", "", "password for AUTH on the shards of --shards (a reshard's new shards take PROXY RESHARD ... AUTH, persisted in --state-dir); or set "+envShardPassword+"; never logged")
-	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[+REPLICA...][=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
+	fs.StringVar(&f.shards, "shards", "", "topology spec: HOST:PORT[+REPLICA...][=RANGES],... or sentinel:MASTER_NAME[=RANGES],... (RANGES: A-B or A, joined by /); empty starts local redis-server shards")
+	fs.StringSliceVar(&f.cfg.Sentinels, "sentinels", nil, "Redis Sentinels (HOST:PORT, comma-separated) that name the primaries of sentinel:MASTER_NAME shards; their failovers are followed")
+	fs.StringVar(&f.cfg.SentinelUsername, "sentinel-user", "", "ACL user for AUTH on the sentinels (with --sentinel-password)")
+	fs.StringVar(&f.cfg.SentinelPassword, "sentinel-password", "", "password for AUTH on the sentinels; or set "+envSentinelPassword+"; never logged")
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.IntVar(&f.cfg.MaxClients, "maxclients", f.cfg.MaxClients, "maximum concurrent client connections")
@@ -85,6 +89,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	secretFromEnv(fs, "requirepass", envRequirePass, &f.cfg.RequirePass)
 	secretFromEnv(fs, "admin-password", envAdminPassword, &f.cfg.AdminPassword)
 	secretFromEnv(fs, "shard-password", envShardPassword, &f.cfg.ShardPassword)
+	secretFromEnv(fs, "sentinel-password", envSentinelPassword, &f.cfg.SentinelPassword)
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
@@ -339,14 +344,32 @@ func listen(addr string) (net.Listener, error) {
 }
 
 // reachShards PINGs every shard with the credentials of the flags.
+// A sentinel:NAME shard is the primary the sentinels name.
 func reachShards(ctx context.Context, addrs []string, cfg proxy.Config) error {
-	for _, a := range addrs {
+	var sentinels *sentinel.Watcher
+	for _, shard := range addrs {
+		a := shard
+		if name, ok := sentinel.Name(shard); ok {
+			if sentinels == nil {
+				w, err := sentinel.New(sentinel.Config{Addrs: cfg.Sentinels, Username: cfg.SentinelUsername,
+					Password: cfg.SentinelPassword, Timeout: cfg.DialTimeout}, func(sentinel.Event) {})
+				if err != nil {
+					return err
+				}
+				defer w.Close()
+				sentinels = w
+			}
+			var err error
+			if a, err = sentinels.Resolve(ctx, name); err != nil {
+				return fmt.Errorf("shard %s: %w; nothing was persisted: check --sentinels and start again", shard, err)
+			}
+		}
 		cl := redis.NewClient(&redis.Options{Addr: a, Username: cfg.ShardUsername, Password: cfg.ShardPassword,
 			DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.DialTimeout, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
 		err := cl.Ping(ctx).Err()
 		cl.Close()
 		if err != nil {
-			return fmt.Errorf("shard %s does not answer: %w; nothing was persisted: check --shards and start again", a, err)
+			return fmt.Errorf("shard %s does not answer: %w; nothing was persisted: check --shards and start again", shard, err)
 		}
 	}
 	return nil
@@ -379,9 +402,10 @@ func lockStateDir(dir string) (unlock func(), err error) {
 // Passwords can come from the environment instead of flags: other users of
 // the machine can read a process's arguments, not its environment.
 const (
-	envRequirePass   = "RESHARD_REQUIREPASS"
-	envAdminPassword = "RESHARD_ADMIN_PASSWORD"
-	envShardPassword = "RESHARD_SHARD_PASSWORD"
+	envRequirePass      = "RESHARD_REQUIREPASS"
+	envAdminPassword    = "RESHARD_ADMIN_PASSWORD"
+	envShardPassword    = "RESHARD_SHARD_PASSWORD"
+	envSentinelPassword = "RESHARD_SENTINEL_PASSWORD"
 )
 
 // secretFromEnv sets a password flag the command line left out from an

@@ -2,14 +2,17 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/internal/sentinel"
 	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/proxy/internal/wire"
+	"github.com/reshard/reshard/router"
 )
 
 // Config holds the control plane's settings.
@@ -124,4 +127,18 @@ func (p *Plane) watch(fn func()) {
 		defer p.wg.Done()
 		fn()
 	}()
+}
+
+// refuseSentinel refuses a job on tables with sentinel:NAME shards: the
+// jobs dial the addresses of a table, and would not follow a failover
+// during a copy or fence the replicas Sentinel could promote.
+func refuseSentinel(job string, tables ...*router.Table) error {
+	for _, t := range tables {
+		for _, a := range t.Addrs() {
+			if _, ok := sentinel.Name(a); ok {
+				return fmt.Errorf("%s of sentinel:NAME shards (%s) is not supported: give the shards' addresses in --shards to reshard, snapshot or restore them", job, a)
+			}
+		}
+	}
+	return nil
 }

@@ -116,6 +116,9 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseSentinel("a reshard", cur.Table(), to); err != nil {
+		return nil, err
+	}
 	c := &cutover{p: p, from: cur, force: ta.options["force"]}
 	if !c.force {
 		if peers := p.otherProxies(p.ctx, cur); len(peers) > 0 {

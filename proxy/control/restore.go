@@ -63,6 +63,11 @@ func (p *Plane) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t, err := router.NewTable(0, shards); err != nil {
+		return nil, err
+	} else if err := refuseSentinel("a restore", t); err != nil {
+		return nil, err
+	}
 	cfg := migrate.DefaultRestoreConfig()
 	cfg.Logger = p.log
 	r := p.srv.Route()

@@ -43,6 +43,9 @@ func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
 		return nil, errors.New("ERR a reshard is running; snapshot when it is done")
 	}
 	r := p.srv.Route() // the table and the credentials of its shards
+	if err := refuseSentinel("a snapshot", r.Table()); err != nil {
+		return nil, errors.New("ERR " + err.Error())
+	}
 	var warning string
 	if peers := p.otherProxies(p.ctx, r); len(peers) > 0 {
 		warning = peersWarning(peers)

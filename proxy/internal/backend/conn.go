@@ -53,6 +53,8 @@ type Conn struct {
 	wake  chan struct{}
 
 	stop     chan struct{}
+	kick     chan struct{} // Redial: dial again now, without waiting out the backoff
+	held     *atomic.Pointer[Hold]
 	Done     chan struct{}
 	once     sync.Once
 	FirstTry chan struct{} // closed after the first connection attempt
@@ -95,8 +97,11 @@ type Config struct {
 
 // newConn starts a multiplexed connection; hello, if not nil, is sent on
 // every new connection (HELLO 3 for the RESP3 ones) and its reply checked.
-func newConn(addr string, dialer Dialer, hello []byte, cfg *Config) *Conn {
+// held is its pool's Hold.
+func newConn(addr string, dialer Dialer, hello []byte, cfg *Config, held *atomic.Pointer[Hold]) *Conn {
 	c := &Conn{
+		kick:      make(chan struct{}, 1),
+		held:      held,
 		hello:     hello,
 		stall:     cfg.Stall,
 		panics:    cfg.Panics,
@@ -125,6 +130,9 @@ func (c *Conn) Up() bool {
 // Submit queues encoded requests (raw holds them back to back, reqs their
 // reply slots in the same order) for the writer.
 func (c *Conn) Submit(raw []byte, reqs []Pending) {
+	if h := c.held.Load(); h != nil {
+		h.Wait()
+	}
 	if busy := c.busy.Load(); busy != nil {
 		for _, p := range reqs {
 			p.B.Deliver(p.I, append(p.B.Results[p.I][:0], *busy...))
@@ -172,6 +180,21 @@ func (c *Conn) Close() {
 
 var errShutdown = errors.New("proxy shutting down")
 
+// Redial drops the connection, if there is one, and dials again at once:
+// the shard's address now leads elsewhere (a Sentinel failover). What was
+// sent and not yet answered fails, as when the connection is lost.
+func (c *Conn) Redial() {
+	c.mu.Lock()
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (c *Conn) run() {
 	defer close(c.Done)
 	backoff := 50 * time.Millisecond
@@ -192,6 +215,7 @@ func (c *Conn) run() {
 				c.setDown(errShutdown)
 				return
 			case <-time.After(backoff):
+			case <-c.kick:
 			}
 			backoff = min(2*backoff, 2*time.Second)
 			continue

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,6 +57,7 @@ type DedicatedPool struct {
 	Addr   string
 	dialer Dialer
 	hello  []byte // HELLO 3 for RESP3 sessions' connections, or nil
+	held   *atomic.Pointer[Hold]
 
 	mu     sync.Mutex
 	idle   []*Dedicated
@@ -65,6 +67,9 @@ type DedicatedPool struct {
 const maxIdleDedicated = 32
 
 func (dp *DedicatedPool) Get() (*Dedicated, error) {
+	if h := dp.held.Load(); h != nil {
+		h.Wait()
+	}
 	dp.mu.Lock()
 	if n := len(dp.idle); n > 0 {
 		d := dp.idle[n-1]
@@ -105,6 +110,17 @@ func (dp *DedicatedPool) Put(d *Dedicated) {
 	}
 	dp.idle = append(dp.idle, d)
 	dp.mu.Unlock()
+}
+
+// dropIdle closes the idle connections; the pool stays open.
+func (dp *DedicatedPool) dropIdle() {
+	dp.mu.Lock()
+	idle := dp.idle
+	dp.idle = nil
+	dp.mu.Unlock()
+	for _, d := range idle {
+		d.NetConn.Close()
+	}
 }
 
 func (dp *DedicatedPool) Close() {

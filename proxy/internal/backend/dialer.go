@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/internal/sentinel"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -25,10 +26,26 @@ import (
 // the same: the name only helps the reshard's check for other proxies.
 // Without a name the dialer sends PING in its place. Errors name the
 // command refused, never its arguments.
+//
+// A shard given as sentinel:NAME is dialled at the address the Resolver
+// names, and the connection is used only if the server's ROLE says it is
+// a primary (Sentinel's client rules); a dial that fails asks the
+// sentinels afresh and tries the address they give then, once.
 type Dialer struct {
 	timeout time.Duration
 	auth    []byte // AUTH [username] password, encoded; nil without a password
 	setname []byte // CLIENT SETNAME name, encoded; nil: PING
+	resolve Resolver
+}
+
+// Resolver returns the address of the primary of a sentinel:NAME shard:
+// the one last known, or with fresh set the one the sentinels give now.
+type Resolver func(addr string, fresh bool) (string, error)
+
+// WithResolver returns the dialer with r for sentinel:NAME shards.
+func (dl Dialer) WithResolver(r Resolver) Dialer {
+	dl.resolve = r
+	return dl
 }
 
 func NewDialer(timeout time.Duration, username, password string, setname []byte) Dialer {
@@ -45,10 +62,35 @@ func NewDialer(timeout time.Duration, username, password string, setname []byte)
 
 var pingCommand = resp.AppendCommand(nil, []byte("PING"))
 
+var roleCommand = resp.AppendCommand(nil, []byte("ROLE"))
+
 // Dial connects to addr; hello, if not nil, is sent after AUTH. With
 // received set, every byte read from the connection is counted there.
 func (dl Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Conn, *bufio.Reader, error) {
-	nc, err := net.DialTimeout("tcp", addr, dl.timeout)
+	if _, ok := sentinel.Name(addr); !ok || dl.resolve == nil {
+		return dl.dial(addr, addr, hello, received, false)
+	}
+	at, err := dl.resolve(addr, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, r, err := dl.dial(addr, at, hello, received, true)
+	if err == nil {
+		return nc, r, nil
+	}
+	if now, rerr := dl.resolve(addr, true); rerr == nil && now != at {
+		return dl.dial(addr, now, hello, received, true)
+	}
+	return nil, nil, err
+}
+
+// dial connects to at, the address of shard addr; with role set, it also
+// checks that the server is a primary.
+func (dl Dialer) dial(addr, at string, hello []byte, received *atomic.Int64, role bool) (net.Conn, *bufio.Reader, error) {
+	if at != addr {
+		addr = addr + " (" + at + ")"
+	}
+	nc, err := net.DialTimeout("tcp", at, dl.timeout)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,6 +105,9 @@ func (dl Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Co
 	}
 	nc.SetDeadline(time.Now().Add(dl.timeout))
 	setup := append(append(append([]byte(nil), dl.auth...), hello...), last...)
+	if role {
+		setup = append(setup, roleCommand...)
+	}
 	if _, err := nc.Write(setup); err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -71,7 +116,7 @@ func (dl Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Co
 		name     string
 		sent     bool
 		optional bool // an error other than NOAUTH is not the connection's
-	}{{"AUTH", dl.auth != nil, false}, {"HELLO", hello != nil, false}, {lastName, true, dl.setname != nil}} {
+	}{{"AUTH", dl.auth != nil, false}, {"HELLO", hello != nil, false}, {lastName, true, dl.setname != nil}, {"ROLE", role, false}} {
 		if !step.sent {
 			continue
 		}
@@ -82,6 +127,8 @@ func (dl Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Co
 			err = fmt.Errorf("%s needs a password (--shard-password): %s", addr, bytes.TrimSpace(reply[1:]))
 		case wire.IsError(reply) && !step.optional:
 			err = fmt.Errorf("%s refused %s: %s", addr, step.name, bytes.TrimSpace(reply[1:]))
+		case step.name == "ROLE" && !isPrimary(reply):
+			err = fmt.Errorf("%s is not a primary (ROLE %.40q); waiting for Sentinel to name one", addr, reply)
 		}
 		if err != nil {
 			nc.Close()
@@ -90,6 +137,14 @@ func (dl Dialer) Dial(addr string, hello []byte, received *atomic.Int64) (net.Co
 	}
 	nc.SetDeadline(time.Time{})
 	return nc, r, nil
+}
+
+// isPrimary reports whether a ROLE reply is a primary's: an array whose
+// first element is "master".
+func isPrimary(reply []byte) bool {
+	i := bytes.IndexByte(reply, '\n')
+	return len(reply) > 0 && (reply[0] == '*' || reply[0] == '>') && i > 0 &&
+		bytes.HasPrefix(reply[i+1:], []byte("$6\r\nmaster\r\n"))
 }
 
 // countingReader counts the bytes read through it.

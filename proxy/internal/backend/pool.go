@@ -1,7 +1,10 @@
 package backend
 
 import (
+	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/reshard/reshard/internal/resp"
 )
@@ -21,7 +24,74 @@ type Pool struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	has3 atomic.Bool          // conns3 is set
+	hold atomic.Pointer[Hold] // while set, requests wait before they go (Hold)
+	gen  atomic.Int64         // Redial calls
 }
+
+// Hold is a pause of one shard's requests: while a Sentinel failover
+// moves its primary, requests wait for the new one rather than go to the
+// old one, whose writes the promoted replica would not have. The pause
+// ends at Release or at its deadline, whichever comes first.
+type Hold struct {
+	released chan struct{}
+	until    time.Time
+}
+
+// Wait returns once the hold is released or past its deadline.
+func (h *Hold) Wait() {
+	d := time.Until(h.until)
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-h.released:
+	case <-t.C:
+	}
+}
+
+// Hold pauses the pool's requests for at most d, unless they are already
+// paused.
+func (p *Pool) Hold(d time.Duration) {
+	p.hold.CompareAndSwap(nil, &Hold{released: make(chan struct{}), until: time.Now().Add(d)})
+}
+
+// Held reports whether the pool's requests are paused.
+func (p *Pool) Held() bool {
+	h := p.hold.Load()
+	return h != nil && time.Now().Before(h.until)
+}
+
+// Release ends the pause, if there is one.
+func (p *Pool) Release() {
+	if h := p.hold.Swap(nil); h != nil {
+		close(h.released)
+	}
+}
+
+// Redial makes every connection of the pool anew, at the address the
+// dialer resolves now; idle dedicated connections are closed. Gen counts
+// the calls.
+func (p *Pool) Redial() {
+	p.gen.Add(1)
+	conns := p.Conns
+	if p.has3.Load() { // RESP3 connections made later dial afresh anyway
+		conns = append(slices.Clip(conns), p.conns3...)
+	}
+	for _, c := range conns {
+		c.Redial()
+	}
+	p.ded.dropIdle()
+	if p.ded3 != nil {
+		p.ded3.dropIdle()
+	}
+}
+
+// Gen is the number of Redial calls so far.
+func (p *Pool) Gen() int64 { return p.gen.Load() }
 
 // Closed is closed once Close has been called.
 func (p *Pool) Closed() <-chan struct{} { return p.closed }
@@ -50,7 +120,8 @@ var hello3 = resp.AppendCommand(nil, []byte("HELLO"), []byte("3"))
 func (p *Pool) resp3() []*Conn {
 	p.resp3Once.Do(func() {
 		p.conns3 = p.newConns(hello3)
-		p.ded3 = &DedicatedPool{Addr: p.Addr, dialer: p.ded.dialer, hello: hello3}
+		p.ded3 = &DedicatedPool{Addr: p.Addr, dialer: p.ded.dialer, hello: hello3, held: &p.hold}
+		p.has3.Store(true)
 		for _, c := range p.conns3 {
 			<-c.FirstTry // as at start: no "connecting" errors for the first commands
 		}
@@ -81,11 +152,12 @@ func (p *Pool) Up() bool {
 // NewPool starts the connections of the shard at Addr: cfg.Conns
 // multiplexed ones at once, the dedicated ones as they are needed.
 func NewPool(addr string, d Dialer, cfg *Config) *Pool {
-	p := &Pool{Addr: addr, ded: &DedicatedPool{Addr: addr, dialer: d}, closed: make(chan struct{})}
+	p := &Pool{Addr: addr, closed: make(chan struct{})}
+	p.ded = &DedicatedPool{Addr: addr, dialer: d, held: &p.hold}
 	p.newConns = func(hello []byte) []*Conn {
 		conns := make([]*Conn, cfg.Conns)
 		for i := range conns {
-			conns[i] = newConn(addr, d, hello, cfg)
+			conns[i] = newConn(addr, d, hello, cfg, &p.hold)
 		}
 		return conns
 	}
