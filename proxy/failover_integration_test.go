@@ -306,4 +306,3 @@ func TestIntegrationSentinelReadonlyRetried(t *testing.T) {
 		t.Errorf("INFO proxy counts no retried refusal:\n%s", info)
 	}
 }
-
