@@ -48,7 +48,11 @@ func blocking(s *session, r *route, info *command.Info, c wire.Request) {
 			if err != nil {
 				return wire.AppendError(nil, p.DownMessage(err))
 			}
-			reply, interrupted, err := backend.RoundTripWatching(d, p, raw, s.conn.NetConn(), swapped, s.srv.draining, func() { s.served(connBlocked) })
+			reply, interrupted, err := backend.RoundTripWatching(d, p, raw, s.conn.NetConn(), swapped, s.srv.draining, func() {
+				s.blockedOn.Store(&blockedCmd{pool: p, d: d, since: time.Now()})
+				s.served(connBlocked)
+			})
+			s.blockedOn.Store(nil)
 			s.conn.setState(was)
 			if err == backend.ErrClientGone {
 				s.quit = true

@@ -33,11 +33,14 @@ import (
 // for the client, and a client that lets more than a limit pile up is
 // dropped, as Redis drops a subscriber at client-output-buffer-limit pubsub.
 type clientConn struct {
-	nc   net.Conn
-	rw   io.ReadWriter // nc's reads and writes (wire.NewRawIO)
-	addr string
-	rd   *wire.Reader
-	out  []byte
+	nc net.Conn
+	rw io.ReadWriter // nc's reads and writes (wire.NewRawIO)
+	// consumed counts the bytes read from nc, added after the read and
+	// after arrivalReader marks the connection active (order.go)
+	consumed atomic.Uint64
+	addr     string
+	rd       *wire.Reader
+	out      []byte
 
 	shared  bool // set by share before any other goroutine writes
 	mu      sync.Mutex
@@ -271,7 +274,7 @@ func (cc *clientConn) NetConn() net.Conn  { return cc.nc }
 // one at a time. The command is valid until the next call.
 func (cc *clientConn) ReadCommand() (wire.Request, error) {
 	for len(cc.pending) == 0 {
-		reqs, err := cc.rd.Next(cc.rw)
+		reqs, err := cc.rd.Next(countingReader{cc.rw, &cc.consumed})
 		cc.pending = reqs
 		if err != nil {
 			if len(reqs) > 0 {

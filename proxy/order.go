@@ -3,10 +3,12 @@ package proxy
 import (
 	"io"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -25,13 +27,20 @@ import (
 // blocking command sent, or its pipeline answered) before the flush runs.
 // The wait is bounded: a session that cannot progress (its client does not
 // read its replies, say) does not hold the flush up for more than
-// arrivedWait. The bound is a second, not less: with 100 ms, under the
-// race detector and the whole suite loading two cores, the flush overtook
-// a blocking command about once in 120 runs
-// (TestIntegrationBlockingBeforeFlush), most likely one that was still
-// getting its dedicated shard connection when the bound ran out. The wait ends as soon as every session has dispatched what it had,
-// so only a session that cannot progress costs the flush the whole bound,
-// which a flush of a large shard takes anyway.
+// arrivedWait. The wait ends as soon as every session has dispatched what
+// it had, so only a session that cannot progress costs the flush the
+// whole bound, which a flush of a large shard takes anyway.
+//
+// Two windows must be closed for the order to hold every time
+// (TestIntegrationBlockingBeforeFlush). A client's bytes may have been read from
+// its socket by its goroutine, which has not yet marked the session
+// active: the socket then reads as empty. So the kernel's count of bytes
+// received on the connection (TCP_INFO) is compared with the count the
+// proxy has read (unread). And a blocking command sent to its shard over a
+// dedicated connection and the flush sent over another may reach the
+// shard in either order, so the flush also waits until the shard lists
+// each blocking command sent within arrivedWait as blocked, or its reply
+// has come (letBlockedFirst, one CLIENT LIST per such command).
 
 // letArrivedFirst reads the sessions' connection states (connstate.go):
 // it waits for an active one, and for a new or idle one with bytes in its
@@ -77,17 +86,52 @@ func (srv *Server) letArrivedFirst(self *session) {
 				// bytes in the socket, or read from it since the state
 				// was loaded (arrivalReader marks the session serving
 				// right after the read)
-				waiting = waiting || readable(s.conn.nc) || s.conn.loadState() == connActive
+				waiting = waiting || readable(s.conn.nc) || unread(s.conn) || s.conn.loadState() == connActive
 			}
 			return true
 		})
 		if !waiting || time.Now().After(deadline) {
+			srv.letBlockedFirst(self, deadline)
 			return
 		}
 		if i < 8 {
 			runtime.Gosched()
 		} else {
 			time.Sleep(50 * time.Microsecond)
+		}
+	}
+}
+
+// blockedCmd is a blocking command a session sent on dedicated
+// connection d of pool.
+type blockedCmd struct {
+	pool  *backend.DedicatedPool
+	d     *backend.Dedicated
+	since time.Time
+}
+
+// letBlockedFirst waits until the shards have run the blocking commands
+// that other sessions sent within arrivedWait, or the deadline passes.
+// Sent is not enough: a blocking command and the flush travel to the
+// shard over two connections, and the shard may read the flush's first.
+// A command is run once its shard lists its connection blocked (CLIENT
+// LIST flag b), or once the session has its reply.
+func (srv *Server) letBlockedFirst(self *session, deadline time.Time) {
+	var pending []*session
+	srv.sessions.Range(func(_, v any) bool {
+		s := v.(*session)
+		if b := s.blockedOn.Load(); s != self && b != nil && time.Since(b.since) < arrivedWait {
+			pending = append(pending, s)
+		}
+		return true
+	})
+	for _, s := range pending {
+		for {
+			b := s.blockedOn.Load()
+			if b == nil || b.pool.Blocked(b.d, deadline) || time.Now().After(deadline) || s.blockedOn.Load() != b {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
 		}
 	}
 }
@@ -123,6 +167,28 @@ func (a *arrivalReader) Read(p []byte) (int, error) {
 	n, err := a.r.Read(p)
 	if n > 0 {
 		a.c.setState(connActive)
+		a.c.consumed.Add(uint64(n))
 	}
 	return n, err
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.n.Add(uint64(n))
+	return n, err
+}
+
+// unread reports whether the kernel has received bytes on c that the
+// proxy has not counted as read: in its socket, or read by a goroutine
+// that has not marked the connection active yet. readable alone misses
+// the latter: the read has emptied the socket.
+func unread(c *clientConn) bool {
+	got, ok := wire.BytesReceived(c.nc)
+	return ok && got > c.consumed.Load()
 }

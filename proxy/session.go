@@ -40,6 +40,9 @@ type session struct {
 	// times the session dispatched what it had read, for letArrivedFirst
 	// (order.go), which other sessions run
 	progress atomic.Uint64
+	// blockedOn is the blocking command the session has sent, while it
+	// waits for its reply (order.go)
+	blockedOn atomic.Pointer[blockedCmd]
 }
 
 // settings is what the client set on its connection: protocol (HELLO),

@@ -165,6 +165,24 @@ func (dp *DedicatedPool) DoLastBy(raw []byte, n int, deadline time.Time) []byte 
 	return replies[n-1]
 }
 
+// Blocked reports whether the shard has d's command blocked: it has read
+// and run it, and waits for data (CLIENT LIST's flag b, asked over another
+// connection of the pool). A command that did not block, answered or not,
+// reports false, as does a connection without a known id.
+func (dp *DedicatedPool) Blocked(d *Dedicated, deadline time.Time) bool {
+	if d.id == nil {
+		return false
+	}
+	reply := dp.DoBy(resp.AppendCommand(nil, clientBytes, []byte("LIST"), []byte("ID"), d.id), deadline)
+	text, ok := wire.BulkText(reply)
+	if !ok {
+		return false
+	}
+	_, flags, _ := bytes.Cut(text, []byte(" flags="))
+	flags, _, _ = bytes.Cut(flags, []byte(" "))
+	return bytes.IndexByte(flags, 'b') >= 0
+}
+
 // ErrClientGone reports that the client hung up while its command blocked.
 var ErrClientGone = errors.New("client disconnected")
 

@@ -5,6 +5,8 @@ import (
 	"net"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawIO reads and writes a TCP connection with raw system calls, still
@@ -112,4 +114,24 @@ func (r *rawIO) Write(p []byte) (int, error) {
 		err = r.werr
 	}
 	return r.wn, err
+}
+
+// BytesReceived is the count of bytes the kernel has received on a TCP
+// connection (TCP_INFO's tcpi_bytes_received), read or not; ok is false
+// for another kind of connection, or if the kernel does not say.
+func BytesReceived(nc net.Conn) (n uint64, ok bool) {
+	tc, isTCP := nc.(*net.TCPConn)
+	if !isTCP {
+		return 0, false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	rc.Control(func(fd uintptr) {
+		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n, ok = info.Bytes_received, true
+		}
+	})
+	return n, ok
 }
