@@ -129,29 +129,6 @@ func connectionsReceived(t *testing.T, cl *redis.Client) int {
 	return n
 }
 
-// waitSentinels waits until every sentinel names want as s0's primary and
-// returns when the first one did.
-func (g *sentinelRig) waitSentinels(t *testing.T, want string) time.Time {
-	t.Helper()
-	var first time.Time
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		all := true
-		for _, s := range g.sentinels {
-			if got, err := s.Primary("s0"); err != nil || got != want {
-				all = false
-			} else if first.IsZero() {
-				first = time.Now()
-			}
-		}
-		if all {
-			return first
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the sentinels do not all name %s as s0's primary after 30s", want)
-		}
-	}
-}
-
 // failoverRun is what failoverUnderLoad saw.
 type failoverRun struct {
 	ops          []op
@@ -171,7 +148,7 @@ func (g *sentinelRig) failoverUnderLoad(t *testing.T, cause func(), after time.D
 	conns := connectionsReceived(t, run.admin)
 	run.start = time.Now()
 	cause()
-	run.named = g.waitSentinels(t, g.replica.Addr())
+	run.named = sentineltest.WaitNamed(t, g.sentinels, "s0", g.replica.Addr())
 	time.Sleep(after)
 	close(stop)
 	run.ops = wait()

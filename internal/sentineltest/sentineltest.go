@@ -83,3 +83,26 @@ func (s *Sentinel) waitKnown(name string, others int) {
 		}
 	}
 }
+
+// WaitNamed waits until every sentinel of ss names want as name's primary
+// and returns when the first of them did.
+func WaitNamed(tb testing.TB, ss []*Sentinel, name, want string) time.Time {
+	tb.Helper()
+	var first time.Time
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		all := true
+		for _, s := range ss {
+			if got, err := s.Primary(name); err != nil || got != want {
+				all = false
+			} else if first.IsZero() {
+				first = time.Now()
+			}
+		}
+		if all {
+			return first
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the sentinels do not all name %s as %s's primary after 30s", want, name)
+		}
+	}
+}
