@@ -228,7 +228,7 @@ func (w *Watcher) Resolve(ctx context.Context, name string) (string, error) {
 		}
 	}
 	if need := len(w.clients)/2 + 1; replied < need {
-		return "", fmt.Errorf("sentinel master %s: %d of %d sentinels answered, %d needed: %w",
+		return "", fmt.Errorf("sentinel master %s: %d of %d sentinels named a primary, %d needed: %w",
 			name, replied, len(w.clients), need, errors.Join(errs...))
 	}
 	return w.learn(name, best.addr, best.epoch), nil
