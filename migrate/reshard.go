@@ -341,7 +341,14 @@ func (j *ReshardJob) Cutover() error {
 // returns at once; the job ends in state aborted. After Commit has been
 // called it returns ErrReshardCommitted and changes nothing; on a job
 // already ended it returns nil.
-func (j *ReshardJob) Abort() error {
+func (j *ReshardJob) Abort() error { return j.abort(ErrReshardAborted) }
+
+// AbortFor is Abort with the reason the job's error gives.
+func (j *ReshardJob) AbortFor(reason string) error {
+	return j.abort(fmt.Errorf("%w: %s", ErrReshardAborted, reason))
+}
+
+func (j *ReshardJob) abort(cause error) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.committing {
@@ -350,7 +357,7 @@ func (j *ReshardJob) Abort() error {
 	if j.state.final() {
 		return nil
 	}
-	j.cancel(ErrReshardAborted)
+	j.cancel(cause)
 	return nil
 }
 
@@ -421,7 +428,7 @@ func (j *ReshardJob) ended() (ReshardState, error) {
 	// an Abort first: the captures and appliers it stops fail with it
 	cause := context.Cause(j.ctx)
 	if errors.Is(cause, ErrReshardAborted) {
-		return ReshardAborted, ErrReshardAborted
+		return ReshardAborted, cause // ErrReshardAborted, or AbortFor's reason
 	}
 	if err := j.fail.err(); err != nil {
 		return ReshardFailed, err

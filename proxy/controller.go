@@ -9,6 +9,7 @@ import (
 
 	"github.com/reshard/reshard/internal/proxyname"
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/internal/sentinel"
 	"github.com/reshard/reshard/proxy/internal/backend"
 )
 
@@ -97,8 +98,13 @@ func (rt Route) Shards() []Shard {
 }
 
 // Replicas are the replicas of the route's shard i (the table's order),
-// as Shards for the control plane's own commands.
+// as Shards for the control plane's own commands. For a sentinel:NAME
+// shard they are the replicas the sentinels list now (nil if they cannot
+// say; logged).
 func (rt Route) Replicas(i int) []Shard {
+	if name, ok := sentinel.Name(rt.r.pools[i].Addr); ok {
+		return rt.r.srv.sentinelReplicas(name, rt.r.auth)
+	}
 	if rt.r.replicas == nil {
 		return nil
 	}

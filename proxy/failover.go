@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +89,14 @@ func (srv *Server) sentinelEvent(e sentinel.Event) {
 	}
 	if pool == nil {
 		return
+	}
+	if e.Kind != sentinel.Aborted {
+		srv.failoverMu.Lock()
+		hooks := srv.failoverHooks
+		srv.failoverMu.Unlock()
+		for _, f := range hooks {
+			f(addr)
+		}
 	}
 	switch e.Kind {
 	case sentinel.Starting:
@@ -192,4 +202,56 @@ func (srv *Server) awaitNewPrimary(p *backend.Pool, gen int64) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// sentinelReplicas returns the replicas the sentinels list for name, as
+// Shards that take auth.
+func (srv *Server) sentinelReplicas(name string, auth Auth) []Shard {
+	if srv.sentinels == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(srv.ctx, 2*srv.cfg.DialTimeout)
+	defer cancel()
+	addrs, err := srv.sentinels.Replicas(ctx, name)
+	if err != nil {
+		srv.log.Warn("cannot list the replicas of a sentinel: shard", zap.String("master", name), zap.Error(err))
+		return nil
+	}
+	out := make([]Shard, len(addrs))
+	for i, a := range addrs {
+		out[i] = Shard{backend.NewControlPool(a, srv.dialer(auth))}
+	}
+	return out
+}
+
+// OnFailover registers f, called with a sentinel:NAME shard's address
+// when a failover of the shard starts or its primary moves: a job reading
+// or writing the shard's primary must not go on (proxy/control).
+func (srv *Server) OnFailover(f func(addr string)) {
+	srv.failoverMu.Lock()
+	defer srv.failoverMu.Unlock()
+	srv.failoverHooks = append(slices.Clip(srv.failoverHooks), f)
+}
+
+// ResolveTable returns t with every sentinel:NAME shard replaced by the
+// address the sentinels give for its primary now, for the jobs, which dial
+// the addresses of a table; t itself when it has none.
+func (srv *Server) ResolveTable(ctx context.Context, t *router.Table) (*router.Table, error) {
+	if len(sentinelNames(t)) == 0 {
+		return t, nil
+	}
+	if srv.sentinels == nil {
+		return nil, errors.New("sentinel:NAME shards need --sentinels")
+	}
+	shards := t.Shards()
+	for i, sh := range shards {
+		if name, ok := sentinel.Name(sh.Addr); ok {
+			addr, err := srv.sentinels.Resolve(ctx, name)
+			if err != nil {
+				return nil, fmt.Errorf("shard %s: %w", sh.Addr, err)
+			}
+			shards[i].Addr = addr
+		}
+	}
+	return router.NewTable(t.Epoch(), shards)
 }

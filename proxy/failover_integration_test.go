@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/internal/sentineltest"
 	"github.com/reshard/reshard/proxy"
+	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/router"
 )
 
@@ -50,13 +52,15 @@ func startSentinelRig(t *testing.T) *sentinelRig {
 	if g.proxy, err = proxy.New(cfg, g.table, nil); err != nil {
 		t.Fatal(err)
 	}
+	state := t.TempDir()
+	ctl := control.New(control.Config{StateDir: state, SnapshotDir: filepath.Join(state, "snapshots")}, g.proxy, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.addr = ln.Addr().String()
 	go g.proxy.Serve(ln)
-	t.Cleanup(func() { g.proxy.Close() })
+	t.Cleanup(func() { ctl.Close(); g.proxy.Close() })
 	return g
 }
 
@@ -281,5 +285,95 @@ func TestIntegrationSentinelReadonlyRetried(t *testing.T) {
 	info, _ := cl.Info(t.Context(), "proxy").Result()
 	if !regexp.MustCompile(`sentinel_refused_retried:[1-9]`).MatchString(info) {
 		t.Errorf("INFO proxy counts no retried refusal:\n%s", info)
+	}
+}
+
+// checkAcked reads every acknowledged write of ops back through the proxy.
+func (g *sentinelRig) checkAcked(t *testing.T, ops []op) (acked int) {
+	t.Helper()
+	cl := g.client(t)
+	for _, o := range ops {
+		if o.err != nil {
+			continue
+		}
+		acked++
+		if v, err := cl.Get(t.Context(), o.key).Result(); err != nil || v != o.key {
+			t.Errorf("acknowledged write of %s reads %q, %v through the proxy", o.key, v, err)
+		}
+	}
+	return acked
+}
+
+// SENTINEL FAILOVER of a source while a reshard streams it (MANUAL: the
+// job has copied and follows the source, waiting for the cutover) aborts
+// the job, which read the old primary: the writes now go to the new one.
+// No client sees an error and every acknowledged write is there. A
+// reshard started after the failover reads the new primary and completes,
+// with every acknowledged write on the new shards.
+func TestIntegrationSentinelFailoverDuringReshard(t *testing.T) {
+	g := startSentinelRig(t)
+	admin := g.client(t)
+	targets := redistest.StartN(t, 3)
+	args := []any{"PROXY", "RESHARD"}
+	for _, s := range targets {
+		args = append(args, s.Addr())
+	}
+	run := g.failoverUnderLoad(t, func() {
+		if err := admin.Do(t.Context(), append(args, "MANUAL")...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitReshard(t, admin, "ready", "failed")
+		if err := g.sentinels[0].Client().Failover(t.Context(), "s0").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}, 500*time.Millisecond)
+	st := waitReshard(t, admin, "aborted", "failed", "done")
+	if !strings.Contains(st, "state:aborted") || !strings.Contains(st, "sentinel:s0 is failing over") {
+		t.Errorf("after the failover:\n%s", st)
+	}
+	for _, o := range run.ops {
+		if o.err != nil {
+			t.Errorf("write of %s failed: %v", o.key, o.err)
+		}
+	}
+	if got := g.proxy.Table().Epoch(); got != 1 {
+		t.Errorf("epoch = %d, want 1 (the old table)", got)
+	}
+	acked := g.checkAcked(t, run.ops)
+
+	// FLUSH: the aborted job's copy is still on the targets
+	if err := admin.Do(t.Context(), append(args, "FLUSH")...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitReshard(t, admin, "done", "failed", "aborted"); !strings.Contains(st, "state:done") {
+		t.Fatalf("reshard after the failover:\n%s", st)
+	}
+	g.checkAcked(t, run.ops)
+	// sentinel:s0 left the table: its primary and the replicas the
+	// sentinels list (the old primary among them) are fenced, so none
+	// takes writes if Sentinel promotes it later
+	for _, s := range []*redistest.Server{g.replica, g.primary} {
+		if v, _ := s.Client().ConfigGet(t.Context(), "min-replicas-to-write").Result(); v["min-replicas-to-write"] != "2147483647" {
+			t.Errorf("%s of the retired sentinel:s0 is not fenced: min-replicas-to-write %v", s.Addr(), v)
+		}
+	}
+	t.Logf("%d acknowledged writes, all read back after the abort and after the second reshard", acked)
+}
+
+// PROXY SNAPSHOT of a table with a sentinel:NAME shard captures the
+// primary the sentinels name.
+func TestIntegrationSentinelSnapshot(t *testing.T) {
+	g := startSentinelRig(t)
+	admin := g.client(t)
+	for i := range 1000 {
+		if err := admin.Set(t.Context(), fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := admin.Do(t.Context(), "PROXY", "SNAPSHOT").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitSnapshotEnd(t, admin, 30*time.Second); st["state"] != "done" {
+		t.Fatalf("snapshot of sentinel:s0: %v", st)
 	}
 }

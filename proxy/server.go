@@ -30,10 +30,12 @@ const Version = "0.1.0"
 // the retiring of former tables' pools) are its own: Shutdown ends them
 // all and waits for them.
 type Server struct {
-	sentinels *sentinel.Watcher // nil without sentinel:NAME shards (failover.go)
-	cfg       Config
-	log       *zap.Logger
-	started   time.Time
+	sentinels     *sentinel.Watcher // nil without sentinel:NAME shards (failover.go)
+	failoverMu    sync.Mutex
+	failoverHooks []func(addr string) // OnFailover
+	cfg           Config
+	log           *zap.Logger
+	started       time.Time
 
 	route   atomic.Pointer[route]
 	swapMu  sync.Mutex
@@ -86,7 +88,8 @@ type route struct {
 	replicaStage []int
 	stagePools   []*backend.Pool
 
-	sentinel bool // some shard is sentinel:NAME (failover.go)
+	sentinel bool    // some shard is sentinel:NAME (failover.go)
+	srv      *Server // for the replicas Sentinel knows (Route.Replicas)
 }
 
 // busyReply returns a BUSY reply of a shard whose script holds a
@@ -254,7 +257,7 @@ func (srv *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 			}
 		}
 	}
-	r := &route{table: table, auth: auth}
+	r := &route{table: table, auth: auth, srv: srv}
 	d := srv.dialer(auth)
 	if names := sentinelNames(table); len(names) > 0 {
 		r.sentinel = true

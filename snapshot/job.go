@@ -310,6 +310,9 @@ func (j *Job) Wait(ctx context.Context) error {
 // over. Cancel does not wait: use Wait or Done.
 func (j *Job) Cancel() { j.cancel(ErrJobCanceled) }
 
+// CancelFor is Cancel with the reason the job's error gives.
+func (j *Job) CancelFor(reason string) { j.cancel(fmt.Errorf("%w: %s", ErrJobCanceled, reason)) }
+
 func (j *Job) setPhase(p JobPhase) {
 	j.mu.Lock()
 	j.status.Phase = p

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -174,6 +175,39 @@ func (w *Watcher) Primary(ctx context.Context, name string) (string, error) {
 		return addr, nil
 	}
 	return w.Resolve(ctx, name)
+}
+
+// Replicas returns the addresses of name's replicas that any sentinel
+// lists (SENTINEL REPLICAS), down ones included, once a majority of the
+// sentinels has answered.
+func (w *Watcher) Replicas(ctx context.Context, name string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+	defer cancel()
+	lists := make([][]map[string]string, len(w.clients))
+	errs := make([]error, len(w.clients))
+	var wg sync.WaitGroup
+	for i, c := range w.clients {
+		wg.Go(func() { lists[i], errs[i] = c.Replicas(ctx, name).Result() })
+	}
+	wg.Wait()
+	var out []string
+	replied := 0
+	for i, l := range lists {
+		if errs[i] != nil {
+			continue
+		}
+		replied++
+		for _, r := range l {
+			if a := net.JoinHostPort(r["ip"], r["port"]); r["ip"] != "" && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	if need := len(w.clients)/2 + 1; replied < need {
+		return nil, fmt.Errorf("sentinel replicas of %s: %d of %d sentinels answered, %d needed: %w",
+			name, replied, len(w.clients), need, errors.Join(errs...))
+	}
+	return out, nil
 }
 
 // known is a master's primary as resolved: its address, and the config

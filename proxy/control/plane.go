@@ -2,17 +2,16 @@ package control
 
 import (
 	"context"
-	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/reshard/reshard/internal/sentinel"
 	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/proxy/internal/wire"
-	"github.com/reshard/reshard/router"
+	"github.com/reshard/reshard/snapshot"
 )
 
 // Config holds the control plane's settings.
@@ -60,6 +59,7 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 	p := &Plane{cfg: cfg, srv: srv, log: log}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	srv.SetController(p)
+	srv.OnFailover(p.failover)
 	if e := cfg.Etcd; e != nil {
 		// no data served before the first lease and a read of the table
 		srv.ServeUntil(time.Time{}, lostLease)
@@ -129,16 +129,24 @@ func (p *Plane) watch(fn func()) {
 	}()
 }
 
-// refuseSentinel refuses a job on tables with sentinel:NAME shards: the
-// jobs dial the addresses of a table, and would not follow a failover
-// during a copy or fence the replicas Sentinel could promote.
-func refuseSentinel(job string, tables ...*router.Table) error {
-	for _, t := range tables {
-		for _, a := range t.Addrs() {
-			if _, ok := sentinel.Name(a); ok {
-				return fmt.Errorf("%s of sentinel:NAME shards (%s) is not supported: give the shards' addresses in --shards to reshard, snapshot or restore them", job, a)
-			}
+// failover stops a job that reads or writes the primary of a shard that
+// is failing over (a sentinel:NAME shard): a reshard not yet committed
+// aborts, a snapshot is canceled. The job dialed the old primary, which
+// stops taking the proxy's writes: going on would miss them.
+func (p *Plane) failover(addr string) {
+	why := "shard " + addr + " is failing over (Sentinel)"
+	p.reshard.mu.Lock()
+	if job := p.reshard.job; job != nil && !reshardEnded(job.Status().State) && slices.Contains(p.reshard.shards, addr) {
+		if err := job.AbortFor(why); err == nil {
+			p.log.Warn("reshard aborted: "+why, zap.String("job", job.ID()))
 		}
 	}
-	return nil
+	p.reshard.mu.Unlock()
+	sn := &p.snaps
+	sn.mu.Lock()
+	if job := sn.job; job != nil && job.Status().State == snapshot.StateRunning && slices.Contains(sn.shards, addr) {
+		job.CancelFor(why)
+		p.log.Warn("snapshot canceled: "+why, zap.String("job", job.ID()))
+	}
+	sn.mu.Unlock()
 }

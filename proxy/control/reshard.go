@@ -24,8 +24,9 @@ import (
 // swaps its route. Clients keep their connections throughout.
 
 type reshards struct {
-	mu  sync.Mutex
-	job *migrate.ReshardJob
+	mu     sync.Mutex
+	job    *migrate.ReshardJob
+	shards []string // the running job's, both tables' (failover)
 }
 
 // resharding reports whether a reshard job is running.
@@ -116,9 +117,6 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := refuseSentinel("a reshard", cur.Table(), to); err != nil {
-		return nil, err
-	}
 	c := &cutover{p: p, from: cur, force: ta.options["force"]}
 	if !c.force {
 		if peers := p.otherProxies(p.ctx, cur); len(peers) > 0 {
@@ -135,7 +133,16 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	cfg.RunID = p.srv.RunID()
 	cfg.SourceUsername, cfg.SourcePassword = cur.Auth().Username, cur.Auth().Password
 	cfg.TargetUsername, cfg.TargetPassword = auth.Username, auth.Password
-	cfg.From, cfg.To = cur.Table(), to
+	// the job dials addresses: sentinel:NAME shards are their primaries
+	// now, and a failover of one aborts the job (failover)
+	if cfg.From, err = p.srv.ResolveTable(p.ctx, cur.Table()); err == nil {
+		cfg.To, err = p.srv.ResolveTable(p.ctx, to)
+	}
+	if err != nil {
+		p.srv.Discard(c.to)
+		p.lift(lifted)
+		return nil, err
+	}
 	cfg.WorkDir = filepath.Join(p.cfg.StateDir, "reshard")
 	cfg.Proxy = c
 	cfg.Logger = p.log
@@ -146,6 +153,7 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 		return nil, err
 	}
 	p.reshard.job = job
+	p.reshard.shards = append(cur.Table().Addrs(), to.Addrs()...)
 	p.watch(func() { c.afterJob(job) })
 	if e := p.cfg.Etcd; e != nil {
 		// before the reply: from then on, the other members refuse a

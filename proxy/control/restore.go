@@ -63,10 +63,13 @@ func (p *Plane) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	// the job dials addresses: sentinel:NAME targets are their primaries now
 	if t, err := router.NewTable(0, shards); err != nil {
 		return nil, err
-	} else if err := refuseSentinel("a restore", t); err != nil {
+	} else if t, err = p.srv.ResolveTable(p.ctx, t); err != nil {
 		return nil, err
+	} else {
+		shards = t.Shards()
 	}
 	cfg := migrate.DefaultRestoreConfig()
 	cfg.Logger = p.log
@@ -85,7 +88,11 @@ func (p *Plane) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 		cfg.Sources = append(cfg.Sources, dir)
 	}
 	cfg.Targets = shards
-	cfg.Proxy = migrate.ProxyInfo{RunID: p.srv.RunID(), Shards: r.Table().Addrs(), Epoch: r.Table().Epoch()}
+	live, err := p.srv.ResolveTable(p.ctx, r.Table()) // the live shards, by address
+	if err != nil {
+		return nil, err
+	}
+	cfg.Proxy = migrate.ProxyInfo{RunID: p.srv.RunID(), Shards: live.Addrs(), Epoch: r.Table().Epoch()}
 	// outside the lock: STATUS must not wait for the targets
 	ctx, cancel := context.WithTimeout(p.ctx, p.srv.DialTimeout())
 	defer cancel()

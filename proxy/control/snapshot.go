@@ -23,6 +23,7 @@ const saveRefused = "ERR SAVE is not supported by the proxy: it would block ever
 type snapshots struct {
 	mu        sync.Mutex
 	job       *snapshot.Job // the running or last job
+	shards    []string      // its table's (failover)
 	scheduled bool          // BGSAVE SCHEDULE while one ran
 	lastSave  time.Time     // last successful snapshot
 	// lastFailed: the last job that ended failed. Until a job ends, the
@@ -43,9 +44,6 @@ func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
 		return nil, errors.New("ERR a reshard is running; snapshot when it is done")
 	}
 	r := p.srv.Route() // the table and the credentials of its shards
-	if err := refuseSentinel("a snapshot", r.Table()); err != nil {
-		return nil, errors.New("ERR " + err.Error())
-	}
 	var warning string
 	if peers := p.otherProxies(p.ctx, r); len(peers) > 0 {
 		warning = peersWarning(peers)
@@ -59,7 +57,13 @@ func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
 	cfg := snapshot.DefaultJobConfig()
 	cfg.Dir = p.cfg.SnapshotDir
 	cfg.Name = name
-	cfg.Table = r.Table()
+	// the job dials addresses: sentinel:NAME shards are their primaries
+	// now, and a failover of one cancels the job (failover)
+	table, err := p.srv.ResolveTable(p.ctx, r.Table())
+	if err != nil {
+		return nil, errors.New("ERR " + err.Error())
+	}
+	cfg.Table = table
 	cfg.Warning = warning
 	cfg.Barrier = p.srv
 	cfg.Logger = p.log
@@ -69,6 +73,7 @@ func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
 		return nil, errors.New("ERR " + err.Error())
 	}
 	sn.job = job
+	sn.shards = r.Table().Addrs()
 	if warning != "" {
 		p.log.Warn("snapshot " + job.ID() + ": " + warning)
 	}

@@ -165,6 +165,15 @@ func NewPool(addr string, d Dialer, cfg *Config) *Pool {
 	return p
 }
 
+// NewControlPool returns a pool of no shared connections, for a few
+// commands of the control plane to a server outside the table (a replica
+// Sentinel knows): each runs on a connection of its own, closed after it.
+func NewControlPool(addr string, d Dialer) *Pool {
+	p := &Pool{Addr: addr, closed: make(chan struct{})}
+	p.ded = &DedicatedPool{Addr: addr, dialer: d, held: &p.hold, closed: true}
+	return p
+}
+
 // Close closes every connection of the pool and opens no more.
 func (p *Pool) Close() {
 	p.closeOnce.Do(func() { close(p.closed) })
