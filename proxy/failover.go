@@ -51,6 +51,8 @@ func (srv *Server) startSentinels(table *router.Table) error {
 	}
 	srv.sentinels = w
 	w.Follow(names...)
+	srv.replicasKick = make(chan struct{}, 1)
+	go srv.followReplicas()
 	return nil
 }
 
@@ -107,6 +109,10 @@ func (srv *Server) sentinelEvent(e sentinel.Event) {
 	case sentinel.Switched:
 		srv.log.Warn("shard primary moved, reconnecting", zap.String("shard", addr), zap.String("primary", e.Addr))
 		pool.Redial()
+		select {
+		case srv.replicasKick <- struct{}{}:
+		default:
+		}
 		go func() {
 			for deadline := time.Now().Add(failoverHold); !pool.Up() && time.Now().Before(deadline); {
 				time.Sleep(5 * time.Millisecond)
@@ -212,16 +218,75 @@ func (srv *Server) sentinelReplicas(name string, auth Auth) []Shard {
 	}
 	ctx, cancel := context.WithTimeout(srv.ctx, 2*srv.cfg.DialTimeout)
 	defer cancel()
-	addrs, err := srv.sentinels.Replicas(ctx, name)
+	replicas, err := srv.sentinels.Replicas(ctx, name)
 	if err != nil {
 		srv.log.Warn("cannot list the replicas of a sentinel: shard", zap.String("master", name), zap.Error(err))
 		return nil
 	}
-	out := make([]Shard, len(addrs))
-	for i, a := range addrs {
-		out[i] = Shard{backend.NewControlPool(a, srv.dialer(auth))}
+	out := make([]Shard, len(replicas))
+	for i, r := range replicas {
+		out[i] = Shard{backend.NewControlPool(r.Addr, srv.dialer(auth))}
 	}
 	return out
+}
+
+// readReplicas returns the replicas of a sentinel:NAME shard to read
+// from: those the sentinels list and do not flag down, but its primary.
+// Nil for another shard, or when the sentinels cannot say.
+func (srv *Server) readReplicas(addr string) []string {
+	name, ok := sentinel.Name(addr)
+	if !ok || srv.sentinels == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(srv.ctx, 2*srv.cfg.DialTimeout)
+	defer cancel()
+	replicas, err := srv.sentinels.Replicas(ctx, name)
+	if err != nil {
+		return nil
+	}
+	primary, _ := srv.sentinels.Known(name)
+	var out []string
+	for _, r := range replicas {
+		if !r.Down && r.Addr != primary {
+			out = append(out, r.Addr)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sentinelReplicasEvery is how often the replicas of the sentinel:NAME
+// shards are listed again, besides after each failover.
+const sentinelReplicasEvery = 5 * time.Second
+
+// followReplicas keeps the route's replicas of sentinel:NAME shards the
+// ones the sentinels list: every sentinelReplicasEvery, and at once after
+// a failover (replicasKick). A change makes a route with the same table
+// and pools but the new replicas; it replaces the route in use unless a
+// cutover replaced it meanwhile.
+func (srv *Server) followReplicas() {
+	tick := time.NewTicker(sentinelReplicasEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-srv.ctx.Done():
+			return
+		case <-tick.C:
+		case <-srv.replicasKick:
+		}
+		old := srv.route.Load()
+		if !old.sentinel {
+			continue
+		}
+		r := srv.newRoute(old.table, old.auth, old)
+		if slices.EqualFunc(old.stagePools, r.stagePools, func(a, b *backend.Pool) bool { return a == b }) ||
+			!srv.route.CompareAndSwap(old, r) {
+			srv.Discard(Route{r})
+			continue
+		}
+		srv.log.Info("replicas of sentinel: shards changed", zap.Int("replicas", len(r.stagePools)-len(r.pools)))
+		srv.retireUnused(old, r)
+	}
 }
 
 // OnFailover registers f, called with a sentinel:NAME shard's address

@@ -377,3 +377,45 @@ func TestIntegrationSentinelSnapshot(t *testing.T) {
 		t.Fatalf("snapshot of sentinel:s0: %v", st)
 	}
 }
+
+// Reads of a connection that sent READONLY go to the replicas the
+// sentinels list for a sentinel:NAME shard. After a failover the list is
+// read again: the promoted replica is the primary, and the old primary is
+// read from once Sentinel has made it a replica and it is in sync.
+func TestIntegrationSentinelReadsReplicas(t *testing.T) {
+	g := startSentinelRig(t)
+	k := g.keyOn(0, "r")
+	if err := g.client(t).Set(t.Context(), k, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ro := redis.NewClient(&redis.Options{Addr: g.addr, Protocol: 2, DisableIdentity: true, PoolSize: 1,
+		OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.ReadOnly(ctx).Err() }})
+	defer ro.Close()
+	readOn := func(s *redistest.Server) {
+		t.Helper()
+		var before int
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			before = getCalls(t, s)
+			for range 20 {
+				if err := ro.Get(t.Context(), k).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if getCalls(t, s)-before == 20 {
+				return
+			}
+			if time.Now().After(deadline) {
+				info, _ := ro.Info(t.Context(), "proxy").Result()
+				t.Fatalf("READONLY reads do not go to %s:\n%s", s.Addr(), info)
+			}
+		}
+	}
+	readOn(g.replica)
+	if err := g.sentinels[0].Client().Failover(t.Context(), "s0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	sentineltest.WaitNamed(t, g.sentinels, "s0", g.replica.Addr())
+	start := time.Now()
+	readOn(g.primary) // a replica now
+	t.Logf("reads went to the old primary %s after the sentinels named the new one", time.Since(start).Round(100*time.Millisecond))
+}

@@ -33,6 +33,7 @@ type Server struct {
 	sentinels     *sentinel.Watcher // nil without sentinel:NAME shards (failover.go)
 	failoverMu    sync.Mutex
 	failoverHooks []func(addr string) // OnFailover
+	replicasKick  chan struct{}       // a failover: list the sentinel: shards' replicas again
 	cfg           Config
 	log           *zap.Logger
 	started       time.Time
@@ -273,12 +274,24 @@ func (srv *Server) newRoute(table *router.Table, auth Auth, old *route) *route {
 		r.pools = append(r.pools, backend.NewPool(addr, d, &srv.backends))
 	}
 	r.stagePools = slices.Clone(r.pools)
-	if table.HasReplicas() {
+	replicaAddrs := table.Replicas
+	if r.sentinel {
+		byShard := make([][]string, len(r.pools))
+		for i, p := range r.pools {
+			byShard[i] = srv.readReplicas(p.Addr)
+		}
+		replicaAddrs = func(i int) []string { return append(table.Replicas(i), byShard[i]...) }
+	}
+	hasReplicas := false
+	for i := range r.pools {
+		hasReplicas = hasReplicas || len(replicaAddrs(i)) > 0
+	}
+	if hasReplicas {
 		r.replicas = make([][]*replica, len(r.pools))
 		r.replicaStage = make([]int, len(r.pools))
 		for i, primary := range r.pools {
 			r.replicaStage[i] = len(r.stagePools)
-			for _, addr := range table.Replicas(i) {
+			for _, addr := range replicaAddrs(i) {
 				rp, ok := reuseReplica[primary.Addr+"+"+addr]
 				if !ok {
 					rp = &replica{pool: backend.NewPool(addr, d, &srv.backends), primary: primary}
@@ -367,8 +380,14 @@ func (srv *Server) SwapTable(p Route) {
 	}
 	srv.log.Info("routing table swapped", zap.Uint64("epoch", p.r.table.Epoch()),
 		zap.String("shards", router.FormatSpec(p.r.table.Shards())))
+	srv.retireUnused(old, p.r)
+}
+
+// retireUnused closes, after a while (retire), the pools of old that now
+// does not use.
+func (srv *Server) retireUnused(old, now *route) {
 	keep := map[*backend.Pool]bool{}
-	for _, pl := range p.r.stagePools {
+	for _, pl := range now.stagePools {
 		keep[pl] = true
 	}
 	var retired []*backend.Pool

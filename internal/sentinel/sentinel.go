@@ -177,10 +177,16 @@ func (w *Watcher) Primary(ctx context.Context, name string) (string, error) {
 	return w.Resolve(ctx, name)
 }
 
-// Replicas returns the addresses of name's replicas that any sentinel
-// lists (SENTINEL REPLICAS), down ones included, once a majority of the
-// sentinels has answered.
-func (w *Watcher) Replicas(ctx context.Context, name string) ([]string, error) {
+// Replica is a replica of a master as the sentinels list it.
+type Replica struct {
+	Addr string
+	// Down: a sentinel that lists it flags it down or disconnected
+	Down bool
+}
+
+// Replicas returns name's replicas that any sentinel lists (SENTINEL
+// REPLICAS), once a majority of the sentinels has answered.
+func (w *Watcher) Replicas(ctx context.Context, name string) ([]Replica, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
 	lists := make([][]map[string]string, len(w.clients))
@@ -190,7 +196,7 @@ func (w *Watcher) Replicas(ctx context.Context, name string) ([]string, error) {
 		wg.Go(func() { lists[i], errs[i] = c.Replicas(ctx, name).Result() })
 	}
 	wg.Wait()
-	var out []string
+	var out []Replica
 	replied := 0
 	for i, l := range lists {
 		if errs[i] != nil {
@@ -198,8 +204,18 @@ func (w *Watcher) Replicas(ctx context.Context, name string) ([]string, error) {
 		}
 		replied++
 		for _, r := range l {
-			if a := net.JoinHostPort(r["ip"], r["port"]); r["ip"] != "" && !slices.Contains(out, a) {
-				out = append(out, a)
+			if r["ip"] == "" {
+				continue
+			}
+			a := net.JoinHostPort(r["ip"], r["port"])
+			j := slices.IndexFunc(out, func(o Replica) bool { return o.Addr == a })
+			if j < 0 {
+				out, j = append(out, Replica{Addr: a}), len(out)
+			}
+			for _, f := range strings.Split(r["flags"], ",") {
+				if f == "s_down" || f == "o_down" || f == "disconnected" {
+					out[j].Down = true
+				}
 			}
 		}
 	}
