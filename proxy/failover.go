@@ -299,8 +299,10 @@ func (srv *Server) OnFailover(f func(addr string)) {
 }
 
 // ResolveTable returns t with every sentinel:NAME shard replaced by the
-// address the sentinels give for its primary now, for the jobs, which dial
-// the addresses of a table; t itself when it has none.
+// address the sentinels give for its primary now, and the replicas they
+// list and do not flag down as its replicas, for the jobs, which dial the
+// addresses of a table (a snapshot then captures from a replica in sync, a
+// reshard waits for the targets' replicas); t itself when it has none.
 func (srv *Server) ResolveTable(ctx context.Context, t *router.Table) (*router.Table, error) {
 	if len(sentinelNames(t)) == 0 {
 		return t, nil
@@ -316,6 +318,7 @@ func (srv *Server) ResolveTable(ctx context.Context, t *router.Table) (*router.T
 				return nil, fmt.Errorf("shard %s: %w", sh.Addr, err)
 			}
 			shards[i].Addr = addr
+			shards[i].Replicas = srv.readReplicas(sh.Addr)
 		}
 	}
 	return router.NewTable(t.Epoch(), shards)

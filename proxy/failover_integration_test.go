@@ -360,8 +360,8 @@ func TestIntegrationSentinelFailoverDuringReshard(t *testing.T) {
 	t.Logf("%d acknowledged writes, all read back after the abort and after the second reshard", acked)
 }
 
-// PROXY SNAPSHOT of a table with a sentinel:NAME shard captures the
-// primary the sentinels name.
+// PROXY SNAPSHOT of a table with a sentinel:NAME shard captures it from
+// the replica the sentinels list: its primary does not fork.
 func TestIntegrationSentinelSnapshot(t *testing.T) {
 	g := startSentinelRig(t)
 	admin := g.client(t)
@@ -370,12 +370,28 @@ func TestIntegrationSentinelSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	redistest.WaitCaughtUp(t, g.primary, g.replica)
+	forksBefore := totalForks(t, g.primary)
 	if err := admin.Do(t.Context(), "PROXY", "SNAPSHOT").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if st := waitSnapshotEnd(t, admin, 30*time.Second); st["state"] != "done" {
 		t.Fatalf("snapshot of sentinel:s0: %v", st)
 	}
+	if n := totalForks(t, g.primary); n != forksBefore {
+		t.Errorf("the primary of sentinel:s0 forked %d times for the snapshot, want 0 (captured from its replica)", n-forksBefore)
+	}
+}
+
+func totalForks(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	info, err := s.Client().Info(t.Context(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`total_forks:(\d+)`).FindStringSubmatch(info)
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // Reads of a connection that sent READONLY go to the replicas the
