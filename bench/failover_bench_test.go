@@ -30,12 +30,8 @@ func BenchmarkFailover(b *testing.B) {
 			replica := redistest.StartReplica(b, primary)
 			plain := redistest.Start(b)
 			ss := sentineltest.Start(b, "s0", primary, 3)
-			var addrs []string
-			for _, s := range ss {
-				addrs = append(addrs, s.Addr())
-			}
 			proc := proxytest.StartProcess(b, bin, b.TempDir(), []string{"sentinel:s0", plain.Addr()},
-				"--sentinels", strings.Join(addrs, ","))
+				"--sentinels", strings.Join(sentineltest.Addrs(ss), ","))
 			cfg := DefaultConfig()
 			cfg.Addr, cfg.Conns, cfg.Keyspace, cfg.Duration = proc.Addr, 8, 10000, time.Minute
 			opt := DefaultTimelineOptions()

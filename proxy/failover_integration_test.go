@@ -46,9 +46,7 @@ func startSentinelRig(t *testing.T) *sentinelRig {
 		t.Fatal(err)
 	}
 	cfg := proxy.DefaultConfig()
-	for _, s := range g.sentinels {
-		cfg.Sentinels = append(cfg.Sentinels, s.Addr())
-	}
+	cfg.Sentinels = sentineltest.Addrs(g.sentinels)
 	if g.proxy, err = proxy.New(cfg, g.table, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -10,14 +10,6 @@ import (
 	"github.com/reshard/reshard/internal/sentineltest"
 )
 
-func addrs(ss []*sentineltest.Sentinel) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = s.Addr()
-	}
-	return out
-}
-
 // A Watcher names the primary, sees a failover start and end when the
 // primary is SIGKILLed, and names the promoted replica afterwards.
 func TestWatcherFollowsFailover(t *testing.T) {
@@ -25,7 +17,7 @@ func TestWatcherFollowsFailover(t *testing.T) {
 	replica := redistest.StartReplica(t, primary)
 	ss := sentineltest.Start(t, "m", primary, 3)
 	events := make(chan sentinel.Event, 16)
-	w, err := sentinel.New(sentinel.Config{Addrs: addrs(ss), Poll: 200 * time.Millisecond}, func(e sentinel.Event) { events <- e })
+	w, err := sentinel.New(sentinel.Config{Addrs: sentineltest.Addrs(ss), Poll: 200 * time.Millisecond}, func(e sentinel.Event) { events <- e })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +57,7 @@ func TestWatcherFollowsFailover(t *testing.T) {
 func TestResolveNeedsMajority(t *testing.T) {
 	primary := redistest.Start(t)
 	ss := sentineltest.Start(t, "m", primary, 3)
-	w, err := sentinel.New(sentinel.Config{Addrs: addrs(ss), Timeout: 500 * time.Millisecond}, func(sentinel.Event) {})
+	w, err := sentinel.New(sentinel.Config{Addrs: sentineltest.Addrs(ss), Timeout: 500 * time.Millisecond}, func(sentinel.Event) {})
 	if err != nil {
 		t.Fatal(err)
 	}

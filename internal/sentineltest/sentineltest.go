@@ -106,3 +106,12 @@ func WaitNamed(tb testing.TB, ss []*Sentinel, name, want string) time.Time {
 		}
 	}
 }
+
+// Addrs are the sentinels' addresses.
+func Addrs(ss []*Sentinel) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Addr()
+	}
+	return out
+}
