@@ -267,3 +267,64 @@ func TestIntegrationClusterClientReadsReplicas(t *testing.T) {
 		t.Errorf("the replica served %d of the cluster client's 10 reads", n)
 	}
 }
+
+// A replica loading its dataset (made to resync in full, with
+// key-load-delay, so that loading 20k keys takes seconds) is not read
+// from: reads under prefer-replica go to the primary until it has loaded
+// and caught up.
+func TestIntegrationReplicaLoading(t *testing.T) {
+	cfg := proxy.DefaultConfig()
+	cfg.ReadFrom = proxy.ReadPreferReplica
+	c := proxytest.Start(t, proxytest.Options{Shards: 1, Replicas: 1, Config: &cfg})
+	cl := c.Client()
+	pipe := cl.Pipeline()
+	for i := range 20000 {
+		pipe.Set(t.Context(), "k"+strconv.Itoa(i), "v", 0)
+	}
+	if _, err := pipe.Exec(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	primary, replica := c.Shards[0], c.Replicas[0][0]
+	redistest.WaitCaughtUp(t, primary, replica)
+	direct := replica.Client()
+	host, port, _ := strings.Cut(primary.Addr(), ":")
+	// a replica made a primary takes a new replication id: pointed back at
+	// its primary, it resyncs in full and loads the whole dataset again;
+	// it answers INFO meanwhile every 1 KB of the load
+	for _, cmd := range [][]any{{"CONFIG", "SET", "key-load-delay", "100"}, {"CONFIG", "SET", "loading-process-events-interval-bytes", "1024"},
+		{"REPLICAOF", "NO", "ONE"}, {"REPLICAOF", host, port}} {
+		if err := direct.Do(t.Context(), cmd...).Err(); err != nil {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := direct.Info(t.Context(), "persistence").Result()
+		if err == nil && strings.Contains(info, "loading:1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never reported loading:1: %v\n%s", err, info)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a few monitor probes
+	before := getCalls(t, replica)
+	for i := range 100 {
+		if got, err := cl.Get(t.Context(), "k"+strconv.Itoa(i)).Result(); err != nil || got != "v" {
+			t.Fatalf("GET k%d while the replica loads = %q, %v", i, got, err)
+		}
+	}
+	info, _ := direct.Info(t.Context(), "persistence").Result()
+	if !strings.Contains(info, "loading:1") {
+		t.Fatal("the replica finished loading during the reads: the test proves nothing; raise key-load-delay")
+	}
+	if n := getCalls(t, replica) - before; n != 0 {
+		t.Errorf("the loading replica served %d reads, want none", n)
+	}
+	waitReplicaState(t, c, replica.Addr(), "readable")
+	if err := cl.Get(t.Context(), "k1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := getCalls(t, replica) - before; n != 1 {
+		t.Errorf("the replica served %d reads once loaded, want 1", n)
+	}
+}
