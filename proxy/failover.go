@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -117,9 +118,24 @@ func (srv *Server) sentinelEvent(e sentinel.Event) {
 			for deadline := time.Now().Add(failoverHold); !pool.Up() && time.Now().Before(deadline); {
 				time.Sleep(5 * time.Millisecond)
 			}
+			srv.moveSubscribers(addr)
 			pool.Release()
 		}()
 	}
+}
+
+// moveSubscribers subscribes the clients' subscriptions on shard addr
+// again on its new primary, before the shard's held requests (PUBLISH
+// among them) go: the old primary, alive after a SENTINEL FAILOVER,
+// would keep the subscriptions and never see a message again.
+func (srv *Server) moveSubscribers(addr string) {
+	r := srv.route.Load()
+	var wg sync.WaitGroup
+	srv.subscribers.Range(func(k, _ any) bool {
+		wg.Go(func() { k.(*pubsubLoop).moveTo(r, addr) })
+		return true
+	})
+	wg.Wait()
 }
 
 var readonlyPrefix = []byte("-READONLY ")

@@ -433,3 +433,46 @@ func TestIntegrationSentinelReadsReplicas(t *testing.T) {
 	readOn(g.primary) // a replica now
 	t.Logf("reads went to the old primary %s after the sentinels named the new one", time.Since(start).Round(100*time.Millisecond))
 }
+
+// A client subscribed to a channel of a sentinel:NAME shard keeps its
+// connection and its subscription through a SENTINEL FAILOVER: the proxy
+// subscribes again on the new primary before the held requests go, so a
+// message published after the failover reaches it.
+func TestIntegrationSentinelSubscribersFollow(t *testing.T) {
+	g := startSentinelRig(t)
+	ch := g.keyOn(0, "ch")
+	for _, kind := range []string{"SSUBSCRIBE", "SUBSCRIBE"} {
+		sub := dialRaw(t, g.addr)
+		sub.send(kind, ch)
+		sub.read() // the confirmation
+		defer sub.nc.Close()
+		defer func() {
+			pub := g.client(t)
+			cmd := map[string]string{"SSUBSCRIBE": "SPUBLISH", "SUBSCRIBE": "PUBLISH"}[kind]
+			if n, err := pub.Do(t.Context(), cmd, ch, "after").Int(); err != nil || n != 1 {
+				t.Errorf("%s after the failover reached %d subscribers, %v; want 1", cmd, n, err)
+			}
+			sub.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if got := render(sub.read()); !strings.Contains(got, "after") {
+				t.Errorf("%s subscriber got %s after the failover, want the message", kind, got)
+			}
+		}()
+	}
+	if err := g.sentinels[0].Client().Failover(t.Context(), "s0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	sentineltest.WaitNamed(t, g.sentinels, "s0", g.replica.Addr())
+	// the proxy has switched once a write to the shard lands on the new primary
+	k := g.keyOn(0, "probe")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		g.client(t).Set(t.Context(), k, "1", 0)
+		if v, _ := g.replica.Client().Get(t.Context(), k).Result(); v == "1" {
+			if n, _ := g.replica.Client().Do(t.Context(), "ROLE").Slice(); len(n) > 0 && n[0] == "master" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes do not reach the new primary")
+		}
+	}
+}

@@ -13,8 +13,10 @@ import (
 
 // moveTo re-subscribes everything on the shards of a new route, then drops
 // the connections the new route no longer needs. SwapTable calls it with the
-// barrier held, so no message can be published between the two.
-func (p *pubsubLoop) moveTo(r *route) {
+// barrier held, so no message can be published between the two. A
+// connection to shard stale is never kept: its address now leads to
+// another server (a Sentinel failover; "" for none).
+func (p *pubsubLoop) moveTo(r *route, stale string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// The names to move are what the shards confirmed: a (un)subscription
@@ -55,7 +57,7 @@ func (p *pubsubLoop) moveTo(r *route) {
 		// Keep a connection of the same kind already on the right shard.
 		var keep *subConn
 		for sc, key := range oldKey {
-			if sc.addr == r.pools[shardOfKey(nk)].Addr && connKind(key) == connKind(nk) {
+			if sc.addr == r.pools[shardOfKey(nk)].Addr && sc.addr != stale && connKind(key) == connKind(nk) {
 				keep = sc
 			}
 		}

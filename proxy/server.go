@@ -367,7 +367,7 @@ func (srv *Server) SwapTable(p Route) {
 		wg.Add(1)
 		go func(l *pubsubLoop) {
 			defer wg.Done()
-			l.moveTo(p.r)
+			l.moveTo(p.r, "")
 		}(k.(*pubsubLoop))
 		return true
 	})
