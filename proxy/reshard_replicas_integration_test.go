@@ -12,15 +12,15 @@ import (
 	"github.com/reshard/reshard/internal/redistest"
 )
 
-// A reshard onto shards with a replica each, from shards with a replica
-// each, under write load. A replica that holds keys is refused by the
+// A reshard from 3 shards onto 5, all with a replica each, under write
+// load. A replica that holds keys is refused by the
 // pre-flight. Then each empty replica is made to follow its target, and
 // is at its target's offset before the commit, so that reads from the
 // replicas right after the commit see every key; the leaving shards'
 // replicas are fenced with them; the writers see no error.
 func TestIntegrationReshardOntoReplicas(t *testing.T) {
 	cfg := control.Config{StateDir: t.TempDir(), SnapshotDir: t.TempDir()}
-	c := proxytest.Start(t, proxytest.Options{Shards: 2, Replicas: 1, Control: &cfg, ShardArgs: debugArgs})
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, Replicas: 1, Control: &cfg, ShardArgs: debugArgs})
 	admin := c.Client()
 	const keys = 5000
 	for i := range keys {
@@ -28,8 +28,8 @@ func TestIntegrationReshardOntoReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	targets := redistest.StartN(t, 3, debugArgs...)
-	replicas := redistest.StartN(t, 3, debugArgs...)
+	targets := redistest.StartN(t, 5, debugArgs...)
+	replicas := redistest.StartN(t, 5, debugArgs...)
 	args := []any{"PROXY", "RESHARD"}
 	for i := range targets {
 		args = append(args, targets[i].Addr()+"+"+replicas[i].Addr())
