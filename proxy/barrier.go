@@ -36,6 +36,7 @@ func (srv *Server) Pause(ctx context.Context) (resume func(), err error) {
 			once.Do(func() {
 				end := time.Now()
 				srv.lastPause.Store(int64(end.Sub(start) / time.Microsecond))
+				srv.pauses.Observe(end.Sub(start).Seconds())
 				srv.pauseStart.Store(start.UnixNano())
 				srv.pauseEnd.Store(end.UnixNano())
 				srv.gate.mu.Unlock()

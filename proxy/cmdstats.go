@@ -132,19 +132,26 @@ func (cs *cmdStats) reset() {
 // had rejected, with usec from the shards' own commandstats (shardUsec, by
 // the name Redis gives there: "get", "config|get").
 func (cs *cmdStats) writeCommands(field func(string, any), shardUsec map[string]int64) {
-	visit := func(info *command.Info) {
-		c := cs.of(info)
-		calls, rejected, failed := c.calls.Load(), c.rejected.Load(), c.failed.Load()
-		if calls == 0 && rejected == 0 && failed == 0 {
-			return
-		}
-		usec := shardUsec[info.Name()]
+	cs.each(func(name string, calls, rejected, failed int64) {
+		usec := shardUsec[name]
 		perCall := 0.0
 		if calls > 0 {
 			perCall = float64(usec) / float64(calls)
 		}
-		field("cmdstat_"+info.Name(), fmt.Sprintf("calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
+		field("cmdstat_"+name, fmt.Sprintf("calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,failed_calls=%d",
 			calls, usec, perCall, rejected, failed))
+	})
+}
+
+// each calls f for every command clients sent or had rejected, in name
+// order, subcommands after their command.
+func (cs *cmdStats) each(f func(name string, calls, rejected, failed int64)) {
+	visit := func(info *command.Info) {
+		c := cs.of(info)
+		calls, rejected, failed := c.calls.Load(), c.rejected.Load(), c.failed.Load()
+		if calls != 0 || rejected != 0 || failed != 0 {
+			f(info.Name(), calls, rejected, failed)
+		}
 	}
 	all := command.All()
 	for i := range all {

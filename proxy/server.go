@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/reshard/reshard/internal/sentinel"
 	"github.com/reshard/reshard/router"
 
@@ -43,6 +44,7 @@ type Server struct {
 	swapped chan struct{} // closed and replaced at every SwapTable
 	gate    gate          // the write barrier (barrier.go)
 
+	pauses     prometheus.Histogram       // every barrier's hold (metrics.go)
 	lastPause  atomic.Int64               // µs the last barrier was held
 	pauseStart atomic.Int64               // unix ns the last barrier closed
 	pauseEnd   atomic.Int64               // unix ns it opened again
@@ -117,7 +119,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{cfg: cfg, log: log, started: time.Now(), stopSample: make(chan struct{}), conns: map[*clientConn]struct{}{},
-		draining: make(chan struct{}), stats: newCmdStats(), runID: newRunID()}
+		draining: make(chan struct{}), stats: newCmdStats(), runID: newRunID(), pauses: newPauseHistogram()}
 	s.backends = backend.Config{Conns: cfg.BackendConns, Stall: cfg.ShardTimeout, Panics: &s.counters.shardPanics,
 		Hook: cfg.testHook, Log: log, Connected: s.scripts.shardConnected}
 	auth := Auth{cfg.ShardUsername, cfg.ShardPassword}

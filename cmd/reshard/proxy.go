@@ -36,6 +36,7 @@ type proxyFlags struct {
 	embedded int
 	procs    int
 	readFrom string
+	metrics  string // --metrics-listen
 }
 
 func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
@@ -54,6 +55,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.cfg.SentinelPassword, "sentinel-password", "", "password for AUTH on the sentinels; or set "+envSentinelPassword+"; never logged")
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.metrics, "metrics-listen", "", "address (host:port) for Prometheus metrics (/metrics) and health checks (/healthz, /readyz); empty: none; loopback only unless told otherwise")
 	fs.IntVar(&f.cfg.MaxClients, "maxclients", f.cfg.MaxClients, "maximum concurrent client connections")
 	fs.DurationVar(&f.cfg.IdleTimeout, "timeout", f.cfg.IdleTimeout, "close clients idle this long (0: never)")
 	fs.IntVar(&f.cfg.BackendConns, "backend-conns", f.cfg.BackendConns, "multiplexed connections per shard")
@@ -151,6 +153,13 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		return err
 	}
 	defer ln.Close()
+	var metricsLn net.Listener
+	if f.metrics != "" {
+		if metricsLn, err = listen(f.metrics); err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		defer metricsLn.Close()
+	}
 	raiseFileLimit(f.cfg.MaxClients, log)
 	var (
 		table     *router.Table
@@ -205,6 +214,9 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 			srv.Close()
 			return err
 		}
+	}
+	if metricsLn != nil {
+		defer serveMetrics(metricsLn, srv, ctl, log)()
 	}
 	log.Info("proxy listening", zap.String("addr", ln.Addr().String()),
 		zap.Uint64("epoch", table.Epoch()), zap.String("shards", router.FormatSpec(table.Shards())))
