@@ -128,6 +128,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("reshard_shard_up of %s = %v, %v; want 1", s.Addr(), v, ok)
 		}
 	}
+	for i, s := range sources {
+		// every request answered has its reply time counted
+		label := fmt.Sprintf("shard=%d:%s", i, s.Addr())
+		n, _ := metric(fams, "reshard_shard_latency_seconds", label)
+		if sent := mustMetric(t, fams, "reshard_shard_requests_total", label); n != sent || n < keys/4 {
+			t.Errorf("reshard_shard_latency_seconds of %s counts %v replies; %v requests were sent (about %d)", s.Addr(), n, sent, keys/2)
+		}
+	}
 	for _, name := range []string{"reshard_connected_clients", "go_goroutines", "process_resident_memory_bytes"} {
 		if _, ok := metric(fams, name); !ok {
 			t.Errorf("no %s in /metrics", name)

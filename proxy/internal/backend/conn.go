@@ -50,7 +50,12 @@ type Conn struct {
 	why   error    // the last connection error, while down
 	wbuf  []byte   // encoded requests not yet written
 	queue fifo     // requests written or waiting, in order
-	wake  chan struct{}
+	// unsent counts the requests in wbuf; marks, the writes not yet taken
+	// by readLoop (latency)
+	unsent int
+	marks  []sentMark
+	lat    *Latency
+	wake   chan struct{}
 
 	stop     chan struct{}
 	kick     chan struct{} // Redial: dial again now, without waiting out the backoff
@@ -98,8 +103,9 @@ type Config struct {
 // newConn starts a multiplexed connection; hello, if not nil, is sent on
 // every new connection (HELLO 3 for the RESP3 ones) and its reply checked.
 // held is its pool's Hold.
-func newConn(addr string, dialer Dialer, hello []byte, cfg *Config, held *atomic.Pointer[Hold]) *Conn {
+func newConn(addr string, dialer Dialer, hello []byte, cfg *Config, held *atomic.Pointer[Hold], lat *Latency) *Conn {
 	c := &Conn{
+		lat:       lat,
 		kick:      make(chan struct{}, 1),
 		held:      held,
 		hello:     hello,
@@ -150,6 +156,7 @@ func (c *Conn) Submit(raw []byte, reqs []Pending) {
 		return
 	}
 	c.wbuf = append(c.wbuf, raw...)
+	c.unsent += len(reqs)
 	for _, p := range reqs {
 		c.queue.push(p)
 	}
@@ -254,6 +261,7 @@ func (c *Conn) setDown(err error) {
 	c.mu.Lock()
 	c.nc, c.why = nil, err
 	c.wbuf = c.wbuf[:0]
+	c.unsent, c.marks = 0, c.marks[:0]
 	var failed []Pending
 	for c.queue.len() > 0 {
 		failed = append(failed, c.queue.pop())
@@ -402,9 +410,14 @@ func (c *Conn) writeLoop(w io.Writer, readErr chan error) error {
 			return err
 		}
 		runtime.Gosched()
+		now := time.Now()
 		c.mu.Lock()
 		out := c.wbuf
 		c.wbuf = spare[:0]
+		if c.unsent > 0 {
+			c.marks = append(c.marks, sentMark{now, c.unsent})
+			c.unsent = 0
+		}
 		c.mu.Unlock()
 		if len(out) > 0 {
 			if _, err := w.Write(out); err != nil {
@@ -430,6 +443,12 @@ func (c *Conn) writeLoop(w io.Writer, readErr chan error) error {
 func (c *Conn) readLoop(r *bufio.Reader) (err error) {
 	var taken []Pending
 	next := 0
+	// the writes whose replies are due, oldest first from marks[head]; due
+	// replies of the current one (sent at sentAt) are left; readAt is when
+	// the last read from the shard returned
+	var marks []sentMark
+	head, left := 0, 0
+	var sentAt, readAt time.Time
 	defer func() {
 		if v := recover(); v != nil {
 			c.panics.Add(1)
@@ -441,9 +460,19 @@ func (c *Conn) readLoop(r *bufio.Reader) (err error) {
 			c.failTaken(taken[next:], c.downMessage(c.stallError(err)))
 		}
 	}()
+	takeMarks := func() { // under c.mu
+		if head == len(marks) {
+			marks, head = marks[:0], 0
+		}
+		marks = append(marks, c.marks...)
+		c.marks = c.marks[:0]
+	}
 	for {
-		if _, err := r.Peek(1); err != nil {
-			return err
+		if r.Buffered() == 0 {
+			if _, err := r.Peek(1); err != nil {
+				return err
+			}
+			readAt = time.Now()
 		}
 		if next == len(taken) {
 			taken, next = taken[:0], 0
@@ -451,6 +480,7 @@ func (c *Conn) readLoop(r *bufio.Reader) (err error) {
 			for c.queue.len() > 0 {
 				taken = append(taken, c.queue.pop())
 			}
+			takeMarks()
 			c.mu.Unlock()
 			if len(taken) == 0 {
 				return errors.New("reply without a request (out of step)")
@@ -466,6 +496,19 @@ func (c *Conn) readLoop(r *bufio.Reader) (err error) {
 		}
 		next++
 		c.Answered.Add(1)
+		if left == 0 && head == len(marks) { // written after the last refill
+			c.mu.Lock()
+			takeMarks()
+			c.mu.Unlock()
+		}
+		if left == 0 && head < len(marks) {
+			sentAt, left = marks[head].at, marks[head].n
+			head++
+		}
+		if left > 0 {
+			c.lat.observe(readAt.Sub(sentAt))
+			left--
+		}
 		if c.busy.Load() != nil { // after the count, which markBusy reads after its store
 			c.busy.Store(nil) // before the reply goes: its client sees the mark gone
 		}

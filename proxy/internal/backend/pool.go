@@ -25,9 +25,11 @@ type Pool struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	has3 atomic.Bool          // conns3 is set
-	hold atomic.Pointer[Hold] // while set, requests wait before they go (Hold)
-	gen  atomic.Int64         // Redial calls
+	has3 atomic.Bool // conns3 is set
+	// Latency is the shard's reply times on the shared connections
+	Latency Latency
+	hold    atomic.Pointer[Hold] // while set, requests wait before they go (Hold)
+	gen     atomic.Int64         // Redial calls
 }
 
 // Hold is a pause of one shard's requests: while a Sentinel failover
@@ -157,7 +159,7 @@ func NewPool(addr string, d Dialer, cfg *Config) *Pool {
 	p.newConns = func(hello []byte) []*Conn {
 		conns := make([]*Conn, cfg.Conns)
 		for i := range conns {
-			conns[i] = newConn(addr, d, hello, cfg, &p.hold)
+			conns[i] = newConn(addr, d, hello, cfg, &p.hold, &p.Latency)
 		}
 		return conns
 	}
