@@ -63,6 +63,7 @@ func (s *session) detach() {
 	cfg := &s.srv.cfg
 	limit := outputLimit{hard: cfg.MaxPubsubOutputBuffer, soft: cfg.PubsubOutputBufferSoft, softFor: cfg.PubsubOutputBufferSoftTime}
 	p.out.stream(limit, func(queued int, why string) {
+		s.srv.counters.pubsubDropped.Add(1)
 		s.srv.log.Warn("pub/sub client output buffer limit reached, closing it", zap.Uint64("client", s.id),
 			zap.Int("queued", queued), zap.String("limit", why), zap.Int64("hard", limit.hard),
 			zap.Int64("soft", limit.soft), zap.Duration("soft_time", limit.softFor))

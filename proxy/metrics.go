@@ -43,6 +43,9 @@ var (
 	descShardPending   = prometheus.NewDesc("reshard_shard_pending_requests", "Requests sent to the shard and not yet answered.", []string{"shard"}, nil)
 	descShardLatency   = prometheus.NewDesc("reshard_shard_latency_seconds", "Reply times of the shard's shared connections as the proxy sees them: from the write that sent a request to the read that brought its reply.", []string{"shard"}, nil)
 	descShardReconnect = prometheus.NewDesc("reshard_shard_reconnects_total", "Shared connections to the shard lost and made again.", []string{"shard"}, nil)
+	descShardErrors    = prometheus.NewDesc("reshard_shard_error_replies_total", "Error replies the shard sent on its shared connections.", []string{"shard"}, nil)
+	descShardFailed    = prometheus.NewDesc("reshard_shard_failed_requests_total", "Requests to the shard the proxy failed because its connection was down or was lost before the reply.", []string{"shard"}, nil)
+	descPubsubDropped  = prometheus.NewDesc("reshard_pubsub_clients_dropped_total", "Subscribed clients closed for passing the pub/sub output buffer limits.", nil, nil)
 	descFailovers      = prometheus.NewDesc("reshard_sentinel_failovers_total", "Sentinel failovers of a shard seen starting.", nil, nil)
 	descRetried        = prometheus.NewDesc("reshard_sentinel_refused_retried_total", "Requests sent again after a demoted primary refused them.", nil, nil)
 )
@@ -56,7 +59,8 @@ func (srv *Server) Collector() prometheus.Collector { return collector{srv} }
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descBlocked, descPubsub, descAccepted, descRejected, descCommands,
 		descCmdFailed, descCmdRejected, descErrors, descPanics, descEpoch, descShardUp, descShardRequests,
-		descShardPending, descShardReconnect, descShardLatency, descFailovers, descRetried} {
+		descShardPending, descShardReconnect, descShardLatency, descShardErrors, descShardFailed, descPubsubDropped,
+		descFailovers, descRetried} {
 		ch <- d
 	}
 	c.srv.pauses.Describe(ch)
@@ -77,6 +81,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRejected, srv.counters.rejected.Load())
 	counter(descErrors, srv.stats.errors.Load())
 	counter(descPanics, srv.counters.panics.Load())
+	counter(descPubsubDropped, srv.counters.pubsubDropped.Load())
 	srv.stats.each(func(name string, calls, rejected, failed int64) {
 		counter(descCommands, calls, name)
 		counter(descCmdFailed, failed, name)
@@ -90,13 +95,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		if p.Up() {
 			up = 1
 		}
-		var requests, pending, reconnects int64
+		var requests, pending, reconnects, errs, failed int64
 		for _, bc := range p.Conns {
 			n := bc.Requests.Load()
 			requests += n
 			pending += max(0, n-bc.Answered.Load())
 			reconnects += bc.Reconnects.Load()
+			errs += bc.ErrorReplies.Load()
+			failed += bc.Failed.Load()
 		}
+		counter(descShardErrors, errs, shard)
+		counter(descShardFailed, failed, shard)
 		gauge(descShardUp, up, shard)
 		counter(descShardRequests, requests, shard)
 		gauge(descShardPending, float64(pending), shard)
@@ -128,6 +137,10 @@ func (srv *Server) Healthy() (bool, string) {
 	}
 	return true, "ok"
 }
+
+// LeaseHeld reports whether the data plane may serve now as far as its
+// lease goes (ServeUntil): always without --etcd.
+func (srv *Server) LeaseHeld() bool { return srv.leaseRefusal(time.Now()) == "" }
 
 // Ready reports whether the proxy accepts clients and serves data
 // commands (not draining, and with --etcd, holding its lease).

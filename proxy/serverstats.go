@@ -26,6 +26,7 @@ type serverStats struct {
 	panics      atomic.Int64 // clients closed because serving them panicked (contain)
 	shardPanics atomic.Int64 // shard connections dropped because reading them panicked
 
+	pubsubDropped  atomic.Int64 // subscribed clients closed at the pub/sub output buffer limits
 	failovers      atomic.Int64 // Sentinel failovers of a shard seen starting (failover.go)
 	refusedRetried atomic.Int64 // requests sent again after a -READONLY refusal
 

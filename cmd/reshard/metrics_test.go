@@ -119,7 +119,21 @@ func TestMetrics(t *testing.T) {
 	if err := preloadKeys(t, cl, keys); err != nil {
 		t.Fatal(err)
 	}
+	if err := cl.Incr(t.Context(), "pre:1").Err(); err == nil { // a string, not a number
+		t.Fatal("INCR of a non-number succeeded")
+	}
 	fams := scrape(t, maddr)
+	if v, _ := metric(fams, "reshard_command_errors_total", "command=incr"); v != 1 {
+		t.Errorf("reshard_command_errors_total{command=incr} = %v, want 1", v)
+	}
+	var shardErrors float64
+	for i, s := range sources {
+		v, _ := metric(fams, "reshard_shard_error_replies_total", fmt.Sprintf("shard=%d:%s", i, s.Addr()))
+		shardErrors += v
+	}
+	if shardErrors != 1 {
+		t.Errorf("reshard_shard_error_replies_total sums to %v over the shards, want 1 (the INCR)", shardErrors)
+	}
 	if v, _ := metric(fams, "reshard_commands_total", "command=set"); v < keys {
 		t.Errorf("reshard_commands_total{command=set} = %v, want at least %d", v, keys)
 	}
@@ -191,6 +205,13 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("/readyz = %d %q", code, body)
 	}
 	targets[1].Kill()
+	for i := 0; i < 100; i++ { // some of them on the dead shard
+		cl.Get(t.Context(), "pre:"+strconv.Itoa(i))
+	}
+	label := fmt.Sprintf("shard=1:%s", targets[1].Addr())
+	if v, _ := metric(scrape(t, maddr), "reshard_shard_failed_requests_total", label); v < 1 {
+		t.Errorf("reshard_shard_failed_requests_total{%s} = %v after GETs of its keys with it down", label, v)
+	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		code, body := probe(t, maddr, "/healthz")
 		if code == 503 && strings.Contains(body, targets[1].Addr()) {

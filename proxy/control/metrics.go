@@ -26,7 +26,13 @@ var (
 	descSnapLast      = prometheus.NewDesc("reshard_snapshot_last_success_timestamp_seconds", "When the last successful snapshot ended (LASTSAVE); 0 before one.", nil, nil)
 	descSnapLastOK    = prometheus.NewDesc("reshard_snapshot_last_ok", "1 unless the last snapshot that ended failed.", nil, nil)
 	descSnapLastTook  = prometheus.NewDesc("reshard_snapshot_last_duration_seconds", "How long the last snapshot that ended took.", nil, nil)
-	controlMetricDesc = []*prometheus.Desc{descReshardState, descReshardKeys, descReshardBytes, descReshardRDB, descReshardLag,
+	descRestoreState  = prometheus.NewDesc("reshard_restore_state", "1 for the state of the running or last PROXY RESTORE.", []string{"state"}, nil)
+	descRestoreKeys   = prometheus.NewDesc("reshard_restore_keys", "Source keys the running or last PROXY RESTORE has handled.", nil, nil)
+	descRestoreTotal  = prometheus.NewDesc("reshard_restore_keys_total", "Source keys of the running or last PROXY RESTORE.", nil, nil)
+	descRestoreBytes  = prometheus.NewDesc("reshard_restore_source_bytes_read", "How far into its sources the running or last PROXY RESTORE is, bytes.", nil, nil)
+	descRestoreTook   = prometheus.NewDesc("reshard_restore_elapsed_seconds", "How long the running or last PROXY RESTORE has run.", nil, nil)
+	descEtcdLease     = prometheus.NewDesc("reshard_etcd_lease_held", "1 while the proxy holds its etcd membership lease (only with --etcd).", nil, nil)
+	controlMetricDesc = []*prometheus.Desc{descRestoreState, descRestoreKeys, descRestoreTotal, descRestoreBytes, descRestoreTook, descEtcdLease, descReshardState, descReshardKeys, descReshardBytes, descReshardRDB, descReshardLag,
 		descReshardLagS, descReshardPause, descReshardTook, descSnapRunning, descSnapLast, descSnapLastOK, descSnapLastTook}
 )
 
@@ -69,6 +75,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			took = st.Times.Finished.Sub(st.Times.Started).Seconds()
 		}
 		gauge(descReshardTook, took)
+	}
+	c.p.rest.mu.Lock()
+	rjob := c.p.rest.job
+	c.p.rest.mu.Unlock()
+	if rjob != nil {
+		st := rjob.Status()
+		for _, s := range []migrate.JobState{migrate.JobRunning, migrate.JobDone, migrate.JobFailed} {
+			gauge(descRestoreState, b2f(st.State == s), string(s))
+		}
+		gauge(descRestoreKeys, float64(st.Progress.Keys))
+		gauge(descRestoreTotal, float64(st.Progress.KeysTotal))
+		gauge(descRestoreBytes, float64(st.Progress.Bytes))
+		gauge(descRestoreTook, st.Progress.Elapsed.Seconds())
+	}
+	if e := c.p.cfg.Etcd; e != nil {
+		gauge(descEtcdLease, b2f(e.lease() != 0 && c.p.srv.LeaseHeld()))
 	}
 	sn := &c.p.snaps
 	sn.mu.Lock()

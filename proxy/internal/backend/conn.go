@@ -67,9 +67,12 @@ type Conn struct {
 	Reconnects atomic.Int64
 	Requests   atomic.Int64 // requests sent
 	Answered   atomic.Int64 // of those, answered or failed
-	received   atomic.Int64 // bytes read from the shard
-	stalled    atomic.Bool  // watch dropped the current connection
-	Writes     atomic.Int64 // write calls that sent them
+	// ErrorReplies counts the shard's error replies; Failed, the requests
+	// failed by the proxy (the connection down, or lost before the reply)
+	ErrorReplies, Failed atomic.Int64
+	received             atomic.Int64 // bytes read from the shard
+	stalled              atomic.Bool  // watch dropped the current connection
+	Writes               atomic.Int64 // write calls that sent them
 
 	// busy is the shard's -BUSY reply while a script it runs holds this
 	// connection (watch learnt it on a connection of its own): requests
@@ -150,6 +153,7 @@ func (c *Conn) Submit(raw []byte, reqs []Pending) {
 		why := c.why
 		c.mu.Unlock()
 		msg := c.downMessage(why)
+		c.Failed.Add(int64(len(reqs)))
 		for _, p := range reqs {
 			p.B.Fail(p.I, msg)
 		}
@@ -272,6 +276,7 @@ func (c *Conn) setDown(err error) {
 		p.B.Fail(p.I, msg)
 	}
 	c.Answered.Add(int64(len(failed)))
+	c.Failed.Add(int64(len(failed)))
 }
 
 // serve runs the writer on this goroutine and the reader on another until
@@ -496,6 +501,9 @@ func (c *Conn) readLoop(r *bufio.Reader) (err error) {
 		}
 		next++
 		c.Answered.Add(1)
+		if len(reply) > 0 && (reply[0] == '-' || reply[0] == '!') {
+			c.ErrorReplies.Add(1)
+		}
 		if left == 0 && head == len(marks) { // written after the last refill
 			c.mu.Lock()
 			takeMarks()
@@ -529,6 +537,7 @@ func (c *Conn) failTaken(taken []Pending, msg string) {
 	for _, p := range taken {
 		p.B.Fail(p.I, msg)
 		c.Answered.Add(1)
+		c.Failed.Add(1)
 	}
 }
 
