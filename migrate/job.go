@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // RestoreJob is a Restore running in the background, for the proxy's
@@ -57,6 +59,9 @@ func StartRestore(ctx context.Context, cfg RestoreConfig) *RestoreJob {
 	_, _ = rand.Read(nonce[:])
 	j := &RestoreJob{id: "restore-" + time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(nonce[:]),
 		cancel: cancel, done: make(chan struct{})}
+	if cfg.Logger != nil {
+		cfg.Logger = cfg.Logger.With(zap.String("job", j.id)) // every line names the job
+	}
 	user := cfg.Progress
 	cfg.Progress = func(p Progress) {
 		j.mu.Lock()

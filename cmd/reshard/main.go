@@ -69,16 +69,29 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // newLogger builds the process logger; level is debug, info, warn or error.
-func newLogger(level string) (*zap.Logger, error) {
+func newLogger(level, format string) (*zap.Logger, error) {
+	cfg, err := loggerConfig(level, format)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Build()
+}
+
+// loggerConfig is the configuration of the logger of --log-level and
+// --log-format, writing to standard error.
+func loggerConfig(level, format string) (zap.Config, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return zap.Config{}, fmt.Errorf("--log-level: %w", err)
+	}
+	if format != "console" && format != "json" {
+		return zap.Config{}, fmt.Errorf("--log-format must be console or json, not %q", format)
 	}
 	cfg := zap.NewProductionConfig()
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.Encoding = "console"
+	cfg.Encoding = format
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	cfg.DisableStacktrace = true
 	cfg.DisableCaller = true
-	return cfg.Build()
+	return cfg, nil
 }

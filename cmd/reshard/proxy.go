@@ -28,15 +28,16 @@ import (
 )
 
 type proxyFlags struct {
-	cfg      proxy.Config
-	etcd     control.EtcdConfig
-	shards   string
-	stateDir string
-	logLevel string
-	embedded int
-	procs    int
-	readFrom string
-	metrics  string // --metrics-listen
+	cfg       proxy.Config
+	etcd      control.EtcdConfig
+	shards    string
+	stateDir  string
+	logLevel  string
+	embedded  int
+	procs     int
+	readFrom  string
+	metrics   string // --metrics-listen
+	logFormat string
 }
 
 func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
@@ -55,6 +56,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.cfg.SentinelPassword, "sentinel-password", "", "password for AUTH on the sentinels; or set "+envSentinelPassword+"; never logged")
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&f.logFormat, "log-format", "console", "log format: console (one readable line per entry) or json (one JSON object per line, for log collectors)")
 	fs.StringVar(&f.metrics, "metrics-listen", "", "address (host:port) for Prometheus metrics (/metrics) and health checks (/healthz, /readyz); empty: none; loopback only unless told otherwise")
 	fs.IntVar(&f.cfg.MaxClients, "maxclients", f.cfg.MaxClients, "maximum concurrent client connections")
 	fs.DurationVar(&f.cfg.IdleTimeout, "timeout", f.cfg.IdleTimeout, "close clients idle this long (0: never)")
@@ -92,7 +94,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	secretFromEnv(fs, "admin-password", envAdminPassword, &f.cfg.AdminPassword)
 	secretFromEnv(fs, "shard-password", envShardPassword, &f.cfg.ShardPassword)
 	secretFromEnv(fs, "sentinel-password", envSentinelPassword, &f.cfg.SentinelPassword)
-	log, err := newLogger(f.logLevel)
+	log, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ import (
 // stderr, as a bar on a terminal and as log lines otherwise.
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := migrate.DefaultRestoreConfig()
-	var to, logLevel string
+	var to, logLevel, logFormat string
 	fs := pflag.NewFlagSet("reshard restore", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringSliceVar(&cfg.Sources, "from", nil, "what to restore: a snapshot directory (STATE_DIR/snapshots/ID) or .rdb files, comma-separated")
@@ -42,6 +42,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.Password, "password", cfg.Password, "AUTH password for the targets (visible in the process list: prefer "+envShardPassword+"); never logged")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "a target silent this long with commands unanswered has failed")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "console", "log format: console or json (one JSON object per line)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: reshard restore --from PATH[,PATH...] --to SPEC [flags]\n\nFlags:\n%s", fs.FlagUsages())
 	}
@@ -63,7 +64,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("--to: %w", err)
 	}
 	cfg.Targets = shards
-	log, err := newLogger(logLevel)
+	log, err := newLogger(logLevel, logFormat)
 	if err != nil {
 		return err
 	}
