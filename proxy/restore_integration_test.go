@@ -99,4 +99,10 @@ func TestIntegrationProxyRestore(t *testing.T) {
 	if after := cl.Do(ctx, "PROXY", "TOPOLOGY").String(); after != before {
 		t.Errorf("PROXY RESTORE changed the proxy's table:\n%s\n%s", before, after)
 	}
+	metrics := c.Control.Collector()
+	for name, want := range map[string]float64{"reshard_restore_keys": 3001, "reshard_restore_keys_total": 3001} {
+		if got := gatherMetric(t, metrics, name); got != want {
+			t.Errorf("%s = %v after the restore, want %v", name, got, want)
+		}
+	}
 }

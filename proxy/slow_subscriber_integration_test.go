@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/reshard/reshard/proxy"
 
 	"github.com/reshard/reshard/internal/proxytest"
@@ -63,6 +64,33 @@ func TestIntegrationSlowSubscriberLimit(t *testing.T) {
 	if n := pub.Publish(ctx, "feed", "after").Val(); n != 1 {
 		t.Errorf("PUBLISH after the disconnection reached %d subscribers, want 1", n)
 	}
+	if n := gatherMetric(t, c.Proxy.Collector(), "reshard_pubsub_clients_dropped_total"); n != 1 {
+		t.Errorf("reshard_pubsub_clients_dropped_total = %v, want 1", n)
+	}
+}
+
+// gatherMetric is the value of the one sample of the metric name that c
+// gives (a counter or a gauge).
+func gatherMetric(t *testing.T, c prometheus.Collector, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name || len(f.GetMetric()) != 1 {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if m.Counter != nil {
+			return m.Counter.GetValue()
+		}
+		return m.Gauge.GetValue()
+	}
+	t.Fatalf("no single sample of %s", name)
+	return 0
 }
 
 // A subscriber that has had more than the soft limit waiting for it for

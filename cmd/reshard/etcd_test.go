@@ -13,6 +13,7 @@ import (
 
 	"github.com/reshard/reshard/internal/etcdtest"
 	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/redisproc"
 	"github.com/reshard/reshard/internal/redistest"
 )
 
@@ -126,11 +127,17 @@ func TestEtcdFollowsCommit(t *testing.T) {
 
 // A proxy that cannot renew its etcd lease stops serving data before the
 // lease can have expired: its clients get -CLUSTERDOWN naming etcd, PING
-// still answers, and it serves again once etcd is back.
+// still answers, its metrics say the lease is not held and /readyz
+// answers 503, and it serves again once etcd is back.
 func TestEtcdSelfFence(t *testing.T) {
 	rig := newEtcdRig(t, 2, 0, "--etcd-lease-ttl", "2s")
 	etcd := rig.etcd
-	a := proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), rig.flags...)
+	port, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := "127.0.0.1:" + strconv.Itoa(port)
+	a := proxytest.StartProcess(t, rig.bin, t.TempDir(), addrsOf(rig.shards), append(rig.flags, "--metrics-listen", maddr)...)
 	cl := etcdClient(t, a.Addr)
 	if err := cl.Set(t.Context(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -138,11 +145,13 @@ func TestEtcdSelfFence(t *testing.T) {
 	if info, err := cl.Info(t.Context(), "proxy").Result(); err != nil || !strings.Contains(info, "etcd_lease:held") {
 		t.Errorf("INFO proxy = %v; want etcd_lease:held:\n%s", err, info)
 	}
+	if v := mustMetric(t, scrape(t, maddr), "reshard_etcd_lease_held"); v != 1 {
+		t.Errorf("reshard_etcd_lease_held = %v while it serves, want 1", v)
+	}
 	if err := etcd.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	var err error
 	for time.Since(stopped) < 5*time.Second {
 		if err = cl.Get(t.Context(), "k").Err(); err != nil {
 			break
@@ -160,6 +169,12 @@ func TestEtcdSelfFence(t *testing.T) {
 	}
 	if info, err := cl.Info(t.Context(), "proxy").Result(); err != nil || !strings.Contains(info, "etcd_lease:lost") {
 		t.Errorf("INFO proxy while fenced = %v; want etcd_lease:lost:\n%s", err, info)
+	}
+	if v := mustMetric(t, scrape(t, maddr), "reshard_etcd_lease_held"); v != 0 {
+		t.Errorf("reshard_etcd_lease_held = %v while fenced, want 0", v)
+	}
+	if code, body := probe(t, maddr, "/readyz"); code != 503 || !strings.Contains(body, "etcd") {
+		t.Errorf("/readyz while fenced = %d %q, want 503 naming etcd", code, body)
 	}
 	if err := etcd.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
