@@ -38,6 +38,10 @@ type proxyFlags struct {
 	readFrom  string
 	metrics   string // --metrics-listen
 	logFormat string
+
+	snapRetain      int
+	snapRetainNamed bool
+	snapEvery       time.Duration
 }
 
 func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
@@ -57,6 +61,9 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "console", "log format: console (one readable line per entry) or json (one JSON object per line, for log collectors)")
+	fs.IntVar(&f.snapRetain, "snapshot-retain", 0, "keep this many snapshots, deleting the oldest after each new one (0: keep all); named snapshots are kept and not counted unless --snapshot-retain-named")
+	fs.BoolVar(&f.snapRetainNamed, "snapshot-retain-named", false, "count named snapshots in --snapshot-retain too, and delete the oldest of them as well")
+	fs.DurationVar(&f.snapEvery, "snapshot-every", 0, "take a snapshot at this interval, as BGSAVE does (0: none)")
 	fs.StringVar(&f.metrics, "metrics-listen", "", "address (host:port) for Prometheus metrics (/metrics) and health checks (/healthz, /readyz); empty: none; loopback only unless told otherwise")
 	fs.IntVar(&f.cfg.MaxClients, "maxclients", f.cfg.MaxClients, "maximum concurrent client connections")
 	fs.DurationVar(&f.cfg.IdleTimeout, "timeout", f.cfg.IdleTimeout, "close clients idle this long (0: never)")
@@ -99,6 +106,9 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync()
+	if f.snapRetain < 0 || f.snapEvery < 0 {
+		return fmt.Errorf("--snapshot-retain and --snapshot-every must not be negative")
+	}
 	if f.procs < 0 {
 		return fmt.Errorf("--procs must be 0 or more, got %d", f.procs)
 	}
@@ -185,7 +195,8 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 	}
 
 	ccfg := control.Config{StateDir: f.stateDir, SnapshotDir: filepath.Join(f.stateDir, "snapshots"),
-		ShardUsername: f.cfg.ShardUsername, ShardPassword: f.cfg.ShardPassword}
+		ShardUsername: f.cfg.ShardUsername, ShardPassword: f.cfg.ShardPassword,
+		SnapshotRetain: f.snapRetain, SnapshotRetainNamed: f.snapRetainNamed, SnapshotEvery: f.snapEvery}
 	if err := os.MkdirAll(ccfg.SnapshotDir, 0o700); err != nil {
 		return fmt.Errorf("snapshot directory: %w", err)
 	}

@@ -23,6 +23,15 @@ type Config struct {
 	// SnapshotDir is where BGSAVE writes snapshots (STATE_DIR/snapshots);
 	// empty disables snapshots.
 	SnapshotDir string
+	// SnapshotRetain, when positive, is how many snapshots are kept: after
+	// each one that succeeds, the oldest beyond it are deleted. Named
+	// snapshots (PROXY SNAPSHOT NAME) are kept and not counted unless
+	// SnapshotRetainNamed.
+	SnapshotRetain      int
+	SnapshotRetainNamed bool
+	// SnapshotEvery, when positive, takes a snapshot at that interval (a
+	// running one makes the next wait for it, as BGSAVE SCHEDULE).
+	SnapshotEvery time.Duration
 	// ShardUsername and ShardPassword are the shard credentials the proxy
 	// was given (--shard-user, --shard-password). A table whose shards
 	// take these needs no credentials file (shardauth.go).
@@ -60,6 +69,9 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	srv.SetController(p)
 	srv.OnFailover(p.failover)
+	if cfg.SnapshotEvery > 0 && cfg.SnapshotDir != "" {
+		p.watch(p.snapshotEvery)
+	}
 	if e := cfg.Etcd; e != nil {
 		// no data served before the first lease and a read of the table
 		srv.ServeUntil(time.Time{}, lostLease)

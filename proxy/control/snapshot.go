@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/reshard/reshard/snapshot"
+	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/internal/wire"
@@ -99,8 +100,59 @@ func (p *Plane) watchSnapshot(job *snapshot.Job) {
 	again := sn.scheduled
 	sn.scheduled = false
 	sn.mu.Unlock()
+	if !sn.lastFailed && p.cfg.SnapshotRetain > 0 {
+		p.retain()
+	}
 	if again {
 		p.startSnapshot("")
+	}
+}
+
+// retain deletes the oldest snapshots beyond Config.SnapshotRetain, named
+// ones only with SnapshotRetainNamed.
+func (p *Plane) retain() {
+	all, err := snapshot.List(p.cfg.SnapshotDir) // oldest first
+	if err != nil {
+		p.log.Warn("snapshot retention: some snapshots cannot be read; they are neither counted nor deleted", zap.Error(err))
+	}
+	var counted []snapshot.Manifest
+	for _, m := range all {
+		if m.Name == "" || p.cfg.SnapshotRetainNamed {
+			counted = append(counted, m)
+		}
+	}
+	for len(counted) > p.cfg.SnapshotRetain {
+		m := counted[0]
+		counted = counted[1:]
+		if err := snapshot.Delete(p.cfg.SnapshotDir, m.ID); err != nil {
+			p.log.Warn("snapshot retention: delete failed", zap.String("snapshot", m.ID), zap.Error(err))
+			continue
+		}
+		p.log.Info("snapshot deleted by retention", zap.String("snapshot", m.ID), zap.String("name", m.Name),
+			zap.Int("retain", p.cfg.SnapshotRetain))
+	}
+}
+
+// snapshotEvery takes a snapshot every Config.SnapshotEvery until Close;
+// one still running when the next is due makes it wait for it.
+func (p *Plane) snapshotEvery() {
+	tick := time.NewTicker(p.cfg.SnapshotEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		_, err := p.startSnapshot("")
+		switch {
+		case err == errSnapshotRunning:
+			p.snaps.mu.Lock()
+			p.snaps.scheduled = true
+			p.snaps.mu.Unlock()
+		case err != nil:
+			p.log.Warn("scheduled snapshot not started", zap.Error(err))
+		}
 	}
 }
 
