@@ -53,6 +53,9 @@ type Report struct {
 	// manifest, and keys in a shard's RDB that its table gives to another
 	// shard. A file that cannot be read is an error, not a problem.
 	Problems []string `json:"problems,omitempty"`
+	// SlotKeys and SlotBytes are the keys and RDB bytes of every slot,
+	// over every database (reshard plan weighs slots by them).
+	SlotKeys, SlotBytes []int64 `json:"-"`
 }
 
 // SnapshotInfo is the manifest's header.
@@ -192,6 +195,7 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 		rep.RangesOf, rep.Ranges = "snapshot", in.ranges(table)
 	}
 	rep.Largest = in.top.sorted()
+	rep.SlotKeys, rep.SlotBytes = in.slotKeys[:], in.slotBytes[:]
 	return rep, nil
 }
 

@@ -20,6 +20,7 @@ Usage:
   reshard proxy [flags]   run the proxy (without --shards: on 3 local redis-server shards it starts)
   reshard bench [flags]   generate load against an address and report ops/s and latency
   reshard inspect PATH    what is inside a snapshot directory or an .rdb file
+  reshard plan PATH       a slot layout of N shards that balances PATH's data (--shards or --targets)
   reshard restore [flags] a snapshot or .rdb files into a new set of shards (--from, --to)
   reshard help            this text
 
@@ -58,6 +59,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runBench(ctx, args[1:], stdout)
 	case "inspect":
 		return runInspect(ctx, args[1:], stdout)
+	case "plan":
+		return runPlan(ctx, args[1:], stdout)
 	case "restore":
 		return runRestore(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
