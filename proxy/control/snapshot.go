@@ -100,7 +100,7 @@ func (p *Plane) watchSnapshot(job *snapshot.Job) {
 	again := sn.scheduled
 	sn.scheduled = false
 	sn.mu.Unlock()
-	if !sn.lastFailed && p.cfg.SnapshotRetain > 0 {
+	if st.State == snapshot.StateDone && p.cfg.SnapshotRetain > 0 {
 		p.retain()
 	}
 	if again {
