@@ -29,3 +29,33 @@ func TestIsPrimary(t *testing.T) {
 		}
 	}
 }
+
+// A hold past its deadline is none: Held says so, and the next Hold
+// pauses again; Release ends a hold at once.
+func TestHoldExpires(t *testing.T) {
+	p := &Pool{}
+	p.Hold(20 * time.Millisecond)
+	if !p.Held() {
+		t.Fatal("not held right after Hold")
+	}
+	time.Sleep(40 * time.Millisecond)
+	if p.Held() {
+		t.Fatal("still held past the hold's deadline")
+	}
+	p.Hold(time.Minute)
+	if !p.Held() {
+		t.Fatal("a Hold after an expired one does not hold")
+	}
+	h := p.hold.Load()
+	done := make(chan struct{})
+	go func() { h.Wait(); close(done) }()
+	p.Release()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("Release did not end the wait")
+	}
+	if p.Held() {
+		t.Fatal("held after Release")
+	}
+}

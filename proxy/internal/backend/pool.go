@@ -56,9 +56,22 @@ func (h *Hold) Wait() {
 }
 
 // Hold pauses the pool's requests for at most d, unless they are already
-// paused.
+// paused. A pause past its deadline counts as none: a failover whose end
+// was never heard of must not keep the next one from holding.
 func (p *Pool) Hold(d time.Duration) {
-	p.hold.CompareAndSwap(nil, &Hold{released: make(chan struct{}), until: time.Now().Add(d)})
+	h := &Hold{released: make(chan struct{}), until: time.Now().Add(d)}
+	for {
+		cur := p.hold.Load()
+		if cur != nil && time.Now().Before(cur.until) {
+			return
+		}
+		if p.hold.CompareAndSwap(cur, h) {
+			if cur != nil {
+				close(cur.released)
+			}
+			return
+		}
+	}
 }
 
 // Held reports whether the pool's requests are paused.
