@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -37,7 +38,7 @@ type clientConn struct {
 	rw io.ReadWriter // nc's reads and writes (wire.NewRawIO)
 	// consumed counts the bytes read from nc, added after the read and
 	// after arrivalReader marks the connection active (order.go)
-	consumed atomic.Uint64
+	consumed atomic.Int64
 	addr     string
 	rd       *wire.Reader
 	out      []byte
@@ -274,7 +275,7 @@ func (cc *clientConn) NetConn() net.Conn  { return cc.nc }
 // one at a time. The command is valid until the next call.
 func (cc *clientConn) ReadCommand() (wire.Request, error) {
 	for len(cc.pending) == 0 {
-		reqs, err := cc.rd.Next(countingReader{cc.rw, &cc.consumed})
+		reqs, err := cc.rd.Next(backend.CountingReader{R: cc.rw, N: &cc.consumed})
 		cc.pending = reqs
 		if err != nil {
 			if len(reqs) > 0 {

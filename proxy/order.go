@@ -3,7 +3,6 @@ package proxy
 import (
 	"io"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -167,20 +166,8 @@ func (a *arrivalReader) Read(p []byte) (int, error) {
 	n, err := a.r.Read(p)
 	if n > 0 {
 		a.c.setState(connActive)
-		a.c.consumed.Add(uint64(n))
+		a.c.consumed.Add(int64(n))
 	}
-	return n, err
-}
-
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Uint64
-}
-
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.n.Add(uint64(n))
 	return n, err
 }
 
@@ -190,5 +177,5 @@ func (cr countingReader) Read(p []byte) (int, error) {
 // the latter: the read has emptied the socket.
 func unread(c *clientConn) bool {
 	got, ok := wire.BytesReceived(c.nc)
-	return ok && got > c.consumed.Load()
+	return ok && got > uint64(c.consumed.Load())
 }

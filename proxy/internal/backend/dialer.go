@@ -96,7 +96,7 @@ func (dl Dialer) dial(addr, at string, hello []byte, received *atomic.Int64, rol
 	}
 	var rd io.Reader = wire.NewRawIO(nc)
 	if received != nil {
-		rd = countingReader{rd, received}
+		rd = CountingReader{rd, received}
 	}
 	r := bufio.NewReaderSize(rd, 64<<10)
 	last, lastName := dl.setname, "CLIENT SETNAME"
@@ -147,14 +147,14 @@ func isPrimary(reply []byte) bool {
 		bytes.HasPrefix(reply[i+1:], []byte("$6\r\nmaster\r\n"))
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
+// CountingReader counts in N the bytes read through it.
+type CountingReader struct {
+	R io.Reader
+	N *atomic.Int64
 }
 
-func (cr countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.n.Add(int64(n))
+func (cr CountingReader) Read(p []byte) (int, error) {
+	n, err := cr.R.Read(p)
+	cr.N.Add(int64(n))
 	return n, err
 }
