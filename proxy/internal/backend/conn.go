@@ -198,6 +198,9 @@ func (c *Conn) Redial() {
 	c.mu.Lock()
 	if c.nc != nil {
 		c.nc.Close()
+		// down at once, not when run notices: Up must not report the old
+		// connection (a failover releases its held requests on Up)
+		c.nc, c.why = nil, errors.New("reconnecting to a new primary")
 	}
 	c.mu.Unlock()
 	select {
