@@ -18,8 +18,10 @@ import (
 
 	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/snapshot"
+	"github.com/reshard/reshard/snapshot/objstore"
 
 	"github.com/reshard/reshard/internal/proxytest"
+	"github.com/reshard/reshard/internal/s3test"
 )
 
 // BenchmarkSnapshotRSS1M is issue 4's memory acceptance: a snapshot
@@ -36,10 +38,38 @@ import (
 // a settle, which makes it as small as it gets, so the difference is the
 // larger, not the smaller, of the honest readings.
 //
+// Sub-benchmarks: "dir", snapshots in a local directory; "s3", in a bucket
+// of an S3-protocol server on loopback (gofakes3, a process of its own,
+// so its memory is not counted), the RDB sent as a multipart upload while
+// it arrives, with the same target.
+//
 //	REQUIRE_REDIS=1 go test -run '^$' -bench SnapshotRSS1M -benchtime 1x ./bench/
 func BenchmarkSnapshotRSS1M(b *testing.B) {
+	b.Run("dir", func(b *testing.B) {
+		benchSnapshotRSS(b, control.Config{SnapshotDir: b.TempDir()})
+	})
+	b.Run("s3", func(b *testing.B) {
+		srv := s3test.Start(b)
+		ocfg := objstore.DefaultConfig()
+		ocfg.Endpoint = srv.Endpoint()
+		oc, err := objstore.New(context.Background(), ocfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		u, err := objstore.ParseURL(srv.URL("rss"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchSnapshotRSS(b, control.Config{SnapshotStore: snapshot.BucketStore(oc, u, b.TempDir()), S3: oc})
+	})
+}
+
+func benchSnapshotRSS(b *testing.B, cfg control.Config) {
 	const keys = 1_000_000
-	cfg := control.Config{SnapshotDir: b.TempDir()}
+	store := cfg.SnapshotStore
+	if store == nil {
+		store = snapshot.DirStore(cfg.SnapshotDir)
+	}
 	c := proxytest.Start(b, proxytest.Options{Shards: 1, Control: &cfg, ShardArgs: []string{
 		// Redis 7.0 refuses DEBUG unless enabled; "local" allows loopback.
 		"--enable-debug-command", "local",
@@ -100,7 +130,7 @@ func BenchmarkSnapshotRSS1M(b *testing.B) {
 		if !strings.Contains(st, "state:done") {
 			b.Fatalf("snapshot: %s", st)
 		}
-		m, err := snapshot.Load(cfg.SnapshotDir, id)
+		m, err := store.Load(ctx, id)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -146,13 +176,13 @@ func BenchmarkSnapshotRSS1M(b *testing.B) {
 	if delta >= 64 {
 		verdict = "NOT met"
 	}
-	fmt.Fprintf(os.Stdout, "\nsnapshot of a 1M-key shard through the proxy (%d run(s), RSS sampled every 10 ms, %d samples): "+
+	fmt.Fprintf(os.Stdout, "\nsnapshot of a 1M-key shard through the proxy to %s (%d run(s), RSS sampled every 10 ms, %d samples): "+
 		"this process (proxy, snapshot job and test harness together) went from %.1f MB idle to a peak of %.1f MB, "+
 		"%.1f MB above idle (target under 64 MB: %s); Go heap in use %.1f MB idle, %.1f MB at peak. "+
 		"The snapshot took %.2f s from PROXY SNAPSHOT to state:done seen (%.2f s by the job's own clock: PSYNC, fork, transfer, verify, fsync, rename) "+
 		"for %.1f MB of RDB, %.1f MB/s, barrier held %d µs; %.2f s until the verifying phase was seen (PSYNC, fork, transfer), %.2f s verifying and writing; "+
 		"redis-server wrote the same data (%.1f MB) with SAVE in %.2f s (%.1f MB/s) and with BGSAVE in %.2f s (polled every 5 ms).\n",
-		b.N, samples, mb(idleRSS), mb(peakRSS), delta, verdict, mb(idleHeap), mb(peakHeap),
+		store, b.N, samples, mb(idleRSS), mb(peakRSS), delta, verdict, mb(idleHeap), mb(peakHeap),
 		secs, jobTook.Seconds()/float64(b.N), float64(rdbBytes)/float64(b.N)/1e6, mbps, pauseUS,
 		transfer.Seconds()/float64(b.N), check.Seconds()/float64(b.N),
 		float64(saveBytes)/1e6, save.Seconds(), saveMBps, bgsave.Seconds())

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/router"
+	"github.com/reshard/reshard/snapshot/objstore"
 )
 
 // RestoreConfig says what to restore where. Start from DefaultRestoreConfig;
@@ -17,6 +18,9 @@ type RestoreConfig struct {
 	// one or more .rdb files. Several directories may be given too; their
 	// files are restored in the order given.
 	Sources []string
+	// S3 reads sources given as s3://BUCKET/KEY URLs (a snapshot's
+	// prefix, or an .rdb object); nil refuses them.
+	S3 *objstore.Client
 	// Targets is the target topology: every slot owned by exactly one
 	// shard (router.ParseSpec or router.ParseShardArgs make one). Keys go
 	// to the shard of their slot in this topology, into database 0.

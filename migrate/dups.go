@@ -130,7 +130,7 @@ func duplicateCheck(res *scanResult, skip []bool, db int) error {
 func dupCandidates(srcs []*sourceScan, db int, nowMs int64, group *[router.NumSlots]bool, seed maphash.Seed, n int64) (map[uint64]bool, error) {
 	hashes := make([]uint64, 0, n)
 	for _, ss := range srcs {
-		err := eachKey(ss.RDB, true, func(e *rdb.Entry) error {
+		err := eachKey(ss.files, ss.RDB, true, func(e *rdb.Entry) error {
 			if e.DB == db && group[router.Slot(e.Key)] && !expiredAt(e, nowMs) {
 				hashes = append(hashes, maphash.Bytes(seed, e.Key))
 			}
@@ -166,7 +166,7 @@ func confirmDuplicates(srcs []*sourceScan, db int, nowMs int64, group *[router.N
 	confirmed := 0
 	example := ""
 	for _, ss := range srcs {
-		err := eachKey(ss.RDB, true, func(e *rdb.Entry) error {
+		err := eachKey(ss.files, ss.RDB, true, func(e *rdb.Entry) error {
 			if e.DB != db || !group[router.Slot(e.Key)] || expiredAt(e, nowMs) {
 				return nil
 			}

@@ -121,7 +121,7 @@ func BenchmarkDuplicateCheck(b *testing.B) {
 	do(b, sc, "FLUSHALL")
 	do(b, sc, "DEBUG", "POPULATE", benchKeys, "other")
 	two := saveRDB(b, src, "two.rdb")
-	srcs, err := resolveSources([]string{one, two})
+	srcs, err := resolveSources(&files{ctx: context.Background()}, []string{one, two})
 	must(b, err)
 	shards, err := router.ParseSpec("127.0.0.1:1")
 	must(b, err)

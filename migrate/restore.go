@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +101,7 @@ func restore(ctx context.Context, cfg RestoreConfig, rep *Report) error {
 	if err != nil {
 		return &ConfigError{Fields: []string{"Targets"}, Value: router.FormatSpec(cfg.Targets), Why: err.Error()}
 	}
-	srcs, err := resolveSources(cfg.Sources)
+	srcs, err := resolveSources(&files{ctx: ctx, s3: cfg.S3}, cfg.Sources)
 	if err != nil {
 		return &PreflightError{Problems: []error{err}}
 	}
@@ -303,7 +302,7 @@ func (j *job) loadFunctions(ctx context.Context) error {
 
 // restoreRDB streams one RDB file to the targets.
 func (j *job) restoreRDB(ctx context.Context, ss *sourceScan, base int64) error {
-	f, err := os.Open(ss.RDB)
+	f, err := ss.files.open(ss.RDB)
 	if err != nil {
 		return sourceError(ss.RDB, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,7 +126,7 @@ func scanSources(srcs []source, table *router.Table, bigKey int64, nowMs int64) 
 			res.problems = append(res.problems, ss.err)
 		}
 		if src.Tail != "" {
-			ss.tail = scanTail(src.Tail, table)
+			ss.tail = scanTail(src.files, src.Tail, table)
 			if ss.tail.err != nil {
 				res.problems = append(res.problems, ss.tail.err)
 			}
@@ -137,7 +136,7 @@ func scanSources(srcs []source, table *router.Table, bigKey int64, nowMs int64) 
 }
 
 func scanRDB(ss *sourceScan, table *router.Table, bigKey, nowMs int64, onFunction func([]byte)) {
-	f, err := os.Open(ss.RDB)
+	f, err := ss.files.open(ss.RDB)
 	if err != nil {
 		ss.err = &wrapped{sentinel: ErrBadSource, cause: err, msg: fmt.Sprintf("source %s: %v", ss.RDB, err)}
 		return
@@ -225,13 +224,13 @@ func libraryName(code []byte) string {
 // scanTail parses a tail file and routes each of its commands, per
 // database, so that the restore can refuse an unroutable one before
 // anything is written.
-func scanTail(path string, table *router.Table) *tailScan {
+func scanTail(fs *files, path string, table *router.Table) *tailScan {
 	ts := &tailScan{byDB: map[int]*tailDBScan{}}
 	fail := func(err error) *tailScan {
 		ts.err = &wrapped{sentinel: ErrBadSource, cause: err, msg: fmt.Sprintf("tail %s: %v", path, err)}
 		return ts
 	}
-	f, err := os.Open(path)
+	f, err := fs.open(path)
 	if err != nil {
 		return fail(err)
 	}

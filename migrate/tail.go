@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 
 	"github.com/reshard/reshard/internal/resp"
@@ -24,7 +23,7 @@ import (
 // databases are skipped and counted.
 func (j *job) applyTail(ctx context.Context, ss *sourceScan) error {
 	from, _ := ss.tail.flushOffset(j.db)
-	f, err := os.Open(ss.Tail)
+	f, err := ss.files.open(ss.Tail)
 	if err != nil {
 		return sourceError(ss.Tail, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"time"
 
@@ -101,7 +100,7 @@ func (j *job) verify(ctx context.Context) error {
 		if j.skipRDB[i] {
 			continue
 		}
-		err := eachKey(ss.RDB, false, func(e *rdb.Entry) error {
+		err := eachKey(ss.files, ss.RDB, false, func(e *rdb.Entry) error {
 			if e.DB != j.db || j.tailKeys[string(e.Key)] || last != nil && last[router.Slot(e.Key)] != int16(i) {
 				return nil
 			}
@@ -141,8 +140,8 @@ func (j *job) verify(ctx context.Context) error {
 
 // eachKey calls fn for every key of an RDB file; with skipValues,
 // Entry.Value is nil.
-func eachKey(path string, skipValues bool, fn func(e *rdb.Entry) error) error {
-	f, err := os.Open(path)
+func eachKey(fs *files, path string, skipValues bool, fn func(e *rdb.Entry) error) error {
+	f, err := fs.open(path)
 	if err != nil {
 		return sourceError(path, err)
 	}

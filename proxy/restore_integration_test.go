@@ -31,6 +31,37 @@ func waitJob(t *testing.T, c *proxytest.Cluster, args ...any) string {
 	return ""
 }
 
+// proxyRestore runs PROXY RESTORE source into targets, with the slot
+// ranges given (none: even), waits for it to be done and returns the
+// targets' table.
+func proxyRestore(t *testing.T, c *proxytest.Cluster, source string, targets []*redistest.Server, ranges ...string) *router.Table {
+	t.Helper()
+	args := []any{"PROXY", "RESTORE", source}
+	var spec []string
+	for i, s := range targets {
+		spec = append(spec, s.Addr())
+		if len(ranges) > 0 {
+			spec[i] += "=" + ranges[i]
+		}
+		args = append(args, spec[i])
+	}
+	if got, err := c.Client().Do(t.Context(), args...).Text(); err != nil || !strings.HasPrefix(got, "restore-") {
+		t.Fatalf("PROXY RESTORE %s = %q, %v; want the job's id", source, got, err)
+	}
+	if st := waitJob(t, c, "PROXY", "RESTORE", "STATUS"); !strings.Contains(st, "state:done") {
+		t.Fatalf("restore of %s: %s", source, st)
+	}
+	shards, err := router.ParseSpec(strings.Join(spec, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := router.NewTable(1, shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return table
+}
+
 func TestIntegrationProxyRestore(t *testing.T) {
 	cfg := control.Config{SnapshotDir: t.TempDir()}
 	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg})
@@ -53,28 +84,7 @@ func TestIntegrationProxyRestore(t *testing.T) {
 	before := cl.Do(ctx, "PROXY", "TOPOLOGY").String()
 
 	targets := redistest.StartN(t, 5)
-	ranges := []string{"0-999", "1000-7999", "8000-8100", "8101-12000", "12001-16383"}
-	args := []any{"PROXY", "RESTORE", id}
-	var spec []string
-	for i, s := range targets {
-		spec = append(spec, s.Addr()+"="+ranges[i])
-		args = append(args, spec[i])
-	}
-	if got, err := cl.Do(ctx, args...).Text(); err != nil || !strings.HasPrefix(got, "restore-") {
-		t.Fatalf("PROXY RESTORE = %q, %v; want the job's id", got, err)
-	}
-	st := waitJob(t, c, "PROXY", "RESTORE", "STATUS")
-	if !strings.Contains(st, "state:done") {
-		t.Fatalf("restore: %s", st)
-	}
-	shards, err := router.ParseSpec(strings.Join(spec, ","))
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := router.NewTable(1, shards)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := proxyRestore(t, c, id, targets, "0-999", "1000-7999", "8000-8100", "8101-12000", "12001-16383")
 	var total int64
 	for i, s := range targets {
 		n := s.Client().DBSize(ctx).Val()

@@ -17,9 +17,12 @@ import (
 	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/snapshot"
+	"github.com/reshard/reshard/snapshot/objstore"
 
 	"github.com/reshard/reshard/internal/proxytest"
 	"github.com/reshard/reshard/internal/redisproc"
+	"github.com/reshard/reshard/internal/redistest"
+	"github.com/reshard/reshard/internal/s3test"
 )
 
 // TestIntegrationSnapshotConsistentCut is issue 4's acceptance test: writers
@@ -39,19 +42,45 @@ import (
 // shards, which the barrier does not hold; the cut holds their writes all
 // the same because it pauses the shards' writes (snapshot/job_cut.go), and
 // the same checks hold: the pause is inside the barrier.
+//
+// "s3 bucket": the snapshot goes to an S3-protocol server (gofakes3, a
+// process of its own) and is checked by restoring it from there into 5
+// new shards (PROXY RESTORE s3://...), which must hold what the 3 shards
+// held at the cut.
 func TestIntegrationSnapshotConsistentCut(t *testing.T) {
 	diskless := []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"}
 	for _, mode := range []struct {
 		name     string
 		args     []string
 		viaOther bool
+		bucket   bool
 	}{
-		{"disk", []string{"--repl-diskless-sync", "no"}, false},
-		{"diskless", diskless, false},
-		{"other proxy", diskless, true},
+		{"disk", []string{"--repl-diskless-sync", "no"}, false, false},
+		{"diskless", diskless, false, false},
+		{"other proxy", diskless, true, false},
+		{"s3 bucket", diskless, false, true},
 	} {
-		t.Run(mode.name, func(t *testing.T) { testConsistentCut(t, mode.args, mode.viaOther) })
+		t.Run(mode.name, func(t *testing.T) { testConsistentCut(t, mode.args, mode.viaOther, mode.bucket) })
 	}
+}
+
+// bucketControl is a control plane whose snapshots go to a bucket of a
+// new S3-protocol server, and the spool directory for their tails.
+func bucketControl(t *testing.T) (control.Config, *s3test.Server, string) {
+	t.Helper()
+	srv := s3test.Start(t)
+	ocfg := objstore.DefaultConfig()
+	ocfg.Endpoint = srv.Endpoint()
+	oc, err := objstore.New(t.Context(), ocfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := objstore.ParseURL(srv.URL("backups/prod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool := t.TempDir()
+	return control.Config{SnapshotStore: snapshot.BucketStore(oc, u, spool), S3: oc}, srv, spool
 }
 
 type ack struct {
@@ -59,8 +88,12 @@ type ack struct {
 	sent, done time.Time
 }
 
-func testConsistentCut(t *testing.T, shardArgs []string, viaOther bool) {
+func testConsistentCut(t *testing.T, shardArgs []string, viaOther, bucket bool) {
 	cfg := control.Config{SnapshotDir: t.TempDir()}
+	var spool string
+	if bucket {
+		cfg, _, spool = bucketControl(t)
+	}
 	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: shardArgs})
 	ctx := t.Context()
 	client := c.Client
@@ -135,26 +168,16 @@ func testConsistentCut(t *testing.T, shardArgs []string, viaOther bool) {
 	closed, opened := c.Proxy.LastPause()
 	t.Logf("barrier held %s", opened.Sub(closed))
 
-	m, err := snapshot.Load(cfg.SnapshotDir, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rebuilt := make([]*redis.Client, len(m.Shards))
-	for i, sh := range m.Shards {
-		rebuilt[i] = rebuildShard(t, filepath.Join(cfg.SnapshotDir, id), sh.RDBFile, sh.TailFile)
-		if _, err := exec.LookPath("redis-check-rdb"); err == nil {
-			if out, err := exec.Command("redis-check-rdb", filepath.Join(cfg.SnapshotDir, id, sh.RDBFile)).CombinedOutput(); err != nil {
-				t.Errorf("redis-check-rdb %s: %v\n%s", sh.RDBFile, err, out)
-			}
-		}
+	var get func(key string) int64
+	if bucket {
+		get = restoredFromBucket(t, c, cfg, spool, id)
+	} else {
+		get = rebuiltFromDir(t, c, cfg.SnapshotDir, id)
 	}
 	checked := 0
 	for w := 0; w < writers; w++ {
 		key := fmt.Sprintf("writer:%d", w)
-		v, err := rebuilt[c.Table.ShardOf([]byte(key))].Get(ctx, key).Int64()
-		if err != nil && err != redis.Nil {
-			t.Fatal(err)
-		}
+		v := get(key)
 		var lastBefore, firstAfter int64 = 0, -1
 		for _, a := range acks[w] {
 			if a.done.Before(closed) {
@@ -176,14 +199,79 @@ func testConsistentCut(t *testing.T, shardArgs []string, viaOther bool) {
 	}
 	for w := 0; w < writers; w++ {
 		x, y := pairKeys(c, w)
-		vx, _ := rebuilt[c.Table.ShardOf([]byte(x))].Get(ctx, x).Int64()
-		vy, _ := rebuilt[c.Table.ShardOf([]byte(y))].Get(ctx, y).Int64()
+		vx, vy := get(x), get(y)
 		if vy > vx || vx > vy+1 {
 			t.Errorf("writer %d: snapshot has %s=%d and %s=%d; written in order x then y, a consistent cut has y <= x <= y+1", w, x, vx, y, vy)
 		}
 	}
 	if checked == 0 {
 		t.Fatal("no writer had writes on both sides of the barrier: the test proved nothing")
+	}
+}
+
+// rebuiltFromDir rebuilds every shard of snapshot id from its RDB and tail
+// in dir, and returns how to read a key's integer value from them.
+func rebuiltFromDir(t *testing.T, c *proxytest.Cluster, dir, id string) func(string) int64 {
+	t.Helper()
+	m, err := snapshot.Load(dir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt := make([]*redis.Client, len(m.Shards))
+	for i, sh := range m.Shards {
+		rebuilt[i] = rebuildShard(t, filepath.Join(dir, id), sh.RDBFile, sh.TailFile)
+		if _, err := exec.LookPath("redis-check-rdb"); err == nil {
+			if out, err := exec.Command("redis-check-rdb", filepath.Join(dir, id, sh.RDBFile)).CombinedOutput(); err != nil {
+				t.Errorf("redis-check-rdb %s: %v\n%s", sh.RDBFile, err, out)
+			}
+		}
+	}
+	return func(key string) int64 {
+		v, err := rebuilt[c.Table.ShardOf([]byte(key))].Get(t.Context(), key).Int64()
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// restoredFromBucket checks snapshot id is complete in the bucket and
+// that nothing of it is left in the spool, restores it from the bucket
+// into 5 new shards (PROXY RESTORE s3://...), and returns how to read a
+// key's integer value from them.
+func restoredFromBucket(t *testing.T, c *proxytest.Cluster, cfg control.Config, spool, id string) func(string) int64 {
+	t.Helper()
+	ctx := t.Context()
+	m, err := cfg.SnapshotStore.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Shards) != 3 {
+		t.Fatalf("manifest lists %d shards, want 3", len(m.Shards))
+	}
+	if left := dirEntries(t, spool); left != 0 {
+		t.Errorf("the spool holds %d entries after the snapshot, want none", left)
+	}
+	admin := c.Client()
+	list := admin.Do(ctx, "PROXY", "SNAPSHOT", "LIST").String()
+	if !strings.Contains(list, "id="+id) {
+		t.Fatalf("PROXY SNAPSHOT LIST = %s, want %s", list, id)
+	}
+	targets := redistest.StartN(t, 5)
+	table := proxyRestore(t, c, cfg.SnapshotStore.Location(id), targets)
+	var total int64
+	for _, s := range targets {
+		total += s.Client().DBSize(ctx).Val()
+	}
+	if total != m.Keys {
+		t.Errorf("the 5 targets hold %d keys, the snapshot %d at the cut", total, m.Keys)
+	}
+	return func(key string) int64 {
+		v, err := targets[table.ShardOf([]byte(key))].Client().Get(ctx, key).Int64()
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+		return v
 	}
 }
 

@@ -33,6 +33,15 @@ type CaptureConfig struct {
 	// completes.
 	RDBPath  string
 	TailPath string
+	// RDB, when set, receives the RDB instead of a file at RDBPath (which
+	// is then left empty): the capture commits it once the RDB is
+	// complete, and aborts it if the capture fails before that; a
+	// committed sink is the caller's to remove.
+	RDB Sink
+	// CheckRDB checks the RDB (structure and CRC64, as CheckRDB does)
+	// while it arrives, beside the transfer, and fails the capture on a
+	// broken one; Result.RDBSummary holds what it found.
+	CheckRDB bool
 	// ListeningPort is announced with REPLCONF listening-port. 0 announces
 	// the local port of the capture's own connection, which no real
 	// replica uses, so the capture can recognise itself in the shard's
@@ -91,8 +100,10 @@ func (c CaptureConfig) validate() error {
 	switch {
 	case c.Addr == "":
 		return errors.New("snapshot: capture needs a shard address")
-	case c.RDBPath == "":
-		return fmt.Errorf("snapshot: capture of shard %s needs an RDB path", c.Addr)
+	case c.RDBPath == "" && c.RDB == nil:
+		return fmt.Errorf("snapshot: capture of shard %s needs an RDB path or sink", c.Addr)
+	case c.RDBPath != "" && c.RDB != nil:
+		return fmt.Errorf("snapshot: capture of shard %s has both an RDB path and an RDB sink", c.Addr)
 	case c.TailPath == "":
 		return fmt.Errorf("snapshot: capture of shard %s needs a tail path", c.Addr)
 	case c.RDBPath == c.TailPath:
@@ -132,22 +143,24 @@ func Capture(ctx context.Context, cfg CaptureConfig) (*Stream, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	rdb, err := createExclusive(cfg.RDBPath)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot: capture of shard %s: %w", cfg.Addr, err)
+	rdb := cfg.RDB
+	if rdb == nil {
+		f, err := createFileSink(cfg.RDBPath)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: capture of shard %s: %w", cfg.Addr, err)
+		}
+		rdb = f
 	}
 	tail, err := createExclusive(cfg.TailPath)
 	if err != nil {
-		rdb.Close()
-		os.Remove(cfg.RDBPath)
+		rdb.Abort()
 		return nil, fmt.Errorf("snapshot: capture of shard %s: %w", cfg.Addr, err)
 	}
 	dialer := net.Dialer{Timeout: cfg.DialTimeout}
 	conn, err := dialer.DialContext(ctx, "tcp", cfg.Addr)
 	if err != nil {
-		rdb.Close()
+		rdb.Abort()
 		tail.Close()
-		os.Remove(cfg.RDBPath)
 		os.Remove(cfg.TailPath)
 		return nil, fmt.Errorf("snapshot: connect to shard %s: %w", cfg.Addr, err)
 	}
@@ -164,7 +177,7 @@ func Capture(ctx context.Context, cfg CaptureConfig) (*Stream, error) {
 		conn:    conn,
 		dc:      dc,
 		br:      bufio.NewReaderSize(dc, readBufferSize),
-		rdb:     &rdbWriter{f: rdb},
+		rdb:     &rdbWriter{sink: rdb},
 		tail:    tail,
 		tailW:   bufio.NewWriterSize(tail, tailBufferSize),
 		done:    make(chan struct{}),
@@ -177,6 +190,9 @@ func Capture(ctx context.Context, cfg CaptureConfig) (*Stream, error) {
 	s.stopAfter = context.AfterFunc(ctx, func() {
 		s.abort(fmt.Errorf("%w (shard %s): %w", ErrClosed, cfg.Addr, context.Cause(ctx)))
 	})
+	if cfg.CheckRDB {
+		s.rdb.check = startRDBCheck("RDB")
+	}
 	if err := s.handshake(); err != nil {
 		s.stopAfter()
 		conn.Close()

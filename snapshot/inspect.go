@@ -3,8 +3,11 @@ package snapshot
 import (
 	"bufio"
 	"container/heap"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/reshard/reshard/router"
+	"github.com/reshard/reshard/snapshot/objstore"
 	"github.com/reshard/reshard/snapshot/rdb"
 )
 
@@ -28,6 +32,9 @@ type InspectConfig struct {
 	// Without it, a snapshot's keys are counted in its own table's
 	// ranges, and a plain RDB's are not counted per range.
 	Target []router.Shard
+	// S3 reads a path given as an s3:// URL: a snapshot's prefix, or an
+	// object whose name ends in .rdb.
+	S3 *objstore.Client
 }
 
 // DefaultInspectConfig returns the defaults.
@@ -159,15 +166,29 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 		}
 		target = t
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return Report{}, fmt.Errorf("snapshot: inspect: %w", err)
+	in := &inspector{top: topKeys{max: cfg.Top}, files: localFiles{}}
+	var isSnapshot bool
+	if objstore.IsURL(path) {
+		u, err := objstore.ParseURL(path)
+		if err != nil {
+			return Report{}, fmt.Errorf("snapshot: inspect: %w", err)
+		}
+		if cfg.S3 == nil {
+			return Report{}, fmt.Errorf("snapshot: inspect %s: no object store is configured", path)
+		}
+		in.files = bucketFiles{c: cfg.S3}
+		isSnapshot = !strings.HasSuffix(u.Key, ".rdb")
+	} else {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return Report{}, fmt.Errorf("snapshot: inspect: %w", err)
+		}
+		isSnapshot = fi.IsDir()
 	}
-	in := &inspector{top: topKeys{max: cfg.Top}}
 	rep := Report{Path: path}
 	var table *router.Table
-	if fi.IsDir() {
-		m, err := loadManifest(path, "")
+	if isSnapshot {
+		m, err := in.files.manifest(path)
 		if err != nil {
 			return Report{}, fmt.Errorf("snapshot: inspect: %w", err)
 		}
@@ -182,7 +203,7 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 		}
 	} else {
 		rep.Kind = "rdb"
-		stats, err := in.file(path, filepath.Base(path), nil, -1)
+		stats, err := in.file(path, path[strings.LastIndexAny(path, `/\`)+1:], nil, -1)
 		if err != nil {
 			return Report{}, fmt.Errorf("snapshot: inspect: %w", err)
 		}
@@ -204,13 +225,14 @@ type inspector struct {
 	slotKeys  [router.NumSlots]int64
 	slotBytes [router.NumSlots]int64
 	top       topKeys
+	files     inspectFiles
 }
 
 func (in *inspector) snapshot(rep *Report, dir string, m Manifest, table *router.Table) error {
 	types := map[[2]string]*TypeStats{}
 	rep.Total.DBKeys = map[int]int64{}
 	for i, sh := range m.Shards {
-		stats, err := in.file(filepath.Join(dir, sh.RDBFile), sh.RDBFile, table, i)
+		stats, err := in.file(in.files.join(dir, sh.RDBFile), sh.RDBFile, table, i)
 		if err != nil {
 			return err
 		}
@@ -230,7 +252,7 @@ func (in *inspector) snapshot(rep *Report, dir string, m Manifest, table *router
 		if misplaced > 0 {
 			problem("%d keys in %s belong to other shards by the snapshot's table", misplaced, sh.RDBFile)
 		}
-		tail, err := CheckTail(filepath.Join(dir, sh.TailFile))
+		tail, err := in.tail(in.files.join(dir, sh.TailFile))
 		if err != nil {
 			return err
 		}
@@ -274,7 +296,7 @@ type fileStats struct {
 // file reads one RDB. With a table, keys whose slot it does not give to
 // shard are counted as misplaced.
 func (in *inspector) file(path, name string, table *router.Table, shard int) (fileStats, error) {
-	f, err := os.Open(path)
+	f, err := in.files.open(path)
 	if err != nil {
 		return fileStats{}, err
 	}
@@ -519,4 +541,57 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func (in *inspector) tail(path string) (TailSummary, error) {
+	f, err := in.files.open(path)
+	if err != nil {
+		return TailSummary{}, err
+	}
+	defer f.Close()
+	return checkTail(f, path, -1)
+}
+
+// inspectFiles reads a snapshot's files from a directory or a bucket.
+type inspectFiles interface {
+	open(name string) (io.ReadCloser, error)
+	join(dir, name string) string
+	manifest(dir string) (Manifest, error)
+}
+
+type localFiles struct{}
+
+func (localFiles) open(name string) (io.ReadCloser, error) { return os.Open(name) }
+func (localFiles) join(dir, name string) string            { return filepath.Join(dir, name) }
+func (localFiles) manifest(dir string) (Manifest, error)   { return loadManifest(dir, "") }
+
+type bucketFiles struct{ c *objstore.Client }
+
+func (b bucketFiles) open(name string) (io.ReadCloser, error) {
+	u, err := objstore.ParseURL(name)
+	if err != nil {
+		return nil, err
+	}
+	body, _, err := b.c.Open(context.Background(), u)
+	return body, err
+}
+
+func (b bucketFiles) join(dir, name string) string {
+	u, _ := objstore.ParseURL(dir)
+	return u.Join(name).String()
+}
+
+func (b bucketFiles) manifest(dir string) (Manifest, error) {
+	u, err := objstore.ParseURL(dir)
+	if err != nil {
+		return Manifest{}, err
+	}
+	data, err := b.c.ReadAll(context.Background(), u.Join(ManifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Manifest{}, fmt.Errorf("%w: %s has no %s", ErrNotSnapshot, dir, ManifestFile)
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	return parseManifest(data, dir, "")
 }

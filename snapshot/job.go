@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -36,10 +33,13 @@ import (
 //
 // Invariants:
 //   - A directory named like an id (Dir/<id>) is a complete snapshot: it
-//     appears by rename, after every RDB passed CheckRDB (and Verify), every
-//     tail passed CheckTail, manifest.json was written, every file and the
-//     directory were fsynced; Dir is fsynced after the rename. Work in
-//     progress lives in Dir/.tmp-<id>, which any failure removes.
+//     appears by rename, after every RDB passed the check made while it
+//     arrived (and Verify), every tail passed CheckTail, manifest.json was
+//     written, every file and the directory were fsynced; Dir is fsynced
+//     after the rename. Work in progress lives in Dir/.tmp-<id>, which any
+//     failure removes. In a bucket (Store) the same holds of the id's
+//     prefix with manifest.json written last, and a failure deletes every
+//     object the job sent.
 //   - The barrier is paused at most once per job and always resumed, also
 //     when reading the offsets fails; its pause never includes a fork wait.
 //   - Credentials go to the shards only: not to logs, the manifest, or
@@ -94,6 +94,9 @@ type JobConfig struct {
 	// Dir holds the snapshots (STATE_DIR/snapshots); it is created if
 	// missing. A snapshot goes to Dir/<id>, built in Dir/.tmp-<id>.
 	Dir string
+	// Store, when set instead of Dir, is where the snapshot goes (a
+	// bucket, say): see Store.
+	Store *Store
 	// Name is an optional label recorded in the manifest: letters,
 	// digits, '.', '_' and '-', at most 64 bytes.
 	Name string
@@ -140,7 +143,8 @@ type JobConfig struct {
 	DialTimeout time.Duration
 	LinkTimeout time.Duration
 	// Verify, when set, is an extra check of each RDB after the job's own
-	// (structure and CRC64 through package rdb), e.g. redis-check-rdb.
+	// (structure and CRC64 through package rdb, while it arrives), e.g.
+	// redis-check-rdb. It needs a local file: a Dir, not a bucket.
 	Verify func(path string) error
 
 	// testBeforeOffset, set by tests only, runs before each shard's
@@ -166,8 +170,12 @@ func DefaultJobConfig() JobConfig {
 
 func (c JobConfig) validate() error {
 	switch {
-	case c.Dir == "":
-		return errors.New("snapshot: job needs a directory (Dir)")
+	case c.Dir == "" && c.Store == nil:
+		return errors.New("snapshot: job needs a directory (Dir) or a Store")
+	case c.Dir != "" && c.Store != nil:
+		return errors.New("snapshot: job has both a directory (Dir) and a Store")
+	case c.Verify != nil && c.Store != nil && !c.Store.Local():
+		return errors.New("snapshot: Verify needs the RDB files on local disk, and the store is a bucket")
 	case c.Table == nil:
 		return errors.New("snapshot: job needs a slot table (Table)")
 	case c.Barrier == nil:
@@ -195,8 +203,7 @@ type Job struct {
 	cfg    JobConfig
 	log    *zap.Logger
 	id     string
-	tmp    string // Dir/.tmp-<id>
-	final  string // Dir/<id>
+	stage  staging
 	cancel context.CancelCauseFunc
 	done   chan struct{}
 	err    error // set before done is closed
@@ -212,12 +219,13 @@ type Job struct {
 // job's lifetime (the proxy's, not a client request's).
 //
 // The job, in order: captures every shard in parallel into the temporary
-// directory and waits for every fork; pauses the barrier, reads every
+// directory (or the bucket), checking every RDB (structure, CRC64) as it
+// arrives, and waits for every fork; pauses the barrier, reads every
 // shard's master_repl_offset and key count, lifts the barrier; cuts each
-// capture there; verifies every RDB (structure, CRC64) and tail (parses,
-// ends on a command boundary); writes manifest.json, fsyncs every file,
-// renames the directory into place and fsyncs Dir. On any failure it
-// removes the temporary directory: no directory that looks complete is
+// capture there; checks every tail (parses, ends on a command boundary);
+// writes manifest.json, fsyncs every file, renames the directory into
+// place and fsyncs Dir (in a bucket: sends each tail, then the manifest).
+// On any failure it removes what it wrote: nothing that looks complete is
 // left behind.
 func StartJob(ctx context.Context, cfg JobConfig) (*Job, error) {
 	if err := cfg.validate(); err != nil {
@@ -227,35 +235,21 @@ func StartJob(ctx context.Context, cfg JobConfig) (*Job, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+	store := cfg.Store
+	if store == nil {
+		store = DirStore(cfg.Dir)
 	}
 	started := time.Now()
-	var id, tmp, final string
-	for attempt := 0; ; attempt++ {
-		id = newID(started)
-		tmp = filepath.Join(cfg.Dir, tempPrefix+id)
-		final = filepath.Join(cfg.Dir, id)
-		_, err := os.Lstat(final)
-		if err == nil {
-			err = fs.ErrExist
-		} else if errors.Is(err, fs.ErrNotExist) {
-			err = os.Mkdir(tmp, 0o700)
-		}
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, fs.ErrExist) || attempt == 9 {
-			return nil, fmt.Errorf("snapshot: create %s: %w", tmp, err)
-		}
+	id, stage, err := store.begin(ctx, started)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	j := &Job{
 		cfg:    cfg,
 		log:    log.With(zap.String("job", id)),
 		id:     id,
-		tmp:    tmp,
-		final:  final,
+		stage:  stage,
 		cancel: cancel,
 		done:   make(chan struct{}),
 		status: Status{
@@ -264,13 +258,13 @@ func StartJob(ctx context.Context, cfg JobConfig) (*Job, error) {
 			ID:      id,
 			Name:    cfg.Name,
 			Warning: cfg.Warning,
-			Dir:     final,
+			Dir:     stage.location(),
 			Epoch:   cfg.Table.Epoch(),
 			Shards:  cfg.Table.NumShards(),
 			Started: started,
 		},
 	}
-	j.log.Info("snapshot started", zap.String("dir", final), zap.Int("shards", cfg.Table.NumShards()),
+	j.log.Info("snapshot started", zap.String("dir", stage.location()), zap.Int("shards", cfg.Table.NumShards()),
 		zap.Uint64("epoch", cfg.Table.Epoch()))
 	go j.run(ctx)
 	return j, nil
@@ -332,10 +326,10 @@ func (j *Job) run(ctx context.Context) {
 		}
 	}
 	if err != nil {
-		// The captures have removed their own files; this takes the
-		// manifest and the directory (before the job reports failed, and
-		// outside the lock Status takes).
-		os.RemoveAll(j.tmp)
+		// The captures have removed their own files, up to the RDBs they
+		// committed; this takes the rest (before the job reports failed,
+		// and outside the lock Status takes).
+		j.stage.abort()
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -360,7 +354,7 @@ func (j *Job) run(ctx context.Context) {
 	j.status.Phase = PhaseComplete
 	j.status.Keys = m.Keys
 	j.status.Bytes = m.Bytes
-	j.log.Info("snapshot done", zap.String("dir", j.final), zap.Int64("keys", m.Keys),
+	j.log.Info("snapshot done", zap.String("dir", j.stage.location()), zap.Int64("keys", m.Keys),
 		zap.Int64("bytes", m.Bytes), zap.Int64("pause_us", m.PauseUS), zap.Duration("elapsed", elapsed))
 }
 

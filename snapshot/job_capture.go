@@ -3,7 +3,6 @@ package snapshot
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 )
@@ -47,8 +46,14 @@ func (j *Job) startCaptures(ctx context.Context) ([]*Stream, error) {
 			cc.Addr = j.captureAddr(forkCtx, i)
 			cc.Username = j.cfg.Username
 			cc.Password = j.cfg.Password
-			cc.RDBPath = filepath.Join(j.tmp, j.rdbName(i))
-			cc.TailPath = filepath.Join(j.tmp, j.tailName(i))
+			sink, err := j.stage.rdb(forkCtx, j.rdbName(i))
+			if err != nil {
+				fail(err)
+				return
+			}
+			cc.RDB = sink
+			cc.CheckRDB = true
+			cc.TailPath = j.stage.tailPath(j.tailName(i))
 			cc.DialTimeout = j.cfg.DialTimeout
 			cc.LinkTimeout = j.cfg.LinkTimeout
 			cc.Verify = nil // the job verifies, with more checks, after every cut

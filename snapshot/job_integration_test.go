@@ -343,7 +343,7 @@ func TestJobListLoadDelete(t *testing.T) {
 	if m.Keys != 2 || m.Epoch != 7 || len(m.Shards) != 2 || m.Table.Spec != list[1].Table.Spec {
 		t.Errorf("Load: %+v", m)
 	}
-	if ms := m.Status(cfg.Dir); ms.Info() != last.Info() {
+	if ms := m.Status(DirStore(cfg.Dir).Location(m.ID)); ms.Info() != last.Info() {
 		t.Errorf("the manifest's status:\n%s\nthe job's:\n%s", ms.Info(), last.Info())
 	}
 	if _, err := m.RouterTable(); err != nil {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 )
@@ -25,7 +23,7 @@ func (j *Job) verify(ctx context.Context, results []Result, cut cutPoint) ([]Sha
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			shards[i], errs[i] = j.verifyShard(i, res, cut.shards[i])
+			shards[i], errs[i] = j.verifyShard(ctx, i, res, cut.shards[i])
 		}()
 	}
 	wg.Wait()
@@ -38,17 +36,17 @@ func (j *Job) verify(ctx context.Context, results []Result, cut cutPoint) ([]Sha
 	return shards, nil
 }
 
-func (j *Job) verifyShard(i int, res Result, cut shardCut) (ShardManifest, error) {
-	sum, err := CheckRDB(res.RDBPath)
-	if err != nil {
-		return ShardManifest{}, fmt.Errorf("snapshot: shard %s: %w", res.Addr, err)
+func (j *Job) verifyShard(ctx context.Context, i int, res Result, cut shardCut) (ShardManifest, error) {
+	if res.RDBSummary == nil {
+		return ShardManifest{}, fmt.Errorf("snapshot: shard %s: the capture did not check its RDB", res.Addr)
 	}
+	sum := *res.RDBSummary
 	if sum.Size != res.RDBSize {
 		return ShardManifest{}, fmt.Errorf("snapshot: shard %s: RDB of %d bytes holds %d bytes of RDB", res.Addr, res.RDBSize, sum.Size)
 	}
-	if j.cfg.Verify != nil {
-		if err := j.cfg.Verify(res.RDBPath); err != nil {
-			return ShardManifest{}, fmt.Errorf("snapshot: shard %s: verify %s: %w", res.Addr, res.RDBPath, err)
+	if path := j.stage.rdbPath(j.rdbName(i)); j.cfg.Verify != nil && path != "" {
+		if err := j.cfg.Verify(path); err != nil {
+			return ShardManifest{}, fmt.Errorf("snapshot: shard %s: verify %s: %w", res.Addr, path, err)
 		}
 	}
 	tail, err := CheckTail(res.TailPath)
@@ -58,6 +56,9 @@ func (j *Job) verifyShard(i int, res Result, cut shardCut) (ShardManifest, error
 	if tail.Size != res.TailSize || tail.Commands != res.TailCommands {
 		return ShardManifest{}, fmt.Errorf("snapshot: shard %s: tail has %d commands in %d bytes, the capture wrote %d in %d",
 			res.Addr, tail.Commands, tail.Size, res.TailCommands, res.TailSize)
+	}
+	if err := j.stage.tailDone(ctx, j.tailName(i)); err != nil {
+		return ShardManifest{}, fmt.Errorf("snapshot: shard %s: %w", res.Addr, err)
 	}
 	from := res.Addr
 	if from == j.cfg.Table.Addr(i) {
@@ -87,42 +88,18 @@ func (j *Job) verifyShard(i int, res Result, cut shardCut) (ShardManifest, error
 	}, nil
 }
 
-// publish writes the manifest, makes every file durable and renames the
-// directory into place.
+// publish writes the manifest and puts the snapshot in place: in a
+// directory, every file made durable and the directory renamed; in a
+// bucket, the manifest sent after every file.
 func (j *Job) publish(ctx context.Context, m *Manifest) error {
 	m.Completed = time.Now().UTC()
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("snapshot: manifest: %w", err)
 	}
-	if err := writeFileSync(filepath.Join(j.tmp, ManifestFile), append(b, '\n')); err != nil {
-		return fmt.Errorf("snapshot: write manifest: %w", err)
-	}
-	// The captures fsynced their files; again here, so the rule "every
-	// file fsynced before the rename" does not rest on another package.
+	var files []string
 	for _, sh := range m.Shards {
-		for _, name := range []string{sh.RDBFile, sh.TailFile} {
-			if err := syncFile(filepath.Join(j.tmp, name)); err != nil {
-				return fmt.Errorf("snapshot: fsync %s: %w", name, err)
-			}
-		}
+		files = append(files, sh.RDBFile, sh.TailFile)
 	}
-	if err := syncDir(j.tmp); err != nil {
-		return fmt.Errorf("snapshot: fsync %s: %w", j.tmp, err)
-	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	if _, err := os.Lstat(j.final); err == nil {
-		return fmt.Errorf("snapshot: %s already exists", j.final)
-	}
-	if err := os.Rename(j.tmp, j.final); err != nil {
-		return fmt.Errorf("snapshot: %w", err)
-	}
-	if err := syncDir(j.cfg.Dir); err != nil {
-		// Complete but perhaps not durable: a failed job leaves nothing.
-		os.RemoveAll(j.final)
-		return fmt.Errorf("snapshot: fsync %s: %w", j.cfg.Dir, err)
-	}
-	return nil
+	return j.stage.publish(ctx, append(b, '\n'), files)
 }

@@ -3,14 +3,12 @@ package snapshot
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -114,15 +112,15 @@ func (m Manifest) RouterTable() (*router.Table, error) {
 }
 
 // Status renders a completed snapshot the way Job.Status renders a job,
-// for PROXY SNAPSHOT STATUS ID of one that is no longer running; dir is
-// the snapshots directory it was loaded from.
-func (m Manifest) Status(dir string) Status {
+// for PROXY SNAPSHOT STATUS ID of one that is no longer running; location
+// is where it is (Store.Location).
+func (m Manifest) Status(location string) Status {
 	return Status{
 		State:    StateDone,
 		Phase:    PhaseComplete,
 		ID:       m.ID,
 		Name:     m.Name,
-		Dir:      filepath.Join(dir, m.ID),
+		Dir:      location,
 		Epoch:    m.Epoch,
 		Shards:   len(m.Shards),
 		Keys:     m.Keys,
@@ -219,17 +217,7 @@ func loadManifest(path, wantID string) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, err
 	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: %s: %v", ErrBadManifest, path, err)
-	}
-	if err := m.validate(); err != nil {
-		return Manifest{}, fmt.Errorf("%s: %w", path, err)
-	}
-	if wantID != "" && m.ID != wantID {
-		return Manifest{}, fmt.Errorf("%w: %s holds snapshot %s", ErrBadManifest, path, m.ID)
-	}
-	return m, nil
+	return parseManifest(b, path, wantID)
 }
 
 // List returns the snapshots in dir, oldest first (by Created, then id). A
@@ -258,12 +246,7 @@ func List(dir string) ([]Manifest, error) {
 		}
 		out = append(out, m)
 	}
-	slices.SortFunc(out, func(a, b Manifest) int {
-		if c := a.Created.Compare(b.Created); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	sortManifests(out)
 	return out, errors.Join(errs...)
 }
 
@@ -272,8 +255,14 @@ func List(dir string) ([]Manifest, error) {
 // unique: a nightly job may give the same one every night). None is an
 // error wrapping ErrNotSnapshot.
 func Find(dir, ref string) ([]Manifest, error) {
+	return find(ref, func(id string) (Manifest, error) { return Load(dir, id) },
+		func() ([]Manifest, error) { return List(dir) })
+}
+
+// find is Find over any store's load and list.
+func find(ref string, load func(id string) (Manifest, error), list func() ([]Manifest, error)) ([]Manifest, error) {
 	if isID(ref) {
-		m, err := Load(dir, ref)
+		m, err := load(ref)
 		if err != nil {
 			return nil, err
 		}
@@ -282,7 +271,7 @@ func Find(dir, ref string) ([]Manifest, error) {
 	if validateName(ref) != nil || ref == "" {
 		return nil, fmt.Errorf("%w: %q is neither a snapshot id nor a snapshot name", ErrNotSnapshot, ref)
 	}
-	all, err := List(dir)
+	all, err := list()
 	var out []Manifest
 	for _, m := range all {
 		if m.Name == ref {

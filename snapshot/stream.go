@@ -66,9 +66,11 @@ type Result struct {
 	// CutOffset is the offset the RDB plus the tail stand at.
 	CutOffset int64
 	// Transfer is "disk" ($<length>) or "diskless" ($EOF:<mark>).
-	Transfer   string
-	RDBPath    string
-	RDBSize    int64
+	Transfer string
+	RDBPath  string // empty when the RDB went to CaptureConfig.RDB
+	RDBSize  int64
+	// RDBSummary is what CaptureConfig.CheckRDB found; nil without it.
+	RDBSummary *RDBSummary
 	RDBVersion int
 	// RDBTime is from +FULLRESYNC to the RDB fsynced.
 	RDBTime  time.Duration
@@ -101,6 +103,7 @@ type Stream struct {
 	tailW       *bufio.Writer
 	transfer    string
 	rdbTime     time.Duration
+	rdbSum      *RDBSummary
 	checkpoints []boundary
 	skips       []skipped // appended under pub.mu: a Follower reads them
 
@@ -257,7 +260,7 @@ func (s *Stream) run() {
 	// Verified only now, with the link closed: reading the file again
 	// while the shard buffers the stream for us could push the capture
 	// over client-output-buffer-limit on a large RDB.
-	if err == nil && s.cfg.Verify != nil {
+	if err == nil && s.cfg.Verify != nil && s.cfg.RDBPath != "" {
 		if verr := s.cfg.Verify(s.cfg.RDBPath); verr != nil {
 			err = fmt.Errorf("snapshot: shard %s: verify RDB %s: %w", s.cfg.Addr, s.cfg.RDBPath, verr)
 		}
@@ -339,13 +342,18 @@ func (s *Stream) receiveRDB() error {
 		return err
 	}
 	s.rdb.rdbVersion = version
-	if err := s.rdb.f.Sync(); err != nil {
+	if c := s.rdb.check; c != nil {
+		s.rdb.check = nil
+		sum, err := c.finish()
+		if err != nil {
+			return fmt.Errorf("snapshot: shard %s: %w", s.cfg.Addr, err)
+		}
+		s.rdbSum = &sum
+	}
+	if err := s.rdb.sink.Commit(); err != nil {
 		return &fileError{err}
 	}
-	if err := s.rdb.f.Close(); err != nil {
-		return &fileError{err}
-	}
-	s.rdb.f = nil
+	s.rdb.committed = true
 	s.rdbTime = time.Since(s.started)
 	s.log.Info("rdb received", zap.String("transfer", s.transfer),
 		zap.Int64("rdb_bytes", s.rdb.n.Load()), zap.Duration("elapsed", s.rdbTime))
@@ -452,6 +460,7 @@ func (s *Stream) cut(cur boundary, target int64) error {
 		RDBPath:      s.cfg.RDBPath,
 		RDBSize:      s.rdb.n.Load(),
 		RDBVersion:   s.rdb.rdbVersion,
+		RDBSummary:   s.rdbSum,
 		RDBTime:      s.rdbTime,
 		TailPath:     s.cfg.TailPath,
 		TailSize:     b.tail,
@@ -506,13 +515,18 @@ func (s *Stream) findBoundary(target int64) (boundary, error) {
 }
 
 func (s *Stream) removeFiles() {
-	if s.rdb.f != nil {
-		s.rdb.f.Close()
+	if c := s.rdb.check; c != nil {
+		s.rdb.check = nil
+		c.finish()
+	}
+	if !s.rdb.committed {
+		s.rdb.sink.Abort()
+	} else if s.cfg.RDB == nil {
+		os.Remove(s.cfg.RDBPath)
 	}
 	if s.tail != nil {
 		s.tail.Close()
 	}
-	os.Remove(s.cfg.RDBPath)
 	os.Remove(s.cfg.TailPath)
 }
 
@@ -537,9 +551,12 @@ func (s *Stream) explain(err error, phase Phase) error {
 	return err
 }
 
-// rdbWriter writes the RDB file, counting bytes and keeping its header.
+// rdbWriter writes the RDB to its sink, counting bytes and keeping its
+// header, and hands a copy to the check when there is one.
 type rdbWriter struct {
-	f          *os.File
+	sink       Sink
+	committed  bool
+	check      *rdbCheck
 	n          atomic.Int64
 	head       [9]byte
 	rdbVersion int
@@ -549,8 +566,11 @@ func (w *rdbWriter) Write(b []byte) (int, error) {
 	if n := w.n.Load(); n < int64(len(w.head)) {
 		copy(w.head[n:], b)
 	}
-	n, err := w.f.Write(b)
+	n, err := w.sink.Write(b)
 	w.n.Add(int64(n))
+	if err == nil && w.check != nil {
+		err = w.check.write(b[:n])
+	}
 	return n, err
 }
 

@@ -36,13 +36,19 @@ func CheckTail(path string) (TailSummary, error) {
 	if err != nil {
 		return TailSummary{}, err
 	}
+	return checkTail(f, path, fi.Size())
+}
+
+// checkTail is CheckTail on a reader of size bytes (-1: unknown); path
+// names it in errors.
+func checkTail(in io.Reader, path string, size int64) (TailSummary, error) {
 	crc := rdb.NewCRC64()
-	p := cmdParser{r: bufio.NewReaderSize(io.TeeReader(f, crc), 64<<10)}
+	p := cmdParser{r: bufio.NewReaderSize(io.TeeReader(in, crc), 64<<10)}
 	var sum TailSummary
 	inTx := false
 	for {
 		n, kind, err := p.next(io.Discard)
-		if err == io.EOF && sum.Size == fi.Size() {
+		if err == io.EOF && (size < 0 || sum.Size == size) {
 			break
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {

@@ -31,9 +31,15 @@ func CheckRDB(path string) (RDBSummary, error) {
 		return RDBSummary{}, err
 	}
 	defer f.Close()
-	r, err := rdb.NewReader(bufio.NewReaderSize(f, 64<<10))
+	return readRDBSummary(bufio.NewReaderSize(f, 64<<10), path)
+}
+
+// readRDBSummary is CheckRDB on a reader; name goes into its errors. It stops
+// at the RDB's end (EOF opcode and checksum).
+func readRDBSummary(in io.Reader, name string) (RDBSummary, error) {
+	r, err := rdb.NewReader(in)
 	if err != nil {
-		return RDBSummary{}, fmt.Errorf("check %s: %w", path, err)
+		return RDBSummary{}, fmt.Errorf("check %s: %w", name, err)
 	}
 	r.SkipValues(true)
 	sum := RDBSummary{Version: int(r.Version()), DBKeys: map[int]int64{}}
@@ -43,7 +49,7 @@ func CheckRDB(path string) (RDBSummary, error) {
 			break
 		}
 		if err != nil {
-			return RDBSummary{}, fmt.Errorf("check %s: %w", path, err)
+			return RDBSummary{}, fmt.Errorf("check %s: %w", name, err)
 		}
 		if e.Kind == rdb.KindKey {
 			sum.Keys++

@@ -14,9 +14,8 @@ import (
 )
 
 // runInspect is `reshard inspect PATH`: what a snapshot directory or an RDB
-// file holds, as text or JSON. It reads files only; ctx is unused because
-// the read is local and bounded by the file.
-func runInspect(_ context.Context, args []string, stdout io.Writer) error {
+// file holds, as text or JSON.
+func runInspect(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg := snapshot.DefaultInspectConfig()
 	var asJSON bool
 	var target string
@@ -24,9 +23,11 @@ func runInspect(_ context.Context, args []string, stdout io.Writer) error {
 	fs.SetOutput(stdout)
 	fs.IntVar(&cfg.Top, "top", cfg.Top, "list this many of the largest keys (0: none)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	var s3f s3Flags
+	s3f.add(fs)
 	fs.StringVar(&target, "target", "", "count keys per slot range of this topology (HOST:PORT[=RANGES],...) instead of the snapshot's own")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: reshard inspect PATH [flags]\n\nPATH is a snapshot directory (STATE_DIR/snapshots/ID) or an RDB file.\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stdout, "Usage: reshard inspect PATH [flags]\n\nPATH is a snapshot directory (STATE_DIR/snapshots/ID) or an RDB file,\nor the same in object storage (s3://BUCKET/PREFIX/ID, s3://BUCKET/KEY.rdb).\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -45,6 +46,10 @@ func runInspect(_ context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("--target: %w", err)
 		}
 		cfg.Target = shards
+	}
+	var err error
+	if cfg.S3, err = s3f.client(ctx, fs.Arg(0)); err != nil {
+		return err
 	}
 	rep, err := snapshot.Inspect(fs.Arg(0), cfg)
 	if err != nil {

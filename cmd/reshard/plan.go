@@ -84,7 +84,7 @@ func (p plan) spec(targets []string) string {
 	return strings.Join(parts, ",")
 }
 
-func runPlan(_ context.Context, args []string, stdout io.Writer) error {
+func runPlan(ctx context.Context, args []string, stdout io.Writer) error {
 	var n, top int
 	var by, targets string
 	fs := pflag.NewFlagSet("reshard plan", pflag.ContinueOnError)
@@ -93,8 +93,10 @@ func runPlan(_ context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&targets, "targets", "", "the new shards' addresses (HOST:PORT[+REPLICA...],...): the plan is printed as a spec on them, ready for reshard restore --to or PROXY RESHARD")
 	fs.StringVar(&by, "by", "bytes", "balance the shards' RDB bytes (bytes) or their key counts (keys)")
 	fs.IntVar(&top, "top", 10, "list this many of the largest keys (0: none)")
+	var s3f s3Flags
+	s3f.add(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "Usage: reshard plan PATH (--shards N | --targets SPEC) [flags]\n\nPATH is a snapshot directory (STATE_DIR/snapshots/ID) or an RDB file; it is read once, streaming.\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stdout, "Usage: reshard plan PATH (--shards N | --targets SPEC) [flags]\n\nPATH is a snapshot directory (STATE_DIR/snapshots/ID) or an RDB file, or the same in\nobject storage (s3://BUCKET/PREFIX/ID, s3://BUCKET/KEY.rdb); it is read once, streaming.\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -121,6 +123,10 @@ func runPlan(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg := snapshot.DefaultInspectConfig()
 	cfg.Top = top
+	var err error
+	if cfg.S3, err = s3f.client(ctx, fs.Arg(0)); err != nil {
+		return err
+	}
 	rep, err := snapshot.Inspect(fs.Arg(0), cfg)
 	if err != nil {
 		return err

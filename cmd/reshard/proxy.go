@@ -22,6 +22,7 @@ import (
 	"github.com/reshard/reshard/proxy/control"
 	"github.com/reshard/reshard/router"
 	"github.com/reshard/reshard/snapshot"
+	"github.com/reshard/reshard/snapshot/objstore"
 
 	"github.com/reshard/reshard/internal/redisproc"
 	"github.com/reshard/reshard/internal/sentinel"
@@ -42,6 +43,8 @@ type proxyFlags struct {
 	snapRetain      int
 	snapRetainNamed bool
 	snapEvery       time.Duration
+	snapStore       string
+	s3              s3Flags
 }
 
 func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
@@ -61,6 +64,8 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.stateDir, "state-dir", ".reshard", "state directory: persisted routing table, embedded shards' data")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "console", "log format: console (one readable line per entry) or json (one JSON object per line, for log collectors)")
+	fs.StringVar(&f.snapStore, "snapshot-store", "", "where BGSAVE puts snapshots: a directory, or s3://BUCKET/PREFIX in object storage (see --s3-endpoint); empty: STATE_DIR/snapshots")
+	f.s3.add(fs)
 	fs.IntVar(&f.snapRetain, "snapshot-retain", 0, "keep this many snapshots, deleting the oldest after each new one (0: keep all); named snapshots are kept and not counted unless --snapshot-retain-named")
 	fs.BoolVar(&f.snapRetainNamed, "snapshot-retain-named", false, "count named snapshots in --snapshot-retain too, and delete the oldest of them as well")
 	fs.DurationVar(&f.snapEvery, "snapshot-every", 0, "take a snapshot at this interval, as BGSAVE does (0: none)")
@@ -194,16 +199,22 @@ func serveProxy(ctx context.Context, f proxyFlags, log *zap.Logger) error {
 		return err
 	}
 
-	ccfg := control.Config{StateDir: f.stateDir, SnapshotDir: filepath.Join(f.stateDir, "snapshots"),
+	ccfg := control.Config{StateDir: f.stateDir,
 		ShardUsername: f.cfg.ShardUsername, ShardPassword: f.cfg.ShardPassword,
 		SnapshotRetain: f.snapRetain, SnapshotRetainNamed: f.snapRetainNamed, SnapshotEvery: f.snapEvery}
-	if err := os.MkdirAll(ccfg.SnapshotDir, 0o700); err != nil {
-		return fmt.Errorf("snapshot directory: %w", err)
-	}
-	if stale, err := snapshot.RemoveStale(ccfg.SnapshotDir); err != nil {
+	if ccfg.SnapshotStore, ccfg.S3, err = snapshotStore(ctx, f); err != nil {
 		return err
-	} else if len(stale) > 0 {
-		log.Info("removed unfinished snapshot directories", zap.Strings("dirs", stale))
+	}
+	if ccfg.SnapshotStore.Local() {
+		if stale, err := ccfg.SnapshotStore.RemoveStale(ctx); err != nil {
+			return fmt.Errorf("snapshot store %s: %w", ccfg.SnapshotStore, err)
+		} else if len(stale) > 0 {
+			log.Info("removed unfinished snapshots", zap.String("store", ccfg.SnapshotStore.String()), zap.Strings("dirs", stale))
+		}
+	} else {
+		// An object store that cannot be reached must not keep the proxy
+		// from serving: it is checked, and cleaned, in the background.
+		go checkBucket(ctx, ccfg.SnapshotStore, log)
 	}
 	// The data plane dials the shards with the credentials a cutover
 	// persisted for this table, if any, else the flags'.
@@ -456,5 +467,67 @@ func raiseFileLimit(maxClients int, log *zap.Logger) {
 	lim.Cur = min(want, lim.Max)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < want {
 		log.Warn("open file limit is below maxclients", zap.Uint64("limit", lim.Cur), zap.Int("maxclients", maxClients))
+	}
+}
+
+// snapshotStore opens --snapshot-store (STATE_DIR/snapshots by default)
+// and the object store client, which PROXY RESTORE from s3:// sources uses
+// too: it is made whenever a bucket is configured or could be named
+// (--s3-endpoint given, or AWS credentials in the environment).
+func snapshotStore(ctx context.Context, f proxyFlags) (*snapshot.Store, *objstore.Client, error) {
+	loc := f.snapStore
+	if loc == "" {
+		loc = filepath.Join(f.stateDir, "snapshots")
+	}
+	var c *objstore.Client
+	if objstore.IsURL(loc) || f.s3.endpoint != "" || os.Getenv("AWS_ACCESS_KEY_ID") != "" || os.Getenv("AWS_PROFILE") != "" {
+		cfg := objstore.DefaultConfig()
+		cfg.Endpoint, cfg.Region = f.s3.endpoint, f.s3.region
+		var err error
+		if c, err = objstore.New(ctx, cfg); err != nil {
+			return nil, nil, err
+		}
+	}
+	if !objstore.IsURL(loc) {
+		abs, err := filepath.Abs(loc)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("snapshot directory: %w", err)
+		}
+		return snapshot.DirStore(abs), c, nil
+	}
+	// tails of running snapshots are spooled in the state directory; what
+	// a crashed job left there is nobody's (the state directory is locked)
+	spool := filepath.Join(f.stateDir, "snapshot-spool")
+	if err := os.RemoveAll(spool); err != nil {
+		return nil, nil, fmt.Errorf("snapshot spool: %w", err)
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("snapshot spool: %w", err)
+	}
+	st, err := snapshot.OpenStore(loc, c, spool)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--snapshot-store: %w", err)
+	}
+	return st, c, nil
+}
+
+// checkBucket lists the snapshots of a store in a bucket once, logging
+// what it finds or why it cannot, and removes what crashed jobs left.
+func checkBucket(ctx context.Context, st *snapshot.Store, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	list, err := st.List(ctx)
+	if err != nil {
+		log.Warn("snapshot store not readable; BGSAVE will fail until it is", zap.String("store", st.String()), zap.Error(err))
+		return
+	}
+	log.Info("snapshot store", zap.String("store", st.String()), zap.Int("snapshots", len(list)))
+	if stale, err := st.RemoveStale(ctx); err != nil {
+		log.Warn("snapshot store: removing unfinished snapshots failed", zap.String("store", st.String()), zap.Error(err))
+	} else if len(stale) > 0 {
+		log.Info("removed unfinished snapshots", zap.String("store", st.String()), zap.Strings("ids", stale))
 	}
 }

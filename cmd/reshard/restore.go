@@ -26,7 +26,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var to, logLevel, logFormat string
 	fs := pflag.NewFlagSet("reshard restore", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringSliceVar(&cfg.Sources, "from", nil, "what to restore: a snapshot directory (STATE_DIR/snapshots/ID) or .rdb files, comma-separated")
+	fs.StringSliceVar(&cfg.Sources, "from", nil, "what to restore: a snapshot directory (STATE_DIR/snapshots/ID) or .rdb files, comma-separated; or the same in object storage, s3://BUCKET/PREFIX/ID or s3://BUCKET/KEY.rdb")
+	var s3f s3Flags
+	s3f.add(fs)
 	fs.StringVar(&to, "to", "", "target topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); without ranges the slots are split evenly; a shard that a reshard proxy serves is refused")
 	fs.IntVar(&cfg.DB, "db", cfg.DB, "source database to restore (-1: the only one that holds keys)")
 	fs.BoolVar(&cfg.Replace, "replace", cfg.Replace, "overwrite keys and function libraries that exist on the targets")
@@ -64,6 +66,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("--to: %w", err)
 	}
 	cfg.Targets = shards
+	if cfg.S3, err = s3f.client(ctx, cfg.Sources...); err != nil {
+		return err
+	}
 	log, err := newLogger(logLevel, logFormat)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"github.com/reshard/reshard/proxy"
 	"github.com/reshard/reshard/proxy/internal/wire"
 	"github.com/reshard/reshard/snapshot"
+	"github.com/reshard/reshard/snapshot/objstore"
 )
 
 // Config holds the control plane's settings.
@@ -21,8 +22,14 @@ type Config struct {
 	// disables PROXY RESHARD.
 	StateDir string
 	// SnapshotDir is where BGSAVE writes snapshots (STATE_DIR/snapshots);
-	// empty disables snapshots.
+	// empty disables snapshots, unless SnapshotStore is set instead.
 	SnapshotDir string
+	// SnapshotStore, when set, is where snapshots go instead of
+	// SnapshotDir: a bucket (--snapshot-store s3://BUCKET/PREFIX).
+	SnapshotStore *snapshot.Store
+	// S3 reaches the object store for snapshots in a bucket and for
+	// PROXY RESTORE from s3:// sources; nil when none is configured.
+	S3 *objstore.Client
 	// SnapshotRetain, when positive, is how many snapshots are kept: after
 	// each one that succeeds, the oldest beyond it are deleted. Named
 	// snapshots (PROXY SNAPSHOT NAME) are kept and not counted unless
@@ -54,9 +61,10 @@ type Plane struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the goroutines that follow a job's end
 
-	snaps   snapshots // BGSAVE and PROXY SNAPSHOT (snapshot.go)
-	rest    restores  // PROXY RESTORE (restore.go)
-	reshard reshards  // PROXY RESHARD (reshard.go)
+	snapStore *snapshot.Store // nil: no snapshots
+	snaps     snapshots       // BGSAVE and PROXY SNAPSHOT (snapshot.go)
+	rest      restores        // PROXY RESTORE (restore.go)
+	reshard   reshards        // PROXY RESHARD (reshard.go)
 }
 
 // New returns the control plane of srv and makes it srv's Controller.
@@ -66,10 +74,15 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 		log = zap.NewNop()
 	}
 	p := &Plane{cfg: cfg, srv: srv, log: log}
+	if cfg.SnapshotStore != nil {
+		p.snapStore = cfg.SnapshotStore
+	} else if cfg.SnapshotDir != "" {
+		p.snapStore = snapshot.DirStore(cfg.SnapshotDir)
+	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	srv.SetController(p)
 	srv.OnFailover(p.failover)
-	if cfg.SnapshotEvery > 0 && cfg.SnapshotDir != "" {
+	if cfg.SnapshotEvery > 0 && p.store() != nil {
 		p.watch(p.snapshotEvery)
 	}
 	if e := cfg.Etcd; e != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 
@@ -80,6 +79,7 @@ func (p *Plane) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 	cfg.Username, cfg.Password = auth.Username, auth.Password
 	cfg.Replace, cfg.Flush, cfg.DB = ta.options["replace"], ta.options["flush"], ta.db
 	cfg.AllowDuplicates = ta.options["allow-duplicates"]
+	cfg.S3 = p.cfg.S3
 	for _, src := range strings.Split(string(args[0]), ",") {
 		dir, err := p.restoreSource(src)
 		if err != nil {
@@ -113,12 +113,12 @@ func (p *Plane) startRestore(args [][]byte) (*migrate.RestoreJob, error) {
 }
 
 // restoreSource maps a snapshot id or name (the newest snapshot of that
-// name) to its directory; anything else is a path as given.
+// name) to where it is; anything else is a path or URL as given.
 func (p *Plane) restoreSource(src string) (string, error) {
-	if p.cfg.SnapshotDir == "" || strings.ContainsAny(src, `/\`) {
+	if p.store() == nil || strings.ContainsAny(src, `/\`) {
 		return src, nil
 	}
-	found, err := snapshot.Find(p.cfg.SnapshotDir, src)
+	found, err := p.store().Find(p.ctx, src)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrNotSnapshot) {
 			// a file in the proxy's working directory, if there is one:
@@ -130,7 +130,7 @@ func (p *Plane) restoreSource(src string) (string, error) {
 		}
 		return "", err
 	}
-	return filepath.Join(p.cfg.SnapshotDir, found[len(found)-1].ID), nil
+	return p.store().Location(found[len(found)-1].ID), nil
 }
 
 // jobReply answers a PROXY RESTORE or RESHARD: the id of the job it

@@ -34,11 +34,14 @@ type snapshots struct {
 	lastTook   time.Duration
 }
 
+// store is where snapshots go; nil when snapshots are off.
+func (p *Plane) store() *snapshot.Store { return p.snapStore }
+
 var errSnapshotRunning = errors.New("ERR Background save already in progress")
 
 // startSnapshot starts a job unless one runs.
 func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
-	if p.cfg.SnapshotDir == "" {
+	if p.store() == nil {
 		return nil, errors.New("ERR snapshots need a state directory (reshard proxy --state-dir)")
 	}
 	if p.resharding() {
@@ -56,7 +59,7 @@ func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
 		return nil, errSnapshotRunning
 	}
 	cfg := snapshot.DefaultJobConfig()
-	cfg.Dir = p.cfg.SnapshotDir
+	cfg.Store = p.store()
 	cfg.Name = name
 	// the job dials addresses: sentinel:NAME shards are their primaries
 	// now, and a failover of one cancels the job (failover)
@@ -111,7 +114,7 @@ func (p *Plane) watchSnapshot(job *snapshot.Job) {
 // retain deletes the oldest snapshots beyond Config.SnapshotRetain, named
 // ones only with SnapshotRetainNamed.
 func (p *Plane) retain() {
-	all, err := snapshot.List(p.cfg.SnapshotDir) // oldest first
+	all, err := p.store().List(p.ctx) // oldest first
 	if err != nil {
 		p.log.Warn("snapshot retention: some snapshots cannot be read; they are neither counted nor deleted", zap.Error(err))
 	}
@@ -124,7 +127,7 @@ func (p *Plane) retain() {
 	for len(counted) > p.cfg.SnapshotRetain {
 		m := counted[0]
 		counted = counted[1:]
-		if err := snapshot.Delete(p.cfg.SnapshotDir, m.ID); err != nil {
+		if err := p.store().Delete(p.ctx, m.ID); err != nil {
 			p.log.Warn("snapshot retention: delete failed", zap.String("snapshot", m.ID), zap.Error(err))
 			continue
 		}
@@ -266,12 +269,16 @@ func (p *Plane) snapshotAdmin(args [][]byte, proto int) []byte {
 	switch {
 	case sub == "status" && len(args) <= 2:
 		if len(args) == 2 {
-			found, err := snapshot.Find(p.cfg.SnapshotDir, string(args[1]))
+			if p.store() == nil {
+				return wire.AppendError(nil, "ERR snapshots need a state directory (reshard proxy --state-dir)")
+			}
+			found, err := p.store().Find(p.ctx, string(args[1]))
 			if err != nil {
 				return wire.AppendError(nil, "ERR "+err.Error())
 			}
 			// a name stands for the newest snapshot of that name
-			return wire.AppendVerbatim(nil, found[len(found)-1].Status(p.cfg.SnapshotDir).Info(), proto)
+			m := found[len(found)-1]
+			return wire.AppendVerbatim(nil, m.Status(p.store().Location(m.ID)).Info(), proto)
 		}
 		p.snaps.mu.Lock()
 		job := p.snaps.job
@@ -281,7 +288,10 @@ func (p *Plane) snapshotAdmin(args [][]byte, proto int) []byte {
 		}
 		return wire.AppendVerbatim(nil, job.Status().Info(), proto)
 	case sub == "list" && len(args) == 1:
-		list, err := snapshot.List(p.cfg.SnapshotDir)
+		if p.store() == nil {
+			return resp.AppendArrayHeader(nil, 0)
+		}
+		list, err := p.store().List(p.ctx)
 		if err != nil {
 			return wire.AppendError(nil, "ERR "+err.Error())
 		}
@@ -293,7 +303,10 @@ func (p *Plane) snapshotAdmin(args [][]byte, proto int) []byte {
 		}
 		return b
 	case sub == "delete" && len(args) == 2:
-		found, err := snapshot.Find(p.cfg.SnapshotDir, string(args[1]))
+		if p.store() == nil {
+			return wire.AppendError(nil, "ERR snapshots need a state directory (reshard proxy --state-dir)")
+		}
+		found, err := p.store().Find(p.ctx, string(args[1]))
 		if err != nil {
 			return wire.AppendError(nil, "ERR "+err.Error())
 		}
@@ -305,7 +318,7 @@ func (p *Plane) snapshotAdmin(args [][]byte, proto int) []byte {
 			}
 			return wire.AppendError(nil, "ERR "+strconv.Itoa(len(found))+" snapshots are named "+string(args[1])+" ("+strings.Join(ids, ", ")+"); delete one by its id")
 		}
-		if err := snapshot.Delete(p.cfg.SnapshotDir, found[0].ID); err != nil {
+		if err := p.store().Delete(p.ctx, found[0].ID); err != nil {
 			return wire.AppendError(nil, "ERR "+err.Error())
 		}
 		return wire.AppendStatus(nil, "OK")
