@@ -37,7 +37,10 @@ import (
 // The proxy is the `reshard proxy` binary run as its own process, as users
 // run it: in-process it would share the Go scheduler with the load
 // generator. BENCH_PROXY_FLAGS adds flags to its command line (for example
-// "--procs 2" to compare runtime settings).
+// "--procs 2" to compare runtime settings). BENCH_BASELINE_BIN names
+// another reshard binary (built from an older commit, say) that runs the
+// same redis-benchmark rounds as "baseline", in the same run: the before
+// and after of a change to the command path, each against direct Redis.
 func BenchmarkProxyVsDirect(b *testing.B) {
 	rounds := benchRounds(b)
 	direct := redistest.Start(b)
@@ -84,6 +87,10 @@ func BenchmarkProxyVsDirect(b *testing.B) {
 		RedisBenchmarkTarget
 	}
 	targets := []proxyTarget{{"redis-benchmark", RedisBenchmarkTarget{Addr: c.Addr, PID: c.Pid()}}}
+	if bin := os.Getenv("BENCH_BASELINE_BIN"); bin != "" {
+		base := proxytest.StartProcess(b, bin, b.TempDir(), addrs, strings.Fields(os.Getenv("BENCH_PROXY_FLAGS"))...)
+		targets = append(targets, proxyTarget{"baseline/redis-benchmark", RedisBenchmarkTarget{Addr: base.Addr, PID: base.Pid()}})
+	}
 	if tw, pid, ok := startTwemproxy(b, addrs); ok {
 		targets = append(targets, proxyTarget{"twemproxy/redis-benchmark", RedisBenchmarkTarget{Addr: tw, PID: pid}})
 	}

@@ -115,6 +115,12 @@ const (
 	streamElement = 32
 )
 
+// MemoryEstimate is what key e (read with values skipped) is expected to
+// add to the used_memory of the Redis it is restored into, margin
+// included: the pre-flight's estimate, calibrated as said above. reshard
+// plan --by memory weighs slots by it.
+func MemoryEstimate(e *rdb.Entry) int64 { return withMargin(memEstimate(e)) }
+
 // memEstimate is what one key is expected to add to a target's
 // used_memory (before memMargin).
 func memEstimate(e *rdb.Entry) int64 {

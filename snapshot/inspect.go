@@ -35,10 +35,17 @@ type InspectConfig struct {
 	// S3 reads a path given as an s3:// URL: a snapshot's prefix, or an
 	// object whose name ends in .rdb.
 	S3 *objstore.Client
+	// Prefixes is how many of the key prefixes holding the most bytes to
+	// list (prefixTop); 0 lists none.
+	Prefixes int
+	// Weigh, when set, gives each key a weight summed per slot into
+	// Report.SlotWeights (reshard plan --by memory passes the restore's
+	// memory estimate).
+	Weigh func(e *rdb.Entry) int64
 }
 
 // DefaultInspectConfig returns the defaults.
-func DefaultInspectConfig() InspectConfig { return InspectConfig{Top: 10} }
+func DefaultInspectConfig() InspectConfig { return InspectConfig{Top: 10, Prefixes: 10} }
 
 // Report is what Inspect found. Sizes are bytes of the RDB: a key's is its
 // whole record (value as serialized, key, expiry), which is what it costs
@@ -60,9 +67,13 @@ type Report struct {
 	// manifest, and keys in a shard's RDB that its table gives to another
 	// shard. A file that cannot be read is an error, not a problem.
 	Problems []string `json:"problems,omitempty"`
+	// Prefixes are the key prefixes holding the most bytes, the most
+	// first (InspectConfig.Prefixes of them).
+	Prefixes []PrefixReport `json:"prefixes,omitempty"`
 	// SlotKeys and SlotBytes are the keys and RDB bytes of every slot,
-	// over every database (reshard plan weighs slots by them).
-	SlotKeys, SlotBytes []int64 `json:"-"`
+	// over every database (reshard plan weighs slots by them);
+	// SlotWeights the sums of InspectConfig.Weigh, nil without it.
+	SlotKeys, SlotBytes, SlotWeights []int64 `json:"-"`
 }
 
 // SnapshotInfo is the manifest's header.
@@ -166,7 +177,10 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 		}
 		target = t
 	}
-	in := &inspector{top: topKeys{max: cfg.Top}, files: localFiles{}}
+	if cfg.Prefixes < 0 {
+		return Report{}, fmt.Errorf("snapshot: inspect: prefixes must not be negative, got %d", cfg.Prefixes)
+	}
+	in := &inspector{top: topKeys{max: cfg.Top}, files: localFiles{}, prefixes: newPrefixTop(), weigh: cfg.Weigh}
 	var isSnapshot bool
 	if objstore.IsURL(path) {
 		u, err := objstore.ParseURL(path)
@@ -217,6 +231,10 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 	}
 	rep.Largest = in.top.sorted()
 	rep.SlotKeys, rep.SlotBytes = in.slotKeys[:], in.slotBytes[:]
+	if cfg.Weigh != nil {
+		rep.SlotWeights = in.slotWeights[:]
+	}
+	rep.Prefixes = in.prefixes.top(cfg.Prefixes)
 	return rep, nil
 }
 
@@ -226,6 +244,10 @@ type inspector struct {
 	slotBytes [router.NumSlots]int64
 	top       topKeys
 	files     inspectFiles
+	prefixes  *prefixTop
+
+	weigh       func(e *rdb.Entry) int64
+	slotWeights [router.NumSlots]int64
 }
 
 func (in *inspector) snapshot(rep *Report, dir string, m Manifest, table *router.Table) error {
@@ -338,6 +360,10 @@ func (in *inspector) file(path, name string, table *router.Table, shard int) (fi
 			slot := router.Slot(e.Key)
 			in.slotKeys[slot]++
 			in.slotBytes[slot] += e.Size
+			if in.weigh != nil {
+				in.slotWeights[slot] += in.weigh(e)
+			}
+			in.prefixes.add(e.Key, e.Size)
 			if table != nil && table.ShardOfSlot(slot) != shard {
 				st.misplaced++
 			}
@@ -511,6 +537,10 @@ func (r Report) WriteText(w io.Writer) error {
 			p("  %d\t%s\t%s\t%d\t%d\n", rr.Shard, rr.Addr, formatRange(router.Range{From: rr.From, To: rr.To}), rr.Keys, rr.Bytes)
 		}
 	}
+	if len(r.Prefixes) > 0 {
+		p("\nkey prefixes with the most bytes:\n")
+		WritePrefixes(tw, r.Prefixes, r.Total.Bytes)
+	}
 	if len(r.Largest) > 0 {
 		p("\nlargest keys:\n  BYTES\tTYPE\tENCODING\tDB\tSLOT\tFILE\tEXPIRES\tKEY\n")
 		for _, k := range r.Largest {
@@ -594,4 +624,21 @@ func (b bucketFiles) manifest(dir string) (Manifest, error) {
 		return Manifest{}, err
 	}
 	return parseManifest(data, dir, "")
+}
+
+// WritePrefixes writes prefixes as a table (to a tabwriter), each with its
+// share of total bytes.
+func WritePrefixes(w io.Writer, prefixes []PrefixReport, total int64) {
+	fmt.Fprintf(w, "  PREFIX\tKEYS\tBYTES\tSHARE\n")
+	for _, pr := range prefixes {
+		share := 0.0
+		if total > 0 {
+			share = 100 * float64(pr.Bytes) / float64(total)
+		}
+		over := ""
+		if pr.OverBytes > 0 {
+			over = fmt.Sprintf(" (at most %d over)", pr.OverBytes)
+		}
+		fmt.Fprintf(w, "  %s\t%d\t%d%s\t%.1f%%\n", printable([]byte(pr.Prefix)), pr.Keys, pr.Bytes, over, share)
+	}
 }

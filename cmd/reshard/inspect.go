@@ -22,6 +22,7 @@ func runInspect(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := pflag.NewFlagSet("reshard inspect", pflag.ContinueOnError)
 	fs.SetOutput(stdout)
 	fs.IntVar(&cfg.Top, "top", cfg.Top, "list this many of the largest keys (0: none)")
+	fs.IntVar(&cfg.Prefixes, "prefixes", cfg.Prefixes, "list this many of the key prefixes (up to the first ':') holding the most bytes (0: none)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	var s3f s3Flags
 	s3f.add(fs)

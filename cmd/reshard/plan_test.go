@@ -85,4 +85,27 @@ func TestPlanSkewed(t *testing.T) {
 	if err := runPlan(t.Context(), []string{rdb, "--shards", "2", "--targets", addrs[0]}, &out); err == nil {
 		t.Error("--shards 2 with one target succeeded")
 	}
+	if err := runPlan(t.Context(), []string{rdb, "--targets", addrs[0], "--replicas", "1"}, &out); err == nil {
+		t.Error("--replicas 1 with a target that lists none succeeded")
+	}
+
+	// By the memory Redis will use, with a replica each: balanced as well,
+	// the spec has the replicas' places, the memory is counted per node.
+	out.Reset()
+	if err := runPlan(t.Context(), []string{"--from", rdb, "--shards", "5", "--by", "memory", "--replicas", "1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Log(out.String())
+	m = regexp.MustCompile(`largest shard: ([0-9.]+)% of the mean`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no verdict in:\n%s", out.String())
+	}
+	if planned, _ := strconv.ParseFloat(m[1], 64); planned > 105 {
+		t.Errorf("by memory, the largest planned shard is %.1f%% of the mean, want at most 105%%", planned)
+	}
+	for _, want := range []string{"TARGET1+REPLICA1.1=0-", "+REPLICA5.1=", "with 1 replica(s) per shard (10 nodes)", "key prefixes with the most bytes"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan --by memory --replicas 1 lacks %q", want)
+		}
+	}
 }

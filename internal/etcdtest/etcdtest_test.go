@@ -1,9 +1,12 @@
 package etcdtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,6 +90,10 @@ func TestSignalStall(t *testing.T) {
 	if err := s.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// A signal is delivered asynchronously: on a loaded machine a Get
+	// sent at once could still be answered (seen once under the full
+	// suite), so wait for the kernel to report the process stopped.
+	waitStopped(t, s.PID())
 	_, err := get(t, s, "k", 300*time.Millisecond)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Get on a stalled etcd: %v, want a deadline exceeded", err)
@@ -121,4 +128,20 @@ func TestStartPortInUse(t *testing.T) {
 	if !strings.Contains(err.Error(), "address already in use") {
 		t.Errorf("error %q does not carry etcd's own message", err)
 	}
+}
+
+// waitStopped waits until /proc says process pid is stopped (state T).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pid (comm) state ...: comm may hold spaces, the state follows its ')'
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+	}
+	t.Fatalf("process %d not stopped 5 s after SIGSTOP", pid)
 }

@@ -89,9 +89,10 @@ func (w *Upload) Write(p []byte) (int, error) {
 }
 
 // take returns an empty buffer of the current part size, reusing the one
-// of the part last sent when it fits.
+// of the part last sent when it fits. It does not wait for the part being
+// sent: that one's buffer and this one are the two an Upload holds (send
+// waits for the part before to be sent before it starts the next).
 func (w *Upload) take() []byte {
-	w.wg.Wait()
 	w.mu.Lock()
 	b := w.spare
 	w.spare = nil
