@@ -24,6 +24,10 @@ type ReshardConfig struct {
 	// one (its shards are the targets), with To.Epoch() = From.Epoch()+1.
 	// A target must not be a source (by run_id, so aliases are caught).
 	From, To *router.Table
+	// KeepForkDelay leaves the sources' repl-diskless-sync-delay alone
+	// (snapshot.CaptureConfig.KeepForkDelay); by default each capture
+	// lowers it to 0 for its own handshake, so the copy starts at once.
+	KeepForkDelay bool
 	// SourceUsername and SourcePassword authenticate to the sources,
 	// TargetUsername and TargetPassword to the targets, each pair as
 	// AUTH [username] password; an empty password sends no AUTH. The two

@@ -132,6 +132,7 @@ func (s *reshardSource) capture(ctx context.Context) error {
 	cc.AckInterval = 100 * time.Millisecond
 	cc.Acked = s.applied
 	cc.Follow = true
+	cc.KeepForkDelay = cfg.KeepForkDelay
 	cc.Logger = s.log
 	st, err := snapshot.Capture(ctx, cc)
 	if err != nil {

@@ -34,6 +34,10 @@ type ReshardSourceStatus struct {
 	StreamCommands int64
 	// Guarded is the number of expiry guards waiting (reshard_expiry.go).
 	Guarded int64
+	// ForkNote says why the capture waited for the source's
+	// repl-diskless-sync-delay (snapshot.Stream.ForkNote); empty when it
+	// did not.
+	ForkNote string
 }
 
 // ReshardStatus is a reshard's state at one moment.
@@ -75,6 +79,7 @@ func (j *ReshardJob) Status() ReshardStatus {
 			Guarded: s.guarded.Load(), RDBBytes: s.rdbSize.Load(), ForkOffset: s.fork.Load()}
 		var l sourceLag
 		if s.started.Load() {
+			ss.ForkNote = s.st.ForkNote()
 			ss.KeysCopied, ss.BytesCopied = s.j.keysDone.Load(), s.j.bytesDone.Load()
 			l = s.lag(now)
 		}
@@ -142,6 +147,9 @@ func (s ReshardStatus) WriteInfo(w io.Writer) error {
 	for i, src := range s.Sources {
 		line(fmt.Sprintf("source%d", i), fmt.Sprintf("addr=%s,copied=%d,fork_offset=%d,received=%d,applied=%d,lag_bytes=%d,lag_ms=%d,keys_copied=%d,stream_commands=%d,guarded=%d",
 			src.Addr, b01(src.Copied), src.ForkOffset, src.Received, src.Applied, src.LagBytes, src.LagTime.Milliseconds(), src.KeysCopied, src.StreamCommands, src.Guarded))
+		if src.ForkNote != "" {
+			line(fmt.Sprintf("source%d_fork_delay", i), strings.ReplaceAll(src.ForkNote, "\n", " "))
+		}
 	}
 	errText := ""
 	if s.Err != nil {

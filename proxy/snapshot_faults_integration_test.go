@@ -366,7 +366,8 @@ func TestIntegrationSnapshotShardKilled(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := control.Config{SnapshotDir: t.TempDir()}
+			// the cases wait for a fork the shards' delay holds back
+			cfg := control.Config{SnapshotDir: t.TempDir(), KeepForkDelay: true}
 			c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: faultShardArgs})
 			ctx := t.Context()
 			admin := c.Client()

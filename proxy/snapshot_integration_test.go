@@ -324,9 +324,9 @@ func rebuildShard(t *testing.T, dir, rdbFile, tailFile string) *redis.Client {
 // Redis says before its first save ends), the changes not saved are the
 // shards' sum, and aof_enabled is 1 only once every shard has AOF on.
 func TestIntegrationInfoPersistence(t *testing.T) {
-	cfg := control.Config{SnapshotDir: t.TempDir()}
 	// the fork waits a second for more replicas: time to read INFO while
 	// the snapshot runs
+	cfg := control.Config{SnapshotDir: t.TempDir(), KeepForkDelay: true}
 	c := proxytest.Start(t, proxytest.Options{Shards: 3, Control: &cfg,
 		ShardArgs: []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "1"}})
 	ctx := t.Context()

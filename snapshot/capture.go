@@ -72,6 +72,10 @@ type CaptureConfig struct {
 	// follower has read it (a record per millisecond at most). Without
 	// it the capture writes its tail as a snapshot needs, and Follow fails.
 	Follow bool
+	// KeepForkDelay leaves the shard's repl-diskless-sync-delay alone;
+	// by default the capture sets it to 0 for its own handshake and back
+	// right after (forkdelay.go), so it does not wait for it.
+	KeepForkDelay bool
 	// Acked, when set, gives the offset REPLCONF ACK reports (capped at
 	// the offset received) instead of the offset received. A consumer
 	// that applies the stream elsewhere (the live reshard) reports what it
@@ -193,7 +197,14 @@ func Capture(ctx context.Context, cfg CaptureConfig) (*Stream, error) {
 	if cfg.CheckRDB {
 		s.rdb.check = startRDBCheck("RDB")
 	}
-	if err := s.handshake(); err != nil {
+	var fd *forkDelay
+	if !cfg.KeepForkDelay {
+		fd = lowerForkDelay(ctx, cfg, s.log)
+		s.forkNote = fd.note
+	}
+	err = s.handshake()
+	fd.restore() // the shard has forked, or will not for this capture
+	if err != nil {
 		s.stopAfter()
 		conn.Close()
 		s.removeFiles()

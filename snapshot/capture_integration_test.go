@@ -117,8 +117,9 @@ func TestCaptureRebuild(t *testing.T) {
 }
 
 // TestCaptureDisklessDefaultDelay is the one test that pays Redis 7's
-// default repl-diskless-sync-delay of 5 s: Capture waits through the
-// keepalive newlines for +FULLRESYNC.
+// default repl-diskless-sync-delay of 5 s, which a capture keeps when told
+// to (KeepForkDelay): Capture waits through the keepalive newlines for
+// +FULLRESYNC.
 func TestCaptureDisklessDefaultDelay(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -126,7 +127,9 @@ func TestCaptureDisklessDefaultDelay(t *testing.T) {
 	c := s.Client()
 	populate(t, s, 1000, 16)
 	start := time.Now()
-	st := startCapture(t, captureConfig(t, s))
+	cfg := captureConfig(t, s)
+	cfg.KeepForkDelay = true
+	st := startCapture(t, cfg)
 	waited := time.Since(start)
 	if waited < 3*time.Second {
 		t.Errorf("+FULLRESYNC after %s; expected the 5 s diskless delay", waited)

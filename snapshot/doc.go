@@ -115,7 +115,10 @@
 //
 // Redis 7 defaults to diskless sync with repl-diskless-sync-delay 5: the
 // shard forks, and so answers +FULLRESYNC, seconds after PSYNC, sending bare
-// newlines meanwhile. Capture blocks through that wait (bounded by ctx and
-// LinkTimeout of silence); run captures of several shards concurrently and
-// never hold a write barrier while they wait.
+// newlines meanwhile. Capture sets that delay to 0 for its own handshake
+// and back right after (forkdelay.go), unless KeepForkDelay; a shard that
+// refuses, or a disk-based one still saving, still makes it wait. Capture
+// blocks through that wait (bounded by ctx and LinkTimeout of silence);
+// run captures of several shards concurrently and never hold a write
+// barrier while they wait.
 package snapshot

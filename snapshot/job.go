@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,9 +20,10 @@ import (
 // job_status.go.
 //
 // Why the steps are in this order: a shard's RDB stands at its fork offset,
-// which is known only once the shard has forked (+FULLRESYNC), and Redis 7
-// forks for a diskless replica only after repl-diskless-sync-delay (5 s by
-// default) and at the next replication cron tick. So the job waits for every
+// which is known only once the shard has forked (+FULLRESYNC), and a shard
+// may fork late: after repl-diskless-sync-delay when it keeps it (the
+// captures lower it, forkdelay.go), after a background save already
+// running when it syncs from disk. So the job waits for every
 // fork first, with no barrier held, and only then stops client commands,
 // for as long as one pipelined INFO round trip to every shard in parallel
 // takes (connections are dialed and authenticated before the pause). The
@@ -142,6 +144,9 @@ type JobConfig struct {
 	// DialTimeout and LinkTimeout go to every capture (CaptureConfig).
 	DialTimeout time.Duration
 	LinkTimeout time.Duration
+	// KeepForkDelay leaves the shards' repl-diskless-sync-delay alone
+	// (CaptureConfig.KeepForkDelay): the job then waits for it.
+	KeepForkDelay bool
 	// Verify, when set, is an extra check of each RDB after the job's own
 	// (structure and CRC64 through package rdb, while it arrives), e.g.
 	// redis-check-rdb. It needs a local file: a Dir, not a bucket.
@@ -376,9 +381,16 @@ func (j *Job) take(ctx context.Context) (Manifest, error) {
 			st.Close()
 		}
 	}()
+	var notes []string
+	for _, st := range streams {
+		if n := st.ForkNote(); n != "" {
+			notes = append(notes, "shard "+st.cfg.Addr+": "+n)
+		}
+	}
 	j.mu.Lock()
 	j.streams = streams
 	j.status.Phase = PhaseCutting
+	j.status.ForkDelay = strings.Join(notes, "; ")
 	j.mu.Unlock()
 
 	cut, err := j.cut(ctx, streams)

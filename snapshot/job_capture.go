@@ -53,6 +53,7 @@ func (j *Job) startCaptures(ctx context.Context) ([]*Stream, error) {
 			}
 			cc.RDB = sink
 			cc.CheckRDB = true
+			cc.KeepForkDelay = j.cfg.KeepForkDelay
 			cc.TailPath = j.stage.tailPath(j.tailName(i))
 			cc.DialTimeout = j.cfg.DialTimeout
 			cc.LinkTimeout = j.cfg.LinkTimeout

@@ -48,6 +48,7 @@ func TestJobConsistentCut(t *testing.T) {
 
 	cfg := c.jobConfig(t, b)
 	cfg.Name = "consistency"
+	cfg.KeepForkDelay = true // a fork that comes late, with no barrier held meanwhile
 	started := time.Now()
 	j, err := runJob(t, cfg)
 	if err != nil {
@@ -240,6 +241,8 @@ func TestJobFailures(t *testing.T) {
 			c := startCluster(t, disklessArgs, withArgs(disklessArgs, tt.args...), disklessArgs)
 			b := &testBarrier{}
 			cfg := c.jobConfig(t, b)
+			// the cases that need a fork to come late set a delay
+			cfg.KeepForkDelay = true
 			if tt.setup != nil {
 				tt.setup(t, c, &cfg)
 			}

@@ -54,11 +54,15 @@ type Status struct {
 	Bytes int64
 	// PauseUS is how long client commands were held by the barrier, in
 	// microseconds, from the call to Pause to the return of resume.
-	PauseUS  int64
-	Error    string
-	Warning  string // JobConfig.Warning
-	Started  time.Time
-	Finished time.Time
+	PauseUS int64
+	Error   string
+	Warning string // JobConfig.Warning
+	// ForkDelay says which shards the capture waited on for their
+	// repl-diskless-sync-delay, and why (Stream.ForkNote); empty when
+	// none.
+	ForkDelay string
+	Started   time.Time
+	Finished  time.Time
 }
 
 // Info renders the status as INFO-style "field:value" lines (CRLF
@@ -102,6 +106,9 @@ func (s Status) Info() string {
 	field("error", strings.NewReplacer("\r", " ", "\n", " ").Replace(s.Error))
 	if s.Warning != "" {
 		field("warning", strings.NewReplacer("\r", " ", "\n", " ").Replace(s.Warning))
+	}
+	if s.ForkDelay != "" {
+		field("fork_delay", strings.NewReplacer("\r", " ", "\n", " ").Replace(s.ForkDelay))
 	}
 	return b.String()
 }

@@ -93,9 +93,10 @@ type Stream struct {
 	writeMu sync.Mutex // serialises writes to conn
 
 	// Set by the handshake, read-only after Capture returns.
-	replID  string
-	fork    int64
-	started time.Time
+	forkNote string // why the shard's fork delay was not lowered
+	replID   string
+	fork     int64
+	started  time.Time
 
 	// Written by the reader goroutine only.
 	rdb         *rdbWriter
@@ -143,6 +144,10 @@ type skipped struct{ off, n int64 }
 // checkpointEvery is how much tail lies between two remembered boundaries:
 // a cut behind the reader re-reads at most this much of the tail file.
 const checkpointEvery = 1 << 20
+
+// ForkNote is empty, or says why the capture waited for the shard's
+// repl-diskless-sync-delay (its CONFIG refused, say).
+func (s *Stream) ForkNote() string { return s.forkNote }
 
 // ReplID is the shard's replication id from +FULLRESYNC.
 func (s *Stream) ReplID() string { return s.replID }

@@ -27,6 +27,10 @@ type Config struct {
 	// SnapshotStore, when set, is where snapshots go instead of
 	// SnapshotDir: a bucket (--snapshot-store s3://BUCKET/PREFIX).
 	SnapshotStore *snapshot.Store
+	// KeepForkDelay leaves the shards' repl-diskless-sync-delay alone in
+	// snapshots and reshards, which then wait for it; by default each
+	// capture lowers it for its own handshake and sets it back.
+	KeepForkDelay bool
 	// S3 reaches the object store for snapshots in a bucket and for
 	// PROXY RESTORE from s3:// sources; nil when none is configured.
 	S3 *objstore.Client

@@ -130,6 +130,7 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	lifted := p.unfence(c.to)
 	cfg := migrate.DefaultReshardConfig()
 	cfg.Manual, cfg.Flush = ta.options["manual"], ta.options["flush"]
+	cfg.KeepForkDelay = p.cfg.KeepForkDelay
 	cfg.RunID = p.srv.RunID()
 	cfg.SourceUsername, cfg.SourcePassword = cur.Auth().Username, cur.Auth().Password
 	cfg.TargetUsername, cfg.TargetPassword = auth.Username, auth.Password

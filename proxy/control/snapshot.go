@@ -60,6 +60,7 @@ func (p *Plane) startSnapshot(name string) (*snapshot.Job, error) {
 	}
 	cfg := snapshot.DefaultJobConfig()
 	cfg.Store = p.store()
+	cfg.KeepForkDelay = p.cfg.KeepForkDelay
 	cfg.Name = name
 	// the job dials addresses: sentinel:NAME shards are their primaries
 	// now, and a failover of one cancels the job (failover)
