@@ -72,9 +72,9 @@ func benchSnapshotRSS(b *testing.B, cfg control.Config) {
 	}
 	c := proxytest.Start(b, proxytest.Options{Shards: 1, Control: &cfg, ShardArgs: []string{
 		// Redis 7.0 refuses DEBUG unless enabled; "local" allows loopback.
+		// Otherwise Redis's defaults: diskless sync with a 5 s delay,
+		// which the capture lowers for its handshake.
 		"--enable-debug-command", "local",
-		// Redis 7's default transfer form, without its 5 s wait.
-		"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
 	}})
 	ctx := context.Background()
 	shard := redis.NewClient(&redis.Options{Addr: c.Shards[0].Addr(), Protocol: 2, DisableIdentity: true, ReadTimeout: 5 * time.Minute})
