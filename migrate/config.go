@@ -18,6 +18,11 @@ type RestoreConfig struct {
 	// one or more .rdb files. Several directories may be given too; their
 	// files are restored in the order given.
 	Sources []string
+	// Cluster says Targets are the masters of a Redis Cluster, as
+	// ClusterTargets reads them (cluster.go): cluster-enabled targets are
+	// then required rather than refused, strings are not gathered into
+	// MSETs, and the slot map must be unchanged after the restore.
+	Cluster bool
 	// S3 reads sources given as s3://BUCKET/KEY URLs (a snapshot's
 	// prefix, or an .rdb object); nil refuses them.
 	S3 *objstore.Client

@@ -147,8 +147,11 @@ func (j *job) preflight(ctx context.Context) error {
 		if ti.RefusesWrites != "" {
 			problems = append(problems, problemf(ErrTarget, "target %s refuses writes: %s", ti.Addr, ti.RefusesWrites))
 		}
-		if ti.Cluster {
-			problems = append(problems, problemf(ErrTarget, "target %s has cluster mode enabled; restore targets are standalone servers behind the proxy", ti.Addr))
+		switch {
+		case ti.Cluster && !cfg.Cluster:
+			problems = append(problems, problemf(ErrTarget, "target %s has cluster mode enabled; restore targets are standalone servers behind the proxy, or the masters of a Redis Cluster given as one (reshard restore --to-cluster)", ti.Addr))
+		case !ti.Cluster && cfg.Cluster:
+			problems = append(problems, problemf(ErrTarget, "target %s is not a cluster node, but the targets were given as a Redis Cluster", ti.Addr))
 		}
 		if need > ti.RDBVersion {
 			problems = append(problems, problemf(ErrTargetTooOld, "target %s runs Redis %s, which loads RDB versions up to %d, but %s",

@@ -224,6 +224,11 @@ func (j *job) run(ctx context.Context) (err error) {
 	}
 	stopProgress()
 	j.log.Info("restore written", zap.Int64("keys", j.keysDone.Load()), zap.Duration("elapsed", time.Since(j.started)))
+	if j.cfg.Cluster {
+		if err := j.checkClusterUnchanged(ctx); err != nil {
+			return err
+		}
+	}
 	if len(j.replicas.reps) > 0 {
 		j.phase.Store("replicas")
 		if err := j.replicasDone(ctx); err != nil {
@@ -375,7 +380,7 @@ func (j *job) restoreKey(ctx context.Context, t *target, p *pipe, e *rdb.Entry) 
 		if v, err := rdb.DecodeString(e); err == nil {
 			// A value as large as an MSET's bound goes alone, as SET,
 			// rather than through the MSET's buffer.
-			if e.ExpireMs < 0 && len(e.Key)+len(v) < msetBytes {
+			if e.ExpireMs < 0 && len(e.Key)+len(v) < msetBytes && !j.cfg.Cluster {
 				return p.queueString(ctx, e.Key, v)
 			}
 			return p.send(ctx, pending{op: opRestore, key: string(e.Key)}, func(b []byte) []byte {

@@ -29,6 +29,8 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringSliceVar(&cfg.Sources, "from", nil, "what to restore: a snapshot directory (STATE_DIR/snapshots/ID) or .rdb files, comma-separated; or the same in object storage, s3://BUCKET/PREFIX/ID or s3://BUCKET/KEY.rdb")
 	var s3f s3Flags
 	s3f.add(fs)
+	var toCluster string
+	fs.StringVar(&toCluster, "to-cluster", "", "restore into the Redis Cluster this node (HOST:PORT) belongs to: each key to the master owning its slot, by the cluster's slot map (instead of --to)")
 	fs.StringVar(&to, "to", "", "target topology spec: HOST:PORT[=RANGES],... (RANGES: A-B or A, joined by /); without ranges the slots are split evenly; a shard that a reshard proxy serves is refused")
 	fs.IntVar(&cfg.DB, "db", cfg.DB, "source database to restore (-1: the only one that holds keys)")
 	fs.BoolVar(&cfg.Replace, "replace", cfg.Replace, "overwrite keys and function libraries that exist on the targets")
@@ -46,7 +48,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "console", "log format: console or json (one JSON object per line)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: reshard restore --from PATH[,PATH...] --to SPEC [flags]\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: reshard restore --from PATH[,PATH...] (--to SPEC | --to-cluster HOST:PORT) [flags]\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,14 +60,25 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(cfg.Sources) == 0 {
 		return fmt.Errorf("--from is required")
 	}
-	if to == "" {
-		return fmt.Errorf("--to is required")
+	var err error
+	switch {
+	case to == "" && toCluster == "":
+		return fmt.Errorf("--to or --to-cluster is required")
+	case to != "" && toCluster != "":
+		return fmt.Errorf("give --to or --to-cluster, not both")
+	case toCluster != "":
+		tctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		cfg.Targets, err = migrate.ClusterTargets(tctx, cfg, toCluster)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("--to-cluster %s: %w", toCluster, err)
+		}
+		cfg.Cluster = true
+	default:
+		if cfg.Targets, err = router.ParseSpec(to); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
 	}
-	shards, err := router.ParseSpec(to)
-	if err != nil {
-		return fmt.Errorf("--to: %w", err)
-	}
-	cfg.Targets = shards
 	if cfg.S3, err = s3f.client(ctx, cfg.Sources...); err != nil {
 		return err
 	}

@@ -24,7 +24,13 @@ func rdbWith(t *testing.T, n int) string {
 			t.Fatal(err)
 		}
 	}
-	if err := src.Client().Save(ctx).Err(); err != nil {
+	return savedRDB(t, src)
+}
+
+// savedRDB has src SAVE and returns a copy of its dump.rdb.
+func savedRDB(t *testing.T, src *redistest.Server) string {
+	t.Helper()
+	if err := src.Client().Save(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(filepath.Join(src.Dir(), "dump.rdb"))
