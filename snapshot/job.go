@@ -90,6 +90,14 @@ type Barrier interface {
 	Pause(ctx context.Context) (resume func(), err error)
 }
 
+// NoBarrier is the Barrier of shards that no proxy routes for, such as
+// the masters of a Redis Cluster: it holds nothing, and the cut rests on
+// CLIENT PAUSE on every shard (JobConfig.RequireShardPause).
+type NoBarrier struct{}
+
+// Pause returns at once; nothing is held.
+func (NoBarrier) Pause(context.Context) (func(), error) { return func() {}, nil }
+
 // JobConfig describes one cluster-wide snapshot. DefaultJobConfig is the one
 // place its defaults live.
 type JobConfig struct {
@@ -144,6 +152,11 @@ type JobConfig struct {
 	// DialTimeout and LinkTimeout go to every capture (CaptureConfig).
 	DialTimeout time.Duration
 	LinkTimeout time.Duration
+	// RequireShardPause fails the cut when a shard refuses CLIENT PAUSE,
+	// instead of falling back to the barrier's cut alone: for shards no
+	// proxy's barrier holds (a Redis Cluster, with NoBarrier), the pause is
+	// all the cut has.
+	RequireShardPause bool
 	// KeepForkDelay leaves the shards' repl-diskless-sync-delay alone
 	// (CaptureConfig.KeepForkDelay): the job then waits for it.
 	KeepForkDelay bool

@@ -131,6 +131,9 @@ func (j *Job) readPausedCuts(conns []*shardConn) (cuts []shardCut, paused bool, 
 		if !errors.As(perr, &refused) {
 			return nil, false, perr
 		}
+		if j.cfg.RequireShardPause {
+			return nil, false, fmt.Errorf("%w: a consistent cut of these shards needs CLIENT PAUSE on every one: %w", ErrBarrier, perr)
+		}
 		j.log.Warn("snapshot cut without pausing the shards: only this proxy's clients are held", zap.Error(perr))
 		cuts, err = readCuts(conns, time.Now().Add(j.cfg.OffsetTimeout), j.cfg.testBeforeOffset)
 		return cuts, false, err

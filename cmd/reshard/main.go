@@ -21,7 +21,8 @@ Usage:
   reshard bench [flags]   generate load against an address and report ops/s and latency
   reshard inspect PATH    what is inside a snapshot directory or an .rdb file
   reshard plan PATH       a slot layout of N shards that balances PATH's data (--shards or --targets)
-  reshard restore [flags] a snapshot or .rdb files into a new set of shards (--from, --to)
+  reshard restore [flags] a snapshot or .rdb files into a new set of shards (--from, --to or --to-cluster)
+  reshard snapshot [flags] a consistent snapshot of a running Redis Cluster (--from-cluster, --to)
   reshard help            this text
 
 Run "reshard COMMAND --help" for the flags of a command.
@@ -63,6 +64,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runPlan(ctx, args[1:], stdout)
 	case "restore":
 		return runRestore(ctx, args[1:], stdout, stderr)
+	case "snapshot":
+		return runSnapshot(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -54,14 +54,7 @@ func TestRestoreToCluster(t *testing.T) {
 	}
 	t.Log(out)
 
-	shards, err := migrate.ClusterTargets(ctx, migrate.DefaultRestoreConfig(), nodes[0].Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, err := router.NewTable(1, shards)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table := clusterTable(t, nodes[0].Addr())
 	var sum int64
 	for _, node := range nodes {
 		keys, err := node.Client().Keys(ctx, "*").Result()
@@ -92,4 +85,18 @@ func TestRestoreToCluster(t *testing.T) {
 	if v := cc.LRange(ctx, "l:1", 0, -1).Val(); strings.Join(v, "") != "xyz" {
 		t.Errorf("LRANGE l:1 = %v", v)
 	}
+}
+
+// clusterTable is the slot map of the cluster node belongs to, as a table.
+func clusterTable(t *testing.T, node string) *router.Table {
+	t.Helper()
+	shards, err := migrate.ClusterTargets(context.Background(), migrate.DefaultRestoreConfig(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, err := router.NewTable(1, shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return table
 }
