@@ -22,7 +22,9 @@ import (
 func reshardSetup(tb testing.TB, keys int) (*proxytest.Cluster, []string) {
 	tb.Helper()
 	cfg := control.Config{StateDir: tb.TempDir(), SnapshotDir: tb.TempDir()}
-	c := proxytest.Start(tb, proxytest.Options{Shards: 3, Control: &cfg, ShardArgs: []string{"--repl-diskless-sync-delay", "0"}})
+	// Redis's default configuration: the captures lower
+	// repl-diskless-sync-delay (5 s) for their own handshakes.
+	c := proxytest.Start(tb, proxytest.Options{Shards: 3, Control: &cfg})
 	if err := preload(tb.Context(), c.Addr, keys); err != nil {
 		tb.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func reshardSetup(tb testing.TB, keys int) (*proxytest.Cluster, []string) {
 func reshardTargets(tb testing.TB) []string {
 	ranges := []string{"0-2999", "3000-3100", "3101-9000", "9001-15000", "15001-16383"}
 	var spec []string
-	for i, s := range redistest.StartN(tb, 5, "--repl-diskless-sync-delay", "0") {
+	for i, s := range redistest.StartN(tb, 5) {
 		spec = append(spec, s.Addr()+"="+ranges[i])
 	}
 	return spec
@@ -175,7 +177,13 @@ func BenchmarkReshardUnderLoad(b *testing.B) {
 		st := ParseStatus(status)
 		elapsed, _ := strconv.ParseFloat(st["elapsed_ms"], 64)
 		cut, _ := res.CutoverSummary()
+		before, _ := res.BeforeSummary()
+		cp, _ := res.CopySummary()
 		b.ReportMetric(elapsed/1000, "reshard-s")
+		b.ReportMetric(ms(before.P999), "before-p99.9-ms")
+		b.ReportMetric(ms(cp.P999), "copy-p99.9-ms")
+		b.ReportMetric(ms(cp.Max), "copy-max-ms")
+		b.ReportMetric(cp.To.Sub(cp.From).Seconds(), "copy-s")
 		b.ReportMetric(ms(cut.Max), "cutover-max-ms")
 		b.ReportMetric(ms(cut.P999), "cutover-p99.9-ms")
 		b.ReportMetric(ms(res.Max), "max-ms")
@@ -190,5 +198,64 @@ func BenchmarkReshardUnderLoad(b *testing.B) {
 			b.Fatal(err)
 		}
 		fmt.Printf("\nreshard 3->5 of %d keys under %d ops/s:\n%s  pause_us    %s\n  plot        %s\n", keys, rate, res, st["pause_us"], path)
+	}
+}
+
+// BenchmarkReshardCopyLatency measures what the copy costs clients: 1M
+// keys resharded from 3 shards to 5 (uneven layout) under 20k ops/s (20
+// connections, request/response, half writes), shards on Redis's default
+// configuration, once unpaced and once with the copy paced (PROXY RESHARD
+// ... RATE, BENCH_COPY_RATE keys/s, default 100000). It reports the
+// clients' p99.9 and worst latency before the reshard and during the
+// copy, their ratio (the goal: copy p99.9 no more than 2x before), and
+// the copy's duration.
+//
+//	REQUIRE_REDIS=1 go test -run '^$' -bench ReshardCopyLatency -benchtime 1x ./bench/
+func BenchmarkReshardCopyLatency(b *testing.B) {
+	const keys, load = 1_000_000, 20000
+	paced := 100000
+	if v := os.Getenv("BENCH_COPY_RATE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("BENCH_COPY_RATE=%q: want keys per second", v)
+		}
+		paced = n
+	}
+	for _, copyRate := range []int{0, paced} {
+		b.Run("rate="+strconv.Itoa(copyRate), func(b *testing.B) {
+			for range b.N {
+				b.StopTimer()
+				c, spec := reshardSetup(b, keys)
+				if copyRate > 0 {
+					spec = append(spec, "RATE", strconv.Itoa(copyRate))
+				}
+				cfg, opt := reshardLoad(c.Addr, 20, keys, load)
+				ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
+				b.StartTimer()
+				res, status := reshardUnderLoad(ctx, b, cfg, opt, c.Addr, spec, 3*time.Second)
+				cancel()
+				if ParseStatus(status)["state"] != "done" {
+					b.Fatalf("reshard: %s", status)
+				}
+				before, _ := res.BeforeSummary()
+				cp, ok := res.CopySummary()
+				if !ok {
+					b.Fatalf("no copy phase in %v", res.Phases)
+				}
+				cut, _ := res.CutoverSummary()
+				ratio := float64(cp.P999) / float64(max(before.P999, time.Microsecond))
+				b.ReportMetric(ms(before.P999), "before-p99.9-ms")
+				b.ReportMetric(ms(cp.P999), "copy-p99.9-ms")
+				b.ReportMetric(ratio, "copy/before-p99.9")
+				b.ReportMetric(ms(before.Max), "before-max-ms")
+				b.ReportMetric(ms(cp.Max), "copy-max-ms")
+				b.ReportMetric(cp.To.Sub(cp.From).Seconds(), "copy-s")
+				b.ReportMetric(ms(cut.Max), "cutover-max-ms")
+				b.ReportMetric(float64(res.Errors)+float64(res.Lost), "errors+lost")
+				b.ReportMetric(0, "ns/op")
+				fmt.Printf("\nreshard 3->5 of %d keys under %d ops/s, copy rate %d keys/s (0: unpaced), Redis's default shard configuration:\n%s"+
+					"  copy p99.9 over before p99.9: %.2f (goal <= 2)\n", keys, load, copyRate, res, ratio)
+			}
+		})
 	}
 }

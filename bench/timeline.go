@@ -124,13 +124,40 @@ func (r *TimelineResult) Phase(name string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// BeforeSummary is the load before the reshard: from the start of the run
+// to the "reshard" phase. ok is false when the run saw no reshard.
+func (r *TimelineResult) BeforeSummary() (s Summary, ok bool) {
+	to, ok := r.Phase("reshard")
+	if !ok || !to.After(r.Start) {
+		return Summary{}, false
+	}
+	return r.Span(r.Start, to), true
+}
+
+// CopySummary is the copy: from the "copying" phase (the job started) to
+// "catching_up" (every source's RDB written into the targets), when the
+// catch-up of the streams begins.
+func (r *TimelineResult) CopySummary() (s Summary, ok bool) {
+	from, ok := r.Phase("copying")
+	to, ok2 := r.Phase("catching_up")
+	if !ok || !ok2 {
+		return Summary{}, false
+	}
+	return r.Span(from, to), true
+}
+
 // CutoverSummary is the cutover window: from the "cutover" phase to the
 // first of "done", "aborted" or "failed", widened by Options.Margin on both
-// sides. ok is false when the run saw no cutover.
+// sides, though never back into the copy (before "catching_up"). ok is
+// false when the run saw no cutover.
 func (r *TimelineResult) CutoverSummary() (s Summary, ok bool) {
 	from, ok := r.Phase("cutover")
 	if !ok {
 		return Summary{}, false
+	}
+	start := from.Add(-r.Options.Margin)
+	if caught, ok := r.Phase("catching_up"); ok && caught.After(start) {
+		start = caught
 	}
 	to := time.Time{}
 	for _, name := range []string{"done", "aborted", "failed"} {
@@ -141,7 +168,7 @@ func (r *TimelineResult) CutoverSummary() (s Summary, ok bool) {
 	if to.IsZero() || to.Before(from) {
 		to = from
 	}
-	return r.Span(from.Add(-r.Options.Margin), to.Add(r.Options.Margin)), true
+	return r.Span(start, to.Add(r.Options.Margin)), true
 }
 
 func (r TimelineResult) String() string {
@@ -158,8 +185,14 @@ func (r TimelineResult) String() string {
 	if len(r.Windows) > 0 {
 		fmt.Fprintf(&b, "  whole run   %s\n", r.Span(r.Start, r.Windows[len(r.Windows)-1].Start))
 	}
+	if s, ok := r.BeforeSummary(); ok {
+		fmt.Fprintf(&b, "  before      %s\n", s)
+	}
+	if s, ok := r.CopySummary(); ok {
+		fmt.Fprintf(&b, "  copy        %s (from %.3fs)\n", s, s.From.Sub(r.Start).Seconds())
+	}
 	if s, ok := r.CutoverSummary(); ok {
-		fmt.Fprintf(&b, "  cutover     %s (from %.3fs, margin %s)\n", s, s.From.Sub(r.Start).Seconds(), r.Options.Margin)
+		fmt.Fprintf(&b, "  cutover     %s (from %.3fs, margin %s, not into the copy)\n", s, s.From.Sub(r.Start).Seconds(), r.Options.Margin)
 	}
 	return b.String()
 }

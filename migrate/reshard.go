@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/reshard/reshard/router"
 )
@@ -24,6 +25,11 @@ type ReshardConfig struct {
 	// one (its shards are the targets), with To.Epoch() = From.Epoch()+1.
 	// A target must not be a source (by run_id, so aliases are caught).
 	From, To *router.Table
+	// Rate, when positive, paces the copy: keys written into the targets
+	// per second, over every source together (SetRate changes it while
+	// the job runs). The catch-up is never paced: it must keep up with
+	// the writes the sources take. 0: as fast as the targets take them.
+	Rate int64
 	// KeepForkDelay leaves the sources' repl-diskless-sync-delay alone
 	// (snapshot.CaptureConfig.KeepForkDelay); by default each capture
 	// lowers it to 0 for its own handshake, so the copy starts at once.
@@ -136,6 +142,8 @@ func (c *ReshardConfig) validate() error {
 	switch {
 	case c.From == nil:
 		return bad("From", nil, "give the current table")
+	case c.Rate < 0:
+		return bad("Rate", c.Rate, "give keys per second, or 0 for no pace")
 	case c.To == nil:
 		return bad("To", nil, "give the new table")
 	case c.To.Epoch() != c.From.Epoch()+1:
@@ -248,6 +256,7 @@ type ReshardJob struct {
 	fail     *jobState // the first failure of any source, target or stream
 	done     chan struct{}
 	cutReq   chan struct{}
+	pace     *rate.Limiter // the copy's keys per second (ReshardConfig.Rate)
 	sources  []*reshardSource
 	infos    []targetInfo
 	replicas replicaSet // the targets'
@@ -288,6 +297,7 @@ func StartReshard(ctx context.Context, cfg ReshardConfig) (*ReshardJob, error) {
 		fail:   newJobState(),
 		done:   make(chan struct{}),
 		cutReq: make(chan struct{}, 1),
+		pace:   rate.NewLimiter(paceLimit(cfg.Rate), paceBurst),
 		state:  ReshardCopying,
 	}
 	rc := cfg.restoreConfig()
@@ -320,6 +330,31 @@ func (j *ReshardJob) ID() string { return j.id }
 
 // Done is closed when the job has ended: done, aborted or failed.
 func (j *ReshardJob) Done() <-chan struct{} { return j.done }
+
+// SetRate paces the copy at keys per second from now on (0: no pace),
+// whatever state the job is in; a copy already done is unaffected.
+func (j *ReshardJob) SetRate(keys int64) error {
+	if keys < 0 {
+		return fmt.Errorf("migrate: rate must not be negative, got %d", keys)
+	}
+	j.pace.SetLimit(paceLimit(keys))
+	j.mu.Lock()
+	j.cfg.Rate = keys
+	j.mu.Unlock()
+	j.log.Info("copy rate set", zap.Int64("keys_per_second", keys))
+	return nil
+}
+
+// paceBurst is how many keys the copy takes from the pace at once: it
+// checks the pace every paceBurst keys of a source.
+const paceBurst = 256
+
+func paceLimit(keys int64) rate.Limit {
+	if keys <= 0 {
+		return rate.Inf
+	}
+	return rate.Limit(keys)
+}
 
 // Cutover starts the cutover of a Manual job in state ready and returns
 // at once; Done and Status tell the outcome. It fails with ErrNotReady in

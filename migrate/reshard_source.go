@@ -226,11 +226,16 @@ func (s *reshardSource) copy(ctx context.Context) error {
 		if err != nil {
 			return sourceError(path, err)
 		}
-		if n&255 == 0 {
+		if n%paceBurst == 0 {
 			pos := r.Offset()
 			j.bytesDone.Store(pos)
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if n > 0 {
+				if err := s.rj.pace.WaitN(ctx, paceBurst); err != nil {
+					return err
+				}
 			}
 			// Expiries up to the moment the stream will have caught up
 			// are at risk: the copy's remaining time (from its pace so

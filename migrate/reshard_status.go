@@ -48,6 +48,8 @@ type ReshardStatus struct {
 	Epoch   uint64
 	Manual  bool
 	Sources []ReshardSourceStatus
+	// Rate is the copy's pace in keys per second, 0 for none.
+	Rate    int64
 	Targets int
 	// LagBytes and LagTime are the largest over the sources.
 	LagBytes int64
@@ -70,6 +72,7 @@ func (j *ReshardJob) Status() ReshardStatus {
 	st := ReshardStatus{
 		ID: j.id, State: j.state, Epoch: j.cfg.To.Epoch(), Manual: j.cfg.Manual,
 		Targets: j.cfg.To.NumShards(), PauseUS: j.pause.Microseconds(), Times: j.times, Err: j.err,
+		Rate: j.cfg.Rate,
 	}
 	final := j.finalLag
 	j.mu.Unlock()
@@ -144,6 +147,7 @@ func (s ReshardStatus) WriteInfo(w io.Writer) error {
 		end = time.Now()
 	}
 	line("elapsed_ms", end.Sub(s.Times.Started).Milliseconds())
+	line("rate", s.Rate)
 	for i, src := range s.Sources {
 		line(fmt.Sprintf("source%d", i), fmt.Sprintf("addr=%s,copied=%d,fork_offset=%d,received=%d,applied=%d,lag_bytes=%d,lag_ms=%d,keys_copied=%d,stream_commands=%d,guarded=%d",
 			src.Addr, b01(src.Copied), src.ForkOffset, src.Received, src.Applied, src.LagBytes, src.LagTime.Milliseconds(), src.KeysCopied, src.StreamCommands, src.Guarded))

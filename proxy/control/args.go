@@ -24,11 +24,13 @@ type targetArgs struct {
 	options map[string]bool // the option words given, lowercase
 	auth    *proxy.Auth     // nil: neither AUTH nor AUTH2 was given
 	db      int             // DB n, where "db" is an option; -1 if not given
+	rate    int64           // RATE n, where "rate" is an option; 0 if not given
 }
 
 // parseTargetArgs reads TARGET... [OPTION...] [AUTH password | AUTH2
 // username password] in any order, options being the words allowed; the
-// option "db" takes a database number (DB n). The
+// option "db" takes a database number (DB n), "rate" keys per second
+// (RATE n). The
 // argument after AUTH is the password, whatever it looks like, never a
 // target, so it can never show in an error about targets.
 func parseTargetArgs(args [][]byte, options ...string) (targetArgs, error) {
@@ -57,6 +59,18 @@ func parseTargetArgs(args [][]byte, options ...string) (targetArgs, error) {
 				return ta, fmt.Errorf("%w: DB %q is not a database number", errSyntax, args[i+1])
 			}
 			ta.options[word], ta.db, i = true, n, i+1
+		case word == "rate" && slices.Contains(options, word):
+			if ta.options[word] {
+				return ta, fmt.Errorf("%w: RATE given twice", errSyntax)
+			}
+			if i+1 == len(args) {
+				return ta, fmt.Errorf("%w: RATE needs a number of keys per second", errSyntax)
+			}
+			n, err := strconv.ParseInt(string(args[i+1]), 10, 64)
+			if err != nil || n < 0 {
+				return ta, fmt.Errorf("%w: RATE %q is not a number of keys per second", errSyntax, args[i+1])
+			}
+			ta.options[word], ta.rate, i = true, n, i+1
 		case slices.Contains(options, word):
 			ta.options[word] = true
 		default:

@@ -41,7 +41,8 @@ func reshardEnded(s migrate.ReshardState) bool {
 }
 
 // reshardAdmin serves PROXY RESHARD TARGET... [MANUAL] [FLUSH] [FORCE]
-// [AUTH password | AUTH2 username password], STATUS, ABORT and CUTOVER.
+// [RATE keys/s] [AUTH password | AUTH2 username password], STATUS, ABORT,
+// CUTOVER and RATE keys/s (of the running job's copy).
 func (p *Plane) reshardAdmin(args [][]byte, proto int) []byte {
 	if len(args) == 1 {
 		p.reshard.mu.Lock()
@@ -77,6 +78,22 @@ func (p *Plane) reshardAdmin(args [][]byte, proto int) []byte {
 			return wire.AppendStatus(nil, "OK")
 		}
 	}
+	if len(args) == 2 && wire.EqualFold(args[0], "rate") {
+		p.reshard.mu.Lock()
+		job := p.reshard.job
+		p.reshard.mu.Unlock()
+		n, err := strconv.ParseInt(string(args[1]), 10, 64)
+		switch {
+		case err != nil || n < 0:
+			return wire.AppendError(nil, "ERR RATE takes a number of keys per second (0: no pace)")
+		case job == nil || reshardEnded(job.Status().State):
+			return wire.AppendError(nil, "ERR no reshard is running")
+		}
+		if err := job.SetRate(n); err != nil {
+			return wire.AppendError(nil, "ERR "+err.Error())
+		}
+		return wire.AppendStatus(nil, "OK")
+	}
 	if len(args) == 0 {
 		return wire.AppendError(nil, "ERR wrong arguments for PROXY RESHARD. Try PROXY HELP.")
 	}
@@ -84,7 +101,7 @@ func (p *Plane) reshardAdmin(args [][]byte, proto int) []byte {
 }
 
 func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
-	ta, err := parseTargetArgs(args, "manual", "flush", "force")
+	ta, err := parseTargetArgs(args, "manual", "flush", "force", "rate")
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +148,7 @@ func (p *Plane) startReshard(args [][]byte) (*migrate.ReshardJob, error) {
 	cfg := migrate.DefaultReshardConfig()
 	cfg.Manual, cfg.Flush = ta.options["manual"], ta.options["flush"]
 	cfg.KeepForkDelay = p.cfg.KeepForkDelay
+	cfg.Rate = ta.rate
 	cfg.RunID = p.srv.RunID()
 	cfg.SourceUsername, cfg.SourcePassword = cur.Auth().Username, cur.Auth().Password
 	cfg.TargetUsername, cfg.TargetPassword = auth.Username, auth.Password
