@@ -102,6 +102,13 @@ func commandTable() map[string]handler {
 		"function|help": anyShard,
 	})
 
+	// DEBUG where it has a meaning through a proxy (debug.go), and
+	// PFSELFTEST, a test of the server's own HyperLogLog code.
+	addHandlers(t, map[string]handler{
+		"debug":      debugCmd,
+		"pfselftest": anyShard,
+	})
+
 	// CONFIG (handlers.go).
 	addHandlers(t, map[string]handler{
 		"config|get":       configGet,
