@@ -234,9 +234,12 @@ func BenchmarkReshardCopyLatency(b *testing.B) {
 				b.StartTimer()
 				res, status := reshardUnderLoad(ctx, b, cfg, opt, c.Addr, spec, 3*time.Second)
 				cancel()
-				if ParseStatus(status)["state"] != "done" {
+				st := ParseStatus(status)
+				if st["state"] != "done" {
 					b.Fatalf("reshard: %s", status)
 				}
+				elapsed, _ := strconv.ParseFloat(st["elapsed_ms"], 64)
+				b.ReportMetric(elapsed/1000, "reshard-s")
 				before, _ := res.BeforeSummary()
 				cp, ok := res.CopySummary()
 				if !ok {
@@ -254,7 +257,7 @@ func BenchmarkReshardCopyLatency(b *testing.B) {
 				b.ReportMetric(float64(res.Errors)+float64(res.Lost), "errors+lost")
 				b.ReportMetric(0, "ns/op")
 				fmt.Printf("\nreshard 3->5 of %d keys under %d ops/s, copy rate %d keys/s (0: unpaced), Redis's default shard configuration:\n%s"+
-					"  copy p99.9 over before p99.9: %.2f (goal <= 2)\n", keys, load, copyRate, res, ratio)
+					"  copy p99.9 over before p99.9: %.2f (goal <= 2); the reshard took %.2f s\n", keys, load, copyRate, res, ratio, elapsed/1000)
 			}
 		})
 	}

@@ -455,7 +455,7 @@ func TestIntegrationUnsupported(t *testing.T) {
 		{"MIGRATE", "127.0.0.1", "1", "k", "0", "100"},
 		{"SHUTDOWN", "NOSAVE"},
 		{"REPLICAOF", "127.0.0.1", "1"},
-		{"DEBUG", "SLEEP", "0"},
+		{"DEBUG", "RELOAD"},
 		{"FAILOVER"},
 	}
 	for _, args := range tests {
