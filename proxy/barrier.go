@@ -40,6 +40,7 @@ func (srv *Server) Pause(ctx context.Context) (resume func(), err error) {
 				srv.pauseStart.Store(start.UnixNano())
 				srv.pauseEnd.Store(end.UnixNano())
 				srv.gate.mu.Unlock()
+				srv.repauseShards()
 			})
 		}, nil
 	case <-ctx.Done():

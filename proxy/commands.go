@@ -47,6 +47,8 @@ func commandTable() map[string]handler {
 		"client|no-evict": clientNoEvict,
 		"client|getredir": func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(wire.AppendInt(nil, -1)) },
 		"client|help":     clientHelp,
+		"client|pause":    clientPauseCmd,
+		"client|unpause":  clientUnpauseCmd,
 		"acl|whoami": func(s *session, _ *route, _ *command.Info, _ wire.Request) {
 			s.local(resp.AppendBulkString(nil, s.user()))
 		},

@@ -449,7 +449,7 @@ func TestIntegrationUnsupported(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 3})
 	rc := dialRaw(t, c.Addr)
 	tests := [][]string{
-		{"CLIENT", "PAUSE", "100"},
+		{"CLIENT", "UNBLOCK", "1"},
 		{"SWAPDB", "0", "1"},
 		{"MOVE", "k", "1"},
 		{"MIGRATE", "127.0.0.1", "1", "k", "0", "100"},

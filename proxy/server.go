@@ -31,6 +31,7 @@ const Version = "0.1.0"
 // the retiring of former tables' pools) are its own: Shutdown ends them
 // all and waits for them.
 type Server struct {
+	cpause        clientPause       // CLIENT PAUSE (clientpause.go)
 	sentinels     *sentinel.Watcher // nil without sentinel:NAME shards (failover.go)
 	failoverMu    sync.Mutex
 	failoverHooks []func(addr string) // OnFailover
