@@ -56,6 +56,11 @@
 //     libraries, and a random sample of about VerifySample keys compared
 //     by content (type, TTL to the second, every element) with the source.
 //
+// The targets may be the masters of a Redis Cluster (RestoreConfig.Cluster,
+// ClusterTargets; cluster.go): its slot map is the target table, strings go
+// as SETs (no MSET across slots), and a slot map that changed by the end
+// fails the restore.
+//
 // # Failure
 //
 // Any error reply (other than "no such key" to a tail command, see
@@ -107,7 +112,10 @@
 //     file in WorkDir while the RDB is copied). Each RDB is written into
 //     the targets routed by the NEW table, with the restore's machinery
 //     (RESTORE, MSET or SET ... PXAT, big keys in chunks), over
-//     connections of the source's own.
+//     connections of the source's own, at ReshardConfig.Rate keys per
+//     second over every source when set (SetRate changes it); the
+//     captures lower their sources' repl-diskless-sync-delay for their
+//     handshakes, unless KeepForkDelay.
 //   - catching_up: each source's stream is applied from the fork offset
 //     on, in order, read back from the spool (snapshot.Follower) and
 //     routed by the new table: multi-key commands split as in a restore,
