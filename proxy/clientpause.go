@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,10 @@ import (
 // gives them to its clients: for timeout milliseconds, or until CLIENT
 // UNPAUSE, the proxy holds every client's commands (ALL, the default), or
 // only those that may write (WRITE: commands flagged write or
-// may-replicate, which takes in EVAL, EVALSHA, FCALL, PUBLISH, PFCOUNT and
-// WAIT, and EXEC), each client's held in its order and answered once the
+// may-replicate, which takes in EVAL, EVALSHA and FCALL unless the script
+// or function is flagged no-writes, PUBLISH, SPUBLISH and PFCOUNT, and EXEC
+// of a transaction that queued one), each client's held in
+// its order, counted in INFO's blocked_clients, and answered once the
 // pause ends. A pause given while one is in effect makes it the longer and
 // the stricter of the two, as Redis does. The pausing client is held like
 // any other: under ALL, its own CLIENT UNPAUSE waits for the timeout, as
@@ -44,6 +47,9 @@ type clientPause struct {
 	until time.Time
 	done  chan struct{} // closed when the pause ends; nil when none
 	timer *time.Timer
+	// functions flagged no-writes (FCALL runs under WRITE), read from a
+	// shard once per pause; nil until then
+	functions map[string]bool
 }
 
 // pause starts a pause of d, or extends the one in effect.
@@ -73,30 +79,162 @@ func (p *clientPause) end() {
 	}
 	p.timer.Stop()
 	close(p.done)
-	p.done = nil
+	p.done, p.functions = nil, nil
 	p.active.Store(false)
 }
 
-// hold waits while a pause in effect holds the batch first+rest.
-func (p *clientPause) hold(first wire.Request, rest []wire.Request) {
+// holdForPause waits while a pause in effect holds the session's batch
+// first+rest, counted in INFO's blocked_clients meanwhile, as Redis counts
+// a paused client.
+func (s *session) holdForPause(first wire.Request, rest []wire.Request) {
+	p := &s.srv.cpause
 	for p.active.Load() {
 		p.mu.Lock()
 		done, all := p.done, p.all
 		p.mu.Unlock()
-		if done == nil || (!all && !mayWrite(first) && !anyMayWrite(rest)) {
+		if done == nil || (!all && !s.mayWrite(first) && !s.anyMayWrite(rest)) {
 			return
 		}
+		s.srv.counters.blocked.Add(1)
 		<-done
+		s.srv.counters.blocked.Add(-1)
 	}
 }
 
-func anyMayWrite(cmds []wire.Request) bool {
+func (s *session) anyMayWrite(cmds []wire.Request) bool {
 	for _, c := range cmds {
-		if mayWrite(c) {
+		if s.mayWrite(c) {
 			return true
 		}
 	}
 	return false
+}
+
+// mayWrite tells whether Redis holds cmd under CLIENT PAUSE WRITE: a
+// command that may write, queued in a transaction or not, and EXEC of a
+// transaction that queued one.
+func (s *session) mayWrite(cmd wire.Request) bool {
+	info := command.Lookup(cmd.Args)
+	if info == nil || !info.ArityOK(len(cmd.Args)) {
+		return false // answered with its error at once, as Redis does
+	}
+	if info.Name() == "exec" {
+		return s.tx.writes
+	}
+	return s.cmdMayWrite(info, cmd)
+}
+
+// cmdMayWrite is mayWrite for a command other than EXEC. Outside a pause
+// an FCALL counts as writing (its function's flags are read only during a
+// pause, from a shard).
+func (s *session) cmdMayWrite(info *command.Info, cmd wire.Request) bool {
+	switch info.Name() {
+	case "eval":
+		return len(cmd.Args) < 2 || !noWrites(cmd.Args[1])
+	case "evalsha":
+		body, ok := s.srv.scripts.body(cmd.Args[1])
+		return !ok || !noWrites(body)
+	case "fcall":
+		return len(cmd.Args) < 2 || !s.srv.cpause.active.Load() || !s.srv.cpause.readOnlyFunction(s.srv, string(cmd.Args[1]))
+	}
+	return mayWriteInfo(info)
+}
+
+// noWrites tells whether a script declares flags=no-writes in its shebang
+// line ("#!lua flags=no-writes,allow-stale"), which makes Redis run it as a
+// read, even under CLIENT PAUSE WRITE.
+func noWrites(body []byte) bool {
+	if !bytes.HasPrefix(body, []byte("#!")) {
+		return false
+	}
+	line, _, _ := bytes.Cut(body, []byte("\n"))
+	for _, f := range bytes.Fields(line[2:]) {
+		if v, ok := bytes.CutPrefix(f, []byte("flags=")); ok {
+			for _, flag := range bytes.Split(v, []byte(",")) {
+				if string(flag) == "no-writes" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// readOnlyFunction tells whether the function name is registered with the
+// no-writes flag, by FUNCTION LIST on one shard (the shards hold the same
+// libraries), read once per pause.
+func (p *clientPause) readOnlyFunction(srv *Server, name string) bool {
+	p.mu.Lock()
+	if p.functions == nil {
+		p.mu.Unlock()
+		fns := readOnlyFunctions(srv)
+		p.mu.Lock()
+		if p.done != nil {
+			p.functions = fns
+		}
+		p.mu.Unlock()
+		return fns[name]
+	}
+	ro := p.functions[name]
+	p.mu.Unlock()
+	return ro
+}
+
+// readOnlyFunctions lists the functions flagged no-writes on the first
+// shard of the route in use.
+func readOnlyFunctions(srv *Server) map[string]bool {
+	out := map[string]bool{}
+	pools := srv.route.Load().pools
+	if len(pools) == 0 {
+		return out
+	}
+	reply := Shard{pools[0]}.Do(resp.AppendCommandString(nil, "FUNCTION", "LIST"), time.Now().Add(srv.cfg.DialTimeout))
+	libs, ok := wire.MapElems(reply)
+	if !ok {
+		return out
+	}
+	for _, lib := range libs {
+		fields, ok := wire.MapElems(lib)
+		for i := 0; ok && i+1 < len(fields); i += 2 {
+			if k, _ := wire.BulkText(fields[i]); string(k) != "functions" {
+				continue
+			}
+			fns, _ := wire.MapElems(fields[i+1])
+			for _, fn := range fns {
+				readFunctionFlags(fn, out)
+			}
+		}
+	}
+	return out
+}
+
+// readFunctionFlags notes fn (a FUNCTION LIST entry: name, description,
+// flags) in out when its flags hold no-writes.
+func readFunctionFlags(fn []byte, out map[string]bool) {
+	fields, ok := wire.MapElems(fn)
+	if !ok {
+		return
+	}
+	var name string
+	var ro bool
+	for i := 0; i+1 < len(fields); i += 2 {
+		k, _ := wire.BulkText(fields[i])
+		switch string(k) {
+		case "name":
+			v, _ := wire.BulkText(fields[i+1])
+			name = string(v)
+		case "flags":
+			flags, _ := wire.MapElems(fields[i+1])
+			for _, f := range flags {
+				if string(f) == "+no-writes\r\n" || string(f) == "$9\r\nno-writes\r\n" {
+					ro = true
+				}
+			}
+		}
+	}
+	if ro {
+		out[name] = true
+	}
 }
 
 // mayReplicate names the commands Redis 7.0 flags may_replicate, which
@@ -105,45 +243,82 @@ func anyMayWrite(cmds []wire.Request) bool {
 // it would stall the shared connection it went on, and every client's
 // requests behind it.
 var mayReplicate = map[string]bool{
-	"eval": true, "evalsha": true, "fcall": true, "publish": true, "spublish": true,
-	"pfcount": true, "wait": true, "exec": true,
-	"script|load": true, "script|flush": true,
-	"function|load": true, "function|delete": true, "function|flush": true, "function|restore": true,
+	"eval": true, "evalsha": true, "fcall": true, "publish": true, "spublish": true, "pfcount": true,
 }
 
-// mayWrite tells whether Redis holds cmd under CLIENT PAUSE WRITE.
-func mayWrite(cmd wire.Request) bool {
-	info := command.Lookup(cmd.Args)
-	if info == nil {
-		return false
-	}
+// mayWriteInfo tells whether a command may write, as CLIENT PAUSE WRITE
+// sees it.
+func mayWriteInfo(info *command.Info) bool {
 	return info.Has(command.FlagWrite) || info.Has(command.FlagMayReplicate) || mayReplicate[info.Name()]
+}
+
+// parsePause reads CLIENT PAUSE's arguments; a non-empty errMsg is the
+// error Redis answers.
+func parsePause(args [][]byte) (ms int64, all bool, errMsg string) {
+	if len(args) != 3 && len(args) != 4 {
+		return 0, false, "ERR wrong number of arguments for 'client|pause' command"
+	}
+	all = true
+	if len(args) == 4 {
+		switch {
+		case wire.EqualFold(args[3], "write"):
+			all = false
+		case wire.EqualFold(args[3], "all"):
+		default:
+			return 0, false, "ERR CLIENT PAUSE mode must be WRITE or ALL"
+		}
+	}
+	ms, err := strconv.ParseInt(string(args[2]), 10, 64)
+	switch {
+	case err != nil:
+		return 0, false, "ERR timeout is not an integer or out of range"
+	case ms < 0:
+		return 0, false, "ERR timeout is negative"
+	}
+	return ms, all, ""
+}
+
+// pauseInTx queues CLIENT PAUSE or UNPAUSE in a transaction: Redis runs it
+// with the others at EXEC, so the pause starts once the transaction has
+// run. Its reply goes in EXEC's reply; the shards are paused (or not)
+// before EXEC answers.
+func (s *session) pauseInTx(info *command.Info, cmd wire.Request) apartCmd {
+	at := len(s.tx.stats)
+	if info.Name() == "client|unpause" {
+		s.tx.onExec = append(s.tx.onExec, func() {
+			s.srv.cpause.end()
+			s.srv.shardsDo(resp.AppendCommandString(nil, "CLIENT", "UNPAUSE"))
+		})
+		return apartCmd{at: at, reply: wire.AppendStatus(nil, "OK")}
+	}
+	ms, all, errMsg := parsePause(cmd.Args)
+	if errMsg != "" {
+		return apartCmd{at: at, reply: wire.AppendError(nil, errMsg)}
+	}
+	s.tx.onExec = append(s.tx.onExec, func() {
+		s.srv.cpause.pause(time.Duration(ms)*time.Millisecond, all)
+		s.srv.shardsDo(resp.AppendCommandString(nil, "CLIENT", "PAUSE", strconv.FormatInt(ms, 10), "WRITE"))
+	})
+	return apartCmd{at: at, reply: wire.AppendStatus(nil, "OK")}
+}
+
+// shardsDo runs cmd on every shard of the route in use, in parallel, on
+// connections no client's commands use, and returns when each has
+// answered or the dial timeout has passed.
+func (srv *Server) shardsDo(cmd []byte) {
+	deadline := time.Now().Add(srv.cfg.DialTimeout)
+	var wg sync.WaitGroup
+	for _, pool := range srv.route.Load().pools {
+		wg.Go(func() { Shard{pool}.Do(cmd, deadline) })
+	}
+	wg.Wait()
 }
 
 // clientPauseCmd serves CLIENT PAUSE timeout [WRITE|ALL].
 func clientPauseCmd(s *session, r *route, _ *command.Info, c wire.Request) {
-	if len(c.Args) != 3 && len(c.Args) != 4 {
-		s.errorReply("ERR wrong number of arguments for 'client|pause' command")
-		return
-	}
-	all := true
-	if len(c.Args) == 4 {
-		switch {
-		case wire.EqualFold(c.Args[3], "write"):
-			all = false
-		case wire.EqualFold(c.Args[3], "all"):
-		default:
-			s.errorReply("ERR CLIENT PAUSE mode must be WRITE or ALL")
-			return
-		}
-	}
-	ms, err := strconv.ParseInt(string(c.Args[2]), 10, 64)
-	switch {
-	case err != nil:
-		s.errorReply("ERR timeout is not an integer or out of range")
-		return
-	case ms < 0:
-		s.errorReply("ERR timeout is negative")
+	ms, all, errMsg := parsePause(c.Args)
+	if errMsg != "" {
+		s.errorReply(errMsg)
 		return
 	}
 	d := time.Duration(ms) * time.Millisecond

@@ -138,9 +138,30 @@ func TestIntegrationClientPause(t *testing.T) {
 	if took := time.Since(start); took < 600*time.Millisecond {
 		t.Errorf("GET held %s: the pause ended before the first one's end", took)
 	}
-	r := redis.NewClient(&redis.Options{Addr: c.Addr})
-	defer r.Close()
-	if err := r.Ping(ctx).Err(); err != nil {
+
+	// in a transaction the pause starts once EXEC has run the rest
+	tx := admin.TxPipeline()
+	tx.Set(ctx, "{t}1", "v", 0)
+	tx.Do(ctx, "CLIENT", "PAUSE", 60000, "WRITE")
+	tx.Set(ctx, "{t}2", "v", 0)
+	if _, err := tx.Exec(ctx); err != nil {
+		t.Fatalf("MULTI SET CLIENT PAUSE SET EXEC: %v", err)
+	}
+	if n := other.Exists(ctx, "{t}1", "{t}2").Val(); n != 2 {
+		t.Errorf("%d of the transaction's writes done before its pause began, want 2", n)
+	}
+	held := done(func() error { return writer.Set(ctx, "{t}3", "v", 0).Err() })
+	pending(t, held, "SET after a transaction's CLIENT PAUSE WRITE", 300*time.Millisecond)
+	if b := other.Info(ctx, "clients").Val(); !strings.Contains(b, "blocked_clients:1\r\n") {
+		t.Errorf("INFO clients with one client held by the pause:\n%s", b)
+	}
+	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
+	}
+	answered(t, held, "SET after CLIENT UNPAUSE")
+
+	// INFO stats sums the shards' expired_keys, which a pause holds back
+	if st := other.Info(ctx, "stats").Val(); !strings.Contains(st, "expired_keys:") || !strings.Contains(st, "keyspace_hits:") {
+		t.Errorf("INFO stats lacks the shards' figures:\n%s", st)
 	}
 }

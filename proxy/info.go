@@ -26,8 +26,8 @@ import (
 // What INFO asks every shard: the sections whose figures it sums, and
 // commandstats for the time the shards spent per command (cmdstats.go).
 var (
-	shardInfoCmd      = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"))
-	shardInfoStatsCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("commandstats"))
+	shardInfoCmd      = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("stats"))
+	shardInfoStatsCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("stats"), []byte("commandstats"))
 )
 
 // The sections of INFO and INFO default, in Redis's order with the proxy's
@@ -46,7 +46,7 @@ func info(s *session, r *route, _ *command.Info, c wire.Request) {
 	switch {
 	case want["commandstats"]:
 		s.fanout(r, c.Args, shardInfoStatsCmd, infoMerge)
-	case want["memory"] || want["persistence"] || want["keyspace"]:
+	case want["memory"] || want["persistence"] || want["keyspace"] || want["stats"]:
 		s.fanout(r, c.Args, shardInfoCmd, infoMerge)
 	default:
 		s.local(infoMerge(s, &call{args: c.Args}, nil))
@@ -180,6 +180,14 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("instantaneous_ops_per_sec", srv.counters.ops.value())
 		field("rejected_connections", srv.counters.rejected.Load())
 		field("total_error_replies", srv.stats.errors.Load())
+		// the keyspace's figures are the shards', summed
+		for _, name := range []string{"expired_keys", "evicted_keys", "keyspace_hits", "keyspace_misses"} {
+			var n int64
+			for _, sh := range shards {
+				n += atoi(sh[name])
+			}
+			field(name, n)
+		}
 	}
 	if section("replication") {
 		field("role", "master")

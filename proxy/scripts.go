@@ -141,6 +141,14 @@ func (cache *scriptCache) toLoad(sha []byte, addr string) []byte {
 	return body
 }
 
+// body returns the body of script sha, if the proxy has it.
+func (cache *scriptCache) body(sha []byte) ([]byte, bool) {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	b, ok := cache.bodies[string(lowerHex(sha))]
+	return b, ok
+}
+
 // known reports whether the proxy has the body of script sha.
 func (cache *scriptCache) known(sha []byte) bool {
 	cache.mu.Lock()

@@ -77,7 +77,7 @@ func newSession(srv *Server, id uint64, conn *clientConn) *session {
 }
 
 func (s *session) serve(first wire.Request, rest []wire.Request) {
-	s.srv.cpause.hold(first, rest) // CLIENT PAUSE, outside the gate
+	s.holdForPause(first, rest) // CLIENT PAUSE, outside the gate
 	s.srv.gate.mu.RLock()
 	defer s.srv.gate.mu.RUnlock()
 	defer s.showCmd()

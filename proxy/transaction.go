@@ -40,6 +40,8 @@ import (
 type txState struct {
 	active bool
 	dirty  bool
+	writes bool       // a command that may write is queued (CLIENT PAUSE WRITE holds EXEC)
+	onExec []func()   // what queued CLIENT PAUSE/UNPAUSE do once EXEC has run the rest
 	raw    []byte     // queued commands
 	stats  []*cmdStat // one per queued command (CLIENT LIST's multi=): its counters, counted when EXEC runs it
 	mon    []byte     // the queued commands' MONITOR lines, shown when EXEC runs them
@@ -116,6 +118,10 @@ func (s *session) inTransaction(info *command.Info, cmd wire.Request, monitoring
 	var ok bool
 	var errMsg string
 	switch {
+	case info.Name() == "client|pause" || info.Name() == "client|unpause":
+		s.tx.apart = append(s.tx.apart, s.pauseInTx(info, cmd))
+		s.queued(info, cmd, monitoring)
+		return true
 	case info.Name() == "publish":
 		s.tx.apart = append(s.tx.apart, apartCmd{at: len(s.tx.stats)})
 		s.tx.pubRaw = append(s.tx.pubRaw, cmd.Raw...)
@@ -171,6 +177,7 @@ func (s *session) queued(info *command.Info, cmd wire.Request, monitoring bool) 
 
 // noteQueued counts a command queued in the transaction.
 func (s *session) noteQueued(info *command.Info, cmd wire.Request, monitoring bool) {
+	s.tx.writes = s.tx.writes || s.cmdMayWrite(info, cmd)
 	s.shown.mu.Lock()
 	s.tx.stats = append(s.tx.stats, s.stat)
 	s.shown.mu.Unlock()
@@ -395,7 +402,7 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 			replies, errReply = s.txSend(cmdExec, 1)
 		}
 		stats := s.tx.stats // intact: nothing queues until this step returns
-		apart, pubRaw := s.tx.apart, s.tx.pubRaw
+		apart, pubRaw, onExec := s.tx.apart, s.tx.pubRaw, s.tx.onExec
 		if errReply != nil {
 			s.endTransaction()
 			s.dropWatch(r)
@@ -407,6 +414,11 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 		reply := replies[len(replies)-1]
 		if len(apart) > 0 {
 			reply = s.afterExec(r, reply, apart, pubRaw)
+		}
+		if !bytes.HasPrefix(reply, []byte("*-1\r\n")) && !wire.IsError(reply) {
+			for _, fn := range onExec {
+				fn()
+			}
 		}
 		ran = s.srv.stats.execRan(stats, reply, s.srv.log)
 		return reply
