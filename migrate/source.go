@@ -144,15 +144,7 @@ type files struct {
 
 // open starts reading a source file front to back.
 func (f *files) open(name string) (io.ReadCloser, error) {
-	if !objstore.IsURL(name) {
-		return os.Open(name)
-	}
-	u, err := f.url(name)
-	if err != nil {
-		return nil, err
-	}
-	body, _, err := f.s3.Open(f.ctx, u)
-	return body, err
+	return objstore.OpenFile(f.ctx, f.s3, name)
 }
 
 func (f *files) url(name string) (objstore.URL, error) {
@@ -161,7 +153,7 @@ func (f *files) url(name string) (objstore.URL, error) {
 		return u, fmt.Errorf("%w: %v", ErrBadSource, err)
 	}
 	if f.s3 == nil {
-		return u, fmt.Errorf("%w: %s: no object store is configured (--s3-endpoint, or AWS S3 through the AWS environment)", ErrBadSource, name)
+		return u, fmt.Errorf("%w: %s: %w", ErrBadSource, name, objstore.ErrNoClient)
 	}
 	return u, nil
 }

@@ -237,19 +237,14 @@ func readFunctionFlags(fn []byte, out map[string]bool) {
 	}
 }
 
-// mayReplicate names the commands Redis 7.0 flags may_replicate, which
-// the command table the proxy is built from leaves out. A command the
-// shards hold under their WRITE pause must be held by the proxy too: sent,
-// it would stall the shared connection it went on, and every client's
-// requests behind it.
-var mayReplicate = map[string]bool{
-	"eval": true, "evalsha": true, "fcall": true, "publish": true, "spublish": true, "pfcount": true,
-}
-
+// A command the shards hold under their WRITE pause must be held by the
+// proxy too: sent, it would stall the shared connection it went on, and
+// every client's requests behind it. Info.MayReplicate marks those that
+// are not writes.
 // mayWriteInfo tells whether a command may write, as CLIENT PAUSE WRITE
 // sees it.
 func mayWriteInfo(info *command.Info) bool {
-	return info.Has(command.FlagWrite) || info.Has(command.FlagMayReplicate) || mayReplicate[info.Name()]
+	return info.Has(command.FlagWrite) || info.MayReplicate()
 }
 
 // parsePause reads CLIENT PAUSE's arguments; a non-empty errMsg is the
@@ -297,7 +292,7 @@ func (s *session) pauseInTx(info *command.Info, cmd wire.Request) apartCmd {
 	}
 	s.tx.onExec = append(s.tx.onExec, func() {
 		s.srv.cpause.pause(time.Duration(ms)*time.Millisecond, all)
-		s.srv.shardsDo(resp.AppendCommandString(nil, "CLIENT", "PAUSE", strconv.FormatInt(ms, 10), "WRITE"))
+		s.srv.shardsDo(shardPauseCmd(ms))
 	})
 	return apartCmd{at: at, reply: wire.AppendStatus(nil, "OK")}
 }
@@ -323,8 +318,7 @@ func clientPauseCmd(s *session, r *route, _ *command.Info, c wire.Request) {
 	}
 	d := time.Duration(ms) * time.Millisecond
 	s.srv.cpause.pause(d, all)
-	shards := resp.AppendCommandString(nil, "CLIENT", "PAUSE", strconv.FormatInt(ms, 10), "WRITE")
-	s.fanout(r, c.Args, shards, allOK)
+	s.fanout(r, c.Args, shardPauseCmd(ms), allOK)
 }
 
 // clientUnpauseCmd serves CLIENT UNPAUSE.
@@ -339,7 +333,8 @@ func clientUnpauseCmd(s *session, r *route, _ *command.Info, c wire.Request) {
 
 // repauseShards pauses the shards of the route in use for what is left of
 // the client pause in effect, if any: after a barrier, whose snapshot cut
-// unpaused them or whose cutover brought new ones.
+// unpaused them or whose cutover brought new ones. It does not wait for
+// them: it runs as the barrier lifts.
 func (srv *Server) repauseShards() {
 	p := &srv.cpause
 	if !p.active.Load() {
@@ -349,12 +344,13 @@ func (srv *Server) repauseShards() {
 	left := time.Until(p.until)
 	on := p.done != nil
 	p.mu.Unlock()
-	if !on || left <= 0 {
-		return
+	if on && left > 0 {
+		go srv.shardsDo(shardPauseCmd(left.Milliseconds() + 1))
 	}
-	cmd := resp.AppendCommandString(nil, "CLIENT", "PAUSE", strconv.FormatInt(left.Milliseconds()+1, 10), "WRITE")
-	deadline := time.Now().Add(srv.cfg.DialTimeout)
-	for _, pool := range srv.route.Load().pools {
-		go Shard{pool}.Do(cmd, deadline)
-	}
+}
+
+// shardPauseCmd is the pause the shards get during a client pause: WRITE,
+// so that the proxy's reads still reach them.
+func shardPauseCmd(ms int64) []byte {
+	return resp.AppendCommandString(nil, "CLIENT", "PAUSE", strconv.FormatInt(ms, 10), "WRITE")
 }

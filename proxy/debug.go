@@ -13,28 +13,29 @@ import (
 // DEBUG through the proxy, where it has a meaning for the one server the
 // proxy stands for (the shards must allow DEBUG: enable-debug-command):
 //
-//   - about a key: OBJECT, SDSLEN, ZIPLIST, LISTPACK, DIGEST-VALUE (its
-//     keys in one slot, as Redis Cluster would have them on one node), on
-//     the shard of the key;
+//   - about a key: OBJECT, SDSLEN, LISTPACK, QUICKLIST, HTSTATS-KEY,
+//     DIGEST-VALUE (its keys in one slot, as Redis Cluster would have them
+//     on one node), on the shard of the key;
 //   - about the whole dataset: DIGEST, every shard's merged into the
 //     digest one server holding every key would give (debugDigest);
 //   - settings of the server as a whole: SET-ACTIVE-EXPIRE,
 //     QUICKLIST-PACKED-THRESHOLD, SET-SKIP-CHECKSUM-VALIDATION,
 //     SET-DISABLE-DENY-SCRIPTS, PAUSE-CRON and REPLYBUFFER, on every shard;
 //   - answered alike anywhere: PROTOCOL (so clients can test the RESP3
-//     types), STRINGMATCH-LEN, HELP, and SLEEP (one shard sleeps: a
-//     client of the proxy waits as on one server; the others go on);
+//     types), HELP, LOG, ERROR, STRUCTSIZE, STRINGMATCH-TEST, and SLEEP
+//     (one shard sleeps: a client of the proxy waits as on one server;
+//     the others go on);
 //   - the rest act on one whole server process (RELOAD, RESTART, CRASH-*,
 //     SEGFAULT, PANIC, POPULATE, CHANGE-REPL-ID, JMAP, MALLCTL, ...) and
 //     are refused by name.
 var (
-	debugKeyed = map[string]bool{"object": true, "sdslen": true, "ziplist": true, "listpack": true,
-		"digest-value": true, "quicklist": true}
+	debugKeyed = map[string]bool{"object": true, "sdslen": true, "listpack": true, "quicklist": true,
+		"htstats-key": true, "digest-value": true}
 	debugEveryShard = map[string]bool{"set-active-expire": true, "quicklist-packed-threshold": true,
 		"set-skip-checksum-validation": true, "set-disable-deny-scripts": true, "pause-cron": true,
 		"replybuffer": true}
-	debugAnyShard = map[string]bool{"protocol": true, "stringmatch-len": true, "help": true, "sleep": true,
-		"log": true}
+	debugAnyShard = map[string]bool{"protocol": true, "help": true, "sleep": true, "log": true,
+		"error": true, "structsize": true, "stringmatch-test": true}
 )
 
 func debugCmd(s *session, r *route, info *command.Info, c wire.Request) {

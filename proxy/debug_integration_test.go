@@ -55,7 +55,8 @@ func TestIntegrationDebug(t *testing.T) {
 		{"PFSELFTEST"},
 		{"DEBUG", "SLEEP", "0"},
 		{"DEBUG", "SET-ACTIVE-EXPIRE", "1"},
-		{"DEBUG", "STRINGMATCH-LEN", "a*", "aaa"},
+		{"DEBUG", "STRUCTSIZE"},
+		{"DEBUG", "HTSTATS-KEY", "h:3"},
 	} {
 		got, gerr := cl.Do(ctx, args...).Result()
 		want, werr := ref.Do(ctx, args...).Result()

@@ -38,7 +38,7 @@ func TestIntegrationReshardRate(t *testing.T) {
 	if !strings.Contains(st, "rate:1000") || !strings.Contains(st, "state:copying") {
 		t.Fatalf("a second into a copy of 6000 keys at 1000 keys/s: %s", st)
 	}
-	copied := statusNumber(st, "keys_copied")
+	copied, _ := strconv.ParseInt(infoLines(st)["keys_copied"], 10, 64)
 	if copied > 2500 {
 		t.Errorf("%d keys copied in the first second at 1000 keys/s", copied)
 	}
@@ -60,17 +60,4 @@ func TestIntegrationReshardRate(t *testing.T) {
 	if n != 6000 {
 		t.Errorf("targets hold %d keys, want 6000", n)
 	}
-}
-
-// statusNumber reads a number field of an INFO-style status; a field
-// like "keys_copied" may appear per source too, where it is summed.
-func statusNumber(st, field string) int64 {
-	var n int64
-	for _, line := range strings.Split(st, "\r\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			x, _ := strconv.ParseInt(v, 10, 64)
-			n += x
-		}
-	}
-	return n
 }

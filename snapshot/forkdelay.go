@@ -45,7 +45,9 @@ func lowerForkDelay(ctx context.Context, cfg CaptureConfig, log *zap.Logger) *fo
 		DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.DialTimeout, WriteTimeout: cfg.DialTimeout,
 		PoolSize: 1,
 	})}
-	ctx, cancel := context.WithTimeout(ctx, 2*cfg.DialTimeout)
+	// not ended by the capture's ctx: a SET the shard ran but whose reply a
+	// cancel cut off would leave the delay at 0 with nothing to set it back
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*cfg.DialTimeout)
 	defer cancel()
 	vals, err := f.cl.ConfigGet(ctx, "repl-diskless-sync*").Result()
 	if err != nil {

@@ -18,7 +18,7 @@ func forkDelayOf(t *testing.T, c *cluster, i int) string {
 
 // On shards with Redis's default fork delay (5 s) a snapshot does not wait
 // for it, and each shard's setting is as it was afterwards: after a job
-// that completed, and after one whose handshake the shard refused.
+// that completed, one canceled, and one whose handshake the shard refused.
 func TestJobForkDelay(t *testing.T) {
 	t.Parallel()
 	defaults := []string{"--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "5"}
@@ -43,6 +43,20 @@ func TestJobForkDelay(t *testing.T) {
 		}
 	}
 	t.Logf("snapshot on shards with a 5 s fork delay: %s", took)
+
+	// A job canceled as it starts: wherever the cancel lands, the delay
+	// is as it was once the job has ended.
+	j, err = StartJob(context.Background(), c.jobConfig(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Cancel()
+	<-j.Done()
+	for i := range c.servers {
+		if got := forkDelayOf(t, c, i); got != "5" {
+			t.Errorf("shard %d: %s %s after a canceled snapshot, want 5", i, forkDelaySetting, got)
+		}
+	}
 
 	// A user who may CONFIG but not PSYNC: the capture lowers the delay,
 	// the handshake fails, the delay is set back.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -180,7 +179,7 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 	if cfg.Prefixes < 0 {
 		return Report{}, fmt.Errorf("snapshot: inspect: prefixes must not be negative, got %d", cfg.Prefixes)
 	}
-	in := &inspector{top: topKeys{max: cfg.Top}, files: localFiles{}, prefixes: newPrefixTop(), weigh: cfg.Weigh}
+	in := &inspector{top: topKeys{max: cfg.Top}, s3: cfg.S3, prefixes: newPrefixTop(), weigh: cfg.Weigh}
 	var isSnapshot bool
 	if objstore.IsURL(path) {
 		u, err := objstore.ParseURL(path)
@@ -188,9 +187,8 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 			return Report{}, fmt.Errorf("snapshot: inspect: %w", err)
 		}
 		if cfg.S3 == nil {
-			return Report{}, fmt.Errorf("snapshot: inspect %s: no object store is configured", path)
+			return Report{}, fmt.Errorf("snapshot: inspect %s: %w", path, objstore.ErrNoClient)
 		}
-		in.files = bucketFiles{c: cfg.S3}
 		isSnapshot = !strings.HasSuffix(u.Key, ".rdb")
 	} else {
 		fi, err := os.Stat(path)
@@ -202,7 +200,7 @@ func Inspect(path string, cfg InspectConfig) (Report, error) {
 	rep := Report{Path: path}
 	var table *router.Table
 	if isSnapshot {
-		m, err := in.files.manifest(path)
+		m, err := in.manifest(path)
 		if err != nil {
 			return Report{}, fmt.Errorf("snapshot: inspect: %w", err)
 		}
@@ -243,7 +241,7 @@ type inspector struct {
 	slotKeys  [router.NumSlots]int64
 	slotBytes [router.NumSlots]int64
 	top       topKeys
-	files     inspectFiles
+	s3        *objstore.Client
 	prefixes  *prefixTop
 
 	weigh       func(e *rdb.Entry) int64
@@ -254,7 +252,7 @@ func (in *inspector) snapshot(rep *Report, dir string, m Manifest, table *router
 	types := map[[2]string]*TypeStats{}
 	rep.Total.DBKeys = map[int]int64{}
 	for i, sh := range m.Shards {
-		stats, err := in.file(in.files.join(dir, sh.RDBFile), sh.RDBFile, table, i)
+		stats, err := in.file(objstore.JoinPath(dir, sh.RDBFile), sh.RDBFile, table, i)
 		if err != nil {
 			return err
 		}
@@ -274,7 +272,7 @@ func (in *inspector) snapshot(rep *Report, dir string, m Manifest, table *router
 		if misplaced > 0 {
 			problem("%d keys in %s belong to other shards by the snapshot's table", misplaced, sh.RDBFile)
 		}
-		tail, err := in.tail(in.files.join(dir, sh.TailFile))
+		tail, err := in.tail(objstore.JoinPath(dir, sh.TailFile))
 		if err != nil {
 			return err
 		}
@@ -318,7 +316,7 @@ type fileStats struct {
 // file reads one RDB. With a table, keys whose slot it does not give to
 // shard are counted as misplaced.
 func (in *inspector) file(path, name string, table *router.Table, shard int) (fileStats, error) {
-	f, err := in.files.open(path)
+	f, err := in.open(path)
 	if err != nil {
 		return fileStats{}, err
 	}
@@ -574,7 +572,7 @@ func humanBytes(n int64) string {
 }
 
 func (in *inspector) tail(path string) (TailSummary, error) {
-	f, err := in.files.open(path)
+	f, err := in.open(path)
 	if err != nil {
 		return TailSummary{}, err
 	}
@@ -582,48 +580,26 @@ func (in *inspector) tail(path string) (TailSummary, error) {
 	return checkTail(f, path, -1)
 }
 
-// inspectFiles reads a snapshot's files from a directory or a bucket.
-type inspectFiles interface {
-	open(name string) (io.ReadCloser, error)
-	join(dir, name string) string
-	manifest(dir string) (Manifest, error)
+// open opens one of the files read, local or in a bucket.
+func (in *inspector) open(name string) (io.ReadCloser, error) {
+	return objstore.OpenFile(context.Background(), in.s3, name)
 }
 
-type localFiles struct{}
-
-func (localFiles) open(name string) (io.ReadCloser, error) { return os.Open(name) }
-func (localFiles) join(dir, name string) string            { return filepath.Join(dir, name) }
-func (localFiles) manifest(dir string) (Manifest, error)   { return loadManifest(dir, "") }
-
-type bucketFiles struct{ c *objstore.Client }
-
-func (b bucketFiles) open(name string) (io.ReadCloser, error) {
-	u, err := objstore.ParseURL(name)
-	if err != nil {
-		return nil, err
-	}
-	body, _, err := b.c.Open(context.Background(), u)
-	return body, err
-}
-
-func (b bucketFiles) join(dir, name string) string {
-	u, _ := objstore.ParseURL(dir)
-	return u.Join(name).String()
-}
-
-func (b bucketFiles) manifest(dir string) (Manifest, error) {
-	u, err := objstore.ParseURL(dir)
-	if err != nil {
-		return Manifest{}, err
-	}
-	data, err := b.c.ReadAll(context.Background(), u.Join(ManifestFile))
+// manifest reads the manifest of the snapshot at dir, local or in a bucket.
+func (in *inspector) manifest(dir string) (Manifest, error) {
+	f, err := in.open(objstore.JoinPath(dir, ManifestFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return Manifest{}, fmt.Errorf("%w: %s has no %s", ErrNotSnapshot, dir, ManifestFile)
 	}
 	if err != nil {
 		return Manifest{}, err
 	}
-	return parseManifest(data, dir, "")
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return Manifest{}, err
+	}
+	return parseManifest(b, dir, "")
 }
 
 // WritePrefixes writes prefixes as a table (to a tabwriter), each with its

@@ -233,18 +233,34 @@ func List(dir string) ([]Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	return loadAll(ids, func(id string) (Manifest, error) { return Load(dir, id) }, false)
+}
+
+// loadAll loads the manifests of the names that are snapshot ids, oldest
+// first, and the errors of those that cannot be loaded. With
+// skipIncomplete, one without a manifest (ErrNotSnapshot) is left out
+// instead: in a bucket, a running job's work looks so.
+func loadAll(names []string, load func(id string) (Manifest, error), skipIncomplete bool) ([]Manifest, error) {
 	var out []Manifest
 	var errs []error
-	for _, e := range entries {
-		if !e.IsDir() || !isID(e.Name()) {
+	for _, id := range names {
+		if !isID(id) {
 			continue
 		}
-		m, err := Load(dir, e.Name())
-		if err != nil {
+		m, err := load(id)
+		switch {
+		case err != nil && skipIncomplete && errors.Is(err, ErrNotSnapshot):
+		case err != nil:
 			errs = append(errs, err)
-			continue
+		default:
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
 	sortManifests(out)
 	return out, errors.Join(errs...)

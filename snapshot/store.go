@@ -113,24 +113,9 @@ func (s *Store) List(ctx context.Context) ([]Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []Manifest
-	var errs []error
-	for _, id := range l.Dirs {
-		if !isID(id) {
-			continue
-		}
-		m, err := s.Load(ctx, id)
-		if errors.Is(err, ErrNotSnapshot) {
-			continue // a job's work in progress, or what a crashed one left
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		out = append(out, m)
-	}
-	sortManifests(out)
-	return out, errors.Join(errs...)
+	// a prefix without a manifest is a job's work in progress, or what a
+	// crashed one left
+	return loadAll(l.Dirs, func(id string) (Manifest, error) { return s.Load(ctx, id) }, true)
 }
 
 // Find returns the snapshots ref names, oldest first (see the package

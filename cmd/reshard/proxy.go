@@ -481,10 +481,8 @@ func snapshotStore(ctx context.Context, f proxyFlags) (*snapshot.Store, *objstor
 	}
 	var c *objstore.Client
 	if objstore.IsURL(loc) || f.s3.endpoint != "" || os.Getenv("AWS_ACCESS_KEY_ID") != "" || os.Getenv("AWS_PROFILE") != "" {
-		cfg := objstore.DefaultConfig()
-		cfg.Endpoint, cfg.Region = f.s3.endpoint, f.s3.region
 		var err error
-		if c, err = objstore.New(ctx, cfg); err != nil {
+		if c, err = f.s3.newClient(ctx); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -31,6 +31,11 @@ func (f *s3Flags) client(ctx context.Context, names ...string) (*objstore.Client
 	if !need {
 		return nil, nil
 	}
+	return f.newClient(ctx)
+}
+
+// newClient returns a client for the flags' store.
+func (f *s3Flags) newClient(ctx context.Context) (*objstore.Client, error) {
 	cfg := objstore.DefaultConfig()
 	cfg.Endpoint, cfg.Region = f.endpoint, f.region
 	return objstore.New(ctx, cfg)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/reshard/reshard/bench"
 	"github.com/reshard/reshard/internal/redistest"
 	"github.com/reshard/reshard/internal/s3test"
 	"github.com/reshard/reshard/proxy"
@@ -64,7 +65,7 @@ func TestSnapshotStoreS3(t *testing.T) {
 	if after := cl.LastSave(ctx).Val(); after <= before {
 		t.Errorf("LASTSAVE %d after the snapshot, %d before", after, before)
 	}
-	id := infoField(status, "id")
+	id := bench.ParseStatus(status)["id"]
 	loc := srv.URL("nightly/" + id)
 
 	var out bytes.Buffer
@@ -112,13 +113,4 @@ func TestSnapshotStoreS3(t *testing.T) {
 			t.Errorf("a credential in the log: %s", e.Message)
 		}
 	}
-}
-
-func infoField(text, name string) string {
-	for _, l := range strings.Split(text, "\r\n") {
-		if v, ok := strings.CutPrefix(l, name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }

@@ -30,7 +30,8 @@ type Info struct {
 	keysFallback func(args [][]byte, dst []int) []int
 	numkeys      *numkeysErrors
 	hasKeys      bool
-	id           int // index among all commands and subcommands (ID)
+	mayReplicate bool // MayReplicate (lookup.go)
+	id           int  // index among all commands and subcommands (ID)
 }
 
 // ID returns the command's index among every command and subcommand of the
@@ -60,6 +61,11 @@ func (i *Info) Flags() Flag { return i.flags }
 
 // Has reports whether the command has every flag in f.
 func (i *Info) Has(f Flag) bool { return i.flags&f == f }
+
+// MayReplicate tells whether Redis flags the command may_replicate: not a
+// write, but it may add to the replication stream (EVAL, PUBLISH,
+// PFCOUNT, ...), which COMMAND INFO does not show.
+func (i *Info) MayReplicate() bool { return i.mayReplicate }
 
 // ACLCategories returns the command's ACL categories.
 func (i *Info) ACLCategories() ACLCategory { return i.acl }

@@ -35,6 +35,7 @@ func init() {
 
 // setup derives what the data path needs from the generated fields.
 func (i *Info) setup() {
+	i.mayReplicate = mayReplicate[i.name]
 	i.numkeys = numkeysByName(i.name)
 	i.keysFallback = keysFallbackByName(i.name)
 	i.hasKeys = i.keysFallback != nil
@@ -43,6 +44,15 @@ func (i *Info) setup() {
 			i.hasKeys = true
 		}
 	}
+}
+
+// mayReplicate names the commands Redis 7.0 flags may_replicate (its
+// src/commands/*.json). COMMAND INFO does not show the flag, so the
+// generated table cannot carry it (Flags stays what the server shows);
+// Info.MayReplicate tells it, and CLIENT PAUSE WRITE holds these as it
+// holds writes.
+var mayReplicate = map[string]bool{
+	"eval": true, "evalsha": true, "fcall": true, "pfcount": true, "publish": true, "spublish": true,
 }
 
 // Lookup returns the Info of the command args names, matching args[0]

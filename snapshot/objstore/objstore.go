@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,8 +22,13 @@ import (
 // Scheme starts every URL of this package: s3://BUCKET/KEY.
 const Scheme = "s3://"
 
-// ErrBadURL: a string that is not an s3://BUCKET[/KEY] URL.
-var ErrBadURL = errors.New("objstore: bad s3 URL")
+// Sentinel errors.
+var (
+	// ErrBadURL: a string that is not an s3://BUCKET[/KEY] URL.
+	ErrBadURL = errors.New("objstore: bad s3 URL")
+	// ErrNoClient: an s3:// URL where no object store is configured.
+	ErrNoClient = errors.New("objstore: no object store is configured (--s3-endpoint, or AWS S3 through the AWS environment)")
+)
 
 // Config says how to reach the store. DefaultConfig is the one place its
 // defaults live.
@@ -142,6 +149,32 @@ func (c *Client) Open(ctx context.Context, u URL) (io.ReadCloser, int64, error) 
 		return nil, 0, wrap("read", u, err)
 	}
 	return out.Body, aws.ToInt64(out.ContentLength), nil
+}
+
+// OpenFile opens name to read it front to back: a local path, or an s3://
+// URL read through c (nil: an error wrapping ErrNoClient). A missing file
+// or object is an error wrapping fs.ErrNotExist either way.
+func OpenFile(ctx context.Context, c *Client, name string) (io.ReadCloser, error) {
+	if !IsURL(name) {
+		return os.Open(name)
+	}
+	u, err := ParseURL(name)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("%s: %w", name, ErrNoClient)
+	}
+	body, _, err := c.Open(ctx, u)
+	return body, err
+}
+
+// JoinPath is name under dir, where dir is a local path or an s3:// URL.
+func JoinPath(dir, name string) string {
+	if u, err := ParseURL(dir); err == nil {
+		return u.Join(name).String()
+	}
+	return filepath.Join(dir, name)
 }
 
 // ReadAll reads a whole (small) object.
