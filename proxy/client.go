@@ -352,8 +352,10 @@ func clientNoEvict(s *session, _ *route, _ *command.Info, c wire.Request) {
 var clientHelpLines = []string{
 	"CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are, through the proxy:",
 	"ID, INFO, LIST [ID id ...], KILL <ip:port> | KILL <option> <value> [...], GETNAME, SETNAME <name>,",
-	"REPLY <ON|OFF|SKIP>, NO-EVICT <ON|OFF>, GETREDIR, HELP.",
-	"Not available through the proxy: TRACKING, CACHING, TRACKINGINFO, PAUSE, UNPAUSE, UNBLOCK, NO-TOUCH.",
+	"REPLY <ON|OFF|SKIP>, NO-EVICT <ON|OFF>, PAUSE <timeout> [WRITE|ALL], UNPAUSE,",
+	"TRACKING <ON|OFF> [REDIRECT <id>] [BCAST] [PREFIX <prefix> ...] [OPTIN] [OPTOUT] [NOLOOP],",
+	"CACHING <YES|NO>, GETREDIR, TRACKINGINFO, HELP.",
+	"Not available through the proxy: UNBLOCK, NO-TOUCH.",
 }
 
 func clientHelp(s *session, _ *route, _ *command.Info, _ wire.Request) {

@@ -46,7 +46,7 @@ func TestIntegrationClientCommands(t *testing.T) {
 	})
 
 	t.Run("not honoured", func(t *testing.T) {
-		for _, args := range [][]string{{"CLIENT", "TRACKING", "ON"}, {"CLIENT", "UNBLOCK", "1"}} {
+		for _, args := range [][]string{{"CLIENT", "UNBLOCK", "1"}} {
 			if got := a.do(args...); !strings.HasPrefix(got, "-ERR") {
 				t.Errorf("%q = %s, want an error", args, got)
 			}

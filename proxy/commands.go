@@ -37,18 +37,21 @@ func commandTable() map[string]handler {
 
 	// CLIENT subcommands about the proxy's own clients (client.go).
 	addHandlers(t, map[string]handler{
-		"client|setname":  clientSetName,
-		"client|getname":  clientGetName,
-		"client|id":       func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(wire.AppendInt(nil, int64(s.id))) },
-		"client|list":     clientList,
-		"client|info":     clientInfo,
-		"client|kill":     clientKill,
-		"client|reply":    clientReply,
-		"client|no-evict": clientNoEvict,
-		"client|getredir": func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(wire.AppendInt(nil, -1)) },
-		"client|help":     clientHelp,
-		"client|pause":    clientPauseCmd,
-		"client|unpause":  clientUnpauseCmd,
+		"client|setname":      clientSetName,
+		"client|getname":      clientGetName,
+		"client|id":           func(s *session, _ *route, _ *command.Info, _ wire.Request) { s.local(wire.AppendInt(nil, int64(s.id))) },
+		"client|list":         clientList,
+		"client|info":         clientInfo,
+		"client|kill":         clientKill,
+		"client|reply":        clientReply,
+		"client|no-evict":     clientNoEvict,
+		"client|getredir":     clientGetRedir,
+		"client|tracking":     clientTracking,
+		"client|caching":      clientCaching,
+		"client|trackinginfo": clientTrackingInfo,
+		"client|help":         clientHelp,
+		"client|pause":        clientPauseCmd,
+		"client|unpause":      clientUnpauseCmd,
 		"acl|whoami": func(s *session, _ *route, _ *command.Info, _ wire.Request) {
 			s.local(resp.AppendBulkString(nil, s.user()))
 		},

@@ -43,7 +43,7 @@ type clientConn struct {
 	rd       *wire.Reader
 	out      []byte
 
-	shared  bool // set by share before any other goroutine writes
+	shared  atomic.Bool // set by share before any other goroutine writes
 	mu      sync.Mutex
 	wmu     sync.Mutex
 	spare   []byte // out's other buffer, while shared; under wmu
@@ -86,7 +86,7 @@ func newClientConn(nc net.Conn, cfg *Config) *clientConn {
 
 // WriteRaw queues reply bytes for the client.
 func (cc *clientConn) WriteRaw(b []byte) {
-	if !cc.shared {
+	if !cc.shared.Load() {
 		cc.out = append(cc.out, b...)
 		return
 	}
@@ -140,7 +140,7 @@ func (st *streamer) over(queued int64) string {
 // the writer, and reports whether the writer has failed.
 func (cc *clientConn) Flush() error {
 	var err error
-	if !cc.shared {
+	if !cc.shared.Load() {
 		cc.out, err = cc.write(cc.out)
 		return err
 	}
@@ -266,7 +266,10 @@ func (cc *clientConn) drop() {
 
 // share marks the connection as written by more than one goroutine from now
 // on; it must be called before any other goroutine writes.
-func (cc *clientConn) share() { cc.shared = true }
+func (cc *clientConn) share() { cc.shared.Store(true) }
+
+// isShared reports whether share was called; any goroutine may ask.
+func (cc *clientConn) isShared() bool { return cc.shared.Load() }
 
 func (cc *clientConn) RemoteAddr() string { return cc.addr }
 func (cc *clientConn) NetConn() net.Conn  { return cc.nc }

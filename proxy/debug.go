@@ -38,6 +38,13 @@ var (
 		"error": true, "structsize": true, "stringmatch-test": true}
 )
 
+// debugAnyShardArgs reports whether args are a DEBUG subcommand any shard
+// answers alike (SLEEP, PROTOCOL, ...): inside a transaction, the
+// transaction's shard runs it.
+func debugAnyShardArgs(info *command.Info, args [][]byte) bool {
+	return info.Name() == "debug" && len(args) > 1 && debugAnyShard[strings.ToLower(string(args[1]))]
+}
+
 func debugCmd(s *session, r *route, info *command.Info, c wire.Request) {
 	sub := strings.ToLower(string(c.Args[1]))
 	switch {

@@ -210,10 +210,18 @@ func redactConfig(s *session, c *call, out []byte) []byte {
 // proxy reaches the shards.
 func configSet(s *session, r *route, info *command.Info, c wire.Request) {
 	for i := 2; i < len(c.Args); i += 2 {
-		if name := strings.ToLower(string(c.Args[i])); shardConfig[name] {
+		name := strings.ToLower(string(c.Args[i]))
+		if shardConfig[name] {
 			s.reject(info, "ERR CONFIG SET failed (possibly related to argument '"+name+
 				"') - the proxy reaches its shards with it: set it on the shards themselves, and tell the proxy (--shard-password)")
 			return
+		}
+		if name == "tracking-table-max-keys" && i+1 < len(c.Args) {
+			// the proxy keeps the tracking table (tracking.go); the
+			// shards get the setting too, so CONFIG GET shows it
+			if n, err := strconv.Atoi(string(c.Args[i+1])); err == nil && n >= 0 {
+				s.srv.tracker.setMaxKeys(n)
+			}
 		}
 	}
 	s.fanout(r, c.Args, c.Raw, allOK)

@@ -141,7 +141,8 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("connected_clients", srv.counters.clients.Load())
 		field("maxclients", srv.cfg.MaxClients)
 		field("blocked_clients", srv.counters.blocked.Load())
-		field("tracking_clients", 0) // CLIENT TRACKING is refused
+		tracking, _, _, _ := srv.tracker.trackingInfo()
+		field("tracking_clients", tracking)
 		field("pubsub_clients", srv.pubsubClients())
 	}
 	if section("memory") {
@@ -188,6 +189,10 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 			}
 			field(name, n)
 		}
+		_, keys, items, prefixes := srv.tracker.trackingInfo()
+		field("tracking_total_keys", keys)
+		field("tracking_total_items", items)
+		field("tracking_total_prefixes", prefixes)
 	}
 	if section("replication") {
 		field("role", "master")

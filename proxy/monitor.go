@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/reshard/reshard/proxy/command"
 
 	"github.com/reshard/reshard/proxy/internal/wire"
@@ -42,18 +40,9 @@ type monitors struct {
 	list []*monitor
 }
 
-// monitor is one client in MONITOR mode.
-type monitor struct {
-	s     *session
-	limit int64
-
-	mu     sync.Mutex
-	buf    []byte // lines not yet written
-	cut    bool   // disconnected at the output buffer limit: fed nothing more
-	wake   chan struct{}
-	done   chan struct{} // closed by stopMonitor: run returns
-	exited chan struct{} // closed when run has returned
-}
+// monitor is one client in MONITOR mode: its lines go out through a
+// writer of its own (asyncwriter.go).
+type monitor = asyncWriter
 
 // monitoring is the session's side of MONITOR. The serving goroutine
 // alone writes it; it writes active holding shown.mu, which other sessions'
@@ -73,8 +62,7 @@ func monitorCmd(s *session, _ *route, _ *command.Info, _ wire.Request) {
 		// Registered before +OK goes out: a command any client sends
 		// after the monitor has its +OK must show. The lines fed until
 		// run starts wait in buf, so +OK still goes out before them.
-		m := &monitor{s: s, limit: s.srv.cfg.MaxOutputBuffer,
-			wake: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+		m := newAsyncWriter(s, "monitor")
 		s.shown.mu.Lock()
 		s.mon.active = m
 		s.shown.mu.Unlock()
@@ -126,72 +114,13 @@ func (s *session) endMonitor() {
 	if m == nil {
 		return
 	}
-	close(m.done) // no feeder holds m any more
-	<-m.exited
 	// Lines fed before the monitor left the list go out before anything
 	// the session writes next (RESET's reply), and none after it, as in
-	// Redis. run may have taken some from buf before it saw done, which
-	// is why the session waits for it to return.
-	s.conn.WriteRaw(m.buf)
-	m.buf = nil
+	// Redis.
+	m.stop()
 	s.shown.mu.Lock()
 	s.mon.active = nil
 	s.shown.mu.Unlock()
-}
-
-// run writes the lines fed to the monitor until it stops.
-func (m *monitor) run() {
-	defer close(m.exited)
-	var spare []byte
-	for {
-		select {
-		case <-m.wake:
-		case <-m.done:
-			return
-		}
-		m.mu.Lock()
-		out := m.buf
-		m.buf = spare[:0]
-		m.mu.Unlock()
-		m.s.conn.WriteRaw(out)
-		if err := m.s.conn.Flush(); err != nil {
-			m.s.conn.nc.Close() // the session's read fails and stops the monitor
-		}
-		spare = out[:0]
-	}
-}
-
-// queued returns the bytes of lines not yet taken by the writer.
-func (m *monitor) queued() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.buf)
-}
-
-// feed queues lines for the monitor without waiting for it.
-func (m *monitor) feed(lines []byte) {
-	m.mu.Lock()
-	if m.cut {
-		m.mu.Unlock()
-		return
-	}
-	over := int64(len(m.buf)+len(lines)) > m.limit
-	if over {
-		m.cut, m.buf = true, nil
-	} else {
-		m.buf = append(m.buf, lines...)
-	}
-	m.mu.Unlock()
-	if over {
-		m.s.srv.log.Warn("monitor client output buffer limit reached, closing it",
-			zap.Uint64("client", m.s.id), zap.Int64("limit", m.limit))
-		m.s.conn.nc.Close()
-		return
-	}
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
 }
 
 // feedMonitors hands the lines of a session's pipeline to every monitor.

@@ -162,7 +162,9 @@ func infoFields(reply []byte) map[string]string {
 // primary's (shard). ok is false when the session reads from replicas
 // only and the shard has none readable.
 func (s *session) readStage(r *route, info *command.Info, shard int) (stage int, ok bool) {
-	if s.readFrom == ReadPrimary || r.replicas == nil || !info.IsReadonly() || s.tx.active {
+	if s.readFrom == ReadPrimary || r.replicas == nil || !info.IsReadonly() || s.tx.active || s.track.on {
+		// a tracking client reads from primaries: a replica could answer
+		// with a value older than an invalidation already sent
 		return shard, true
 	}
 	rs := r.replicas[shard]

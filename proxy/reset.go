@@ -12,6 +12,7 @@ import (
 // release frees what a closing session holds.
 func (s *session) release() {
 	s.stopMonitor()
+	s.trackingRelease()
 	if s.tx.conn != nil {
 		s.tx.conn.NetConn.Close()
 		s.tx.conn = nil
@@ -44,6 +45,8 @@ func reset(s *session, r *route, _ *command.Info, _ wire.Request) {
 		s.leaveMonitors()
 		s.step.mayBlock = true
 	}
+	s.srv.tracker.disable(s) // out of tracking, as in Redis
+	s.track.caching = false
 	s.step.next = func(r *route) []byte {
 		s.endMonitor()
 		s.dropWatch(r)

@@ -70,6 +70,7 @@ type Server struct {
 	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
 	monitors    monitors
+	tracker     *tracker      // CLIENT TRACKING (tracking.go)
 	counters    serverStats   // INFO's clients, stats and proxy figures (serverstats.go)
 	stats       *cmdStats     // INFO commandstats and errorstats (cmdstats.go)
 	stopSample  chan struct{} // stops counters' sampler
@@ -125,6 +126,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 		Hook: cfg.testHook, Log: log, Connected: s.scripts.shardConnected}
 	auth := Auth{cfg.ShardUsername, cfg.ShardPassword}
 	s.ctx, s.cancel = context.WithCancel(context.Background()) // retired pools wait until Close
+	s.tracker = newTracker(s)
 	if err := s.startSentinels(table); err != nil {
 		s.cancel()
 		return nil, err
@@ -374,6 +376,12 @@ func (srv *Server) SwapTable(p Route) {
 		}(k.(*pubsubLoop))
 		return true
 	})
+	// The new shards report modified keys before any write reaches them.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.tracker.followSwap(p.r)
+	}()
 	moved := make(chan struct{})
 	go func() { wg.Wait(); close(moved) }()
 	select {

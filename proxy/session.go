@@ -36,6 +36,7 @@ type session struct {
 	shown shownState // what other sessions' CLIENT LIST, INFO and KILL read
 	sub   subscriber // the hand-off to a pub/sub loop and back (handoff.go)
 	mon   monitoring // MONITOR mode (monitor.go)
+	track trackState // CLIENT TRACKING, and invalidations for it (tracking.go)
 
 	// times the session dispatched what it had read, for letArrivedFirst
 	// (order.go), which other sessions run
@@ -81,6 +82,10 @@ func (s *session) serve(first wire.Request, rest []wire.Request) {
 	s.srv.gate.mu.RLock()
 	defer s.srv.gate.mu.RUnlock()
 	defer s.showCmd()
+	if s.track.receiver.Load() {
+		s.trackingBegin()
+	}
+	defer s.trackingEnd()
 	r := s.srv.route.Load()
 	s.begin(len(r.stagePools))
 	now := time.Now()
@@ -254,6 +259,9 @@ func (s *session) planOne(r *route, cmd wire.Request) {
 		return
 	}
 	s.stat = s.srv.stats.of(info)
+	if s.srv.tracker.active.Load() {
+		s.trackCommand(r, info, args)
+	}
 	monitoring := s.srv.monitors.n.Load() != 0
 	if s.tx.active {
 		if s.inTransaction(info, cmd, monitoring) {

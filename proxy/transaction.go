@@ -131,7 +131,7 @@ func (s *session) inTransaction(info *command.Info, cmd wire.Request, monitoring
 		// Its channel is not a key, but Redis Cluster runs it in a
 		// transaction on the channel's slot, as the proxy does outside one.
 		slot, ok = router.Slot(cmd.Args[1]), true
-	case !info.HasKeys() && !keylessInTx[info.Name()]:
+	case !info.HasKeys() && !keylessInTx[info.Name()] && !debugAnyShardArgs(info, cmd.Args):
 		// Fan-out and proxy-answered commands have no one-shard meaning
 		// inside a transaction.
 		s.tx.dirty = true

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
+	"github.com/reshard/reshard/proxy/internal/wire"
+)
+
+// A source is one shard's report of the keys modified on it: a RESP3
+// connection of the proxy's own in CLIENT TRACKING ON BCAST mode (every key,
+// by anyone), read by a goroutine of its own. The tracker keeps one per
+// primary of the current table while any client tracks, starts those of a
+// new table before the barrier of its swap lifts, and stops those of an
+// old one once they have delivered what the old shards reported until the
+// swap. A source whose connection fails is started again in the
+// background; every tracking client is told to drop its cache both when
+// it fails and when it is back, since writes in between were not reported.
+//
+// sync sends a PING: its reply comes after every report of a write the
+// shard had run when the PING arrived, which is how a NOLOOP client's own
+// writes are told from others' (tracker.settleOwn).
+type source struct {
+	t    *tracker
+	pool *backend.Pool
+
+	wmu   sync.Mutex // the connection's writes, and syncs
+	d     *backend.Dedicated
+	syncs []func() // run in turn as the PINGs' replies come
+
+	stopped atomic.Bool
+	done    chan struct{} // closed when the reader has ended
+}
+
+var (
+	trackingOn   = resp.AppendCommandString(nil, "CLIENT", "TRACKING", "ON", "BCAST")
+	trackingPing = resp.AppendCommandString(nil, "PING")
+	errNotOK     = errors.New("shard refused CLIENT TRACKING ON BCAST")
+)
+
+// follow makes the sources those of r's primaries: starts the missing
+// ones, and stops the others once they have delivered what they had. It
+// fails if a shard cannot be reached; the sources it started stay.
+func (t *tracker) follow(r *route) error {
+	t.sourceMu.Lock()
+	defer t.sourceMu.Unlock()
+	var firstErr error
+	want := map[*backend.Pool]bool{}
+	for _, p := range r.pools {
+		want[p] = true
+		if t.sourceOf(p) != nil {
+			continue
+		}
+		src, err := t.startSource(p)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			go t.restart(p) // the clients' caches are dropped once it is up
+			continue
+		}
+		t.setSource(p, src)
+	}
+	t.mu.Lock()
+	var old []*source
+	for p, src := range t.sources {
+		if !want[p] {
+			old = append(old, src)
+			delete(t.sources, p)
+		}
+	}
+	t.mu.Unlock()
+	for _, src := range old {
+		src.sync(src.stop) // after what the shard reported until now
+	}
+	return firstErr
+}
+
+// followSwap follows a table swap, inside the barrier: the new shards'
+// sources are on before any client's write reaches them. A source that
+// cannot start in time is started in the background, and the clients'
+// caches dropped once it is up.
+func (t *tracker) followSwap(r *route) {
+	if !t.active.Load() {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		if err := t.follow(r); err != nil {
+			t.srv.log.Warn("tracking: a shard of the new table is not reporting yet", zap.Error(err))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.srv.log.Warn("tracking: the new table's shards still not reporting after 1 s")
+	}
+}
+
+func (t *tracker) sourceOf(p *backend.Pool) *source {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sources[p]
+}
+
+func (t *tracker) setSource(p *backend.Pool, src *source) {
+	t.mu.Lock()
+	t.sources[p] = src
+	t.mu.Unlock()
+}
+
+// startSource connects to p's shard and turns tracking on there.
+func (t *tracker) startSource(p *backend.Pool) (*source, error) {
+	dp := p.DedicatedPool(3)
+	d, err := dp.Get()
+	if err != nil {
+		return nil, errors.New(dp.DownMessage(err))
+	}
+	d.NetConn.SetDeadline(time.Now().Add(5 * time.Second))
+	replies, err := d.RoundTrip(trackingOn, 1, nil)
+	if err == nil && string(replies[0]) != "+OK\r\n" {
+		err = errNotOK
+	}
+	if err != nil {
+		d.NetConn.Close()
+		return nil, err
+	}
+	d.NetConn.SetDeadline(time.Time{})
+	src := &source{t: t, pool: p, d: d, done: make(chan struct{})}
+	go src.read()
+	return src, nil
+}
+
+// read handles what the shard sends until the connection ends.
+func (src *source) read() {
+	defer close(src.done)
+	t := src.t
+	var elems, keys [][]byte
+	for {
+		reply, err := wire.ReadReply(src.d.R, nil)
+		if err != nil {
+			src.fail(err)
+			return
+		}
+		if reply[0] != '>' {
+			src.wmu.Lock()
+			var fn func()
+			if len(src.syncs) > 0 {
+				fn, src.syncs = src.syncs[0], src.syncs[1:]
+			}
+			src.wmu.Unlock()
+			if fn != nil {
+				fn()
+			}
+			continue
+		}
+		elems, _ = wire.ArrayElems(reply, elems[:0])
+		if len(elems) != 2 {
+			continue
+		}
+		if kind, _ := wire.BulkText(elems[0]); string(kind) != "invalidate" {
+			continue
+		}
+		if elems[1][0] == '_' || elems[1][0] == '*' && elems[1][1] == '-' {
+			t.invalidateAll(true)
+			continue
+		}
+		keys, _ = wire.ArrayElems(elems[1], keys[:0])
+		names := make([]string, 0, len(keys))
+		for _, k := range keys {
+			if b, ok := wire.BulkText(k); ok {
+				names = append(names, string(b))
+			}
+		}
+		t.invalidate(names)
+	}
+}
+
+// sync runs fn once the shard has answered a PING sent now, so after its
+// reports of every write it had run; at once if the source is gone.
+func (src *source) sync(fn func()) {
+	if src == nil {
+		fn()
+		return
+	}
+	src.wmu.Lock()
+	if src.stopped.Load() {
+		src.wmu.Unlock()
+		fn()
+		return
+	}
+	src.syncs = append(src.syncs, fn)
+	_, err := src.d.NetConn.Write(trackingPing)
+	src.wmu.Unlock()
+	if err != nil {
+		src.d.NetConn.Close() // the reader fails, and runs what waits
+	}
+}
+
+// stop closes the connection of a source the table no longer uses.
+func (src *source) stop() {
+	src.stopped.Store(true)
+	src.d.NetConn.Close()
+}
+
+// fail ends a source whose connection ended: what waited on a sync runs,
+// and unless the source was stopped, every client's cache is dropped and
+// the source is started again.
+func (src *source) fail(err error) {
+	src.wmu.Lock()
+	waiting := src.syncs
+	src.syncs = nil
+	stopped := src.stopped.Swap(true)
+	src.wmu.Unlock()
+	for _, fn := range waiting {
+		fn()
+	}
+	if stopped {
+		return
+	}
+	t := src.t
+	t.srv.log.Warn("tracking: lost a shard's reports, clients drop their caches",
+		zap.String("shard", src.pool.Addr), zap.Error(err))
+	t.mu.Lock()
+	if t.sources[src.pool] == src {
+		delete(t.sources, src.pool)
+	}
+	t.mu.Unlock()
+	t.invalidateAll(false)
+	go t.restart(src.pool)
+}
+
+// restart starts p's source again, for as long as the table uses p, and
+// drops the clients' caches once it is up.
+func (t *tracker) restart(p *backend.Pool) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		select {
+		case <-p.Closed():
+			return
+		case <-t.srv.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if !t.uses(p) {
+			return
+		}
+		t.sourceMu.Lock()
+		if t.sourceOf(p) != nil {
+			t.sourceMu.Unlock()
+			return
+		}
+		src, err := t.startSource(p)
+		if err == nil {
+			t.setSource(p, src)
+		}
+		t.sourceMu.Unlock()
+		if err == nil {
+			t.srv.log.Info("tracking: a shard reports again", zap.String("shard", p.Addr))
+			t.invalidateAll(false)
+			return
+		}
+	}
+}
+
+// uses reports whether the current table has p as a primary.
+func (t *tracker) uses(p *backend.Pool) bool {
+	for _, q := range t.srv.route.Load().pools {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
