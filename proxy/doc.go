@@ -42,7 +42,10 @@
 // session owns until the client leaves. Each shard connection's writer
 // and reader belong to its backend.Pool, closed when a route retires it or
 // at Close. The ops sampler (INFO instantaneous_ops_per_sec) runs until
-// Close.
+// Close. While any client uses CLIENT TRACKING, the tracker reads one
+// connection per shard (tracking_source.go) until the last tracking client
+// stops, the table drops the shard, or Close; a client that gets
+// invalidation messages has a writer its session stops as it ends.
 //
 // The seams: the wire protocol is package proxy/internal/wire; the shard
 // connections package proxy/internal/backend; the command table (key

@@ -224,6 +224,7 @@ func (srv *Server) Close() error {
 	srv.mu.Unlock()
 	srv.cancel()
 	close(srv.stopSample)
+	srv.tracker.close()
 	for _, p := range srv.route.Load().stagePools {
 		p.Close()
 	}

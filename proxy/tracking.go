@@ -194,11 +194,18 @@ func clientTracking(s *session, r *route, _ *command.Info, c wire.Request) {
 				return
 			}
 		}
-		if err := t.follow(r); err != nil {
+		// the sources are up before the client's first read is tracked,
+		// and none is stopped meanwhile for want of clients (idle)
+		t.sourceMu.Lock()
+		err := t.followLocked(r)
+		if err == nil {
+			t.enable(s, redirect, bcast, optin, optout, noloop, prefixes)
+		}
+		t.sourceMu.Unlock()
+		if err != nil {
 			s.errorReply("ERR tracking needs every shard: " + err.Error())
 			return
 		}
-		t.enable(s, redirect, bcast, optin, optout, noloop, prefixes)
 		s.local(wire.AppendStatus(nil, "OK"))
 	}
 }
@@ -505,6 +512,9 @@ func (t *tracker) disable(s *session) {
 		}
 	}
 	delete(t.bcast, s)
+	if t.clients == 0 {
+		go t.idle()
+	}
 	ts.on, ts.bcast, ts.optin, ts.optout, ts.noloop, ts.broken = false, false, false, false, false, false
 	ts.redirect, ts.prefixes, ts.caching = 0, nil, false
 }

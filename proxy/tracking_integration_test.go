@@ -246,6 +246,34 @@ func TestIntegrationTracking(t *testing.T) {
 	if got := a.do("CLIENT", "GETREDIR"); got != ":-1" {
 		t.Errorf("GETREDIR with tracking off = %s", got)
 	}
+
+	// with no client tracking, the proxy stops listening to the shards
+	for _, rc := range []*rawConn{b, d, o, n, r3} {
+		rc.nc.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		left := 0
+		for _, sh := range c.Shards {
+			left += trackingConns(t, sh)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tracking connections on the shards 5 s after the last tracking client left", left)
+		}
+	}
+}
+
+// trackingConns counts the connections in tracking mode (flag t) on a shard.
+func trackingConns(t *testing.T, sh *redistest.Server) int {
+	n := 0
+	for _, line := range strings.Split(sh.Client().ClientList(t.Context()).Val(), "\n") {
+		if _, flags, ok := strings.Cut(line, " flags="); ok && strings.Contains(strings.Fields(flags)[0], "t") {
+			n++
+		}
+	}
+	return n
 }
 
 // killTrackingSource closes the proxy's tracking connection on a shard

@@ -50,6 +50,11 @@ var (
 func (t *tracker) follow(r *route) error {
 	t.sourceMu.Lock()
 	defer t.sourceMu.Unlock()
+	return t.followLocked(r)
+}
+
+// followLocked is follow, holding t.sourceMu.
+func (t *tracker) followLocked(r *route) error {
 	var firstErr error
 	want := map[*backend.Pool]bool{}
 	for _, p := range r.pools {
@@ -101,6 +106,36 @@ func (t *tracker) followSwap(r *route) {
 	case <-done:
 	case <-time.After(time.Second):
 		t.srv.log.Warn("tracking: the new table's shards still not reporting after 1 s")
+	}
+}
+
+// idle stops the sources once no client tracks, and with them the
+// waits for the shards' reports: the data path is as without tracking.
+func (t *tracker) idle() {
+	t.sourceMu.Lock()
+	defer t.sourceMu.Unlock()
+	t.mu.Lock()
+	var old map[*backend.Pool]*source
+	if t.clients == 0 {
+		t.active.Store(false)
+		old, t.sources = t.sources, map[*backend.Pool]*source{}
+	}
+	t.mu.Unlock()
+	for _, src := range old {
+		src.stop()
+	}
+}
+
+// close stops every source, at Server.Close.
+func (t *tracker) close() {
+	t.sourceMu.Lock()
+	defer t.sourceMu.Unlock()
+	t.mu.Lock()
+	old := t.sources
+	t.sources = map[*backend.Pool]*source{}
+	t.mu.Unlock()
+	for _, src := range old {
+		src.stop()
 	}
 }
 
@@ -248,7 +283,7 @@ func (t *tracker) restart(p *backend.Pool) {
 			return
 		case <-time.After(wait):
 		}
-		if !t.uses(p) {
+		if !t.uses(p) || !t.active.Load() {
 			return
 		}
 		t.sourceMu.Lock()
