@@ -119,6 +119,17 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		return true
 	}
 	field := func(k string, v any) { fmt.Fprintf(&b, "%s:%v\r\n", k, v) }
+	// sum gives the shards' figures of names added up, as one server
+	// holding every shard's keys and work would count them
+	sum := func(names ...string) {
+		for _, name := range names {
+			var n int64
+			for _, sh := range shards {
+				n += atoi(sh[name])
+			}
+			field(name, n)
+		}
+	}
 	srv := s.srv
 	up := time.Since(srv.started)
 	if section("server") {
@@ -161,6 +172,11 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		// whichever shards have loaded them so far (scripts.go).
 		field("number_of_cached_scripts", srv.scripts.count())
 		field("lazyfree_pending_objects", lazyfree)
+		sum("lazyfreed_objects", "used_memory_lua", "mem_not_counted_for_evict", "mem_clients_normal",
+			"allocator_allocated", "allocator_active")
+		if len(shards) > 0 && shards[0]["mem_allocator"] != "" {
+			field("mem_allocator", shards[0]["mem_allocator"])
+		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		field("proxy_heap_inuse", ms.HeapInuse)
@@ -182,13 +198,8 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 		field("rejected_connections", srv.counters.rejected.Load())
 		field("total_error_replies", srv.stats.errors.Load())
 		// the keyspace's figures are the shards', summed
-		for _, name := range []string{"expired_keys", "evicted_keys", "keyspace_hits", "keyspace_misses"} {
-			var n int64
-			for _, sh := range shards {
-				n += atoi(sh[name])
-			}
-			field(name, n)
-		}
+		sum("expired_keys", "evicted_keys", "evicted_clients", "keyspace_hits", "keyspace_misses",
+			"total_forks", "active_defrag_hits", "active_defrag_misses")
 		_, keys, items, prefixes := srv.tracker.trackingInfo()
 		field("tracking_total_keys", keys)
 		field("tracking_total_items", items)

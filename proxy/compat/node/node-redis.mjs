@@ -4,27 +4,16 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { host, port } from './args.mjs';
-import { WAIT, rec, keys, wake, blocked, once } from './steps.mjs';
+import { WAIT, rec, keys, wake, blocked, once, connected } from './steps.mjs';
 
 export async function nodeRedis(mode, pkg) {
   const { createClient, createCluster } = await import(pkg);
   const url = `redis://${host}:${port}`;
   let last;
   const onError = (e) => { last = e; };
-  const ready = async (client) => {
+  const ready = (client) => {
     client.on('error', onError);
-    let timer;
-    try {
-      return await Promise.race([
-        client.connect(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(
-            `${pkg} ${mode}: not connected after 10s: ${last?.message ?? 'no error event'}`)), 10000);
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return connected(client, `${pkg} ${mode}`, () => last);
   };
   const c = await ready(mode === 'cluster' ? createCluster({ rootNodes: [{ url }] }) : createClient({ url }));
   const opened = [c];

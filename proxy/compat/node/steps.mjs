@@ -92,3 +92,20 @@ export function once(emitter, event, ms = 5000) {
     });
   });
 }
+
+// connected connects a node-redis client, or fails after 10 s naming what
+// and the last error event (lastError() returns it).
+export async function connected(client, what, lastError) {
+  let timer;
+  try {
+    return await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(
+          `${what}: not connected after 10s: ${lastError()?.message ?? 'no error event'}`)), 10000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
