@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,40 @@ func TestIntegrationInfo(t *testing.T) {
 	}
 	if got := info["keyspace"]["db0"]; !regexp.MustCompile(`^keys=90,expires=30,avg_ttl=\d+$`).MatchString(got) {
 		t.Errorf("INFO db0 = %q, want keys=90,expires=30,avg_ttl=...", got)
+	}
+
+	// Figures one server would count over all its keys are the shards'
+	// added up: forks (a BGSAVE on two shards), objects freed lazily (an
+	// UNLINK of a big set on one).
+	c.Shards[0].Client().BgSave(ctx)
+	c.Shards[2].Client().BgSave(ctx)
+	big := keyOn(t, c, "lazy:", 1)
+	members := make([]any, 200)
+	for i := range members {
+		members[i] = i
+	}
+	cl.SAdd(ctx, big, members...)
+	cl.Unlink(ctx, big)
+	time.Sleep(300 * time.Millisecond) // the forks end, the lazy free runs
+	summed := infoFields(cl.Info(ctx, "memory", "stats").Val())
+	for _, f := range []struct{ section, field string }{
+		{"stats", "total_forks"}, {"stats", "evicted_clients"}, {"memory", "lazyfreed_objects"},
+		{"memory", "used_memory_lua"}, {"memory", "mem_not_counted_for_evict"},
+	} {
+		var want int64
+		for _, sh := range c.Shards {
+			n, _ := strconv.ParseInt(infoFields(sh.Client().Info(ctx, f.section).Val())[f.section][f.field], 10, 64)
+			want += n
+		}
+		if got := summed[f.section][f.field]; got != strconv.FormatInt(want, 10) {
+			t.Errorf("INFO %s = %q, want the shards' sum %d", f.field, got, want)
+		}
+	}
+	if got := summed["stats"]["total_forks"]; got != "2" {
+		t.Errorf("INFO total_forks = %q after a BGSAVE on two shards, want 2", got)
+	}
+	if got := summed["memory"]["mem_allocator"]; got == "" {
+		t.Error("INFO has no mem_allocator")
 	}
 
 	// A section asked for by name comes alone.
