@@ -91,6 +91,12 @@ func BenchmarkProxyVsDirect(b *testing.B) {
 		base := proxytest.StartProcess(b, bin, b.TempDir(), addrs, strings.Fields(os.Getenv("BENCH_PROXY_FLAGS"))...)
 		targets = append(targets, proxyTarget{"baseline/redis-benchmark", RedisBenchmarkTarget{Addr: base.Addr, PID: base.Pid()}})
 	}
+	// The proxy while a client uses CLIENT TRACKING (it reads nothing, so
+	// it gets no message): every write pipeline then waits for its shard's
+	// report of the write, the cost of client-side caching to the others.
+	tracked := proxytest.StartProcess(b, proxytest.Build(b), b.TempDir(), addrs, strings.Fields(os.Getenv("BENCH_PROXY_FLAGS"))...)
+	startTrackingClient(b, tracked.Addr)
+	targets = append(targets, proxyTarget{"tracking/redis-benchmark", RedisBenchmarkTarget{Addr: tracked.Addr, PID: tracked.Pid()}})
 	if tw, pid, ok := startTwemproxy(b, addrs); ok {
 		targets = append(targets, proxyTarget{"twemproxy/redis-benchmark", RedisBenchmarkTarget{Addr: tw, PID: pid}})
 	}
@@ -142,6 +148,36 @@ func BenchmarkProxyVsDirect(b *testing.B) {
 			})
 		}
 	}
+}
+
+// startTrackingClient connects a client that turns CLIENT TRACKING on and
+// stays connected until the benchmark ends, reading whatever comes.
+func startTrackingClient(b *testing.B, addr string) {
+	b.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { nc.Close() })
+	if _, err := nc.Write([]byte("HELLO 3\r\nCLIENT TRACKING ON\r\n")); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	got := ""
+	for !strings.Contains(got, "+OK\r\n") {
+		n, err := nc.Read(buf)
+		if err != nil {
+			b.Fatalf("CLIENT TRACKING ON: %v", err)
+		}
+		got += string(buf[:n])
+	}
+	go func() {
+		for {
+			if _, err := nc.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
 }
 
 // startTwemproxy starts twemproxy (nutcracker) in front of shards, as a

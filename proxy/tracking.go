@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,8 +112,8 @@ type tracker struct {
 	maxKeys  int
 	flushes  int // the proxy's FLUSHALLs being run: the shards' messages wait for their end
 	active   atomic.Bool
-	sources  map[*backend.Pool]*source
-	sourceMu sync.Mutex // held while sources are started or stopped (follow)
+	sources  atomic.Pointer[map[*backend.Pool]*source] // copied on change, under sourceMu
+	sourceMu sync.Mutex                                // held while sources are started or stopped
 }
 
 // defaultTrackingMaxKeys is Redis's tracking-table-max-keys default.
@@ -120,7 +121,7 @@ const defaultTrackingMaxKeys = 1_000_000
 
 func newTracker(srv *Server) *tracker {
 	return &tracker{srv: srv, keys: map[string]map[*session]struct{}{}, bcast: map[*session]struct{}{},
-		own: map[ownKey]int{}, maxKeys: defaultTrackingMaxKeys, sources: map[*backend.Pool]*source{}}
+		own: map[ownKey]int{}, maxKeys: defaultTrackingMaxKeys}
 }
 
 // clientTracking implements CLIENT TRACKING ON|OFF [REDIRECT id] [BCAST]
@@ -776,21 +777,28 @@ func (t *tracker) awaitReports(pools []*backend.Pool, timeout time.Duration) {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	var wg sync.WaitGroup
-	seen := map[*backend.Pool]bool{}
+	var distinct [8]*backend.Pool
+	set := distinct[:0]
 	for _, p := range pools {
-		if seen[p] {
-			continue
+		if !slices.Contains(set, p) {
+			set = append(set, p)
 		}
-		seen[p] = true
-		wg.Add(1)
-		t.sourceOf(p).sync(wg.Done)
 	}
+	var left atomic.Int32
+	left.Store(int32(len(set)))
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	for _, p := range set {
+		t.sourceOf(p).sync(func() {
+			if left.Add(-1) == 0 {
+				close(done)
+			}
+		})
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	select {
 	case <-done:
-	case <-time.After(timeout):
+	case <-timer.C:
 		t.srv.log.Warn("tracking: a shard's reports are late; invalidations may follow the write's reply",
 			zap.Duration("waited", timeout))
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,10 +30,17 @@ import (
 type source struct {
 	t    *tracker
 	pool *backend.Pool
+	d    *backend.Dedicated
 
-	wmu   sync.Mutex // the connection's writes, and syncs
-	d     *backend.Dedicated
-	syncs []func() // run in turn as the PINGs' replies come
+	// PINGs are shared: syncs asked for while one is out wait in next and
+	// go with the PING sent when it returns, so a source has at most one
+	// out and the shard answers one per round trip, however many
+	// pipelines wait. A sync asked for after a write's reply arrived is
+	// always sent after it, which is all its meaning needs.
+	wmu  sync.Mutex // the connection's writes, next and out
+	next []func()   // to run once the next PING's reply comes
+	out  []func()   // to run once the PING sent has its reply; nil: none out
+	busy bool       // a PING is out
 
 	stopped atomic.Bool
 	done    chan struct{} // closed when the reader has ended
@@ -70,17 +78,17 @@ func (t *tracker) followLocked(r *route) error {
 			go t.restart(p) // the clients' caches are dropped once it is up
 			continue
 		}
-		t.setSource(p, src)
+		t.setSources(func(m map[*backend.Pool]*source) { m[p] = src })
 	}
-	t.mu.Lock()
 	var old []*source
-	for p, src := range t.sources {
-		if !want[p] {
-			old = append(old, src)
-			delete(t.sources, p)
+	t.setSources(func(m map[*backend.Pool]*source) {
+		for p, src := range m {
+			if !want[p] {
+				old = append(old, src)
+				delete(m, p)
+			}
 		}
-	}
-	t.mu.Unlock()
+	})
 	for _, src := range old {
 		src.sync(src.stop) // after what the shard reported until now
 	}
@@ -115,14 +123,13 @@ func (t *tracker) idle() {
 	t.sourceMu.Lock()
 	defer t.sourceMu.Unlock()
 	t.mu.Lock()
-	var old map[*backend.Pool]*source
-	if t.clients == 0 {
+	none := t.clients == 0
+	if none {
 		t.active.Store(false)
-		old, t.sources = t.sources, map[*backend.Pool]*source{}
 	}
 	t.mu.Unlock()
-	for _, src := range old {
-		src.stop()
+	if none {
+		t.stopAll()
 	}
 }
 
@@ -130,25 +137,38 @@ func (t *tracker) idle() {
 func (t *tracker) close() {
 	t.sourceMu.Lock()
 	defer t.sourceMu.Unlock()
-	t.mu.Lock()
-	old := t.sources
-	t.sources = map[*backend.Pool]*source{}
-	t.mu.Unlock()
-	for _, src := range old {
+	t.stopAll()
+}
+
+// stopAll stops every source. Under t.sourceMu.
+func (t *tracker) stopAll() {
+	old := t.sources.Swap(nil)
+	if old == nil {
+		return
+	}
+	for _, src := range *old {
 		src.stop()
 	}
 }
 
+// sourceOf returns p's source, or nil; lock-free, as every write
+// pipeline asks while a client tracks.
 func (t *tracker) sourceOf(p *backend.Pool) *source {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.sources[p]
+	if m := t.sources.Load(); m != nil {
+		return (*m)[p]
+	}
+	return nil
 }
 
-func (t *tracker) setSource(p *backend.Pool, src *source) {
-	t.mu.Lock()
-	t.sources[p] = src
-	t.mu.Unlock()
+// setSources replaces the sources with fn's change of a copy of them.
+// Under t.sourceMu.
+func (t *tracker) setSources(fn func(map[*backend.Pool]*source)) {
+	m := map[*backend.Pool]*source{}
+	if old := t.sources.Load(); old != nil {
+		maps.Copy(m, *old)
+	}
+	fn(m)
+	t.sources.Store(&m)
 }
 
 // startSource connects to p's shard and turns tracking on there.
@@ -185,15 +205,7 @@ func (src *source) read() {
 			return
 		}
 		if reply[0] != '>' {
-			src.wmu.Lock()
-			var fn func()
-			if len(src.syncs) > 0 {
-				fn, src.syncs = src.syncs[0], src.syncs[1:]
-			}
-			src.wmu.Unlock()
-			if fn != nil {
-				fn()
-			}
+			src.pong()
 			continue
 		}
 		elems, _ = wire.ArrayElems(reply, elems[:0])
@@ -218,8 +230,9 @@ func (src *source) read() {
 	}
 }
 
-// sync runs fn once the shard has answered a PING sent now, so after its
-// reports of every write it had run; at once if the source is gone.
+// sync runs fn once the shard has answered a PING sent after this call,
+// so after its reports of every write it had answered before; at once if
+// the source is gone.
 func (src *source) sync(fn func()) {
 	if src == nil {
 		fn()
@@ -231,11 +244,41 @@ func (src *source) sync(fn func()) {
 		fn()
 		return
 	}
-	src.syncs = append(src.syncs, fn)
-	_, err := src.d.NetConn.Write(trackingPing)
+	src.next = append(src.next, fn)
+	var err error
+	if !src.busy {
+		err = src.pingLocked()
+	}
 	src.wmu.Unlock()
 	if err != nil {
 		src.d.NetConn.Close() // the reader fails, and runs what waits
+	}
+}
+
+// pingLocked sends a PING for what waits in next. Under wmu.
+func (src *source) pingLocked() error {
+	src.out, src.next, src.busy = src.next, src.out[:0], true
+	_, err := src.d.NetConn.Write(trackingPing)
+	return err
+}
+
+// pong runs what waited for the PING that came back, and sends the next
+// one if syncs are waiting.
+func (src *source) pong() {
+	src.wmu.Lock()
+	done := src.out
+	src.out = nil
+	src.busy = false
+	var err error
+	if len(src.next) > 0 {
+		err = src.pingLocked()
+	}
+	src.wmu.Unlock()
+	for _, fn := range done {
+		fn()
+	}
+	if err != nil {
+		src.d.NetConn.Close()
 	}
 }
 
@@ -250,8 +293,8 @@ func (src *source) stop() {
 // the source is started again.
 func (src *source) fail(err error) {
 	src.wmu.Lock()
-	waiting := src.syncs
-	src.syncs = nil
+	waiting := append(src.out, src.next...)
+	src.out, src.next = nil, nil
 	stopped := src.stopped.Swap(true)
 	src.wmu.Unlock()
 	for _, fn := range waiting {
@@ -263,11 +306,13 @@ func (src *source) fail(err error) {
 	t := src.t
 	t.srv.log.Warn("tracking: lost a shard's reports, clients drop their caches",
 		zap.String("shard", src.pool.Addr), zap.Error(err))
-	t.mu.Lock()
-	if t.sources[src.pool] == src {
-		delete(t.sources, src.pool)
-	}
-	t.mu.Unlock()
+	t.sourceMu.Lock()
+	t.setSources(func(m map[*backend.Pool]*source) {
+		if m[src.pool] == src {
+			delete(m, src.pool)
+		}
+	})
+	t.sourceMu.Unlock()
 	t.invalidateAll(false)
 	go t.restart(src.pool)
 }
@@ -293,7 +338,7 @@ func (t *tracker) restart(p *backend.Pool) {
 		}
 		src, err := t.startSource(p)
 		if err == nil {
-			t.setSource(p, src)
+			t.setSources(func(m map[*backend.Pool]*source) { m[p] = src })
 		}
 		t.sourceMu.Unlock()
 		if err == nil {
