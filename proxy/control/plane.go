@@ -95,6 +95,9 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 		p.watch(func() { e.run(p.ctx, p) })
 		p.watch(func() { e.follow(p.ctx, p) })
 		p.watch(func() { e.participate(p.ctx, p) })
+		pauses := &etcdPauses{e: e, srv: srv}
+		srv.SharePauses(pauses)
+		p.watch(func() { e.followPauses(p.ctx, pauses) })
 	}
 	return p
 }
