@@ -244,11 +244,7 @@ func (e *Etcd) watchKey(ctx context.Context, key string, fn func(val []byte, rev
 		resp, err := e.cli.Get(gctx, key)
 		cancel()
 		if err == nil {
-			if len(resp.Kvs) > 0 {
-				fn(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
-			} else {
-				fn(nil, resp.Header.Revision)
-			}
+			fn(gotValue(resp))
 			e.watchFrom(ctx, key, resp.Header.Revision+1, fn)
 		}
 		select {
@@ -256,6 +252,15 @@ func (e *Etcd) watchKey(ctx context.Context, key string, fn func(val []byte, rev
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// gotValue is the value a Get of one key found and the revision it was
+// written at; nil and the Get's revision when there is none.
+func gotValue(resp *clientv3.GetResponse) ([]byte, int64) {
+	if len(resp.Kvs) == 0 {
+		return nil, resp.Header.Revision
+	}
+	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision
 }
 
 // watchFrom is watchKey's watch, from revision rev until it ends.

@@ -25,8 +25,10 @@ import (
 // job (watchKey: a Get, then a watch) and holds its own clients until the
 // deadline on a timer of its own (proxy.Server.PauseClients). So a pause
 // ends at its deadline on every member even when etcd is gone or the
-// member that gave it died, and a member that starts (or restarts) during
-// a pause finds it with the Get. The key holds no lease: a pause outlives
+// member that gave it died. A member that starts (or restarts) during a
+// pause holds its clients before it serves any: reconcile, which runs
+// before a member serves at all and again after a lost lease, reads the
+// key with the table. The key holds no lease: a pause outlives
 // the member given it, as on Redis it outlives its client; past its
 // deadline it is ignored, and the next pause replaces it.
 //
