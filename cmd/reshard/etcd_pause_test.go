@@ -15,7 +15,8 @@ import (
 // every member: a write through B waits for A's CLIENT PAUSE WRITE until
 // CLIENT UNPAUSE through B, while reads through B flow (one shard
 // connection per shard, so a write B sent to the paused shard would stall
-// the read behind it); ALL holds B's reads until the deadline; a member
+// the read behind it), and so does a pause A's transaction gives at EXEC;
+// ALL through B holds A's reads until the deadline; a member
 // that joins during a pause holds its clients, and its CLIENT UNPAUSE ends
 // the pause on the others; a pause whose member was killed ends at its
 // deadline.
@@ -36,12 +37,15 @@ func TestEtcdClientPause(t *testing.T) {
 	}
 	set := proxytest.InBackground(func() error { return writerB.Set(ctx, "k", "during", 0).Err() })
 	proxytest.Held(t, set, "SET through B under A's CLIENT PAUSE WRITE", 500*time.Millisecond)
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	got, err := readerB.Get(rctx, "k").Result()
-	cancel()
-	if err != nil || got != "before" {
-		t.Fatalf("GET through B under A's CLIENT PAUSE WRITE = %q, %v; want \"before\" at once", got, err)
+	readFlows := func(what, want string) {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if got, err := readerB.Get(rctx, "k").Result(); err != nil || got != want {
+			t.Fatalf("GET through B under %s = %q, %v; want %q at once", what, got, err, want)
+		}
 	}
+	readFlows("A's CLIENT PAUSE WRITE", "before")
 	proxytest.Held(t, set, "SET through B under A's CLIENT PAUSE WRITE, after a read", 100*time.Millisecond)
 	if err := adminB.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
@@ -50,6 +54,21 @@ func TestEtcdClientPause(t *testing.T) {
 	if got, err := writerA.Get(ctx, "k").Result(); err != nil || got != "during" {
 		t.Fatalf("GET through A after the pause = %q, %v; want \"during\"", got, err)
 	}
+
+	// inside MULTI through A: the pause starts at EXEC, on every member
+	if _, err := adminA.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		pipe.Do(ctx, "CLIENT", "PAUSE", 60000, "WRITE")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	set = proxytest.InBackground(func() error { return writerB.Set(ctx, "k", "in tx", 0).Err() })
+	proxytest.Held(t, set, "SET through B under CLIENT PAUSE WRITE in A's transaction", 500*time.Millisecond)
+	readFlows("CLIENT PAUSE WRITE in A's transaction", "during")
+	if err := adminB.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	proxytest.Released(t, set, "SET through B after CLIENT UNPAUSE through B", 5*time.Second)
 
 	// ALL through B: A's reads are held until the deadline
 	paused := time.Now()

@@ -401,7 +401,8 @@ func (e *Etcd) reconcile(ctx context.Context, p *Plane) error {
 			return err
 		}
 		if e.pauses != nil {
-			e.pauses.apply(gotValue((*clientv3.GetResponse)(txn.Responses[2].GetResponseRange())))
+			val, rev := gotValue((*clientv3.GetResponse)(txn.Responses[2].GetResponseRange()))
+			e.pauses.follow(ctx, val, rev)
 		}
 		if jobs := txn.Responses[0].GetResponseRange().Kvs; len(jobs) > 0 {
 			var job cutoverJob

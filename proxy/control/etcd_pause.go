@@ -140,24 +140,29 @@ func (ps *etcdPauses) apply(val []byte, rev int64) (g groupPause, ok bool) {
 }
 
 // followPauses applies each pause and UNPAUSE of the group to this proxy's
-// clients, and acks each pause another member was given, until ctx ends.
+// clients, until ctx ends.
 func (e *Etcd) followPauses(ctx context.Context, ps *etcdPauses) {
-	self := ps.srv.RunID()
-	e.watchKey(ctx, e.pauseKey(), func(val []byte, rev int64) {
-		g, ok := ps.apply(val, rev)
-		if !ok || g.By == self || !time.Now().Before(g.until()) {
-			return
-		}
-		lease := e.lease()
-		if lease == 0 {
-			return // not a member the pause waits for
-		}
-		actx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
-		defer cancel()
-		if _, err := e.cli.Put(actx, e.ackKey(g.ID, self), "paused", clientv3.WithLease(lease)); err != nil {
-			e.log.Warn("client pause not acked", zap.String("pause", g.ID), zap.Error(err))
-		}
-	})
+	e.watchKey(ctx, e.pauseKey(), func(val []byte, rev int64) { ps.follow(ctx, val, rev) })
+}
+
+// follow applies the pause key's value val, written (or deleted) at rev,
+// and acks a pause another member was given, the first time this member
+// applies it, whether the watch or reconcile read it first.
+func (ps *etcdPauses) follow(ctx context.Context, val []byte, rev int64) {
+	e, self := ps.e, ps.srv.RunID()
+	g, ok := ps.apply(val, rev)
+	if !ok || g.By == self || !time.Now().Before(g.until()) {
+		return
+	}
+	lease := e.lease()
+	if lease == 0 {
+		return // not a member the pause waits for
+	}
+	actx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	defer cancel()
+	if _, err := e.cli.Put(actx, e.ackKey(g.ID, self), "paused", clientv3.WithLease(lease)); err != nil {
+		e.log.Warn("client pause not acked", zap.String("pause", g.ID), zap.Error(err))
+	}
 }
 
 // newPauseID returns a pause's id, unique in the group.
