@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -99,18 +100,20 @@ func (p *clientPause) end() {
 // PauseShare shares the proxy's CLIENT PAUSE and CLIENT UNPAUSE with the
 // other proxies in front of the same shards (the control plane with
 // --etcd), so that a pause given to one holds the clients of all. Its
-// methods are called from client sessions, outside the barrier's gate,
-// and must be safe for concurrent use.
+// methods are called from client sessions (outside the barrier's gate,
+// but for a pause a transaction gives at EXEC), ctx ending when the
+// Server closes; they must be safe for concurrent use and bound their own
+// waits.
 type PauseShare interface {
 	// Pause gives every proxy of the group a pause until until (all: ALL,
 	// else WRITE), merged with the one in effect, and applies the group's
 	// to this proxy (Server.PauseClients) before it returns. An error
 	// means it may not have reached the group; this proxy's clients are
 	// then not held.
-	Pause(until time.Time, all bool) error
+	Pause(ctx context.Context, until time.Time, all bool) error
 	// Unpause ends the group's pause on every proxy, this one before it
 	// returns; an error, as for Pause, leaves this proxy's in effect.
-	Unpause() error
+	Unpause(ctx context.Context) error
 }
 
 // SharePauses makes share carry the CLIENT PAUSE and UNPAUSE the proxy's
@@ -355,7 +358,7 @@ func (s *session) pauseInTx(info *command.Info, cmd wire.Request) apartCmd {
 // every proxy of the group through the PauseShare, else on this one.
 func (srv *Server) pauseGroup(until time.Time, all bool) error {
 	if share := srv.cpause.share; share != nil {
-		return share.Pause(until, all)
+		return share.Pause(srv.ctx, until, all)
 	}
 	srv.cpause.pause(until, all)
 	return nil
@@ -364,7 +367,7 @@ func (srv *Server) pauseGroup(until time.Time, all bool) error {
 // unpauseGroup ends the pause in effect, as pauseGroup starts it.
 func (srv *Server) unpauseGroup() error {
 	if share := srv.cpause.share; share != nil {
-		return share.Unpause()
+		return share.Unpause(srv.ctx)
 	}
 	srv.cpause.end()
 	return nil

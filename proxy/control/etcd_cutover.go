@@ -117,7 +117,7 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, epoch uin
 		return lift, jobRev, nil
 	}
 	waited := time.Now()
-	err = e.waitAcks(ctx, "cutover", job, jobRev, ids)
+	err = e.waitAcks(ctx, "by the cutover's deadline", job, jobRev, ids)
 	e.cost.acksNS.Store(int64(time.Since(waited)))
 	if err != nil {
 		lift()
@@ -187,8 +187,8 @@ func (e *Etcd) putOver(ctx context.Context, key string, next func(cur []byte) (s
 
 // waitAcks watches, from the job's revision, until every participant has
 // acked or its member key has gone, or ctx ends.
-// what names the job in the error ("cutover").
-func (e *Etcd) waitAcks(ctx context.Context, what, job string, jobRev int64, ids []string) error {
+// by says, in the error, when ctx ends ("by the cutover's deadline").
+func (e *Etcd) waitAcks(ctx context.Context, by, job string, jobRev int64, ids []string) error {
 	acks, members := e.cfg.Prefix+"/acks/"+job+"/", e.cfg.Prefix+"/members/"
 	waiting := map[string]bool{}
 	for _, id := range ids {
@@ -200,7 +200,7 @@ func (e *Etcd) waitAcks(ctx context.Context, what, job string, jobRev int64, ids
 	for len(waiting) > 0 {
 		wr, ok := <-wch
 		if ctx.Err() != nil {
-			return fmt.Errorf("proxies %s neither paused nor left by the %s's deadline", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "), what)
+			return fmt.Errorf("proxies %s neither paused nor left %s", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "), by)
 		}
 		if !ok || wr.Err() != nil {
 			return fmt.Errorf("the members' acks not read from etcd: %v", wr.Err())

@@ -64,14 +64,14 @@ type etcdPauses struct {
 }
 
 // Pause implements proxy.PauseShare.
-func (ps *etcdPauses) Pause(until time.Time, all bool) error {
+func (ps *etcdPauses) Pause(ctx context.Context, until time.Time, all bool) error {
 	e := ps.e
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+	tctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer cancel()
 	mine := groupPause{ID: newPauseID(), By: ps.srv.RunID(), All: all, Deadline: until.UnixMilli()}
 	var g groupPause
 	var val []byte
-	members, rev, err := e.putOver(ctx, e.pauseKey(), func(cur []byte) (string, error) {
+	members, rev, err := e.putOver(tctx, e.pauseKey(), func(cur []byte) (string, error) {
 		g = mine
 		var in groupPause
 		if cur != nil && json.Unmarshal(cur, &in) == nil && time.Now().Before(in.until()) {
@@ -91,12 +91,12 @@ func (ps *etcdPauses) Pause(until time.Time, all bool) error {
 	if len(others) == 0 || wait <= 0 {
 		return nil
 	}
-	actx, acancel := context.WithTimeout(context.Background(), wait)
+	actx, acancel := context.WithTimeout(ctx, wait)
 	defer acancel()
-	if err := e.waitAcks(actx, "client pause", g.ID, rev, others); err != nil {
+	if err := e.waitAcks(actx, "within "+wait.Round(time.Millisecond).String()+" of the client pause", g.ID, rev, others); err != nil {
 		e.log.Warn("client pause: pausing the shards before every proxy of the group holds its clients", zap.Error(err))
 	}
-	dctx, dcancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+	dctx, dcancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer dcancel()
 	if _, err := e.cli.Delete(dctx, e.cfg.Prefix+"/acks/"+g.ID+"/", clientv3.WithPrefix()); err != nil {
 		e.log.Debug("client pause acks not deleted", zap.Error(err))
@@ -105,9 +105,9 @@ func (ps *etcdPauses) Pause(until time.Time, all bool) error {
 }
 
 // Unpause implements proxy.PauseShare.
-func (ps *etcdPauses) Unpause() error {
+func (ps *etcdPauses) Unpause(ctx context.Context) error {
 	e := ps.e
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer cancel()
 	resp, err := e.cli.Delete(ctx, e.pauseKey())
 	if err != nil {
