@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/reshard/reshard/internal/resp"
 	"github.com/reshard/reshard/proxy/command"
@@ -27,9 +30,14 @@ import (
 //
 // The shards are paused too (CLIENT PAUSE ... WRITE on every one, lifted
 // by UNPAUSE), so that they neither expire nor evict keys meanwhile, as a
-// paused Redis does not; the proxy's reads still reach them. The hold is
-// the proxy's own: a write another proxy sends is held by the shard's
-// pause, but only until that pause's end.
+// paused Redis does not; the proxy's reads still reach them. With a
+// PauseShare (the control plane with --etcd), a pause or UNPAUSE given to
+// one proxy of a group holds or lets go the clients of every one: each
+// applies the group's pause to its own clients (PauseClients), and the
+// proxy the client gave it to pauses the shards once the others hold
+// theirs. Without one the hold is this proxy's own: a write another
+// proxy sends is held by the shard's pause, which stalls the shared shard
+// connection it went on, and the requests behind it, until the pause ends.
 //
 // The hold is taken before a batch takes the barrier's gate, so a held
 // client never keeps a snapshot's or a cutover's barrier from closing. A
@@ -50,13 +58,19 @@ type clientPause struct {
 	// functions flagged no-writes (FCALL runs under WRITE), read from a
 	// shard once per pause; nil until then
 	functions map[string]bool
+
+	share PauseShare // set before Serve; nil: the pause is this proxy's alone
 }
 
-// pause starts a pause of d, or extends the one in effect.
-func (p *clientPause) pause(d time.Duration, all bool) {
+// pause starts a pause until until, or extends the one in effect; one
+// whose until has passed changes nothing.
+func (p *clientPause) pause(until time.Time, all bool) {
+	d := time.Until(until)
+	if d <= 0 {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	until := time.Now().Add(d)
 	if p.done == nil {
 		p.done, p.all, p.until = make(chan struct{}), all, until
 		p.timer = time.AfterFunc(d, p.end)
@@ -82,6 +96,40 @@ func (p *clientPause) end() {
 	p.done, p.functions = nil, nil
 	p.active.Store(false)
 }
+
+// PauseShare shares the proxy's CLIENT PAUSE and CLIENT UNPAUSE with the
+// other proxies in front of the same shards (the control plane with
+// --etcd), so that a pause given to one holds the clients of all. Its
+// methods are called from client sessions (outside the barrier's gate,
+// but for a pause a transaction gives at EXEC), ctx ending when the
+// Server closes; they must be safe for concurrent use and bound their own
+// waits.
+type PauseShare interface {
+	// Pause gives every proxy of the group a pause until until (all: ALL,
+	// else WRITE), merged with the one in effect, and applies the group's
+	// to this proxy (Server.PauseClients) before it returns. An error
+	// means it may not have reached the group; this proxy's clients are
+	// then not held.
+	Pause(ctx context.Context, until time.Time, all bool) error
+	// Unpause ends the group's pause on every proxy, this one before it
+	// returns; an error, as for Pause, leaves this proxy's in effect.
+	Unpause(ctx context.Context) error
+}
+
+// SharePauses makes share carry the CLIENT PAUSE and UNPAUSE the proxy's
+// clients give to the other proxies of its group. Call it before Serve;
+// without one a pause holds this proxy's clients only.
+func (srv *Server) SharePauses(share PauseShare) { srv.cpause.share = share }
+
+// PauseClients holds this proxy's clients until until, all of their
+// commands (all) or those that may write, as CLIENT PAUSE does: the
+// pause in effect, if any, becomes the longer and the stricter of the
+// two. The shards are not paused by it: the PauseShare calls it for a
+// pause another proxy of the group gave, and that proxy paused them.
+func (srv *Server) PauseClients(until time.Time, all bool) { srv.cpause.pause(until, all) }
+
+// UnpauseClients ends the pause of this proxy's clients, if any.
+func (srv *Server) UnpauseClients() { srv.cpause.end() }
 
 // holdForPause waits while a pause in effect holds the session's batch
 // first+rest, counted in INFO's blocked_clients meanwhile, as Redis counts
@@ -276,12 +324,17 @@ func parsePause(args [][]byte) (ms int64, all bool, errMsg string) {
 // pauseInTx queues CLIENT PAUSE or UNPAUSE in a transaction: Redis runs it
 // with the others at EXEC, so the pause starts once the transaction has
 // run. Its reply goes in EXEC's reply; the shards are paused (or not)
-// before EXEC answers.
+// before EXEC answers. EXEC's reply cannot carry a failure to share it
+// with the proxy's group: the pause then holds this proxy's clients only,
+// and the failure is logged.
 func (s *session) pauseInTx(info *command.Info, cmd wire.Request) apartCmd {
 	at := len(s.tx.stats)
 	if info.Name() == "client|unpause" {
 		s.tx.onExec = append(s.tx.onExec, func() {
-			s.srv.cpause.end()
+			if err := s.srv.unpauseGroup(); err != nil {
+				s.srv.cpause.end()
+				s.srv.log.Warn("client unpause ended this proxy's pause only", zap.Error(err))
+			}
 			s.srv.shardsDo(resp.AppendCommandString(nil, "CLIENT", "UNPAUSE"))
 		})
 		return apartCmd{at: at, reply: wire.AppendStatus(nil, "OK")}
@@ -291,10 +344,33 @@ func (s *session) pauseInTx(info *command.Info, cmd wire.Request) apartCmd {
 		return apartCmd{at: at, reply: wire.AppendError(nil, errMsg)}
 	}
 	s.tx.onExec = append(s.tx.onExec, func() {
-		s.srv.cpause.pause(time.Duration(ms)*time.Millisecond, all)
+		until := time.Now().Add(time.Duration(ms) * time.Millisecond)
+		if err := s.srv.pauseGroup(until, all); err != nil {
+			s.srv.cpause.pause(until, all)
+			s.srv.log.Warn("client pause holds this proxy's clients only", zap.Error(err))
+		}
 		s.srv.shardsDo(shardPauseCmd(ms))
 	})
 	return apartCmd{at: at, reply: wire.AppendStatus(nil, "OK")}
+}
+
+// pauseGroup starts a pause until until, or extends the one in effect: on
+// every proxy of the group through the PauseShare, else on this one.
+func (srv *Server) pauseGroup(until time.Time, all bool) error {
+	if share := srv.cpause.share; share != nil {
+		return share.Pause(srv.ctx, until, all)
+	}
+	srv.cpause.pause(until, all)
+	return nil
+}
+
+// unpauseGroup ends the pause in effect, as pauseGroup starts it.
+func (srv *Server) unpauseGroup() error {
+	if share := srv.cpause.share; share != nil {
+		return share.Unpause(srv.ctx)
+	}
+	srv.cpause.end()
+	return nil
 }
 
 // shardsDo runs cmd on every shard of the route in use, in parallel, on
@@ -316,9 +392,25 @@ func clientPauseCmd(s *session, r *route, _ *command.Info, c wire.Request) {
 		s.errorReply(errMsg)
 		return
 	}
-	d := time.Duration(ms) * time.Millisecond
-	s.srv.cpause.pause(d, all)
-	s.fanout(r, c.Args, shardPauseCmd(ms), allOK)
+	until := time.Now().Add(time.Duration(ms) * time.Millisecond)
+	if s.srv.cpause.share == nil {
+		s.srv.cpause.pause(until, all)
+		s.fanout(r, c.Args, shardPauseCmd(ms), allOK)
+		return
+	}
+	// The group's proxies hold their clients before the shards are paused
+	// (a write one sent to a paused shard would stall the shared
+	// connection it went on); reaching them takes etcd round trips, made
+	// outside the barrier's gate.
+	s.step.mayBlock = true
+	s.step.next = func(*route) []byte {
+		s.flushClient()
+		if err := s.srv.pauseGroup(until, all); err != nil {
+			return wire.AppendError(nil, "ERR CLIENT PAUSE not applied: "+err.Error())
+		}
+		s.srv.shardsDo(shardPauseCmd(ms))
+		return wire.AppendStatus(nil, "OK")
+	}
 }
 
 // clientUnpauseCmd serves CLIENT UNPAUSE.
@@ -327,8 +419,20 @@ func clientUnpauseCmd(s *session, r *route, _ *command.Info, c wire.Request) {
 		s.errorReply("ERR wrong number of arguments for 'client|unpause' command")
 		return
 	}
-	s.srv.cpause.end()
-	s.fanout(r, c.Args, c.Raw, allOK)
+	if s.srv.cpause.share == nil {
+		s.srv.cpause.end()
+		s.fanout(r, c.Args, c.Raw, allOK)
+		return
+	}
+	s.step.mayBlock = true
+	s.step.next = func(*route) []byte {
+		s.flushClient()
+		if err := s.srv.unpauseGroup(); err != nil {
+			return wire.AppendError(nil, "ERR CLIENT UNPAUSE not applied: "+err.Error())
+		}
+		s.srv.shardsDo(c.Raw)
+		return wire.AppendStatus(nil, "OK")
+	}
 }
 
 // repauseShards pauses the shards of the route in use for what is left of

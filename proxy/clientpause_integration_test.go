@@ -12,35 +12,6 @@ import (
 	"github.com/reshard/reshard/proxy/control"
 )
 
-// done runs fn in the background and returns a channel that receives its
-// error once it returns.
-func done(fn func() error) <-chan error {
-	ch := make(chan error, 1)
-	go func() { ch <- fn() }()
-	return ch
-}
-
-func pending(t *testing.T, ch <-chan error, what string, d time.Duration) {
-	t.Helper()
-	select {
-	case err := <-ch:
-		t.Fatalf("%s answered during the pause: %v", what, err)
-	case <-time.After(d):
-	}
-}
-
-func answered(t *testing.T, ch <-chan error, what string) {
-	t.Helper()
-	select {
-	case err := <-ch:
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s still held 10 s after the pause ended", what)
-	}
-}
-
 // CLIENT PAUSE through the proxy, as one server gives it (Redis's
 // tests/unit/pause.tcl): under WRITE reads are answered and writes held
 // until CLIENT UNPAUSE, each client's in order; under ALL everything is
@@ -84,7 +55,7 @@ func TestIntegrationClientPause(t *testing.T) {
 		t.Fatalf("GET under CLIENT PAUSE WRITE = %q, %v", v, err)
 	}
 	writer := patient()
-	set := done(func() error {
+	set := proxytest.InBackground(func() error {
 		pipe := writer.Pipeline()
 		pipe.Set(ctx, "k", "during", 0)
 		get := pipe.Get(ctx, "k")
@@ -96,9 +67,9 @@ func TestIntegrationClientPause(t *testing.T) {
 		}
 		return nil
 	})
-	pending(t, set, "SET under CLIENT PAUSE WRITE", 300*time.Millisecond)
-	eval := done(func() error { return other.Eval(ctx, "return 1", nil).Err() })
-	pending(t, eval, "EVAL under CLIENT PAUSE WRITE", 100*time.Millisecond)
+	proxytest.Held(t, set, "SET under CLIENT PAUSE WRITE", 300*time.Millisecond)
+	eval := proxytest.InBackground(func() error { return other.Eval(ctx, "return 1", nil).Err() })
+	proxytest.Held(t, eval, "EVAL under CLIENT PAUSE WRITE", 100*time.Millisecond)
 
 	// a snapshot meanwhile: the barrier closes (held writes are outside
 	// it), the cut is taken, the writes stay held
@@ -108,7 +79,7 @@ func TestIntegrationClientPause(t *testing.T) {
 	if st := waitJob(t, c, "PROXY", "SNAPSHOT", "STATUS"); !strings.Contains(st, "state:done") {
 		t.Fatalf("snapshot during CLIENT PAUSE WRITE: %s", st)
 	}
-	pending(t, set, "SET under CLIENT PAUSE WRITE, after a snapshot", 100*time.Millisecond)
+	proxytest.Held(t, set, "SET under CLIENT PAUSE WRITE, after a snapshot", 100*time.Millisecond)
 
 	// the shards are paused again after the snapshot's cut unpaused them
 	for i, s := range c.Shards {
@@ -120,8 +91,8 @@ func TestIntegrationClientPause(t *testing.T) {
 	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	answered(t, set, "SET then GET after CLIENT UNPAUSE")
-	answered(t, eval, "EVAL after CLIENT UNPAUSE")
+	proxytest.Released(t, set, "SET then GET after CLIENT UNPAUSE", 10*time.Second)
+	proxytest.Released(t, eval, "EVAL after CLIENT UNPAUSE", 10*time.Second)
 
 	// ALL: a read waits for the timeout; WRITE given then ALL is ALL,
 	// until the later end
@@ -132,9 +103,9 @@ func TestIntegrationClientPause(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	get := done(func() error { return other.Get(ctx, "k").Err() })
-	pending(t, get, "GET under CLIENT PAUSE ALL", 300*time.Millisecond)
-	answered(t, get, "GET after CLIENT PAUSE ALL ended")
+	get := proxytest.InBackground(func() error { return other.Get(ctx, "k").Err() })
+	proxytest.Held(t, get, "GET under CLIENT PAUSE ALL", 300*time.Millisecond)
+	proxytest.Released(t, get, "GET after CLIENT PAUSE ALL ended", 10*time.Second)
 	if took := time.Since(start); took < 600*time.Millisecond {
 		t.Errorf("GET held %s: the pause ended before the first one's end", took)
 	}
@@ -150,15 +121,15 @@ func TestIntegrationClientPause(t *testing.T) {
 	if n := other.Exists(ctx, "{t}1", "{t}2").Val(); n != 2 {
 		t.Errorf("%d of the transaction's writes done before its pause began, want 2", n)
 	}
-	held := done(func() error { return writer.Set(ctx, "{t}3", "v", 0).Err() })
-	pending(t, held, "SET after a transaction's CLIENT PAUSE WRITE", 300*time.Millisecond)
+	held := proxytest.InBackground(func() error { return writer.Set(ctx, "{t}3", "v", 0).Err() })
+	proxytest.Held(t, held, "SET after a transaction's CLIENT PAUSE WRITE", 300*time.Millisecond)
 	if b := other.Info(ctx, "clients").Val(); !strings.Contains(b, "blocked_clients:1\r\n") {
 		t.Errorf("INFO clients with one client held by the pause:\n%s", b)
 	}
 	if err := admin.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
 		t.Fatal(err)
 	}
-	answered(t, held, "SET after CLIENT UNPAUSE")
+	proxytest.Released(t, held, "SET after CLIENT UNPAUSE", 10*time.Second)
 
 	// INFO stats sums the shards' expired_keys, which a pause holds back
 	if st := other.Info(ctx, "stats").Val(); !strings.Contains(st, "expired_keys:") || !strings.Contains(st, "keyspace_hits:") {

@@ -23,7 +23,9 @@
 // shardauth.go (credentials persisted per table), args.go (the target
 // arguments RESTORE and RESHARD share), etcd.go (with --etcd: the table
 // shared with other proxies, the membership lease and the data plane's
-// serving deadline it sets).
+// serving deadline it sets), etcd_cutover.go (the cutover the group takes
+// together), etcd_pause.go (CLIENT PAUSE and UNPAUSE shared with the
+// group, the data plane's proxy.PauseShare).
 //
 // Every method of Plane is safe for concurrent use. Plane owns its job
 // goroutines: they run within its context, and Close ends them and waits

@@ -83,6 +83,7 @@ type Etcd struct {
 	// coordinator fences only once every ack is in.
 	fenceMu sync.Mutex
 	cost    cutoverCost // the last cutover's (etcd_cost.go)
+	pauses  *etcdPauses // the group's CLIENT PAUSE (etcd_pause.go); set before run
 
 	// mu guards the fields below and orders a commit against the watch:
 	// whichever holds it sees the other's table.
@@ -384,19 +385,24 @@ func (e *Etcd) stopServing(p *Plane, why string, fields ...zap.Field) {
 	}
 }
 
-// reconcile runs before the proxy serves again: it serves the table etcd
-// holds, ends a cutover job left past its deadline (its commit can then no
-// longer land), and lifts a fence that a cutover which did not commit left
-// on the shards of that table. The job key and the table are read at one revision; a job
+// reconcile runs before the proxy serves again: it holds its clients for
+// the group's client pause, if one is in effect (etcd_pause.go), serves
+// the table etcd holds, ends a cutover job left past its deadline (its
+// commit can then no longer land), and lifts a fence that a cutover which
+// did not commit left on the shards of that table. The job key and the table are read at one revision; a job
 // within its deadline is its members' (pauseFor), and a later one waits for
 // this member's ack, which fenceMu holds back until the lift is done.
 func (e *Etcd) reconcile(ctx context.Context, p *Plane) error {
 	e.fenceMu.Lock()
 	defer e.fenceMu.Unlock()
 	for {
-		txn, err := e.cli.Txn(ctx).Then(clientv3.OpGet(e.cutoverKey()), clientv3.OpGet(e.tableKey())).Commit()
+		txn, err := e.cli.Txn(ctx).Then(clientv3.OpGet(e.cutoverKey()), clientv3.OpGet(e.tableKey()), clientv3.OpGet(e.pauseKey())).Commit()
 		if err != nil {
 			return err
+		}
+		if e.pauses != nil {
+			val, rev := gotValue((*clientv3.GetResponse)(txn.Responses[2].GetResponseRange()))
+			e.pauses.follow(ctx, val, rev)
 		}
 		if jobs := txn.Responses[0].GetResponseRange().Kvs; len(jobs) > 0 {
 			var job cutoverJob

@@ -117,7 +117,7 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, epoch uin
 		return lift, jobRev, nil
 	}
 	waited := time.Now()
-	err = e.waitAcks(ctx, job, jobRev, ids)
+	err = e.waitAcks(ctx, "by the cutover's deadline", job, jobRev, ids)
 	e.cost.acksNS.Store(int64(time.Since(waited)))
 	if err != nil {
 		lift()
@@ -131,39 +131,64 @@ func (e *Etcd) pauseMembers(ctx context.Context, p *Plane, job string, epoch uin
 // within its deadline, and returns the live members and the job key's
 // revision.
 func (e *Etcd) writeJob(ctx context.Context, job string, lease clientv3.LeaseID) (members []string, rev int64, err error) {
+	var refused error
+	members, rev, err = e.putOver(ctx, e.cutoverKey(), func(cur []byte) (string, error) {
+		var other cutoverJob
+		if cur != nil && json.Unmarshal(cur, &other) == nil && !other.expired() {
+			refused = fmt.Errorf("another proxy's cutover (job %s) is running in the group", other.ID)
+			return "", refused
+		}
+		// none, or one left past its deadline: its commit cannot land
+		// once this job replaces it
+		return job, nil
+	}, clientv3.WithLease(lease))
+	if err != nil && refused == nil {
+		// %v: not the job's own cutover timeout, whose message speaks
+		// of the proxy's drain. If the job was written after all, the
+		// members pause until its deadline, and no fence was set.
+		return nil, 0, fmt.Errorf("the cutover job not written to etcd: %v", err)
+	}
+	return members, rev, err
+}
+
+// putOver writes key with the value next gives for the key's value in
+// etcd (nil when there is none), in a transaction that succeeds only if
+// that value is still there and that also reads the live members; it
+// tries again while other proxies write the key in between. It returns
+// the members' run ids and the revision written at; next's error as it
+// is, etcd's as the client gave it.
+func (e *Etcd) putOver(ctx context.Context, key string, next func(cur []byte) (string, error), opts ...clientv3.OpOption) (members []string, rev int64, err error) {
 	members0 := e.cfg.Prefix + "/members/"
-	held := clientv3.Compare(clientv3.Version(e.cutoverKey()), "=", 0) // no job
+	held := clientv3.Compare(clientv3.Version(key), "=", 0) // no value
+	var cur []byte
 	for {
-		txn, err := e.cli.Txn(ctx).If(held).
-			Then(clientv3.OpPut(e.cutoverKey(), job, clientv3.WithLease(lease)),
-				clientv3.OpGet(members0, clientv3.WithPrefix(), clientv3.WithKeysOnly())).
-			Else(clientv3.OpGet(e.cutoverKey())).Commit()
+		val, err := next(cur)
 		if err != nil {
-			// %v: not the job's own cutover timeout, whose message speaks
-			// of the proxy's drain. If the job was written after all, the
-			// members pause until its deadline, and no fence was set.
-			return nil, 0, fmt.Errorf("the cutover job not written to etcd: %v", err)
+			return nil, 0, err
+		}
+		txn, err := e.cli.Txn(ctx).If(held).
+			Then(clientv3.OpPut(key, val, opts...),
+				clientv3.OpGet(members0, clientv3.WithPrefix(), clientv3.WithKeysOnly())).
+			Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			return nil, 0, err
 		}
 		if txn.Succeeded {
 			return e.lastParts(txn.Responses[1].GetResponseRange().Kvs, "/members/"), txn.Header.Revision, nil
 		}
 		kvs := txn.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
-			continue // gone meanwhile
+			held, cur = clientv3.Compare(clientv3.Version(key), "=", 0), nil // gone meanwhile
+			continue
 		}
-		var other cutoverJob
-		if json.Unmarshal(kvs[0].Value, &other) == nil && !other.expired() {
-			return nil, 0, fmt.Errorf("another proxy's cutover (job %s) is running in the group", other.ID)
-		}
-		// one left past its deadline: its commit cannot land once this
-		// job replaces it
-		held = clientv3.Compare(clientv3.ModRevision(e.cutoverKey()), "=", kvs[0].ModRevision)
+		held, cur = clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision), kvs[0].Value
 	}
 }
 
 // waitAcks watches, from the job's revision, until every participant has
 // acked or its member key has gone, or ctx ends.
-func (e *Etcd) waitAcks(ctx context.Context, job string, jobRev int64, ids []string) error {
+// by says, in the error, when ctx ends ("by the cutover's deadline").
+func (e *Etcd) waitAcks(ctx context.Context, by, job string, jobRev int64, ids []string) error {
 	acks, members := e.cfg.Prefix+"/acks/"+job+"/", e.cfg.Prefix+"/members/"
 	waiting := map[string]bool{}
 	for _, id := range ids {
@@ -175,7 +200,7 @@ func (e *Etcd) waitAcks(ctx context.Context, job string, jobRev int64, ids []str
 	for len(waiting) > 0 {
 		wr, ok := <-wch
 		if ctx.Err() != nil {
-			return fmt.Errorf("proxies %s neither paused nor left by the cutover's deadline", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "))
+			return fmt.Errorf("proxies %s neither paused nor left %s", strings.Join(slices.Sorted(maps.Keys(waiting)), ", "), by)
 		}
 		if !ok || wr.Err() != nil {
 			return fmt.Errorf("the members' acks not read from etcd: %v", wr.Err())
@@ -201,30 +226,26 @@ func (e *Etcd) waitAcks(ctx context.Context, job string, jobRev int64, ids []str
 // member starts is found by a Get before the watch.
 func (e *Etcd) participate(ctx context.Context, p *Plane) {
 	self := p.srv.RunID()
+	e.watchKey(ctx, e.cutoverKey(), func(val []byte, rev int64) {
+		if val != nil {
+			e.pauseIfOthers(ctx, p, self, val, rev)
+		}
+	})
+}
+
+// watchKey calls fn with key's value and the revision it was written at
+// until ctx ends: first as a Get finds it (val nil: no key; rev then the
+// Get's), then each change a watch from the next revision sees (val nil:
+// deleted), one at a time. After any end of the watch it starts again
+// with a Get, so that fn misses no last value.
+func (e *Etcd) watchKey(ctx context.Context, key string, fn func(val []byte, rev int64)) {
 	for ctx.Err() == nil {
 		gctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
-		resp, err := e.cli.Get(gctx, e.cutoverKey())
+		resp, err := e.cli.Get(gctx, key)
 		cancel()
-		if err != nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		if len(resp.Kvs) > 0 {
-			e.pauseIfOthers(ctx, p, self, resp.Kvs[0])
-		}
-		wch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.cutoverKey(), clientv3.WithRev(resp.Header.Revision+1))
-		for wr := range wch {
-			if wr.Err() != nil {
-				break
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == mvccpb.PUT {
-					e.pauseIfOthers(ctx, p, self, ev.Kv)
-				}
-			}
+		if err == nil {
+			fn(gotValue(resp))
+			e.watchFrom(ctx, key, resp.Header.Revision+1, fn)
 		}
 		select {
 		case <-ctx.Done():
@@ -233,16 +254,44 @@ func (e *Etcd) participate(ctx context.Context, p *Plane) {
 	}
 }
 
-// pauseIfOthers pauses for the job in kv unless this proxy coordinates it.
-func (e *Etcd) pauseIfOthers(ctx context.Context, p *Plane, self string, kv *mvccpb.KeyValue) {
+// gotValue is the value a Get of one key found and the revision it was
+// written at; nil and the Get's revision when there is none.
+func gotValue(resp *clientv3.GetResponse) ([]byte, int64) {
+	if len(resp.Kvs) == 0 {
+		return nil, resp.Header.Revision
+	}
+	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision
+}
+
+// watchFrom is watchKey's watch, from revision rev until it ends.
+func (e *Etcd) watchFrom(ctx context.Context, key string, rev int64, fn func(val []byte, rev int64)) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for wr := range e.cli.Watch(clientv3.WithRequireLeader(wctx), key, clientv3.WithRev(rev)) {
+		if wr.Err() != nil {
+			return
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.PUT {
+				fn(ev.Kv.Value, ev.Kv.ModRevision)
+			} else {
+				fn(nil, ev.Kv.ModRevision)
+			}
+		}
+	}
+}
+
+// pauseIfOthers pauses for the job val (its key written at rev) unless
+// this proxy coordinates it.
+func (e *Etcd) pauseIfOthers(ctx context.Context, p *Plane, self string, val []byte, rev int64) {
 	var job cutoverJob
-	if json.Unmarshal(kv.Value, &job) != nil || job.Coordinator == self {
+	if json.Unmarshal(val, &job) != nil || job.Coordinator == self {
 		return
 	}
 	if job.expired() {
 		return // one its coordinator left behind: reconcile or the next job ends it
 	}
-	e.pauseFor(ctx, p, job, kv.ModRevision)
+	e.pauseFor(ctx, p, job, rev)
 }
 
 // pauseFor closes the barrier for job (its key written at rev), acks, and

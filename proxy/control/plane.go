@@ -92,9 +92,12 @@ func New(cfg Config, srv *proxy.Server, log *zap.Logger) *Plane {
 	if e := cfg.Etcd; e != nil {
 		// no data served before the first lease and a read of the table
 		srv.ServeUntil(time.Time{}, lostLease)
+		e.pauses = &etcdPauses{e: e, srv: srv}
+		srv.SharePauses(e.pauses)
 		p.watch(func() { e.run(p.ctx, p) })
 		p.watch(func() { e.follow(p.ctx, p) })
 		p.watch(func() { e.participate(p.ctx, p) })
+		p.watch(func() { e.followPauses(p.ctx, e.pauses) })
 	}
 	return p
 }
