@@ -25,7 +25,10 @@ import (
 //     types), HELP, LOG, ERROR, STRUCTSIZE, STRINGMATCH-TEST, and SLEEP
 //     (one shard sleeps: a client of the proxy waits as on one server;
 //     the others go on);
-//   - the rest act on one whole server process (RELOAD, RESTART, CRASH-*,
+//   - RELOAD (each shard saves its dataset to its own RDB file and loads
+//     it again, with the options given) on every shard, over connections of
+//     its own as a FLUSHALL, refused while a snapshot or reshard runs;
+//   - the rest act on one whole server process (RESTART, CRASH-*,
 //     SEGFAULT, PANIC, POPULATE, CHANGE-REPL-ID, JMAP, MALLCTL, ...) and
 //     are refused by name.
 var (
@@ -54,6 +57,12 @@ func debugCmd(s *session, r *route, info *command.Info, c wire.Request) {
 		s.fanout(r, c.Args, c.Raw, allOK)
 	case debugAnyShard[sub]:
 		anyShard(s, r, info, c)
+	case sub == "reload":
+		if msg := s.srv.refusal("debug|reload"); msg != "" {
+			s.errorReply(msg)
+			return
+		}
+		s.onEveryShard(c, false, allOK)
 	case debugKeyed[sub]:
 		if len(c.Args) < 3 {
 			s.errorReply("ERR wrong number of arguments for 'debug|" + sub + "' command")

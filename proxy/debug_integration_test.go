@@ -71,7 +71,21 @@ func TestIntegrationDebug(t *testing.T) {
 	if err := cl.Do(ctx, "DEBUG", "DIGEST-VALUE", "k:1", "k:2").Err(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
 		t.Errorf("DIGEST-VALUE over two slots: %v, want CROSSSLOT", err)
 	}
-	for _, sub := range []string{"RELOAD", "POPULATE", "RESTART", "CHANGE-REPL-ID"} {
+	// DEBUG RELOAD: every shard saves and loads its dataset again
+	before := digest(cl)
+	if err := cl.Do(ctx, "DEBUG", "RELOAD").Err(); err != nil {
+		t.Fatalf("DEBUG RELOAD: %v", err)
+	}
+	if after := digest(cl); after != before {
+		t.Errorf("DEBUG DIGEST after DEBUG RELOAD %s, before %s", after, before)
+	}
+	for i, s := range c.Shards {
+		loaded := infoFields(s.Client().Info(ctx, "persistence").Val())["persistence"]["rdb_last_load_keys_loaded"]
+		if n := s.Client().DBSize(ctx).Val(); loaded != fmt.Sprint(n) {
+			t.Errorf("shard %d: rdb_last_load_keys_loaded %q after DEBUG RELOAD, holds %d keys", i, loaded, n)
+		}
+	}
+	for _, sub := range []string{"POPULATE", "RESTART", "CHANGE-REPL-ID"} {
 		err := cl.Do(ctx, "DEBUG", sub).Err()
 		if err == nil || !strings.Contains(err.Error(), "DEBUG "+sub+" is not supported by the proxy") {
 			t.Errorf("DEBUG %s: %v, want a refusal naming it", sub, err)

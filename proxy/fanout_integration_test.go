@@ -277,10 +277,11 @@ func TestIntegrationInfo(t *testing.T) {
 	cl.SAdd(ctx, big, members...)
 	cl.Unlink(ctx, big)
 	time.Sleep(300 * time.Millisecond) // the forks end, the lazy free runs
-	summed := infoFields(cl.Info(ctx, "memory", "stats").Val())
+	summed := infoFields(cl.Info(ctx, "memory", "stats", "replication").Val())
 	for _, f := range []struct{ section, field string }{
 		{"stats", "total_forks"}, {"stats", "evicted_clients"}, {"memory", "lazyfreed_objects"},
 		{"memory", "used_memory_lua"}, {"memory", "mem_not_counted_for_evict"},
+		{"replication", "master_repl_offset"},
 	} {
 		var want int64
 		for _, sh := range c.Shards {

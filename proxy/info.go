@@ -26,8 +26,8 @@ import (
 // What INFO asks every shard: the sections whose figures it sums, and
 // commandstats for the time the shards spent per command (cmdstats.go).
 var (
-	shardInfoCmd      = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("stats"))
-	shardInfoStatsCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("stats"), []byte("commandstats"))
+	shardInfoCmd      = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("stats"), []byte("replication"))
+	shardInfoStatsCmd = resp.AppendCommand(nil, []byte("INFO"), []byte("server"), []byte("memory"), []byte("persistence"), []byte("keyspace"), []byte("stats"), []byte("replication"), []byte("commandstats"))
 )
 
 // The sections of INFO and INFO default, in Redis's order with the proxy's
@@ -38,15 +38,15 @@ var (
 )
 
 // info asks the shards only for the sections that sum their figures
-// (memory, persistence, keyspace, commandstats): INFO proxy, stats or clients must
-// answer at once even while a shard is stopped, which is when an operator
-// reads them.
+// (memory, persistence, keyspace, stats, replication, commandstats): INFO
+// proxy or clients must answer at once even while a shard is stopped,
+// which is when an operator reads them.
 func info(s *session, r *route, _ *command.Info, c wire.Request) {
 	want := infoWants(c.Args)
 	switch {
 	case want["commandstats"]:
 		s.fanout(r, c.Args, shardInfoStatsCmd, infoMerge)
-	case want["memory"] || want["persistence"] || want["keyspace"] || want["stats"]:
+	case want["memory"] || want["persistence"] || want["keyspace"] || want["stats"] || want["replication"]:
 		s.fanout(r, c.Args, shardInfoCmd, infoMerge)
 	default:
 		s.local(infoMerge(s, &call{args: c.Args}, nil))
@@ -208,6 +208,9 @@ func infoMerge(s *session, c *call, out []byte) []byte {
 	if section("replication") {
 		field("role", "master")
 		field("connected_slaves", 0)
+		// the shards' replication offsets added up: it grows with every
+		// write, as one server's does (tools wait on it)
+		sum("master_repl_offset")
 	}
 	if section("cpu") {
 		var ru syscall.Rusage

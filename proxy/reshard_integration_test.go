@@ -159,6 +159,9 @@ func TestIntegrationReshard(t *testing.T) {
 	if err := admin.Do(ctx, "FLUSHALL").Err(); err == nil || !strings.Contains(err.Error(), "reshard") {
 		t.Errorf("FLUSHALL during a reshard = %v, want refused", err)
 	}
+	if err := admin.Do(ctx, "DEBUG", "RELOAD").Err(); err == nil || !strings.Contains(err.Error(), "reshard") {
+		t.Errorf("DEBUG RELOAD during a reshard = %v, want refused", err)
+	}
 	if err := admin.Do(ctx, args...).Err(); err == nil {
 		t.Error("a second PROXY RESHARD was accepted while one runs")
 	}

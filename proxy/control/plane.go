@@ -149,6 +149,16 @@ func (p *Plane) Refusal(name string) string {
 	if (name == "flushall" || name == "flushdb") && p.resharding() {
 		return "ERR " + strings.ToUpper(name) + " is refused while a reshard runs (see PROXY RESHARD STATUS)"
 	}
+	if name == "debug|reload" {
+		// a reload rewrites each shard's RDB file and reloads it: a
+		// capture replicating from the shard must not see that
+		switch {
+		case p.resharding():
+			return "ERR DEBUG RELOAD is refused while a reshard runs (see PROXY RESHARD STATUS)"
+		case p.snapshotRunning():
+			return "ERR DEBUG RELOAD is refused while a snapshot runs (see PROXY SNAPSHOT STATUS)"
+		}
+	}
 	return ""
 }
 
