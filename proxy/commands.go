@@ -59,9 +59,9 @@ func commandTable() map[string]handler {
 	addHandlers(t, map[string]handler{
 		"info": info,
 
-		// the shards' slow logs as one (merge.go)
-		"slowlog|get":   fanout(slowlogMerge),
-		"slowlog|len":   fanout(sumInts),
+		// the shards' slow logs as one (slowlog.go)
+		"slowlog|get":   fanout(slowlogGet),
+		"slowlog|len":   fanout(slowlogLen),
 		"slowlog|reset": fanout(allOK),
 		// and their latency figures (LATENCY DOCTOR and GRAPH, prose and
 		// a drawing about one server, stay refused)

@@ -216,7 +216,7 @@ func configSet(s *session, r *route, info *command.Info, c wire.Request) {
 			return
 		}
 	}
-	s.fanout(r, c.Args, c.Raw, allOK)
+	s.fanout(r, c.Args, c.Raw, configSetDone)
 }
 
 // flush empties every shard; during a reshard it is refused, because the

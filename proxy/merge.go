@@ -194,49 +194,6 @@ func andArrays(s *session, c *call, out []byte) []byte {
 	return out
 }
 
-// slowlogMerge merges SLOWLOG GET [count]: every shard's entries, newest
-// first, at most count of them (10 by default, all for -1), as one slow log.
-// An entry's id is the shard's id times the number of shards plus the
-// shard's index in the table, so ids stay unique and name their shard. The
-// client address and name in an entry are those of the proxy's connection
-// to the shard.
-func slowlogMerge(s *session, c *call, out []byte) []byte {
-	type entry struct {
-		id, at int64
-		elems  [][]byte
-	}
-	var all []entry
-	rs := s.results(c)
-	err := eachEntry(rs, 6, func(shard int, e [][]byte) bool {
-		id, ok1 := wire.IntReply(e[0])
-		at, ok2 := wire.IntReply(e[1])
-		all = append(all, entry{id: id*int64(len(rs)) + int64(shard), at: at, elems: e})
-		return ok1 && ok2
-	})
-	if err != nil {
-		return append(out, err...)
-	}
-	slices.SortFunc(all, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(b.at, a.at), cmp.Compare(b.id, a.id))
-	})
-	count := int64(10)
-	if len(c.args) > 2 {
-		count, _ = resp.ParseInt(c.args[2]) // the shards checked it
-	}
-	if count >= 0 && int64(len(all)) > count {
-		all = all[:count]
-	}
-	out = resp.AppendArrayHeader(out, len(all))
-	for _, e := range all {
-		out = resp.AppendArrayHeader(out, len(e.elems))
-		out = wire.AppendInt(out, e.id)
-		for _, el := range e.elems[1:] {
-			out = append(out, el...)
-		}
-	}
-	return out
-}
-
 // roleReply answers ROLE: a master at offset 0 with no replicas.
 var roleReply = []byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
 

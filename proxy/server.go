@@ -70,9 +70,11 @@ type Server struct {
 	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
 	monitors    monitors
-	counters    serverStats   // INFO's clients, stats and proxy figures (serverstats.go)
-	stats       *cmdStats     // INFO commandstats and errorstats (cmdstats.go)
-	stopSample  chan struct{} // stops counters' sampler
+	counters    serverStats // INFO's clients, stats and proxy figures (serverstats.go)
+	stats       *cmdStats   // INFO commandstats and errorstats (cmdstats.go)
+
+	slowlogMaxLen atomic.Int64  // bounds the merged slow log (slowlog.go)
+	stopSample    chan struct{} // stops counters' sampler
 }
 
 // route pairs a routing table with the backends of its shards, so that one
@@ -146,6 +148,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	case <-probed:
 	case <-time.After(time.Second):
 	}
+	s.slowlogMaxLen.Store(defaultSlowlogMaxLen)
 	go s.counters.sample(s.stopSample)
 	return s, nil
 }

@@ -1,8 +1,9 @@
 package proxy_test
 
 import (
-	"cmp"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -10,22 +11,29 @@ import (
 	"github.com/reshard/reshard/internal/proxytest"
 )
 
-// SLOWLOG through the proxy is the shards' slow logs as one: GET merges
-// their entries newest first, each id made unique as the shard's id times
-// the number of shards plus the shard's index; LEN sums; RESET empties
-// every shard's. ROLE answers as a master with no replicas.
-func TestIntegrationSlowlog(t *testing.T) {
-	c := proxytest.Start(t, proxytest.Options{Shards: 3})
-	ctx := t.Context()
-	cl := c.Client()
-	do := func(args ...any) any {
+// mustDo returns a function that runs a command on cl and fails t on an
+// error reply.
+func mustDo(t *testing.T, cl *redis.Client) func(args ...any) any {
+	return func(args ...any) any {
 		t.Helper()
-		v, err := cl.Do(ctx, args...).Result()
+		v, err := cl.Do(t.Context(), args...).Result()
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
 		return v
 	}
+}
+
+// SLOWLOG through the proxy is the shards' slow logs as one: GET merges
+// their entries newest first, each shard's in its order, each id made
+// unique as the shard's id times the number of shards plus the shard's
+// index, a command every shard logged (SLOWLOG RESET) one entry; LEN sums;
+// RESET empties every shard's. ROLE answers as a master with no replicas.
+func TestIntegrationSlowlog(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+	do := mustDo(t, cl)
 	do("CONFIG", "SET", "slowlog-log-slower-than", "0") // every command
 	if v := do("SLOWLOG", "RESET"); v != "OK" {
 		t.Fatalf("SLOWLOG RESET = %v", v)
@@ -33,48 +41,57 @@ func TestIntegrationSlowlog(t *testing.T) {
 	fill(t, cl, "slow:", 40)
 	do("CONFIG", "SET", "slowlog-log-slower-than", "-1") // none from here on
 
-	// what the shards hold, read from them directly
+	// what the shards hold, read from them directly: each holds its
+	// SLOWLOG RESET, then SETs
 	type entry struct {
-		id, at int64
-		args   []string
+		id   int64
+		args string
 	}
-	var want []entry
+	perShard := map[int64][]entry{} // by shard index, newest first
+	var reset int64
 	var wantLen int64
 	for i, sh := range c.Shards {
 		logs, err := sh.Client().SlowLogGet(ctx, -1).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(logs) == 0 {
-			t.Fatalf("shard %d logged nothing", i)
+		if len(logs) < 2 || !strings.EqualFold(fmt.Sprint(logs[len(logs)-1].Args), "[slowlog reset]") {
+			t.Fatalf("shard %d logged %v, want SETs after SLOWLOG RESET", i, logs)
 		}
-		for _, l := range logs {
-			want = append(want, entry{id: l.ID*3 + int64(i), at: l.Time.Unix(), args: l.Args})
+		if i == 0 {
+			reset = logs[len(logs)-1].ID * 3
+		}
+		for _, l := range logs[:len(logs)-1] {
+			perShard[int64(i)] = append(perShard[int64(i)], entry{id: l.ID*3 + int64(i), args: fmt.Sprint(l.Args)})
 		}
 		wantLen += int64(len(logs))
 	}
-	slices.SortFunc(want, func(a, b entry) int { return cmp.Or(cmp.Compare(b.at, a.at), cmp.Compare(b.id, a.id)) })
 
 	if n := cl.SlowLogLen(ctx).Val(); n != wantLen {
 		t.Errorf("SLOWLOG LEN = %d, want the shards' sum %d", n, wantLen)
 	}
-	check := func(count int64, want []entry) {
-		t.Helper()
-		got, err := cl.SlowLogGet(ctx, count).Result()
-		if err != nil {
-			t.Fatalf("SLOWLOG GET %d: %v", count, err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("SLOWLOG GET %d: %d entries, want %d", count, len(got), len(want))
-		}
-		for i, g := range got {
-			if g.ID != want[i].id || g.Time.Unix() != want[i].at || !slices.Equal(g.Args, want[i].args) {
-				t.Errorf("SLOWLOG GET %d entry %d = id %d at %d %q, want id %d at %d %q", count, i, g.ID, g.Time.Unix(), g.Args, want[i].id, want[i].at, want[i].args)
-			}
+	got, err := cl.SlowLogGet(ctx, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := int64(len(got)); n != wantLen-2 {
+		t.Fatalf("SLOWLOG GET -1: %d entries, want %d (every shard's, their SLOWLOG RESET once)", n, wantLen-2)
+	}
+	if last := got[len(got)-1]; last.ID != reset || !strings.EqualFold(fmt.Sprint(last.Args), "[slowlog reset]") {
+		t.Errorf("SLOWLOG GET -1 ends with id %d %q, want SLOWLOG RESET with id %d", last.ID, last.Args, reset)
+	}
+	seen := map[int64]int{} // per shard, the entries met so far
+	for _, g := range got[:len(got)-1] {
+		sh := g.ID % 3
+		i := seen[sh]
+		seen[sh]++
+		if i >= len(perShard[sh]) || perShard[sh][i] != (entry{id: g.ID, args: fmt.Sprint(g.Args)}) {
+			t.Errorf("SLOWLOG GET -1: entry id %d %q is not shard %d's next, in its order", g.ID, g.Args, sh)
 		}
 	}
-	check(-1, want)
-	check(5, want[:5])
+	if got, err := cl.SlowLogGet(ctx, 5).Result(); err != nil || len(got) != 5 {
+		t.Errorf("SLOWLOG GET 5 = %d entries, %v; want 5", len(got), err)
+	}
 	if got := cl.Do(ctx, "SLOWLOG", "GET").Val(); len(got.([]any)) != 10 {
 		t.Errorf("SLOWLOG GET with no count: %d entries, want 10", len(got.([]any)))
 	}
@@ -98,6 +115,59 @@ func TestIntegrationSlowlog(t *testing.T) {
 		if err != nil || len(got) != 3 || got[0] != "master" || got[1] != int64(0) || len(got[2].([]any)) != 0 {
 			t.Errorf("ROLE in RESP%d = %v, %v; want [master 0 []]", proto, got, err)
 		}
+	}
+}
+
+// The merged slow log reads as one server's, as Redis's unit/slowlog
+// checks it: a command sent to every shard is one entry, what ran after it
+// comes before it, and slowlog-max-len bounds GET and LEN.
+func TestIntegrationSlowlogOneServer(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+	do := mustDo(t, cl)
+	entries := func(count int) []string {
+		t.Helper()
+		logs, err := cl.SlowLogGet(ctx, int64(count)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range logs {
+			got = append(got, strings.ToLower(strings.Join(l.Args, " ")))
+		}
+		return got
+	}
+
+	do("CONFIG", "SET", "slowlog-log-slower-than", "0")
+	for range 3 { // the SADD's shard and the others alike
+		do("SLOWLOG", "RESET")
+		do("SADD", "set", "a", "b")
+		if got, want := entries(-1), []string{"sadd set a b", "slowlog reset"}; !slices.Equal(got, want) {
+			t.Fatalf("SLOWLOG GET after SLOWLOG RESET, SADD = %q, want %q", got, want)
+		}
+	}
+
+	do("CONFIG", "SET", "slowlog-max-len", "3")
+	do("SLOWLOG", "RESET")
+	do("SET", "key", "test")
+	do("SADD", "set", "c")
+	do("INCR", "num")
+	do("LPUSH", "list", "a")
+	if n := do("SLOWLOG", "LEN"); n != int64(3) {
+		t.Errorf("SLOWLOG LEN = %v with slowlog-max-len 3, want 3", n)
+	}
+	for count, want := range map[int]int{-1: 3, 0: 0, 1: 1, 3: 3, 10: 3} {
+		if got := entries(count); len(got) != want {
+			t.Errorf("SLOWLOG GET %d = %q with slowlog-max-len 3, want %d entries", count, got, want)
+		}
+	}
+	do("CONFIG", "SET", "slowlog-max-len", "1")
+	if n := do("SLOWLOG", "LEN"); n != int64(1) {
+		t.Errorf("SLOWLOG LEN = %v with slowlog-max-len 1, want 1", n)
+	}
+	if got := entries(-1); len(got) != 1 || got[0] != "slowlog len" {
+		t.Errorf("SLOWLOG GET -1 = %q with slowlog-max-len 1, want [slowlog len], the newest", got)
 	}
 }
 
