@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -287,17 +288,21 @@ func eachEntry(rs [][]byte, n int, fn func(shard int, elems [][]byte) bool) []by
 // calls summed and the shards' cumulative histograms added up. A shard's
 // count at a bucket is its count at its own largest bucket not above it,
 // so buckets one shard reports and another does not still add up right.
+// A command the proxy sends to every shard (CONFIG SET, DBSIZE, FLUSHALL,
+// ...) is one call to its client, which every shard counted: its figures
+// are those of the shard that counted the most calls, not a sum.
 func latencyHistogram(s *session, c *call, out []byte) []byte {
 	rs := s.results(c)
 	if e := firstError(rs); e != nil {
 		return append(out, e...)
 	}
 	type bucket struct{ usec, count int64 }
-	type command struct {
+	type cmdHist struct {
 		calls  int64
+		counts []int64    // each shard's calls
 		shards [][]bucket // one cumulative histogram per shard that ran it
 	}
-	cmds := map[string]*command{}
+	cmds := map[string]*cmdHist{}
 	bad := func() []byte { return wire.AppendError(out, "ERR unexpected reply from shard") }
 	for _, r := range rs {
 		kv, ok := wire.MapElems(r)
@@ -326,12 +331,21 @@ func latencyHistogram(s *session, c *call, out []byte) []byte {
 			}
 			cmd := cmds[string(name)]
 			if cmd == nil {
-				cmd = &command{}
+				cmd = &cmdHist{}
 				cmds[string(name)] = cmd
 			}
 			cmd.calls += calls
+			cmd.counts = append(cmd.counts, calls)
 			cmd.shards = append(cmd.shards, buckets)
 		}
+	}
+	for name, cmd := range cmds {
+		info := command.LookupName(name)
+		if info == nil || !s.srv.stats.of(info).everyShard.Load() {
+			continue
+		}
+		most := slices.Index(cmd.counts, slices.Max(cmd.counts))
+		cmd.calls, cmd.counts, cmd.shards = cmd.counts[most], nil, cmd.shards[most:most+1]
 	}
 	out = wire.AppendMapHeader(out, len(cmds), s.proto)
 	for _, name := range slices.Sorted(maps.Keys(cmds)) {

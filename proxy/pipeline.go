@@ -141,6 +141,7 @@ func (s *session) forward(shard int, raw []byte) {
 
 // fanout sends the command unchanged to every shard and merges the replies.
 func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
+	s.sentToEveryShard()
 	first := s.nslots
 	for sh := range r.pools {
 		s.stageTo(sh, raw)

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -289,6 +290,34 @@ func TestIntegrationLatency(t *testing.T) {
 		set, ok := m.(map[any]any)["set"].(map[any]any)
 		if !ok || set["calls"] != calls || len(set["histogram_usec"].(map[any]any)) != len(got) {
 			t.Errorf("RESP3 LATENCY HISTOGRAM set = %v, want calls %d and %d buckets", m, calls, len(got))
+		}
+	})
+
+	// A command sent to every shard is one call, as one server counts it;
+	// one sent to one shard is counted where it ran.
+	t.Run("histogram of every shard's commands", func(t *testing.T) {
+		do := mustDo(t, cl)
+		do("CONFIG", "RESETSTAT")
+		do("SET", "a", "b")
+		do("SET", "c", "d")
+		do("DBSIZE")
+		do("DBSIZE")
+		do("CONFIG", "SET", "latency-monitor-threshold", "1")
+		got := map[string]int64{}
+		for _, name := range []string{"config|resetstat", "config|set", "dbsize", "set"} {
+			h := cl.Do(ctx, "LATENCY", "HISTOGRAM", name).Val().([]any)
+			if len(h) != 2 {
+				t.Fatalf("LATENCY HISTOGRAM %s = %v", name, h)
+			}
+			f := h[1].([]any)
+			got[name] = f[1].(int64)
+			if hs := f[3].([]any); hs[len(hs)-1] != f[1] {
+				t.Errorf("LATENCY HISTOGRAM %s = %v: its histogram does not end at its calls", name, h)
+			}
+		}
+		want := map[string]int64{"config|resetstat": 1, "config|set": 1, "dbsize": 2, "set": 2}
+		if !maps.Equal(got, want) {
+			t.Errorf("LATENCY HISTOGRAM calls = %v, want %v", got, want)
 		}
 	})
 
