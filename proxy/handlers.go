@@ -209,14 +209,22 @@ func redactConfig(s *session, c *call, out []byte) []byte {
 // configSet sets parameters on every shard, except those that are how the
 // proxy reaches the shards.
 func configSet(s *session, r *route, info *command.Info, c wire.Request) {
-	for i := 2; i < len(c.Args); i += 2 {
-		if name := strings.ToLower(string(c.Args[i])); shardConfig[name] {
-			s.reject(info, "ERR CONFIG SET failed (possibly related to argument '"+name+
-				"') - the proxy reaches its shards with it: set it on the shards themselves, and tell the proxy (--shard-password)")
-			return
-		}
+	if msg := configSetRefusal(c.Args); msg != "" {
+		s.reject(info, msg)
+		return
 	}
 	s.fanout(r, c.Args, c.Raw, configSetDone)
+}
+
+// configSetRefusal is why CONFIG SET args is refused, or "".
+func configSetRefusal(args [][]byte) string {
+	for i := 2; i < len(args); i += 2 {
+		if name := strings.ToLower(string(args[i])); shardConfig[name] {
+			return "ERR CONFIG SET failed (possibly related to argument '" + name +
+				"') - the proxy reaches its shards with it: set it on the shards themselves, and tell the proxy (--shard-password)"
+		}
+	}
+	return ""
 }
 
 // flush empties every shard; during a reshard it is refused, because the

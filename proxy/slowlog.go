@@ -196,19 +196,26 @@ func slowlogLen(s *session, c *call, out []byte) []byte {
 }
 
 // configSetDone merges CONFIG SET's replies and, when every shard took the
-// new values, keeps the ones the proxy itself applies (slowlog-max-len).
+// new values, keeps the ones the proxy itself applies.
 func configSetDone(s *session, c *call, out []byte) []byte {
 	start := len(out)
 	out = allOK(s, c, out)
-	if !bytes.Equal(out[start:], []byte("+OK\r\n")) {
-		return out
+	if bytes.Equal(out[start:], okReply) {
+		s.srv.configSet(c.args)
 	}
-	for i := 2; i+1 < len(c.args); i += 2 {
-		if strings.EqualFold(string(c.args[i]), "slowlog-max-len") {
-			if n, ok := resp.ParseInt(c.args[i+1]); ok && n >= 0 {
-				s.srv.slowlogMaxLen.Store(n)
+	return out
+}
+
+var okReply = wire.AppendStatus(nil, "OK")
+
+// configSet keeps the values of a CONFIG SET every shard took that the
+// proxy itself applies (slowlog-max-len).
+func (srv *Server) configSet(args [][]byte) {
+	for i := 2; i+1 < len(args); i += 2 {
+		if strings.EqualFold(string(args[i]), "slowlog-max-len") {
+			if n, ok := resp.ParseInt(args[i+1]); ok && n >= 0 {
+				srv.slowlogMaxLen.Store(n)
 			}
 		}
 	}
-	return out
 }
