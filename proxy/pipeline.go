@@ -164,12 +164,14 @@ func (s *session) submit(r *route) {
 	if r.sentinel {
 		s.noteGens(r)
 	}
+	timer := s.startSlowTimer()
 	for i, p := range r.stagePools {
 		if st := &s.stages[i]; len(st.reqs) > 0 {
 			p.Pick(s.id, s.proto).Submit(st.raw, st.reqs)
 		}
 	}
 	<-s.b.Done
+	s.witnessSlow(r, timer)
 	if r.sentinel {
 		s.retryRefused(r)
 	}

@@ -73,8 +73,10 @@ type Server struct {
 	counters    serverStats // INFO's clients, stats and proxy figures (serverstats.go)
 	stats       *cmdStats   // INFO commandstats and errorstats (cmdstats.go)
 
-	slowlogMaxLen atomic.Int64  // bounds the merged slow log (slowlog.go)
-	stopSample    chan struct{} // stops counters' sampler
+	slowlogMaxLen     atomic.Int64  // bounds the merged slow log (slowlog.go)
+	slowlogSlowerThan atomic.Int64  // µs, what makes a pipeline one the slow log may show (slowlog.go)
+	slowWitnesses     slowWitnesses // the latest slow pipelines (slowlog.go)
+	stopSample        chan struct{} // stops counters' sampler
 }
 
 // route pairs a routing table with the backends of its shards, so that one
@@ -149,6 +151,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	case <-time.After(time.Second):
 	}
 	s.slowlogMaxLen.Store(defaultSlowlogMaxLen)
+	s.slowlogSlowerThan.Store(defaultSlowlogSlowerThan)
 	go s.counters.sample(s.stopSample)
 	return s, nil
 }

@@ -2,9 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -29,11 +33,9 @@ import (
 // An entry's id is the shard's id times the number of shards plus the
 // shard's index in the table (for a command of every shard, the first
 // shard's), so ids stay unique and name their shard. The client address
-// and name in an entry are those of the proxy's connection to the shard:
-// the shard cannot tell which of the proxy's clients sent a command over a
-// connection it shares, and neither can the proxy after the fact. Commands
-// the proxy answers itself (PING, ECHO, CLIENT SETNAME, ...) run on no
-// shard and are in no slow log.
+// and name in an entry are those of the client that sent the command (see
+// slowWitnesses below). Commands the proxy answers itself (PING, ECHO,
+// CLIENT SETNAME, ...) run on no shard and are in no slow log.
 
 // defaultSlowlogMaxLen is Redis's default slowlog-max-len.
 const defaultSlowlogMaxLen = 128
@@ -170,17 +172,42 @@ func slowlogGet(s *session, c *call, out []byte) []byte {
 		count = s.srv.slowlogMaxLen.Load()
 	}
 	all = all[:min(int64(len(all)), count)]
+	pools, witnesses := s.srv.route.Load().pools, s.srv.slowWitnesses.snapshot()
 	out = resp.AppendArrayHeader(out, len(all))
 	for _, e := range all {
 		out = resp.AppendArrayHeader(out, len(e.elems))
 		out = wire.AppendInt(out, e.id)
 		out = wire.AppendInt(out, e.at)
 		out = wire.AppendInt(out, e.usec)
-		for _, el := range e.elems[3:] {
-			out = append(out, el...)
+		out = append(out, e.elems[3]...)
+		if addr, name, ok := sender(witnesses, pools, e); ok {
+			out = resp.AppendBulkString(out, addr)
+			out = resp.AppendBulkString(out, name)
+		} else {
+			out = append(append(out, e.elems[4]...), e.elems[5]...)
 		}
 	}
 	return out
+}
+
+// sender returns the client that sent the command of e, if a slow
+// pipeline remembered says.
+func sender(witnesses []slowWitness, pools []*backend.Pool, e *slowEntry) (addr, name string, ok bool) {
+	first := e.copies[0].shard
+	if first >= len(pools) {
+		return "", "", false // the table changed since
+	}
+	elems, ok := wire.ArrayElems(e.elems[3], nil)
+	if !ok {
+		return "", "", false
+	}
+	args := make([][]byte, len(elems))
+	for i, el := range elems {
+		if args[i], ok = wire.BulkText(el); !ok {
+			return "", "", false
+		}
+	}
+	return find(witnesses, pools[first], e.at, args)
 }
 
 // slowlogLen answers SLOWLOG LEN: the shards' lengths summed, at most
@@ -209,13 +236,178 @@ func configSetDone(s *session, c *call, out []byte) []byte {
 var okReply = wire.AppendStatus(nil, "OK")
 
 // configSet keeps the values of a CONFIG SET every shard took that the
-// proxy itself applies (slowlog-max-len).
+// proxy itself applies (slowlog-max-len, slowlog-log-slower-than).
 func (srv *Server) configSet(args [][]byte) {
 	for i := 2; i+1 < len(args); i += 2 {
-		if strings.EqualFold(string(args[i]), "slowlog-max-len") {
-			if n, ok := resp.ParseInt(args[i+1]); ok && n >= 0 {
-				srv.slowlogMaxLen.Store(n)
+		n, ok := resp.ParseInt(args[i+1])
+		switch {
+		case !ok:
+		case strings.EqualFold(string(args[i]), "slowlog-max-len"):
+			srv.slowlogMaxLen.Store(n)
+		case strings.EqualFold(string(args[i]), "slowlog-log-slower-than"):
+			srv.slowlogSlowerThan.Store(n)
+		}
+	}
+}
+
+// Who sent a logged command. A shard's entry names the proxy's connection
+// that sent it, which serves many clients. So a pipeline that took at
+// least slowlog-log-slower-than, from submit to its last reply, is
+// remembered for a while (slowWitnesses): its client's address and name
+// and the commands each shard got. A shard's execution of a command is
+// part of that round trip, so every command a shard logs as slow came in a
+// remembered pipeline (unless it was forgotten since, or travelled over a
+// dedicated connection: a transaction, a blocking command, a flush), and
+// SLOWLOG GET names the client whose pipeline sent that shard those
+// arguments at that second. Where none did, the entry keeps the proxy's
+// connection. Two clients sending a shard the same arguments in the same
+// second are told apart by nothing: the entry names the latest.
+//
+// The cost on the data path: reading the clock twice per pipeline while
+// slowlog-log-slower-than is not negative, and a copy of the pipeline's
+// requests when it was slow.
+
+// defaultSlowlogSlowerThan is Redis's default slowlog-log-slower-than, µs.
+const defaultSlowlogSlowerThan = 10000
+
+const (
+	maxWitnessBytes = 1 << 20  // the requests remembered, all pipelines together
+	maxWitnessStage = 64 << 10 // a shard's part of a pipeline larger than this is not remembered
+)
+
+// slowWitness is one shard's part of a slow pipeline.
+type slowWitness struct {
+	pool       *backend.Pool // the shard's
+	from, to   int64         // unix seconds the pipeline took
+	raw        []byte        // the commands the shard got
+	addr, name string        // the client's
+}
+
+// slowWitnesses holds the latest slow pipelines' parts, oldest first, up
+// to maxWitnessBytes of requests. Safe for concurrent use.
+type slowWitnesses struct {
+	mu    sync.Mutex
+	list  []slowWitness
+	bytes int
+}
+
+func (ws *slowWitnesses) add(w slowWitness) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.list = append(ws.list, w)
+	ws.bytes += len(w.raw)
+	drop := 0
+	for ws.bytes > maxWitnessBytes {
+		ws.bytes -= len(ws.list[drop].raw)
+		drop++
+	}
+	if drop > 0 {
+		ws.list = slices.Delete(ws.list, 0, drop)
+	}
+}
+
+// snapshot returns the witnesses held now; a witness is not changed once
+// added, so they can be searched without the lock.
+func (ws *slowWitnesses) snapshot() []slowWitness {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return slices.Clone(ws.list)
+}
+
+// find returns the client of the latest of ws that sent pool's shard a
+// command logged as args at unix second at.
+func find(ws []slowWitness, pool *backend.Pool, at int64, args [][]byte) (addr, name string, ok bool) {
+	// any argument not trimmed or redacted is in the request as it is
+	var sample []byte
+	for _, a := range args {
+		if len(a) > len(sample) && len(a) <= slowlogMaxString && !bytes.Contains(a, []byte("... (")) && string(a) != "(redacted)" {
+			sample = a
+		}
+	}
+	for i := len(ws) - 1; i >= 0; i-- {
+		w := &ws[i]
+		// a second of slack each way: the shard's clock is not the proxy's
+		if w.pool != pool || at < w.from-1 || at > w.to+1 || !bytes.Contains(w.raw, sample) {
+			continue
+		}
+		for raw := w.raw; len(raw) > 0; {
+			n, err := wire.ReplyLen(raw)
+			if err != nil {
+				break // an inline command: the rest cannot be read as requests
 			}
+			if cmd, ok := wire.ArrayElems(raw[:n], nil); ok && loggedAs(cmd, args) {
+				return w.addr, w.name, true
+			}
+			raw = raw[n:]
+		}
+	}
+	return "", "", false
+}
+
+// Redis's bounds on a slow log entry's arguments: the last one kept says
+// how many more there were, a longer argument how many more bytes.
+const (
+	slowlogMaxArgs   = 32
+	slowlogMaxString = 128
+)
+
+// loggedAs reports whether the request cmd (its arguments as bulk
+// strings) is what a shard logs as args: each argument as Redis keeps it
+// in a slow log entry, or redacted.
+func loggedAs(cmd [][]byte, args [][]byte) bool {
+	if len(args) != min(len(cmd), slowlogMaxArgs) {
+		return false
+	}
+	for j, a := range args {
+		c, ok := wire.BulkText(cmd[j])
+		switch {
+		case !ok:
+			return false
+		case string(a) == "(redacted)":
+		case j == slowlogMaxArgs-1 && len(cmd) > slowlogMaxArgs:
+			if !bytes.HasPrefix(a, []byte("... (")) {
+				return false
+			}
+		case len(c) > slowlogMaxString:
+			if !bytes.HasPrefix(a, c[:slowlogMaxString]) || !bytes.HasPrefix(a[slowlogMaxString:], []byte("... (")) {
+				return false
+			}
+		case !bytes.Equal(a, c):
+			return false
+		}
+	}
+	return true
+}
+
+// slowTimer times a pipeline for the slow log: zero when the slow log is
+// off.
+type slowTimer struct {
+	start time.Time
+	limit int64 // µs
+}
+
+func (s *session) startSlowTimer() slowTimer {
+	limit := s.srv.slowlogSlowerThan.Load()
+	if limit < 0 {
+		return slowTimer{}
+	}
+	return slowTimer{start: time.Now(), limit: limit}
+}
+
+// witnessSlow remembers the pipeline just answered if it took at least
+// slowlog-log-slower-than.
+func (s *session) witnessSlow(r *route, t slowTimer) {
+	if t.start.IsZero() {
+		return
+	}
+	end := time.Now()
+	if end.Sub(t.start).Microseconds() < t.limit {
+		return
+	}
+	for i, p := range r.pools { // the primaries: their logs are the ones merged
+		if st := &s.stages[i]; len(st.reqs) > 0 && len(st.raw) <= maxWitnessStage {
+			s.srv.slowWitnesses.add(slowWitness{pool: p, from: t.start.Unix(), to: end.Unix(),
+				raw: bytes.Clone(st.raw), addr: s.conn.RemoteAddr(), name: s.name})
 		}
 	}
 }

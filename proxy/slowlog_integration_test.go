@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -169,6 +170,88 @@ func TestIntegrationSlowlogOneServer(t *testing.T) {
 	}
 	if got := entries(-1); len(got) != 1 || got[0] != "slowlog len" {
 		t.Errorf("SLOWLOG GET -1 = %q with slowlog-max-len 1, want [slowlog len], the newest", got)
+	}
+}
+
+// A slow log entry names the client that sent the command, as one server's
+// does, not the proxy's connection to the shard: for a command slower
+// than slowlog-log-slower-than (DEBUG SLEEP), and, with every command
+// logged, for each client's commands, their arguments trimmed as Redis
+// trims them.
+func TestIntegrationSlowlogClient(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, ShardArgs: []string{"--enable-debug-command", "yes"}})
+	ctx := t.Context()
+	cl := c.Client()
+	do := mustDo(t, cl)
+	alpha, beta := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	addrOf := map[string]string{"alpha": alpha.nc.LocalAddr().String(), "beta": beta.nc.LocalAddr().String()}
+	alpha.do("CLIENT", "SETNAME", "alpha")
+	beta.do("CLIENT", "SETNAME", "beta")
+	type logged struct{ args, addr, name string }
+	entries := func() []logged {
+		t.Helper()
+		logs, err := cl.SlowLogGet(ctx, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []logged
+		for _, l := range logs {
+			got = append(got, logged{strings.ToLower(strings.Join(l.Args, " ")), l.ClientAddr, l.ClientName})
+		}
+		return got
+	}
+
+	do("CONFIG", "SET", "slowlog-log-slower-than", "100000")
+	do("SLOWLOG", "RESET")
+	alpha.do("DEBUG", "SLEEP", "0.2")
+	beta.do("SET", "fast", "1")
+	if got, want := entries(), []logged{{"debug sleep 0.2", addrOf["alpha"], "alpha"}}; !slices.Equal(got, want) {
+		t.Errorf("SLOWLOG GET after a DEBUG SLEEP 0.2 = %q, want %q", got, want)
+	}
+
+	do("CONFIG", "SET", "slowlog-log-slower-than", "0")
+	do("SLOWLOG", "RESET")
+	many := []string{"SADD", "set"}
+	for i := range 40 {
+		many = append(many, strconv.Itoa(i))
+	}
+	long := strings.Repeat("a", 129)
+	for i := range c.Shards {
+		alpha.do("SET", keyOn(t, c, "a", i), "1")
+		beta.do("SET", keyOn(t, c, "b", i), long)
+	}
+	alpha.do(many...)
+	do("CONFIG", "SET", "slowlog-log-slower-than", "-1")
+	got := entries()
+	want := map[string]logged{"sadd": {"", addrOf["alpha"], "alpha"}}
+	for i := range c.Shards {
+		want["set "+keyOn(t, c, "a", i)] = logged{"", addrOf["alpha"], "alpha"}
+		want["set "+keyOn(t, c, "b", i)] = logged{"", addrOf["beta"], "beta"}
+	}
+	seen := 0
+	for _, e := range got {
+		args := strings.Fields(e.args)
+		key := args[0]
+		if key == "set" {
+			key += " " + args[1]
+		}
+		w, ok := want[key]
+		if !ok {
+			continue // SLOWLOG RESET, CONFIG SET: the test's own client
+		}
+		seen++
+		if e.addr != w.addr || e.name != w.name {
+			t.Errorf("entry %q names client %s %q, want %s %q", e.args, e.addr, e.name, w.addr, w.name)
+		}
+		switch {
+		case key == "sadd" && !strings.HasSuffix(e.args, " 28 ... (11 more arguments)"):
+			t.Errorf("entry %q: want its arguments trimmed to 32", e.args)
+		case strings.HasPrefix(key, "set b") && !strings.HasSuffix(e.args, long[:128]+"... (1 more bytes)"):
+			t.Errorf("entry %q: want its long argument trimmed to 128 bytes", e.args)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("SLOWLOG GET = %q: %d of the %d clients' commands", got, seen, len(want))
 	}
 }
 
