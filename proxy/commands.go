@@ -62,7 +62,7 @@ func commandTable() map[string]handler {
 		// the shards' slow logs as one (slowlog.go)
 		"slowlog|get":   fanout(slowlogGet),
 		"slowlog|len":   fanout(slowlogLen),
-		"slowlog|reset": fanout(allOK),
+		"slowlog|reset": slowlogReset,
 		// and their latency figures (LATENCY DOCTOR and GRAPH, prose and
 		// a drawing about one server, stay refused)
 		"latency|latest":    fanout(latencyLatest),
@@ -234,6 +234,14 @@ func commandTable() map[string]handler {
 				t[sub.Name()] = clusterManaged
 			}
 		}
+	}
+	// The commands the proxy answers itself, in its own slow log
+	// (slowlog.go).
+	for _, name := range ownSlowlogCommands {
+		if t[name] == nil {
+			panic("proxy: command " + name + " has no handler")
+		}
+		t[name] = loggedOwn(t[name])
 	}
 	return t
 }

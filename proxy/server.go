@@ -76,6 +76,7 @@ type Server struct {
 	slowlogMaxLen     atomic.Int64  // bounds the merged slow log (slowlog.go)
 	slowlogSlowerThan atomic.Int64  // µs, what makes a pipeline one the slow log may show (slowlog.go)
 	slowWitnesses     slowWitnesses // the latest slow pipelines (slowlog.go)
+	ownSlowlog        ownSlowlog    // the commands the proxy answers itself (slowlog.go)
 	stopSample        chan struct{} // stops counters' sampler
 }
 

@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/proxy/internal/backend"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
@@ -30,9 +32,9 @@ import (
 //     shards' lengths summed) says at most that many. The proxy knows the value a client last set through
 //     it (CONFIG SET goes to every shard), Redis's default 128 until then.
 //
-// An entry's id is the shard's id times the number of shards plus the
-// shard's index in the table (for a command of every shard, the first
-// shard's), so ids stay unique and name their shard. The client address
+// An entry's id is made of the shard's id and the shard's index in the
+// table (for a command of every shard, the first shard's), so ids stay
+// unique and name their shard. The client address
 // and name in an entry are those of the client that sent the command (see
 // slowWitnesses below). Commands the proxy answers itself (PING, ECHO,
 // CLIENT SETNAME, ...) run on no shard and are in no slow log.
@@ -47,16 +49,27 @@ type slowEntry struct {
 	elems        [][]byte // the first copy's elements: id, time, duration, arguments, address, name
 	copies       []slowCopy
 	done         bool
+
+	// when the command was sent, in unix µs, where the proxy knows it (a
+	// remembered pipeline, or its own entries), else the start of the
+	// second at: what orders entries of different shards
+	when int64
+	// the client that sent the command, where a remembered pipeline says
+	addr, name string
+	named      bool
 }
 
 // slowCopy is where a copy stands: its shard and its place in the shard's
 // log, newest first.
 type slowCopy struct{ shard, pos int }
 
-// mergeSlowlogs reads every shard's SLOWLOG GET reply and returns the
-// merged log, newest first, or the error reply to answer.
-func mergeSlowlogs(rs [][]byte) ([]*slowEntry, []byte) {
+// mergeSlowlogs reads every shard's SLOWLOG GET reply (their pools in
+// pools, where the table has not changed since), and last the proxy's own
+// log in that form (with the unix µs of each entry in ownWhen), and
+// returns the merged log, newest first, or the error reply to answer.
+func mergeSlowlogs(rs [][]byte, ownWhen []int64, pools []*backend.Pool, witnesses []slowWitness) ([]*slowEntry, []byte) {
 	n := int64(len(rs))
+	own := len(rs) - 1
 	byShard := make([][]*slowEntry, len(rs)) // each shard's entries as merged, in its order
 	// first copies of each command, by arguments, in the order the shards
 	// listed them: the k-th copy on a shard pairs with the k-th of others
@@ -76,7 +89,7 @@ func mergeSlowlogs(rs [][]byte) ([]*slowEntry, []byte) {
 		k := ordinal[args]
 		ordinal[args] = k + 1
 		at0 := slowCopy{shard: shard, pos: len(byShard[shard])}
-		if k < len(seen[args]) {
+		if k < len(seen[args]) && shard != own {
 			if m := seen[args][k]; m.copies[len(m.copies)-1].shard != shard && abs(m.at-at) <= 1 {
 				m.copies = append(m.copies, at0)
 				m.at, m.usec = max(m.at, at), max(m.usec, usec)
@@ -84,8 +97,14 @@ func mergeSlowlogs(rs [][]byte) ([]*slowEntry, []byte) {
 				return true
 			}
 		}
-		m := &slowEntry{id: id*n + int64(shard), at: at, usec: usec, elems: e, copies: []slowCopy{at0}}
-		if k == len(seen[args]) {
+		m := &slowEntry{id: id*n + int64(shard), at: at, usec: usec, elems: e, copies: []slowCopy{at0}, when: at * 1e6}
+		switch {
+		case shard == own && at0.pos < len(ownWhen):
+			m.when = ownWhen[at0.pos]
+		case shard < len(pools) && len(pools) == own:
+			m.addr, m.name, m.when, m.named = sender(witnesses, pools[shard], m)
+		}
+		if k == len(seen[args]) && shard != own {
 			seen[args] = append(seen[args], m)
 		}
 		byShard[shard] = append(byShard[shard], m)
@@ -117,7 +136,7 @@ func mergeSlowlogs(rs [][]byte) ([]*slowEntry, []byte) {
 					ready = false
 				}
 			}
-			if ready && (best == nil || e.at > best.at) {
+			if ready && (best == nil || e.when > best.when) {
 				best = e
 			}
 		}
@@ -160,7 +179,9 @@ func abs(n int64) int64 {
 // slowlogGet answers SLOWLOG GET [count]: the merged log, at most count
 // entries (10 by default, all for -1) and at most slowlog-max-len.
 func slowlogGet(s *session, c *call, out []byte) []byte {
-	all, errReply := mergeSlowlogs(s.results(c))
+	ownReply, ownWhen := s.srv.ownSlowlog.reply()
+	all, errReply := mergeSlowlogs(append(slices.Clip(s.results(c)), ownReply), ownWhen,
+		s.srv.route.Load().pools, s.srv.slowWitnesses.snapshot())
 	if errReply != nil {
 		return append(out, errReply...)
 	}
@@ -172,7 +193,6 @@ func slowlogGet(s *session, c *call, out []byte) []byte {
 		count = s.srv.slowlogMaxLen.Load()
 	}
 	all = all[:min(int64(len(all)), count)]
-	pools, witnesses := s.srv.route.Load().pools, s.srv.slowWitnesses.snapshot()
 	out = resp.AppendArrayHeader(out, len(all))
 	for _, e := range all {
 		out = resp.AppendArrayHeader(out, len(e.elems))
@@ -180,9 +200,9 @@ func slowlogGet(s *session, c *call, out []byte) []byte {
 		out = wire.AppendInt(out, e.at)
 		out = wire.AppendInt(out, e.usec)
 		out = append(out, e.elems[3]...)
-		if addr, name, ok := sender(witnesses, pools, e); ok {
-			out = resp.AppendBulkString(out, addr)
-			out = resp.AppendBulkString(out, name)
+		if e.named {
+			out = resp.AppendBulkString(out, e.addr)
+			out = resp.AppendBulkString(out, e.name)
 		} else {
 			out = append(append(out, e.elems[4]...), e.elems[5]...)
 		}
@@ -190,24 +210,20 @@ func slowlogGet(s *session, c *call, out []byte) []byte {
 	return out
 }
 
-// sender returns the client that sent the command of e, if a slow
-// pipeline remembered says.
-func sender(witnesses []slowWitness, pools []*backend.Pool, e *slowEntry) (addr, name string, ok bool) {
-	first := e.copies[0].shard
-	if first >= len(pools) {
-		return "", "", false // the table changed since
-	}
+// sender returns the client that sent pool's shard the command of e, and
+// when, if a slow pipeline remembered says.
+func sender(witnesses []slowWitness, pool *backend.Pool, e *slowEntry) (addr, name string, when int64, ok bool) {
 	elems, ok := wire.ArrayElems(e.elems[3], nil)
 	if !ok {
-		return "", "", false
+		return "", "", 0, false
 	}
 	args := make([][]byte, len(elems))
 	for i, el := range elems {
 		if args[i], ok = wire.BulkText(el); !ok {
-			return "", "", false
+			return "", "", 0, false
 		}
 	}
-	return find(witnesses, pools[first], e.at, args)
+	return find(witnesses, pool, e.at, args)
 }
 
 // slowlogLen answers SLOWLOG LEN: the shards' lengths summed, at most
@@ -216,10 +232,16 @@ func sender(witnesses []slowWitness, pools []*backend.Pool, e *slowEntry) (addr,
 func slowlogLen(s *session, c *call, out []byte) []byte {
 	start := len(out)
 	out = sumInts(s, c, out)
-	if n, ok := wire.IntReply(out[start:]); ok && n > s.srv.slowlogMaxLen.Load() {
-		out = wire.AppendInt(out[:start], s.srv.slowlogMaxLen.Load())
+	if n, ok := wire.IntReply(out[start:]); ok {
+		out = wire.AppendInt(out[:start], min(n+s.srv.ownSlowlog.len(), s.srv.slowlogMaxLen.Load()))
 	}
 	return out
+}
+
+// slowlogReset empties the proxy's own log and every shard's.
+func slowlogReset(s *session, r *route, _ *command.Info, c wire.Request) {
+	s.srv.ownSlowlog.reset()
+	s.fanout(r, c.Args, c.Raw, allOK)
 }
 
 // configSetDone merges CONFIG SET's replies and, when every shard took the
@@ -278,7 +300,7 @@ const (
 // slowWitness is one shard's part of a slow pipeline.
 type slowWitness struct {
 	pool       *backend.Pool // the shard's
-	from, to   int64         // unix seconds the pipeline took
+	from, to   int64         // unix µs the pipeline took
 	raw        []byte        // the commands the shard got
 	addr, name string        // the client's
 }
@@ -315,8 +337,8 @@ func (ws *slowWitnesses) snapshot() []slowWitness {
 }
 
 // find returns the client of the latest of ws that sent pool's shard a
-// command logged as args at unix second at.
-func find(ws []slowWitness, pool *backend.Pool, at int64, args [][]byte) (addr, name string, ok bool) {
+// command logged as args at unix second at, and when it sent it (unix µs).
+func find(ws []slowWitness, pool *backend.Pool, at int64, args [][]byte) (addr, name string, when int64, ok bool) {
 	// any argument not trimmed or redacted is in the request as it is
 	var sample []byte
 	for _, a := range args {
@@ -327,7 +349,7 @@ func find(ws []slowWitness, pool *backend.Pool, at int64, args [][]byte) (addr, 
 	for i := len(ws) - 1; i >= 0; i-- {
 		w := &ws[i]
 		// a second of slack each way: the shard's clock is not the proxy's
-		if w.pool != pool || at < w.from-1 || at > w.to+1 || !bytes.Contains(w.raw, sample) {
+		if w.pool != pool || at < w.from/1e6-1 || at > w.to/1e6+1 || !bytes.Contains(w.raw, sample) {
 			continue
 		}
 		for raw := w.raw; len(raw) > 0; {
@@ -336,12 +358,12 @@ func find(ws []slowWitness, pool *backend.Pool, at int64, args [][]byte) (addr, 
 				break // an inline command: the rest cannot be read as requests
 			}
 			if cmd, ok := wire.ArrayElems(raw[:n], nil); ok && loggedAs(cmd, args) {
-				return w.addr, w.name, true
+				return w.addr, w.name, w.from, true
 			}
 			raw = raw[n:]
 		}
 	}
-	return "", "", false
+	return "", "", 0, false
 }
 
 // Redis's bounds on a slow log entry's arguments: the last one kept says
@@ -406,8 +428,120 @@ func (s *session) witnessSlow(r *route, t slowTimer) {
 	}
 	for i, p := range r.pools { // the primaries: their logs are the ones merged
 		if st := &s.stages[i]; len(st.reqs) > 0 && len(st.raw) <= maxWitnessStage {
-			s.srv.slowWitnesses.add(slowWitness{pool: p, from: t.start.Unix(), to: end.Unix(),
+			s.srv.slowWitnesses.add(slowWitness{pool: p, from: t.start.UnixMicro(), to: end.UnixMicro(),
 				raw: bytes.Clone(st.raw), addr: s.conn.RemoteAddr(), name: s.name})
 		}
 	}
+}
+
+// ownSlowlogCommands are the commands the proxy answers itself, always:
+// they are logged in its own slow log (ownSlowlog).
+var ownSlowlogCommands = []string{
+	"ping", "echo", "select", "readonly", "readwrite", "role",
+	"client|setname", "client|getname", "client|id", "client|list", "client|info",
+	"client|reply", "client|no-evict", "client|getredir", "client|help", "acl|whoami",
+}
+
+// loggedOwn wraps the handler of a command the proxy answers itself: it
+// times the command, and logs it if it took at least
+// slowlog-log-slower-than.
+func loggedOwn(h handler) handler {
+	return func(s *session, r *route, info *command.Info, c wire.Request) {
+		t := s.startSlowTimer()
+		h(s, r, info, c)
+		if t.start.IsZero() {
+			return
+		}
+		if d := time.Since(t.start).Microseconds(); d >= t.limit {
+			s.srv.ownSlowlog.add(ownEntry{when: t.start.UnixMicro(), usec: d, args: loggedArgs(info, c.Args),
+				addr: s.conn.RemoteAddr(), name: s.name}, s.srv.slowlogMaxLen.Load())
+		}
+	}
+}
+
+// loggedArgs returns args as Redis keeps them in a slow log entry: at most
+// slowlogMaxArgs, the last one kept saying how many more there were, each
+// at most slowlogMaxString bytes and then how many more, passwords
+// redacted.
+func loggedArgs(info *command.Info, args [][]byte) [][]byte {
+	from, to := redactedArgs(info, args)
+	n := min(len(args), slowlogMaxArgs)
+	out := make([][]byte, n)
+	for j := range n {
+		a := args[j]
+		switch {
+		case n != len(args) && j == n-1:
+			out[j] = fmt.Appendf(nil, "... (%d more arguments)", len(args)-n+1)
+		case j >= from && j < to:
+			out[j] = redacted
+		case len(a) > slowlogMaxString:
+			out[j] = fmt.Appendf(bytes.Clone(a[:slowlogMaxString]), "... (%d more bytes)", len(a)-slowlogMaxString)
+		default:
+			out[j] = bytes.Clone(a)
+		}
+	}
+	return out
+}
+
+// ownEntry is an entry of the proxy's own slow log.
+type ownEntry struct {
+	id, when, usec int64 // when: unix µs
+	args           [][]byte
+	addr, name     string
+}
+
+// ownSlowlog is the proxy's slow log of the commands it answers itself,
+// at most slowlog-max-len entries, oldest first. Safe for concurrent use.
+type ownSlowlog struct {
+	mu      sync.Mutex
+	entries []ownEntry
+	nextID  int64
+}
+
+func (l *ownSlowlog) add(e ownEntry, maxLen int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e.id = l.nextID
+	l.nextID++
+	l.entries = append(l.entries, e)
+	if over := int64(len(l.entries)) - maxLen; over > 0 {
+		l.entries = slices.Delete(l.entries, 0, int(over))
+	}
+}
+
+func (l *ownSlowlog) len() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int64(len(l.entries))
+}
+
+// reset empties the log; ids go on from where they were, as Redis's do.
+func (l *ownSlowlog) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = nil
+}
+
+// reply renders the log as a shard's SLOWLOG GET -1 reply, newest first,
+// and returns when each entry's command ran, in unix µs.
+func (l *ownSlowlog) reply() ([]byte, []int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := resp.AppendArrayHeader(nil, len(l.entries))
+	when := make([]int64, 0, len(l.entries))
+	for i := len(l.entries) - 1; i >= 0; i-- {
+		e := &l.entries[i]
+		when = append(when, e.when)
+		out = resp.AppendArrayHeader(out, 6)
+		out = wire.AppendInt(out, e.id)
+		out = wire.AppendInt(out, e.when/1e6)
+		out = wire.AppendInt(out, e.usec)
+		out = resp.AppendArrayHeader(out, len(e.args))
+		for _, a := range e.args {
+			out = resp.AppendBulk(out, a)
+		}
+		out = resp.AppendBulkString(out, e.addr)
+		out = resp.AppendBulkString(out, e.name)
+	}
+	return out, when
 }

@@ -28,8 +28,9 @@ func mustDo(t *testing.T, cl *redis.Client) func(args ...any) any {
 
 // SLOWLOG through the proxy is the shards' slow logs as one: GET merges
 // their entries newest first, each shard's in its order, each id made
-// unique as the shard's id times the number of shards plus the shard's
-// index, a command every shard logged (SLOWLOG RESET) one entry; LEN sums;
+// unique as the shard's id times the number of shards plus one (the
+// proxy's own log) plus the shard's index, a command every shard logged
+// (SLOWLOG RESET) one entry; LEN sums;
 // RESET empties every shard's. ROLE answers as a master with no replicas.
 func TestIntegrationSlowlog(t *testing.T) {
 	c := proxytest.Start(t, proxytest.Options{Shards: 3})
@@ -61,10 +62,10 @@ func TestIntegrationSlowlog(t *testing.T) {
 			t.Fatalf("shard %d logged %v, want SETs after SLOWLOG RESET", i, logs)
 		}
 		if i == 0 {
-			reset = logs[len(logs)-1].ID * 3
+			reset = logs[len(logs)-1].ID * 4
 		}
 		for _, l := range logs[:len(logs)-1] {
-			perShard[int64(i)] = append(perShard[int64(i)], entry{id: l.ID*3 + int64(i), args: fmt.Sprint(l.Args)})
+			perShard[int64(i)] = append(perShard[int64(i)], entry{id: l.ID*4 + int64(i), args: fmt.Sprint(l.Args)})
 		}
 		wantLen += int64(len(logs))
 	}
@@ -84,7 +85,7 @@ func TestIntegrationSlowlog(t *testing.T) {
 	}
 	seen := map[int64]int{} // per shard, the entries met so far
 	for _, g := range got[:len(got)-1] {
-		sh := g.ID % 3
+		sh := g.ID % 4
 		i := seen[sh]
 		seen[sh]++
 		if i >= len(perShard[sh]) || perShard[sh][i] != (entry{id: g.ID, args: fmt.Sprint(g.Args)}) {
@@ -164,6 +165,35 @@ func TestIntegrationSlowlogOneServer(t *testing.T) {
 			t.Errorf("SLOWLOG GET %d = %q with slowlog-max-len 3, want %d entries", count, got, want)
 		}
 	}
+	// the commands the proxy answers itself are logged too, by the proxy
+	do("CONFIG", "SET", "slowlog-max-len", "10")
+	named := dialRaw(t, c.Addr)
+	named.do("CLIENT", "SETNAME", "pinger")
+	do("SLOWLOG", "RESET")
+	for range 3 {
+		named.do("PING")
+	}
+	named.do("ECHO", "hello")
+	logs, err := cl.SlowLogGet(ctx, -1).Result()
+	if err != nil || len(logs) != 5 {
+		t.Fatalf("SLOWLOG GET -1 after SLOWLOG RESET, 3 PING, ECHO = %v, %v; want 5 entries", logs, err)
+	}
+	for i, want := range []string{"echo hello", "ping", "ping", "ping"} {
+		l := logs[i]
+		if got := strings.ToLower(strings.Join(l.Args, " ")); got != want || l.ClientName != "pinger" || l.ClientAddr != named.nc.LocalAddr().String() {
+			t.Errorf("entry %d = %q from %s %q, want %q from %s \"pinger\"", i, got, l.ClientAddr, l.ClientName, want, named.nc.LocalAddr())
+		}
+	}
+	if got := strings.ToLower(strings.Join(logs[4].Args, " ")); got != "slowlog reset" {
+		t.Errorf("entry 4 = %q, want slowlog reset", got)
+	}
+	for range 20 {
+		named.do("PING")
+	}
+	if n := do("SLOWLOG", "LEN"); n != int64(10) {
+		t.Errorf("SLOWLOG LEN after 20 PING = %v with slowlog-max-len 10, want 10", n)
+	}
+
 	do("CONFIG", "SET", "slowlog-max-len", "1")
 	if n := do("SLOWLOG", "LEN"); n != int64(1) {
 		t.Errorf("SLOWLOG LEN = %v with slowlog-max-len 1, want 1", n)

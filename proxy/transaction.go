@@ -96,8 +96,8 @@ type apartCmd struct {
 type everyShardCmd struct {
 	at    int
 	raw   []byte
-	args  [][]byte // CONFIG SET's, for the values the proxy keeps (Server.configSet)
 	flush bool
+	done  func() // what the proxy does once every shard answered OK (nil: nothing)
 }
 
 // everyShardInTx are the commands a transaction runs on every shard, as
@@ -165,10 +165,15 @@ func (s *session) inTransaction(info *command.Info, cmd wire.Request, monitoring
 		}
 		s.sentToEveryShard()
 		e := everyShardCmd{at: s.tx.nraw, raw: bytes.Clone(cmd.Raw), flush: info.Name() == "flushall" || info.Name() == "flushdb"}
-		if info.Name() == "config|set" {
-			for _, a := range cmd.Args {
-				e.args = append(e.args, bytes.Clone(a))
+		switch info.Name() {
+		case "config|set":
+			args := make([][]byte, len(cmd.Args))
+			for i, a := range cmd.Args {
+				args[i] = bytes.Clone(a)
 			}
+			e.done = func() { s.srv.configSet(args) }
+		case "slowlog|reset":
+			e.done = s.srv.ownSlowlog.reset
 		}
 		s.tx.every = append(s.tx.every, e)
 	case !info.HasKeys() && !keylessInTx[info.Name()]:
@@ -502,8 +507,8 @@ func (s *session) everyShardAfter(r *route, txShard int, reply []byte, every []e
 				elems[e.at] = rs[k]
 			}
 		}
-		if e.args != nil && bytes.Equal(elems[e.at], okReply) {
-			s.srv.configSet(e.args)
+		if e.done != nil && bytes.Equal(elems[e.at], okReply) {
+			e.done()
 		}
 	}
 	out := resp.AppendArrayHeader(nil, len(elems))
