@@ -471,7 +471,9 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 		ran = s.srv.stats.execRan(stats, reply, s.srv.log)
 		return reply
 	}
-	s.step.afterArrived = slices.ContainsFunc(s.tx.every, func(e everyShardCmd) bool { return e.flush }) // see order.go
+	if slices.ContainsFunc(s.tx.every, func(e everyShardCmd) bool { return e.flush }) {
+		s.step.afterArrived = true // see order.go
+	}
 }
 
 // everyShardAfter runs a transaction's commands of every shard on every
