@@ -25,19 +25,27 @@ import (
 //     merged log keeps every shard's order, and a command that ran on
 //     every shard orders the others around it, so that what a client sent
 //     after a SLOWLOG RESET comes before it. Entries of different shards
-//     between two such points are ordered by their time, which shards give
-//     to the second.
+//     between two such points are ordered by when the proxy sent them,
+//     where it remembers (slowWitnesses), else by the second the shard
+//     gives.
+//   - An entry names the client that sent the command, where the proxy
+//     remembers it (slowWitnesses), else the proxy's connection to the
+//     shard.
+//   - The commands the proxy answers itself (PING, ECHO, CLIENT SETNAME,
+//     ...: ownSlowlogCommands) run on no shard: the proxy times them as it
+//     runs them and keeps their entries in a log of its own (ownSlowlog),
+//     merged as one more shard's.
 //   - slowlog-max-len bounds the merged log, as it bounds one server's:
 //     SLOWLOG GET gives at most that many entries, SLOWLOG LEN (the
-//     shards' lengths summed) says at most that many. The proxy knows the value a client last set through
-//     it (CONFIG SET goes to every shard), Redis's default 128 until then.
+//     shards' lengths summed, and the proxy's) says at most that many.
+//     The proxy knows the value a client last set through it (CONFIG SET
+//     goes to every shard), Redis's default 128 until then; likewise
+//     slowlog-log-slower-than, for its own log and its witnesses.
 //
-// An entry's id is made of the shard's id and the shard's index in the
-// table (for a command of every shard, the first shard's), so ids stay
-// unique and name their shard. The client address
-// and name in an entry are those of the client that sent the command (see
-// slowWitnesses below). Commands the proxy answers itself (PING, ECHO,
-// CLIENT SETNAME, ...) run on no shard and are in no slow log.
+// An entry's id is the shard's id times the number of shards plus one,
+// plus the shard's index in the table (for a command of every shard, the
+// first shard's; the proxy's own log comes last), so ids stay unique and
+// name their shard.
 
 // defaultSlowlogMaxLen is Redis's default slowlog-max-len.
 const defaultSlowlogMaxLen = 128
@@ -293,6 +301,7 @@ func (srv *Server) configSet(args [][]byte) {
 const defaultSlowlogSlowerThan = 10000
 
 const (
+	maxWitnesses    = 4096     // the shards' parts of pipelines remembered
 	maxWitnessBytes = 1 << 20  // the requests remembered, all pipelines together
 	maxWitnessStage = 64 << 10 // a shard's part of a pipeline larger than this is not remembered
 )
@@ -306,10 +315,12 @@ type slowWitness struct {
 }
 
 // slowWitnesses holds the latest slow pipelines' parts, oldest first, up
-// to maxWitnessBytes of requests. Safe for concurrent use.
+// to maxWitnesses of them and maxWitnessBytes of requests. Safe for
+// concurrent use.
 type slowWitnesses struct {
 	mu    sync.Mutex
-	list  []slowWitness
+	list  []slowWitness // list[head:] are held
+	head  int
 	bytes int
 }
 
@@ -318,13 +329,15 @@ func (ws *slowWitnesses) add(w slowWitness) {
 	defer ws.mu.Unlock()
 	ws.list = append(ws.list, w)
 	ws.bytes += len(w.raw)
-	drop := 0
-	for ws.bytes > maxWitnessBytes {
-		ws.bytes -= len(ws.list[drop].raw)
-		drop++
+	for ws.bytes > maxWitnessBytes || len(ws.list)-ws.head > maxWitnesses {
+		ws.bytes -= len(ws.list[ws.head].raw)
+		ws.list[ws.head] = slowWitness{}
+		ws.head++
 	}
-	if drop > 0 {
-		ws.list = slices.Delete(ws.list, 0, drop)
+	if ws.head > len(ws.list)/2 {
+		n := copy(ws.list, ws.list[ws.head:])
+		clear(ws.list[n:])
+		ws.list, ws.head = ws.list[:n], 0
 	}
 }
 
@@ -333,7 +346,7 @@ func (ws *slowWitnesses) add(w slowWitness) {
 func (ws *slowWitnesses) snapshot() []slowWitness {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	return slices.Clone(ws.list)
+	return slices.Clone(ws.list[ws.head:])
 }
 
 // find returns the client of the latest of ws that sent pool's shard a
