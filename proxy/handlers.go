@@ -128,6 +128,7 @@ func selectDB(s *session, _ *route, _ *command.Info, c wire.Request) {
 // RESETSTAT clears (commandstats, errorstats), then the shards'.
 func resetStats(s *session, r *route, info *command.Info, c wire.Request) {
 	s.srv.stats.reset()
+	s.srv.ownLatency.reset()
 	s.fanout(r, c.Args, c.Raw, allOK)
 }
 

@@ -290,9 +290,11 @@ func eachEntry(rs [][]byte, n int, fn func(shard int, elems [][]byte) bool) []by
 // so buckets one shard reports and another does not still add up right.
 // A command the proxy sends to every shard (CONFIG SET, DBSIZE, FLUSHALL,
 // ...) is one call to its client, which every shard counted: its figures
-// are those of the shard that counted the most calls, not a sum.
+// are those of the shard that counted the most calls, not a sum. The
+// commands the proxy answers itself have the proxy's figures
+// (latency_own.go), merged as one more shard's.
 func latencyHistogram(s *session, c *call, out []byte) []byte {
-	rs := s.results(c)
+	rs := append(slices.Clip(s.results(c)), s.srv.ownLatency.reply(c.args[2:]))
 	if e := firstError(rs); e != nil {
 		return append(out, e...)
 	}

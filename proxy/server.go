@@ -77,6 +77,7 @@ type Server struct {
 	slowlogSlowerThan atomic.Int64  // µs, what makes a pipeline one the slow log may show (slowlog.go)
 	slowWitnesses     slowWitnesses // the latest slow pipelines (slowlog.go)
 	ownSlowlog        ownSlowlog    // the commands the proxy answers itself (slowlog.go)
+	ownLatency        ownLatency    // their LATENCY HISTOGRAM (latency_own.go)
 	stopSample        chan struct{} // stops counters' sampler
 }
 
@@ -152,6 +153,7 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	case <-time.After(time.Second):
 	}
 	s.slowlogMaxLen.Store(defaultSlowlogMaxLen)
+	s.ownLatency = newOwnLatency()
 	s.slowlogSlowerThan.Store(defaultSlowlogSlowerThan)
 	go s.counters.sample(s.stopSample)
 	return s, nil

@@ -456,17 +456,16 @@ var ownSlowlogCommands = []string{
 }
 
 // loggedOwn wraps the handler of a command the proxy answers itself: it
-// times the command, and logs it if it took at least
-// slowlog-log-slower-than.
+// times the command for LATENCY HISTOGRAM (latency_own.go), and logs it if
+// it took at least slowlog-log-slower-than.
 func loggedOwn(h handler) handler {
 	return func(s *session, r *route, info *command.Info, c wire.Request) {
-		t := s.startSlowTimer()
+		start := time.Now()
 		h(s, r, info, c)
-		if t.start.IsZero() {
-			return
-		}
-		if d := time.Since(t.start).Microseconds(); d >= t.limit {
-			s.srv.ownSlowlog.add(ownEntry{when: t.start.UnixMicro(), usec: d, args: loggedArgs(info, c.Args),
+		d := time.Since(start)
+		s.srv.ownLatency.record(info, d)
+		if limit := s.srv.slowlogSlowerThan.Load(); limit >= 0 && d.Microseconds() >= limit {
+			s.srv.ownSlowlog.add(ownEntry{when: start.UnixMicro(), usec: d.Microseconds(), args: loggedArgs(info, c.Args),
 				addr: s.conn.RemoteAddr(), name: s.name}, s.srv.slowlogMaxLen.Load())
 		}
 	}

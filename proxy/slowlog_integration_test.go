@@ -434,6 +434,46 @@ func TestIntegrationLatency(t *testing.T) {
 		}
 	})
 
+	// The commands the proxy answers itself have its own figures.
+	t.Run("histogram of the proxy's own commands", func(t *testing.T) {
+		do := mustDo(t, cl)
+		do("CONFIG", "RESETSTAT")
+		do("CLIENT", "ID")
+		do("CLIENT", "LIST")
+		for range 3 {
+			do("PING")
+		}
+		calls := func(args ...any) map[string]int64 {
+			t.Helper()
+			h := do(append([]any{"LATENCY", "HISTOGRAM"}, args...)...).([]any)
+			got := map[string]int64{}
+			for i := 0; i < len(h); i += 2 {
+				f := h[i+1].([]any)
+				got[h[i].(string)] = f[1].(int64)
+				if hs := f[3].([]any); len(hs) == 0 || hs[len(hs)-1] != f[1] {
+					t.Errorf("LATENCY HISTOGRAM %v: %s = %v, its histogram does not end at its calls", args, h[i], f)
+				}
+			}
+			return got
+		}
+		for _, tc := range []struct {
+			args []any
+			want map[string]int64
+		}{
+			{[]any{"client"}, map[string]int64{"client|id": 1, "client|list": 1}},
+			{[]any{"client|id"}, map[string]int64{"client|id": 1}},
+			{[]any{"ping", "set"}, map[string]int64{"ping": 3}},
+		} {
+			if got := calls(tc.args...); !maps.Equal(got, tc.want) {
+				t.Errorf("LATENCY HISTOGRAM %v calls = %v, want %v", tc.args, got, tc.want)
+			}
+		}
+		do("CONFIG", "RESETSTAT")
+		if got := calls("client", "ping"); len(got) != 0 {
+			t.Errorf("LATENCY HISTOGRAM client ping after CONFIG RESETSTAT = %v, want none", got)
+		}
+	})
+
 	if err := cl.Do(ctx, "LATENCY", "DOCTOR").Err(); err == nil {
 		t.Error("LATENCY DOCTOR answered; it speaks of one server")
 	}
