@@ -452,7 +452,7 @@ func (s *session) witnessSlow(r *route, t slowTimer) {
 var ownSlowlogCommands = []string{
 	"ping", "echo", "select", "readonly", "readwrite", "role",
 	"client|setname", "client|getname", "client|id", "client|list", "client|info",
-	"client|reply", "client|no-evict", "client|getredir", "client|help", "acl|whoami",
+	"client|reply", "client|no-evict", "client|help", "acl|whoami",
 }
 
 // loggedOwn wraps the handler of a command the proxy answers itself: it
