@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/reshard/reshard/proxy/command"
 
@@ -123,12 +124,24 @@ func (s *session) describe(now time.Time, self bool) string {
 	num("psub", s.sub.kinds[subPattern].Load())
 	num("ssub", s.sub.kinds[subShard].Load())
 	num("multi", int64(multi))
+	// the client's read buffer (wire.Reader.Shown) stands for Redis's
+	// query buffer; tot-mem counts it, the argument lists, the output
+	// queued and the session itself
+	qbuf, qfree, qsize, argv := s.conn.rd.Shown()
+	num("qbuf", qbuf)
+	num("qbuf-free", qfree)
+	num("argv-mem", argv)
 	num("omem", int64(omem))
+	num("tot-mem", qsize+argv+int64(omem)+sessionSize)
 	field("cmd", cmd)
 	field("user", s.user())
 	num("resp", int64(proto))
 	return b.String()
 }
+
+// sessionSize is the memory of a client of the proxy that CLIENT LIST's
+// tot-mem counts besides its buffers: its session and connection.
+const sessionSize = int64(unsafe.Sizeof(session{}) + unsafe.Sizeof(clientConn{}))
 
 // user is the user name CLIENT LIST shows: admin for a session that
 // authenticated with the admin password, else default.

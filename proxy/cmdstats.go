@@ -44,6 +44,19 @@ type cmdStats struct {
 
 type cmdStat struct {
 	calls, rejected, failed atomic.Int64
+
+	// everyShard: the proxy has sent the command to every shard for one
+	// call (a fan-out), so each shard's LATENCY HISTOGRAM counts that call
+	// (latencyHistogram). Not a figure: CONFIG RESETSTAT leaves it.
+	everyShard atomic.Bool
+}
+
+// sentToEveryShard notes that the command being planned goes to every
+// shard.
+func (s *session) sentToEveryShard() {
+	if s.stat != nil && !s.stat.everyShard.Load() {
+		s.stat.everyShard.Store(true)
+	}
 }
 
 // maxErrorCodes bounds the distinct error codes counted, as Redis's 128:

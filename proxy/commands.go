@@ -62,10 +62,10 @@ func commandTable() map[string]handler {
 	addHandlers(t, map[string]handler{
 		"info": info,
 
-		// the shards' slow logs as one (merge.go)
-		"slowlog|get":   fanout(slowlogMerge),
-		"slowlog|len":   fanout(sumInts),
-		"slowlog|reset": fanout(allOK),
+		// the shards' slow logs as one (slowlog.go)
+		"slowlog|get":   fanout(slowlogGet),
+		"slowlog|len":   fanout(slowlogLen),
+		"slowlog|reset": slowlogReset,
 		// and their latency figures (LATENCY DOCTOR and GRAPH, prose and
 		// a drawing about one server, stay refused)
 		"latency|latest":    fanout(latencyLatest),
@@ -237,6 +237,14 @@ func commandTable() map[string]handler {
 				t[sub.Name()] = clusterManaged
 			}
 		}
+	}
+	// The commands the proxy answers itself, in its own slow log
+	// (slowlog.go).
+	for _, name := range ownSlowlogCommands {
+		if t[name] == nil {
+			panic("proxy: command " + name + " has no handler")
+		}
+		t[name] = loggedOwn(t[name])
 	}
 	return t
 }

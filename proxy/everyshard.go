@@ -26,6 +26,7 @@ func (s *session) onEveryShard(c wire.Request, mayBlock bool, m merger) {
 // limit (0: no limit), or the reply is an error naming it. before, if not
 // nil, is one command each connection runs first, its reply dropped.
 func (s *session) onEveryShardWithin(c wire.Request, before []byte, mayBlock bool, limit time.Duration, m merger) {
+	s.sentToEveryShard()
 	raw, n := c.Raw, 1
 	if before != nil {
 		raw, n = append(slices.Clip(before), c.Raw...), 2

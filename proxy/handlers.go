@@ -128,6 +128,7 @@ func selectDB(s *session, _ *route, _ *command.Info, c wire.Request) {
 // RESETSTAT clears (commandstats, errorstats), then the shards'.
 func resetStats(s *session, r *route, info *command.Info, c wire.Request) {
 	s.srv.stats.reset()
+	s.srv.ownLatency.reset()
 	s.fanout(r, c.Args, c.Raw, allOK)
 }
 
@@ -209,22 +210,22 @@ func redactConfig(s *session, c *call, out []byte) []byte {
 // configSet sets parameters on every shard, except those that are how the
 // proxy reaches the shards.
 func configSet(s *session, r *route, info *command.Info, c wire.Request) {
-	for i := 2; i < len(c.Args); i += 2 {
-		name := strings.ToLower(string(c.Args[i]))
-		if shardConfig[name] {
-			s.reject(info, "ERR CONFIG SET failed (possibly related to argument '"+name+
-				"') - the proxy reaches its shards with it: set it on the shards themselves, and tell the proxy (--shard-password)")
-			return
-		}
-		if name == "tracking-table-max-keys" && i+1 < len(c.Args) {
-			// the proxy keeps the tracking table (tracking.go); the
-			// shards get the setting too, so CONFIG GET shows it
-			if n, err := strconv.Atoi(string(c.Args[i+1])); err == nil && n >= 0 {
-				s.srv.tracker.setMaxKeys(n)
-			}
+	if msg := configSetRefusal(c.Args); msg != "" {
+		s.reject(info, msg)
+		return
+	}
+	s.fanout(r, c.Args, c.Raw, configSetDone)
+}
+
+// configSetRefusal is why CONFIG SET args is refused, or "".
+func configSetRefusal(args [][]byte) string {
+	for i := 2; i < len(args); i += 2 {
+		if name := strings.ToLower(string(args[i])); shardConfig[name] {
+			return "ERR CONFIG SET failed (possibly related to argument '" + name +
+				"') - the proxy reaches its shards with it: set it on the shards themselves, and tell the proxy (--shard-password)"
 		}
 	}
-	s.fanout(r, c.Args, c.Raw, allOK)
+	return ""
 }
 
 // flush empties every shard; during a reshard it is refused, because the

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/reshard/reshard/internal/resp"
+	"github.com/reshard/reshard/proxy/command"
 	"github.com/reshard/reshard/proxy/internal/wire"
 )
 
@@ -194,49 +195,6 @@ func andArrays(s *session, c *call, out []byte) []byte {
 	return out
 }
 
-// slowlogMerge merges SLOWLOG GET [count]: every shard's entries, newest
-// first, at most count of them (10 by default, all for -1), as one slow log.
-// An entry's id is the shard's id times the number of shards plus the
-// shard's index in the table, so ids stay unique and name their shard. The
-// client address and name in an entry are those of the proxy's connection
-// to the shard.
-func slowlogMerge(s *session, c *call, out []byte) []byte {
-	type entry struct {
-		id, at int64
-		elems  [][]byte
-	}
-	var all []entry
-	rs := s.results(c)
-	err := eachEntry(rs, 6, func(shard int, e [][]byte) bool {
-		id, ok1 := wire.IntReply(e[0])
-		at, ok2 := wire.IntReply(e[1])
-		all = append(all, entry{id: id*int64(len(rs)) + int64(shard), at: at, elems: e})
-		return ok1 && ok2
-	})
-	if err != nil {
-		return append(out, err...)
-	}
-	slices.SortFunc(all, func(a, b entry) int {
-		return cmp.Or(cmp.Compare(b.at, a.at), cmp.Compare(b.id, a.id))
-	})
-	count := int64(10)
-	if len(c.args) > 2 {
-		count, _ = resp.ParseInt(c.args[2]) // the shards checked it
-	}
-	if count >= 0 && int64(len(all)) > count {
-		all = all[:count]
-	}
-	out = resp.AppendArrayHeader(out, len(all))
-	for _, e := range all {
-		out = resp.AppendArrayHeader(out, len(e.elems))
-		out = wire.AppendInt(out, e.id)
-		for _, el := range e.elems[1:] {
-			out = append(out, el...)
-		}
-	}
-	return out
-}
-
 // roleReply answers ROLE: a master at offset 0 with no replicas.
 var roleReply = []byte("*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n")
 
@@ -330,17 +288,23 @@ func eachEntry(rs [][]byte, n int, fn func(shard int, elems [][]byte) bool) []by
 // calls summed and the shards' cumulative histograms added up. A shard's
 // count at a bucket is its count at its own largest bucket not above it,
 // so buckets one shard reports and another does not still add up right.
+// A command the proxy sends to every shard (CONFIG SET, DBSIZE, FLUSHALL,
+// ...) is one call to its client, which every shard counted: its figures
+// are those of the shard that counted the most calls, not a sum. The
+// commands the proxy answers itself have the proxy's figures
+// (latency_own.go), merged as one more shard's.
 func latencyHistogram(s *session, c *call, out []byte) []byte {
-	rs := s.results(c)
+	rs := append(slices.Clip(s.results(c)), s.srv.ownLatency.reply(c.args[2:]))
 	if e := firstError(rs); e != nil {
 		return append(out, e...)
 	}
 	type bucket struct{ usec, count int64 }
-	type command struct {
+	type cmdHist struct {
 		calls  int64
+		counts []int64    // each shard's calls
 		shards [][]bucket // one cumulative histogram per shard that ran it
 	}
-	cmds := map[string]*command{}
+	cmds := map[string]*cmdHist{}
 	bad := func() []byte { return wire.AppendError(out, "ERR unexpected reply from shard") }
 	for _, r := range rs {
 		kv, ok := wire.MapElems(r)
@@ -369,12 +333,21 @@ func latencyHistogram(s *session, c *call, out []byte) []byte {
 			}
 			cmd := cmds[string(name)]
 			if cmd == nil {
-				cmd = &command{}
+				cmd = &cmdHist{}
 				cmds[string(name)] = cmd
 			}
 			cmd.calls += calls
+			cmd.counts = append(cmd.counts, calls)
 			cmd.shards = append(cmd.shards, buckets)
 		}
+	}
+	for name, cmd := range cmds {
+		info := command.LookupName(name)
+		if info == nil || !s.srv.stats.of(info).everyShard.Load() {
+			continue
+		}
+		most := slices.Index(cmd.counts, slices.Max(cmd.counts))
+		cmd.calls, cmd.counts, cmd.shards = cmd.counts[most], nil, cmd.shards[most:most+1]
 	}
 	out = wire.AppendMapHeader(out, len(cmds), s.proto)
 	for _, name := range slices.Sorted(maps.Keys(cmds)) {

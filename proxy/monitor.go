@@ -166,18 +166,7 @@ func appendMonitorLine(b []byte, now time.Time, addr string, info *command.Info,
 	b = append(b, " [0 "...)
 	b = append(b, addr...)
 	b = append(b, ']')
-	from, to := 0, 0 // arguments [from, to) are redacted
-	switch info.Name() {
-	case "auth":
-		from, to = 1, len(args)
-	case "hello":
-		for i := 2; i < len(args); i++ {
-			if bytes.EqualFold(args[i], []byte("auth")) {
-				from, to = i+1, i+3
-				break
-			}
-		}
-	}
+	from, to := redactedArgs(info, args)
 	for i, a := range args {
 		if i >= from && i < to {
 			a = redacted
@@ -186,6 +175,22 @@ func appendMonitorLine(b []byte, now time.Time, addr string, info *command.Info,
 		b = appendRepr(b, a)
 	}
 	return append(b, '\r', '\n')
+}
+
+// redactedArgs returns the arguments [from, to) of args that Redis shows
+// redacted: every argument of AUTH, and the two after HELLO's AUTH.
+func redactedArgs(info *command.Info, args [][]byte) (from, to int) {
+	switch info.Name() {
+	case "auth":
+		return 1, len(args)
+	case "hello":
+		for i := 2; i < len(args); i++ {
+			if bytes.EqualFold(args[i], []byte("auth")) {
+				return i + 1, i + 3
+			}
+		}
+	}
+	return 0, 0
 }
 
 // appendRepr quotes s as Redis's sdscatrepr does.

@@ -141,6 +141,7 @@ func (s *session) forward(shard int, raw []byte) {
 
 // fanout sends the command unchanged to every shard and merges the replies.
 func (s *session) fanout(r *route, args [][]byte, raw []byte, m merger) {
+	s.sentToEveryShard()
 	first := s.nslots
 	for sh := range r.pools {
 		s.stageTo(sh, raw)
@@ -163,12 +164,14 @@ func (s *session) submit(r *route) {
 	if r.sentinel {
 		s.noteGens(r)
 	}
+	timer := s.startSlowTimer()
 	for i, p := range r.stagePools {
 		if st := &s.stages[i]; len(st.reqs) > 0 {
 			p.Pick(s.id, s.proto).Submit(st.raw, st.reqs)
 		}
 	}
 	<-s.b.Done
+	s.witnessSlow(r, timer)
 	if r.sentinel {
 		s.retryRefused(r)
 	}

@@ -71,9 +71,15 @@ type Server struct {
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
 	monitors    monitors
 	tracker     *tracker      // CLIENT TRACKING (tracking.go)
-	counters    serverStats   // INFO's clients, stats and proxy figures (serverstats.go)
-	stats       *cmdStats     // INFO commandstats and errorstats (cmdstats.go)
-	stopSample  chan struct{} // stops counters' sampler
+	counters    serverStats // INFO's clients, stats and proxy figures (serverstats.go)
+	stats       *cmdStats   // INFO commandstats and errorstats (cmdstats.go)
+
+	slowlogMaxLen     atomic.Int64  // bounds the merged slow log (slowlog.go)
+	slowlogSlowerThan atomic.Int64  // µs, what makes a pipeline one the slow log may show (slowlog.go)
+	slowWitnesses     slowWitnesses // the latest slow pipelines (slowlog.go)
+	ownSlowlog        ownSlowlog    // the commands the proxy answers itself (slowlog.go)
+	ownLatency        ownLatency    // their LATENCY HISTOGRAM (latency_own.go)
+	stopSample        chan struct{} // stops counters' sampler
 }
 
 // route pairs a routing table with the backends of its shards, so that one
@@ -148,6 +154,9 @@ func New(cfg Config, table *router.Table, log *zap.Logger) (*Server, error) {
 	case <-probed:
 	case <-time.After(time.Second):
 	}
+	s.slowlogMaxLen.Store(defaultSlowlogMaxLen)
+	s.ownLatency = newOwnLatency()
+	s.slowlogSlowerThan.Store(defaultSlowlogSlowerThan)
 	go s.counters.sample(s.stopSample)
 	return s, nil
 }

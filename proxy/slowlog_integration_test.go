@@ -1,8 +1,11 @@
 package proxy_test
 
 import (
-	"cmp"
+	"fmt"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -10,22 +13,30 @@ import (
 	"github.com/reshard/reshard/internal/proxytest"
 )
 
-// SLOWLOG through the proxy is the shards' slow logs as one: GET merges
-// their entries newest first, each id made unique as the shard's id times
-// the number of shards plus the shard's index; LEN sums; RESET empties
-// every shard's. ROLE answers as a master with no replicas.
-func TestIntegrationSlowlog(t *testing.T) {
-	c := proxytest.Start(t, proxytest.Options{Shards: 3})
-	ctx := t.Context()
-	cl := c.Client()
-	do := func(args ...any) any {
+// mustDo returns a function that runs a command on cl and fails t on an
+// error reply.
+func mustDo(t *testing.T, cl *redis.Client) func(args ...any) any {
+	return func(args ...any) any {
 		t.Helper()
-		v, err := cl.Do(ctx, args...).Result()
+		v, err := cl.Do(t.Context(), args...).Result()
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
 		return v
 	}
+}
+
+// SLOWLOG through the proxy is the shards' slow logs as one: GET merges
+// their entries newest first, each shard's in its order, each id made
+// unique as the shard's id times the number of shards plus one (the
+// proxy's own log) plus the shard's index, a command every shard logged
+// (SLOWLOG RESET) one entry; LEN sums;
+// RESET empties every shard's. ROLE answers as a master with no replicas.
+func TestIntegrationSlowlog(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+	do := mustDo(t, cl)
 	do("CONFIG", "SET", "slowlog-log-slower-than", "0") // every command
 	if v := do("SLOWLOG", "RESET"); v != "OK" {
 		t.Fatalf("SLOWLOG RESET = %v", v)
@@ -33,48 +44,57 @@ func TestIntegrationSlowlog(t *testing.T) {
 	fill(t, cl, "slow:", 40)
 	do("CONFIG", "SET", "slowlog-log-slower-than", "-1") // none from here on
 
-	// what the shards hold, read from them directly
+	// what the shards hold, read from them directly: each holds its
+	// SLOWLOG RESET, then SETs
 	type entry struct {
-		id, at int64
-		args   []string
+		id   int64
+		args string
 	}
-	var want []entry
+	perShard := map[int64][]entry{} // by shard index, newest first
+	var reset int64
 	var wantLen int64
 	for i, sh := range c.Shards {
 		logs, err := sh.Client().SlowLogGet(ctx, -1).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(logs) == 0 {
-			t.Fatalf("shard %d logged nothing", i)
+		if len(logs) < 2 || !strings.EqualFold(fmt.Sprint(logs[len(logs)-1].Args), "[slowlog reset]") {
+			t.Fatalf("shard %d logged %v, want SETs after SLOWLOG RESET", i, logs)
 		}
-		for _, l := range logs {
-			want = append(want, entry{id: l.ID*3 + int64(i), at: l.Time.Unix(), args: l.Args})
+		if i == 0 {
+			reset = logs[len(logs)-1].ID * 4
+		}
+		for _, l := range logs[:len(logs)-1] {
+			perShard[int64(i)] = append(perShard[int64(i)], entry{id: l.ID*4 + int64(i), args: fmt.Sprint(l.Args)})
 		}
 		wantLen += int64(len(logs))
 	}
-	slices.SortFunc(want, func(a, b entry) int { return cmp.Or(cmp.Compare(b.at, a.at), cmp.Compare(b.id, a.id)) })
 
 	if n := cl.SlowLogLen(ctx).Val(); n != wantLen {
 		t.Errorf("SLOWLOG LEN = %d, want the shards' sum %d", n, wantLen)
 	}
-	check := func(count int64, want []entry) {
-		t.Helper()
-		got, err := cl.SlowLogGet(ctx, count).Result()
-		if err != nil {
-			t.Fatalf("SLOWLOG GET %d: %v", count, err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("SLOWLOG GET %d: %d entries, want %d", count, len(got), len(want))
-		}
-		for i, g := range got {
-			if g.ID != want[i].id || g.Time.Unix() != want[i].at || !slices.Equal(g.Args, want[i].args) {
-				t.Errorf("SLOWLOG GET %d entry %d = id %d at %d %q, want id %d at %d %q", count, i, g.ID, g.Time.Unix(), g.Args, want[i].id, want[i].at, want[i].args)
-			}
+	got, err := cl.SlowLogGet(ctx, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := int64(len(got)); n != wantLen-2 {
+		t.Fatalf("SLOWLOG GET -1: %d entries, want %d (every shard's, their SLOWLOG RESET once)", n, wantLen-2)
+	}
+	if last := got[len(got)-1]; last.ID != reset || !strings.EqualFold(fmt.Sprint(last.Args), "[slowlog reset]") {
+		t.Errorf("SLOWLOG GET -1 ends with id %d %q, want SLOWLOG RESET with id %d", last.ID, last.Args, reset)
+	}
+	seen := map[int64]int{} // per shard, the entries met so far
+	for _, g := range got[:len(got)-1] {
+		sh := g.ID % 4
+		i := seen[sh]
+		seen[sh]++
+		if i >= len(perShard[sh]) || perShard[sh][i] != (entry{id: g.ID, args: fmt.Sprint(g.Args)}) {
+			t.Errorf("SLOWLOG GET -1: entry id %d %q is not shard %d's next, in its order", g.ID, g.Args, sh)
 		}
 	}
-	check(-1, want)
-	check(5, want[:5])
+	if got, err := cl.SlowLogGet(ctx, 5).Result(); err != nil || len(got) != 5 {
+		t.Errorf("SLOWLOG GET 5 = %d entries, %v; want 5", len(got), err)
+	}
 	if got := cl.Do(ctx, "SLOWLOG", "GET").Val(); len(got.([]any)) != 10 {
 		t.Errorf("SLOWLOG GET with no count: %d entries, want 10", len(got.([]any)))
 	}
@@ -98,6 +118,170 @@ func TestIntegrationSlowlog(t *testing.T) {
 		if err != nil || len(got) != 3 || got[0] != "master" || got[1] != int64(0) || len(got[2].([]any)) != 0 {
 			t.Errorf("ROLE in RESP%d = %v, %v; want [master 0 []]", proto, got, err)
 		}
+	}
+}
+
+// The merged slow log reads as one server's, as Redis's unit/slowlog
+// checks it: a command sent to every shard is one entry, what ran after it
+// comes before it, and slowlog-max-len bounds GET and LEN.
+func TestIntegrationSlowlogOneServer(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3})
+	ctx := t.Context()
+	cl := c.Client()
+	do := mustDo(t, cl)
+	entries := func(count int) []string {
+		t.Helper()
+		logs, err := cl.SlowLogGet(ctx, int64(count)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range logs {
+			got = append(got, strings.ToLower(strings.Join(l.Args, " ")))
+		}
+		return got
+	}
+
+	do("CONFIG", "SET", "slowlog-log-slower-than", "0")
+	for range 3 { // the SADD's shard and the others alike
+		do("SLOWLOG", "RESET")
+		do("SADD", "set", "a", "b")
+		if got, want := entries(-1), []string{"sadd set a b", "slowlog reset"}; !slices.Equal(got, want) {
+			t.Fatalf("SLOWLOG GET after SLOWLOG RESET, SADD = %q, want %q", got, want)
+		}
+	}
+
+	do("CONFIG", "SET", "slowlog-max-len", "3")
+	do("SLOWLOG", "RESET")
+	do("SET", "key", "test")
+	do("SADD", "set", "c")
+	do("INCR", "num")
+	do("LPUSH", "list", "a")
+	if n := do("SLOWLOG", "LEN"); n != int64(3) {
+		t.Errorf("SLOWLOG LEN = %v with slowlog-max-len 3, want 3", n)
+	}
+	for count, want := range map[int]int{-1: 3, 0: 0, 1: 1, 3: 3, 10: 3} {
+		if got := entries(count); len(got) != want {
+			t.Errorf("SLOWLOG GET %d = %q with slowlog-max-len 3, want %d entries", count, got, want)
+		}
+	}
+	// the commands the proxy answers itself are logged too, by the proxy
+	do("CONFIG", "SET", "slowlog-max-len", "10")
+	named := dialRaw(t, c.Addr)
+	named.do("CLIENT", "SETNAME", "pinger")
+	do("SLOWLOG", "RESET")
+	for range 3 {
+		named.do("PING")
+	}
+	named.do("ECHO", "hello")
+	logs, err := cl.SlowLogGet(ctx, -1).Result()
+	if err != nil || len(logs) != 5 {
+		t.Fatalf("SLOWLOG GET -1 after SLOWLOG RESET, 3 PING, ECHO = %v, %v; want 5 entries", logs, err)
+	}
+	for i, want := range []string{"echo hello", "ping", "ping", "ping"} {
+		l := logs[i]
+		if got := strings.ToLower(strings.Join(l.Args, " ")); got != want || l.ClientName != "pinger" || l.ClientAddr != named.nc.LocalAddr().String() {
+			t.Errorf("entry %d = %q from %s %q, want %q from %s \"pinger\"", i, got, l.ClientAddr, l.ClientName, want, named.nc.LocalAddr())
+		}
+	}
+	if got := strings.ToLower(strings.Join(logs[4].Args, " ")); got != "slowlog reset" {
+		t.Errorf("entry 4 = %q, want slowlog reset", got)
+	}
+	for range 20 {
+		named.do("PING")
+	}
+	if n := do("SLOWLOG", "LEN"); n != int64(10) {
+		t.Errorf("SLOWLOG LEN after 20 PING = %v with slowlog-max-len 10, want 10", n)
+	}
+
+	do("CONFIG", "SET", "slowlog-max-len", "1")
+	if n := do("SLOWLOG", "LEN"); n != int64(1) {
+		t.Errorf("SLOWLOG LEN = %v with slowlog-max-len 1, want 1", n)
+	}
+	if got := entries(-1); len(got) != 1 || got[0] != "slowlog len" {
+		t.Errorf("SLOWLOG GET -1 = %q with slowlog-max-len 1, want [slowlog len], the newest", got)
+	}
+}
+
+// A slow log entry names the client that sent the command, as one server's
+// does, not the proxy's connection to the shard: for a command slower
+// than slowlog-log-slower-than (DEBUG SLEEP), and, with every command
+// logged, for each client's commands, their arguments trimmed as Redis
+// trims them.
+func TestIntegrationSlowlogClient(t *testing.T) {
+	c := proxytest.Start(t, proxytest.Options{Shards: 3, ShardArgs: []string{"--enable-debug-command", "yes"}})
+	ctx := t.Context()
+	cl := c.Client()
+	do := mustDo(t, cl)
+	alpha, beta := dialRaw(t, c.Addr), dialRaw(t, c.Addr)
+	addrOf := map[string]string{"alpha": alpha.nc.LocalAddr().String(), "beta": beta.nc.LocalAddr().String()}
+	alpha.do("CLIENT", "SETNAME", "alpha")
+	beta.do("CLIENT", "SETNAME", "beta")
+	type logged struct{ args, addr, name string }
+	entries := func() []logged {
+		t.Helper()
+		logs, err := cl.SlowLogGet(ctx, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []logged
+		for _, l := range logs {
+			got = append(got, logged{strings.ToLower(strings.Join(l.Args, " ")), l.ClientAddr, l.ClientName})
+		}
+		return got
+	}
+
+	do("CONFIG", "SET", "slowlog-log-slower-than", "100000")
+	do("SLOWLOG", "RESET")
+	alpha.do("DEBUG", "SLEEP", "0.2")
+	beta.do("SET", "fast", "1")
+	if got, want := entries(), []logged{{"debug sleep 0.2", addrOf["alpha"], "alpha"}}; !slices.Equal(got, want) {
+		t.Errorf("SLOWLOG GET after a DEBUG SLEEP 0.2 = %q, want %q", got, want)
+	}
+
+	do("CONFIG", "SET", "slowlog-log-slower-than", "0")
+	do("SLOWLOG", "RESET")
+	many := []string{"SADD", "set"}
+	for i := range 40 {
+		many = append(many, strconv.Itoa(i))
+	}
+	long := strings.Repeat("a", 129)
+	for i := range c.Shards {
+		alpha.do("SET", keyOn(t, c, "a", i), "1")
+		beta.do("SET", keyOn(t, c, "b", i), long)
+	}
+	alpha.do(many...)
+	do("CONFIG", "SET", "slowlog-log-slower-than", "-1")
+	got := entries()
+	want := map[string]logged{"sadd": {"", addrOf["alpha"], "alpha"}}
+	for i := range c.Shards {
+		want["set "+keyOn(t, c, "a", i)] = logged{"", addrOf["alpha"], "alpha"}
+		want["set "+keyOn(t, c, "b", i)] = logged{"", addrOf["beta"], "beta"}
+	}
+	seen := 0
+	for _, e := range got {
+		args := strings.Fields(e.args)
+		key := args[0]
+		if key == "set" {
+			key += " " + args[1]
+		}
+		w, ok := want[key]
+		if !ok {
+			continue // SLOWLOG RESET, CONFIG SET: the test's own client
+		}
+		seen++
+		if e.addr != w.addr || e.name != w.name {
+			t.Errorf("entry %q names client %s %q, want %s %q", e.args, e.addr, e.name, w.addr, w.name)
+		}
+		switch {
+		case key == "sadd" && !strings.HasSuffix(e.args, " 28 ... (11 more arguments)"):
+			t.Errorf("entry %q: want its arguments trimmed to 32", e.args)
+		case strings.HasPrefix(key, "set b") && !strings.HasSuffix(e.args, long[:128]+"... (1 more bytes)"):
+			t.Errorf("entry %q: want its long argument trimmed to 128 bytes", e.args)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("SLOWLOG GET = %q: %d of the %d clients' commands", got, seen, len(want))
 	}
 }
 
@@ -219,6 +403,74 @@ func TestIntegrationLatency(t *testing.T) {
 		set, ok := m.(map[any]any)["set"].(map[any]any)
 		if !ok || set["calls"] != calls || len(set["histogram_usec"].(map[any]any)) != len(got) {
 			t.Errorf("RESP3 LATENCY HISTOGRAM set = %v, want calls %d and %d buckets", m, calls, len(got))
+		}
+	})
+
+	// A command sent to every shard is one call, as one server counts it;
+	// one sent to one shard is counted where it ran.
+	t.Run("histogram of every shard's commands", func(t *testing.T) {
+		do := mustDo(t, cl)
+		do("CONFIG", "RESETSTAT")
+		do("SET", "a", "b")
+		do("SET", "c", "d")
+		do("DBSIZE")
+		do("DBSIZE")
+		do("CONFIG", "SET", "latency-monitor-threshold", "1")
+		got := map[string]int64{}
+		for _, name := range []string{"config|resetstat", "config|set", "dbsize", "set"} {
+			h := cl.Do(ctx, "LATENCY", "HISTOGRAM", name).Val().([]any)
+			if len(h) != 2 {
+				t.Fatalf("LATENCY HISTOGRAM %s = %v", name, h)
+			}
+			f := h[1].([]any)
+			got[name] = f[1].(int64)
+			if hs := f[3].([]any); hs[len(hs)-1] != f[1] {
+				t.Errorf("LATENCY HISTOGRAM %s = %v: its histogram does not end at its calls", name, h)
+			}
+		}
+		want := map[string]int64{"config|resetstat": 1, "config|set": 1, "dbsize": 2, "set": 2}
+		if !maps.Equal(got, want) {
+			t.Errorf("LATENCY HISTOGRAM calls = %v, want %v", got, want)
+		}
+	})
+
+	// The commands the proxy answers itself have its own figures.
+	t.Run("histogram of the proxy's own commands", func(t *testing.T) {
+		do := mustDo(t, cl)
+		do("CONFIG", "RESETSTAT")
+		do("CLIENT", "ID")
+		do("CLIENT", "LIST")
+		for range 3 {
+			do("PING")
+		}
+		calls := func(args ...any) map[string]int64 {
+			t.Helper()
+			h := do(append([]any{"LATENCY", "HISTOGRAM"}, args...)...).([]any)
+			got := map[string]int64{}
+			for i := 0; i < len(h); i += 2 {
+				f := h[i+1].([]any)
+				got[h[i].(string)] = f[1].(int64)
+				if hs := f[3].([]any); len(hs) == 0 || hs[len(hs)-1] != f[1] {
+					t.Errorf("LATENCY HISTOGRAM %v: %s = %v, its histogram does not end at its calls", args, h[i], f)
+				}
+			}
+			return got
+		}
+		for _, tc := range []struct {
+			args []any
+			want map[string]int64
+		}{
+			{[]any{"client"}, map[string]int64{"client|id": 1, "client|list": 1}},
+			{[]any{"client|id"}, map[string]int64{"client|id": 1}},
+			{[]any{"ping", "set"}, map[string]int64{"ping": 3}},
+		} {
+			if got := calls(tc.args...); !maps.Equal(got, tc.want) {
+				t.Errorf("LATENCY HISTOGRAM %v calls = %v, want %v", tc.args, got, tc.want)
+			}
+		}
+		do("CONFIG", "RESETSTAT")
+		if got := calls("client", "ping"); len(got) != 0 {
+			t.Errorf("LATENCY HISTOGRAM client ping after CONFIG RESETSTAT = %v, want none", got)
 		}
 	})
 

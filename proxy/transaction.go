@@ -3,7 +3,9 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/reshard/reshard/proxy/command"
@@ -53,6 +55,11 @@ type txState struct {
 	apart  []apartCmd
 	pubRaw []byte
 
+	// every: commands of every shard (everyShardInTx), which the
+	// transaction's shard runs in its EXEC and every other shard right
+	// after it (everyShardAfter).
+	every []everyShardCmd
+
 	// The shard's side (txFlush): MULTI open on conn (from pool, to shard
 	// at epoch), raw[:sent] sent on it; nraw commands in raw; waiting, the
 	// result slots of the commands queued since the last flush, which get
@@ -82,6 +89,23 @@ type txWaiting struct {
 type apartCmd struct {
 	at    int
 	reply []byte
+}
+
+// everyShardCmd is a command of every shard queued in a transaction: at is
+// its place among the commands the transaction's shard queued.
+type everyShardCmd struct {
+	at    int
+	raw   []byte
+	flush bool
+	done  func() // what the proxy does once every shard answered OK (nil: nothing)
+}
+
+// everyShardInTx are the commands a transaction runs on every shard, as
+// one server runs them in its transaction (Redis Cluster queues them as
+// any other). Each acts on its shard alone and answers OK, so the shards'
+// parts need no merge but the first error.
+var everyShardInTx = map[string]bool{
+	"config|set": true, "flushall": true, "flushdb": true, "slowlog|reset": true,
 }
 
 // noSlot marks that neither WATCH nor a queued command has fixed the slot.
@@ -131,6 +155,27 @@ func (s *session) inTransaction(info *command.Info, cmd wire.Request, monitoring
 		// Its channel is not a key, but Redis Cluster runs it in a
 		// transaction on the channel's slot, as the proxy does outside one.
 		slot, ok = router.Slot(cmd.Args[1]), true
+	case everyShardInTx[info.Name()]:
+		if msg := s.everyShardRefusal(info, cmd); msg != "" {
+			// as outside a transaction; here in EXEC's reply, where Redis
+			// answers CONFIG SET's errors
+			s.tx.apart = append(s.tx.apart, apartCmd{at: len(s.tx.stats), reply: wire.AppendError(nil, msg)})
+			s.queued(info, cmd, monitoring)
+			return true
+		}
+		s.sentToEveryShard()
+		e := everyShardCmd{at: s.tx.nraw, raw: bytes.Clone(cmd.Raw), flush: info.Name() == "flushall" || info.Name() == "flushdb"}
+		switch info.Name() {
+		case "config|set":
+			args := make([][]byte, len(cmd.Args))
+			for i, a := range cmd.Args {
+				args[i] = bytes.Clone(a)
+			}
+			e.done = func() { s.srv.configSet(args) }
+		case "slowlog|reset":
+			e.done = s.srv.ownSlowlog.reset
+		}
+		s.tx.every = append(s.tx.every, e)
 	case !info.HasKeys() && !keylessInTx[info.Name()] && !debugAnyShardArgs(info, cmd.Args):
 		// Fan-out and proxy-answered commands have no one-shard meaning
 		// inside a transaction.
@@ -402,7 +447,7 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 			replies, errReply = s.txSend(cmdExec, 1)
 		}
 		stats := s.tx.stats // intact: nothing queues until this step returns
-		apart, pubRaw, onExec := s.tx.apart, s.tx.pubRaw, s.tx.onExec
+		apart, pubRaw, onExec, every, shard := s.tx.apart, s.tx.pubRaw, s.tx.onExec, s.tx.every, s.tx.shard
 		if errReply != nil {
 			s.endTransaction()
 			s.dropWatch(r)
@@ -412,6 +457,9 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 		s.tx.conn = nil
 		s.endTransaction()
 		reply := replies[len(replies)-1]
+		if len(every) > 0 {
+			reply = s.everyShardAfter(r, shard, reply, every)
+		}
 		if len(apart) > 0 {
 			reply = s.afterExec(r, reply, apart, pubRaw)
 		}
@@ -423,6 +471,65 @@ func exec(s *session, r *route, info *command.Info, c wire.Request) {
 		ran = s.srv.stats.execRan(stats, reply, s.srv.log)
 		return reply
 	}
+	if slices.ContainsFunc(s.tx.every, func(e everyShardCmd) bool { return e.flush }) {
+		s.step.afterArrived = true // see order.go
+	}
+}
+
+// everyShardAfter runs a transaction's commands of every shard on every
+// shard but the transaction's, once the transaction's shard has run them in
+// its EXEC, and puts the first error a shard answered for one of them in
+// EXEC's reply, where the command stands. The other shards run them right
+// after the transaction, not inside it: what a client reads of those
+// shards meanwhile is what it could read before the transaction ran. A
+// transaction that did not run (WATCH, an error) runs nothing more.
+func (s *session) everyShardAfter(r *route, txShard int, reply []byte, every []everyShardCmd) []byte {
+	elems, ok := wire.ArrayElems(reply, nil)
+	if !ok || reply[0] != '*' || bytes.HasPrefix(reply, []byte("*-1\r\n")) {
+		return reply
+	}
+	var raw []byte
+	for _, e := range every {
+		raw = append(raw, e.raw...)
+	}
+	others := make([][][]byte, len(r.pools))
+	var wg sync.WaitGroup
+	for i, p := range r.pools {
+		if i != txShard {
+			wg.Go(func() { others[i] = p.DedicatedPool(s.proto).DoAllBy(raw, len(every), time.Time{}) })
+		}
+	}
+	wg.Wait()
+	for k, e := range every {
+		if e.at >= len(elems) {
+			continue
+		}
+		for _, rs := range others {
+			if !wire.IsError(elems[e.at]) && rs != nil && wire.IsError(rs[k]) {
+				elems[e.at] = rs[k]
+			}
+		}
+		if e.done != nil && bytes.Equal(elems[e.at], okReply) {
+			e.done()
+		}
+	}
+	out := resp.AppendArrayHeader(nil, len(elems))
+	for _, el := range elems {
+		out = append(out, el...)
+	}
+	return out
+}
+
+// everyShardRefusal is why a command of every shard is refused as it is
+// outside a transaction, or "".
+func (s *session) everyShardRefusal(info *command.Info, cmd wire.Request) string {
+	switch info.Name() {
+	case "config|set":
+		return configSetRefusal(cmd.Args)
+	case "flushall", "flushdb":
+		return s.srv.refusal(info.Name())
+	}
+	return ""
 }
 
 // afterExec puts the replies of the commands a transaction queued apart in
@@ -473,23 +580,7 @@ func (s *session) afterExec(r *route, reply []byte, apart []apartCmd, pubRaw []b
 // publishAfter runs a transaction's n PUBLISHes on the pub/sub home shard
 // and returns their replies.
 func (s *session) publishAfter(r *route, raw []byte, n int) [][]byte {
-	pl := r.pools[0].DedicatedPool(s.proto)
-	d, err := pl.Get()
-	var counts [][]byte
-	if err == nil {
-		if counts, err = d.RoundTrip(raw, n, nil); err != nil {
-			d.NetConn.Close()
-		} else {
-			pl.Put(d)
-		}
-	}
-	if err != nil {
-		counts = counts[:0]
-		for range n {
-			counts = append(counts, wire.AppendError(nil, pl.DownMessage(err)))
-		}
-	}
-	return counts
+	return r.pools[0].DedicatedPool(s.proto).DoAllBy(raw, n, time.Time{})
 }
 
 func discard(s *session, r *route, _ *command.Info, _ wire.Request) {

@@ -146,23 +146,32 @@ func (dp *DedicatedPool) DoBy(raw []byte, deadline time.Time) []byte {
 // DoLastBy is DoBy for raw holding n commands, run in order on one
 // connection: it returns the last one's reply.
 func (dp *DedicatedPool) DoLastBy(raw []byte, n int, deadline time.Time) []byte {
+	return dp.DoAllBy(raw, n, deadline)[n-1]
+}
+
+// DoAllBy is DoLastBy returning the n replies, each the error reply naming
+// the shard if the shard could not be reached or did not answer in time.
+func (dp *DedicatedPool) DoAllBy(raw []byte, n int, deadline time.Time) [][]byte {
 	d, err := dp.Get()
-	if err != nil {
-		return wire.AppendError(nil, dp.DownMessage(err))
-	}
-	if !deadline.IsZero() {
-		d.NetConn.SetDeadline(deadline)
-	}
-	replies, err := d.RoundTrip(raw, n, nil)
-	if err != nil {
+	if err == nil {
+		if !deadline.IsZero() {
+			d.NetConn.SetDeadline(deadline)
+		}
+		var replies [][]byte
+		if replies, err = d.RoundTrip(raw, n, nil); err == nil {
+			if !deadline.IsZero() {
+				d.NetConn.SetDeadline(time.Time{})
+			}
+			dp.Put(d)
+			return replies
+		}
 		d.NetConn.Close()
-		return wire.AppendError(nil, dp.DownMessage(err))
 	}
-	if !deadline.IsZero() {
-		d.NetConn.SetDeadline(time.Time{})
+	replies := make([][]byte, n)
+	for i := range replies {
+		replies[i] = wire.AppendError(nil, dp.DownMessage(err))
 	}
-	dp.Put(d)
-	return replies[n-1]
+	return replies
 }
 
 // Blocked reports whether the shard has d's command blocked: it has read

@@ -3,6 +3,8 @@ package wire
 import (
 	"io"
 	"strconv"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/reshard/reshard/internal/resp"
 )
@@ -62,6 +64,34 @@ type Reader struct {
 	args [][]byte
 
 	maxBulk, maxArgs, maxQuery int64
+
+	shown shownBuffer // what Shown reports, for other goroutines
+}
+
+// shownBuffer is the reader's buffer as CLIENT LIST shows it, written by
+// the reading goroutine at each batch and before each read.
+type shownBuffer struct {
+	query, free, size, argv atomic.Int64
+}
+
+// Shown returns, safe for use by any goroutine while another reads, what
+// CLIENT LIST shows of the query buffer: query, the bytes read and not yet
+// done with (the commands of the batch being served, from the first, and a
+// partial command after them); free, the room left for the next read;
+// size, the buffer's; argv, the bytes of the batch's argument lists (the
+// arguments themselves stay in the buffer). Between batches query is the
+// partial command and argv 0.
+func (rd *Reader) Shown() (query, free, size, argv int64) {
+	return rd.shown.query.Load(), rd.shown.free.Load(), rd.shown.size.Load(), rd.shown.argv.Load()
+}
+
+// show publishes the buffer's state: from is where the data not yet done
+// with starts, nargs the arguments of the batch handed out.
+func (rd *Reader) show(from, nargs int) {
+	rd.shown.query.Store(int64(rd.end - from))
+	rd.shown.free.Store(int64(len(rd.buf) - rd.end))
+	rd.shown.size.Store(int64(len(rd.buf)))
+	rd.shown.argv.Store(int64(nargs) * int64(unsafe.Sizeof([]byte(nil))))
 }
 
 // Limits are the request limits a Reader enforces as it parses, Redis's
@@ -73,8 +103,10 @@ type Limits struct {
 
 // NewReader returns a reader that enforces lim.
 func NewReader(lim Limits) *Reader {
-	return &Reader{buf: make([]byte, readChunk), bulk: -1,
+	rd := &Reader{buf: make([]byte, readChunk), bulk: -1,
 		maxBulk: lim.MaxBulkLen, maxArgs: lim.MaxArgs, maxQuery: lim.MaxQueryBuffer}
+	rd.show(0, 0)
+	return rd
 }
 
 // Next returns every whole command buffered, reading once more each time none
@@ -85,10 +117,13 @@ func (rd *Reader) Next(r io.Reader) ([]Request, error) {
 	rd.reqs = rd.reqs[:0]
 	rd.args = rd.args[:0]
 	for {
+		from := rd.start
 		if err := rd.parse(); err != nil || len(rd.reqs) > 0 {
+			rd.show(from, len(rd.args))
 			return rd.reqs, err
 		}
 		rd.makeRoom()
+		rd.show(rd.start, 0)
 		n, err := r.Read(rd.buf[rd.end:])
 		rd.end += n
 		if err != nil {
