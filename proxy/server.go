@@ -70,7 +70,7 @@ type Server struct {
 	sessions    sync.Map // id -> *session, for CLIENT LIST/KILL
 	subscribers sync.Map // *pubsubLoop -> true, moved at every SwapTable
 	monitors    monitors
-	tracker     *tracker      // CLIENT TRACKING (tracking.go)
+	tracker     *tracker    // CLIENT TRACKING (tracking.go)
 	counters    serverStats // INFO's clients, stats and proxy figures (serverstats.go)
 	stats       *cmdStats   // INFO commandstats and errorstats (cmdstats.go)
 
