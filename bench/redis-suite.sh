@@ -14,6 +14,10 @@
 #                         slots (its bus port is PORT+10000)
 #               proxy     `$RESHARD proxy` over 3 redis-servers on PORT+1..3
 #               external  nothing is started: a server you run yourself
+#               compare   baseline, then proxy (SKIPFILE applies to the
+#                         proxy only), then a table of both per unit and
+#                         the tests the proxy fails that the baseline
+#                         passes, by name
 #             redis-server is the installed one (PATH), started with
 #             --enable-debug-command yes --enable-protected-configs yes
 #             --save '' as the suite expects; nothing of the source tree is
@@ -42,7 +46,7 @@
 set -eu
 
 if [ $# -lt 3 ]; then
-	echo "usage: $0 baseline|proxy|external REDIS_SOURCE_DIR PORT [UNIT...]" >&2
+	echo "usage: $0 baseline|proxy|external|compare REDIS_SOURCE_DIR PORT [UNIT...]" >&2
 	exit 2
 fi
 target=$1
@@ -62,13 +66,13 @@ logdir=${LOGDIR:-$(mktemp -d "${TMPDIR:-/tmp}/redis-suite.XXXXXX")}
 mkdir -p "$logdir"
 logdir=$(cd "$logdir" && pwd)
 case $target in
-baseline | proxy | external) ;;
+baseline | proxy | external | compare) ;;
 *)
-	echo "$0: TARGET must be baseline, proxy or external, not $target" >&2
+	echo "$0: TARGET must be baseline, proxy, external or compare, not $target" >&2
 	exit 2
 	;;
 esac
-if [ "$target" = proxy ]; then
+if [ "$target" = proxy ] || [ "$target" = compare ]; then
 	reshard=$(cd "$(dirname "$reshard")" && pwd)/$(basename "$reshard")
 	if [ ! -x "$reshard" ]; then
 		echo "$0: no reshard binary at $reshard (go build -o bin/reshard ./cmd/reshard, or set RESHARD)" >&2
@@ -84,6 +88,45 @@ if [ ! -e "$src/src/redis-server" ]; then
 		p=$(command -v "$b" || true)
 		if [ -n "$p" ]; then ln -s "$p" "$src/src/$b"; fi
 	done
+fi
+
+if [ "$target" = compare ]; then
+	# Both, one after the other on the same port: the baseline runs every
+	# test (SKIPFILE applies to the proxy only), then the proxy; then the
+	# comparison per unit, and the tests the baseline passes that the
+	# proxy fails, by name.
+	self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+	SKIPFILE="" LOGDIR="$logdir/baseline" sh "$self" baseline "$src" "$port" "$@" >"$logdir/baseline.txt"
+	LOGDIR="$logdir/proxy" RESHARD="$reshard" sh "$self" proxy "$src" "$port" "$@" >"$logdir/proxy.txt"
+	awk 'FNR == 1 { file++; next }
+	file == 1 { bok[$1] = $2; berr[$1] = $3; order[++n] = $1; next }
+	{ pok[$1] = $2; perr[$1] = $3; pend[$1] = $6 }
+	END {
+		printf "%-24s %9s %9s %9s %9s %8s  %s\n", "unit", "base ok", "base err", "proxy ok", "proxy err", "not run", "proxy end"
+		for (i = 1; i <= n; i++) {
+			u = order[i]
+			if (u == "total") continue
+			if (bok[u] + berr[u] + pok[u] + perr[u] == 0) continue
+			nr = bok[u] + berr[u] - pok[u] - perr[u]
+			if (nr < 0) nr = 0
+			printf "%-24s %9d %9d %9d %9d %8d  %s\n", u, bok[u], berr[u], pok[u], perr[u], nr, pend[u]
+			tb += bok[u]; te += berr[u]; tp += pok[u]; tq += perr[u]; tn += nr
+		}
+		printf "%-24s %9d %9d %9d %9d %8d\n", "total", tb, te, tp, tq, tn
+	}' "$logdir/baseline.txt" "$logdir/proxy.txt"
+	echo
+	echo "failed through the proxy, not in the baseline:"
+	for plog in "$logdir"/proxy/*.log; do
+		blog="$logdir/baseline/$(basename "$plog")"
+		grep '^\[err\]:' "$plog" | grep ' in tests/[^ ]*\.tcl$' | sed 's/^\[err\]: //; s/ in tests\/[^ ]*\.tcl$//' | sort -u |
+			while IFS= read -r name; do
+				if ! grep -qF "[err]: $name in tests/" "$blog" 2>/dev/null; then
+					echo "  $(basename "$plog" .log | tr _ /): $name"
+				fi
+			done
+	done
+	echo "logs: $logdir" >&2
+	exit 0
 fi
 
 # run holds the processes this script started for the current unit.
