@@ -84,6 +84,28 @@ func (w *asyncWriter) queued() int {
 	return len(w.buf)
 }
 
+// queueNow puts b on the connection's queue at once, behind what is
+// already there and before whatever anyone queues next, and has run write
+// it: for a message that must precede the replies the session sends after
+// it (an invalidation before the reply to a later command). The bytes
+// queued on the connection count toward the limit. The connection must be
+// shared.
+func (w *asyncWriter) queueNow(b []byte) {
+	w.mu.Lock()
+	if w.cut {
+		w.mu.Unlock()
+		return
+	}
+	over := int64(w.s.conn.queued()+len(b)) > w.limit
+	if over {
+		w.cut = true
+	} else {
+		w.s.conn.WriteRaw(b)
+	}
+	w.mu.Unlock()
+	w.wakeOrCut(over)
+}
+
 // feed queues b without waiting for the client.
 func (w *asyncWriter) feed(b []byte) {
 	w.mu.Lock()
@@ -98,6 +120,11 @@ func (w *asyncWriter) feed(b []byte) {
 		w.buf = append(w.buf, b...)
 	}
 	w.mu.Unlock()
+	w.wakeOrCut(over)
+}
+
+// wakeOrCut wakes the writer, or, over the limit, closes the client.
+func (w *asyncWriter) wakeOrCut(over bool) {
 	if over {
 		w.s.srv.log.Warn(w.what+" client output buffer limit reached, closing it",
 			zap.Uint64("client", w.s.id), zap.Int64("limit", w.limit))

@@ -87,8 +87,14 @@ func (s *session) describe(now time.Time, self bool) string {
 	case s.tx.active:
 		flags = "x"
 	}
+	var multiMem int64
 	if s.tx.active {
 		multi = len(s.tx.stats)
+		if self {
+			// the commands queued, as Redis counts its queue; only the
+			// serving goroutine may read them
+			multiMem = int64(cap(s.tx.raw))
+		}
 	}
 	omem := s.conn.streamed()
 	if m := s.mon.active; m != nil {
@@ -97,6 +103,27 @@ func (s *session) describe(now time.Time, self bool) string {
 	s.shown.mu.Unlock()
 	if self {
 		cmd = s.cmdName
+	}
+	// CLIENT TRACKING's flags and redirect, under the tracker's lock
+	t := s.srv.tracker
+	t.mu.Lock()
+	tracking, bcast, broken, redir := s.track.on, s.track.bcast, s.track.broken, int64(s.track.redirect)
+	t.mu.Unlock()
+	if tracking {
+		f := "t"
+		if broken {
+			f += "R"
+		}
+		if bcast {
+			f += "B"
+		}
+		if flags == "N" {
+			flags = f
+		} else {
+			flags += f
+		}
+	} else {
+		redir = -1
 	}
 	laddr := ""
 	if nc := s.conn.NetConn(); nc != nil {
@@ -115,6 +142,7 @@ func (s *session) describe(now time.Time, self bool) string {
 	field("id", strconv.FormatUint(s.id, 10))
 	field("addr", s.conn.RemoteAddr())
 	field("laddr", laddr)
+	num("fd", int64(s.conn.fd()))
 	field("name", name)
 	num("age", int64(now.Sub(s.shown.created).Seconds()))
 	num("idle", int64(now.Sub(time.Unix(0, s.shown.lastCmd.Load())).Seconds()))
@@ -131,10 +159,23 @@ func (s *session) describe(now time.Time, self bool) string {
 	num("qbuf", qbuf)
 	num("qbuf-free", qfree)
 	num("argv-mem", argv)
+	num("multi-mem", multiMem)
+	num("rbs", qsize) // the read buffer, Redis's rbs and rbp alike
+	num("rbp", qsize)
+	// the replies of a pipeline go out as it ends: none are held between
+	// pipelines but a subscriber's or monitor's queue (omem)
+	num("obl", 0)
+	num("oll", 0)
 	num("omem", int64(omem))
-	num("tot-mem", qsize+argv+int64(omem)+sessionSize)
+	num("tot-mem", qsize+argv+multiMem+int64(omem)+sessionSize)
+	events := "r"
+	if omem > 0 {
+		events = "rw"
+	}
+	field("events", events)
 	field("cmd", cmd)
 	field("user", s.user())
+	num("redir", redir)
 	num("resp", int64(proto))
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -189,6 +190,14 @@ func (cc *clientConn) stream(limit outputLimit, onCut func(queued int, why strin
 	go cc.writeStream(st)
 }
 
+// queued returns the bytes queued on a shared connection and not yet
+// taken by a write.
+func (cc *clientConn) queued() int {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.out)
+}
+
 // streamed returns the bytes queued or being written on a streamed
 // connection (CLIENT LIST's omem), 0 on any other.
 func (cc *clientConn) streamed() int {
@@ -267,6 +276,21 @@ func (cc *clientConn) drop() {
 // share marks the connection as written by more than one goroutine from now
 // on; it must be called before any other goroutine writes.
 func (cc *clientConn) share() { cc.shared.Store(true) }
+
+// fd returns the connection's file descriptor (CLIENT LIST's fd), or -1.
+func (cc *clientConn) fd() int {
+	sc, ok := cc.nc.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	fd := -1
+	raw.Control(func(f uintptr) { fd = int(f) })
+	return fd
+}
 
 // isShared reports whether share was called; any goroutine may ask.
 func (cc *clientConn) isShared() bool { return cc.shared.Load() }

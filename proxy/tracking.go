@@ -733,7 +733,9 @@ func (t *tracker) push(s *session, msg []byte) {
 		ts.deferred = append(ts.deferred, msg...)
 		return
 	}
-	ts.w.feed(msg)
+	// on the connection's queue now, so that a reply the session queues
+	// after this (to a command that follows the write) goes after it
+	ts.w.queueNow(msg)
 }
 
 // startWriter starts s's writer, its connection shared, and hands it what
@@ -751,7 +753,7 @@ func (t *tracker) startWriterLocked(s *session) {
 	s.track.w = w
 	go w.run()
 	if !s.track.inFlight && len(s.track.deferred) > 0 {
-		w.feed(s.track.deferred)
+		w.queueNow(s.track.deferred)
 		s.track.deferred = nil
 	}
 }
