@@ -87,14 +87,8 @@ func (s *session) describe(now time.Time, self bool) string {
 	case s.tx.active:
 		flags = "x"
 	}
-	var multiMem int64
 	if s.tx.active {
 		multi = len(s.tx.stats)
-		if self {
-			// the commands queued, as Redis counts its queue; only the
-			// serving goroutine may read them
-			multiMem = int64(cap(s.tx.raw))
-		}
 	}
 	omem := s.conn.streamed()
 	if m := s.mon.active; m != nil {
@@ -159,7 +153,8 @@ func (s *session) describe(now time.Time, self bool) string {
 	num("qbuf", qbuf)
 	num("qbuf-free", qfree)
 	num("argv-mem", argv)
-	num("multi-mem", multiMem)
+	// a transaction's commands are queued on its shard, not in the proxy
+	num("multi-mem", 0)
 	num("rbs", qsize) // the read buffer, Redis's rbs and rbp alike
 	num("rbp", qsize)
 	// the replies of a pipeline go out as it ends: none are held between
@@ -167,7 +162,7 @@ func (s *session) describe(now time.Time, self bool) string {
 	num("obl", 0)
 	num("oll", 0)
 	num("omem", int64(omem))
-	num("tot-mem", qsize+argv+multiMem+int64(omem)+sessionSize)
+	num("tot-mem", qsize+argv+int64(omem)+sessionSize)
 	events := "r"
 	if omem > 0 {
 		events = "rw"
