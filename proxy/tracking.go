@@ -72,6 +72,7 @@ type trackState struct {
 	prefixes              []string
 
 	caching bool // CLIENT CACHING yes (OPTIN) or no (OPTOUT), for the next command; the serving goroutine's
+	spent   bool // that command has come: caching ends with the one after it (TRACKINGINFO, run next, still shows it)
 	idx     []int
 
 	// the shards written by the pipeline in flight, or the transaction
@@ -241,14 +242,14 @@ func clientCaching(s *session, _ *route, _ *command.Info, c wire.Request) {
 			s.errorReply("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")
 			return
 		}
-		ts.caching = true
+		ts.caching, ts.spent = true, false
 		s.local(wire.AppendStatus(nil, "OK"))
 	case wire.EqualFold(c.Args[2], "no"):
 		if !ts.optout {
 			s.errorReply("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
 			return
 		}
-		ts.caching = true
+		ts.caching, ts.spent = true, false
 		s.local(wire.AppendStatus(nil, "OK"))
 	default:
 		s.errorReply("ERR syntax error")
@@ -318,9 +319,12 @@ func clientTrackingInfo(s *session, _ *route, _ *command.Info, _ wire.Request) {
 // client's keys as its own.
 func (s *session) trackCommand(r *route, info *command.Info, args [][]byte) {
 	ts := &s.track
+	if ts.spent {
+		ts.caching, ts.spent = false, false
+	}
 	caching := ts.caching
-	if info.Name() != "client|caching" && !s.tx.active {
-		ts.caching = false // for the next command only, or to EXEC
+	if caching && info.Name() != "client|caching" && !s.tx.active {
+		ts.spent = true // for this command only, or to EXEC, as in Redis
 	}
 	script := isScriptCall(info)
 	read := ts.on && !ts.bcast && (info.IsReadonly() || script) &&

@@ -178,9 +178,15 @@ func TestIntegrationTracking(t *testing.T) {
 	o.do("CLIENT", "TRACKING", "ON", "OPTIN")
 	o.do("GET", keys[0])
 	o.do("CLIENT", "CACHING", "yes")
+	if got := o.do("CLIENT", "TRACKINGINFO"); !strings.Contains(got, `"caching-yes"`) {
+		t.Errorf("TRACKINGINFO after CACHING yes = %s", got)
+	}
+	o.do("GET", keys[2]) // TRACKINGINFO took the CACHING: not tracked
+	o.do("CLIENT", "CACHING", "yes")
 	o.do("GET", keys[1])
 	w.Set(ctx, keys[0], "v6", 0)
 	w.Set(ctx, keys[1], "v6", 0)
+	w.Set(ctx, keys[2], "v6", 0)
 	if got := append(pushesUntil(o), pushesUntil(o)...); len(got) != 1 || got[0] != invalidation(keys[1]) {
 		t.Errorf("OPTIN: %v, want only %s", got, invalidation(keys[1]))
 	}
