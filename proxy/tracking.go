@@ -55,10 +55,12 @@ import (
 // messages when the command returns; an invalidation for an eviction comes
 // after the reply of the command that caused it, not before.
 //
-// Costs: nothing on the data path until a client enables tracking (one
-// boolean per command, one atomic load per pipeline). From then on each
-// shard sends the proxy a message per write, and the pipelines of tracking
-// clients take the tracker's lock twice.
+// Costs: nothing on the data path until a client enables tracking (an
+// atomic load per command and per pipeline). While any client tracks, each
+// shard sends the proxy a message per write, every write pipeline waits one
+// more round trip for its shards' reports, and a tracking client's
+// pipelines take the tracker's lock twice. When the last tracking client
+// stops, the sources close and the waits with them.
 
 // trackState is a session's CLIENT TRACKING state, and its side as a
 // receiver of invalidation messages (its own, or another client's that
@@ -108,8 +110,8 @@ type tracker struct {
 	keys     map[string]map[*session]struct{} // default mode: key -> clients tracking it
 	items    int                              // sum of the clients tracking each key
 	bcast    map[*session]struct{}
-	clients  int            // sessions with tracking on
-	own      map[ownKey]int // NOLOOP: the shards' reports of a client's own writes still expected
+	clients  map[*session]struct{} // sessions with tracking on
+	own      map[ownKey]int        // the shards' reports of a client's own writes still expected (NOLOOP; a transaction reading what it wrote)
 	maxKeys  int
 	flushes  int // the proxy's FLUSHALLs being run: the shards' messages wait for their end
 	active   atomic.Bool
@@ -121,7 +123,7 @@ type tracker struct {
 const defaultTrackingMaxKeys = 1_000_000
 
 func newTracker(srv *Server) *tracker {
-	return &tracker{srv: srv, keys: map[string]map[*session]struct{}{}, bcast: map[*session]struct{}{},
+	return &tracker{srv: srv, keys: map[string]map[*session]struct{}{}, bcast: map[*session]struct{}{}, clients: map[*session]struct{}{},
 		own: map[ownKey]int{}, maxKeys: defaultTrackingMaxKeys}
 }
 
@@ -472,9 +474,7 @@ func (t *tracker) enable(s *session, redirect uint64, bcast, optin, optout, nolo
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ts := &s.track
-	if !ts.on {
-		t.clients++
-	}
+	t.clients[s] = struct{}{}
 	ts.on, ts.bcast, ts.optin, ts.optout, ts.noloop = true, bcast, optin, optout, noloop
 	ts.redirect, ts.broken = redirect, false
 	if bcast {
@@ -507,7 +507,7 @@ func (t *tracker) disable(s *session) {
 	if !ts.on {
 		return
 	}
-	t.clients--
+	delete(t.clients, s)
 	for k := range ts.keys {
 		t.forget(s, k)
 	}
@@ -517,7 +517,7 @@ func (t *tracker) disable(s *session) {
 		}
 	}
 	delete(t.bcast, s)
-	if t.clients == 0 {
+	if len(t.clients) == 0 {
 		go t.idle()
 	}
 	ts.on, ts.bcast, ts.optin, ts.optout, ts.noloop, ts.broken = false, false, false, false, false, false
@@ -656,7 +656,7 @@ func (t *tracker) invalidateAll(flush bool) {
 		return
 	}
 	t.forgetAll()
-	for s := range t.srv.trackingSessions() {
+	for s := range t.clients {
 		t.send(s, nil)
 	}
 }
@@ -826,18 +826,6 @@ func (s *session) protoNow() int {
 	return s.proto
 }
 
-// trackingSessions returns the sessions with tracking on. Under t.mu.
-func (srv *Server) trackingSessions() map[*session]struct{} {
-	all := map[*session]struct{}{}
-	srv.sessions.Range(func(_, v any) bool {
-		if s := v.(*session); s.track.on {
-			all[s] = struct{}{}
-		}
-		return true
-	})
-	return all
-}
-
 // trackingInfo is INFO's tracking figures.
 func (t *tracker) trackingInfo() (clients, keys, items, prefixes int) {
 	t.mu.Lock()
@@ -848,5 +836,5 @@ func (t *tracker) trackingInfo() (clients, keys, items, prefixes int) {
 			distinct[p] = struct{}{}
 		}
 	}
-	return t.clients, len(t.keys), t.items, len(distinct)
+	return len(t.clients), len(t.keys), t.items, len(distinct)
 }

@@ -123,7 +123,7 @@ func (t *tracker) idle() {
 	t.sourceMu.Lock()
 	defer t.sourceMu.Unlock()
 	t.mu.Lock()
-	none := t.clients == 0
+	none := len(t.clients) == 0
 	if none {
 		t.active.Store(false)
 	}
