@@ -41,10 +41,12 @@ import (
 //
 // The hold is taken before a batch takes the barrier's gate, so a held
 // client never keeps a snapshot's or a cutover's barrier from closing. A
-// snapshot's cut ends the shards' pauses (its own CLIENT UNPAUSE), and a
-// cutover brings new shards: when the barrier lifts during a client's
-// pause, the shards now routed to are paused again for what is left of it
-// (repauseShards).
+// snapshot's cut ends the shards' pauses with its own CLIENT UNPAUSE: it
+// gives them back what is left of the client pause in the same write
+// (ClientPauseLeft, snapshot.ClientPauser), so they never run unpaused in
+// between. A cutover brings new shards: when the barrier lifts during a
+// client's pause, the shards now routed to are paused for what is left of
+// it (repauseShards).
 // Nothing is paid on the command path while no pause is in effect: one
 // atomic load per batch.
 type clientPause struct {
@@ -440,17 +442,25 @@ func clientUnpauseCmd(s *session, r *route, _ *command.Info, c wire.Request) {
 // unpaused them or whose cutover brought new ones. It does not wait for
 // them: it runs as the barrier lifts.
 func (srv *Server) repauseShards() {
-	p := &srv.cpause
-	if !p.active.Load() {
-		return
-	}
-	p.mu.Lock()
-	left := time.Until(p.until)
-	on := p.done != nil
-	p.mu.Unlock()
-	if on && left > 0 {
+	if left := srv.ClientPauseLeft(); left > 0 {
 		go srv.shardsDo(shardPauseCmd(left.Milliseconds() + 1))
 	}
+}
+
+// ClientPauseLeft is what is left of the clients' CLIENT PAUSE, 0 if none
+// is in effect: a snapshot's cut gives it back to the shards as it ends
+// its own pause of them (snapshot.ClientPauser).
+func (srv *Server) ClientPauseLeft() time.Duration {
+	p := &srv.cpause
+	if !p.active.Load() {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		return 0
+	}
+	return max(time.Until(p.until), 0)
 }
 
 // shardPauseCmd is the pause the shards get during a client pause: WRITE,

@@ -90,6 +90,18 @@ type Barrier interface {
 	Pause(ctx context.Context) (resume func(), err error)
 }
 
+// A ClientPauser is a Barrier whose clients can pause the shards
+// themselves (CLIENT PAUSE through the proxy). The cut ends its own pause
+// of the shards with CLIENT UNPAUSE, which ends theirs too; so the job
+// gives the shards back what is left of the clients' pause, WRITE, in the
+// same write as the UNPAUSE: a shard runs both commands in one go, never
+// unpaused in between (it would expire keys there, which a paused Redis
+// does not).
+type ClientPauser interface {
+	// ClientPauseLeft is what is left of the clients' pause; 0: none.
+	ClientPauseLeft() time.Duration
+}
+
 // NoBarrier is the Barrier of shards that no proxy routes for, such as
 // the masters of a Redis Cluster: it holds nothing, and the cut rests on
 // CLIENT PAUSE on every shard (JobConfig.RequireShardPause).

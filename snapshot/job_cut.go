@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,7 +144,15 @@ func (j *Job) readPausedCuts(conns []*shardConn) (cuts []shardCut, paused bool, 
 		deadline = end // an offset read after the earliest pause could end proves nothing
 	}
 	cuts, err = readCuts(conns, deadline, j.cfg.testBeforeOffset)
-	if uerr := sendAll(conns, cmdUnpause, time.Now().Add(j.cfg.OffsetTimeout)); uerr != nil && err == nil {
+	unpause, n := cmdUnpause, 1
+	if cp, ok := j.cfg.Barrier.(ClientPauser); ok {
+		if left := cp.ClientPauseLeft(); left > 0 {
+			ms := strconv.FormatInt(left.Milliseconds()+1, 10)
+			unpause = resp.AppendCommandString(slices.Clip(cmdUnpause), "CLIENT", "PAUSE", ms, "WRITE")
+			n = 2
+		}
+	}
+	if uerr := sendAllN(conns, unpause, n, time.Now().Add(j.cfg.OffsetTimeout)); uerr != nil && err == nil {
 		// the pause ends by itself at ShardPause
 		j.log.Warn("snapshot cut: CLIENT UNPAUSE failed", zap.Error(uerr))
 	}
@@ -160,6 +169,11 @@ func (e *refusedError) Error() string { return "shard " + e.addr + " refused: " 
 // sendAll sends cmd to every shard in parallel and reads each one's reply
 // before deadline; an error reply is a *refusedError.
 func sendAll(conns []*shardConn, cmd []byte, deadline time.Time) error {
+	return sendAllN(conns, cmd, 1, deadline)
+}
+
+// sendAllN is sendAll for cmd holding n commands, whose n replies it reads.
+func sendAllN(conns []*shardConn, cmd []byte, n int, deadline time.Time) error {
 	errs := make([]error, len(conns))
 	var wg sync.WaitGroup
 	for i, c := range conns {
@@ -169,12 +183,15 @@ func sendAll(conns []*shardConn, cmd []byte, deadline time.Time) error {
 				errs[i] = fmt.Errorf("snapshot: shard %s: %w", c.addr, err)
 				return
 			}
-			reply, err := resp.ReadReply(c.r, nil, c.r.Size())
-			switch {
-			case err != nil:
-				errs[i] = fmt.Errorf("snapshot: shard %s: %w", c.addr, err)
-			case reply[0] == '-':
-				errs[i] = &refusedError{c.addr, string(bytes.TrimSpace(reply[1:]))}
+			for range n {
+				reply, err := resp.ReadReply(c.r, nil, c.r.Size())
+				switch {
+				case err != nil:
+					errs[i] = fmt.Errorf("snapshot: shard %s: %w", c.addr, err)
+					return
+				case reply[0] == '-' && errs[i] == nil:
+					errs[i] = &refusedError{c.addr, string(bytes.TrimSpace(reply[1:]))}
+				}
 			}
 		})
 	}
