@@ -236,21 +236,15 @@ func prefixCollision(have, add []string) string {
 // clientCaching implements CLIENT CACHING YES|NO.
 func clientCaching(s *session, _ *route, _ *command.Info, c wire.Request) {
 	ts := &s.track
+	yes, no := wire.EqualFold(c.Args[2], "yes"), wire.EqualFold(c.Args[2], "no")
 	switch {
 	case !ts.on:
 		s.errorReply("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled")
-	case wire.EqualFold(c.Args[2], "yes"):
-		if !ts.optin {
-			s.errorReply("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")
-			return
-		}
-		ts.caching, ts.spent = true, false
-		s.local(wire.AppendStatus(nil, "OK"))
-	case wire.EqualFold(c.Args[2], "no"):
-		if !ts.optout {
-			s.errorReply("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
-			return
-		}
+	case yes && !ts.optin:
+		s.errorReply("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")
+	case no && !ts.optout:
+		s.errorReply("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
+	case yes || no:
 		ts.caching, ts.spent = true, false
 		s.local(wire.AppendStatus(nil, "OK"))
 	default:

@@ -274,8 +274,8 @@ func TestIntegrationTracking(t *testing.T) {
 // trackingConns counts the connections in tracking mode (flag t) on a shard.
 func trackingConns(t *testing.T, sh *redistest.Server) int {
 	n := 0
-	for _, line := range strings.Split(sh.Client().ClientList(t.Context()).Val(), "\n") {
-		if _, flags, ok := strings.Cut(line, " flags="); ok && strings.Contains(strings.Fields(flags)[0], "t") {
+	for _, line := range strings.Split(strings.TrimSpace(sh.Client().ClientList(t.Context()).Val()), "\n") {
+		if _, vals := clientFields(t, line); strings.Contains(vals["flags"], "t") {
 			n++
 		}
 	}
@@ -287,18 +287,9 @@ func trackingConns(t *testing.T, sh *redistest.Server) int {
 func killTrackingSource(t *testing.T, sh *redistest.Server) {
 	t.Helper()
 	list := sh.Client().ClientList(t.Context()).Val()
-	for _, line := range strings.Split(list, "\n") {
-		var id, flags string
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, "id="); ok {
-				id = v
-			}
-			if v, ok := strings.CutPrefix(f, "flags="); ok {
-				flags = v
-			}
-		}
-		if strings.Contains(flags, "t") {
-			if err := sh.Client().Do(t.Context(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		if _, vals := clientFields(t, line); strings.Contains(vals["flags"], "t") {
+			if err := sh.Client().Do(t.Context(), "CLIENT", "KILL", "ID", vals["id"]).Err(); err != nil {
 				t.Fatal(err)
 			}
 			return
